@@ -1,0 +1,27 @@
+"""Fixtures shared by every test."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tracker.testing import FakeClock
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    """Fail any test that leaves a thread running (a sampler not stopped, say)."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    for thread in leaked:
+        thread.join(timeout=2.0)
+    leaked = [t for t in leaked if t.is_alive()]
+    assert not leaked, f"test left threads running: {[t.name for t in leaked]}"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fake monotonic clock starting at 1000 s."""
+    return FakeClock()

@@ -1,0 +1,46 @@
+"""training-energy-tracker: what each epoch of training costs in energy and CO2.
+
+The package's face: it re-exports the public names and holds no logic. Importing it imports
+none of torch, lightning, codecarbon, matplotlib or pandas, reads no file and starts nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "EnergyTracker": "tracker.session",
+    "Summary": "tracker.summary",
+    "Config": "tracker.config",
+    "load_run": "tracker.logs",
+    "load_runs": "tracker.logs",
+    "Run": "tracker.logs",
+    "discover": "tracker.sensors",
+    "Reading": "tracker.sensors",
+    "Sensor": "tracker.sensors",
+    "EpochRecord": "tracker.records",
+    "DeviceRecord": "tracker.records",
+    "TrackerError": "tracker.errors",
+    "ConfigurationError": "tracker.errors",
+    "UsageError": "tracker.errors",
+    "SensorError": "tracker.errors",
+    "SensorUnavailable": "tracker.errors",
+    "SensorPermissionError": "tracker.errors",
+    "SensorReadError": "tracker.errors",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy re-exports (PEP 562): `import tracker` stays a few milliseconds.
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tracker' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

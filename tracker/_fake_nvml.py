@@ -1,0 +1,596 @@
+"""A fake ``pynvml`` whose GPUs follow power traces, so the true energy is known.
+
+Public through :mod:`tracker.testing`. :class:`FakeNvml` has the function names, constants and
+``NVMLError`` classes of NVIDIA's ``pynvml`` (package ``nvidia-ml-py``) that the tracker,
+codecarbon and carbontracker call; :func:`fake_pynvml` wraps one in a module object to install as
+``sys.modules["pynvml"]``. Units are NVML's: energy in integer mJ, power and limits in integer mW.
+
+Example:
+    >>> from tracker.testing import FakeClock, steady
+    >>> clock = FakeClock()
+    >>> nvml = FakeNvml([FakeGpu(trace=steady(250.0))], clock=clock)
+    >>> nvml.nvmlInit(); handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    >>> clock.advance(2.0) and nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+    500000
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import string
+import threading
+import time
+import types
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Sequence
+
+from tracker.testing import PowerTrace, steady
+
+ERROR_CODES = {
+    "NVML_ERROR_UNINITIALIZED": (1, "Uninitialized"),
+    "NVML_ERROR_INVALID_ARGUMENT": (2, "Invalid Argument"),
+    "NVML_ERROR_NOT_SUPPORTED": (3, "Not Supported"),
+    "NVML_ERROR_NO_PERMISSION": (4, "Insufficient Permissions"),
+    "NVML_ERROR_ALREADY_INITIALIZED": (5, "Already Initialized"),
+    "NVML_ERROR_NOT_FOUND": (6, "Not Found"),
+    "NVML_ERROR_INSUFFICIENT_SIZE": (7, "Insufficient Size"),
+    "NVML_ERROR_INSUFFICIENT_POWER": (8, "Insufficient External Power"),
+    "NVML_ERROR_DRIVER_NOT_LOADED": (9, "Driver Not Loaded"),
+    "NVML_ERROR_TIMEOUT": (10, "Timeout"),
+    "NVML_ERROR_IRQ_ISSUE": (11, "Interrupt Request Issue"),
+    "NVML_ERROR_LIBRARY_NOT_FOUND": (12, "NVML Shared Library Not Found"),
+    "NVML_ERROR_FUNCTION_NOT_FOUND": (13, "Function Not Found"),
+    "NVML_ERROR_CORRUPTED_INFOROM": (14, "Corrupted infoROM"),
+    "NVML_ERROR_GPU_IS_LOST": (15, "GPU is lost"),
+    "NVML_ERROR_RESET_REQUIRED": (16, "GPU requires restart"),
+    "NVML_ERROR_OPERATING_SYSTEM": (17, "The operating system has blocked the request."),
+    "NVML_ERROR_LIB_RM_VERSION_MISMATCH": (18, "RM has detected an NVML/RM version mismatch."),
+    "NVML_ERROR_IN_USE": (19, "In Use"),
+    "NVML_ERROR_MEMORY": (20, "Insufficient Memory"),
+    "NVML_ERROR_NO_DATA": (21, "No Data"),
+    "NVML_ERROR_UNKNOWN": (999, "Unknown Error"),
+}
+CONSTANTS: dict[str, int] = {
+    "NVML_SUCCESS": 0,
+    **{name: code for name, (code, _) in ERROR_CODES.items()},
+    "NVML_TEMPERATURE_GPU": 0,
+    **{f"NVML_CLOCK_{name}": i for i, name in enumerate(("GRAPHICS", "SM", "MEM", "VIDEO"))},
+    "NVML_DEVICE_MIG_DISABLE": 0,
+    "NVML_DEVICE_MIG_ENABLE": 1,
+    "NVML_FEATURE_DISABLED": 0,
+    "NVML_FEATURE_ENABLED": 1,
+    "NVML_COMPUTEMODE_DEFAULT": 0,
+    "NVML_INIT_FLAG_NO_GPUS": 1,
+    **{
+        f"NVML_DEVICE_ARCH_{name}": i
+        for i, name in enumerate(("KEPLER", "MAXWELL", "PASCAL", "VOLTA", "TURING", "AMPERE", "ADA", "HOPPER"), 2)
+    },
+}
+_CLOCKS_MHZ = (1410, 1410, 1215, 1275)  # graphics, SM, memory, video: an A100's boost clocks
+
+
+class NVMLError(Exception):
+    """Base of the fake's NVML errors; ``NVMLError(code)`` builds the subclass for that code, as pynvml does.
+
+    Attributes:
+        value: the ``NVML_ERROR_*`` code.
+    """
+
+    _valClassMapping: dict[int, type[NVMLError]] = {}
+    value: int
+
+    def __new__(cls, value: int = 999, *args: Any) -> NVMLError:
+        if cls is NVMLError:
+            cls = NVMLError._valClassMapping.get(value, cls)
+        error = Exception.__new__(cls)
+        error.value = value
+        return error
+
+    def __str__(self) -> str:
+        return _MESSAGES.get(self.value, f"NVML Error with code {self.value}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NVMLError) and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+_MESSAGES = {code: message for code, message in ERROR_CODES.values()}
+
+
+def _error_class(constant: str, code: int) -> type[NVMLError]:
+    # The naming rule of pynvml's _extractNVMLErrorsAsClasses: NVML_ERROR_GPU_IS_LOST -> NVMLError_GpuIsLost.
+    name = "NVMLError_" + string.capwords(constant.removeprefix("NVML_ERROR_"), "_").replace("_", "")
+
+    def new(cls: type[NVMLError], *args: Any) -> NVMLError:
+        return NVMLError.__new__(cls, code)
+
+    error_class = type(name, (NVMLError,), {"__new__": new, "__module__": __name__, "__doc__": _MESSAGES[code]})
+    NVMLError._valClassMapping[code] = error_class
+    return error_class
+
+
+ERROR_CLASSES = {cls.__name__: cls for cls in (_error_class(name, code) for name, (code, _) in ERROR_CODES.items())}
+
+
+@dataclass
+class c_nvmlMemory_t:
+    """Device memory in bytes, as ``nvmlDeviceGetMemoryInfo`` returns it."""
+
+    total: int = 0
+    free: int = 0
+    used: int = 0
+
+
+@dataclass
+class c_nvmlUtilization_t:
+    """Utilisation in percent over the last sample period."""
+
+    gpu: int = 0
+    memory: int = 0
+
+
+@dataclass
+class c_nvmlProcessInfo_t:
+    """A process with a context on the GPU; memory in bytes."""
+
+    pid: int = 0
+    usedGpuMemory: int | None = 0
+    gpuInstanceId: int = 0xFFFFFFFF
+    computeInstanceId: int = 0xFFFFFFFF
+
+
+@dataclass
+class nvmlPciInfo_t:
+    """The GPU's PCI address."""
+
+    busId: str = ""
+    domain: int = 0
+    bus: int = 0
+    device: int = 0
+    pciDeviceId: int = 0x20B010DE
+    pciSubSystemId: int = 0x134F10DE
+
+
+@dataclass(frozen=True)
+class FakeGpu:
+    """One fake GPU.
+
+    Args:
+        uuid: its ``GPU-`` UUID; empty gives ``GPU-0000000<i>-…`` by position.
+        name: what ``nvmlDeviceGetName`` returns.
+        trace: the power it draws; trace time 0 is the :class:`FakeNvml`'s construction.
+        has_counter: whether ``nvmlDeviceGetTotalEnergyConsumption`` works (Volta and newer).
+        mig_uuids: ``MIG-`` UUIDs of its MIG instances; non-empty means MIG mode is on.
+        power_limit_w: the enforced power limit in W.
+        memory_total_b: device memory in bytes.
+        architecture: an ``NVML_DEVICE_ARCH_*`` value.
+        pids: processes reported by ``nvmlDeviceGetComputeRunningProcesses``.
+    """
+
+    uuid: str = ""
+    name: str = "NVIDIA Fake A100"
+    trace: PowerTrace = field(default_factory=lambda: steady(100.0))
+    has_counter: bool = True
+    mig_uuids: Sequence[str] = ()
+    power_limit_w: float = 400.0
+    memory_total_b: int = 40 * 2**30
+    architecture: int = 7
+    pids: Sequence[int] = ()
+
+
+@dataclass(frozen=True)
+class _Handle:
+    gpu: int
+    mig: int | None = None
+
+
+def _api(*, needs_init: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Make a method an NVML call: counted, thread-safe, scripted failures, init and lost-GPU checks."""
+
+    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def call(self: FakeNvml, *args: Any) -> Any:
+            with self._lock:
+                self._enter(method.__name__, args, needs_init)
+                return method(self, *args)
+
+        return call
+
+    return wrap
+
+
+class FakeNvml:
+    """A stand-in for the ``pynvml`` module: same function names, constants and ``NVMLError`` classes.
+
+    Args:
+        gpus: the GPUs, or how many default ones (steady 100 W, with a counter).
+        clock: monotonic clock in seconds; trace time 0 is its reading at construction.
+        driver_version: what ``nvmlSystemGetDriverVersion`` returns.
+        library_missing: ``nvmlInit`` raises ``NVMLError_LibraryNotFound`` (no driver installed).
+
+    Attributes:
+        calls: how many times each NVML function was called, by name.
+    """
+
+    def __init__(
+        self,
+        gpus: Sequence[FakeGpu] | int = 1,
+        clock: Callable[[], float] = time.monotonic,
+        driver_version: str = "550.54.15",
+        library_missing: bool = False,
+    ) -> None:
+        specs = [FakeGpu() for _ in range(gpus)] if isinstance(gpus, int) else list(gpus)
+        self.gpus = [g if g.uuid else replace(g, uuid=f"GPU-{i:08x}-fa6e-4c1d-8e5a-{i:012x}") for i, g in enumerate(specs)]
+        self.clock, self.origin_s = clock, clock()
+        self.driver_version, self.library_missing = driver_version, library_missing
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.RLock()
+        self._init_count = 0
+        self._failures: dict[str, tuple[int, int | None]] = {}
+        self._lost: set[int] = set()
+        self._zero_j = [0.0] * len(self.gpus)
+
+    # -- switches for tests ------------------------------------------------------------------
+
+    def fail(self, function: str, code: int, times: int | None = None) -> None:
+        """Raise ``NVMLError(code)`` from ``function`` on its next ``times`` calls, or always when ``None``."""
+        if not function.startswith("nvml") or not callable(getattr(self, function, None)):
+            raise ValueError(f"fail({function!r}): not an NVML function of this fake")
+        with self._lock:
+            self._failures[function] = (code, times)
+
+    def clear_failures(self) -> None:
+        """Forget every scripted failure."""
+        with self._lock:
+            self._failures.clear()
+
+    def lose(self, index: int) -> None:
+        """GPU ``index`` raises ``NVMLError_GpuIsLost`` from every call from now on (fell off the bus)."""
+        with self._lock:
+            self._lost.add(index)
+
+    def reset_counter(self, index: int) -> None:
+        """GPU ``index``'s energy counter restarts at 0 now, as after a driver reload."""
+        with self._lock:
+            self._zero_j[index] += self._counter_j(index)
+
+    def true_energy_j(self, index: int, t0: float, t1: float) -> float:
+        """The exact energy GPU ``index`` drew between two clock readings, in J."""
+        return self.gpus[index].trace.between_j(t0 - self.origin_s, t1 - self.origin_s)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _enter(self, function: str, args: tuple[Any, ...], needs_init: bool) -> None:
+        self.calls[function] += 1
+        rule = self._failures.get(function)
+        if rule is not None:
+            code, left = rule
+            if left is not None and left <= 1:
+                del self._failures[function]
+            elif left is not None:
+                self._failures[function] = (code, left - 1)
+            raise NVMLError(code)
+        if needs_init and not self._init_count:
+            raise NVMLError(CONSTANTS["NVML_ERROR_UNINITIALIZED"])
+        if args and isinstance(args[0], _Handle) and args[0].gpu in self._lost:
+            raise NVMLError(CONSTANTS["NVML_ERROR_GPU_IS_LOST"])
+
+    def _start(self) -> None:
+        if self.library_missing:
+            raise NVMLError(CONSTANTS["NVML_ERROR_LIBRARY_NOT_FOUND"])
+        self._init_count += 1
+
+    def _gpu(self, handle: Any, *, mig_ok: bool = True) -> FakeGpu:
+        if not isinstance(handle, _Handle) or not 0 <= handle.gpu < len(self.gpus):
+            raise NVMLError(CONSTANTS["NVML_ERROR_INVALID_ARGUMENT"])
+        if handle.mig is not None and not mig_ok:
+            # Power and energy are not reported per MIG instance (see MEASUREMENT.md section 1.7).
+            raise NVMLError(CONSTANTS["NVML_ERROR_NOT_SUPPORTED"])
+        return self.gpus[handle.gpu]
+
+    def _handle(self, gpu: int, mig: int | None = None) -> _Handle:
+        if gpu in self._lost:
+            raise NVMLError(CONSTANTS["NVML_ERROR_GPU_IS_LOST"])
+        return _Handle(gpu, mig)
+
+    def _counter_j(self, index: int) -> float:
+        return self.gpus[index].trace.energy_j(self.clock() - self.origin_s) - self._zero_j[index]
+
+    def _power_w(self, handle: Any) -> float:
+        return self._gpu(handle, mig_ok=False).trace.power_w(self.clock() - self.origin_s)
+
+    # -- system ------------------------------------------------------------------------------
+
+    @_api(needs_init=False)
+    def nvmlInit(self) -> None:
+        """Initialise NVML; reference-counted like the real library."""
+        self._start()
+
+    @_api(needs_init=False)
+    def nvmlInitWithFlags(self, flags: int) -> None:
+        """Initialise NVML with flags (ignored)."""
+        self._start()
+
+    @_api()
+    def nvmlShutdown(self) -> None:
+        """Undo one ``nvmlInit``; NVML stays usable until every init is undone."""
+        self._init_count -= 1
+
+    @_api(needs_init=False)
+    def nvmlErrorString(self, code: int) -> str:
+        """The message of an ``NVML_ERROR_*`` code."""
+        return _MESSAGES.get(code, "Unknown Error")
+
+    @_api()
+    def nvmlSystemGetDriverVersion(self) -> str:
+        """The driver version string."""
+        return self.driver_version
+
+    @_api()
+    def nvmlSystemGetNVMLVersion(self) -> str:
+        """The NVML version string."""
+        return "12." + self.driver_version
+
+    @_api()
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        """The CUDA driver version as an int (12040 is 12.4)."""
+        return 12040
+
+    @_api()
+    def nvmlDeviceGetCount(self) -> int:
+        """The number of physical GPUs (MIG instances are not counted)."""
+        return len(self.gpus)
+
+    # -- handles -----------------------------------------------------------------------------
+
+    @_api()
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> _Handle:
+        """The handle of the GPU at NVML index ``index``."""
+        if not isinstance(index, int) or not 0 <= index < len(self.gpus):
+            raise NVMLError(CONSTANTS["NVML_ERROR_INVALID_ARGUMENT"])
+        return self._handle(index)
+
+    @_api()
+    def nvmlDeviceGetHandleByUUID(self, uuid: str | bytes) -> _Handle:
+        """The handle of the GPU or MIG instance with exactly this UUID (no prefixes, like NVML)."""
+        text = uuid.decode() if isinstance(uuid, bytes) else uuid
+        for i, gpu in enumerate(self.gpus):
+            if gpu.uuid == text:
+                return self._handle(i)
+            if text in gpu.mig_uuids:
+                return self._handle(i, list(gpu.mig_uuids).index(text))
+        raise NVMLError(CONSTANTS["NVML_ERROR_NOT_FOUND"])
+
+    @_api()
+    def nvmlDeviceGetHandleByPciBusId(self, bus_id: str | bytes) -> _Handle:
+        """The handle of the GPU at this PCI bus id."""
+        text = bus_id.decode() if isinstance(bus_id, bytes) else bus_id
+        for i in range(len(self.gpus)):
+            if _bus_id(i).lower() == text.lower():
+                return self._handle(i)
+        raise NVMLError(CONSTANTS["NVML_ERROR_NOT_FOUND"])
+
+    @_api()
+    def nvmlDeviceIsMigDeviceHandle(self, handle: _Handle) -> bool:
+        """Whether the handle is a MIG instance's."""
+        self._gpu(handle)
+        return handle.mig is not None
+
+    @_api()
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, handle: _Handle) -> _Handle:
+        """The physical GPU that holds this MIG instance."""
+        self._gpu(handle)
+        if handle.mig is None:
+            raise NVMLError(CONSTANTS["NVML_ERROR_INVALID_ARGUMENT"])
+        return self._handle(handle.gpu)
+
+    @_api()
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: _Handle, index: int) -> _Handle:
+        """The handle of the GPU's ``index``-th MIG instance."""
+        if not 0 <= index < len(self._gpu(handle, mig_ok=False).mig_uuids):
+            raise NVMLError(CONSTANTS["NVML_ERROR_NOT_FOUND"])
+        return self._handle(handle.gpu, index)
+
+    @_api()
+    def nvmlDeviceGetMaxMigDeviceCount(self, handle: _Handle) -> int:
+        """How many MIG instances the GPU holds."""
+        return len(self._gpu(handle, mig_ok=False).mig_uuids)
+
+    @_api()
+    def nvmlDeviceGetMigMode(self, handle: _Handle) -> list[int]:
+        """``[current, pending]`` MIG mode (``NVML_DEVICE_MIG_ENABLE`` when the GPU has MIG instances)."""
+        mode = int(bool(self._gpu(handle, mig_ok=False).mig_uuids))
+        return [mode, mode]
+
+    # -- identity ----------------------------------------------------------------------------
+
+    @_api()
+    def nvmlDeviceGetUUID(self, handle: _Handle) -> str:
+        """The ``GPU-`` or ``MIG-`` UUID."""
+        gpu = self._gpu(handle)
+        return gpu.uuid if handle.mig is None else gpu.mig_uuids[handle.mig]
+
+    @_api()
+    def nvmlDeviceGetName(self, handle: _Handle) -> str:
+        """The product name."""
+        gpu = self._gpu(handle)
+        return gpu.name if handle.mig is None else f"{gpu.name} MIG 1g.5gb"
+
+    @_api()
+    def nvmlDeviceGetIndex(self, handle: _Handle) -> int:
+        """The NVML index of a physical GPU."""
+        self._gpu(handle, mig_ok=False)
+        return handle.gpu
+
+    @_api()
+    def nvmlDeviceGetMinorNumber(self, handle: _Handle) -> int:
+        """The N of ``/dev/nvidiaN``."""
+        self._gpu(handle, mig_ok=False)
+        return handle.gpu
+
+    @_api()
+    def nvmlDeviceGetPciInfo(self, handle: _Handle) -> nvmlPciInfo_t:
+        """The PCI address."""
+        self._gpu(handle, mig_ok=False)
+        return nvmlPciInfo_t(busId=_bus_id(handle.gpu), bus=handle.gpu + 1)
+
+    @_api()
+    def nvmlDeviceGetArchitecture(self, handle: _Handle) -> int:
+        """An ``NVML_DEVICE_ARCH_*`` value."""
+        return self._gpu(handle).architecture
+
+    # -- power and energy --------------------------------------------------------------------
+
+    @_api()
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: _Handle) -> int:
+        """Energy since the last driver reload, in integer mJ: the exact integral of the trace, rounded down."""
+        if not self._gpu(handle, mig_ok=False).has_counter:
+            raise NVMLError(CONSTANTS["NVML_ERROR_NOT_SUPPORTED"])
+        return math.floor(self._counter_j(handle.gpu) * 1000)
+
+    @_api()
+    def nvmlDeviceGetPowerUsage(self, handle: _Handle) -> int:
+        """Board power now, in integer mW."""
+        return round(self._power_w(handle) * 1000)
+
+    @_api()
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: _Handle) -> int:
+        """The power limit the driver enforces, in mW."""
+        return round(self._gpu(handle, mig_ok=False).power_limit_w * 1000)
+
+    @_api()
+    def nvmlDeviceGetPowerManagementLimit(self, handle: _Handle) -> int:
+        """The power management limit, in mW."""
+        return round(self._gpu(handle, mig_ok=False).power_limit_w * 1000)
+
+    @_api()
+    def nvmlDeviceGetPowerManagementDefaultLimit(self, handle: _Handle) -> int:
+        """The default power limit, in mW."""
+        return round(self._gpu(handle, mig_ok=False).power_limit_w * 1000)
+
+    @_api()
+    def nvmlDeviceGetPowerManagementLimitConstraints(self, handle: _Handle) -> list[int]:
+        """``[min, max]`` settable power limit, in mW."""
+        limit_mw = round(self._gpu(handle, mig_ok=False).power_limit_w * 1000)
+        return [limit_mw // 4, limit_mw]
+
+    # -- what codecarbon and carbontracker also read -----------------------------------------
+
+    @_api()
+    def nvmlDeviceGetMemoryInfo(self, handle: _Handle) -> c_nvmlMemory_t:
+        """Memory in bytes; 1 GiB used."""
+        total = self._gpu(handle).memory_total_b
+        return c_nvmlMemory_t(total=total, free=total - 2**30, used=2**30)
+
+    @_api()
+    def nvmlDeviceGetTemperature(self, handle: _Handle, sensor: int) -> int:
+        """Temperature in degrees Celsius, rising with power."""
+        return 30 + round(self._power_w(handle) / 10)
+
+    @_api()
+    def nvmlDeviceGetUtilizationRates(self, handle: _Handle) -> c_nvmlUtilization_t:
+        """Utilisation in percent: power over power limit."""
+        busy = min(100, round(100 * self._power_w(handle) / self._gpu(handle).power_limit_w))
+        return c_nvmlUtilization_t(gpu=busy, memory=busy // 2)
+
+    @_api()
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: _Handle) -> list[c_nvmlProcessInfo_t]:
+        """The GPU's ``pids``, each using 1 GiB."""
+        return [c_nvmlProcessInfo_t(pid=pid, usedGpuMemory=2**30) for pid in self._gpu(handle).pids]
+
+    @_api()
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: _Handle) -> list[c_nvmlProcessInfo_t]:
+        """No graphics processes."""
+        self._gpu(handle)
+        return []
+
+    @_api()
+    def nvmlDeviceGetClockInfo(self, handle: _Handle, clock_type: int) -> int:
+        """Current clock in MHz (``NVML_CLOCK_*``)."""
+        self._gpu(handle)
+        return _CLOCKS_MHZ[clock_type]
+
+    @_api()
+    def nvmlDeviceGetMaxClockInfo(self, handle: _Handle, clock_type: int) -> int:
+        """Maximum clock in MHz (``NVML_CLOCK_*``)."""
+        self._gpu(handle)
+        return _CLOCKS_MHZ[clock_type]
+
+    @_api()
+    def nvmlDeviceGetComputeMode(self, handle: _Handle) -> int:
+        """``NVML_COMPUTEMODE_DEFAULT``."""
+        self._gpu(handle)
+        return 0
+
+    @_api()
+    def nvmlDeviceGetPowerManagementMode(self, handle: _Handle) -> int:
+        """``NVML_FEATURE_ENABLED``."""
+        self._gpu(handle)
+        return 1
+
+    @_api()
+    def nvmlDeviceGetPersistenceMode(self, handle: _Handle) -> int:
+        """``NVML_FEATURE_ENABLED``."""
+        self._gpu(handle)
+        return 1
+
+    @_api()
+    def nvmlDeviceGetPerformanceState(self, handle: _Handle) -> int:
+        """P-state 0."""
+        self._gpu(handle)
+        return 0
+
+    # -- pynvml module helpers ---------------------------------------------------------------
+
+    @staticmethod
+    def nvmlExceptionClass(code: int) -> type[NVMLError]:
+        """The ``NVMLError`` subclass for ``code``."""
+        if code not in NVMLError._valClassMapping:
+            raise ValueError(f"nvmlErrorCode {code} is not valid")
+        return NVMLError._valClassMapping[code]
+
+    def _nvmlGetFunctionPointer(self, name: str) -> Callable[..., Any]:
+        # Zeus tells NVIDIA's binding from the deprecated unofficial pynvml by this function's presence.
+        function = getattr(self, name, None)
+        if not name.startswith("nvml") or not callable(function):
+            raise NVMLError(CONSTANTS["NVML_ERROR_FUNCTION_NOT_FOUND"])
+        return function
+
+
+def _bus_id(index: int) -> str:
+    return f"00000000:{index + 1:02X}:00.0"
+
+
+for _name, _value in {
+    **CONSTANTS,
+    **ERROR_CLASSES,
+    "NVMLError": NVMLError,
+    "c_nvmlMemory_t": c_nvmlMemory_t,
+    "c_nvmlUtilization_t": c_nvmlUtilization_t,
+    "c_nvmlProcessInfo_t": c_nvmlProcessInfo_t,
+    "nvmlPciInfo_t": nvmlPciInfo_t,
+}.items():
+    setattr(FakeNvml, _name, _value)
+
+
+def fake_pynvml(*args: Any, **kwargs: Any) -> types.ModuleType:
+    """A module object to install as ``sys.modules["pynvml"]``, over a new :class:`FakeNvml`.
+
+    Takes :class:`FakeNvml`'s arguments. The fake itself (for ``fail``, ``lose``, ``calls``) is the
+    module's ``fake`` attribute.
+
+    Example:
+        >>> import sys
+        >>> sys.modules["pynvml"] = fake_pynvml([FakeGpu(), FakeGpu()])  # doctest: +SKIP
+    """
+    nvml = FakeNvml(*args, **kwargs)
+    module = types.ModuleType("pynvml", "A fake pynvml from training-energy-tracker (tracker.testing).")
+    for name in dir(nvml):
+        if name.startswith(("nvml", "NVML", "c_nvml", "_nvmlGetFunctionPointer")):
+            setattr(module, name, getattr(nvml, name))
+    module.fake = nvml  # type: ignore[attr-defined]
+    return module

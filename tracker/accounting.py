@@ -1,0 +1,182 @@
+"""From joules per sensor to the rows users read: pure functions, no clock, no I/O.
+
+Uncertainty bands come from each sensor's method (the figures and their sources):
+
+========================  ===========  ======================================================
+method                    band         why
+========================  ===========  ======================================================
+``energy_counter``        ±5 %         NVML sensor gain, Yang et al. SC'24 (arXiv:2312.02741)
+``power_polling``         ±5 % + 3σ    the same gain, plus the trapezoid's sampling error (meter)
+``rapl``, ``rapl_dram``   ±10 %        Khan et al. 2018 (RAPL vs plug power), judgement
+``tdp_estimate``          ±40 %        Fischer 2025 (arXiv:2509.22092): TDP models err up to 40 %
+``tdp_user``              ±40 %        the same model with the user's TDP
+``tdp_default``           ×0.5 – ×2    unknown CPU: a per-thread default, wider still
+``ram_model``/``ram_user``×0.5 – ×2    published models span 0.08–0.375 W/GB (MEASUREMENT §3.3)
+anything else             ×0.5 – ×2
+========================  ===========  ======================================================
+
+The carbon intensity and PUE are taken as given (their sources are in every row); the band is
+the energy band carried through ``co2 = kWh × PUE × g/kWh / 1000``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from tracker.meter import SensorTotals, joules_to_kwh
+from tracker.sensors import CPU, GPU, KINDS, RAM
+
+METHOD_BAND = {
+    "energy_counter": (0.95, 1.05),
+    "power_polling": (0.95, 1.05),
+    "rapl": (0.90, 1.10),
+    "rapl_dram": (0.90, 1.10),
+    "tdp_estimate": (0.60, 1.40),
+    "tdp_user": (0.60, 1.40),
+    "tdp_default": (0.50, 2.00),
+    "ram_model": (0.50, 2.00),
+    "ram_user": (0.50, 2.00),
+}
+DEFAULT_BAND = (0.50, 2.00)
+ABSENT = "absent"
+SAMPLING_SIGMAS = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceUsage:
+    """The energy of one sensor over one row, with what is needed to describe it.
+
+    Picklable, so that DDP ranks can send theirs to rank 0.
+    """
+
+    sensor: str
+    kind: str
+    method: str
+    device: str
+    uuid: str
+    host: str
+    rank: int
+    status: str
+    totals: SensorTotals
+    peak_w: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Energy:
+    """Energy with its band, J."""
+
+    value_j: float = 0.0
+    low_j: float = 0.0
+    high_j: float = 0.0
+
+    def __add__(self, other: Energy) -> Energy:
+        return Energy(self.value_j + other.value_j, self.low_j + other.low_j, self.high_j + other.high_j)
+
+    def scaled(self, factor: float) -> Energy:
+        """The same energy times ``factor``."""
+        return Energy(self.value_j * factor, self.low_j * factor, self.high_j * factor)
+
+    @property
+    def kwh(self) -> float:
+        """The central value, kWh."""
+        return joules_to_kwh(self.value_j)
+
+
+def energy_with_band(totals: SensorTotals, method: str) -> Energy:
+    """One sensor's energy and band in J, from its method and its sampling variance."""
+    low, high = METHOD_BAND.get(method, DEFAULT_BAND)
+    sampling = SAMPLING_SIGMAS * math.sqrt(totals.sampling_var_j2)
+    value = totals.energy_j
+    return Energy(value, max(0.0, value * low - sampling), value * high + sampling)
+
+
+def by_kind(devices: Iterable[DeviceUsage]) -> dict[str, Energy]:
+    """Energy and band per kind (gpu, cpu, ram), every kind present even if zero."""
+    result = {kind: Energy() for kind in KINDS}
+    for device in devices:
+        result[device.kind] = result[device.kind] + energy_with_band(device.totals, device.method)
+    return result
+
+
+def methods_by_kind(devices: Sequence[DeviceUsage]) -> dict[str, str]:
+    """The methods used for each kind, ``+``-joined in first-seen order, or ``absent``."""
+    result = {}
+    for kind in KINDS:
+        seen = list(dict.fromkeys(d.method for d in devices if d.kind == kind))
+        result[kind] = "+".join(seen) if seen else ABSENT
+    return result
+
+
+def co2_kg(energy_kwh: float, pue: float, g_per_kwh: float) -> float:
+    """kg CO2e of IT energy in kWh at a PUE and an intensity in g/kWh."""
+    return energy_kwh * pue * g_per_kwh / 1000.0
+
+
+def mean_power_w(energy_j: float, duration_s: float) -> float | None:
+    """Mean power in W, or None for an empty interval."""
+    return energy_j / duration_s if duration_s > 0 else None
+
+
+def flags_for(devices: Sequence[DeviceUsage], duration_s: float, short_epoch_s: float = 5.0) -> list[str]:
+    """Notes for a row: sensors not ok, counter resets, unmeasured time, a short epoch."""
+    notes = [f"{d.sensor} {d.status}" for d in devices if d.status != "ok"]
+    notes += [f"{d.sensor} counter reset" for d in devices if d.totals.resets]
+    notes += [f"{d.sensor} unmeasured {d.totals.unmeasured_s:.3g} s" for d in devices if d.totals.unmeasured_s > 0]
+    if 0 < duration_s < short_epoch_s:
+        notes.append(f"short ({duration_s:.3g} s < {short_epoch_s:g} s: boundary effects dominate)")
+    return notes
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """The whole run extrapolated from the finished epochs."""
+
+    total_kwh: float
+    total_co2_kg: float
+    total_co2_kg_low: float
+    total_co2_kg_high: float
+    total_s: float
+
+
+def forecast(
+    epochs_done: int, epochs: int | None, energy: Energy, co2_kg_: float, co2_band: tuple[float, float], elapsed_s: float
+) -> Forecast | None:
+    """Scale the totals so far by ``epochs / epochs_done``, once an epoch has finished.
+
+    Every epoch is assumed to cost the mean of those finished, the energy between epochs
+    included; the band is the band of the totals so far, scaled alike.
+    """
+    if not epochs or epochs_done < 1:
+        return None
+    scale = epochs / epochs_done
+    return Forecast(
+        joules_to_kwh(energy.value_j) * scale, co2_kg_ * scale, co2_band[0] * scale, co2_band[1] * scale, elapsed_s * scale
+    )
+
+
+def break_even_queries(training_j: float, per_query_j: float | None) -> float | None:
+    """How many queries until inference has used as much energy as the training so far."""
+    if not per_query_j or per_query_j <= 0:
+        return None
+    return training_j / per_query_j
+
+
+__all__ = [
+    "ABSENT",
+    "CPU",
+    "GPU",
+    "RAM",
+    "DeviceUsage",
+    "Energy",
+    "Forecast",
+    "break_even_queries",
+    "by_kind",
+    "co2_kg",
+    "energy_with_band",
+    "flags_for",
+    "forecast",
+    "mean_power_w",
+    "methods_by_kind",
+]

@@ -1,0 +1,315 @@
+"""Carbon intensity, PUE, CO2 and reporting equivalents.
+
+CO2 = IT energy (kWh) × PUE × carbon intensity (g/kWh) / 1000, in kg. The intensity comes,
+in this order, from an explicit ``g_per_kwh`` or hourly CSV, a cloud provider and region,
+the ``country`` argument, the ``ENERGY_TRACKER_COUNTRY`` environment variable, the country
+of the system time zone, or the world average; the :class:`Intensity` returned says which
+(``method``), from which dataset and year (``source``), and why (``detail``).
+
+Figures are read from codecarbon's bundled data files (see :mod:`tracker.carbon_data`);
+nothing here opens a network connection, and importing this module reads no file.
+
+Example:
+    >>> intensity = resolve_intensity(country="DE", environ={})
+    >>> intensity.method, intensity.country
+    ('argument', 'DEU')
+    >>> co2_kg(energy_kwh=2.0, pue=1.0, g_per_kwh=500.0)
+    1.0
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from tracker import carbon_data
+from tracker.carbon_hourly import HourlySeries, read_hourly_csv, to_utc
+from tracker.errors import ConfigurationError
+
+__all__ = [
+    "ENV_COUNTRY",
+    "EQUIVALENTS",
+    "J_PER_KWH",
+    "Equivalent",
+    "EquivalentFactor",
+    "HourlySeries",
+    "Intensity",
+    "co2_kg",
+    "equivalents",
+    "kwh",
+    "resolve_intensity",
+    "validate_g_per_kwh",
+    "validate_pue",
+]
+
+J_PER_KWH = 3_600_000
+ENV_COUNTRY = "ENERGY_TRACKER_COUNTRY"
+METHODS = ("explicit", "hourly_csv", "cloud_region", "argument", "environment", "timezone", "world_average")
+
+
+def kwh(j: float) -> float:
+    """Convert joules to kilowatt-hours (1 kWh = 3,600,000 J exactly)."""
+    return j / J_PER_KWH
+
+
+def co2_kg(energy_kwh: float, pue: float, g_per_kwh: float) -> float:
+    """Return the CO2 in kg of ``energy_kwh`` of IT energy at facility ``pue`` and intensity ``g_per_kwh``."""
+    return energy_kwh * pue * g_per_kwh / 1000
+
+
+def _real(value: object) -> float | None:
+    # bool is an int subclass, but pue=True is a mistake, not 1.0.
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def validate_pue(pue: object) -> float:
+    """Return ``pue`` as a float after checking it is a real number ≥ 1.0.
+
+    Raises:
+        ConfigurationError: it is not a finite real number, or it is below 1.0.
+    """
+    value = _real(pue)
+    if value is None or value < 1.0:
+        raise ConfigurationError(
+            f"pue={pue!r}: PUE is facility energy / IT energy, so it is a number >= 1.0; use 1.0 for a "
+            "workstation, ~1.1 for hyperscale clouds, 1.58 for the industry average (Uptime Institute 2023)"
+        )
+    return value
+
+
+def validate_g_per_kwh(g_per_kwh: object) -> float:
+    """Return ``g_per_kwh`` (gCO2e/kWh) as a float after checking it is a finite real number ≥ 0.
+
+    Raises:
+        ConfigurationError: it is negative, NaN, infinite, a bool or not a number.
+    """
+    value = _real(g_per_kwh)
+    if value is None or value < 0:
+        raise ConfigurationError(
+            f"g_per_kwh={g_per_kwh!r}: the carbon intensity must be a finite number >= 0 in gCO2e/kWh, "
+            "e.g. g_per_kwh=380.95; or pass country='DEU' to use a country's annual figure"
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Intensity:
+    """A carbon intensity and how it was chosen; built by :func:`resolve_intensity`.
+
+    Attributes:
+        g_per_kwh: the annual or explicit figure in gCO2(e)/kWh, or the mean of the hourly series.
+        method: how it was chosen, one of ``METHODS``.
+        source: dataset and year, e.g. ``"codecarbon global_energy_mix.json (Our World in Data / Ember), 2023"``.
+        country: ISO 3166-1 alpha-3 code, or None when unknown.
+        region: sub-national place (ISO 3166-2 such as ``"US-CA"``, or a bidding zone ``"SE3"``) or
+            cloud region (``"gcp:europe-west1"``), else None.
+        detail: why this figure: the argument, variable or time zone it came from.
+        series: the hourly intensities for method ``"hourly_csv"``, else None.
+
+    Times passed to the methods are UTC; naive datetimes are taken as UTC.
+    """
+
+    g_per_kwh: float
+    method: str
+    source: str
+    country: str | None = None
+    region: str | None = None
+    detail: str = ""
+    series: HourlySeries | None = field(default=None, repr=False)
+
+    @property
+    def coverage(self) -> tuple[datetime, datetime] | None:
+        """The UTC span ``(start, end)`` of the hourly series (end exclusive), or None for a constant."""
+        return None if self.series is None else (self.series.start_utc, self.series.end_utc)
+
+    def at(self, utc: datetime) -> float:
+        """Intensity in g/kWh for energy used at ``utc``; beyond the series, the nearest hour's value."""
+        if self.series is None:
+            return self.g_per_kwh
+        return self.series.values[self.series.index(utc)]
+
+    def mean_over(self, start_utc: datetime, end_utc: datetime) -> float:
+        """Time-weighted mean intensity in g/kWh over ``[start_utc, end_utc]``.
+
+        Each hour's value weighs by the part of the interval inside that hour, which is exact
+        when power is steady over the interval. Beyond the series the nearest hour's value is
+        used; :meth:`covers` says whether that happened.
+
+        Raises:
+            ValueError: ``end_utc`` is before ``start_utc``.
+        """
+        start, end = to_utc(start_utc), to_utc(end_utc)
+        if end < start:
+            raise ValueError(f"interval ends ({end}) before it starts ({start})")
+        if self.series is None or end == start:
+            return self.at(start)
+        return (self.series.integral(end) - self.series.integral(start)) / (end - start).total_seconds()
+
+    def covers(self, start_utc: datetime, end_utc: datetime) -> bool:
+        """Whether the interval lies inside the series, so :meth:`mean_over` extrapolated nothing."""
+        if self.series is None:
+            return True
+        return self.series.start_utc <= to_utc(start_utc) and to_utc(end_utc) <= self.series.end_utc
+
+
+def resolve_intensity(
+    *,
+    country: str | None = None,
+    region: str | None = None,
+    cloud_provider: str | None = None,
+    cloud_region: str | None = None,
+    g_per_kwh: float | None = None,
+    hourly_csv: str | os.PathLike | None = None,
+    environ: Mapping[str, str] = os.environ,
+    timezone_name: str | None = None,
+    now: datetime | None = None,
+) -> Intensity:
+    """Choose the carbon intensity for a run, without any network access.
+
+    Args:
+        country: ISO 3166-1 alpha-3 or alpha-2 code, any case (``"DEU"``, ``"de"``).
+        region: with ``country``, a sub-national place: a US state (``"CA"``, ``"California"``),
+            a Chinese province (``"BJ"``, ``"Beijing"``), a Swedish or Norwegian bidding zone (``"SE3"``).
+        cloud_provider: with ``cloud_region``, a provider in codecarbon's ``cloud/impact.csv`` (``"gcp"``).
+        cloud_region: the provider's region name (``"europe-west1"``).
+        g_per_kwh: an explicit intensity in gCO2e/kWh.
+        hourly_csv: path of a ``timestamp,g_per_kwh`` CSV, one row per hour; it must cover ``now``.
+        environ: where ``ENERGY_TRACKER_COUNTRY`` and ``TZ`` are read.
+        timezone_name: the system time zone to guess the country from; default: ``TZ``, then
+            ``/etc/localtime``, then ``/etc/timezone``.
+        now: the current time, for the coverage check of ``hourly_csv``; default: the clock.
+
+    Returns:
+        The intensity with its method, source and detail.
+
+    Raises:
+        ConfigurationError: conflicting or invalid arguments, an unknown country, region or cloud
+            region (with the valid choices), an unusable hourly CSV, or codecarbon not installed
+            when a table lookup is needed.
+    """
+    _check_exclusive(country, region, cloud_provider, cloud_region, g_per_kwh, hourly_csv)
+    if g_per_kwh is not None:
+        return Intensity(validate_g_per_kwh(g_per_kwh), "explicit", "given by the user", detail="g_per_kwh argument")
+    if hourly_csv is not None:
+        return _from_hourly_csv(hourly_csv, now or datetime.now(timezone.utc))
+    if cloud_provider is not None or cloud_region is not None:
+        figure = carbon_data.cloud_figure(cloud_provider, cloud_region)
+        return _intensity(figure, "cloud_region", f"cloud_provider={cloud_provider!r}, cloud_region={cloud_region!r}")
+    if country is not None:
+        return _from_country(country, region, "argument", "country")
+    setting = environ.get(ENV_COUNTRY, "").strip()
+    if setting:
+        return _from_country(setting, None, "environment", ENV_COUNTRY)
+    return _from_timezone(environ, timezone_name)
+
+
+def _check_exclusive(*values: object) -> None:
+    names = ("country", "region", "cloud_provider", "cloud_region", "g_per_kwh", "hourly_csv")
+    given = {name: value for name, value in zip(names, values, strict=True) if value is not None}
+    groups = [("country", "region"), ("cloud_provider", "cloud_region"), ("g_per_kwh",), ("hourly_csv",)]
+    used = [group for group in groups if any(name in given for name in group)]
+    if len(used) > 1:
+        quoted = ", ".join(f"{name}={value!r}" for name, value in given.items())
+        raise ConfigurationError(
+            f"{quoted}: give one source of carbon intensity: g_per_kwh=, hourly_csv=, "
+            "cloud_provider= with cloud_region=, or country= (with an optional region=)"
+        )
+    if "region" in given and "country" not in given:
+        raise ConfigurationError(f"region={given['region']!r} needs country=, e.g. country='USA', region='CA'")
+
+
+def _from_hourly_csv(path: str | os.PathLike, now: datetime) -> Intensity:
+    series = read_hourly_csv(path)
+    if not series.start_utc <= to_utc(now) < series.end_utc:
+        raise ConfigurationError(
+            f"hourly_csv={str(path)!r} covers {series.start_utc:%Y-%m-%d %H:%M} to {series.end_utc:%Y-%m-%d %H:%M} "
+            f"UTC, which does not include now ({to_utc(now):%Y-%m-%d %H:%M} UTC); add rows up to the end of the run"
+        )
+    span = f"{series.start_utc:%Y-%m-%dT%H:%MZ} to {series.end_utc:%Y-%m-%dT%H:%MZ}"
+    mean = math.fsum(series.values) / len(series.values)
+    source = f"hourly CSV {os.fspath(path)} ({len(series.values)} hours, {span})"
+    return Intensity(mean, "hourly_csv", source, detail="hourly_csv argument", series=series)
+
+
+def _intensity(figure: carbon_data.Figure, method: str, detail: str) -> Intensity:
+    return Intensity(figure.g_per_kwh, method, figure.source, figure.country, figure.region, detail)
+
+
+def _from_country(value: object, region: object, method: str, name: str) -> Intensity:
+    figure = carbon_data.country_figure(value, name)
+    if region is None:
+        return _intensity(figure, method, f"{name}={value!r}")
+    sub = carbon_data.region_figure(figure.country or "", region)
+    return _intensity(sub, method, f"{name}={value!r}, region={region!r}")
+
+
+def _from_timezone(environ: Mapping[str, str], timezone_name: str | None) -> Intensity:
+    figure, detail = carbon_data.timezone_country(environ, timezone_name)
+    if figure is not None:
+        return _intensity(figure, "timezone", detail)
+    return _intensity(carbon_data.world_average(), "world_average", detail)
+
+
+@dataclass(frozen=True)
+class EquivalentFactor:
+    """A conversion factor for the report, with its source.
+
+    Attributes:
+        name: what the amount counts, e.g. ``"driving a new car (EU fleet average)"``.
+        unit: unit of the converted amount, e.g. ``"km"``.
+        factor: emissions or energy per unit.
+        factor_unit: unit of ``factor``, e.g. ``"gCO2/km"`` or ``"kWh/charge"``.
+        basis: ``"co2"`` when ``factor`` is grams of CO2 per unit, ``"energy"`` when it is kWh per unit.
+        source: publication and year of the factor.
+    """
+
+    name: str
+    unit: str
+    factor: float
+    factor_unit: str
+    basis: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Equivalent:
+    """An amount of CO2 or energy restated as an everyday quantity (rhetoric: print the factor beside it)."""
+
+    name: str
+    amount: float
+    unit: str
+    factor: float
+    factor_unit: str
+    source: str
+
+
+# Factors from MEASUREMENT.md §6; energy-based first, since energy is the location-independent quantity.
+EQUIVALENTS: tuple[EquivalentFactor, ...] = (
+    EquivalentFactor(
+        "smartphone charges", "charges", 0.012, "kWh/charge", "energy",
+        "Luccioni, Jernite, Strubell, Power Hungry Processing, FAccT 2024 (arXiv:2311.16863)",
+    ),
+    EquivalentFactor(
+        "driving a new car (EU fleet average)", "km", 107.5, "gCO2/km", "co2",
+        "EEA, CO2 performance of new passenger cars in Europe, 2020 fleet (carbontracker co2eq.csv)",
+    ),
+    EquivalentFactor(
+        "flying economy class", "passenger-km", 171.0, "gCO2e/passenger-km", "co2",
+        "UK BEIS greenhouse gas conversion factors 2020, via Green Algorithms v2.2",
+    ),
+)  # fmt: skip
+
+
+def equivalents(co2_kg: float, energy_kwh: float) -> list[Equivalent]:
+    """Restate ``co2_kg`` (kg CO2e) and ``energy_kwh`` (kWh) with every factor in :data:`EQUIVALENTS`."""
+    found = []
+    for f in EQUIVALENTS:
+        amount = energy_kwh / f.factor if f.basis == "energy" else co2_kg * 1000 / f.factor
+        found.append(Equivalent(f.name, amount, f.unit, f.factor, f.factor_unit, f.source))
+    return found

@@ -1,0 +1,133 @@
+"""Every user option, validated in one place before any training starts.
+
+:class:`Config` is shared by :class:`~tracker.session.EnergyTracker` and the integrations, so
+a bad option gives the same message whichever way in is used: what was wrong, the value given,
+and what to write instead.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from tracker.errors import ConfigurationError
+from tracker.sampler import validate_interval
+from tracker.sensors import KINDS
+
+DEFAULT_LOG_DIR = "energy_logs"
+
+
+def _positive_number(name: str, value: Any, *, allow_none: bool = True) -> float | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigurationError(f"{name}={value!r} is not a positive number of watts; give e.g. {name}=65.0 or None")
+    return float(value)
+
+
+def _epochs(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigurationError(
+            f"epochs={value!r}: give the number of epochs the run will have as a positive int, or None if unknown"
+        )
+    return value
+
+
+def _measure(value: Any) -> tuple[str, ...]:
+    kinds = (value,) if isinstance(value, str) else tuple(value)
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown or not kinds:
+        raise ConfigurationError(f"measure={value!r}: give some of {list(KINDS)}, e.g. measure=('gpu', 'cpu')")
+    return kinds
+
+
+def _gpu_devices(value: Any) -> tuple[int | str, ...] | None:
+    if value is None:
+        return None
+    items = (value,) if isinstance(value, (int, str)) else tuple(value)
+    bad = [v for v in items if isinstance(v, bool) or not isinstance(v, (int, str)) or (isinstance(v, int) and v < 0)]
+    if bad:
+        raise ConfigurationError(
+            f"gpu_devices={value!r}: give CUDA device indices (0, 1, ...) or GPU UUIDs ('GPU-…'), or None for all"
+        )
+    return items
+
+
+def _run_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or value in (".", "..") or "/" in value or os.sep in value:
+        raise ConfigurationError(f"run_name={value!r}: give a plain directory name such as 'baseline-lr3e-4'")
+    return value
+
+
+def _jitter(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 0.5:
+        raise ConfigurationError(f"jitter={value!r}: give a fraction of the interval between 0 and 0.5 (default 0.15)")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated options of a tracker; see :class:`~tracker.session.EnergyTracker` for each.
+
+    Constructing it validates every field and resolves the carbon intensity (from codecarbon's
+    bundled files, never the network).
+
+    Raises:
+        ConfigurationError: an option is invalid; the message names the value and what is valid.
+    """
+
+    log_dir: str | os.PathLike[str] | None = DEFAULT_LOG_DIR
+    run_name: str | None = None
+    country: str | None = None
+    region: str | None = None
+    cloud_provider: str | None = None
+    cloud_region: str | None = None
+    carbon_intensity_g_per_kwh: float | None = None
+    intensity_csv: str | os.PathLike[str] | None = None
+    pue: float = 1.0
+    interval_s: float | None = None
+    epochs: int | None = None
+    gpu_devices: Sequence[int | str] | None = None
+    cpu_tdp_w: float | None = None
+    ram_w: float | None = None
+    measure: Sequence[str] = KINDS
+    power_trace: bool = False
+    jitter: float = 0.15
+    intensity: Any = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        from tracker import carbon
+
+        set_ = object.__setattr__
+        set_(self, "run_name", _run_name(self.run_name))
+        set_(self, "pue", carbon.validate_pue(self.pue))
+        set_(self, "interval_s", None if self.interval_s is None else validate_interval(self.interval_s))
+        set_(self, "epochs", _epochs(self.epochs))
+        set_(self, "gpu_devices", _gpu_devices(self.gpu_devices))
+        set_(self, "cpu_tdp_w", _positive_number("cpu_tdp_w", self.cpu_tdp_w))
+        set_(self, "ram_w", _positive_number("ram_w", self.ram_w))
+        set_(self, "measure", _measure(self.measure))
+        set_(self, "jitter", _jitter(self.jitter))
+        if not isinstance(self.power_trace, bool):
+            raise ConfigurationError(f"power_trace={self.power_trace!r}: give True or False")
+        if self.log_dir is not None and not isinstance(self.log_dir, (str, os.PathLike)):
+            raise ConfigurationError(f"log_dir={self.log_dir!r}: give a directory path such as 'runs/energy'")
+        set_(
+            self,
+            "intensity",
+            carbon.resolve_intensity(
+                country=self.country,
+                region=self.region,
+                cloud_provider=self.cloud_provider,
+                cloud_region=self.cloud_region,
+                g_per_kwh=self.carbon_intensity_g_per_kwh,
+                hourly_csv=None if self.intensity_csv is None else Path(self.intensity_csv),
+            ),
+        )

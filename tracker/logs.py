@@ -1,0 +1,316 @@
+"""The run directory: written append-only during training, read back afterwards.
+
+``<log_dir>/<run>/`` holds ``run.json`` (rewritten atomically), ``epochs.csv`` and ``devices.csv``
+(one flushed and fsynced row per finished epoch, so a killed process leaves every finished
+epoch on disk) and, optionally, ``power.csv`` (the raw trace, streamed in bounded memory).
+
+A row is written with one ``write`` call on an ``O_APPEND`` descriptor, so a kill never leaves
+half a row. New metric columns rewrite the file through a temporary file and ``os.replace``:
+no ``.bak`` files, no lost rows. If the disk fills or the directory becomes unwritable, one
+warning is logged, rows are kept in memory and the whole file is rewritten at the next chance.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import platform
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from tracker.errors import ConfigurationError
+from tracker.records import DEVICE_COLUMNS, EPOCH_COLUMNS, POWER_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+RUN_JSON, EPOCHS_CSV, DEVICES_CSV, POWER_CSV = "run.json", "epochs.csv", "devices.csv", "power.csv"
+
+
+def check_log_dir(log_dir: str | os.PathLike[str]) -> Path:
+    """Create ``log_dir`` if needed and prove it writable, before any training starts.
+
+    Raises:
+        ConfigurationError: it is a file, cannot be created, or cannot be written.
+    """
+    path = Path(log_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ConfigurationError(f"log_dir={str(log_dir)!r} is a file; give a directory for the run logs")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".energy-tracker-probe-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"log_dir={str(log_dir)!r} cannot be created or written ({exc.strerror or exc}); "
+            "give a directory this process can write, e.g. log_dir='runs/energy'"
+        ) from exc
+    return path
+
+
+def new_run_dir(log_dir: Path, run_name: str | None = None) -> Path:
+    """Create a run directory no other run uses, even one started at the same moment.
+
+    The default name is ``<UTC time>-<host>-<pid>``; a taken name gets ``-2``, ``-3``, ...
+    ``mkdir`` is atomic, so two processes can never both get one name.
+    """
+    base = run_name or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{platform.node()}-{os.getpid()}"
+    for attempt in range(1, 1000):
+        candidate = log_dir / (base if attempt == 1 else f"{base}-{attempt}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise ConfigurationError(f"run_name={base!r}: 999 runs of that name exist in {str(log_dir)!r}; choose another")
+
+
+def _format(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _csv_text(rows: Iterable[Sequence[Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerows([_format(v) for v in row] for row in rows)
+    return buffer.getvalue()
+
+
+class CsvLog:
+    """An append-only CSV file whose header may grow (new metric columns).
+
+    Args:
+        path: the file.
+        columns: the fixed columns, in order; extra keys of a row are appended as new columns.
+    """
+
+    def __init__(self, path: Path, columns: Sequence[str]) -> None:
+        self.path = path
+        self.columns = list(columns)
+        self.rows: list[dict[str, Any]] = []
+        self._on_disk = 0
+        self._warned = False
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        """Add a row; write it now (rewriting the file when its columns grew). Never raises OSError."""
+        new = [key for key in row if key not in self.columns]
+        self.columns.extend(new)
+        self.rows.append(dict(row))
+        try:
+            if new or self._on_disk != len(self.rows) - 1:
+                self._rewrite()
+            else:
+                self._append_last()
+        except OSError as exc:
+            if not self._warned:
+                self._warned = True
+                logger.warning(
+                    "energy-tracker: cannot write %s (%s); keeping rows in memory and retrying", self.path, exc
+                )
+
+    def _values(self, row: Mapping[str, Any]) -> list[Any]:
+        return [row.get(column) for column in self.columns]
+
+    def _append_last(self) -> None:
+        text = _csv_text([self.columns] if self._on_disk == 0 else []) + _csv_text([self._values(self.rows[-1])])
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        self._on_disk = len(self.rows)
+
+    def _rewrite(self) -> None:
+        text = _csv_text([self.columns, *(self._values(r) for r in self.rows)])
+        atomic_write(self.path, text)
+        self._on_disk = len(self.rows)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` through a fsynced temporary file and ``os.replace``."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+class RunWriter:
+    """Writes one run directory.
+
+    Args:
+        run_dir: the run's directory (from :func:`new_run_dir`).
+        power_trace: also stream every power reading to ``power.csv``.
+    """
+
+    def __init__(self, run_dir: Path, power_trace: bool = False) -> None:
+        self.run_dir = run_dir
+        self.epochs = CsvLog(run_dir / EPOCHS_CSV, EPOCH_COLUMNS)
+        self.devices = CsvLog(run_dir / DEVICES_CSV, DEVICE_COLUMNS)
+        self._power = PowerTrace(run_dir / POWER_CSV) if power_trace else None
+        self._info_warned = False
+
+    def write_info(self, info: Mapping[str, Any]) -> None:
+        """(Re)write ``run.json`` atomically; a failure is one warning."""
+        try:
+            atomic_write(self.run_dir / RUN_JSON, json.dumps(info, indent=2, default=str) + "\n")
+        except OSError as exc:
+            if not self._info_warned:
+                self._info_warned = True
+                logger.warning("energy-tracker: cannot write run.json (%s)", exc)
+
+    def write_epoch(self, row: Mapping[str, Any], devices: Iterable[Mapping[str, Any]]) -> None:
+        """Append one epoch row and its device rows."""
+        for device in devices:
+            self.devices.append(device)
+        self.epochs.append(row)
+
+    def write_power(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Stream power-trace rows, if the trace is on."""
+        if self._power is not None:
+            self._power.write(rows)
+
+    def close(self) -> None:
+        """Flush and close the power trace."""
+        if self._power is not None:
+            self._power.close()
+
+
+class PowerTrace:
+    """``power.csv``: raw readings streamed through a small buffer (bounded memory)."""
+
+    def __init__(self, path: Path) -> None:
+        self._handle: io.TextIOWrapper | None = open(path, "w", encoding="utf-8", buffering=64 * 1024)
+        self._handle.write(_csv_text([POWER_COLUMNS]))
+
+    def write(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Append rows; on a write error the trace stops (the epoch logs do not depend on it)."""
+        if self._handle is None:
+            return
+        try:
+            self._handle.write(_csv_text(rows))
+        except (OSError, ValueError) as exc:
+            logger.warning("energy-tracker: power trace stopped (%s)", exc)
+            self._handle = None
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if self._handle is not None:
+            try:
+                self._handle.close()
+            except OSError as exc:
+                logger.debug("closing power.csv failed: %s", exc)
+            self._handle = None
+
+
+# ---- reading back -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """A run directory read back.
+
+    Attributes:
+        path: the directory.
+        info: the contents of ``run.json`` (empty if missing).
+        epochs: the rows of ``epochs.csv`` as dicts, numbers converted.
+        devices: the rows of ``devices.csv``, likewise.
+    """
+
+    path: Path
+    info: dict[str, Any] = field(default_factory=dict)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    devices: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        """The run's name."""
+        return self.path.name
+
+    def epochs_frame(self) -> Any:
+        """``epochs.csv`` as a pandas DataFrame (needs pandas)."""
+        import pandas
+
+        return pandas.read_csv(self.path / EPOCHS_CSV)
+
+    def devices_frame(self) -> Any:
+        """``devices.csv`` as a pandas DataFrame (needs pandas)."""
+        import pandas
+
+        return pandas.read_csv(self.path / DEVICES_CSV)
+
+
+def _convert(text: str) -> Any:
+    if text == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def read_csv_rows(path: Path) -> list[dict[str, Any]]:
+    """Rows of a CSV file as dicts with numbers converted; a final line without newline is dropped."""
+    if not path.exists():
+        return []
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    return [{k: _convert(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether ``path`` looks like a run directory."""
+    return (path / EPOCHS_CSV).is_file() or (path / RUN_JSON).is_file()
+
+
+def load_run(path: str | os.PathLike[str]) -> Run:
+    """Read one run directory.
+
+    Raises:
+        ConfigurationError: ``path`` is not a run directory.
+    """
+    run_dir = Path(path)
+    if not is_run_dir(run_dir):
+        raise ConfigurationError(f"{str(path)!r} is not a run directory (no {EPOCHS_CSV} or {RUN_JSON} in it)")
+    info: dict[str, Any] = {}
+    if (run_dir / RUN_JSON).is_file():
+        try:
+            info = json.loads((run_dir / RUN_JSON).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            logger.warning("energy-tracker: %s is not valid JSON (%s)", run_dir / RUN_JSON, exc)
+    return Run(run_dir, info, read_csv_rows(run_dir / EPOCHS_CSV), read_csv_rows(run_dir / DEVICES_CSV))
+
+
+def load_runs(path: str | os.PathLike[str]) -> list[Run]:
+    """Read a run directory, or every run directory under ``path`` (sorted by name).
+
+    Raises:
+        ConfigurationError: no run directory was found there.
+    """
+    root = Path(path)
+    if is_run_dir(root):
+        return [load_run(root)]
+    found = sorted({p.parent for p in root.rglob(EPOCHS_CSV)} | {p.parent for p in root.rglob(RUN_JSON)})
+    if not found:
+        raise ConfigurationError(
+            f"no runs in {str(path)!r}: give a run directory or a log_dir that contains runs (each has {EPOCHS_CSV})"
+        )
+    return [load_run(p) for p in found]

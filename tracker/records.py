@@ -1,0 +1,133 @@
+"""The log schema: the one place where column names are defined.
+
+Every column name carries its unit (``_kwh``, ``_kg``, ``_w``, ``_s``, ``_j``, ``_g_per_kwh``).
+``epochs.csv`` has the columns of :class:`EpochRecord` in order, then the user's metrics;
+``devices.csv`` those of :class:`DeviceRecord`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+COMPLETE, INTERRUPTED = "complete", "interrupted"
+# Energy measured outside any epoch or phase (setup, checkpointing, the time between epochs):
+# counted in the totals, in rows of its own, never dropped (codecarbon's run total drops it).
+OTHER_PHASE = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class EpochRecord:
+    """One row of ``epochs.csv``: one finished (or interrupted) epoch and phase.
+
+    Attributes:
+        run: the run's name (its directory).
+        epoch: the user's epoch index; ``None`` for energy before the first epoch.
+        phase: ``train``, ``validation``, ``test``, ``inference``, ... or ``other``.
+        status: ``complete`` or ``interrupted``.
+        start_utc, end_utc: ISO 8601 UTC times the row was opened and closed.
+        duration_s: seconds attributed to this row (nested phases excluded), s.
+        samples: items processed (images, tokens, queries), when known.
+        gpu_kwh, cpu_kwh, ram_kwh: energy by component, kWh (IT energy, before PUE).
+        energy_kwh: their sum, kWh; ``energy_kwh_low``/``_high`` its band.
+        pue: power usage effectiveness applied to the row.
+        carbon_intensity_g_per_kwh: grid intensity used, g CO2e/kWh; ``intensity_method`` how it
+            was chosen and ``intensity_source`` which dataset (and year).
+        co2_kg: ``energy_kwh × pue × intensity / 1000``, kg CO2e; ``co2_kg_low``/``_high`` its band.
+        gpu_method, cpu_method, ram_method: how each component was obtained (``absent`` if not).
+        gpu_power_mean_w: mean GPU power over the row, W.
+        energy_per_sample_j: ``energy × pue / samples`` in J, when samples are known.
+        break_even_queries: for inference rows, queries whose energy equals the training so far.
+        cumulative_energy_kwh, cumulative_co2_kg: totals of all rows so far, including this one.
+        forecast_total_kwh, forecast_total_co2_kg, forecast_total_s: the whole run, extrapolated
+            from the finished epochs once the number of epochs is known.
+        forecast_total_co2_kg_low, forecast_total_co2_kg_high: the forecast's band.
+        gap_s: seconds of sampling gaps (longer than three intervals) in this row.
+        flags: ``;``-separated notes: a sensor disabled or failing, a short epoch, a counter reset.
+    """
+
+    run: str
+    epoch: int | None
+    phase: str
+    status: str
+    start_utc: str
+    end_utc: str
+    duration_s: float
+    samples: int | None
+    gpu_kwh: float
+    cpu_kwh: float
+    ram_kwh: float
+    energy_kwh: float
+    energy_kwh_low: float
+    energy_kwh_high: float
+    pue: float
+    carbon_intensity_g_per_kwh: float
+    intensity_method: str
+    intensity_source: str
+    co2_kg: float
+    co2_kg_low: float
+    co2_kg_high: float
+    gpu_method: str
+    cpu_method: str
+    ram_method: str
+    gpu_power_mean_w: float | None
+    energy_per_sample_j: float | None
+    break_even_queries: float | None
+    cumulative_energy_kwh: float
+    cumulative_co2_kg: float
+    forecast_total_kwh: float | None
+    forecast_total_co2_kg: float | None
+    forecast_total_co2_kg_low: float | None
+    forecast_total_co2_kg_high: float | None
+    forecast_total_s: float | None
+    gap_s: float
+    flags: str
+
+    def as_row(self) -> dict[str, Any]:
+        """The record as a column → value mapping."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    """One row of ``devices.csv``: one device (sensor) in one epoch and phase.
+
+    Attributes:
+        run, epoch, phase: as in :class:`EpochRecord`.
+        host: the machine's name; rank: the global rank that measured it (0 outside DDP).
+        sensor: the sensor's name (``gpu:0``, ``cpu``, ``ram:dram-0``); kind: gpu, cpu or ram.
+        device: what it measures (model name); uuid: the GPU's UUID, if any.
+        method: how the figure was obtained; status: ``ok``, ``failing`` or ``disabled``.
+        energy_kwh: energy in the row, kWh; integrated_kwh: the power trapezoid beside a counter
+            (a cross-check), kWh.
+        power_mean_w: energy / duration, W; power_peak_w: the highest power reading, W.
+        readings: readings taken; gap_s: sampling gaps, s; resets: counter resets seen.
+    """
+
+    run: str
+    epoch: int | None
+    phase: str
+    host: str
+    rank: int
+    sensor: str
+    kind: str
+    device: str
+    uuid: str
+    method: str
+    status: str
+    energy_kwh: float
+    integrated_kwh: float | None
+    power_mean_w: float | None
+    power_peak_w: float | None
+    readings: int
+    gap_s: float
+    resets: int
+
+    def as_row(self) -> dict[str, Any]:
+        """The record as a column → value mapping."""
+        return asdict(self)
+
+
+EPOCH_COLUMNS = tuple(f.name for f in fields(EpochRecord))
+DEVICE_COLUMNS = tuple(f.name for f in fields(DeviceRecord))
+POWER_COLUMNS = ("time_utc", "elapsed_s", "host", "rank", "sensor", "power_w", "energy_j")

@@ -1,0 +1,154 @@
+"""Builds ``epochs.csv`` and ``devices.csv`` rows, keeping the run's running totals.
+
+Pure bookkeeping over :mod:`tracker.accounting`: no clock, no I/O. The session hands it each
+closed segment with the device usages (gathered from every rank in distributed runs).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Sequence
+
+from tracker import accounting
+from tracker.accounting import DeviceUsage, Energy, Forecast
+from tracker.config import Config
+from tracker.meter import joules_to_kwh
+from tracker.records import COMPLETE, DeviceRecord, EpochRecord
+from tracker.segments import Segment
+from tracker.sensors import CPU, GPU, KINDS, RAM
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Totals:
+    """The run so far: energy with band (J), CO2 with band (kg), epochs finished, training energy (J)."""
+
+    energy: Energy
+    co2_kg: float = 0.0
+    co2_kg_low: float = 0.0
+    co2_kg_high: float = 0.0
+    epochs_done: int = 0
+    training_j: float = 0.0
+    by_kind_j: dict[str, float] | None = None
+
+
+class RowBuilder:
+    """Turns closed segments into rows and keeps the cumulative totals.
+
+    Args:
+        config: the run's validated options (PUE, intensity, number of epochs).
+        run: the run's name, written in every row.
+    """
+
+    def __init__(self, config: Config, run: str) -> None:
+        self.config = config
+        self.run = run
+        self.totals = Totals(Energy(), by_kind_j={kind: 0.0 for kind in KINDS})
+        self.rows: list[EpochRecord] = []
+        self.methods: dict[str, str] = {}
+        self.forecast: Forecast | None = None
+        self.break_even: float | None = None
+        self._extrapolated_warned = False
+        self._forecast_logged = False
+
+    def add(
+        self, segment: Segment, status: str, devices: Sequence[DeviceUsage], elapsed_s: float
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Account one closed segment; returns its ``epochs.csv`` row (with metrics) and device rows."""
+        kinds = accounting.by_kind(devices)
+        energy = kinds[GPU] + kinds[CPU] + kinds[RAM]
+        intensity_g, source = self._intensity(segment)
+        pue = self.config.pue
+        co2 = accounting.co2_kg(energy.kwh, pue, intensity_g)
+        co2_low = accounting.co2_kg(joules_to_kwh(energy.low_j), pue, intensity_g)
+        co2_high = accounting.co2_kg(joules_to_kwh(energy.high_j), pue, intensity_g)
+        self._accumulate(segment, status, energy, kinds, (co2, co2_low, co2_high))
+        per_sample = energy.value_j / segment.samples if segment.samples else None
+        if segment.phase == "inference":
+            self.break_even = accounting.break_even_queries(self.totals.training_j, per_sample)
+        self.forecast = accounting.forecast(
+            self.totals.epochs_done,
+            self.config.epochs,
+            self.totals.energy,
+            self.totals.co2_kg,
+            (self.totals.co2_kg_low, self.totals.co2_kg_high),
+            elapsed_s,
+        )
+        self._log_first_forecast()
+        methods = accounting.methods_by_kind(devices)
+        self.methods = methods
+        duration = segment.active_s
+        gpu_j = kinds[GPU].value_j
+        record = EpochRecord(
+            run=self.run, epoch=segment.epoch, phase=segment.phase, status=status,
+            start_utc=segment.opened_utc, end_utc=segment.last_utc, duration_s=duration, samples=segment.samples,
+            gpu_kwh=kinds[GPU].kwh, cpu_kwh=kinds[CPU].kwh, ram_kwh=kinds[RAM].kwh, energy_kwh=energy.kwh,
+            energy_kwh_low=joules_to_kwh(energy.low_j), energy_kwh_high=joules_to_kwh(energy.high_j), pue=pue,
+            carbon_intensity_g_per_kwh=intensity_g, intensity_method=self.config.intensity.method,
+            intensity_source=source, co2_kg=co2, co2_kg_low=co2_low, co2_kg_high=co2_high,
+            gpu_method=methods[GPU], cpu_method=methods[CPU], ram_method=methods[RAM],
+            gpu_power_mean_w=accounting.mean_power_w(gpu_j, duration) if methods[GPU] != "absent" else None,
+            energy_per_sample_j=per_sample,
+            break_even_queries=self.break_even if segment.phase == "inference" else None,
+            cumulative_energy_kwh=self.totals.energy.kwh, cumulative_co2_kg=self.totals.co2_kg,
+            forecast_total_kwh=self.forecast.total_kwh if self.forecast else None,
+            forecast_total_co2_kg=self.forecast.total_co2_kg if self.forecast else None,
+            forecast_total_co2_kg_low=self.forecast.total_co2_kg_low if self.forecast else None,
+            forecast_total_co2_kg_high=self.forecast.total_co2_kg_high if self.forecast else None,
+            forecast_total_s=self.forecast.total_s if self.forecast else None,
+            gap_s=max((d.totals.gap_s for d in devices), default=0.0),
+            flags=";".join(accounting.flags_for(devices, duration if segment.phase == "train" else 0.0)),
+        )  # fmt: skip
+        self.rows.append(record)
+        return {**record.as_row(), **segment.metrics}, [self._device_row(segment, d, duration) for d in devices]
+
+    def _accumulate(
+        self, segment: Segment, status: str, energy: Energy, kinds: dict[str, Energy], co2: tuple[float, float, float]
+    ) -> None:
+        totals = self.totals
+        totals.energy = totals.energy + energy
+        totals.co2_kg += co2[0]
+        totals.co2_kg_low += co2[1]
+        totals.co2_kg_high += co2[2]
+        for kind, value in kinds.items():
+            totals.by_kind_j[kind] += value.value_j  # type: ignore[index]
+        if segment.phase != "inference":
+            totals.training_j += energy.value_j
+        if segment.phase == "train" and status == COMPLETE:
+            totals.epochs_done += 1
+
+    def _intensity(self, segment: Segment) -> tuple[float, str]:
+        intensity = self.config.intensity
+        start = datetime.fromisoformat(segment.opened_utc)
+        end = datetime.fromisoformat(segment.last_utc or segment.opened_utc)
+        value = intensity.mean_over(start, end)
+        if intensity.covers(start, end):
+            return value, intensity.source
+        if not self._extrapolated_warned:
+            self._extrapolated_warned = True
+            logger.warning("energy-tracker: the hourly intensity series ends before %s; using its nearest hour", end)
+        return value, f"{intensity.source} (extrapolated: nearest hour)"
+
+    def _log_first_forecast(self) -> None:
+        if self.forecast is None or self._forecast_logged:
+            return
+        self._forecast_logged = True
+        f = self.forecast
+        logger.info(
+            "energy-tracker: forecast for %d epochs: %.3g kWh, %.3g kg CO2e (%.3g–%.3g), %.0f s",
+            self.config.epochs, f.total_kwh, f.total_co2_kg, f.total_co2_kg_low, f.total_co2_kg_high, f.total_s,
+        )  # fmt: skip
+
+    def _device_row(self, segment: Segment, device: DeviceUsage, duration_s: float) -> dict[str, Any]:
+        totals = device.totals
+        return DeviceRecord(
+            run=self.run, epoch=segment.epoch, phase=segment.phase, host=device.host, rank=device.rank,
+            sensor=device.sensor, kind=device.kind, device=device.device, uuid=device.uuid, method=device.method,
+            status=device.status, energy_kwh=joules_to_kwh(totals.energy_j),
+            integrated_kwh=joules_to_kwh(totals.integrated_j) if totals.integrated_s else None,
+            power_mean_w=accounting.mean_power_w(totals.energy_j, duration_s), power_peak_w=device.peak_w,
+            readings=totals.readings, gap_s=totals.gap_s, resets=totals.resets,
+        ).as_row()  # fmt: skip

@@ -1,0 +1,273 @@
+"""The background sampler: one small class owns the thread, and nothing escapes it.
+
+Every ``interval_s`` (drift-corrected: deadlines are ``t0 + k·interval``, optionally jittered so
+that sampling cannot phase-lock to a periodic training step) it reads every sensor and hands the
+batch to a ``sink`` callable. :meth:`Sampler.sample_now` reads synchronously on the caller's
+thread so that epoch boundaries are exact; it never waits for a sensor that the background
+thread is reading or that has proved slow. :meth:`Sampler.tick` is the loop body, public so that
+tests drive it by hand with a fake clock.
+
+A sensor that raises is counted and retried; after ``max_failures`` consecutive failures it is
+disabled. Each sensor produces at most one warning in a run. The training thread never sees a
+sensor's exception.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from tracker.errors import ConfigurationError
+from tracker.sensors import Clock, Reading, Sensor
+
+logger = logging.getLogger(__name__)
+
+Sink = Callable[[list[Reading]], None]
+
+MIN_INTERVAL_S = 0.01
+MAX_INTERVAL_S = 3600.0
+OK, FAILING, DISABLED = "ok", "failing", "disabled"
+
+
+@dataclass(frozen=True, slots=True)
+class SensorHealth:
+    """How one sensor has fared.
+
+    Attributes:
+        status: ``"ok"``, ``"failing"`` (last read failed, will retry) or ``"disabled"``.
+        failures: failed reads in all.
+        last_error: the last failure's message.
+        slow: a read once took longer than ``slow_read_s``; it is now read in the background only.
+    """
+
+    status: str = OK
+    failures: int = 0
+    last_error: str = ""
+    slow: bool = False
+
+
+class _Slot:
+    """One sensor and its bookkeeping; touched only under its own lock."""
+
+    def __init__(self, sensor: Sensor) -> None:
+        self.sensor = sensor
+        self.lock = threading.Lock()
+        self.consecutive = 0
+        self.failures = 0
+        self.last_error = ""
+        self.disabled = False
+        self.slow = False
+        self.warned = False
+
+    def health(self) -> SensorHealth:
+        status = DISABLED if self.disabled else (FAILING if self.consecutive else OK)
+        return SensorHealth(status, self.failures, self.last_error, self.slow)
+
+
+def validate_interval(interval_s: object, name: str = "interval_s") -> float:
+    """Check a sampling interval and return it as a float.
+
+    Raises:
+        ConfigurationError: not a real number within [0.01 s, 3600 s].
+    """
+    if isinstance(interval_s, bool) or not isinstance(interval_s, (int, float)):
+        raise ConfigurationError(
+            f"{name}={interval_s!r} is not a number; give seconds between readings, e.g. {name}=1.0"
+        )
+    if not MIN_INTERVAL_S <= interval_s <= MAX_INTERVAL_S:
+        raise ConfigurationError(
+            f"{name}={interval_s!r} is out of range; give seconds between {MIN_INTERVAL_S} and {MAX_INTERVAL_S:g}"
+            " (1.0 suits energy counters, 0.1 polled power)"
+        )
+    return float(interval_s)
+
+
+class Sampler:
+    """Polls sensors on a daemon thread named ``energy-tracker.sampler``.
+
+    Args:
+        sensors: what to read.
+        sink: receives each batch of readings, on the sampler thread (or the caller's, for
+            :meth:`sample_now`); it must be thread-safe.
+        interval_s: seconds between ticks, 0.01 to 3600.
+        clock: monotonic clock in seconds used to schedule ticks.
+        jitter: each deadline moves by up to ``± jitter × interval_s`` (0 to 0.5), at random.
+        seed: seed of the jitter's random numbers, for repeatable tests.
+        max_failures: consecutive failures after which a sensor is disabled.
+        slow_read_s: a read slower than this is never again made on the caller's thread.
+
+    Raises:
+        ConfigurationError: an argument is out of range.
+
+    Example:
+        >>> from tracker.testing import FakeClock, FakeSensor
+        >>> batches = []
+        >>> sampler = Sampler([FakeSensor()], batches.append, interval_s=1.0)
+        >>> _ = sampler.tick(); len(batches[0])
+        1
+    """
+
+    def __init__(
+        self,
+        sensors: Sequence[Sensor],
+        sink: Sink,
+        *,
+        interval_s: float = 1.0,
+        clock: Clock = time.monotonic,
+        jitter: float = 0.0,
+        seed: int | None = None,
+        max_failures: int = 3,
+        slow_read_s: float = 0.25,
+    ) -> None:
+        self.interval_s = validate_interval(interval_s)
+        if not 0.0 <= jitter <= 0.5:
+            raise ConfigurationError(f"jitter={jitter!r} is out of range; give a fraction of the interval, 0 to 0.5")
+        if max_failures < 1:
+            raise ConfigurationError(f"max_failures={max_failures!r}; give 1 or more")
+        self._slots = [_Slot(s) for s in sensors]
+        self._sink = sink
+        self._clock = clock
+        self._jitter = jitter
+        self._random = random.Random(seed)
+        self._max_failures = max_failures
+        self._slow_read_s = slow_read_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._sink_warned = False
+        self.ticks = 0
+
+    @property
+    def health(self) -> dict[str, SensorHealth]:
+        """How each sensor has fared so far, by sensor name."""
+        return {slot.sensor.name: slot.health() for slot in self._slots}
+
+    @property
+    def running(self) -> bool:
+        """Whether the background thread is alive (in this process)."""
+        return self._thread is not None and self._thread.is_alive() and os.getpid() == self._pid
+
+    def start(self) -> None:
+        """Start the background thread (once)."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="energy-tracker.sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float | None = None) -> bool:
+        """Stop the thread; returns whether it ended within ``timeout_s`` (default: one interval + 1 s).
+
+        A read in progress is not interrupted: a sensor hung in its driver is left behind on
+        the daemon thread rather than blocking the caller.
+        """
+        self._stop.set()
+        thread = self._thread
+        if thread is None or os.getpid() != self._pid or thread is threading.current_thread():
+            return True
+        thread.join(self.interval_s + 1.0 if timeout_s is None else timeout_s)
+        return not thread.is_alive()
+
+    def tick(self) -> list[Reading]:
+        """Read every enabled sensor once and hand the batch to the sink; returns the batch."""
+        if os.getpid() != self._pid:
+            return []  # a forked child (a DataLoader worker) inherits no sampler
+        self.ticks += 1
+        return self._deliver([r for r in map(self._read_waiting, self._slots) if r is not None])
+
+    def sample_now(self) -> list[Reading]:
+        """Read, on the caller's thread, every sensor that is free and fast; hand them to the sink.
+
+        A sensor being read by the background thread, disabled, or once slower than
+        ``slow_read_s`` is skipped: the caller never waits for another thread's read.
+        """
+        if os.getpid() != self._pid:
+            return []
+        return self._deliver([r for r in map(self._read_if_free, self._slots) if r is not None])
+
+    def close_sensors(self) -> None:
+        """Close every sensor, once the thread has stopped; errors become debug messages."""
+        for slot in self._slots:
+            try:
+                slot.sensor.close()
+            except Exception as exc:  # closing is best effort: a broken driver must not fail stop()
+                logger.debug("closing %s failed: %s", slot.sensor.name, exc)
+
+    def _run(self) -> None:
+        next_deadline = self._clock() + self._next_step()
+        while not self._stop.wait(max(0.0, next_deadline - self._clock())):
+            try:
+                self.tick()
+            except Exception:  # the thread must survive anything; at shutdown, modules vanish
+                if sys.is_finalizing():
+                    return
+                logger.debug("sampler tick failed", exc_info=True)
+            now = self._clock()
+            next_deadline += self._next_step()
+            if next_deadline <= now:  # fell behind (suspend, stall): skip the missed ticks, no backlog
+                next_deadline = now + self._next_step()
+
+    def _next_step(self) -> float:
+        if not self._jitter:
+            return self.interval_s
+        return self.interval_s * (1.0 + self._random.uniform(-self._jitter, self._jitter))
+
+    def _deliver(self, readings: list[Reading]) -> list[Reading]:
+        if not readings:
+            return readings
+        try:
+            self._sink(readings)
+        except Exception as exc:  # a failing sink (say, a full disk) must not stop sampling
+            if not self._sink_warned:
+                self._sink_warned = True
+                logger.warning("energy-tracker: handling readings failed (%s); measuring continues", exc)
+        return readings
+
+    def _read_waiting(self, slot: _Slot) -> Reading | None:
+        if slot.disabled:
+            return None
+        with slot.lock:
+            return self._read(slot)
+
+    def _read_if_free(self, slot: _Slot) -> Reading | None:
+        if slot.disabled or slot.slow or not slot.lock.acquire(blocking=False):
+            return None
+        try:
+            return self._read(slot)
+        finally:
+            slot.lock.release()
+
+    def _read(self, slot: _Slot) -> Reading | None:
+        started = time.perf_counter()
+        try:
+            reading = slot.sensor.read()
+        except Exception as exc:  # any sensor error, typed or not, becomes a status, never the caller's
+            self._failed(slot, exc)
+            return None
+        finally:
+            if time.perf_counter() - started > self._slow_read_s and not slot.slow:
+                slot.slow = True
+                logger.debug("%s is slow; reading it in the background only", slot.sensor.name)
+        slot.consecutive = 0
+        return reading
+
+    def _failed(self, slot: _Slot, exc: Exception) -> None:
+        slot.consecutive += 1
+        slot.failures += 1
+        slot.last_error = f"{type(exc).__name__}: {exc}"
+        if not slot.warned:
+            slot.warned = True
+            logger.warning(
+                "energy-tracker: reading %s failed (%s); retrying, and disabling it after %d failures in a row",
+                slot.sensor.name,
+                slot.last_error,
+                self._max_failures,
+            )
+        if slot.consecutive >= self._max_failures:
+            slot.disabled = True
+            logger.info("energy-tracker: %s disabled after %d failures in a row", slot.sensor.name, slot.consecutive)

@@ -1,0 +1,70 @@
+"""Non-overlapping segments of a run: epochs, phases, and the energy outside them.
+
+Segments form a stack: the energy between two boundaries goes to the segment on top, so a
+validation phase inside a training epoch is never counted twice. The bottom of the stack is
+the ``other`` segment (setup, checkpoints, the time between epochs), so no energy is dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tracker.meter import Snapshot, Usage
+
+
+@dataclass
+class Segment:
+    """An open epoch or phase and the energy attributed to it so far.
+
+    Attributes:
+        epoch: the epoch index (``None`` outside epochs).
+        phase: ``train``, ``validation``, ... or ``other``.
+        opened_utc: ISO UTC time it was opened.
+        samples: items processed, if counted.
+        metrics: the user's metrics for its row.
+        usage: energy while it was on top of the stack.
+        active_s: seconds it was on top of the stack.
+        peaks_w: highest power per sensor while on top, W.
+        since: the snapshot when it last came on top (``None`` while another segment is on top).
+        since_s: the clock reading then, s.
+        last_utc: ISO UTC time it was last on top.
+    """
+
+    epoch: int | None
+    phase: str
+    opened_utc: str
+    samples: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+    active_s: float = 0.0
+    peaks_w: dict[str, float] = field(default_factory=dict)
+    since: Snapshot | None = None
+    since_s: float = 0.0
+    last_utc: str = ""
+
+    def activate(self, snapshot: Snapshot, now_s: float) -> None:
+        """It comes on top of the stack at this boundary."""
+        self.since, self.since_s = snapshot, now_s
+
+    def deactivate(self, snapshot: Snapshot, now_s: float, peaks_w: dict[str, float], now_utc: str) -> None:
+        """It leaves the top of the stack at this boundary: fold in the energy since it came on top."""
+        if self.since is None:
+            return
+        self.usage = self.usage + (snapshot - self.since)
+        self.active_s += now_s - self.since_s
+        for sensor, watts in peaks_w.items():
+            self.peaks_w[sensor] = max(self.peaks_w.get(sensor, 0.0), watts)
+        self.since = None
+        self.last_utc = now_utc
+
+    def add_samples(self, count: int) -> None:
+        """Count ``count`` more items processed."""
+        self.samples = (self.samples or 0) + count
+
+    @property
+    def label(self) -> str:
+        """How users name it: ``epoch 3``, ``validation of epoch 3``, ``test``."""
+        if self.phase == "train" and self.epoch is not None:
+            return f"epoch {self.epoch}"
+        return self.phase if self.epoch is None else f"{self.phase} of epoch {self.epoch}"

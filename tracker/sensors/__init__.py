@@ -1,0 +1,164 @@
+"""Hardware access: the only package in the project that talks to hardware.
+
+One module per source, each a small class satisfying :class:`Sensor`:
+
+- ``nvml``: NVIDIA GPUs through ``pynvml`` (package ``nvidia-ml-py``); energy counter, else polled power.
+- ``rapl``: Linux powercap sysfs (Intel and AMD packages, DRAM).
+- ``cpu_estimate``: psutil utilisation x TDP, when RAPL is absent or unreadable.
+- ``ram``: a documented RAM power model, when no RAPL DRAM zone is readable.
+
+:func:`discover` returns the sensors this machine supports and, for each absent source, why.
+Every module is imported lazily: ``import tracker`` does no I/O and initialises nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+
+GPU, CPU, RAM = "gpu", "cpu", "ram"
+KINDS = (GPU, CPU, RAM)
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One reading of one sensor.
+
+    Attributes:
+        sensor: the sensor's unique name, e.g. ``"gpu:0"``, ``"cpu:package-0"``, ``"ram"``.
+        kind: ``"gpu"``, ``"cpu"`` or ``"ram"``.
+        time_s: when it was read, in seconds of the sensor's monotonic clock.
+        energy_j: the cumulative energy counter in joules, raw (it may wrap or reset), or
+            ``None`` for a sensor that only gives power.
+        power_w: instantaneous power in watts, or ``None``. Beside a counter it is a cross-check.
+        counter_range_j: the value in joules at which ``energy_j`` wraps back to zero;
+            ``None`` when the counter never wraps, so that a decrease means a reset.
+    """
+
+    sensor: str
+    kind: str
+    time_s: float
+    energy_j: float | None = None
+    power_w: float | None = None
+    counter_range_j: float | None = None
+
+
+@runtime_checkable
+class Sensor(Protocol):
+    """What every source satisfies; a Protocol, so fakes need not inherit.
+
+    Attributes:
+        name: unique sensor name, also the ``sensor`` of its readings.
+        kind: ``"gpu"``, ``"cpu"`` or ``"ram"``.
+        method: how its figure is obtained, written to the log beside it
+            (``energy_counter``, ``power_polling``, ``rapl``, ``tdp_estimate``, ``tdp_default``,
+            ``rapl_dram``, ``ram_model``).
+        info: what it measures, for ``run.json`` and ``devices.csv`` (model, UUID, TDP, ...).
+    """
+
+    name: str
+    kind: str
+    method: str
+    info: Mapping[str, Any]
+
+    def read(self) -> Reading:
+        """Take one reading; raise a :class:`~tracker.errors.SensorError` on failure."""
+        ...
+
+    def close(self) -> None:
+        """Release what the sensor holds (NVML, file handles); idempotent."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Absent:
+    """A source that is not measured here, and why.
+
+    Attributes:
+        source: ``"nvml"``, ``"rapl"``, ...
+        kind: the kind it would have measured.
+        reason: ``"library missing"``, ``"no device"``, ``"permission denied"``, ``"not supported"``.
+        detail: the underlying message.
+        hint: what the user could do, if anything.
+    """
+
+    source: str
+    kind: str
+    reason: str
+    detail: str = ""
+    hint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Discovery:
+    """The sensors found on this machine and the sources that are absent."""
+
+    sensors: list[Sensor] = field(default_factory=list)
+    absent: list[Absent] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Close every sensor found."""
+        for sensor in self.sensors:
+            sensor.close()
+
+
+def discover(
+    *,
+    nvml: Any = None,
+    visible_devices: str | None = None,
+    gpu_devices: Sequence[int | str] | None = None,
+    powercap_root: Path | str | None = None,
+    cpu_tdp_w: float | None = None,
+    ram_w: float | None = None,
+    gpus: bool = True,
+    cpu: bool = True,
+    ram: bool = True,
+    clock: Clock = time.monotonic,
+) -> Discovery:
+    """Find the sensors this machine supports.
+
+    GPUs come from NVML; CPU from RAPL package zones, else the TDP estimate; RAM from RAPL
+    DRAM zones, else the RAM model. Absent hardware is an empty list plus a reason, never an
+    exception, except for configuration errors (a ``CUDA_VISIBLE_DEVICES`` entry that matches
+    no GPU, a powercap root that does not exist when one was given explicitly).
+
+    Args:
+        nvml: the ``pynvml`` module to use (a fake in tests); imported lazily when ``None``.
+        visible_devices: ``CUDA_VISIBLE_DEVICES`` as a string; read from the environment when ``None``.
+        gpu_devices: measure only these GPUs: logical CUDA indices (as the process sees them, after
+            ``CUDA_VISIBLE_DEVICES``) or UUIDs; ``None`` measures every visible GPU.
+        powercap_root: the powercap sysfs directory; ``None`` is ``/sys/class/powercap`` and may be absent,
+            an explicit root must exist.
+        cpu_tdp_w: the CPU package power in watts to use instead of the table lookup.
+        ram_w: the RAM power in watts to use instead of the RAM model.
+        gpus, cpu, ram: which kinds to look for.
+        clock: monotonic clock in seconds, shared with the sampler.
+
+    Raises:
+        ConfigurationError: a ``CUDA_VISIBLE_DEVICES`` entry or an explicit powercap root is invalid.
+    """
+    from tracker.sensors import cpu_estimate, nvml as nvml_backend, rapl, ram as ram_backend
+
+    found = Discovery()
+    if visible_devices is None:
+        visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if gpus:
+        sensors, absent = nvml_backend.find_gpus(
+            nvml=nvml, visible_devices=visible_devices, devices=gpu_devices, clock=clock
+        )
+        found.sensors.extend(sensors)
+        found.absent.extend(absent)
+    rapl_sensors, rapl_absent = rapl.find_rapl(root=powercap_root, clock=clock) if (cpu or ram) else ([], [])
+    found.absent.extend(rapl_absent)
+    if cpu:
+        package = [s for s in rapl_sensors if s.kind == CPU and cpu_tdp_w is None]
+        found.sensors.extend(package or [cpu_estimate.CpuEstimateSensor(tdp_w=cpu_tdp_w, clock=clock)])
+    if ram:
+        dram = [s for s in rapl_sensors if s.kind == RAM and ram_w is None]
+        found.sensors.extend(dram or [ram_backend.RamModelSensor(power_w=ram_w, clock=clock)])
+    return found

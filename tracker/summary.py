@@ -1,0 +1,166 @@
+"""The run's totals as a record, and the contents of ``run.json``."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from tracker.meter import joules_to_kwh
+from tracker.sensors import CPU, GPU, RAM
+
+if TYPE_CHECKING:
+    from tracker.rows import RowBuilder
+    from tracker.session import EnergyTracker
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A run's totals.
+
+    Attributes:
+        run: the run's name; run_dir: its directory (``None`` when nothing is written).
+        status: ``running``, ``complete`` or ``interrupted``.
+        epochs: epochs finished; rows: rows written.
+        duration_s: seconds since start, s.
+        gpu_kwh, cpu_kwh, ram_kwh, energy_kwh: IT energy by component and in all, kWh.
+        energy_kwh_low, energy_kwh_high: the band of ``energy_kwh``.
+        co2_kg, co2_kg_low, co2_kg_high: emissions and band, kg CO2e.
+        pue: the PUE applied; carbon_intensity_g_per_kwh, intensity_method, intensity_source: the grid.
+        gpu_method, cpu_method, ram_method: how each component was obtained.
+        forecast_total_kwh, forecast_total_co2_kg: the whole run, when the number of epochs is known.
+        break_even_queries: inference queries to equal the training energy, when measured.
+    """
+
+    run: str
+    run_dir: str | None
+    status: str
+    epochs: int
+    rows: int
+    duration_s: float
+    gpu_kwh: float
+    cpu_kwh: float
+    ram_kwh: float
+    energy_kwh: float
+    energy_kwh_low: float
+    energy_kwh_high: float
+    co2_kg: float
+    co2_kg_low: float
+    co2_kg_high: float
+    pue: float
+    carbon_intensity_g_per_kwh: float
+    intensity_method: str
+    intensity_source: str
+    gpu_method: str
+    cpu_method: str
+    ram_method: str
+    forecast_total_kwh: float | None = None
+    forecast_total_co2_kg: float | None = None
+    break_even_queries: float | None = None
+
+    @classmethod
+    def build(cls, tracker: EnergyTracker, rows: RowBuilder | None) -> Summary:
+        """The summary of a tracker's run so far."""
+        cfg, intensity = tracker.config, tracker.config.intensity
+        started = tracker._started_s
+        duration = tracker._clock() - started if started is not None else 0.0
+        totals = rows.totals if rows else None
+        by_kind = (totals.by_kind_j if totals else None) or {}
+        methods = rows.methods if rows and rows.methods else _methods(tracker)
+        forecast = rows.forecast if rows else None
+        return cls(
+            run=rows.run if rows else "", run_dir=str(tracker.run_dir) if tracker.run_dir else None,
+            status=tracker._status, epochs=totals.epochs_done if totals else 0, rows=len(rows.rows) if rows else 0,
+            duration_s=duration, gpu_kwh=joules_to_kwh(by_kind.get(GPU, 0.0)),
+            cpu_kwh=joules_to_kwh(by_kind.get(CPU, 0.0)), ram_kwh=joules_to_kwh(by_kind.get(RAM, 0.0)),
+            energy_kwh=totals.energy.kwh if totals else 0.0,
+            energy_kwh_low=joules_to_kwh(totals.energy.low_j) if totals else 0.0,
+            energy_kwh_high=joules_to_kwh(totals.energy.high_j) if totals else 0.0,
+            co2_kg=totals.co2_kg if totals else 0.0, co2_kg_low=totals.co2_kg_low if totals else 0.0,
+            co2_kg_high=totals.co2_kg_high if totals else 0.0, pue=cfg.pue,
+            carbon_intensity_g_per_kwh=intensity.g_per_kwh, intensity_method=intensity.method,
+            intensity_source=intensity.source, gpu_method=methods[GPU], cpu_method=methods[CPU],
+            ram_method=methods[RAM], forecast_total_kwh=forecast.total_kwh if forecast else None,
+            forecast_total_co2_kg=forecast.total_co2_kg if forecast else None,
+            break_even_queries=rows.break_even if rows else None,
+        )  # fmt: skip
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary as a plain dict (JSON-ready)."""
+        return asdict(self)
+
+    def one_line(self) -> str:
+        """One log line: energy, CO2 with band, and where the figures came from."""
+        return (
+            f"{self.run or 'run'}: {self.energy_kwh:.4g} kWh, {self.co2_kg:.3g} kg CO2e "
+            f"({self.co2_kg_low:.3g}–{self.co2_kg_high:.3g}) over {self.epochs} epochs in {self.duration_s:.1f} s; "
+            f"gpu {self.gpu_method}, cpu {self.cpu_method}, ram {self.ram_method}"
+        )
+
+    def __str__(self) -> str:
+        lines = [
+            f"Energy tracker — {self.run or 'run'} ({self.status})",
+            f"  epochs finished   {self.epochs}   ({self.duration_s:.1f} s)",
+            f"  energy            {self.energy_kwh:.6g} kWh  ({self.energy_kwh_low:.3g}–{self.energy_kwh_high:.3g})",
+            f"    gpu             {self.gpu_kwh:.6g} kWh  [{self.gpu_method}]",
+            f"    cpu             {self.cpu_kwh:.6g} kWh  [{self.cpu_method}]",
+            f"    ram             {self.ram_kwh:.6g} kWh  [{self.ram_method}]",
+            f"  CO2e              {self.co2_kg:.6g} kg  ({self.co2_kg_low:.3g}–{self.co2_kg_high:.3g})",
+            f"  grid              {self.carbon_intensity_g_per_kwh:.4g} g/kWh [{self.intensity_method}: "
+            f"{self.intensity_source}], PUE {self.pue:g}",
+        ]
+        if self.forecast_total_kwh is not None:
+            lines.append(f"  forecast          {self.forecast_total_kwh:.4g} kWh, {self.forecast_total_co2_kg:.3g} kg CO2e")
+        if self.break_even_queries is not None:
+            lines.append(f"  break-even        {self.break_even_queries:.4g} queries to equal the training energy")
+        if self.run_dir:
+            lines.append(f"  logs              {self.run_dir}")
+        return "\n".join(lines)
+
+
+def _methods(tracker: EnergyTracker) -> dict[str, str]:
+    found: dict[str, list[str]] = {GPU: [], CPU: [], RAM: []}
+    for sensor in tracker.discovery.sensors:
+        found.setdefault(sensor.kind, []).append(sensor.method)
+    return {kind: "+".join(dict.fromkeys(m)) or "absent" for kind, m in found.items()}
+
+
+def run_info(tracker: EnergyTracker) -> dict[str, Any]:
+    """What ``run.json`` holds: hardware, sensors and methods, grid, PUE, versions, times, totals."""
+    from tracker import __version__
+
+    cfg, intensity = tracker.config, tracker.config.intensity
+    summary = tracker.summary()
+    return {
+        "run": summary.run,
+        "status": tracker._status,
+        "start_utc": tracker._started_utc,
+        "end_utc": _now() if tracker._stopped else None,
+        "host": tracker.host,
+        "platform": platform.platform(),
+        "versions": {"training-energy-tracker": __version__, "python": sys.version.split()[0]},
+        "interval_s": tracker.interval_s,
+        "jitter": cfg.jitter,
+        "epochs_planned": cfg.epochs,
+        "pue": cfg.pue,
+        "carbon_intensity": {
+            "g_per_kwh": intensity.g_per_kwh,
+            "method": intensity.method,
+            "source": intensity.source,
+            "country": intensity.country,
+            "region": intensity.region,
+        },
+        "sensors": [
+            {"name": s.name, "kind": s.kind, "method": s.method, "info": dict(s.info)} for s in tracker.discovery.sensors
+        ],
+        "absent": [asdict(a) for a in tracker.discovery.absent],
+        "sensor_health": {name: asdict(h) for name, h in tracker.sensor_health.items()},
+        "totals": summary.as_dict(),
+    }
+
+
+def _now() -> str:
+    from tracker.session import utc_now
+
+    return utc_now()
