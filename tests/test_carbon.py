@@ -22,6 +22,7 @@ from tracker.carbon import (
     ENV_COUNTRY,
     EQUIVALENTS,
     J_PER_KWH,
+    Intensity,
     co2_kg,
     equivalents,
     kwh,
@@ -87,7 +88,7 @@ def test_unknown_country_lists_close_matches(value, expected):
     assert expected in str(info.value)
 
 
-@pytest.mark.parametrize("value", ["XX", "", 276, None.__class__])
+@pytest.mark.parametrize("value", ["XX", "", 276, ["DEU"]])
 def test_invalid_country_is_a_configuration_error(value):
     with pytest.raises(ConfigurationError, match="is not a country"):
         resolve(country=value)
@@ -322,8 +323,14 @@ def test_hourly_must_cover_now(tmp_path):
         ("timestamp,g_per_kwh\n2024-01-01T00:00Z,nan\n", r"line 2: g_per_kwh 'nan'"),
         ("timestamp,g_per_kwh\n2024-01-01T00:30Z,100\n", r"line 2: .* not on the hour"),
         ("timestamp,g_per_kwh\n2024-01-01T00:00Z,100,7\n", r"line 2: expected 2 fields"),
-        ("timestamp,g_per_kwh\n2024-01-01T00:00Z,1\n2024-01-01T02:00Z,1\n", r"hours missing between .* line 2 .* line 3"),
-        ("timestamp,g_per_kwh\n2024-01-01T00:00Z,1\n2024-01-01T01:00+01:00,1\n", r"lines 2 and 3 give the same hour"),
+        (
+            "timestamp,g_per_kwh\n2024-01-01T00:00Z,1\n2024-01-01T02:00Z,1\n",
+            r"lines 2 and 3 leave hours out between 2024-01-01T00:00Z and 2024-01-01T02:00Z",
+        ),
+        (
+            "timestamp,g_per_kwh\n2024-01-01T00:00Z,1\n2024-01-01T01:00+01:00,1\n",
+            r"lines 2 and 3 give the same hour 2024-01-01T00:00Z",
+        ),
     ],
 )
 def test_malformed_hourly_csv(tmp_path, text, message):
@@ -347,7 +354,7 @@ def test_missing_hourly_csv(tmp_path):
 def test_mean_over_is_additive_and_bounded(values, a, b, c):
     series = HourlySeries(T0, tuple(values))
     start, mid, end = (T0 + timedelta(seconds=a + x) for x in (0, b, b + c))
-    intensity = resolve(g_per_kwh=1.0).__class__(1.0, "hourly_csv", "test", series=series)
+    intensity = Intensity(1.0, "hourly_csv", "test", series=series)
     whole = intensity.mean_over(start, end)
     assert min(values) - 1e-9 <= whole <= max(values) + 1e-9
     if b and c:
@@ -484,3 +491,14 @@ def test_explicit_and_hourly_work_without_codecarbon(without_codecarbon, tmp_pat
     with open(tmp_path / "ci.csv", "w", newline="") as f:
         csv.writer(f).writerows([["timestamp", "g_per_kwh"], ["2024-01-01T00:00:00", "120.5"]])
     assert resolve(hourly_csv=tmp_path / "ci.csv", now=T0).g_per_kwh == 120.5
+
+
+def test_missing_codecarbon_file_is_a_configuration_error(tmp_path, monkeypatch):
+    clear_caches()
+    monkeypatch.setattr(carbon_data, "codecarbon_data_dir", lambda: tmp_path)
+    try:
+        with pytest.raises(ConfigurationError, match=r"global_energy_mix.json is missing.*pip install -U codecarbon"):
+            resolve(country="DEU")
+    finally:
+        monkeypatch.undo()
+        clear_caches()

@@ -9,8 +9,10 @@ Example:
     >>> from tracker.testing import FakeClock, steady
     >>> clock = FakeClock()
     >>> nvml = FakeNvml([FakeGpu(trace=steady(250.0))], clock=clock)
-    >>> nvml.nvmlInit(); handle = nvml.nvmlDeviceGetHandleByIndex(0)
-    >>> clock.advance(2.0) and nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+    >>> nvml.nvmlInit()
+    >>> handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    >>> _ = clock.advance(2.0)
+    >>> nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
     500000
 """
 
@@ -23,8 +25,9 @@ import threading
 import time
 import types
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from tracker.testing import PowerTrace, steady
 
@@ -81,7 +84,7 @@ class NVMLError(Exception):
     _valClassMapping: dict[int, type[NVMLError]] = {}
     value: int
 
-    def __new__(cls, value: int = 999, *args: Any) -> NVMLError:
+    def __new__(cls, value: int, *args: Any) -> NVMLError:
         if cls is NVMLError:
             cls = NVMLError._valClassMapping.get(value, cls)
         error = Exception.__new__(cls)
@@ -224,7 +227,12 @@ class FakeNvml:
         library_missing: bool = False,
     ) -> None:
         specs = [FakeGpu() for _ in range(gpus)] if isinstance(gpus, int) else list(gpus)
-        self.gpus = [g if g.uuid else replace(g, uuid=f"GPU-{i:08x}-fa6e-4c1d-8e5a-{i:012x}") for i, g in enumerate(specs)]
+        self.gpus = [
+            g if g.uuid else replace(g, uuid=f"GPU-{i:08x}-fa6e-4c1d-8e5a-{i:012x}") for i, g in enumerate(specs)
+        ]
+        uuids = [uuid for gpu in self.gpus for uuid in (gpu.uuid, *gpu.mig_uuids)]
+        if len(set(uuids)) != len(uuids):
+            raise ValueError(f"FakeNvml: every GPU and MIG UUID must be unique, got {uuids}")
         self.clock, self.origin_s = clock, clock()
         self.driver_version, self.library_missing = driver_version, library_missing
         self.calls: Counter[str] = Counter()
@@ -284,11 +292,12 @@ class FakeNvml:
             raise NVMLError(CONSTANTS["NVML_ERROR_LIBRARY_NOT_FOUND"])
         self._init_count += 1
 
-    def _gpu(self, handle: Any, *, mig_ok: bool = True) -> FakeGpu:
+    def _spec(self, handle: Any, *, mig_ok: bool = True) -> FakeGpu:
         if not isinstance(handle, _Handle) or not 0 <= handle.gpu < len(self.gpus):
             raise NVMLError(CONSTANTS["NVML_ERROR_INVALID_ARGUMENT"])
         if handle.mig is not None and not mig_ok:
-            # Power and energy are not reported per MIG instance (see MEASUREMENT.md section 1.7).
+            # NVML reports power and energy for the whole GPU, not per MIG instance (MEASUREMENT.md 1.7);
+            # what a MIG handle answers is unverified, so the fake takes the stricter NOT_SUPPORTED.
             raise NVMLError(CONSTANTS["NVML_ERROR_NOT_SUPPORTED"])
         return self.gpus[handle.gpu]
 
@@ -301,9 +310,9 @@ class FakeNvml:
         return self.gpus[index].trace.energy_j(self.clock() - self.origin_s) - self._zero_j[index]
 
     def _power_w(self, handle: Any) -> float:
-        return self._gpu(handle, mig_ok=False).trace.power_w(self.clock() - self.origin_s)
+        return self._spec(handle, mig_ok=False).trace.power_w(self.clock() - self.origin_s)
 
-    # -- system ------------------------------------------------------------------------------
+    # -- the NVML functions with logic; the simple per-device queries are in _QUERIES below --
 
     @_api(needs_init=False)
     def nvmlInit(self) -> None:
@@ -320,32 +329,10 @@ class FakeNvml:
         """Undo one ``nvmlInit``; NVML stays usable until every init is undone."""
         self._init_count -= 1
 
-    @_api(needs_init=False)
-    def nvmlErrorString(self, code: int) -> str:
-        """The message of an ``NVML_ERROR_*`` code."""
-        return _MESSAGES.get(code, "Unknown Error")
-
-    @_api()
-    def nvmlSystemGetDriverVersion(self) -> str:
-        """The driver version string."""
-        return self.driver_version
-
-    @_api()
-    def nvmlSystemGetNVMLVersion(self) -> str:
-        """The NVML version string."""
-        return "12." + self.driver_version
-
-    @_api()
-    def nvmlSystemGetCudaDriverVersion(self) -> int:
-        """The CUDA driver version as an int (12040 is 12.4)."""
-        return 12040
-
     @_api()
     def nvmlDeviceGetCount(self) -> int:
         """The number of physical GPUs (MIG instances are not counted)."""
         return len(self.gpus)
-
-    # -- handles -----------------------------------------------------------------------------
 
     @_api()
     def nvmlDeviceGetHandleByIndex(self, index: int) -> _Handle:
@@ -366,24 +353,9 @@ class FakeNvml:
         raise NVMLError(CONSTANTS["NVML_ERROR_NOT_FOUND"])
 
     @_api()
-    def nvmlDeviceGetHandleByPciBusId(self, bus_id: str | bytes) -> _Handle:
-        """The handle of the GPU at this PCI bus id."""
-        text = bus_id.decode() if isinstance(bus_id, bytes) else bus_id
-        for i in range(len(self.gpus)):
-            if _bus_id(i).lower() == text.lower():
-                return self._handle(i)
-        raise NVMLError(CONSTANTS["NVML_ERROR_NOT_FOUND"])
-
-    @_api()
-    def nvmlDeviceIsMigDeviceHandle(self, handle: _Handle) -> bool:
-        """Whether the handle is a MIG instance's."""
-        self._gpu(handle)
-        return handle.mig is not None
-
-    @_api()
     def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, handle: _Handle) -> _Handle:
         """The physical GPU that holds this MIG instance."""
-        self._gpu(handle)
+        self._spec(handle)
         if handle.mig is None:
             raise NVMLError(CONSTANTS["NVML_ERROR_INVALID_ARGUMENT"])
         return self._handle(handle.gpu)
@@ -391,64 +363,14 @@ class FakeNvml:
     @_api()
     def nvmlDeviceGetMigDeviceHandleByIndex(self, handle: _Handle, index: int) -> _Handle:
         """The handle of the GPU's ``index``-th MIG instance."""
-        if not 0 <= index < len(self._gpu(handle, mig_ok=False).mig_uuids):
+        if not 0 <= index < len(self._spec(handle, mig_ok=False).mig_uuids):
             raise NVMLError(CONSTANTS["NVML_ERROR_NOT_FOUND"])
         return self._handle(handle.gpu, index)
 
     @_api()
-    def nvmlDeviceGetMaxMigDeviceCount(self, handle: _Handle) -> int:
-        """How many MIG instances the GPU holds."""
-        return len(self._gpu(handle, mig_ok=False).mig_uuids)
-
-    @_api()
-    def nvmlDeviceGetMigMode(self, handle: _Handle) -> list[int]:
-        """``[current, pending]`` MIG mode (``NVML_DEVICE_MIG_ENABLE`` when the GPU has MIG instances)."""
-        mode = int(bool(self._gpu(handle, mig_ok=False).mig_uuids))
-        return [mode, mode]
-
-    # -- identity ----------------------------------------------------------------------------
-
-    @_api()
-    def nvmlDeviceGetUUID(self, handle: _Handle) -> str:
-        """The ``GPU-`` or ``MIG-`` UUID."""
-        gpu = self._gpu(handle)
-        return gpu.uuid if handle.mig is None else gpu.mig_uuids[handle.mig]
-
-    @_api()
-    def nvmlDeviceGetName(self, handle: _Handle) -> str:
-        """The product name."""
-        gpu = self._gpu(handle)
-        return gpu.name if handle.mig is None else f"{gpu.name} MIG 1g.5gb"
-
-    @_api()
-    def nvmlDeviceGetIndex(self, handle: _Handle) -> int:
-        """The NVML index of a physical GPU."""
-        self._gpu(handle, mig_ok=False)
-        return handle.gpu
-
-    @_api()
-    def nvmlDeviceGetMinorNumber(self, handle: _Handle) -> int:
-        """The N of ``/dev/nvidiaN``."""
-        self._gpu(handle, mig_ok=False)
-        return handle.gpu
-
-    @_api()
-    def nvmlDeviceGetPciInfo(self, handle: _Handle) -> nvmlPciInfo_t:
-        """The PCI address."""
-        self._gpu(handle, mig_ok=False)
-        return nvmlPciInfo_t(busId=_bus_id(handle.gpu), bus=handle.gpu + 1)
-
-    @_api()
-    def nvmlDeviceGetArchitecture(self, handle: _Handle) -> int:
-        """An ``NVML_DEVICE_ARCH_*`` value."""
-        return self._gpu(handle).architecture
-
-    # -- power and energy --------------------------------------------------------------------
-
-    @_api()
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: _Handle) -> int:
         """Energy since the last driver reload, in integer mJ: the exact integral of the trace, rounded down."""
-        if not self._gpu(handle, mig_ok=False).has_counter:
+        if not self._spec(handle, mig_ok=False).has_counter:
             raise NVMLError(CONSTANTS["NVML_ERROR_NOT_SUPPORTED"])
         return math.floor(self._counter_j(handle.gpu) * 1000)
 
@@ -456,95 +378,6 @@ class FakeNvml:
     def nvmlDeviceGetPowerUsage(self, handle: _Handle) -> int:
         """Board power now, in integer mW."""
         return round(self._power_w(handle) * 1000)
-
-    @_api()
-    def nvmlDeviceGetEnforcedPowerLimit(self, handle: _Handle) -> int:
-        """The power limit the driver enforces, in mW."""
-        return round(self._gpu(handle, mig_ok=False).power_limit_w * 1000)
-
-    @_api()
-    def nvmlDeviceGetPowerManagementLimit(self, handle: _Handle) -> int:
-        """The power management limit, in mW."""
-        return round(self._gpu(handle, mig_ok=False).power_limit_w * 1000)
-
-    @_api()
-    def nvmlDeviceGetPowerManagementDefaultLimit(self, handle: _Handle) -> int:
-        """The default power limit, in mW."""
-        return round(self._gpu(handle, mig_ok=False).power_limit_w * 1000)
-
-    @_api()
-    def nvmlDeviceGetPowerManagementLimitConstraints(self, handle: _Handle) -> list[int]:
-        """``[min, max]`` settable power limit, in mW."""
-        limit_mw = round(self._gpu(handle, mig_ok=False).power_limit_w * 1000)
-        return [limit_mw // 4, limit_mw]
-
-    # -- what codecarbon and carbontracker also read -----------------------------------------
-
-    @_api()
-    def nvmlDeviceGetMemoryInfo(self, handle: _Handle) -> c_nvmlMemory_t:
-        """Memory in bytes; 1 GiB used."""
-        total = self._gpu(handle).memory_total_b
-        return c_nvmlMemory_t(total=total, free=total - 2**30, used=2**30)
-
-    @_api()
-    def nvmlDeviceGetTemperature(self, handle: _Handle, sensor: int) -> int:
-        """Temperature in degrees Celsius, rising with power."""
-        return 30 + round(self._power_w(handle) / 10)
-
-    @_api()
-    def nvmlDeviceGetUtilizationRates(self, handle: _Handle) -> c_nvmlUtilization_t:
-        """Utilisation in percent: power over power limit."""
-        busy = min(100, round(100 * self._power_w(handle) / self._gpu(handle).power_limit_w))
-        return c_nvmlUtilization_t(gpu=busy, memory=busy // 2)
-
-    @_api()
-    def nvmlDeviceGetComputeRunningProcesses(self, handle: _Handle) -> list[c_nvmlProcessInfo_t]:
-        """The GPU's ``pids``, each using 1 GiB."""
-        return [c_nvmlProcessInfo_t(pid=pid, usedGpuMemory=2**30) for pid in self._gpu(handle).pids]
-
-    @_api()
-    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: _Handle) -> list[c_nvmlProcessInfo_t]:
-        """No graphics processes."""
-        self._gpu(handle)
-        return []
-
-    @_api()
-    def nvmlDeviceGetClockInfo(self, handle: _Handle, clock_type: int) -> int:
-        """Current clock in MHz (``NVML_CLOCK_*``)."""
-        self._gpu(handle)
-        return _CLOCKS_MHZ[clock_type]
-
-    @_api()
-    def nvmlDeviceGetMaxClockInfo(self, handle: _Handle, clock_type: int) -> int:
-        """Maximum clock in MHz (``NVML_CLOCK_*``)."""
-        self._gpu(handle)
-        return _CLOCKS_MHZ[clock_type]
-
-    @_api()
-    def nvmlDeviceGetComputeMode(self, handle: _Handle) -> int:
-        """``NVML_COMPUTEMODE_DEFAULT``."""
-        self._gpu(handle)
-        return 0
-
-    @_api()
-    def nvmlDeviceGetPowerManagementMode(self, handle: _Handle) -> int:
-        """``NVML_FEATURE_ENABLED``."""
-        self._gpu(handle)
-        return 1
-
-    @_api()
-    def nvmlDeviceGetPersistenceMode(self, handle: _Handle) -> int:
-        """``NVML_FEATURE_ENABLED``."""
-        self._gpu(handle)
-        return 1
-
-    @_api()
-    def nvmlDeviceGetPerformanceState(self, handle: _Handle) -> int:
-        """P-state 0."""
-        self._gpu(handle)
-        return 0
-
-    # -- pynvml module helpers ---------------------------------------------------------------
 
     @staticmethod
     def nvmlExceptionClass(code: int) -> type[NVMLError]:
@@ -564,6 +397,99 @@ class FakeNvml:
 def _bus_id(index: int) -> str:
     return f"00000000:{index + 1:02X}:00.0"
 
+
+def _limit_mw(nvml: FakeNvml, handle: _Handle) -> int:
+    return round(nvml._spec(handle, mig_ok=False).power_limit_w * 1000)
+
+
+def _busy_percent(nvml: FakeNvml, handle: _Handle) -> int:
+    return min(100, round(100 * nvml._power_w(handle) / nvml._spec(handle).power_limit_w))
+
+
+def _physical_index(nvml: FakeNvml, handle: _Handle) -> int:
+    nvml._spec(handle, mig_ok=False)
+    return handle.gpu
+
+
+# name: (docstring, answer(fake, handle, *args)); each becomes a FakeNvml method wrapped by _api.
+_QUERIES: dict[str, tuple[str, Callable[..., Any]]] = {
+    "nvmlDeviceGetUUID": (
+        "The ``GPU-`` or ``MIG-`` UUID.",
+        lambda nv, h: nv._spec(h).uuid if h.mig is None else nv._spec(h).mig_uuids[h.mig],
+    ),
+    "nvmlDeviceGetName": (
+        "The product name.",
+        lambda nv, h: nv._spec(h).name + ("" if h.mig is None else " MIG 1g.5gb"),
+    ),
+    "nvmlDeviceIsMigDeviceHandle": ("Whether the handle is a MIG instance's.", lambda nv, h: h.mig is not None),
+    "nvmlDeviceGetMigMode": (
+        "``[current, pending]``: ``NVML_DEVICE_MIG_ENABLE`` (1) when the GPU has MIG instances.",
+        lambda nv, h: [int(bool(nv._spec(h, mig_ok=False).mig_uuids))] * 2,
+    ),
+    "nvmlDeviceGetMaxMigDeviceCount": (
+        "How many MIG instances.",
+        lambda nv, h: len(nv._spec(h, mig_ok=False).mig_uuids),
+    ),
+    "nvmlDeviceGetIndex": ("The NVML index of a physical GPU.", _physical_index),
+    "nvmlDeviceGetMinorNumber": ("The N of ``/dev/nvidiaN``.", _physical_index),
+    "nvmlDeviceGetArchitecture": ("An ``NVML_DEVICE_ARCH_*`` value.", lambda nv, h: nv._spec(h).architecture),
+    "nvmlDeviceGetPciInfo": (
+        "The PCI address.",
+        lambda nv, h: nvmlPciInfo_t(busId=_bus_id(_physical_index(nv, h)), bus=h.gpu + 1),
+    ),
+    "nvmlDeviceGetEnforcedPowerLimit": ("The power limit the driver enforces, in mW.", _limit_mw),
+    "nvmlDeviceGetPowerManagementLimit": ("The power management limit, in mW.", _limit_mw),
+    "nvmlDeviceGetPowerManagementDefaultLimit": ("The default power limit, in mW.", _limit_mw),
+    "nvmlDeviceGetPowerManagementLimitConstraints": (
+        "``[min, max]`` settable power limit, in mW.",
+        lambda nv, h: [_limit_mw(nv, h) // 4, _limit_mw(nv, h)],
+    ),
+    "nvmlDeviceGetMemoryInfo": (
+        "Memory in bytes, 1 GiB used.",
+        lambda nv, h: c_nvmlMemory_t(nv._spec(h).memory_total_b, nv._spec(h).memory_total_b - 2**30, 2**30),
+    ),
+    "nvmlDeviceGetTemperature": (
+        "Temperature in degrees Celsius, rising with power.",
+        lambda nv, h, sensor: 30 + round(nv._power_w(h) / 10),
+    ),
+    "nvmlDeviceGetUtilizationRates": (
+        "Utilisation in percent: power over power limit.",
+        lambda nv, h: c_nvmlUtilization_t(_busy_percent(nv, h), _busy_percent(nv, h) // 2),
+    ),
+    "nvmlDeviceGetComputeRunningProcesses": (
+        "The GPU's ``pids``, each using 1 GiB.",
+        lambda nv, h: [c_nvmlProcessInfo_t(pid, 2**30) for pid in nv._spec(h).pids],
+    ),
+    "nvmlDeviceGetGraphicsRunningProcesses": ("No graphics processes.", lambda nv, h: []),
+    "nvmlDeviceGetClockInfo": ("Current clock in MHz (``NVML_CLOCK_*``).", lambda nv, h, kind: _CLOCKS_MHZ[kind]),
+    "nvmlDeviceGetMaxClockInfo": ("Maximum clock in MHz (``NVML_CLOCK_*``).", lambda nv, h, kind: _CLOCKS_MHZ[kind]),
+    "nvmlDeviceGetComputeMode": ("``NVML_COMPUTEMODE_DEFAULT``.", lambda nv, h: 0),
+    "nvmlDeviceGetPowerManagementMode": ("``NVML_FEATURE_ENABLED``.", lambda nv, h: 1),
+    "nvmlDeviceGetPersistenceMode": ("``NVML_FEATURE_ENABLED``.", lambda nv, h: 1),
+    "nvmlDeviceGetPerformanceState": ("P-state 0.", lambda nv, h: 0),
+    "nvmlSystemGetDriverVersion": ("The driver version string.", lambda nv: nv.driver_version),
+    "nvmlSystemGetNVMLVersion": ("The NVML version string.", lambda nv: "12." + nv.driver_version),
+    "nvmlSystemGetCudaDriverVersion": ("The CUDA driver version (12040 is 12.4).", lambda nv: 12040),
+    "nvmlErrorString": (
+        "The message of an ``NVML_ERROR_*`` code.",
+        lambda nv, code: _MESSAGES.get(code, "Unknown Error"),
+    ),
+}
+
+
+def _query(name: str, doc: str, answer: Callable[..., Any]) -> Callable[..., Any]:
+    def query(self: FakeNvml, *args: Any) -> Any:
+        if name.startswith("nvmlDevice"):
+            self._spec(args[0])  # an invalid or foreign handle is INVALID_ARGUMENT, as in NVML
+        return answer(self, *args)
+
+    query.__name__ = query.__qualname__ = name
+    query.__doc__ = doc
+    return _api(needs_init=name != "nvmlErrorString")(query)
+
+
+for _name, (_doc, _answer) in _QUERIES.items():
+    setattr(FakeNvml, _name, _query(_name, _doc, _answer))
 
 for _name, _value in {
     **CONSTANTS,

@@ -14,6 +14,7 @@ import csv
 import difflib
 import functools
 import importlib.util
+import io
 import json
 import os
 import zoneinfo
@@ -61,9 +62,24 @@ def codecarbon_data_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
+def _read(relative: str) -> str:
+    path = codecarbon_data_dir() / relative
+    try:
+        # utf-8-sig: cloud/impact.csv starts with a byte-order mark, which would otherwise prefix "provider".
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, ValueError) as e:
+        # Older codecarbon releases lack some tables (the 2023 US, China and Nordic files).
+        raise ConfigurationError(
+            f"codecarbon's data file {path} is missing or unreadable ({e}); this was built against codecarbon "
+            "3.3: run `pip install -U codecarbon`, or pass g_per_kwh=... instead"
+        ) from e
+
+
 def _read_json(relative: str) -> dict:
-    with open(codecarbon_data_dir() / relative, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        return json.loads(_read(relative))
+    except ValueError as e:
+        raise ConfigurationError(f"codecarbon's data file {relative} is not valid JSON ({e})") from e
 
 
 @functools.cache
@@ -150,9 +166,7 @@ def _nordic_zones(country: str) -> dict[str, Figure]:
 @functools.cache
 def cloud_regions() -> dict[str, dict[str, Figure]]:
     """Cloud-region figures from codecarbon's ``cloud/impact.csv``: provider -> region -> figure."""
-    # The file starts with a UTF-8 byte-order mark; utf-8-sig drops it so the first column is "provider".
-    with open(codecarbon_data_dir() / "cloud" / "impact.csv", encoding="utf-8-sig", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = list(csv.DictReader(io.StringIO(_read("cloud/impact.csv"), newline="")))
     found: dict[str, dict[str, Figure]] = {}
     for row in rows:
         provider, region = row["provider"].lower(), row["region"].lower()

@@ -118,12 +118,10 @@ def read_hourly_csv(path: str | os.PathLike) -> HourlySeries:
     """
     rows = _read_rows(Path(path))
     for (line_a, hour_a, _), (line_b, hour_b, _) in zip(rows, rows[1:], strict=False):
-        if hour_b == hour_a:
-            raise ConfigurationError(
-                f"hourly_csv={str(path)!r}: lines {line_a} and {line_b} give the same hour {hour_a}"
-            )
         if hour_b - hour_a != HOUR:
+            problem = "give the same hour" if hour_b == hour_a else "leave hours out between"
             raise ConfigurationError(
-                f"hourly_csv={str(path)!r}: hours missing between {hour_a} (line {line_a}) and {hour_b} (line {line_b})"
+                f"hourly_csv={str(path)!r}: lines {line_a} and {line_b} {problem} {hour_a:%Y-%m-%dT%H:%MZ} "
+                f"and {hour_b:%Y-%m-%dT%H:%MZ}; the rows must be consecutive hours, each once"
             )
     return HourlySeries(rows[0][1], tuple(value for _, _, value in rows))

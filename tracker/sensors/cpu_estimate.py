@@ -29,14 +29,22 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import psutil
 
 from tracker.errors import ConfigurationError
 from tracker.sensors import CPU, Reading
-from tracker.sensors.ram import CGROUP_ROOT, PROC_SELF_CGROUP, cgroup_dirs, positive_watts, read_cgroup_file
+from tracker.sensors.ram import (
+    CGROUP_ROOT,
+    PROC_SELF_CGROUP,
+    cgroup_dirs,
+    is_positive_number,
+    positive_watts,
+    read_cgroup_file,
+)
 
 __all__ = ["DEFAULT_W_PER_CPU", "CpuEstimateSensor", "CpuInfo", "load_factor", "match_tdp", "usable_cpus"]
 
@@ -53,7 +61,7 @@ _NOISE = [
     r"@.*$",  # clock speed: "CPU @ 2.30GHz"
     r"\bwith\b.*$",  # "with Radeon Graphics"
     r"\b\d+(?:st|nd|rd|th) gen\b",  # "11th Gen Intel"
-    r"\b\d+-core\b|\bprocessor\b|\bcpu\b",
+    r"\b\d+-cores?\b|\bprocessor\b|\bcpu\b",
 ]
 
 
@@ -87,15 +95,13 @@ def normalise(name: str) -> str:
 
 
 def codecarbon_table() -> Path | None:
-    """codecarbon's ``cpu_power.csv``, found without importing codecarbon (its import starts NVML)."""
+    """The path of codecarbon's ``cpu_power.csv``, found without importing codecarbon (its import starts NVML)."""
     try:
         spec = importlib.util.find_spec("codecarbon")
-    except (ImportError, ValueError):
+        path = Path(list(spec.submodule_search_locations)[0]) / _TABLE if spec else None
+        return path if path is not None and path.is_file() else None
+    except (ImportError, ValueError, IndexError, TypeError, OSError):
         return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / _TABLE
-    return path if path.is_file() else None
 
 
 def load_table(path: Path) -> list[tuple[str, float]]:
@@ -121,20 +127,23 @@ def match_tdp(model: str, table: list[tuple[str, float]]) -> tuple[str, float] |
     must not borrow the TDP of some 280 W EPYC. Several winners with different TDPs: ``None``.
     """
     wanted = normalise(model)
-    exact = [(name, tdp) for name, tdp in table if normalise(name) == wanted]
+    rows = [(normalise(name).split(), name, tdp) for name, tdp in table]
+    exact = [(name, tdp) for words, name, tdp in rows if " ".join(words) == wanted]
     if exact:
         return _unique(exact)
     words = set(wanted.split())
-    numbers = {w for w in words if any(c.isdigit() for c in w)}
+    numbers = _model_numbers(words)
     if not numbers:
         return None
-    candidates = []
-    for name, tdp in table:
-        row = set(normalise(name).split())
-        if row <= words and {w for w in row if any(c.isdigit() for c in w)} == numbers:
-            candidates.append((len(row), name, tdp))
+    candidates = [
+        (len(row), name, tdp) for row, name, tdp in rows if set(row) <= words and _model_numbers(row) == numbers
+    ]
     best = max((size for size, _, _ in candidates), default=0)
     return _unique([(name, tdp) for size, name, tdp in candidates if size == best])
+
+
+def _model_numbers(words: Iterable[str]) -> set[str]:
+    return {w for w in words if any(c.isdigit() for c in w)}
 
 
 def _unique(rows: list[tuple[str, float]]) -> tuple[str, float] | None:
@@ -163,7 +172,7 @@ def usable_cpus(*, cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_SEL
 
 
 def load_factor(u: float) -> float:
-    """codecarbon's CPU-load curve: the fraction of ``P_max`` drawn at busy fraction ``u``."""
+    """The CPU-load curve of codecarbon: the fraction of ``P_max`` drawn at busy fraction ``u``."""
     return 0.1 + 0.9 * u**3
 
 
@@ -184,3 +193,120 @@ def _busy_total(times: Any) -> tuple[float, float]:
     fields = times._asdict()
     total = sum(fields.values()) - fields.get("guest", 0.0) - fields.get("guest_nice", 0.0)
     return total - fields.get("idle", 0.0) - fields.get("iowait", 0.0), total
+
+
+def resolve_tdp(user_tdp: float | None, cpu: CpuInfo, table: Path | None, usable: float) -> tuple[float, str, dict]:
+    """``(P_max in W, method, how it was found)`` for the rules in the module docstring."""
+    if user_tdp is not None:
+        return user_tdp, "tdp_user", {"tdp_source": "user (tdp_w)"}
+    table = table or codecarbon_table()
+    row = match_tdp(cpu.model, _rows(table)) if cpu.model else None
+    if row is not None:
+        share = min(1.0, usable / cpu.processors) if cpu.processors else 1.0
+        source = f"codecarbon cpu_power.csv row {row[0]!r}: {row[1]:g} W per socket x {cpu.sockets} socket(s)"
+        return row[1] * cpu.sockets * share, "tdp_estimate", {"tdp_source": source, "cpu_share": share}
+    source = f"default {DEFAULT_W_PER_CPU:g} W per logical CPU x {usable:g} ({_why_default(cpu.model, table)})"
+    return DEFAULT_W_PER_CPU * usable, "tdp_default", {"tdp_source": source}
+
+
+def _why_default(model: str, table: Path | None) -> str:
+    if table is None:
+        return "codecarbon's cpu_power.csv not found"
+    if not model:
+        return "no model name in /proc/cpuinfo"
+    if not _model_numbers(normalise(model).split()):
+        return f"no model number in {model!r}"
+    return f"{model!r} is not in {table.name}, or matches rows with different TDPs"
+
+
+def _rows(table: Path | None) -> list[tuple[str, float]]:
+    try:
+        return load_table(table) if table is not None else []
+    except OSError:
+        return []
+
+
+class CpuEstimateSensor:
+    """CPU power estimated from system-wide utilisation and a TDP; see the module docstring.
+
+    Readings: ``energy_j`` is the estimated energy in J since the first read, a counter that
+    never wraps (``E += P·Δt`` per read); ``power_w`` is ``P`` in W over the last interval.
+    The first read primes the utilisation and returns ``energy_j=0.0``, ``power_w=None``.
+    Utilisation comes from this instance's own ``cpu_times()`` deltas, so the user's own
+    ``psutil.cpu_percent()`` calls are left undisturbed. It is machine-wide: other processes'
+    load counts too.
+
+    Args:
+        tdp_w: the CPU power at full load in W, all sockets, used instead of the lookup.
+        clock: monotonic clock in seconds.
+        cpuinfo_path: the ``/proc/cpuinfo`` to read the model and sockets from.
+        cpu_table: a CSV ``Name,TDP`` to use instead of codecarbon's ``cpu_power.csv``.
+        cpu_times: returns cumulative CPU times in s (``psutil.cpu_times``, or a script in tests).
+        logical_cpus: the logical CPUs this process may use; from affinity and cgroup quota when ``None``.
+        cgroup_root: the cgroup filesystem, for the CPU quota.
+        proc_cgroup: the file naming the process's cgroups.
+
+    Raises:
+        ConfigurationError: ``tdp_w`` or ``logical_cpus`` is not a positive finite number, or
+            ``cpu_table`` is not a file.
+
+    Example:
+        >>> sensor = CpuEstimateSensor(tdp_w=100.0)
+        >>> sensor.method, sensor.read().energy_j
+        ('tdp_user', 0.0)
+    """
+
+    def __init__(
+        self,
+        tdp_w: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        cpuinfo_path: Path = Path("/proc/cpuinfo"),
+        cpu_table: Path | None = None,
+        cpu_times: Callable[[], Any] = psutil.cpu_times,
+        logical_cpus: int | None = None,
+        cgroup_root: Path = CGROUP_ROOT,
+        proc_cgroup: Path = PROC_SELF_CGROUP,
+    ) -> None:
+        user_tdp = None if tdp_w is None else positive_watts(tdp_w, "tdp_w")
+        if cpu_table is not None and not Path(cpu_table).is_file():
+            raise ConfigurationError(f"cpu_table={str(cpu_table)!r} is not a file: give a CSV with columns Name,TDP")
+        usable = _check_cpus(logical_cpus) or usable_cpus(cgroup_root=Path(cgroup_root), proc_cgroup=Path(proc_cgroup))
+        cpu = read_cpuinfo(cpuinfo_path)
+        self.tdp_w, self.method, found = resolve_tdp(user_tdp, cpu, cpu_table and Path(cpu_table), usable)
+        self.name, self.kind = "cpu", CPU
+        self.info = {
+            "model": cpu.model or "unknown",
+            "tdp_w": self.tdp_w,
+            **found,
+            "sockets": cpu.sockets,
+            "logical_cpus": usable,
+            "model_formula": MODEL_FORMULA,
+        }
+        self._clock, self._cpu_times = clock, cpu_times
+        self._lock = threading.Lock()
+        self._last: tuple[float, Any] | None = None
+        self._energy_j = 0.0
+
+    def read(self) -> Reading:
+        """Advance the estimate to now and return it."""
+        with self._lock:
+            now, times = self._clock(), self._cpu_times()
+            if self._last is None:
+                self._last = (now, times)
+                return Reading(self.name, self.kind, now, energy_j=0.0)
+            before_s, before = self._last
+            power = self.tdp_w * load_factor(busy_fraction(before, times))
+            self._energy_j += power * max(0.0, now - before_s)
+            self._last = (now, times)
+            return Reading(self.name, self.kind, now, energy_j=self._energy_j, power_w=power)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def _check_cpus(logical_cpus: object) -> float | None:
+    if logical_cpus is not None and not is_positive_number(logical_cpus):
+        raise ConfigurationError(
+            f"logical_cpus={logical_cpus!r} is not valid: give the number of CPUs this process may use, e.g. 4"
+        )
+    return None if logical_cpus is None else float(logical_cpus)

@@ -18,21 +18,26 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from numbers import Real
 from pathlib import Path
-from typing import Callable
 
 import psutil
 
 from tracker.errors import ConfigurationError
 from tracker.sensors import RAM, Reading
 
-__all__ = ["W_PER_GIB", "RamModelSensor", "cgroup_dirs", "memory_limit_bytes", "positive_watts"]
+__all__ = ["W_PER_GIB", "RamModelSensor", "cgroup_dirs", "is_positive_number", "memory_limit_bytes", "positive_watts"]
 
 W_PER_GIB = 0.375
 GIB = 1 << 30
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_SELF_CGROUP = Path("/proc/self/cgroup")
+
+
+def is_positive_number(value: object) -> bool:
+    """Whether ``value`` is a finite real number above 0 (a bool is not a number here)."""
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 def positive_watts(value: object, argument: str) -> float:
@@ -41,8 +46,7 @@ def positive_watts(value: object, argument: str) -> float:
     Raises:
         ConfigurationError: naming ``argument`` and the value given.
     """
-    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-    if not ok:
+    if not is_positive_number(value):
         raise ConfigurationError(
             f"{argument}={value!r} is not valid: give a power in watts as a positive number "
             f"(e.g. {argument}=10.0), or None to estimate it"
@@ -50,8 +54,9 @@ def positive_watts(value: object, argument: str) -> float:
     return float(value)
 
 
-def cgroup_dirs(controller: str, *, cgroup_root: Path = CGROUP_ROOT,
-                proc_cgroup: Path = PROC_SELF_CGROUP) -> list[tuple[int, Path]]:
+def cgroup_dirs(
+    controller: str, *, cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_SELF_CGROUP
+) -> list[tuple[int, Path]]:
     """The process's cgroup directories and their ancestors, nearest first, as ``(version, dir)``.
 
     v2 directories (``cgroup_root/<path>``) come first, then v1 ones

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tracker.errors import ConfigurationError, SensorError, SensorPermissionError, SensorReadError
 from tracker.sensors import CPU, RAM, Absent, Reading
@@ -58,8 +59,9 @@ def read_uj(path: Path, sensor: str) -> int:
         with open(path, "rb", buffering=0) as f:
             return int(f.read())
     except PermissionError as e:
-        raise SensorPermissionError(f"cannot read {path}: {e.strerror}", sensor=sensor, path=str(path),
-                                    hint=PERMISSION_HINT) from e
+        raise SensorPermissionError(
+            f"cannot read {path}: {e.strerror}", sensor=sensor, path=str(path), hint=PERMISSION_HINT
+        ) from e
     except OSError as e:
         raise SensorReadError(f"cannot read {path}: {e.strerror}", sensor=sensor, path=str(path)) from e
     except ValueError as e:
@@ -109,8 +111,9 @@ class RaplSensor:
             SensorReadError: the zone vanished or returned garbage.
         """
         energy_uj = read_uj(self._energy_file, self.name)
-        return Reading(self.name, self.kind, self._clock(), energy_j=energy_uj / 1e6,
-                       counter_range_j=self.counter_range_j)
+        return Reading(
+            self.name, self.kind, self._clock(), energy_j=energy_uj / 1e6, counter_range_j=self.counter_range_j
+        )
 
     def close(self) -> None:
         """Nothing to release: no file is held open between reads."""
@@ -200,8 +203,9 @@ def _sensors_of_kind(kind: str, dirs: list[Path], clock: Callable[[], float]) ->
     try:
         return [_sensor(kind, d, clock) for d in dirs], []
     except SensorPermissionError as e:
-        return [], [Absent("rapl", kind, "permission denied", detail=str(e.args[0]),
-                           hint=f"{e.hint}; {_FALLBACK[kind]}")]
+        return [], [
+            Absent("rapl", kind, "permission denied", detail=str(e.args[0]), hint=f"{e.hint}; {_FALLBACK[kind]}")
+        ]
     except SensorError as e:
         return [], [Absent("rapl", kind, "not supported", detail=str(e))]
 

@@ -1,0 +1,94 @@
+"""Keras-like callbacks for a hand-written training loop, over :class:`tracker.EnergyTracker`.
+
+Example:
+    >>> from integrations.loop import EnergyLoopCallback
+    >>> cb = EnergyLoopCallback(log_dir=None, carbon_intensity_g_per_kwh=300)
+    >>> cb.on_train_begin()
+    >>> for epoch in range(2):
+    ...     cb.on_epoch_begin(epoch)
+    ...     cb.on_epoch_end(epoch, logs={"loss": 0.5})
+    >>> summary = cb.on_train_end()
+    >>> summary.epochs
+    2
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from tracker.config import Config
+from tracker.errors import UsageError
+from tracker.records import INTERRUPTED
+from tracker.session import EnergyTracker
+from tracker.summary import Summary
+
+_HARDWARE_OPTIONS = ("sensors", "clock", "nvml", "powercap_root", "rank", "host")
+
+
+class EnergyLoopCallback:
+    """Per-epoch energy and CO2 for a plain loop, with hooks named like Keras callbacks.
+
+    Each epoch's row in ``epochs.csv`` gets the ``logs`` passed to :meth:`on_epoch_end` as
+    metric columns (loss, accuracy, ...). Validation and test can be measured apart with
+    :meth:`on_phase_begin`/:meth:`on_phase_end`.
+
+    Args:
+        **options: any :class:`~tracker.session.EnergyTracker` option (``log_dir``, ``country``,
+            ``pue``, ``epochs``, ``interval_s``, ...); validated here, before training starts.
+
+    Raises:
+        ConfigurationError: an option is invalid (same messages as ``EnergyTracker``).
+    """
+
+    def __init__(self, **options: Any) -> None:
+        hardware = {k: options.pop(k) for k in _HARDWARE_OPTIONS if k in options}
+        self.config = Config(**options)
+        self._hardware = hardware
+        self.tracker: EnergyTracker | None = None
+
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        """Start measuring (creates the run directory and the sampler)."""
+        if self.tracker is not None:
+            raise UsageError("on_train_begin() called twice; call on_train_end() first")
+        self.tracker = EnergyTracker(config=self.config, **self._hardware).start()
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        """Open epoch ``epoch``."""
+        self._running("on_epoch_begin").begin_epoch(epoch)
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None, samples: int | None = None) -> None:
+        """Close the epoch and write its row, with ``logs`` as metric columns and ``samples`` items processed."""
+        tracker = self._running("on_epoch_end")
+        if samples:
+            tracker.add_samples(samples)
+        if logs:
+            tracker.log_metrics(logs)
+        tracker.end()
+
+    def on_phase_begin(self, name: str) -> None:
+        """Open a phase such as ``validation`` (inside an epoch or not)."""
+        self._running("on_phase_begin").begin_phase(name)
+
+    def on_phase_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        """Close the innermost phase and write its row."""
+        tracker = self._running("on_phase_end")
+        if logs:
+            tracker.log_metrics(logs)
+        tracker.end()
+
+    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> Summary:
+        """Stop measuring; returns the run's summary."""
+        return self._running("on_train_end").stop()
+
+    def on_exception(self, exc: BaseException | None = None) -> Summary:
+        """Write the open epoch as ``interrupted`` and stop (call it from the loop's ``except``)."""
+        return self._running("on_exception").stop(INTERRUPTED)
+
+    def summary(self) -> Summary:
+        """The run's totals so far."""
+        return self._running("summary").summary()
+
+    def _running(self, hook: str) -> EnergyTracker:
+        if self.tracker is None:
+            raise UsageError(f"{hook}() called before on_train_begin()")
+        return self.tracker

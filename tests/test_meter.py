@@ -1,0 +1,142 @@
+import math
+
+import pytest
+
+from tracker.meter import (
+    J_PER_KWH,
+    Meter,
+    SensorTotals,
+    counter_delta_j,
+    joules_to_kwh,
+    trapezoid_j,
+    trapezoid_variance_j2,
+)
+from tracker.sensors import Reading
+
+
+def counter(t, e, sensor="gpu:0", range_j=None, power=None):
+    return Reading(sensor, "gpu", t, energy_j=e, power_w=power, counter_range_j=range_j)
+
+
+def power(t, w, sensor="gpu:0"):
+    return Reading(sensor, "gpu", t, power_w=w)
+
+
+def test_counter_delta_plain_wrap_and_reset():
+    assert counter_delta_j(10.0, 25.0, None) == (15.0, "")
+    assert counter_delta_j(90.0, 5.0, 100.0) == (15.0, "wrap")
+    assert counter_delta_j(90.0, 5.0, None) == (5.0, "reset")
+
+
+def test_trapezoid_and_its_variance():
+    assert trapezoid_j(100.0, 300.0, 2.0) == 400.0
+    assert trapezoid_variance_j2(100.0, 300.0, 2.0) == pytest.approx((200.0 * 2.0) ** 2 / 12)
+    assert trapezoid_variance_j2(50.0, 50.0, 1.0) == 0.0
+
+
+def test_kwh_is_exact():
+    assert J_PER_KWH == 3_600_000
+    assert joules_to_kwh(3_600_000) == 1.0
+
+
+def test_counter_readings_give_differences_and_power_cross_check():
+    meter = Meter(interval_s=1.0)
+    meter.add(counter(0.0, 1000.0, power=100.0))
+    first = meter.snapshot()
+    meter.add(counter(1.0, 1100.0, power=100.0))
+    meter.add(counter(2.0, 1300.0, power=300.0))
+    usage = meter.snapshot() - first
+    totals = usage.sensors["gpu:0"]
+    assert totals.energy_j == 300.0
+    assert totals.integrated_j == 100.0 + 200.0
+    assert totals.integrated_s == 2.0
+    assert totals.sampling_var_j2 == 0.0  # a counter has no sampling error
+    assert totals.readings == 2
+
+
+def test_wrap_is_counted_and_adds_the_range():
+    meter = Meter(interval_s=1.0)
+    for t, e in [(0, 90.0), (1, 98.0), (2, 3.0), (3, 10.0)]:
+        meter.add(counter(t, e, range_j=100.0))
+    totals = meter.snapshot().sensors["gpu:0"]
+    assert totals.energy_j == 8.0 + 5.0 + 7.0
+    assert totals.wraps == 1 and totals.resets == 0
+
+
+def test_reset_is_never_negative_energy():
+    meter = Meter(interval_s=1.0)
+    for t, e in [(0, 500.0), (1, 600.0), (2, 40.0), (3, 140.0)]:
+        meter.add(counter(t, e))
+    totals = meter.snapshot().sensors["gpu:0"]
+    assert totals.energy_j == 100.0 + 40.0 + 100.0
+    assert totals.resets == 1
+
+
+def test_power_only_sensor_uses_trapezoid_with_variance():
+    meter = Meter(interval_s=0.1)
+    for t, w in [(0.0, 50.0), (0.1, 350.0), (0.2, 350.0)]:
+        meter.add(power(t, w))
+    totals = meter.snapshot().sensors["gpu:0"]
+    assert totals.energy_j == pytest.approx(0.5 * 400 * 0.1 + 350 * 0.1)
+    assert totals.sampling_var_j2 == pytest.approx((300 * 0.1) ** 2 / 12)
+
+
+def test_gaps_longer_than_three_intervals_are_recorded_not_hidden():
+    meter = Meter(interval_s=1.0)
+    for t, e in [(0, 0.0), (1, 100.0), (6, 600.0), (7, 700.0)]:
+        meter.add(counter(t, e))
+    totals = meter.snapshot().sensors["gpu:0"]
+    assert totals.gap_s == 5.0
+    assert totals.energy_j == 700.0  # a counter loses nothing in a gap
+
+
+def test_reading_without_counter_or_pair_of_powers_is_unmeasured_time():
+    meter = Meter(interval_s=1.0)
+    meter.add(Reading("gpu:0", "gpu", 0.0, power_w=100.0))
+    meter.add(Reading("gpu:0", "gpu", 1.0, energy_j=5.0))
+    assert meter.snapshot().sensors["gpu:0"].unmeasured_s == 1.0
+
+
+def test_stale_and_out_of_order_readings_are_ignored():
+    meter = Meter(interval_s=1.0)
+    meter.add(counter(0.0, 0.0))
+    meter.add(counter(2.0, 200.0))
+    meter.add(counter(1.0, 100.0))  # raced in late
+    meter.add(counter(2.0, 200.0))  # the same moment again
+    totals = meter.snapshot().sensors["gpu:0"]
+    assert totals.energy_j == 200.0 and totals.readings == 2
+
+
+def test_snapshots_are_additive_over_any_split():
+    meter = Meter(interval_s=1.0)
+    snaps = []
+    for t in range(10):
+        meter.add(counter(float(t), float(t * t), range_j=50.0))
+        meter.add(power(float(t), 10.0 * t, sensor="gpu:1"))
+        snaps.append(meter.snapshot())
+    a, b, c = snaps[1], snaps[4], snaps[9]
+    left, right, whole = (b - a), (c - b), (c - a)
+    for name in whole.sensors:
+        assert (left + right).sensors[name].energy_j == pytest.approx(whole.sensors[name].energy_j)
+    assert (left + right).energy_j == pytest.approx(whole.energy_j)
+
+
+def test_snapshot_is_immutable_and_unaffected_by_later_readings():
+    meter = Meter(interval_s=1.0)
+    meter.add(counter(0.0, 0.0))
+    meter.add(counter(1.0, 10.0))
+    snap = meter.snapshot()
+    meter.add(counter(2.0, 30.0))
+    assert snap.sensors["gpu:0"].energy_j == 10.0
+    with pytest.raises(TypeError):
+        snap.sensors["gpu:0"] = SensorTotals()  # type: ignore[index]
+
+
+def test_peaks_are_taken_per_interval():
+    meter = Meter(interval_s=1.0)
+    meter.add(power(0.0, 100.0))
+    meter.add(power(1.0, 400.0))
+    assert meter.take_peaks_w() == {"gpu:0": 400.0}
+    meter.add(power(2.0, 150.0))
+    assert meter.take_peaks_w() == {"gpu:0": 150.0}
+    assert math.isclose(meter.snapshot().sensors["gpu:0"].energy_j, 250.0 + 275.0)

@@ -1,0 +1,396 @@
+"""NVIDIA GPUs through NVML: the ``pynvml`` module of NVIDIA's ``nvidia-ml-py`` package.
+
+:func:`find_gpus` returns one :class:`NvmlSensor` per GPU the process may use. Each reads the
+cumulative energy counter (``nvmlDeviceGetTotalEnergyConsumption``, mJ, Volta and newer) where the
+GPU has one, else polls board power (``nvmlDeviceGetPowerUsage``, mW); readings are in J and W.
+Every ``NVMLError`` is translated into the tracker's exceptions by :func:`nvml_errors`, chained::
+
+    NVMLError_NotSupported, _FunctionNotFound,
+      _LibraryNotFound, _DriverNotLoaded        -> SensorUnavailable
+    NVMLError_NoPermission                      -> SensorPermissionError
+    NVMLError_GpuIsLost and every other code    -> SensorReadError
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from tracker.errors import ConfigurationError, SensorError, SensorPermissionError, SensorReadError, SensorUnavailable
+from tracker.sensors import GPU, Absent, Reading
+
+log = logging.getLogger(__name__)
+
+ENERGY_COUNTER, POWER_POLLING = "energy_counter", "power_polling"
+_SOURCE = "nvml"
+_HINTS = {
+    "NOT_SUPPORTED": "this GPU or driver does not provide it",
+    "FUNCTION_NOT_FOUND": "the driver is older than the nvidia-ml-py binding; update the driver",
+    "LIBRARY_NOT_FOUND": "no NVIDIA driver here (libnvidia-ml.so.1 not found)",
+    "DRIVER_NOT_LOADED": "the NVIDIA driver is not loaded",
+    "NO_PERMISSION": "this user may not open the GPU; check the permissions of /dev/nvidia*",
+    "GPU_IS_LOST": "the GPU fell off the bus; see `nvidia-smi` and Xid errors in the kernel log",
+    "LIB_RM_VERSION_MISMATCH": "the driver was upgraded without a reboot; reboot or reload the driver",
+}
+_UNAVAILABLE = ("NOT_SUPPORTED", "FUNCTION_NOT_FOUND", "LIBRARY_NOT_FOUND", "DRIVER_NOT_LOADED")
+_INIT_REASONS = {SensorUnavailable: "no driver", SensorPermissionError: "permission denied"}
+_DEVICE_REASONS = {SensorUnavailable: "not supported", SensorPermissionError: "permission denied"}
+
+
+def _codes(nvml: Any, names: Sequence[str]) -> set[int]:
+    # hasattr: old bindings lack some codes (MEASUREMENT.md 1.8: feature-detect, never assume).
+    return {getattr(nvml, f"NVML_ERROR_{name}") for name in names if hasattr(nvml, f"NVML_ERROR_{name}")}
+
+
+@contextlib.contextmanager
+def nvml_errors(nvml: Any, sensor: str, function: str, path: str = "") -> Iterator[None]:
+    """Translate an ``NVMLError`` raised in the block as the module docstring draws it, with ``from``.
+
+    The error names ``sensor`` (``"gpu:0"`` or ``"nvml"``), ``function``, ``path`` (the GPU's UUID) and a hint.
+    """
+    try:
+        yield
+    except nvml.NVMLError as e:
+        code = getattr(e, "value", None)
+        hint = next((text for name, text in _HINTS.items() if code in _codes(nvml, [name])), "")
+        kind = SensorReadError
+        if code in _codes(nvml, _UNAVAILABLE):
+            kind = SensorUnavailable
+        elif code in _codes(nvml, ["NO_PERMISSION"]):
+            kind = SensorPermissionError
+        raise kind(f"{function} failed on {sensor}: {e}", sensor=sensor, path=path, hint=hint) from e
+
+
+def _call(nvml: Any, sensor: str, function: str, *args: Any, path: str = "") -> Any:
+    """Call ``nvml.<function>(*args)`` with errors translated; a function the binding lacks is unavailable."""
+    method = getattr(nvml, function, None)
+    if method is None:
+        raise SensorUnavailable(f"{function} is missing from this pynvml", sensor=sensor, hint="update nvidia-ml-py")
+    with nvml_errors(nvml, sensor, function, path):
+        return method(*args)
+
+
+def _optional(nvml: Any, sensor: str, function: str, *args: Any, path: str = "") -> Any:
+    """Like :func:`_call`, but ``None`` where the GPU does not support or allow it."""
+    try:
+        return _call(nvml, sensor, function, *args, path=path)
+    except (SensorUnavailable, SensorPermissionError):
+        return None
+
+
+def _text(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class NvmlSensor:
+    """One NVIDIA GPU, read through NVML.
+
+    ``method`` is ``"energy_counter"`` when ``nvmlDeviceGetTotalEnergyConsumption`` works at
+    construction (Volta and newer), else ``"power_polling"``; a counter that stops being supported
+    mid-run switches the sensor to polling. ``energy_j`` is the raw counter in J (mJ / 1000) since the
+    last driver reload: 64-bit, it never wraps, so a decrease is a reset (``counter_range_j=None``).
+    ``power_w`` is board power in W: a cross-check beside the counter (``None`` if that read fails),
+    the measurement when polling, and a 1 s average on Ampere (except A100) and newer (MEASUREMENT.md
+    1.1). MIG: NVML has no power per instance (1.7), so the whole parent GPU is measured, once.
+
+    Args:
+        handle: the physical GPU's NVML handle.
+        nvml: the ``pynvml`` module, already initialised.
+        index: the logical CUDA index (position in ``CUDA_VISIBLE_DEVICES``); the name is ``gpu:<index>``.
+        clock: monotonic clock in seconds, for the readings' ``time_s``.
+        mig_uuids: the MIG instances through which this GPU was selected.
+        on_close: called once by :meth:`close` (releases the shared ``nvmlInit``).
+
+    Attributes:
+        info: ``index``, ``nvml_index``, ``uuid``, ``name``, ``mig``, ``mig_uuids``, ``scope``,
+            ``power_limit_w`` (enforced limit in W, ``None`` if unsupported), ``driver_version``.
+
+    Raises:
+        SensorUnavailable: the GPU has neither an energy counter nor power readings.
+        SensorReadError: the GPU could not be read (lost, driver error).
+    """
+
+    kind = GPU
+
+    def __init__(
+        self,
+        handle: Any,
+        *,
+        nvml: Any,
+        index: int,
+        clock: Callable[[], float] = time.monotonic,
+        mig_uuids: Sequence[str] = (),
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        self.name = f"gpu:{index}"
+        self._nvml, self._handle, self._clock, self._on_close = nvml, handle, clock, on_close
+        self._closed = False
+        self._power_beside = True
+        self.uuid = ""  # named in the errors of the call that reads it
+        self.uuid = str(_text(self._call("nvmlDeviceGetUUID")))
+        has_counter = self._call("nvmlDeviceGetTotalEnergyConsumption", optional=True) is not None
+        self.method = ENERGY_COUNTER if has_counter else POWER_POLLING
+        if not has_counter:
+            self._call("nvmlDeviceGetPowerUsage")  # neither counter nor power: nothing to measure
+        self.info = self._describe(index, list(mig_uuids))
+
+    def _call(self, function: str, optional: bool = False) -> Any:
+        call = _optional if optional else _call
+        return call(self._nvml, self.name, function, self._handle, path=self.uuid)
+
+    def _describe(self, index: int, mig_uuids: list[str]) -> dict[str, Any]:
+        mode = self._call("nvmlDeviceGetMigMode", optional=True)
+        mig = bool(mig_uuids) or bool(mode and mode[0] == getattr(self._nvml, "NVML_DEVICE_MIG_ENABLE", 1))
+        limit_mw = self._call("nvmlDeviceGetEnforcedPowerLimit", optional=True)
+        return {
+            "index": index,
+            "nvml_index": self._call("nvmlDeviceGetIndex", optional=True),
+            "uuid": self.uuid,
+            "name": _text(self._call("nvmlDeviceGetName")),
+            "mig": mig,
+            "mig_uuids": mig_uuids,
+            "scope": "whole GPU, shared by MIG instances" if mig else "whole GPU",
+            "power_limit_w": None if limit_mw is None else limit_mw / 1000,
+            "driver_version": _text(_optional(self._nvml, self.name, "nvmlSystemGetDriverVersion")),
+        }
+
+    def read(self) -> Reading:
+        """Read the energy counter (and power beside it), or the power alone when polling.
+
+        Raises:
+            SensorUnavailable: power is not supported (polling path).
+            SensorPermissionError: NVML refused the read.
+            SensorReadError: the GPU is lost, or another NVML error.
+        """
+        if self.method == ENERGY_COUNTER:
+            try:
+                energy_mj = self._call("nvmlDeviceGetTotalEnergyConsumption")
+            except SensorUnavailable as e:
+                log.warning("%s: energy counter no longer available (%s); polling power from now on", self.name, e)
+                self.method = POWER_POLLING
+            else:
+                now = self._clock()
+                return Reading(self.name, GPU, now, energy_j=energy_mj / 1000, power_w=self._power_beside_w())
+        power_mw = self._call("nvmlDeviceGetPowerUsage")
+        return Reading(self.name, GPU, self._clock(), power_w=power_mw / 1000)
+
+    def _power_beside_w(self) -> float | None:
+        # The counter is the measurement; power beside it is only a cross-check and must not fail the reading.
+        if not self._power_beside:
+            return None
+        try:
+            return self._call("nvmlDeviceGetPowerUsage") / 1000
+        except SensorUnavailable:
+            self._power_beside = False
+        except SensorError as e:
+            log.debug("%s: power beside the counter failed: %s", self.name, e)
+        return None
+
+    def __repr__(self) -> str:
+        return f"NvmlSensor({self.name!r}, uuid={self.uuid!r}, method={self.method!r})"
+
+    def close(self) -> None:
+        """Release this sensor's share of ``nvmlInit``; NVML shuts down with the last sensor. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            if self._on_close is not None:
+                self._on_close()
+
+
+class _Session:
+    """One ``nvmlInit`` shared by the sensors of one :func:`find_gpus` call: ``nvmlShutdown`` after the last."""
+
+    def __init__(self, nvml: Any) -> None:
+        self._nvml, self._users, self._lock = nvml, 1, threading.Lock()  # find_gpus holds the first share
+
+    def acquire(self) -> Callable[[], None]:
+        with self._lock:
+            self._users += 1
+        return self.release
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            last = self._users == 0
+        if last:
+            try:
+                _call(self._nvml, _SOURCE, "nvmlShutdown")
+            except SensorError as e:
+                log.debug("nvmlShutdown failed: %s", e)
+
+
+@dataclass(frozen=True)
+class _Gpu:
+    index: int  # NVML index in the list of all GPUs, logical CUDA index in the list of visible ones
+    handle: Any = field(compare=False)
+    uuid: str
+    mig_uuid: str | None = None
+
+
+def find_gpus(
+    *,
+    nvml: Any = None,
+    visible_devices: str | None,
+    devices: Sequence[int | str] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[list[NvmlSensor], list[Absent]]:
+    """Open one sensor per GPU this process may use; say why there is none when there is none.
+
+    Args:
+        nvml: the ``pynvml`` module (a :class:`~tracker.testing.FakeNvml` in tests); imported when ``None``.
+        visible_devices: ``CUDA_VISIBLE_DEVICES``: ``None`` (unset) is every GPU in NVML order, ``""`` none;
+            else a comma list of NVML indices, ``GPU-`` UUIDs or unique prefixes of them, and ``MIG-`` UUIDs
+            (which measure their parent GPU, once however many of its instances are listed).
+        devices: keep only these logical indices or UUIDs (each DDP rank its own GPU); ``None`` keeps all.
+        clock: monotonic clock in seconds, for the readings.
+
+    Returns:
+        The sensors (close each; NVML shuts down with the last) and the absent sources, with reasons
+        ``library missing``, ``no driver``, ``permission denied``, ``driver error``, ``no device``, ``not supported``.
+
+    Raises:
+        ConfigurationError: an entry of ``visible_devices`` or ``devices`` matches no GPU, or several.
+    """
+    if visible_devices is not None and not visible_devices.strip():
+        return [], [_absent("no device", "CUDA_VISIBLE_DEVICES is empty, which hides every GPU", "unset it")]
+    if nvml is None:
+        try:
+            import pynvml as nvml
+        except ImportError as e:
+            return [], [_absent("library missing", str(e), "pip install nvidia-ml-py")]
+    try:
+        _call(nvml, _SOURCE, "nvmlInit")
+    except SensorError as e:
+        return [], [_absent(_INIT_REASONS.get(type(e), "driver error"), str(e), e.hint)]
+    session = _Session(nvml)
+    try:
+        return _open(nvml, session, visible_devices, devices, clock)
+    finally:
+        session.release()
+
+
+def _open(nvml: Any, session: _Session, visible_devices: str | None, devices: Any, clock: Any) -> tuple[list, list]:
+    try:
+        gpus = _enumerate(nvml)
+    except SensorError as e:
+        return [], [_absent("driver error", str(e), e.hint)]
+    chosen = _select(nvml, _visible(nvml, gpus, visible_devices), devices)
+    if not chosen:
+        why = f"no GPU selected by CUDA_VISIBLE_DEVICES={visible_devices!r} and devices={devices!r}"
+        return [], [_absent("no device", why if gpus else "NVML found no GPU")]
+    sensors, absent = [], []
+    for gpu, migs in _group_by_gpu(chosen):
+        release = session.acquire()
+        try:
+            sensor = NvmlSensor(gpu.handle, nvml=nvml, index=gpu.index, clock=clock, mig_uuids=migs, on_close=release)
+        except SensorError as e:
+            release()
+            absent.append(_absent(_DEVICE_REASONS.get(type(e), "driver error"), str(e), e.hint))
+        else:
+            sensors.append(sensor)
+    return sensors, absent
+
+
+def _absent(reason: str, detail: str, hint: str = "") -> Absent:
+    return Absent(source=_SOURCE, kind=GPU, reason=reason, detail=detail, hint=hint)
+
+
+def _enumerate(nvml: Any) -> list[_Gpu]:
+    gpus = []
+    for i in range(_call(nvml, _SOURCE, "nvmlDeviceGetCount")):
+        handle = _call(nvml, _SOURCE, "nvmlDeviceGetHandleByIndex", i)
+        gpus.append(_Gpu(i, handle, str(_text(_call(nvml, _SOURCE, "nvmlDeviceGetUUID", handle)))))
+    return gpus
+
+
+def _visible(nvml: Any, gpus: list[_Gpu], spec: str | None) -> list[_Gpu]:
+    """The GPUs CUDA shows this process, by logical index (NVML ignores CUDA_VISIBLE_DEVICES: MEASUREMENT.md 2.3)."""
+    if spec is None:
+        return gpus
+    visible: list[_Gpu] = []
+    for entry in (part.strip() for part in spec.split(",")):
+        if entry.startswith("-") and entry[1:].isdigit():
+            break  # CUDA stops at an invalid ordinal: "-1" is the usual way to hide every GPU
+        if entry:
+            visible.append(replace(_resolve(nvml, gpus, entry), index=len(visible)))
+    return visible
+
+
+def _resolve(nvml: Any, gpus: list[_Gpu], entry: str) -> _Gpu:
+    what = f"CUDA_VISIBLE_DEVICES entry {entry!r}"
+    if entry.isdigit():
+        if int(entry) < len(gpus):
+            return gpus[int(entry)]
+        raise _no_match(nvml, what, "is not an NVML index here", gpus)
+    if entry.upper().startswith("GPU-"):
+        return _by_prefix(nvml, what, entry, gpus)
+    if entry.upper().startswith("MIG-"):
+        return replace(_mig_parent(nvml, what, entry, gpus), mig_uuid=entry)
+    raise _no_match(nvml, what, "is neither an index nor a GPU-/MIG- UUID", gpus)
+
+
+def _by_prefix(nvml: Any, what: str, prefix: str, choices: list[_Gpu]) -> _Gpu:
+    # nvmlDeviceGetHandleByUUID takes only exact UUIDs, while CUDA accepts unique prefixes: scan (vllm #53570).
+    found = {g.uuid: g for g in choices if g.uuid.lower().startswith(prefix.lower())}
+    if len(found) == 1:
+        return next(iter(found.values()))
+    raise _no_match(nvml, what, "is ambiguous" if found else "matches no GPU", choices)
+
+
+def _mig_parent(nvml: Any, what: str, entry: str, gpus: list[_Gpu]) -> _Gpu:
+    if "/" in entry:  # the pre-R470 form MIG-GPU-<parent uuid>/<GI>/<CI> names its parent
+        return _by_prefix(nvml, what, entry[4:].split("/")[0], gpus)
+    try:
+        mig = _call(nvml, _SOURCE, "nvmlDeviceGetHandleByUUID", entry)
+        parent = _call(nvml, _SOURCE, "nvmlDeviceGetDeviceHandleFromMigDeviceHandle", mig)
+        uuid = _text(_call(nvml, _SOURCE, "nvmlDeviceGetUUID", parent))
+    except SensorError as e:
+        raise _no_match(nvml, what, f"matches no MIG instance ({e})", gpus) from e
+    return next(g for g in gpus if g.uuid == uuid)
+
+
+def _select(nvml: Any, visible: list[_Gpu], devices: Sequence[int | str] | None) -> list[_Gpu]:
+    if devices is None:
+        return visible
+    chosen: list[_Gpu] = []
+    for want in devices:
+        chosen.extend(g for g in _match(nvml, visible, str(want).strip()) if g not in chosen)
+    return chosen
+
+
+def _match(nvml: Any, visible: list[_Gpu], want: str) -> list[_Gpu]:
+    what = f"devices entry {want!r}"
+    if want.isdigit():
+        found = [g for g in visible if g.index == int(want)]
+        if not found:
+            raise _no_match(nvml, what, "is not a logical index here", visible)
+        return found
+    if any(want == g.mig_uuid for g in visible):
+        return [g for g in visible if want == g.mig_uuid]
+    # torch.cuda.get_device_properties(i).uuid comes without the "GPU-" prefix.
+    uuid = _by_prefix(nvml, what, want if want.upper().startswith("GPU-") else f"GPU-{want}", visible).uuid
+    return [g for g in visible if g.uuid == uuid]
+
+
+def _group_by_gpu(chosen: list[_Gpu]) -> list[tuple[_Gpu, list[str]]]:
+    """One entry per physical GPU, so two MIG instances of one GPU are never measured twice."""
+    groups: dict[str, tuple[_Gpu, list[str]]] = {}
+    for gpu in chosen:
+        groups.setdefault(gpu.uuid, (gpu, []))[1].extend([gpu.mig_uuid] if gpu.mig_uuid else [])
+    return list(groups.values())
+
+
+def _no_match(nvml: Any, what: str, why: str, choices: list[_Gpu]) -> ConfigurationError:
+    listed = ", ".join(
+        f"{g.index}: {g.uuid} ({_text(_optional(nvml, _SOURCE, 'nvmlDeviceGetName', g.handle)) or 'unknown'})"
+        for g in choices
+    )
+    return ConfigurationError(
+        f"{what} {why}. Valid choices: {listed or 'none'}. "
+        "Write an index, a GPU- UUID or a unique prefix of one, or a MIG- UUID as `nvidia-smi -L` lists them."
+    )
