@@ -10,11 +10,15 @@ from tracker.testing import FakeClock
 
 def run_for(tracker: EnergyTracker, clock: FakeClock, seconds: float, interval_s: float = 1.0,
             jitter: float = 0.0, rng: random.Random | None = None) -> None:
-    """Advance the fake clock by ``seconds``, ticking the sampler about every ``interval_s``."""
+    """Advance the fake clock by ``seconds``, ticking once per ``interval_s`` slot as the sampler does.
+
+    With ``jitter=0`` the ticks fall at the end of each slot; with ``jitter=1`` anywhere in it.
+    """
     rng = rng or random.Random(0)
-    left = seconds
-    while left > 1e-12:
-        step = min(left, interval_s * (1 + rng.uniform(-jitter, jitter)))
-        clock.advance(step)
-        left -= step
+    end = clock() + seconds
+    slots = round(seconds / interval_s)
+    for slot in range(1, slots + 1):
+        when = end - seconds + (slot - jitter * rng.random()) * interval_s
+        clock.advance(max(0.0, when - clock()))
         tracker._sampler.tick()
+    clock.advance(max(0.0, end - clock()))

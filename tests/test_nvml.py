@@ -398,7 +398,7 @@ def test_real_nvml_counter_increases():
         first = [s.read() for s in sensors]
         time.sleep(1.0)  # the counter updates about every 100 ms (MEASUREMENT.md 1.3)
         second = [s.read() for s in sensors]
-        for sensor, a, b in zip(sensors, first, second):
+        for sensor, a, b in zip(sensors, first, second, strict=True):
             assert b.time_s > a.time_s
             assert a.power_w is None or (math.isfinite(a.power_w) and a.power_w > 0)
             if sensor.method == ENERGY_COUNTER:

@@ -137,11 +137,13 @@ def test_thread_is_a_named_daemon():
         sampler.stop()
 
 
-def test_jitter_moves_deadlines_but_keeps_the_mean(clock):
-    sampler = Sampler([], lambda batch: None, interval_s=1.0, clock=clock, jitter=0.2, seed=1)
-    steps = [sampler._next_step() for _ in range(2000)]
-    assert min(steps) >= 0.8 and max(steps) <= 1.2 and len(set(steps)) > 1000
-    assert sum(steps) / len(steps) == pytest.approx(1.0, abs=0.01)
+def test_reading_times_are_stratified_random_within_each_slot(clock):
+    sampler = Sampler([], lambda batch: None, interval_s=1.0, clock=clock, jitter=1.0, seed=1)
+    offsets = [sampler.deadline(100.0, slot) - 100.0 - slot for slot in range(2000)]
+    assert min(offsets) >= 0.0 and max(offsets) < 1.0 and len(set(offsets)) == 2000
+    assert sum(offsets) / len(offsets) == pytest.approx(0.5, abs=0.02)
+    regular = Sampler([], lambda batch: None, interval_s=1.0, clock=clock, jitter=0.0)
+    assert [regular.deadline(0.0, k) for k in range(3)] == [0.5, 1.5, 2.5]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

@@ -117,6 +117,7 @@ def _error_class(constant: str, code: int) -> type[NVMLError]:
 
 
 ERROR_CLASSES = {cls.__name__: cls for cls in (_error_class(name, code) for name, (code, _) in ERROR_CODES.items())}
+globals().update(ERROR_CLASSES)  # module attributes, as in pynvml, so that the errors pickle
 
 
 @dataclass

@@ -67,8 +67,8 @@ def _run_name(value: Any) -> str | None:
 
 
 def _jitter(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 0.5:
-        raise ConfigurationError(f"jitter={value!r}: give a fraction of the interval between 0 and 0.5 (default 0.15)")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ConfigurationError(f"jitter={value!r}: give a fraction of the interval between 0 and 1 (default 1.0)")
     return float(value)
 
 
@@ -99,7 +99,7 @@ class Config:
     ram_w: float | None = None
     measure: Sequence[str] = KINDS
     power_trace: bool = False
-    jitter: float = 0.15
+    jitter: float = 1.0
     intensity: Any = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -1,8 +1,10 @@
 """The background sampler: one small class owns the thread, and nothing escapes it.
 
-Every ``interval_s`` (drift-corrected: deadlines are ``t0 + k·interval``, optionally jittered so
-that sampling cannot phase-lock to a periodic training step) it reads every sensor and hands the
-batch to a ``sink`` callable. :meth:`Sampler.sample_now` reads synchronously on the caller's
+Once in every slot of ``interval_s`` (drift-corrected: slot ``k`` is ``[t0 + k·h, t0 + (k+1)·h)``)
+it reads every sensor and hands the batch to a ``sink`` callable. Within its slot the reading
+time is random (stratified sampling, ``jitter=1``): a fixed period would phase-lock to a periodic
+training step and bias polled power (aliasing); a small jitter around a fixed period does not
+help, because the phase then drifts as a slow random walk and stays correlated for minutes. :meth:`Sampler.sample_now` reads synchronously on the caller's
 thread so that epoch boundaries are exact; it never waits for a sensor that the background
 thread is reading or that has proved slow. :meth:`Sampler.tick` is the loop body, public so that
 tests drive it by hand with a fake clock.
@@ -97,7 +99,8 @@ class Sampler:
             :meth:`sample_now`); it must be thread-safe.
         interval_s: seconds between ticks, 0.01 to 3600.
         clock: monotonic clock in seconds used to schedule ticks.
-        jitter: each deadline moves by up to ``± jitter × interval_s`` (0 to 0.5), at random.
+        jitter: the fraction of each slot over which its reading time is spread uniformly at random
+            (0: the middle of every slot; 1: anywhere in it, i.e. stratified random sampling).
         seed: seed of the jitter's random numbers, for repeatable tests.
         max_failures: consecutive failures after which a sensor is disabled.
         slow_read_s: a read slower than this is never again made on the caller's thread.
@@ -126,8 +129,8 @@ class Sampler:
         slow_read_s: float = 0.25,
     ) -> None:
         self.interval_s = validate_interval(interval_s)
-        if not 0.0 <= jitter <= 0.5:
-            raise ConfigurationError(f"jitter={jitter!r} is out of range; give a fraction of the interval, 0 to 0.5")
+        if not 0.0 <= jitter <= 1.0:
+            raise ConfigurationError(f"jitter={jitter!r} is out of range; give a fraction of the interval, 0 to 1")
         if max_failures < 1:
             raise ConfigurationError(f"max_failures={max_failures!r}; give 1 or more")
         self._slots = [_Slot(s) for s in sensors]
@@ -199,23 +202,22 @@ class Sampler:
                 logger.debug("closing %s failed: %s", slot.sensor.name, exc)
 
     def _run(self) -> None:
-        next_deadline = self._clock() + self._next_step()
-        while not self._stop.wait(max(0.0, next_deadline - self._clock())):
+        origin = self._clock()
+        slot = 0
+        while not self._stop.wait(max(0.0, self.deadline(origin, slot) - self._clock())):
             try:
                 self.tick()
             except Exception:  # the thread must survive anything; at shutdown, modules vanish
                 if sys.is_finalizing():
                     return
                 logger.debug("sampler tick failed", exc_info=True)
-            now = self._clock()
-            next_deadline += self._next_step()
-            if next_deadline <= now:  # fell behind (suspend, stall): skip the missed ticks, no backlog
-                next_deadline = now + self._next_step()
+            # The next slot, or the current one if we fell behind (suspend, stall): no backlog of ticks.
+            slot = max(slot + 1, int((self._clock() - origin) / self.interval_s) + 1)
 
-    def _next_step(self) -> float:
-        if not self._jitter:
-            return self.interval_s
-        return self.interval_s * (1.0 + self._random.uniform(-self._jitter, self._jitter))
+    def deadline(self, origin_s: float, slot: int) -> float:
+        """When to read in slot ``slot`` (0-based) of a sampler started at ``origin_s``, in clock seconds."""
+        offset = 0.5 + self._jitter * (self._random.random() - 0.5)
+        return origin_s + (slot + offset) * self.interval_s
 
     def _deliver(self, readings: list[Reading]) -> list[Reading]:
         if not readings:

@@ -1,0 +1,192 @@
+"""The ``energy-tracker`` command (also ``python -m tracker``).
+
+Subcommands (each has ``--help``):
+
+- ``report RUN_OR_DIR... [--format text|markdown|csv|json] [--paper]``: a table per run and a
+  comparison of runs; ``--paper`` prints a ready-to-paste paragraph per run instead.
+- ``plot RUN_OR_DIR... -o out.png``: energy per epoch by component and cumulative CO2e.
+- ``devices [--json]``: the sensors found here, their method and current power, and why each
+  absent source is absent.
+- ``run [options] -- COMMAND ...``: measures COMMAND as one run (one phase named ``command``),
+  prints the summary to stderr and exits with COMMAND's exit code.
+
+Bad input (an invalid option, a path without runs) gives one line on stderr and exit code 2.
+Only :mod:`argparse` is imported up front, so ``--help`` is quick; each subcommand imports
+what it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+PROG = "energy-tracker"
+USAGE_ERROR = 2
+
+
+def _report(args: argparse.Namespace) -> int:
+    from tracker import paper, report
+
+    summaries = report.load_summaries(args.runs)
+    if not args.paper:
+        sys.stdout.write(report.render(summaries, args.format))
+    elif args.format == "json":
+        texts = [{"run": s.name, "path": s.path, "paper": paper.paragraph(s)} for s in summaries]
+        sys.stdout.write(json.dumps({"paper": texts}, indent=2) + "\n")
+    else:
+        sys.stdout.write("\n\n".join(paper.paragraph(s) for s in summaries) + "\n")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from tracker import plot, report
+
+    summaries = report.load_summaries(args.runs)
+    path = plot.plot_runs(summaries, args.output)
+    print(f"wrote {path} ({len(summaries)} run{'s' if len(summaries) != 1 else ''})")
+    return 0
+
+
+def _devices(args: argparse.Namespace) -> int:
+    from tracker import devices
+
+    found = devices.survey()
+    sys.stdout.write(json.dumps(found, indent=2, default=str) + "\n" if args.json else devices.describe(found))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import shutil
+    import subprocess
+
+    from tracker.config import Config
+    from tracker.errors import ConfigurationError
+    from tracker.records import COMPLETE, INTERRUPTED
+    from tracker.session import EnergyTracker
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise ConfigurationError("run needs a command after --, e.g. energy-tracker run -- python train.py")
+    if shutil.which(command[0]) is None:
+        raise ConfigurationError(f"command {command[0]!r} not found: give an executable on PATH or a path to one")
+    tracker = EnergyTracker(config=Config(**_tracker_options(args)))
+    tracker.start()
+    code, status = 130, INTERRUPTED
+    try:
+        tracker.begin_phase("command")
+        code = subprocess.run(command, check=False).returncode
+        tracker.log_metrics({"exit_code": code})
+        status = COMPLETE if code == 0 else INTERRUPTED
+        tracker.end(status)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+    finally:
+        summary = tracker.stop(status)
+    print(summary, file=sys.stderr)
+    return code if code >= 0 else 128 - code  # killed by signal N: the shell's 128 + N
+
+
+def _tracker_options(args: argparse.Namespace) -> dict[str, Any]:
+    options = {
+        "log_dir": args.log_dir, "run_name": args.run_name, "country": args.country, "region": args.region,
+        "cloud_provider": args.cloud_provider, "cloud_region": args.cloud_region,
+        "carbon_intensity_g_per_kwh": args.carbon_intensity, "intensity_csv": args.intensity_csv, "pue": args.pue,
+        "interval_s": args.interval_s, "cpu_tdp_w": args.cpu_tdp_w, "ram_w": args.ram_w,
+        "power_trace": args.power_trace,
+    }  # fmt: skip
+    if args.measure:
+        options["measure"] = tuple(k.strip() for k in args.measure.split(",") if k.strip())
+    if args.gpu_devices:
+        options["gpu_devices"] = tuple(int(d) if d.strip().isdigit() else d.strip() for d in args.gpu_devices.split(","))
+    return options
+
+
+def _add_report(commands: Any) -> None:
+    p = commands.add_parser(
+        "report", help="tables of runs and a comparison", description="A table per run and a comparison of runs."
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN_OR_DIR", help="a run directory, or a directory of runs")
+    p.add_argument("--format", choices=("text", "markdown", "csv", "json"), default="text",
+                   help="text (default), markdown, csv (the rows of every run) or json (everything)")  # fmt: skip
+    p.add_argument("--paper", action="store_true",
+                   help="print a ready-to-paste paragraph per run (text, markdown or json)")  # fmt: skip
+    p.set_defaults(handler=_report)
+
+
+def _add_plot(commands: Any) -> None:
+    p = commands.add_parser(
+        "plot", help="plot energy per epoch and cumulative CO2e",
+        description="Energy per epoch by component (stacked bars) and cumulative CO2e with its band. "
+        "Needs matplotlib: pip install 'training-energy-tracker[plot]'.",
+    )  # fmt: skip
+    p.add_argument("runs", nargs="+", metavar="RUN_OR_DIR", help="a run directory, or a directory of runs")
+    p.add_argument("-o", "--output", required=True, help="image file to write (.png, .pdf, .svg)")
+    p.set_defaults(handler=_plot)
+
+
+def _add_devices(commands: Any) -> None:
+    p = commands.add_parser(
+        "devices", help="sensors found on this machine",
+        description="Each sensor found, its method and current power (over 0.5 s), and why each absent source "
+        "is absent.",
+    )  # fmt: skip
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.set_defaults(handler=_devices)
+
+
+def _add_run(commands: Any) -> None:
+    p = commands.add_parser(
+        "run", help="measure any command as one run", usage=f"{PROG} run [options] -- COMMAND [ARG ...]",
+        description="Measure COMMAND as one run (one phase named 'command'); its exit code is returned and "
+        "the summary printed to stderr.",
+    )  # fmt: skip
+    add = p.add_argument
+    add("--log-dir", default="energy_logs", help="where the run directory is created (default: energy_logs)")
+    add("--run-name", help="the run directory's name (default: <UTC time>-<host>-<pid>)")
+    add("--country", help="ISO 3166 code of the grid (default: ENERGY_TRACKER_COUNTRY, else the time zone's)")
+    add("--region", help="a region of --country, e.g. CA for --country USA")
+    add("--cloud-provider", help="a cloud provider, with --cloud-region (e.g. gcp)")
+    add("--cloud-region", help="the provider's region (e.g. europe-west1)")
+    add("--carbon-intensity", type=float, metavar="G_PER_KWH", help="an explicit intensity, g CO2e/kWh")
+    add("--intensity-csv", help="an hourly timestamp,g_per_kwh CSV covering the run")
+    add("--pue", type=float, default=1.0, help="power usage effectiveness, >= 1.0 (default 1.0)")
+    add("--interval-s", type=float, help="seconds between readings (default 1.0; 0.1 for polled GPU power)")
+    add("--cpu-tdp-w", type=float, help="the CPU's power in W for the estimate when RAPL is unreadable")
+    add("--ram-w", type=float, help="the RAM's power in W instead of the RAM model")
+    add("--gpu-devices", help="comma-separated CUDA indices or GPU UUIDs to measure (default: all visible)")
+    add("--measure", help="comma-separated kinds to measure, some of gpu,cpu,ram (default: all)")
+    add("--power-trace", action="store_true", help="also write every reading to power.csv")
+    add("command", nargs=argparse.REMAINDER, help="the command to measure, after --")
+    p.set_defaults(handler=_run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``energy-tracker``."""
+    from tracker import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Per-epoch energy and CO2e of machine-learning training: read logs back, "
+        "check this machine's sensors, or measure any command.",
+    )  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
+    for add in (_add_report, _add_plot, _add_devices, _add_run):
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``energy-tracker`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    from tracker.errors import TrackerError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "paper", False) and args.format == "csv":
+        parser.error("--paper prints a paragraph: use it with --format text, markdown or json")
+    try:
+        return args.handler(args)
+    except (TrackerError, OSError) as exc:
+        print(f"{PROG} {args.subcommand}: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR

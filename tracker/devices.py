@@ -1,0 +1,121 @@
+"""``energy-tracker devices``: what this machine can measure, and why the rest cannot be.
+
+:func:`survey` discovers the sensors, reads each twice :data:`WAIT_S` apart (a counter's power is
+its energy difference over the time between the reads; the CPU estimate needs two reads to see
+utilisation) and closes them. :func:`describe` turns the result into plain text.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any, Callable, Sequence
+
+from tracker.errors import SensorError
+from tracker.sensors import CPU, GPU, RAM, Reading, Sensor, discover
+
+WAIT_S = 0.5
+MEASURED = {"energy_counter", "power_polling", "rapl", "rapl_dram"}
+
+
+def power_w(first: Reading, second: Reading) -> float | None:
+    """Mean power in W between two readings of one sensor: the counter difference (wraparound
+    included) over the time between them, else the second reading's power."""
+    dt = second.time_s - first.time_s
+    if first.energy_j is not None and second.energy_j is not None and dt > 0:
+        delta = second.energy_j - first.energy_j
+        if delta < 0 and second.counter_range_j:
+            delta += second.counter_range_j
+        if delta >= 0:
+            return delta / dt
+    return second.power_w
+
+
+def _read(sensor: Sensor) -> Reading | str:
+    try:
+        return sensor.read()
+    except SensorError as exc:
+        return f"read failed: {exc}"
+
+
+def measure_power(
+    sensors: Sequence[Sensor], wait_s: float = WAIT_S, sleep: Callable[[float], None] = time.sleep
+) -> list[tuple[float | None, str]]:
+    """``(power in W or None, error text)`` for each sensor, from two reads ``wait_s`` apart."""
+    first = [_read(s) for s in sensors]
+    sleep(wait_s)
+    second = [_read(s) for s in sensors]
+    results = []
+    for a, b in zip(first, second):
+        if isinstance(a, str) or isinstance(b, str):
+            results.append((None, a if isinstance(a, str) else str(b)))
+        else:
+            results.append((power_w(a, b), ""))
+    return results
+
+
+def survey(wait_s: float = WAIT_S, **discover_options: Any) -> dict[str, Any]:
+    """The sensors found (name, kind, method, info, power_w, error), the absent sources, and a verdict.
+
+    Args:
+        wait_s: seconds between the two reads of each sensor.
+        **discover_options: passed to :func:`tracker.sensors.discover` (tests pass fakes).
+    """
+    discovery = discover(**discover_options)
+    try:
+        powers = measure_power(discovery.sensors, wait_s)
+    finally:
+        discovery.close()
+    sensors = [
+        {"name": s.name, "kind": s.kind, "method": s.method, "info": dict(s.info), "power_w": p, "error": error}
+        for s, (p, error) in zip(discovery.sensors, powers)
+    ]
+    return {"sensors": sensors, "absent": [asdict(a) for a in discovery.absent], "verdict": verdict(sensors)}
+
+
+def verdict(sensors: Sequence[dict[str, Any]]) -> str:
+    """One plain sentence: what is measured here and what is estimated."""
+    measured = sorted({s["kind"] for s in sensors if s["method"] in MEASURED})
+    estimated = sorted({s["kind"] for s in sensors if s["method"] not in MEASURED})
+    has_gpu = any(s["kind"] == GPU for s in sensors)
+    has_rapl = any(s["method"].startswith("rapl") for s in sensors)
+    if not has_gpu and not has_rapl:
+        cpu = next((s for s in sensors if s["kind"] == CPU), None)
+        ram = next((s for s in sensors if s["kind"] == RAM), None)
+        cpu_text = f"CPU energy is estimated from utilisation x TDP ({_tdp(cpu)})" if cpu else "no CPU estimate"
+        ram_text = f"RAM energy from a model ({_ram(ram)})" if ram else "no RAM model"
+        return (
+            f"No GPU and no readable RAPL here: nothing is measured by a hardware counter; {cpu_text} and "
+            f"{ram_text}. Every figure on this machine is an estimate."
+        )
+    text = f"Measured by hardware counters: {', '.join(measured) or 'nothing'}."
+    return text + (f" Estimated: {', '.join(estimated)}." if estimated else "")
+
+
+def _tdp(cpu: dict[str, Any] | None) -> str:
+    info = (cpu or {}).get("info", {})
+    return f"{cpu['method'] if cpu else ''}: {info.get('tdp_w', '?')} W, {info.get('tdp_source', 'source unrecorded')}"
+
+
+def _ram(ram: dict[str, Any] | None) -> str:
+    info = (ram or {}).get("info", {})
+    return f"{info.get('model', '?')}, {info.get('size_gib', '?')} GiB {info.get('size_source', '')}".rstrip()
+
+
+def describe(found: dict[str, Any]) -> str:
+    """The survey as plain text: sensors with their power and details, absent sources with reasons and hints."""
+    lines = [f"Sensors found (power over {WAIT_S:g} s):"]
+    for s in found["sensors"]:
+        power = f"{s['power_w']:.2f} W" if s["power_w"] is not None else s["error"] or "no power figure"
+        lines.append(f"  {s['name']}  [{s['kind']}, {s['method']}]  {power}")
+        lines.extend(f"      {key}: {value}" for key, value in s["info"].items())
+    if not found["sensors"]:
+        lines.append("  none")
+    lines.append("Absent sources:")
+    for a in found["absent"]:
+        lines.append(f"  {a['source']} ({a['kind']}): {a['reason']}" + (f": {a['detail']}" if a["detail"] else ""))
+        if a["hint"]:
+            lines.append(f"      hint: {a['hint']}")
+    if not found["absent"]:
+        lines.append("  none")
+    return "\n".join([*lines, "", found["verdict"]]) + "\n"
