@@ -1,6 +1,6 @@
 """Measure a hand-written PyTorch loop with Keras-like callbacks (``EnergyLoopCallback``).
 
-    python examples/plain_loop.py --epochs 3 --log-dir runs/energy
+python examples/plain_loop.py --epochs 3 --log-dir runs/energy
 """
 
 from __future__ import annotations

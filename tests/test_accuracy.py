@@ -46,7 +46,7 @@ def test_counter_path_is_within_0_1_percent(tmp_path, clock, trace):
     energy, bounds = measure(tmp_path, clock, nvml)
     assert energy.interval_s == 1.0
     rows = [r for r in load_run(energy.run_dir).epochs if r["phase"] == "train"]
-    for row, (t0, t1) in zip(rows, bounds):
+    for row, (t0, t1) in zip(rows, bounds, strict=True):
         assert row["gpu_method"] == "energy_counter"
         assert row["gpu_kwh"] == pytest.approx(truth_kwh(nvml, 0, t0, t1), rel=1e-3)
         assert row["energy_kwh_low"] <= truth_kwh(nvml, 0, t0, t1) <= row["energy_kwh_high"]
@@ -58,7 +58,7 @@ def test_polling_path_is_within_its_bound_and_band(tmp_path, clock, trace):
     energy, bounds = measure(tmp_path, clock, nvml)
     assert energy.interval_s == 0.05
     rows = [r for r in load_run(energy.run_dir).epochs if r["phase"] == "train"]
-    for row, (t0, t1) in zip(rows, bounds):
+    for row, (t0, t1) in zip(rows, bounds, strict=True):
         truth = truth_kwh(nvml, 0, t0, t1)
         assert row["gpu_method"] == "power_polling"
         assert row["gpu_kwh"] == pytest.approx(truth, rel=0.03)

@@ -52,7 +52,8 @@ def test_rows_per_epoch_and_phase_with_exact_energy(tmp_path, clock, sensors):
     assert train["energy_kwh"] == pytest.approx(336 * 20 / J_PER_KWH)
     assert train["co2_kg"] == pytest.approx(336 * 20 / J_PER_KWH * 1.5 * 0.4)
     assert train["energy_per_sample_j"] == pytest.approx(336 * 20 / 1000)
-    assert (train["gpu_method"], train["cpu_method"], train["ram_method"]) == ("energy_counter", "tdp_estimate", "ram_model")
+    methods = (train["gpu_method"], train["cpu_method"], train["ram_method"])
+    assert methods == ("energy_counter", "tdp_estimate", "ram_model")
     assert train["pue"] == 1.5 and train["carbon_intensity_g_per_kwh"] == 400.0
     assert train["co2_kg_low"] < train["co2_kg"] < train["co2_kg_high"]
     assert train["gpu_power_mean_w"] == pytest.approx(300.0)

@@ -27,9 +27,10 @@ import types
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tracker.testing import PowerTrace, steady
+if TYPE_CHECKING:
+    from tracker.testing import PowerTrace
 
 ERROR_CODES = {
     "NVML_ERROR_UNINITIALIZED": (1, "Uninitialized"),
@@ -159,6 +160,12 @@ class nvmlPciInfo_t:
     pciSubSystemId: int = 0x134F10DE
 
 
+def _steady(watts: float) -> PowerTrace:
+    from tracker.testing import steady  # not at the top: tracker.testing imports this module
+
+    return steady(watts)
+
+
 @dataclass(frozen=True)
 class FakeGpu:
     """One fake GPU.
@@ -177,7 +184,7 @@ class FakeGpu:
 
     uuid: str = ""
     name: str = "NVIDIA Fake A100"
-    trace: PowerTrace = field(default_factory=lambda: steady(100.0))
+    trace: PowerTrace = field(default_factory=lambda: _steady(100.0))
     has_counter: bool = True
     mig_uuids: Sequence[str] = ()
     power_limit_w: float = 400.0

@@ -22,8 +22,8 @@ the energy band carried through ``co2 = kWh × PUE × g/kWh / 1000``.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from tracker.meter import SensorTotals, joules_to_kwh
 from tracker.sensors import CPU, GPU, KINDS, RAM
@@ -110,7 +110,7 @@ def methods_by_kind(devices: Sequence[DeviceUsage]) -> dict[str, str]:
 
 
 def co2_kg(energy_kwh: float, pue: float, g_per_kwh: float) -> float:
-    """kg CO2e of IT energy in kWh at a PUE and an intensity in g/kWh."""
+    """Kg CO2e of IT energy in kWh at a PUE and an intensity in g/kWh."""
     return energy_kwh * pue * g_per_kwh / 1000.0
 
 
@@ -141,7 +141,12 @@ class Forecast:
 
 
 def forecast(
-    epochs_done: int, epochs: int | None, energy: Energy, co2_kg_: float, co2_band: tuple[float, float], elapsed_s: float
+    epochs_done: int,
+    epochs: int | None,
+    energy: Energy,
+    co2_kg_: float,
+    co2_band: tuple[float, float],
+    elapsed_s: float,
 ) -> Forecast | None:
     """Scale the totals so far by ``epochs / epochs_done``, once an epoch has finished.
 
@@ -152,7 +157,11 @@ def forecast(
         return None
     scale = epochs / epochs_done
     return Forecast(
-        joules_to_kwh(energy.value_j) * scale, co2_kg_ * scale, co2_band[0] * scale, co2_band[1] * scale, elapsed_s * scale
+        joules_to_kwh(energy.value_j) * scale,
+        co2_kg_ * scale,
+        co2_band[0] * scale,
+        co2_band[1] * scale,
+        elapsed_s * scale,
     )
 
 

@@ -18,10 +18,11 @@ import json
 import logging
 import os
 import platform
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from tracker.errors import ConfigurationError
 from tracker.records import DEVICE_COLUMNS, EPOCH_COLUMNS, POWER_COLUMNS

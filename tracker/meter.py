@@ -11,9 +11,9 @@ A :class:`Snapshot` is a cheap immutable value; the energy between two moments i
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import Iterable, Mapping
 
 from tracker.sensors import Reading
 

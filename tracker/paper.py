@@ -120,7 +120,9 @@ def car_text(co2_kg: float, energy_kwh: float) -> str:
     from tracker.carbon import equivalents
 
     car = next(e for e in equivalents(co2_kg, energy_kwh) if e.unit == "km")
-    return f"{fig(car.amount)} km {car.name.replace('driving', 'driven by')} ({car.factor:g} {car.factor_unit}, {car.source})"
+    name = car.name.replace("driving", "driven by")
+    basis = f"{car.factor:g} {car.factor_unit}, {car.source}"
+    return f"{fig(car.amount)} km {name[:-1]}; {basis})" if name.endswith(")") else f"{fig(car.amount)} km {name} ({basis})"
 
 
 def _pue(pue: Any) -> str:

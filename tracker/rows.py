@@ -7,9 +7,10 @@ closed segment with the device usages (gathered from every rank in distributed r
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Sequence
+from typing import Any
 
 from tracker import accounting
 from tracker.accounting import DeviceUsage, Energy, Forecast

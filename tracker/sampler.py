@@ -4,7 +4,8 @@ Once in every slot of ``interval_s`` (drift-corrected: slot ``k`` is ``[t0 + k·
 it reads every sensor and hands the batch to a ``sink`` callable. Within its slot the reading
 time is random (stratified sampling, ``jitter=1``): a fixed period would phase-lock to a periodic
 training step and bias polled power (aliasing); a small jitter around a fixed period does not
-help, because the phase then drifts as a slow random walk and stays correlated for minutes. :meth:`Sampler.sample_now` reads synchronously on the caller's
+help, because the phase then drifts as a slow random walk and stays correlated for minutes.
+:meth:`Sampler.sample_now` reads synchronously on the caller's
 thread so that epoch boundaries are exact; it never waits for a sensor that the background
 thread is reading or that has proved slow. :meth:`Sampler.tick` is the loop body, public so that
 tests drive it by hand with a fake clock.
@@ -22,8 +23,8 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from tracker.errors import ConfigurationError
 from tracker.sensors import Clock, Reading, Sensor

@@ -8,9 +8,10 @@ import os
 import platform
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from tracker.accounting import DeviceUsage
 from tracker.config import DEFAULT_LOG_DIR, Config

@@ -111,7 +111,8 @@ class Summary:
             f"{self.intensity_source}], PUE {self.pue:g}",
         ]
         if self.forecast_total_kwh is not None:
-            lines.append(f"  forecast          {self.forecast_total_kwh:.4g} kWh, {self.forecast_total_co2_kg:.3g} kg CO2e")
+            kwh, co2 = self.forecast_total_kwh, self.forecast_total_co2_kg
+            lines.append(f"  forecast          {kwh:.4g} kWh, {co2:.3g} kg CO2e")
         if self.break_even_queries is not None:
             lines.append(f"  break-even        {self.break_even_queries:.4g} queries to equal the training energy")
         if self.run_dir:
@@ -152,7 +153,8 @@ def run_info(tracker: EnergyTracker) -> dict[str, Any]:
             "region": intensity.region,
         },
         "sensors": [
-            {"name": s.name, "kind": s.kind, "method": s.method, "info": dict(s.info)} for s in tracker.discovery.sensors
+            {"name": s.name, "kind": s.kind, "method": s.method, "info": dict(s.info)}
+            for s in tracker.discovery.sensors
         ],
         "absent": [asdict(a) for a in tracker.discovery.absent],
         "sensor_health": {name: asdict(h) for name, h in tracker.sensor_health.items()},

@@ -24,8 +24,9 @@ import bisect
 import math
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from tracker.errors import SensorReadError
 from tracker.sensors import GPU, Reading
@@ -127,6 +128,7 @@ class FakeClock:
         self._lock = threading.Lock()
 
     def __call__(self) -> float:
+        """The current reading, s."""
         with self._lock:
             return self._now
 
