@@ -266,7 +266,7 @@ def find_gpus(
     try:
         _call(nvml, _SOURCE, "nvmlInit")
     except SensorError as e:
-        return [], [_absent(_INIT_REASONS.get(type(e), "driver error"), str(e), e.hint)]
+        return [], [_absent(_INIT_REASONS.get(type(e), "driver error"), e.args[0], e.hint)]
     session = _Session(nvml)
     try:
         return _open(nvml, session, visible_devices, devices, clock)
@@ -278,7 +278,7 @@ def _open(nvml: Any, session: _Session, visible_devices: str | None, devices: An
     try:
         gpus = _enumerate(nvml)
     except SensorError as e:
-        return [], [_absent("driver error", str(e), e.hint)]
+        return [], [_absent("driver error", e.args[0], e.hint)]
     chosen = _select(nvml, _visible(nvml, gpus, visible_devices), devices)
     if not chosen:
         why = f"no GPU selected by CUDA_VISIBLE_DEVICES={visible_devices!r} and devices={devices!r}"
@@ -290,7 +290,7 @@ def _open(nvml: Any, session: _Session, visible_devices: str | None, devices: An
             sensor = NvmlSensor(gpu.handle, nvml=nvml, index=gpu.index, clock=clock, mig_uuids=migs, on_close=release)
         except SensorError as e:
             release()
-            absent.append(_absent(_DEVICE_REASONS.get(type(e), "driver error"), str(e), e.hint))
+            absent.append(_absent(_DEVICE_REASONS.get(type(e), "driver error"), e.args[0], e.hint))
         else:
             sensors.append(sensor)
     return sensors, absent
