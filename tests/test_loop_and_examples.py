@@ -83,7 +83,8 @@ def test_import_tracker_is_light_and_does_no_io():
         "sys.addaudithook(lambda e, a: opened.append(a[0]) if e == 'open' and 'tracker' not in str(a[0]) "
         "and not str(a[0]).endswith(('.py', '.pyc')) and '__pycache__' not in str(a[0]) else None)\n"
         "import tracker, tracker.session, integrations.loop\n"
-        "heavy = [m for m in ('torch', 'lightning', 'codecarbon', 'matplotlib', 'pandas', 'pynvml') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'lightning', 'codecarbon', 'matplotlib', 'pandas', 'pynvml')\n"
+        "         if m in sys.modules]\n"
         "print(heavy, [p for p in opened if not str(p).startswith(sys.prefix)])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
