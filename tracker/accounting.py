@@ -25,6 +25,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from tracker.carbon import co2_kg
 from tracker.meter import SensorTotals, joules_to_kwh
 from tracker.sensors import CPU, GPU, KINDS, RAM
 
@@ -107,11 +108,6 @@ def methods_by_kind(devices: Sequence[DeviceUsage]) -> dict[str, str]:
         seen = list(dict.fromkeys(d.method for d in devices if d.kind == kind))
         result[kind] = "+".join(seen) if seen else ABSENT
     return result
-
-
-def co2_kg(energy_kwh: float, pue: float, g_per_kwh: float) -> float:
-    """Kg CO2e of IT energy in kWh at a PUE and an intensity in g/kWh."""
-    return energy_kwh * pue * g_per_kwh / 1000.0
 
 
 def mean_power_w(energy_j: float, duration_s: float) -> float | None:

@@ -29,6 +29,8 @@ from datetime import datetime, timezone
 from tracker import carbon_data
 from tracker.carbon_hourly import HourlySeries, read_hourly_csv, to_utc
 from tracker.errors import ConfigurationError
+from tracker.meter import J_PER_KWH
+from tracker.meter import joules_to_kwh as kwh
 
 __all__ = [
     "ENV_COUNTRY",
@@ -46,14 +48,8 @@ __all__ = [
     "validate_pue",
 ]
 
-J_PER_KWH = 3_600_000
 ENV_COUNTRY = "ENERGY_TRACKER_COUNTRY"
 METHODS = ("explicit", "hourly_csv", "cloud_region", "argument", "environment", "timezone", "world_average")
-
-
-def kwh(j: float) -> float:
-    """Convert joules to kilowatt-hours (1 kWh = 3,600,000 J exactly)."""
-    return j / J_PER_KWH
 
 
 def co2_kg(energy_kwh: float, pue: float, g_per_kwh: float) -> float:
