@@ -55,9 +55,10 @@ class Sensor(Protocol):
     Attributes:
         name: unique sensor name, also the ``sensor`` of its readings.
         kind: ``"gpu"``, ``"cpu"`` or ``"ram"``.
-        method: how its figure is obtained, written to the log beside it
-            (``energy_counter``, ``power_polling``, ``rapl``, ``tdp_estimate``, ``tdp_default``,
-            ``rapl_dram``, ``ram_model``).
+        method: how its figure is obtained, written to the log beside it: ``energy_counter`` or
+            ``power_polling`` (NVML), ``rapl`` or ``rapl_dram`` (powercap), ``tdp_estimate`` (table
+            TDP), ``tdp_user`` (the user's TDP), ``tdp_default`` (unknown CPU, per-thread default),
+            ``ram_model`` or ``ram_user`` (RAM model, or the user's watts).
         info: what it measures, for ``run.json`` and ``devices.csv`` (model, UUID, TDP, ...).
     """
 
@@ -82,7 +83,8 @@ class Absent:
     Attributes:
         source: ``"nvml"``, ``"rapl"``, ...
         kind: the kind it would have measured.
-        reason: ``"library missing"``, ``"no device"``, ``"permission denied"``, ``"not supported"``.
+        reason: ``"library missing"``, ``"no driver"``, ``"no device"``, ``"permission denied"``,
+            ``"not supported"`` or ``"driver error"``.
         detail: the underlying message.
         hint: what the user could do, if anything.
     """

@@ -1,0 +1,82 @@
+"""Continuing a run after a restart: the state a checkpoint keeps, and the totals a run directory holds.
+
+:meth:`EnergyTracker.state <tracker.session.EnergyTracker.state>` gives a small JSON-ready dict
+(run directory, cumulative totals, seconds measured); a new tracker given it through
+:meth:`~tracker.session.EnergyTracker.resume` appends to the same run directory and continues the
+totals. When that directory still holds ``epochs.csv``, the totals are summed from its rows
+instead: they include everything spent after the checkpoint was taken (an epoch that crashed, a
+row written after a mid-epoch checkpoint), which is what the run really cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from tracker.accounting import Energy
+from tracker.errors import ConfigurationError
+from tracker.meter import J_PER_KWH
+from tracker.records import COMPLETE
+from tracker.rows import Totals
+from tracker.sensors import KINDS
+
+STATE_VERSION = 1
+
+
+def totals_as_dict(totals: Totals, elapsed_s: float, run_dir: Path | None) -> dict[str, Any]:
+    """The state of a run: its directory, totals and seconds measured (JSON-ready, picklable)."""
+    return {
+        "version": STATE_VERSION,
+        "run_dir": None if run_dir is None else str(run_dir),
+        "elapsed_s": float(elapsed_s),
+        "totals": asdict(totals),
+    }
+
+
+def check_state(state: Any) -> Mapping[str, Any]:
+    """Check a state from :func:`totals_as_dict`.
+
+    Raises:
+        ConfigurationError: it is not such a state.
+    """
+    keys = ("version", "run_dir", "elapsed_s", "totals")
+    if not isinstance(state, Mapping) or any(k not in state for k in keys) or state["version"] != STATE_VERSION:
+        raise ConfigurationError(
+            f"resume({state!r:.80}): give the dict that EnergyTracker.state() returned (version {STATE_VERSION})"
+        )
+    return state
+
+
+def totals_from_state(state: Mapping[str, Any]) -> Totals:
+    """The :class:`~tracker.rows.Totals` saved in a state.
+
+    Raises:
+        ConfigurationError: the totals are not those of :func:`totals_as_dict`.
+    """
+    saved = dict(state["totals"])
+    by_kind = {kind: 0.0 for kind in KINDS}
+    try:
+        by_kind.update(saved.pop("by_kind_j", None) or {})
+        return Totals(energy=Energy(**saved.pop("energy")), by_kind_j=by_kind, **saved)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigurationError(f"resume(): the state's totals are not EnergyTracker.state()'s ({exc})") from exc
+
+
+def totals_from_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[Totals, float]:
+    """The totals of the rows of an ``epochs.csv`` (as :func:`tracker.logs.read_csv_rows` gives them), and their seconds."""
+
+    def kwh_to_j(column: str, keep: Any = lambda row: True) -> float:
+        return sum(float(r.get(column) or 0.0) for r in rows if keep(r)) * J_PER_KWH
+
+    totals = Totals(
+        energy=Energy(kwh_to_j("energy_kwh"), kwh_to_j("energy_kwh_low"), kwh_to_j("energy_kwh_high")),
+        co2_kg=sum(float(r.get("co2_kg") or 0.0) for r in rows),
+        co2_kg_low=sum(float(r.get("co2_kg_low") or 0.0) for r in rows),
+        co2_kg_high=sum(float(r.get("co2_kg_high") or 0.0) for r in rows),
+        epochs_done=sum(1 for r in rows if r.get("phase") == "train" and r.get("status") == COMPLETE),
+        training_j=kwh_to_j("energy_kwh", lambda r: r.get("phase") != "inference"),
+        by_kind_j={kind: kwh_to_j(f"{kind}_kwh") for kind in KINDS},
+    )
+    return totals, sum(float(r.get("duration_s") or 0.0) for r in rows)
