@@ -1,0 +1,75 @@
+import json
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+
+from tests.helpers import run_for
+from tracker import EnergyTracker, load_run, load_runs
+from tracker.errors import ConfigurationError
+from tracker.logs import CsvLog, new_run_dir, read_csv_rows
+from tracker.testing import FakeSensor, steady
+
+
+def test_csv_log_appends_rows_and_rewrites_header_for_new_columns(tmp_path):
+    log = CsvLog(tmp_path / "epochs.csv", ["epoch", "energy_kwh"])
+    log.append({"epoch": 0, "energy_kwh": 0.5})
+    log.append({"epoch": 1, "energy_kwh": 0.25, "loss": 0.1})
+    log.append({"epoch": 2, "energy_kwh": None, "loss": 0.05})
+    assert (tmp_path / "epochs.csv").read_text() == (
+        "epoch,energy_kwh,loss\n0,0.5,\n1,0.25,0.1\n2,,0.05\n"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["epochs.csv"]
+
+
+def test_floats_are_written_exactly(tmp_path):
+    log = CsvLog(tmp_path / "x.csv", ["value"])
+    log.append({"value": 0.1 + 0.2})
+    assert read_csv_rows(tmp_path / "x.csv") == [{"value": 0.1 + 0.2}]
+
+
+def test_reader_drops_a_final_line_cut_short(tmp_path):
+    path = tmp_path / "epochs.csv"
+    path.write_text("epoch,energy_kwh\n0,0.5\n1,0.2")
+    assert read_csv_rows(path) == [{"epoch": 0, "energy_kwh": 0.5}]
+
+
+def test_new_run_dir_never_reuses_a_name(tmp_path):
+    names = {new_run_dir(tmp_path, "run").name for _ in range(3)}
+    assert names == {"run", "run-2", "run-3"}
+
+
+def test_load_runs_finds_every_run_and_rejects_empty_dirs(tmp_path, clock):
+    for name in ("a", "b"):
+        with EnergyTracker(tmp_path, run_name=name, sensors=[FakeSensor(clock=clock)], clock=clock,
+                           carbon_intensity_g_per_kwh=10) as energy:
+            with energy.epoch(0):
+                run_for(energy, clock, 2.0)
+    runs = load_runs(tmp_path)
+    assert [r.name for r in runs] == ["a", "b"]
+    assert runs[0].info["run"] == "a" and runs[0].epochs[0]["phase"] == "train"
+    assert isinstance(runs[0].epochs_frame(), pd.DataFrame)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigurationError, match="no runs in"):
+        load_runs(tmp_path / "empty")
+    with pytest.raises(ConfigurationError, match="not a run directory"):
+        load_run(tmp_path / "empty")
+
+
+def test_hourly_intensity_is_taken_from_the_rows_hour(tmp_path, clock):
+    now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    csv = tmp_path / "grid.csv"
+    hours = [now + timedelta(hours=h) for h in range(-2, 3)]
+    csv.write_text("timestamp,g_per_kwh\n" + "".join(f"{h.isoformat()},{100 + 10 * i}\n" for i, h in enumerate(hours)))
+    with EnergyTracker(tmp_path / "logs", sensors=[FakeSensor(trace=steady(360.0), clock=clock)], clock=clock,
+                       intensity_csv=csv) as energy:
+        with energy.epoch(0):
+            run_for(energy, clock, 10.0)
+    row = load_run(energy.run_dir).epochs[0]
+    assert row["intensity_method"] == "hourly_csv"
+    current = datetime.fromisoformat(row["start_utc"]).hour == now.hour
+    expected = 120.0 if current else 130.0  # the row started in this hour (or just crossed into the next)
+    assert row["carbon_intensity_g_per_kwh"] == pytest.approx(expected)
+    assert row["co2_kg"] == pytest.approx(360 * 10 / 3.6e6 * expected / 1000)
+    info = json.loads((energy.run_dir / "run.json").read_text())
+    assert info["carbon_intensity"]["method"] == "hourly_csv"
