@@ -49,6 +49,9 @@ def test_load_runs_finds_every_run_and_rejects_empty_dirs(tmp_path, clock):
     assert [r.name for r in runs] == ["a", "b"]
     assert runs[0].info["run"] == "a" and runs[0].epochs[0]["phase"] == "train"
     assert isinstance(runs[0].epochs_frame(), pd.DataFrame)
+    record = runs[0].epoch_records()[0]
+    assert (record.epoch, record.phase, record.status) == (0, "train", "complete")
+    assert record.energy_kwh == pytest.approx(200 / 3.6e6) and runs[0].metrics() == [{}]
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigurationError, match="no runs in"):
         load_runs(tmp_path / "empty")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError
-from tracker.records import DEVICE_COLUMNS, EPOCH_COLUMNS, POWER_COLUMNS
+from tracker.records import DEVICE_COLUMNS, EPOCH_COLUMNS, POWER_COLUMNS, EpochRecord
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,18 @@ class CsvLog:
         self.rows: list[dict[str, Any]] = []
         self._on_disk = 0
         self._warned = False
+        if path.is_file():  # a resumed run (EnergyTracker.resume): keep its rows and append after them
+            self._adopt()
+
+    def _adopt(self) -> None:
+        text = self.path.read_text(encoding="utf-8")
+        whole = text[: text.rfind("\n") + 1]  # a killed writer may have left half a row
+        reader = csv.reader(io.StringIO(whole))
+        header = next(reader, [])
+        self.rows = [dict(zip(header, values, strict=False)) for values in reader]
+        self.columns = header + [c for c in self.columns if c not in header]
+        # -1 makes the next row rewrite the file: it lacks a column or ends in half a row.
+        self._on_disk = len(self.rows) if whole == text and len(self.columns) == len(header) else -1
 
     def append(self, row: Mapping[str, Any]) -> None:
         """Add a row; write it now (rewriting the file when its columns grew). Never raises OSError."""
@@ -196,8 +208,9 @@ class PowerTrace:
     """``power.csv``: raw readings streamed through a small buffer (bounded memory)."""
 
     def __init__(self, path: Path) -> None:
-        self._handle: io.TextIOWrapper | None = open(path, "w", encoding="utf-8", buffering=64 * 1024)
-        self._handle.write(_csv_text([POWER_COLUMNS]))
+        self._handle: io.TextIOWrapper | None = open(path, "a", encoding="utf-8", buffering=64 * 1024)
+        if self._handle.tell() == 0:  # a resumed run appends to its trace
+            self._handle.write(_csv_text([POWER_COLUMNS]))
 
     def write(self, rows: Iterable[Sequence[Any]]) -> None:
         """Append rows; on a write error the trace stops (the epoch logs do not depend on it)."""
@@ -242,6 +255,14 @@ class Run:
     def name(self) -> str:
         """The run's name."""
         return self.path.name
+
+    def epoch_records(self) -> list[EpochRecord]:
+        """``epochs.csv`` as :class:`~tracker.records.EpochRecord` values (user metrics left out)."""
+        return [EpochRecord(**{column: row.get(column) for column in EPOCH_COLUMNS}) for row in self.epochs]
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """The user's metric columns of each ``epochs.csv`` row."""
+        return [{k: v for k, v in row.items() if k not in EPOCH_COLUMNS} for row in self.epochs]
 
     def epochs_frame(self) -> Any:
         """``epochs.csv`` as a pandas DataFrame (needs pandas)."""
