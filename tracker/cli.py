@@ -20,7 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 PROG = "energy-tracker"
 USAGE_ERROR = 2
@@ -59,7 +60,6 @@ def _devices(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     import shutil
-    import subprocess
 
     from tracker.config import Config
     from tracker.errors import ConfigurationError
@@ -76,16 +76,49 @@ def _run(args: argparse.Namespace) -> int:
     code, status = 130, INTERRUPTED
     try:
         tracker.begin_phase("command")
-        code = subprocess.run(command, check=False).returncode
+        returned = _execute(command)
+        code = returned if returned >= 0 else 128 - returned  # killed by signal N: the shell's 128 + N
         tracker.log_metrics({"exit_code": code})
         status = COMPLETE if code == 0 else INTERRUPTED
         tracker.end(status)
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
     finally:
         summary = tracker.stop(status)
     print(summary, file=sys.stderr)
-    return code if code >= 0 else 128 - code  # killed by signal N: the shell's 128 + N
+    return code
+
+
+def _execute(command: list[str]) -> int:
+    """Run ``command``; returns its exit status (``-N`` if signal N ended it).
+
+    SIGTERM (``kill``, SLURM's ``scancel``) is passed on to the command, so that the run's row is
+    still written; Ctrl-C reaches the command from the terminal, which is given 10 s to stop.
+    """
+    import signal
+    import subprocess
+    import threading
+
+    children: list[subprocess.Popen[bytes]] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        if not children:
+            raise SystemExit(128 + signum)
+        children[0].send_signal(signum)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, forward) if main_thread else None
+    try:
+        children.append(subprocess.Popen(command))
+        try:
+            return children[0].wait()
+        except KeyboardInterrupt:
+            try:
+                return children[0].wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                children[0].kill()
+                return children[0].wait()
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _tracker_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -99,7 +132,9 @@ def _tracker_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.measure:
         options["measure"] = tuple(k.strip() for k in args.measure.split(",") if k.strip())
     if args.gpu_devices:
-        options["gpu_devices"] = tuple(int(d) if d.strip().isdigit() else d.strip() for d in args.gpu_devices.split(","))
+        options["gpu_devices"] = tuple(
+            int(d) if d.strip().isdigit() else d.strip() for d in args.gpu_devices.split(",")
+        )
     return options
 
 
@@ -122,7 +157,9 @@ def _add_plot(commands: Any) -> None:
         "Needs matplotlib: pip install 'training-energy-tracker[plot]'.",
     )  # fmt: skip
     p.add_argument("runs", nargs="+", metavar="RUN_OR_DIR", help="a run directory, or a directory of runs")
-    p.add_argument("-o", "--output", required=True, help="image file to write (.png, .pdf, .svg)")
+    p.add_argument(
+        "-o", "--output", default="energy.png", help="image file to write (.png, .pdf, .svg; default energy.png)"
+    )
     p.set_defaults(handler=_plot)
 
 

@@ -8,8 +8,9 @@ utilisation) and closes them. :func:`describe` turns the result into plain text.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from tracker.errors import SensorError
 from tracker.sensors import CPU, GPU, RAM, Reading, Sensor, discover
@@ -19,8 +20,10 @@ MEASURED = {"energy_counter", "power_polling", "rapl", "rapl_dram"}
 
 
 def power_w(first: Reading, second: Reading) -> float | None:
-    """Mean power in W between two readings of one sensor: the counter difference (wraparound
-    included) over the time between them, else the second reading's power."""
+    """Mean power in W between two readings of one sensor.
+
+    The counter difference (wraparound included) over the time between them, else the second reading's power.
+    """
     dt = second.time_s - first.time_s
     if first.energy_j is not None and second.energy_j is not None and dt > 0:
         delta = second.energy_j - first.energy_j
@@ -46,7 +49,7 @@ def measure_power(
     sleep(wait_s)
     second = [_read(s) for s in sensors]
     results = []
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         if isinstance(a, str) or isinstance(b, str):
             results.append((None, a if isinstance(a, str) else str(b)))
         else:
@@ -54,21 +57,24 @@ def measure_power(
     return results
 
 
-def survey(wait_s: float = WAIT_S, **discover_options: Any) -> dict[str, Any]:
+def survey(
+    wait_s: float = WAIT_S, sleep: Callable[[float], None] = time.sleep, **discover_options: Any
+) -> dict[str, Any]:
     """The sensors found (name, kind, method, info, power_w, error), the absent sources, and a verdict.
 
     Args:
         wait_s: seconds between the two reads of each sensor.
+        sleep: waits that long (tests pass one that advances a fake clock).
         **discover_options: passed to :func:`tracker.sensors.discover` (tests pass fakes).
     """
     discovery = discover(**discover_options)
     try:
-        powers = measure_power(discovery.sensors, wait_s)
+        powers = measure_power(discovery.sensors, wait_s, sleep)
     finally:
         discovery.close()
     sensors = [
         {"name": s.name, "kind": s.kind, "method": s.method, "info": dict(s.info), "power_w": p, "error": error}
-        for s, (p, error) in zip(discovery.sensors, powers)
+        for s, (p, error) in zip(discovery.sensors, powers, strict=True)
     ]
     return {"sensors": sensors, "absent": [asdict(a) for a in discovery.absent], "verdict": verdict(sensors)}
 

@@ -122,7 +122,11 @@ def car_text(co2_kg: float, energy_kwh: float) -> str:
     car = next(e for e in equivalents(co2_kg, energy_kwh) if e.unit == "km")
     name = car.name.replace("driving", "driven by")
     basis = f"{car.factor:g} {car.factor_unit}, {car.source}"
-    return f"{fig(car.amount)} km {name[:-1]}; {basis})" if name.endswith(")") else f"{fig(car.amount)} km {name} ({basis})"
+    return (
+        f"{fig(car.amount)} km {name[:-1]}; {basis})"
+        if name.endswith(")")
+        else f"{fig(car.amount)} km {name} ({basis})"
+    )
 
 
 def _pue(pue: Any) -> str:
@@ -133,6 +137,8 @@ def paragraph(s: RunSummary) -> str:
     """The ready-to-paste paragraph for one run."""
     from tracker import __version__
 
+    if not s.rows:
+        return f"Run {s.name} logged no rows (no epoch or phase finished), so there is no energy to report."
     t = s.totals
     components, all_estimated = components_text(s)
     text = (

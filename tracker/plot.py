@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from tracker.errors import TrackerError
 from tracker.report import COMPONENTS, RunSummary
@@ -78,7 +79,7 @@ def plot_runs(summaries: Sequence[RunSummary], out: str | os.PathLike[str]) -> P
         if grouped:
             _grouped(axes[0], summaries, energy_unit, co2_unit, time_unit)
         else:
-            for ax_row, s in zip(axes, summaries):
+            for ax_row, s in zip(axes, summaries, strict=False):
                 _bars(ax_row[0], s, energy_unit)
                 _co2(ax_row[1], s, co2_unit, time_unit, colour="#c44e52", label="CO2e")
         fig.tight_layout()
@@ -98,12 +99,14 @@ def _bars(ax: Any, s: RunSummary, unit: tuple[str, float]) -> None:
             continue
         heights = [float(r.get(f"{kind}_kwh") or 0.0) / unit[1] for r in rows]
         ax.bar(positions, heights, bottom=bottom, color=COLOURS[kind], label=f"{kind.upper()} ({s.methods[kind]})")
-        bottom = [b + h for b, h in zip(bottom, heights)]
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     ax.set_xticks(positions, labels)
     ax.set_xlabel("epoch" if any(r.get("phase") == "train" for r in rows) else "phase")
     ax.set_ylabel(f"energy ({unit[0]})")
     ax.set_title(f"{s.name}: energy per epoch")
-    ax.legend(fontsize="small")
+    ax.margins(y=0.2)  # room above the bars for the legend
+    if rows:
+        ax.legend(fontsize="small", loc="upper left", ncol=3)
 
 
 def _co2(ax: Any, s: RunSummary, co2_unit: tuple[str, float], time_unit: tuple[str, float], **style: Any) -> None:
@@ -122,7 +125,7 @@ def _grouped(
     time_unit: tuple[str, float],
 ) -> None:  # fmt: skip
     colours = itertools.cycle(plt_colours())
-    for s, colour in zip(summaries, colours):
+    for s, colour in zip(summaries, colours, strict=False):
         rows, labels = _energy_rows(s)
         axes[0].plot(labels, [float(r.get("energy_kwh") or 0.0) / energy_unit[1] for r in rows], marker="o",
                      color=colour, label=s.name)  # fmt: skip

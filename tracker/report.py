@@ -17,9 +17,12 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
+from tracker.errors import ConfigurationError
 from tracker.logs import Run, load_runs
 from tracker.records import COMPLETE, EPOCH_COLUMNS
 
@@ -113,7 +116,9 @@ def _intensity(rows: list[dict], grid: dict, totals: dict[str, float], pue: Any)
     effective = totals["co2_kg"] * 1000 / energy if energy > 0 else None
     first = rows[0] if rows else {}
     return {
-        "g_per_kwh": effective if effective is not None else grid.get("g_per_kwh", first.get("carbon_intensity_g_per_kwh")),
+        "g_per_kwh": effective
+        if effective is not None
+        else grid.get("g_per_kwh", first.get("carbon_intensity_g_per_kwh")),
         "method": grid.get("method") or first.get("intensity_method") or "unknown",
         "source": grid.get("source") or first.get("intensity_source") or "unknown",
         "country": grid.get("country"),
@@ -161,6 +166,8 @@ def load_summaries(paths: Iterable[str]) -> list[RunSummary]:
     """
     runs: dict[str, RunSummary] = {}
     for path in paths:
+        if not Path(path).exists():
+            raise ConfigurationError(f"{str(path)!r} does not exist: give a run directory or a log_dir that holds runs")
         for run in load_runs(path):
             runs.setdefault(str(run.path.resolve()), summarize(run))
     return list(runs.values())
@@ -169,14 +176,11 @@ def load_summaries(paths: Iterable[str]) -> list[RunSummary]:
 def comparison(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:
     """One record per run: epochs, duration, kWh, kWh per epoch, CO2 with band, methods, and ratios to the first run."""
     lines = [
-        {
-            "run": s.name, "epochs": s.epochs, "duration_s": s.totals["duration_s"],
-            "energy_kwh": s.totals["energy_kwh"], "kwh_per_epoch": s.kwh_per_epoch, "co2_kg": s.totals["co2_kg"],
-            "co2_kg_low": s.totals["co2_kg_low"], "co2_kg_high": s.totals["co2_kg_high"],
-            "methods": methods_text(s.methods),
-        }  # fmt: skip
+        {"run": s.name, "epochs": s.epochs, "duration_s": s.totals["duration_s"], "energy_kwh": s.totals["energy_kwh"],
+         "kwh_per_epoch": s.kwh_per_epoch, **{k: s.totals[k] for k in ("co2_kg", "co2_kg_low", "co2_kg_high")},
+         "methods": methods_text(s.methods)}
         for s in summaries
-    ]
+    ]  # fmt: skip
     for line in lines:
         for name in RATIOS:
             line[f"{name}_ratio"] = _ratio(line[name], lines[0][name])
@@ -219,7 +223,9 @@ def render(summaries: Sequence[RunSummary], fmt: str = "text") -> str:
     parts = [_run_block(s, markdown) for s in summaries]
     if len(summaries) > 1:
         title = "Comparison (ratios to the first run)"
-        parts.append((f"## {title}\n\n" if markdown else f"{title}\n") + _table(*_comparison_table(summaries), markdown))
+        parts.append(
+            (f"## {title}\n\n" if markdown else f"{title}\n") + _table(*_comparison_table(summaries), markdown)
+        )
     return "\n\n".join(parts) + "\n"
 
 
@@ -307,4 +313,4 @@ def _table(headers: list[str], body: list[list[str]], markdown: bool, header: bo
         return "\n".join("| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |" for line in lines)
     lines = [headers, *body] if header else body
     widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
-    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)

@@ -1,0 +1,259 @@
+"""The ``energy-tracker`` command, in-process (``main([...])``) and as real subprocesses.
+
+Run directories are written by ``EnergyTracker`` with fake sensors of known power (GPU 250 W,
+CPU 50 W, RAM 6 W) driven by a fake clock, so every figure in the output is known.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from matplotlib.image import imread
+
+from tracker import EnergyTracker, load_run
+from tracker.cli import main
+from tracker.testing import FakeClock, FakeSensor, steady
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+J_PER_KWH = 3_600_000
+
+
+def make_run(log_dir: Path, name: str, epochs: int = 2, gpu: bool = True) -> Path:
+    """``epochs`` epochs of 60 s at 306 W (250 GPU counter + 50 CPU estimate + 6 RAM model), 400 g/kWh, PUE 1.5."""
+    clock = FakeClock()
+    sensors = [
+        FakeSensor("cpu", "cpu", steady(50.0), clock, method="tdp_estimate", info={"model": "AMD EPYC 7763"}),
+        FakeSensor("ram", "ram", steady(6.0), clock, method="ram_model", info={"model": "0.375 W/GiB"}),
+    ]
+    if gpu:
+        sensors.append(FakeSensor("gpu:0", "gpu", steady(250.0), clock, info={"name": "NVIDIA H100 80GB HBM3"}))
+    options = {"sensors": sensors, "clock": clock, "carbon_intensity_g_per_kwh": 400.0, "pue": 1.5}
+    with EnergyTracker(log_dir, run_name=name, **options) as energy:
+        for i in range(epochs):
+            with energy.epoch(i):
+                clock.advance(60.0)
+                energy.log_metrics({"loss": 2.0 - i})
+    return log_dir / name
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m tracker ARGS`` as a subprocess."""
+    return subprocess.run([sys.executable, "-m", "tracker", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def script() -> str:
+    found = Path(sys.executable).with_name("energy-tracker")
+    path = str(found) if found.exists() else shutil.which("energy-tracker")
+    assert path, "the energy-tracker console script is not installed (pip install -e .)"
+    return path
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Path:
+    make_run(tmp_path / "logs", "first", epochs=2)
+    make_run(tmp_path / "logs", "second", epochs=4, gpu=False)
+    return tmp_path / "logs"
+
+
+# ---- report ---------------------------------------------------------------------------------------------------------
+
+
+def test_report_json_in_process(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(runs), "--format", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    first, second = document["runs"]
+    assert first["totals"]["energy_kwh"] == pytest.approx(2 * 60 * 306 / J_PER_KWH, rel=1e-12)
+    assert first["totals"]["co2_kg"] == pytest.approx(2 * 60 * 306 / J_PER_KWH * 1.5 * 0.4, rel=1e-12)
+    assert second["totals"]["energy_kwh"] == pytest.approx(4 * 60 * 56 / J_PER_KWH, rel=1e-12)
+    assert document["comparison"][1]["kwh_per_epoch_ratio"] == pytest.approx(56 / 306, rel=1e-12)
+    assert document["comparison"][1]["duration_s_ratio"] == 2.0
+
+
+def test_report_csv_parses_with_pandas(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(runs / "first"), str(runs / "second"), "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert table.groupby("run")["energy_kwh"].count().to_dict() == {"first": 2, "second": 4}
+    logged = pd.read_csv(runs / "second" / "epochs.csv")
+    assert table[table["run"] == "second"]["energy_kwh"].tolist() == logged["energy_kwh"].tolist()
+    assert table["loss"].tolist() == [2.0, 1.0, 2.0, 1.0, 0.0, -1.0]
+
+
+def test_report_text_compares_two_runs(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(runs)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    start = lines.index("Comparison (ratios to the first run)")
+    header, first, second = (line.split() for line in lines[start + 1 : start + 4])
+    assert header[:4] == ["run", "epochs", "duration_s", "energy_kwh"]
+    assert first[:3] == ["first", "2", "120"] and second[:3] == ["second", "4", "240"]
+    assert second[-4:] == ["2", "0.366", "0.183", "0.366"]  # time, kWh, kWh/epoch, CO2 ratios
+
+
+def test_report_markdown(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(runs), "--format", "markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "## Run first" in out and "## Comparison (ratios to the first run)" in out
+    assert "| gpu | 0.008333 kWh [energy_counter] |" in out
+
+
+def test_report_paper(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(runs / "first"), "--paper"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Training took 2.00 min on 1 × NVIDIA H100 80GB HBM3 GPU and an AMD EPYC 7763 CPU, ")
+    assert "consuming 0.0102 kWh" in out and "GPU measured with NVML energy counters" in out
+    assert "CPU estimated from CPU utilisation" in out and "RAM estimated with a RAM power model" in out
+    assert "400 g CO2e/kWh (given by the user) and a PUE of 1.5 amounts to 0.00612 kg CO2e" in out
+    assert main(["report", str(runs), "--paper", "--format", "json"]) == 0
+    paragraphs = json.loads(capsys.readouterr().out)["paper"]
+    assert [p["run"] for p in paragraphs] == ["first", "second"]
+    assert "consuming an estimated 0.00373 kWh" in paragraphs[1]["paper"]
+
+
+def test_report_paper_with_csv_is_a_usage_error(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", str(runs), "--paper", "--format", "csv"])
+    assert exit_info.value.code == 2 and "--paper prints a paragraph" in capsys.readouterr().err
+
+
+def test_report_without_runs_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"energy-tracker report: error: no runs in {str(tmp_path)!r}: give a run directory or a log_dir " \
+        "that contains runs (each has epochs.csv)\n"  # fmt: skip
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_report_subprocesses(runs: Path, tmp_path: Path) -> None:
+    done = cli("report", str(runs), "--format", "json")
+    assert done.returncode == 0 and len(json.loads(done.stdout)["runs"]) == 2
+    done = subprocess.run([script(), "report", str(runs / "first"), "--paper"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("Training took 2.00 min")
+    (tmp_path / "empty").mkdir()
+    done = cli("report", str(tmp_path / "empty"))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith("energy-tracker report: error: no runs in") and "Traceback" not in done.stderr
+
+
+# ---- plot -----------------------------------------------------------------------------------------------------------
+
+
+def test_plot_writes_a_png(runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "energy.png"
+    assert main(["plot", str(runs), "-o", str(out)]) == 0
+    assert capsys.readouterr().out == f"wrote {out} (2 runs)\n"
+    assert out.read_bytes()[:8] == PNG_SIGNATURE
+    assert imread(out).shape == (720, 1200, 4)  # 2 rows of 3.6 in, 12 in wide, at 100 dpi
+
+
+def test_plot_groups_many_runs_in_one_row(tmp_path: Path) -> None:
+    for i in range(5):
+        make_run(tmp_path / "logs", f"run{i}", epochs=1 + i % 2)
+    done = cli("plot", str(tmp_path / "logs"), "-o", str(tmp_path / "many.png"))
+    assert done.returncode == 0, done.stderr
+    assert imread(tmp_path / "many.png").shape == (360, 1200, 4)
+
+
+def test_plot_without_matplotlib_names_the_extra(
+    runs: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main(["plot", str(runs), "-o", str(tmp_path / "x.png")]) == 2
+    assert "pip install 'training-energy-tracker[plot]'" in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+# ---- run ------------------------------------------------------------------------------------------------------------
+
+
+def test_run_returns_the_command_exit_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    command = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    args = ["run", "--log-dir", str(tmp_path), "--run-name", "cmd", "--carbon-intensity", "300", "--pue", "1.1"]
+    assert main([*args, "--", *command]) == 3
+    assert "Energy tracker — cmd (interrupted)" in capsys.readouterr().err
+    run = load_run(tmp_path / "cmd")
+    (row,) = [r for r in run.epochs if r["phase"] == "command"]
+    assert (row["status"], row["exit_code"], row["pue"], row["carbon_intensity_g_per_kwh"]) == (
+        "interrupted", 3, 1.1, 300.0
+    )  # fmt: skip
+    assert run.info["status"] == "interrupted"
+
+
+def test_run_as_console_script(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [script(), "run", "--run-name", "ok", "--country", "FRA", "--", sys.executable, "-c", "print('hello')"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "hello\n" and "Energy tracker — ok (complete)" in done.stderr
+    run = load_run(tmp_path / "energy_logs" / "ok")
+    assert run.info["carbon_intensity"]["country"] == "FRA"
+    assert [r["exit_code"] for r in run.epochs if r["phase"] == "command"] == [0]
+
+
+def test_run_passes_sigterm_to_the_command_and_writes_its_row(tmp_path: Path) -> None:
+    child = "import time; print('ready', flush=True); time.sleep(60)"
+    args = [script(), "run", "--log-dir", str(tmp_path), "--run-name", "term", "--", sys.executable, "-c", child]
+    with subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        assert process.stdout.readline() == "ready\n"
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM and "Energy tracker — term (interrupted)" in err
+    (row,) = [r for r in load_run(tmp_path / "term").epochs if r["phase"] == "command"]
+    assert (row["status"], row["exit_code"]) == ("interrupted", 128 + signal.SIGTERM)
+
+
+def test_run_bad_input_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--log-dir", str(tmp_path / "logs"), "--pue", "0.8", "--", "true"]) == 2
+    assert capsys.readouterr().err.startswith("energy-tracker run: error: pue=0.8: PUE is facility energy")
+    assert main(["run", "--log-dir", str(tmp_path / "logs"), "--", "no-such-command-here"]) == 2
+    assert "command 'no-such-command-here' not found" in capsys.readouterr().err
+    assert main(["run", "--log-dir", str(tmp_path / "logs")]) == 2
+    assert "run needs a command after --" in capsys.readouterr().err
+    assert not (tmp_path / "logs").exists()
+
+
+# ---- devices, help --------------------------------------------------------------------------------------------------
+
+
+def test_devices_on_this_machine(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["devices", "--json"]) == 0
+    found = json.loads(capsys.readouterr().out)
+    assert main(["devices"]) == 0
+    text = capsys.readouterr().out
+    kinds = {s["kind"] for s in found["sensors"]}
+    assert {"cpu", "ram"} <= kinds
+    for absent in found["absent"]:
+        assert f"{absent['source']} ({absent['kind']}): {absent['reason']}" in text
+    if "gpu" not in kinds:
+        assert any(a["source"] == "nvml" for a in found["absent"])
+    if not any(s["method"] in ("energy_counter", "power_polling", "rapl", "rapl_dram") for s in found["sensors"]):
+        assert any(a["source"] == "rapl" for a in found["absent"])
+        assert "No GPU and no readable RAPL here" in text and "W/GiB" in text and "tdp_" in text
+
+
+def test_devices_subprocess() -> None:
+    done = cli("devices")
+    assert done.returncode == 0 and done.stdout.startswith("Sensors found (power over 0.5 s):")
+
+
+@pytest.mark.parametrize("command", [[], ["report"], ["plot"], ["devices"], ["run"]])
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--help"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out.startswith("usage: energy-tracker")
+
+
+def test_cli_import_is_light() -> None:
+    code = "import sys, tracker.cli; print(sorted(m for m in ('matplotlib', 'pandas', 'torch') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
+    assert done.stdout == "[]\n"
