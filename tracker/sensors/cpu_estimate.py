@@ -127,12 +127,15 @@ def match_tdp(model: str, table: list[tuple[str, float]]) -> tuple[str, float] |
     must not borrow the TDP of some 280 W EPYC. Several winners with different TDPs: ``None``.
     """
     wanted = normalise(model)
-    rows = [(normalise(name).split(), name, tdp) for name, tdp in table]
-    exact = [(name, tdp) for words, name, tdp in rows if " ".join(words) == wanted]
-    if exact:
-        return _unique(exact)
     words = set(wanted.split())
     numbers = _model_numbers(words)
+    # A row can only match if its raw name mentions the model's numbers (or, without numbers, the
+    # whole name): filtering the raw text first spares normalising all ~4,900 rows (~50 ms).
+    keys = numbers or {wanted}
+    rows = [(normalise(name).split(), name, tdp) for name, tdp in table if any(k in name.lower() for k in keys)]
+    exact = [(name, tdp) for row, name, tdp in rows if " ".join(row) == wanted]
+    if exact:
+        return _unique(exact)
     if not numbers:
         return None
     candidates = [
