@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 GPU, CPU, RAM = "gpu", "cpu", "ram"
 KINDS = (GPU, CPU, RAM)
@@ -138,13 +139,17 @@ def discover(
             an explicit root must exist.
         cpu_tdp_w: the CPU package power in watts to use instead of the table lookup.
         ram_w: the RAM power in watts to use instead of the RAM model.
-        gpus, cpu, ram: which kinds to look for.
+        gpus: whether to look for GPUs.
+        cpu: whether to measure the CPU (RAPL, else the estimate).
+        ram: whether to measure RAM (RAPL DRAM, else the model).
         clock: monotonic clock in seconds, shared with the sampler.
 
     Raises:
         ConfigurationError: a ``CUDA_VISIBLE_DEVICES`` entry or an explicit powercap root is invalid.
     """
-    from tracker.sensors import cpu_estimate, nvml as nvml_backend, rapl, ram as ram_backend
+    from tracker.sensors import cpu_estimate, rapl
+    from tracker.sensors import nvml as nvml_backend
+    from tracker.sensors import ram as ram_backend
 
     found = Discovery()
     if visible_devices is None:

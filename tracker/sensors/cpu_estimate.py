@@ -37,14 +37,8 @@ import psutil
 
 from tracker.errors import ConfigurationError
 from tracker.sensors import CPU, Reading
-from tracker.sensors.ram import (
-    CGROUP_ROOT,
-    PROC_SELF_CGROUP,
-    cgroup_dirs,
-    is_positive_number,
-    positive_watts,
-    read_cgroup_file,
-)
+from tracker.sensors._cgroup import CGROUP_ROOT, PROC_SELF_CGROUP, cpu_quota
+from tracker.sensors.ram import is_positive_number, positive_watts
 
 __all__ = ["DEFAULT_W_PER_CPU", "CpuEstimateSensor", "CpuInfo", "load_factor", "match_tdp", "usable_cpus"]
 
@@ -151,20 +145,6 @@ def _model_numbers(words: Iterable[str]) -> set[str]:
 
 def _unique(rows: list[tuple[str, float]]) -> tuple[str, float] | None:
     return rows[0] if rows and len({tdp for _, tdp in rows}) == 1 else None
-
-
-def cpu_quota(*, cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_SELF_CGROUP) -> float | None:
-    """The smallest cgroup CPU quota over the process's cgroup path, in CPUs; ``None`` if unlimited."""
-    quotas = []
-    for version, directory in cgroup_dirs("cpu", cgroup_root=cgroup_root, proc_cgroup=proc_cgroup):
-        if version == 2:
-            quota, _, period = (read_cgroup_file(directory / "cpu.max") or "max").partition(" ")
-        else:
-            quota = read_cgroup_file(directory / "cpu.cfs_quota_us") or "-1"
-            period = read_cgroup_file(directory / "cpu.cfs_period_us") or ""
-        if quota.isdigit() and period.isdigit() and int(period) > 0:
-            quotas.append(int(quota) / int(period))
-    return min(quotas, default=None)
 
 
 def usable_cpus(*, cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_SELF_CGROUP) -> float:

@@ -1,8 +1,9 @@
 """NVIDIA GPUs through NVML: the ``pynvml`` module of NVIDIA's ``nvidia-ml-py`` package.
 
-:func:`find_gpus` returns one :class:`NvmlSensor` per GPU the process may use. Each reads the
-cumulative energy counter (``nvmlDeviceGetTotalEnergyConsumption``, mJ, Volta and newer) where the
-GPU has one, else polls board power (``nvmlDeviceGetPowerUsage``, mW); readings are in J and W.
+:func:`find_gpus` returns one :class:`NvmlSensor` per GPU the process may use (which ones is
+resolved in :mod:`tracker.sensors._cuda_visible`). Each reads the cumulative energy counter
+(``nvmlDeviceGetTotalEnergyConsumption``, mJ, Volta and newer) where the GPU has one, else polls
+board power (``nvmlDeviceGetPowerUsage``, mW); readings are in J and W.
 Every ``NVMLError`` is translated into the tracker's exceptions by :func:`nvml_errors`, chained::
 
     NVMLError_NotSupported, _FunctionNotFound,
@@ -18,11 +19,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tracker.errors import ConfigurationError, SensorError, SensorPermissionError, SensorReadError, SensorUnavailable
+from tracker.errors import SensorError, SensorPermissionError, SensorReadError, SensorUnavailable
 from tracker.sensors import GPU, Absent, Reading
+from tracker.sensors._cuda_visible import Gpu, group_by_gpu, select_gpus, visible_gpus
 
 log = logging.getLogger(__name__)
 
@@ -224,14 +225,6 @@ class _Session:
                 log.debug("nvmlShutdown failed: %s", e)
 
 
-@dataclass(frozen=True)
-class _Gpu:
-    index: int  # NVML index in the list of all GPUs, logical CUDA index in the list of visible ones
-    handle: Any = field(compare=False)
-    uuid: str
-    mig_uuid: str | None = None
-
-
 def find_gpus(
     *,
     nvml: Any = None,
@@ -279,12 +272,12 @@ def _open(nvml: Any, session: _Session, visible_devices: str | None, devices: An
         gpus = _enumerate(nvml)
     except SensorError as e:
         return [], [_absent("driver error", e.args[0], e.hint)]
-    chosen = _select(nvml, _visible(nvml, gpus, visible_devices), devices)
+    chosen = select_gpus(nvml, visible_gpus(nvml, gpus, visible_devices), devices)
     if not chosen:
         why = f"no GPU selected by CUDA_VISIBLE_DEVICES={visible_devices!r} and devices={devices!r}"
         return [], [_absent("no device", why if gpus else "NVML found no GPU")]
     sensors, absent = [], []
-    for gpu, migs in _group_by_gpu(chosen):
+    for gpu, migs in group_by_gpu(chosen):
         release = session.acquire()
         try:
             sensor = NvmlSensor(gpu.handle, nvml=nvml, index=gpu.index, clock=clock, mig_uuids=migs, on_close=release)
@@ -300,97 +293,9 @@ def _absent(reason: str, detail: str, hint: str = "") -> Absent:
     return Absent(source=_SOURCE, kind=GPU, reason=reason, detail=detail, hint=hint)
 
 
-def _enumerate(nvml: Any) -> list[_Gpu]:
+def _enumerate(nvml: Any) -> list[Gpu]:
     gpus = []
     for i in range(_call(nvml, _SOURCE, "nvmlDeviceGetCount")):
         handle = _call(nvml, _SOURCE, "nvmlDeviceGetHandleByIndex", i)
-        gpus.append(_Gpu(i, handle, str(_text(_call(nvml, _SOURCE, "nvmlDeviceGetUUID", handle)))))
+        gpus.append(Gpu(i, handle, str(_text(_call(nvml, _SOURCE, "nvmlDeviceGetUUID", handle)))))
     return gpus
-
-
-def _visible(nvml: Any, gpus: list[_Gpu], spec: str | None) -> list[_Gpu]:
-    """The GPUs CUDA shows this process, by logical index (NVML ignores CUDA_VISIBLE_DEVICES: MEASUREMENT.md 2.3)."""
-    if spec is None:
-        return gpus
-    visible: list[_Gpu] = []
-    for entry in (part.strip() for part in spec.split(",")):
-        if entry.startswith("-") and entry[1:].isdigit():
-            break  # CUDA stops at an invalid ordinal: "-1" is the usual way to hide every GPU
-        if entry:
-            visible.append(replace(_resolve(nvml, gpus, entry), index=len(visible)))
-    return visible
-
-
-def _resolve(nvml: Any, gpus: list[_Gpu], entry: str) -> _Gpu:
-    what = f"CUDA_VISIBLE_DEVICES entry {entry!r}"
-    if entry.isdigit():
-        if int(entry) < len(gpus):
-            return gpus[int(entry)]
-        raise _no_match(nvml, what, "is not an NVML index here", gpus)
-    if entry.upper().startswith("GPU-"):
-        return _by_prefix(nvml, what, entry, gpus)
-    if entry.upper().startswith("MIG-"):
-        return replace(_mig_parent(nvml, what, entry, gpus), mig_uuid=entry)
-    raise _no_match(nvml, what, "is neither an index nor a GPU-/MIG- UUID", gpus)
-
-
-def _by_prefix(nvml: Any, what: str, prefix: str, choices: list[_Gpu]) -> _Gpu:
-    # nvmlDeviceGetHandleByUUID takes only exact UUIDs, while CUDA accepts unique prefixes: scan (vllm #53570).
-    found = {g.uuid: g for g in choices if g.uuid.lower().startswith(prefix.lower())}
-    if len(found) == 1:
-        return next(iter(found.values()))
-    raise _no_match(nvml, what, "is ambiguous" if found else "matches no GPU", choices)
-
-
-def _mig_parent(nvml: Any, what: str, entry: str, gpus: list[_Gpu]) -> _Gpu:
-    if "/" in entry:  # the pre-R470 form MIG-GPU-<parent uuid>/<GI>/<CI> names its parent
-        return _by_prefix(nvml, what, entry[4:].split("/")[0], gpus)
-    try:
-        mig = _call(nvml, _SOURCE, "nvmlDeviceGetHandleByUUID", entry)
-        parent = _call(nvml, _SOURCE, "nvmlDeviceGetDeviceHandleFromMigDeviceHandle", mig)
-        uuid = _text(_call(nvml, _SOURCE, "nvmlDeviceGetUUID", parent))
-    except SensorError as e:
-        raise _no_match(nvml, what, f"matches no MIG instance ({e})", gpus) from e
-    return next(g for g in gpus if g.uuid == uuid)
-
-
-def _select(nvml: Any, visible: list[_Gpu], devices: Sequence[int | str] | None) -> list[_Gpu]:
-    if devices is None:
-        return visible
-    chosen: list[_Gpu] = []
-    for want in devices:
-        chosen.extend(g for g in _match(nvml, visible, str(want).strip()) if g not in chosen)
-    return chosen
-
-
-def _match(nvml: Any, visible: list[_Gpu], want: str) -> list[_Gpu]:
-    what = f"devices entry {want!r}"
-    if want.isdigit():
-        found = [g for g in visible if g.index == int(want)]
-        if not found:
-            raise _no_match(nvml, what, "is not a logical index here", visible)
-        return found
-    if any(want == g.mig_uuid for g in visible):
-        return [g for g in visible if want == g.mig_uuid]
-    # torch.cuda.get_device_properties(i).uuid comes without the "GPU-" prefix.
-    uuid = _by_prefix(nvml, what, want if want.upper().startswith("GPU-") else f"GPU-{want}", visible).uuid
-    return [g for g in visible if g.uuid == uuid]
-
-
-def _group_by_gpu(chosen: list[_Gpu]) -> list[tuple[_Gpu, list[str]]]:
-    """One entry per physical GPU, so two MIG instances of one GPU are never measured twice."""
-    groups: dict[str, tuple[_Gpu, list[str]]] = {}
-    for gpu in chosen:
-        groups.setdefault(gpu.uuid, (gpu, []))[1].extend([gpu.mig_uuid] if gpu.mig_uuid else [])
-    return list(groups.values())
-
-
-def _no_match(nvml: Any, what: str, why: str, choices: list[_Gpu]) -> ConfigurationError:
-    listed = ", ".join(
-        f"{g.index}: {g.uuid} ({_text(_optional(nvml, _SOURCE, 'nvmlDeviceGetName', g.handle)) or 'unknown'})"
-        for g in choices
-    )
-    return ConfigurationError(
-        f"{what} {why}. Valid choices: {listed or 'none'}. "
-        "Write an index, a GPU- UUID or a unique prefix of one, or a MIG- UUID as `nvidia-smi -L` lists them."
-    )

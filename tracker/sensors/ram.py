@@ -11,7 +11,7 @@ Size: the cgroup memory limit (v2 ``memory.max``, v1 ``memory.limit_in_bytes``, 
 along the process's cgroup path) when it is below physical RAM, else physical RAM. Sizing by
 the host alone gave 378 W of "RAM" for a job on a 1 TB host (codecarbon issue #629).
 
-This module also holds the cgroup lookups that :mod:`tracker.sensors.cpu_estimate` uses.
+The cgroup lookups are in :mod:`tracker.sensors._cgroup`.
 """
 
 from __future__ import annotations
@@ -26,13 +26,12 @@ import psutil
 
 from tracker.errors import ConfigurationError
 from tracker.sensors import RAM, Reading
+from tracker.sensors._cgroup import CGROUP_ROOT, PROC_SELF_CGROUP, cgroup_dirs, memory_limit_bytes
 
 __all__ = ["W_PER_GIB", "RamModelSensor", "cgroup_dirs", "is_positive_number", "memory_limit_bytes", "positive_watts"]
 
 W_PER_GIB = 0.375
 GIB = 1 << 30
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-PROC_SELF_CGROUP = Path("/proc/self/cgroup")
 
 
 def is_positive_number(value: object) -> bool:
@@ -52,61 +51,6 @@ def positive_watts(value: object, argument: str) -> float:
             f"(e.g. {argument}=10.0), or None to estimate it"
         )
     return float(value)
-
-
-def cgroup_dirs(
-    controller: str, *, cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_SELF_CGROUP
-) -> list[tuple[int, Path]]:
-    """The process's cgroup directories and their ancestors, nearest first, as ``(version, dir)``.
-
-    v2 directories (``cgroup_root/<path>``) come first, then v1 ones
-    (``cgroup_root/<controller>/<path>``); paths come from ``/proc/self/cgroup``. Directories
-    that do not exist are left out. A limit anywhere along the path applies, so callers take the
-    smallest value they find.
-    """
-    paths = _self_cgroup_paths(proc_cgroup, controller)
-    found = []
-    for version, base in ((2, Path(cgroup_root)), (1, Path(cgroup_root) / controller)):
-        parts = [p for p in paths.get(version, "/").split("/") if p and p != ".."]
-        for depth in range(len(parts), -1, -1):
-            directory = base.joinpath(*parts[:depth])
-            if directory.is_dir():
-                found.append((version, directory))
-    return found
-
-
-def _self_cgroup_paths(proc_cgroup: Path, controller: str) -> dict[int, str]:
-    """``{2: path}`` from the ``0::path`` line, ``{1: path}`` from the line naming ``controller``."""
-    try:
-        lines = Path(proc_cgroup).read_text().splitlines()
-    except OSError:
-        return {}
-    paths = {}
-    for line in lines:
-        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
-        if not controllers:
-            paths[2] = path
-        elif controller in controllers.split(","):
-            paths[1] = path
-    return paths
-
-
-def read_cgroup_file(path: Path) -> str | None:
-    """A cgroup file's stripped text, ``None`` if it cannot be read."""
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return None
-
-
-def memory_limit_bytes(*, cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_SELF_CGROUP) -> int | None:
-    """The smallest cgroup memory limit over the process's cgroup path, in bytes; ``None`` if none is set."""
-    limits = []
-    for version, directory in cgroup_dirs("memory", cgroup_root=cgroup_root, proc_cgroup=proc_cgroup):
-        text = read_cgroup_file(directory / ("memory.max" if version == 2 else "memory.limit_in_bytes"))
-        if text and text.isdigit():
-            limits.append(int(text))
-    return min(limits, default=None)
 
 
 class RamModelSensor:
