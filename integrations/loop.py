@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tracker.config import Config
+from tracker.config import Config, check_hardware
 from tracker.errors import UsageError
+from tracker.logs import check_log_dir
 from tracker.records import INTERRUPTED
 from tracker.session import EnergyTracker
 from tracker.summary import Summary
@@ -43,9 +44,13 @@ class EnergyLoopCallback:
 
     def __init__(self, **options: Any) -> None:
         hardware = {k: options.pop(k) for k in _HARDWARE_OPTIONS if k in options}
+        check_hardware(**hardware)
         self.config = Config(**options)
+        if self.config.log_dir is not None:
+            check_log_dir(self.config.log_dir)  # a file, /proc, unwritable: fail here, not at the first hook
         self._hardware = hardware
         self.tracker: EnergyTracker | None = None
+        self._open: list[tuple[str, Any]] = []  # ("epoch", index) and ("phase", name), innermost last
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         """Start measuring (creates the run directory and the sampler)."""
@@ -56,38 +61,57 @@ class EnergyLoopCallback:
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         """Open epoch ``epoch``."""
         self._running("on_epoch_begin").begin_epoch(epoch)
+        self._open.append(("epoch", epoch))
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None, samples: int | None = None) -> None:
         """Close the epoch and write its row, with ``logs`` as metric columns and ``samples`` items processed."""
         tracker = self._running("on_epoch_end")
+        self._check_innermost(("epoch", epoch), f"on_epoch_end({epoch!r})")
         if samples:
             tracker.add_samples(samples)
         if logs:
             tracker.log_metrics(logs)
         tracker.end()
+        self._open.pop()
 
     def on_phase_begin(self, name: str) -> None:
         """Open a phase such as ``validation`` (inside an epoch or not)."""
         self._running("on_phase_begin").begin_phase(name)
+        self._open.append(("phase", name))
 
     def on_phase_end(self, logs: Mapping[str, Any] | None = None) -> None:
         """Close the innermost phase and write its row."""
         tracker = self._running("on_phase_end")
+        self._check_innermost(("phase", self._open[-1][1] if self._open else None), "on_phase_end()")
         if logs:
             tracker.log_metrics(logs)
         tracker.end()
+        self._open.pop()
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> Summary:
-        """Stop measuring; returns the run's summary."""
-        return self._running("on_train_end").stop()
+        """Stop measuring (an epoch or phase still open is written ``interrupted``); returns the run's summary."""
+        tracker, self._open = self._running("on_train_end"), []
+        return tracker.stop()
 
     def on_exception(self, exc: BaseException | None = None) -> Summary:
         """Write the open epoch as ``interrupted`` and stop (call it from the loop's ``except``)."""
-        return self._running("on_exception").stop(INTERRUPTED)
+        tracker, self._open = self._running("on_exception"), []
+        return tracker.stop(INTERRUPTED)
 
     def summary(self) -> Summary:
         """The run's totals so far."""
         return self._running("summary").summary()
+
+    def _check_innermost(self, wanted: tuple[str, Any], call: str) -> None:
+        """Raise unless ``wanted`` is the innermost open epoch or phase, before anything is changed."""
+        innermost = self._open[-1] if self._open else None
+        if innermost == wanted:
+            return
+        if innermost is None:
+            raise UsageError(f"{call} called with no {wanted[0]} open; open it first with on_{wanted[0]}_begin")
+        kind, name = innermost
+        close = f"on_epoch_end({name!r})" if kind == "epoch" else "on_phase_end()"
+        raise UsageError(f"{call} called while {kind} {name!r} is the innermost one open; call {close} first")
 
     def _running(self, hook: str) -> EnergyTracker:
         if self.tracker is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 from tracker.errors import ConfigurationError
 from tracker.sampler import validate_interval
-from tracker.sensors import KINDS
+from tracker.sensors import KINDS, Sensor
 
 DEFAULT_LOG_DIR = "energy_logs"
 
@@ -40,7 +41,7 @@ def _epochs(value: Any) -> int | None:
 
 
 def _measure(value: Any) -> tuple[str, ...]:
-    kinds = (value,) if isinstance(value, str) else tuple(value)
+    kinds = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, (list, tuple, set)) else ()
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
         raise ConfigurationError(f"measure={value!r}: give some of {list(KINDS)}, e.g. measure=('gpu', 'cpu')")
@@ -120,6 +121,8 @@ class Config:
             raise ConfigurationError(f"power_trace={self.power_trace!r}: give True or False")
         if self.log_dir is not None and not isinstance(self.log_dir, (str, os.PathLike)):
             raise ConfigurationError(f"log_dir={self.log_dir!r}: give a directory path such as 'runs/energy'")
+        if self.intensity_csv is not None and not isinstance(self.intensity_csv, (str, os.PathLike)):
+            raise ConfigurationError(f"intensity_csv={self.intensity_csv!r}: give a timestamp,g_per_kwh CSV's path")
         set_(
             self,
             "intensity",
@@ -132,3 +135,55 @@ class Config:
                 hourly_csv=None if self.intensity_csv is None else Path(self.intensity_csv),
             ),
         )
+
+
+def check_hardware(
+    *,
+    sensors: Any = None,
+    clock: Any = time.monotonic,
+    nvml: Any = None,
+    powercap_root: Any = None,
+    rank: Any = 0,
+    host: Any = None,
+    exchange: Any = None,
+    config: Any = None,
+) -> None:
+    """Check the options that inject hardware, clocks or distributed hooks (tests, custom hardware, DDP).
+
+    Raises:
+        ConfigurationError: naming the option and the value given, and what would be valid.
+    """
+    if config is not None and not isinstance(config, Config):
+        raise ConfigurationError(f"config={config!r}: give a tracker.config.Config, or the options themselves")
+    if sensors is not None:
+        _sensors(sensors)
+    for name, value, what in (("clock", clock, "monotonic seconds"), ("exchange", exchange, "every rank's usages")):
+        if not callable(value) and (name == "clock" or value is not None):
+            raise ConfigurationError(f"{name}={value!r} is not callable; give a function returning {what}")
+    if nvml is not None and not callable(getattr(nvml, "nvmlInit", None)):
+        raise ConfigurationError(f"nvml={nvml!r} is not a pynvml module (no nvmlInit); leave it out to use pynvml")
+    is_path = isinstance(powercap_root, (str, os.PathLike))
+    if powercap_root is not None and (not is_path or not Path(powercap_root).is_dir()):
+        raise ConfigurationError(
+            f"powercap_root={powercap_root!r} is not a directory; give the powercap sysfs class directory, "
+            "normally '/sys/class/powercap', or leave it out"
+        )
+    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
+        raise ConfigurationError(f"rank={rank!r}: give this process's global rank, a non-negative int (0 alone)")
+    if host is not None and (not isinstance(host, str) or not host):
+        raise ConfigurationError(f"host={host!r}: give the host's name as a non-empty str, or None for this machine's")
+
+
+def _sensors(sensors: Any) -> None:
+    if isinstance(sensors, (str, bytes)) or not isinstance(sensors, (list, tuple)):
+        raise ConfigurationError(f"sensors={sensors!r}: give a list of sensors (see tracker.sensors.Sensor)")
+    names = [getattr(s, "name", None) for s in sensors]
+    for sensor in sensors:
+        if not isinstance(sensor, Sensor) or sensor.kind not in KINDS or not isinstance(sensor.name, str):
+            raise ConfigurationError(
+                f"sensors: {sensor!r} is not a Sensor; give objects with name, kind (one of {list(KINDS)}), "
+                "method, info, read() and close(), such as tracker.testing.FakeSensor"
+            )
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigurationError(f"sensors: more than one is named {twice[0]!r}; each sensor needs its own name")

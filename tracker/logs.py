@@ -13,6 +13,7 @@ warning is logged, rows are kept in memory and the whole file is rewritten at th
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import logging
@@ -86,20 +87,40 @@ def _csv_text(rows: Iterable[Sequence[Any]]) -> str:
     return buffer.getvalue()
 
 
+class WriteProblem:
+    """Reports write failures in one run directory: one warning, whichever file fails first."""
+
+    def __init__(self) -> None:
+        self.warned = False
+
+    def __call__(self, path: Path, exc: OSError) -> None:
+        """Warn about the first failure; later ones (the same full disk, mostly) are debug messages."""
+        if self.warned:
+            logger.debug("cannot write %s: %s", path, exc)
+            return
+        self.warned = True
+        logger.warning(
+            "energy-tracker: cannot write %s (%s); training continues, rows are kept in memory and written "
+            "when writing works again",
+            path, exc,
+        )  # fmt: skip
+
+
 class CsvLog:
     """An append-only CSV file whose header may grow (new metric columns).
 
     Args:
         path: the file.
         columns: the fixed columns, in order; extra keys of a row are appended as new columns.
+        problem: reports write failures (shared by the files of a run directory: one warning).
     """
 
-    def __init__(self, path: Path, columns: Sequence[str]) -> None:
+    def __init__(self, path: Path, columns: Sequence[str], problem: WriteProblem | None = None) -> None:
         self.path = path
         self.columns = list(columns)
         self.rows: list[dict[str, Any]] = []
         self._on_disk = 0
-        self._warned = False
+        self._problem = problem or WriteProblem()
         if path.is_file():  # a resumed run (EnergyTracker.resume): keep its rows and append after them
             self._adopt()
 
@@ -124,21 +145,25 @@ class CsvLog:
             else:
                 self._append_last()
         except OSError as exc:
-            if not self._warned:
-                self._warned = True
-                logger.warning(
-                    "energy-tracker: cannot write %s (%s); keeping rows in memory and retrying", self.path, exc
-                )
+            self._problem(self.path, exc)
 
     def _values(self, row: Mapping[str, Any]) -> list[Any]:
         return [row.get(column) for column in self.columns]
 
     def _append_last(self) -> None:
         text = _csv_text([self.columns] if self._on_disk == 0 else []) + _csv_text([self._values(self.rows[-1])])
+        data = memoryview(text.encode())
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, text.encode())
+            while data:  # a filling disk takes what fits, then refuses the rest with the real errno
+                written = os.write(fd, data)
+                if not written:
+                    raise OSError(errno.EIO, "write accepted 0 bytes", str(self.path))
+                data = data[written:]
             os.fsync(fd)
+        except OSError:
+            self._on_disk = -1  # whatever reached the file, the next row rewrites it whole
+            raise
         finally:
             os.close(fd)
         self._on_disk = len(self.rows)
@@ -173,25 +198,27 @@ class RunWriter:
 
     def __init__(self, run_dir: Path, power_trace: bool = False) -> None:
         self.run_dir = run_dir
-        self.epochs = CsvLog(run_dir / EPOCHS_CSV, EPOCH_COLUMNS)
-        self.devices = CsvLog(run_dir / DEVICES_CSV, DEVICE_COLUMNS)
-        self._power = PowerTrace(run_dir / POWER_CSV) if power_trace else None
-        self._info_warned = False
+        self._problem = WriteProblem()
+        self.epochs = CsvLog(run_dir / EPOCHS_CSV, EPOCH_COLUMNS, self._problem)
+        self.devices = CsvLog(run_dir / DEVICES_CSV, DEVICE_COLUMNS, self._problem)
+        self._power = PowerTrace(run_dir / POWER_CSV, self._problem) if power_trace else None
 
     def write_info(self, info: Mapping[str, Any]) -> None:
-        """(Re)write ``run.json`` atomically; a failure is one warning."""
+        """(Re)write ``run.json`` atomically; a failure is reported, never raised."""
         try:
             atomic_write(self.run_dir / RUN_JSON, json.dumps(info, indent=2, default=str) + "\n")
         except OSError as exc:
-            if not self._info_warned:
-                self._info_warned = True
-                logger.warning("energy-tracker: cannot write run.json (%s)", exc)
+            self._problem(self.run_dir / RUN_JSON, exc)
 
     def write_epoch(self, row: Mapping[str, Any], devices: Iterable[Mapping[str, Any]]) -> None:
-        """Append one epoch row and its device rows."""
+        """Append one epoch row, then its device rows.
+
+        In this order a kill between the two files can leave a finished epoch without its device
+        rows, never device rows of an epoch that ``epochs.csv`` does not have.
+        """
+        self.epochs.append(row)
         for device in devices:
             self.devices.append(device)
-        self.epochs.append(row)
 
     def write_power(self, rows: Iterable[Sequence[Any]]) -> None:
         """Stream power-trace rows, if the trace is on."""
@@ -207,7 +234,9 @@ class RunWriter:
 class PowerTrace:
     """``power.csv``: raw readings streamed through a small buffer (bounded memory)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, problem: WriteProblem | None = None) -> None:
+        self.path = path
+        self._problem = problem or WriteProblem()
         self._handle: io.TextIOWrapper | None = open(path, "a", encoding="utf-8", buffering=64 * 1024)
         if self._handle.tell() == 0:  # a resumed run appends to its trace
             self._handle.write(_csv_text([POWER_COLUMNS]))
@@ -219,7 +248,8 @@ class PowerTrace:
         try:
             self._handle.write(_csv_text(rows))
         except (OSError, ValueError) as exc:
-            logger.warning("energy-tracker: power trace stopped (%s)", exc)
+            self._problem(self.path, exc if isinstance(exc, OSError) else OSError(str(exc)))
+            logger.debug("power trace stopped: %s", exc)
             self._handle = None
 
     def close(self) -> None:

@@ -25,6 +25,11 @@ from tracker.sensors import KINDS
 STATE_VERSION = 1
 
 
+def empty_totals() -> Totals:
+    """The totals of a run that has measured nothing yet."""
+    return Totals(Energy(), by_kind_j=dict.fromkeys(KINDS, 0.0))
+
+
 def totals_as_dict(totals: Totals, elapsed_s: float, run_dir: Path | None) -> dict[str, Any]:
     """The state of a run: its directory, totals and seconds measured (JSON-ready, picklable)."""
     return {
@@ -65,7 +70,7 @@ def totals_from_state(state: Mapping[str, Any]) -> Totals:
 
 
 def totals_from_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[Totals, float]:
-    """The totals of the rows of an ``epochs.csv`` (as :func:`tracker.logs.read_csv_rows` gives them), and their seconds."""
+    """The totals of an ``epochs.csv``'s rows (as :func:`tracker.logs.read_csv_rows` reads them), and their seconds."""
 
     def kwh_to_j(column: str, keep: Any = lambda row: True) -> float:
         return sum(float(r.get(column) or 0.0) for r in rows if keep(r)) * J_PER_KWH

@@ -53,6 +53,8 @@ class RowBuilder:
         self.forecast: Forecast | None = None
         self.break_even: float | None = None
         self._extrapolated_warned = False
+        self._clock_warned = False
+        self._reset_warned: set[tuple[str, int, str]] = set()
         self._forecast_logged = False
 
     def add(
@@ -79,6 +81,7 @@ class RowBuilder:
             elapsed_s,
         )
         self._log_first_forecast()
+        self._warn_resets(devices)
         methods = accounting.methods_by_kind(devices)
         self.methods = methods
         duration = segment.active_s
@@ -125,6 +128,9 @@ class RowBuilder:
         intensity = self.config.intensity
         start = datetime.fromisoformat(segment.opened_utc)
         end = datetime.fromisoformat(segment.last_utc or segment.opened_utc)
+        if end < start:  # the wall clock was stepped back (NTP, a resumed VM); durations use the monotonic clock
+            self._warn_clock(segment, start - end)
+            end = start
         value = intensity.mean_over(start, end)
         if intensity.covers(start, end):
             return value, intensity.source
@@ -132,6 +138,26 @@ class RowBuilder:
             self._extrapolated_warned = True
             logger.warning("energy-tracker: the hourly intensity series ends before %s; using its nearest hour", end)
         return value, f"{intensity.source} (extrapolated: nearest hour)"
+
+    def _warn_clock(self, segment: Segment, back: Any) -> None:
+        if not self._clock_warned:
+            self._clock_warned = True
+            logger.warning(
+                "energy-tracker: the system clock went back by %s during %s; durations are unaffected "
+                "(monotonic clock), the row's end_utc precedes its start_utc",
+                back, segment.label,
+            )  # fmt: skip
+
+    def _warn_resets(self, devices: Sequence[DeviceUsage]) -> None:
+        for device in devices:
+            key = (device.host, device.rank, device.sensor)
+            if device.totals.resets and key not in self._reset_warned:
+                self._reset_warned.add(key)
+                logger.warning(
+                    "energy-tracker: the energy counter of %s was reset (a driver reload?); the energy between "
+                    "its last reading and the reset is not counted",
+                    device.sensor,
+                )
 
     def _log_first_forecast(self) -> None:
         if self.forecast is None or self._forecast_logged:

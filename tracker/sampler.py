@@ -35,6 +35,8 @@ Sink = Callable[[list[Reading]], None]
 
 MIN_INTERVAL_S = 0.01
 MAX_INTERVAL_S = 3600.0
+# A read this slow is a driver hung in the kernel, not a busy interpreter holding the GIL: it is warned.
+HUNG_READ_S = 1.0
 OK, FAILING, DISABLED = "ok", "failing", "disabled"
 
 
@@ -145,6 +147,7 @@ class Sampler:
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._sink_warned = False
+        self._warn_lock = threading.Lock()
         self.ticks = 0
 
     @property
@@ -168,14 +171,18 @@ class Sampler:
         """Stop the thread; returns whether it ended within ``timeout_s`` (default: one interval + 1 s).
 
         A read in progress is not interrupted: a sensor hung in its driver is left behind on
-        the daemon thread rather than blocking the caller.
+        the daemon thread rather than blocking the caller, with one warning.
         """
         self._stop.set()
         thread = self._thread
         if thread is None or os.getpid() != self._pid or thread is threading.current_thread():
             return True
         thread.join(self.interval_s + 1.0 if timeout_s is None else timeout_s)
-        return not thread.is_alive()
+        if not thread.is_alive():
+            return True
+        for slot in (s for s in self._slots if s.lock.locked()):
+            self._warn_once(slot, "energy-tracker: reading %s has not returned; leaving it behind", slot.sensor.name)
+        return False
 
     def tick(self) -> list[Reading]:
         """Read every enabled sensor once and hand the batch to the sink; returns the batch."""
@@ -253,24 +260,39 @@ class Sampler:
             self._failed(slot, exc)
             return None
         finally:
-            if time.perf_counter() - started > self._slow_read_s and not slot.slow:
-                slot.slow = True
-                logger.debug("%s is slow; reading it in the background only", slot.sensor.name)
+            self._timed(slot, time.perf_counter() - started)
         slot.consecutive = 0
         return reading
+
+    def _timed(self, slot: _Slot, elapsed_s: float) -> None:
+        if elapsed_s > self._slow_read_s and not slot.slow:
+            slot.slow = True
+            logger.debug("%s is slow; reading it in the background only", slot.sensor.name)
+        if elapsed_s > HUNG_READ_S:
+            self._warn_once(
+                slot, "energy-tracker: reading %s took %.3g s; it is read in the background only from now on",
+                slot.sensor.name, elapsed_s,
+            )  # fmt: skip
+
+    def _warn_once(self, slot: _Slot, message: str, *args: object) -> None:
+        """Log ``message`` unless this sensor has already had its one warning (threads race here)."""
+        with self._warn_lock:
+            if slot.warned:
+                return
+            slot.warned = True
+        logger.warning(message, *args)
 
     def _failed(self, slot: _Slot, exc: Exception) -> None:
         slot.consecutive += 1
         slot.failures += 1
         slot.last_error = f"{type(exc).__name__}: {exc}"
-        if not slot.warned:
-            slot.warned = True
-            logger.warning(
-                "energy-tracker: reading %s failed (%s); retrying, and disabling it after %d failures in a row",
-                slot.sensor.name,
-                slot.last_error,
-                self._max_failures,
-            )
+        self._warn_once(
+            slot,
+            "energy-tracker: reading %s failed (%s); retrying, and disabling it after %d failures in a row",
+            slot.sensor.name,
+            slot.last_error,
+            self._max_failures,
+        )
         if slot.consecutive >= self._max_failures:
             slot.disabled = True
             logger.info("energy-tracker: %s disabled after %d failures in a row", slot.sensor.name, slot.consecutive)

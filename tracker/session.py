@@ -13,10 +13,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from tracker import resume as resuming
 from tracker.accounting import DeviceUsage
-from tracker.config import DEFAULT_LOG_DIR, Config
+from tracker.config import DEFAULT_LOG_DIR, Config, check_hardware
 from tracker.errors import ConfigurationError, UsageError
-from tracker.logs import RunWriter, check_log_dir, new_run_dir
+from tracker.logs import EPOCHS_CSV, RunWriter, check_log_dir, new_run_dir, read_csv_rows
 from tracker.meter import Meter, SensorTotals, Snapshot
 from tracker.records import COMPLETE, INTERRUPTED, OTHER_PHASE
 from tracker.rows import RowBuilder
@@ -78,7 +79,9 @@ class EnergyTracker:
         nvml, powercap_root: hardware roots for discovery (tests pass fakes).
         rank, host: who measures, for ``devices.csv`` in distributed runs.
         exchange: distributed runs only: called with this process's device usages at each row;
-            returns every rank's on the writing rank and ``None`` on the others.
+            returns every rank's on the writing rank and ``None`` on the others. Every rank then
+            writes its ``other`` rows at the same boundaries, however short, so that the
+            collectives line up.
 
     Raises:
         ConfigurationError: an option is invalid, or the hardware named does not exist.
@@ -113,6 +116,8 @@ class EnergyTracker:
         exchange: Exchange | None = None,
         config: Config | None = None,
     ) -> None:
+        check_hardware(sensors=sensors, clock=clock, nvml=nvml, powercap_root=powercap_root, rank=rank, host=host,
+                       exchange=exchange, config=config)  # fmt: skip
         self.config = config or Config(
             log_dir=log_dir, run_name=run_name, country=country, region=region, cloud_provider=cloud_provider,
             cloud_region=cloud_region, carbon_intensity_g_per_kwh=carbon_intensity_g_per_kwh,
@@ -141,7 +146,9 @@ class EnergyTracker:
         self._started_s: float | None = None
         self._started_utc = ""
         self._stopped = False
+        self._stopped_s: float | None = None
         self._status = "running"
+        self._resume: Mapping[str, Any] | None = None
 
     def _discover(self, nvml: Any, powercap_root: Any) -> Discovery:
         cfg = self.config
@@ -159,26 +166,34 @@ class EnergyTracker:
             raise UsageError("start() called twice; one EnergyTracker measures one run")
         self._started_utc = utc_now()
         if self._log_dir is not None and self._is_writer:
-            self.run_dir = new_run_dir(self._log_dir, self.config.run_name)
+            self.run_dir = self._reopen() or new_run_dir(self._log_dir, self.config.run_name)
             self._writer = RunWriter(self.run_dir, power_trace=self.config.power_trace)
         self._rows = RowBuilder(self.config, self.run_dir.name if self.run_dir else self.config.run_name or "")
         snapshot, now_s, _ = self._boundary()
-        self._started_s = now_s
+        self._started_s = now_s - self._resumed_elapsed_s()
         self._stack = [Segment(None, OTHER_PHASE, self._started_utc)]
         self._stack[0].activate(snapshot, now_s)
         self._write_info()
         self._sampler.start()
         logger.debug("energy-tracker: measuring %s", [s.name for s in self.discovery.sensors])
+        self._warn_unmeasured_gpus()
         return self
 
     def stop(self, status: str = COMPLETE) -> Summary:
         """Close open epochs and phases, stop the sampler, finish ``run.json``; returns :meth:`summary`.
 
         Segments still open are written as ``interrupted``. Calling it again returns the summary.
+
+        Raises:
+            ConfigurationError: ``status`` is neither ``"complete"`` nor ``"interrupted"``.
         """
+        _status(status)
         if self._stopped or self._started_s is None:
             return self.summary()
         self._stopped = True
+        if os.getpid() != self._pid:
+            return self.summary()  # a forked child (a DataLoader worker) owns nothing of the parent's run
+        self._stopped_s = self._clock()
         try:
             while len(self._stack) > 1:
                 self._close_top(INTERRUPTED)
@@ -194,6 +209,32 @@ class EnergyTracker:
         if self._is_writer:
             logger.info("energy-tracker: %s", summary.one_line())
         return summary
+
+    def state(self) -> dict[str, Any]:
+        """What a later tracker needs to continue this run with :meth:`resume` (JSON-ready, picklable).
+
+        Holds the run directory, the cumulative totals and the seconds measured so far.
+        """
+        if self._rows is None or self._started_s is None:
+            return dict(self._resume) if self._resume else resuming.totals_as_dict(resuming.empty_totals(), 0.0, None)
+        elapsed_s = (self._stopped_s or self._clock()) - self._started_s
+        return resuming.totals_as_dict(self._rows.totals, elapsed_s, self.run_dir)
+
+    def resume(self, state: Mapping[str, Any]) -> None:
+        """Continue the run that an earlier tracker's :meth:`state` describes; call before :meth:`start`.
+
+        Rows are appended to the same run directory when it still exists (else a new one is made,
+        with a warning), cumulative totals and elapsed time continue. The directory's ``epochs.csv``,
+        when there is one, is the source of the totals (see :mod:`tracker.resume`).
+
+        Raises:
+            ConfigurationError: ``state`` is not what :meth:`state` returns.
+            UsageError: the tracker has already started.
+        """
+        if self._started_s is not None:
+            raise UsageError("resume() called after start(); call it before start()")
+        resuming.totals_from_state(resuming.check_state(state))
+        self._resume = dict(state)
 
     def __enter__(self) -> EnergyTracker:
         return self.start()
@@ -266,8 +307,10 @@ class EnergyTracker:
         """Close the innermost open epoch or phase and write its row.
 
         Raises:
+            ConfigurationError: ``status`` is neither ``"complete"`` nor ``"interrupted"``.
             UsageError: nothing is open.
         """
+        _status(status)
         if len(self._stack) < 2:
             raise UsageError("end() called with no epoch or phase open")
         self._close_top(status)
@@ -283,8 +326,10 @@ class EnergyTracker:
 
         Raises:
             UsageError: no epoch or phase is open.
-            ConfigurationError: a metric name clashes with a tracker column.
+            ConfigurationError: ``metrics`` is not a mapping, or a name clashes with a tracker column.
         """
+        if not isinstance(metrics, Mapping):
+            raise ConfigurationError(f"log_metrics({metrics!r}): give a dict of metric names and values")
         if len(self._stack) < 2:
             raise UsageError("log_metrics() called outside an epoch or phase; call it inside `with energy.epoch(i):`")
         clash = [k for k in metrics if k in accounting_columns()]
@@ -312,6 +357,35 @@ class EnergyTracker:
     def _require_started(self, what: str) -> None:
         if self._started_s is None or self._stopped:
             raise UsageError(f"{what} called on a tracker that is not running; use `with EnergyTracker() as energy:`")
+
+    def _warn_unmeasured_gpus(self) -> None:
+        # "no device" is the user's choice (CUDA_VISIBLE_DEVICES=""); a missing library or driver is not.
+        absent = [a for a in self.discovery.absent if a.kind == GPU and a.reason != "no device"]
+        if absent and GPU in self.config.measure:
+            logger.warning(
+                "energy-tracker: GPUs are not measured (%s: %s%s); to measure only CPU and RAM, and not see this, "
+                "give measure=('cpu', 'ram')",
+                absent[0].reason, absent[0].detail, f"; {absent[0].hint}" if absent[0].hint else "",
+            )  # fmt: skip
+
+    def _reopen(self) -> Path | None:
+        saved = self._resume["run_dir"] if self._resume else None
+        if saved is None:
+            return None
+        if Path(saved).is_dir():
+            return Path(saved)
+        logger.warning("energy-tracker: the run directory to resume, %s, is gone; starting a new one", saved)
+        return None
+
+    def _resumed_elapsed_s(self) -> float:
+        if self._resume is None or self._rows is None:
+            return 0.0
+        on_disk = read_csv_rows(self.run_dir / EPOCHS_CSV) if self.run_dir is not None else []
+        if on_disk:
+            self._rows.totals, elapsed_s = resuming.totals_from_rows(on_disk)
+            return elapsed_s
+        self._rows.totals = resuming.totals_from_state(self._resume)
+        return float(self._resume["elapsed_s"])
 
     def _on_readings(self, readings: list[Any]) -> None:
         with self._lock:
@@ -346,7 +420,10 @@ class EnergyTracker:
         if force and other.since is not None:
             snapshot, now_s, peaks = self._boundary()
             other.deactivate(snapshot, now_s, peaks, utc_now())
-        if other.active_s >= MIN_OTHER_ROW_S or (force and other.active_s > 0):
+        # With an exchange every rank must reach the same collectives, so whether a row is written
+        # cannot depend on a rank's own timing: the "other" row is then flushed at every boundary.
+        due = other.active_s >= MIN_OTHER_ROW_S or (force and other.active_s > 0)
+        if due or self._exchange is not None:
             other.epoch = self._last_epoch
             self._emit(other, COMPLETE)
             fresh = Segment(None, OTHER_PHASE, utc_now())
@@ -397,6 +474,12 @@ def _default_interval(sensors: Sequence[Sensor]) -> float:
     # about ΔP·h/√12 per transition (see tests/test_accuracy.py): 0.05 s keeps a 60 s epoch of a
     # 50↔350 W, 0.3 s square wave within ~2.5 % at 3σ, where MEASUREMENT §7.2's 0.1 s gives ~5 %.
     return 0.05 if any(s.kind == GPU and s.method == "power_polling" for s in sensors) else 1.0
+
+
+def _status(value: Any) -> str:
+    if value not in (COMPLETE, INTERRUPTED):
+        raise ConfigurationError(f"status={value!r}: give {COMPLETE!r} or {INTERRUPTED!r}")
+    return value
 
 
 def _samples(value: Any) -> int | None:

@@ -139,7 +139,7 @@ def run_info(tracker: EnergyTracker) -> dict[str, Any]:
         "start_utc": tracker._started_utc,
         "end_utc": _now() if tracker._stopped else None,
         "host": tracker.host,
-        "platform": platform.platform(),
+        "platform": _platform(),
         "versions": {"training-energy-tracker": __version__, "python": sys.version.split()[0]},
         "interval_s": tracker.interval_s,
         "jitter": cfg.jitter,
@@ -160,6 +160,13 @@ def run_info(tracker: EnergyTracker) -> dict[str, Any]:
         "sensor_health": {name: asdict(h) for name, h in tracker.sensor_health.items()},
         "totals": summary.as_dict(),
     }
+
+
+def _platform() -> str:
+    """``platform.platform()`` without the processor: finding that runs ``uname -p`` in a subprocess."""
+    libc, version = platform.libc_ver()
+    parts = (platform.system(), platform.release(), platform.machine(), f"with-{libc}{version}" if libc else "")
+    return "-".join(p for p in parts if p)
 
 
 def _now() -> str:

@@ -1,0 +1,301 @@
+"""PyTorch Lightning callback: the energy and CO2 of every epoch, DDP without double counting, resumable.
+
+``EnergyCallback`` is a ``lightning.pytorch.Callback``; ``PLEnergyCallback`` is the same callback for
+the older ``pytorch_lightning`` package (built on first use).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping
+from functools import partialmethod
+from typing import Any
+
+import torch
+from typing_extensions import override
+
+try:
+    from lightning.pytorch import Callback
+except ImportError:  # only the older package name, pytorch_lightning, is installed
+    from pytorch_lightning import Callback
+
+from integrations._distributed import Exchange, distributed, gather, placement
+from tracker.config import Config, check_hardware
+from tracker.errors import ConfigurationError
+from tracker.logs import check_log_dir
+from tracker.meter import J_PER_KWH
+from tracker.records import COMPLETE, INTERRUPTED
+from tracker.sensors import GPU
+from tracker.session import EnergyTracker
+from tracker.summary import Summary
+
+logger = logging.getLogger(__name__)
+
+_CONFIG_OPTIONS = tuple(f.name for f in dataclasses.fields(Config) if f.init)
+_HARDWARE_OPTIONS = ("sensors", "clock", "nvml", "powercap_root", "host")
+PROGRESS_BAR_KEY = "energy/total_co2_kg"
+
+
+class EnergyCallback(Callback):
+    """Measures the energy and CO2 of each epoch and phase of a Lightning run.
+
+    Each training epoch is a row (``begin_epoch(trainer.current_epoch)`` ... ``end()``); validation,
+    sanity check, test and predict are phases of their own (``validation``, ``sanity_check``, ``test``,
+    ``predict``), so a validation inside an epoch is not counted in the epoch's ``train`` row.
+    ``samples`` is the first dimension of each batch's first tensor, summed over batches and ranks.
+    Rows go to ``<log_dir>/<run>/epochs.csv`` (``devices.csv``, ``run.json`` beside it), ``log_dir``
+    defaulting to ``<trainer.log_dir>/energy/``. A checkpoint keeps the run directory and totals:
+    resuming from it appends to the same directory, the totals continued.
+
+    **Logged metrics** (to every logger of the Trainer at each training epoch end, reduced with
+    ``max`` across ranks, so every rank sees rank 0's figure):
+
+    - ``energy/epoch_kwh``: the epoch's energy, its validation included, kWh (IT energy, before PUE)
+    - ``energy/co2_kg``: the epoch's emissions, kg CO2e
+    - ``energy/total_kwh``: the run's energy so far, kWh
+    - ``energy/total_co2_kg``: the run's emissions so far, kg CO2e; also shown in the progress bar
+    - ``energy/gpu_power_w``: mean power of all measured GPUs together over the epoch, W (0 without GPU)
+
+    **Distributed** (any ``torch.distributed`` strategy, one or many nodes): each rank measures the
+    CUDA device it trains on, matched by UUID; a process alone on its node measures every visible GPU;
+    CPU and RAM (and GPUs, when training on CPU or when ``gpu_devices`` is given) are measured once
+    per node, by local rank 0. Every row is gathered to global rank 0, which alone writes; no rank
+    ever skips a collective. A rank whose GPU cannot be matched in NVML measures without it and warns.
+    After an exception no collective is made: the interrupted rows hold rank 0's devices only.
+
+    Args:
+        **options: every :class:`~tracker.session.EnergyTracker` option (``log_dir``, ``country``, ``pue``,
+            ``epochs`` (default: ``trainer.max_epochs``), ``gpu_devices``, ``measure``, ...), and
+            ``sensors``, ``clock``, ``nvml``, ``powercap_root``, ``host`` for tests and custom hardware.
+
+    Raises:
+        ConfigurationError: here, an option is invalid (``EnergyTracker``'s messages); at ``setup``,
+            before the first batch, the log directory cannot be written or a GPU named does not exist.
+
+    Example::
+
+        trainer = L.Trainer(max_epochs=10, callbacks=[EnergyCallback(country="DEU")])
+    """
+
+    def __init__(self, **options: Any) -> None:
+        unknown = sorted(set(options) - set(_CONFIG_OPTIONS) - set(_HARDWARE_OPTIONS))
+        if unknown:
+            valid = ", ".join(_CONFIG_OPTIONS + _HARDWARE_OPTIONS)
+            raise ConfigurationError(f"EnergyCallback({unknown[0]}=...) is not an option; give some of: {valid}")
+        self._hardware = {k: options.pop(k) for k in _HARDWARE_OPTIONS if k in options}
+        check_hardware(**self._hardware)
+        self.config = Config(**{"log_dir": None, **options})
+        self.tracker: EnergyTracker | None = None
+        self._running = False
+        self._state: dict[str, Any] | None = None
+        self._exchange: Exchange | None = None
+        self._world = 1
+        self._open: list[str] = []
+        self._samples: dict[str, int] = {}
+        self._epoch_start: Any = None
+        self._summary: Summary | None = None
+
+    @override
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Check the log directory and create the tracker (sensor discovery), before the first batch."""
+        self._release()
+        self._world = trainer.world_size
+        log_dir = self.config.log_dir or os.path.join(trainer.log_dir or ".", "energy")  # a collective: every rank
+        problem = None
+        try:
+            if trainer.is_global_zero:
+                check_log_dir(log_dir)
+            self.tracker = self._build(trainer, log_dir)
+        except ConfigurationError as exc:
+            problem = str(exc)
+        problems = [p for p in gather(self._world, problem) if p]  # every rank fails together, or none does
+        if problems:
+            self._release()
+            raise ConfigurationError(problems[0])
+
+    def _build(self, trainer: Any, log_dir: str) -> EnergyTracker:
+        cfg = self.config
+        kinds, gpus, own_gpu = placement(
+            trainer.strategy.root_device, trainer.local_rank, trainer.num_devices, cfg.gpu_devices, cfg.measure
+        )
+        max_epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else None
+        self._exchange = Exchange(trainer.global_rank) if distributed(self._world) else None
+        log_dir_here = log_dir if trainer.is_global_zero else None
+        cfg = dataclasses.replace(cfg, log_dir=log_dir_here, epochs=cfg.epochs or max_epochs)
+        try:
+            return self._tracker(trainer.global_rank, cfg, kinds, gpus)
+        except ConfigurationError as exc:
+            if not own_gpu:
+                raise
+            logger.warning("energy-tracker: rank %d measures without its GPU: %s", trainer.global_rank, exc)
+            return self._tracker(trainer.global_rank, cfg, tuple(k for k in kinds if k != GPU), None)
+
+    def _tracker(self, rank: int, cfg: Config, kinds: tuple[str, ...], gpus: Any) -> EnergyTracker:
+        hardware = dict(self._hardware)
+        if not kinds:  # this rank measures nothing, yet reaches every collective with the others
+            hardware["sensors"], kinds = [], cfg.measure
+        cfg = dataclasses.replace(cfg, measure=kinds, gpu_devices=gpus)
+        return EnergyTracker(config=cfg, rank=rank, exchange=self._exchange, **hardware)
+
+    def _start(self, *_: Any) -> None:
+        if self.tracker is None or self._running:
+            return
+        if self._state is not None:
+            self.tracker.resume(self._state)
+        self.tracker.start()
+        self._running = True
+
+    @override
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        """Start measuring (at the first loop instead, for strategies that restore checkpoints late)."""
+        if not trainer.strategy.restore_checkpoint_after_setup:
+            self._start()
+
+    on_sanity_check_start = on_train_start = _start
+
+    @override
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """Write the open epoch and phases as ``interrupted`` and stop, making no collective."""
+        if self._exchange is not None:
+            self._exchange.collective = False  # the other ranks may never get here: a collective could hang
+        while self._open and self.tracker is not None and self._running:
+            self._add_samples(self._samples.pop(self._open.pop(), 0))
+            self.tracker.end(INTERRUPTED)
+        self._release(INTERRUPTED)
+
+    @override
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        """Stop the sampler and finish the run directory (a later stage continues it)."""
+        self._release()
+
+    def _release(self, status: str = COMPLETE) -> None:
+        tracker, self.tracker, self._open = self.tracker, None, []
+        if tracker is not None and self._running:
+            self._summary = tracker.stop(status)
+            self._state = tracker.state()
+        elif tracker is not None:
+            tracker.discovery.close()
+        self._running = False
+
+    def summary(self) -> Summary | None:
+        """The run's totals: live while measuring, else as of the last stage's end (``None`` before)."""
+        return self.tracker.summary() if self.tracker is not None and self._running else self._summary
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        """The run directory and totals (``EnergyTracker.state()``), for a resumed run to continue."""
+        state = self.tracker.state() if self.tracker is not None and self._running else self._state
+        return {"tracker": state} if state else {}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue the checkpoint's run directory and totals once measuring starts."""
+        self._state = state_dict.get("tracker") or None
+
+    def _begin(self, phase: str, trainer: Any, *_: Any) -> None:
+        self._start()
+        if self.tracker is None:
+            return
+        if phase == "train":
+            self.tracker.begin_epoch(trainer.current_epoch)
+            self._epoch_start = self.tracker.summary()
+        else:
+            self.tracker.begin_phase(phase)
+        self._open.append(phase)
+        self._samples[phase] = 0
+
+    def _count(self, phase: str, batch: Any) -> None:
+        if phase in self._samples:
+            self._samples[phase] += batch_size(batch) or 0
+
+    def _end(self, phase: str, *_: Any) -> bool:
+        if phase not in self._open or self.tracker is None:
+            return False
+        self._open.remove(phase)
+        self._add_samples(sum(gather(self._world, self._samples.pop(phase, 0))))
+        self.tracker.end()
+        return True
+
+    def _add_samples(self, count: int) -> None:
+        if count and self.tracker is not None:
+            self.tracker.add_samples(count)
+
+    def _evaluation(self, trainer: Any) -> str:
+        return "sanity_check" if trainer.sanity_checking else "validation"
+
+    @override
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        """Open the epoch's row."""
+        self._begin("train", trainer)
+
+    @override
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Count the batch's samples."""
+        self._count("train", batch)
+
+    @override
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        """Write the epoch's row and log its energy to the Trainer's loggers."""
+        if self._end("train") and not trainer.barebones:
+            for key, value in epoch_metrics(self._epoch_start, self.tracker.summary()).items():
+                pl_module.log(key, value, prog_bar=key == PROGRESS_BAR_KEY, sync_dist=True, reduce_fx="max")
+
+    @override
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        """Open a ``validation`` (or ``sanity_check``) phase."""
+        self._begin(self._evaluation(trainer), trainer)
+
+    @override
+    def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, *_: Any) -> None:
+        """Count the batch's samples."""
+        self._count(self._evaluation(trainer), batch)
+
+    @override
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        """Write the phase's row."""
+        self._end(self._evaluation(trainer))
+
+    def _phase_batch_end(self, phase: str, trainer: Any, pl_module: Any, outputs: Any, batch: Any, *_: Any) -> None:
+        self._count(phase, batch)
+
+    # test and predict: a phase each, written when it ends
+    on_test_start = partialmethod(_begin, "test")
+    on_test_batch_end = partialmethod(_phase_batch_end, "test")
+    on_test_end = partialmethod(_end, "test")
+    on_predict_start = partialmethod(_begin, "predict")
+    on_predict_batch_end = partialmethod(_phase_batch_end, "predict")
+    on_predict_end = partialmethod(_end, "predict")
+
+
+def epoch_metrics(start: Summary, end: Summary) -> dict[str, float]:
+    """The logged metrics of one epoch, from the run's summaries at its start and its end."""
+    seconds = end.duration_s - start.duration_s
+    return {
+        "energy/epoch_kwh": end.energy_kwh - start.energy_kwh,
+        "energy/co2_kg": end.co2_kg - start.co2_kg,
+        "energy/total_kwh": end.energy_kwh,
+        "energy/total_co2_kg": end.co2_kg,
+        "energy/gpu_power_w": (end.gpu_kwh - start.gpu_kwh) * J_PER_KWH / seconds if seconds > 0 else 0.0,
+    }
+
+
+def batch_size(batch: Any) -> int | None:
+    """The first dimension of the first tensor in a batch (tensors, lists, tuples, dicts), or None."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() else 1
+    items = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (list, tuple)) else ()
+    return next((n for n in map(batch_size, items) if n is not None), None)
+
+
+def __getattr__(name: str) -> Any:
+    # PLEnergyCallback: the same class body on `pytorch_lightning.Callback`, whose Trainer rejects others.
+    if name != "PLEnergyCallback":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import pytorch_lightning
+
+    body = {k: v for k, v in vars(EnergyCallback).items() if k not in ("__dict__", "__weakref__")}
+    cls = type(name, (pytorch_lightning.Callback,), {**body, "__qualname__": name})
+    globals()[name] = cls
+    return cls

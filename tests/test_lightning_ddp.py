@@ -1,0 +1,207 @@
+"""EnergyCallback under real DDP: two processes on CPU (Lightning's ``ddp`` strategy, gloo).
+
+Lightning's ``ddp`` launcher starts rank 1 by running the launching script again, which a pytest
+process cannot host; so the test runs this file as a script (``python tests/test_lightning_ddp.py
+OUT``) and checks what it leaves in ``OUT``. Each process builds its own fake NVML with two GPUs
+(steady 150 W and 250 W), and is given GPU ``local_rank`` the way Lightning does on CUDA: its root
+device is ``cuda:<local_rank>`` and torch reports that device's UUID (without ``GPU-``). Each process
+records every energy-counter reading its fake GPUs answer, with the fake's own time, so the true
+energy of each GPU over the interval its rank measured is known exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tracker.testing import FakeClock, FakeGpu, FakeNvml, steady
+
+GPU_W = (150.0, 250.0)
+TRAIN_BATCHES, VAL_BATCHES, BATCH = 3, 2, 4
+
+
+class RecordingNvml(FakeNvml):
+    """The fake NVML, keeping ``(gpu, time_s, mJ)`` of every energy-counter reading it answers."""
+
+    def __init__(self, gpus: list[FakeGpu], clock: FakeClock | None = None) -> None:
+        self.last_s = 0.0
+        super().__init__(gpus, clock=self._now)
+        self.reads: list[tuple[int, float, int]] = []
+
+    def _now(self) -> float:
+        import time
+
+        self.last_s = time.monotonic()
+        return self.last_s
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle):  # noqa: N802 - NVML's name
+        with self._lock:  # the fake reads its clock once per call, under this lock
+            value = super().nvmlDeviceGetTotalEnergyConsumption(handle)
+            self.reads.append((handle.gpu, self.last_s, value))
+            return value
+
+
+def run(out: Path, fail_rank: int | None = None) -> None:
+    """One rank of the DDP run (rank 0 launches rank 1 by running this file again).
+
+    With ``fail_rank``, that rank raises in the second batch of epoch 1, and the others do not.
+    """
+    from types import SimpleNamespace
+
+    import lightning.pytorch as L
+    import torch
+    from lightning.pytorch.demos.boring_classes import BoringModel, RandomDataset
+    from lightning.pytorch.loggers import CSVLogger
+    from torch.utils.data import DataLoader
+
+    import integrations.lightning as integration
+
+    nvml = RecordingNvml([FakeGpu(trace=steady(w)) for w in GPU_W])
+    uuids = [gpu.uuid for gpu in nvml.gpus]
+    # What Lightning's DDP gives a rank on CUDA, faked at torch's boundary: its root device is
+    # cuda:<local_rank>, and torch reports that device's UUID without the "GPU-" prefix.
+    torch.cuda.get_device_properties = lambda index: SimpleNamespace(uuid=uuids[index].removeprefix("GPU-"))
+    placement = integration.placement
+    integration.placement = lambda device, rank, *rest: placement(torch.device("cuda", rank), rank, *rest)
+
+    class Model(BoringModel):
+        def training_step(self, batch, batch_idx):
+            if (self.global_rank, self.current_epoch, batch_idx) == (fail_rank, 1, 1):
+                raise RuntimeError(f"boom on rank {fail_rank}")
+            return super().training_step(batch, batch_idx)
+
+        def setup(self, stage: str) -> None:
+            nvml.reads.clear()  # after the callback's setup, where discovery probed the counters
+
+        def teardown(self, stage: str) -> None:
+            (out / f"reads-{self.global_rank}.json").write_text(json.dumps(nvml.reads))
+
+        def train_dataloader(self) -> DataLoader:
+            return DataLoader(RandomDataset(32, 64), batch_size=BATCH)
+
+        def val_dataloader(self) -> DataLoader:
+            return DataLoader(RandomDataset(32, 64), batch_size=BATCH)
+
+    callback = integration.EnergyCallback(
+        nvml=nvml, powercap_root=out / "no-powercap", cpu_tdp_w=65.0, ram_w=5.0, carbon_intensity_g_per_kwh=400.0,
+        interval_s=3600.0, jitter=0.0,  # no background reading: every reading is a row boundary
+    )  # fmt: skip
+    trainer = L.Trainer(
+        accelerator="cpu", devices=2, strategy="ddp", max_epochs=2, limit_train_batches=TRAIN_BATCHES,
+        limit_val_batches=VAL_BATCHES, num_sanity_val_steps=0, logger=CSVLogger(out), default_root_dir=out,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[callback],
+    )  # fmt: skip
+    try:
+        trainer.fit(Model())
+    except RuntimeError:
+        if trainer.global_rank != fail_rank:
+            raise
+        # The failing rank exits cleanly: Lightning's process observer would otherwise kill rank 0
+        # before it meets the broken connection in its own gradient all-reduce.
+        return
+    for process in getattr(trainer.strategy.launcher, "procs", []):
+        process.wait(timeout=60)
+
+
+def launch(out: Path, *args: str) -> subprocess.CompletedProcess:
+    (out / "no-powercap").mkdir()
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    for name in ("CUDA_VISIBLE_DEVICES", "LOCAL_RANK", "WORLD_SIZE", "NODE_RANK"):
+        env.pop(name, None)  # every fake GPU visible; this run launches its own ranks
+    return subprocess.run(
+        [sys.executable, __file__, str(out), *args], env=env, capture_output=True, text=True, timeout=180, check=False
+    )
+
+
+def only_run(out: Path):
+    from tracker import load_run
+
+    runs = sorted(p.parent for p in out.rglob("epochs.csv"))
+    assert len(runs) == 1, runs
+    assert list(runs[0].parent.iterdir()) == runs  # rank 1 writes nothing, not even an empty directory
+    return load_run(runs[0])
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    done = launch(out)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    reads = {rank: json.loads((out / f"reads-{rank}.json").read_text()) for rank in (0, 1)}
+    return only_run(out), reads, out
+
+
+def test_rows_are_written_once_with_every_phase(ddp_run):
+    run, _, _ = ddp_run
+    assert [(r["epoch"], r["phase"], r["status"]) for r in run.epochs] == [
+        (None, "other", "complete"),
+        (0, "validation", "complete"), (0, "train", "complete"), (0, "other", "complete"),
+        (1, "validation", "complete"), (1, "train", "complete"), (1, "other", "complete"),
+    ]  # fmt: skip
+    # DistributedSampler gives each of the 2 ranks its own batches; samples are summed over ranks.
+    assert [r["samples"] for r in run.epochs if r["phase"] == "train"] == [2 * TRAIN_BATCHES * BATCH] * 2
+    assert [r["samples"] for r in run.epochs if r["phase"] == "validation"] == [2 * VAL_BATCHES * BATCH] * 2
+
+
+def test_each_rank_measures_its_own_gpu_and_node_sensors_once(ddp_run):
+    run, _, _ = ddp_run
+    for row in run.epochs:
+        devices = [d for d in run.devices if (d["epoch"], d["phase"]) == (row["epoch"], row["phase"])]
+        assert sorted((d["kind"], d["sensor"], d["rank"]) for d in devices) == [
+            ("cpu", "cpu", 0), ("gpu", "gpu:0", 0), ("gpu", "gpu:1", 1), ("ram", "ram", 0),
+        ]  # fmt: skip
+        by_kind = {kind: sum(d["energy_kwh"] for d in devices if d["kind"] == kind) for kind in ("gpu", "cpu", "ram")}
+        assert row["gpu_kwh"] == pytest.approx(by_kind["gpu"], rel=1e-12)
+        assert row["cpu_kwh"] == pytest.approx(by_kind["cpu"], rel=1e-12)
+        assert row["ram_kwh"] == pytest.approx(by_kind["ram"], rel=1e-12)
+    gpu_uuids = {d["sensor"]: d["uuid"] for d in run.devices if d["kind"] == "gpu"}
+    assert gpu_uuids == {f"gpu:{i}": FakeNvml(2).gpus[i].uuid for i in (0, 1)}
+
+
+def test_total_gpu_energy_is_both_gpus_true_energy(ddp_run):
+    run, reads, _ = ddp_run
+    true_j = 0.0
+    for rank, gpu in ((0, 0), (1, 1)):
+        times = [t for g, t, _ in reads[rank] if g == gpu]
+        assert {g for g, _, _ in reads[rank]} == {gpu}  # a rank reads only its own GPU
+        true_j += GPU_W[gpu] * (times[-1] - times[0])
+    measured_j = sum(r["gpu_kwh"] for r in run.epochs) * 3_600_000
+    # Each counter reading is the true integral floored to whole mJ, so each GPU's measured energy
+    # (last reading - first) is within 1 mJ of the truth: 2 mJ for two GPUs, plus float rounding.
+    assert measured_j == pytest.approx(true_j, abs=2e-3, rel=1e-12)
+    assert true_j > 0
+
+
+def test_metrics_reach_rank_zeros_logger(ddp_run):
+    run, _, out = ddp_run
+    import csv
+
+    (metrics_csv,) = out.rglob("metrics.csv")
+    logged = [r for r in csv.DictReader(metrics_csv.open()) if r.get("energy/total_kwh")]
+    cumulative = [r["cumulative_energy_kwh"] for r in run.epochs if r["phase"] == "train"]
+    assert [float(r["energy/total_kwh"]) for r in logged] == pytest.approx(cumulative, rel=1e-6)  # float32
+
+
+def test_an_exception_on_one_rank_hangs_no_rank_and_leaves_the_epoch_interrupted(tmp_path):
+    done = launch(tmp_path, "1")  # rank 1 raises in epoch 1; rank 0 then fails in its all-reduce
+    assert done.returncode != 0 and "Connection closed by peer" in done.stderr
+    run = only_run(tmp_path)
+    assert [(r["epoch"], r["phase"], r["status"]) for r in run.epochs] == [
+        (None, "other", "complete"),
+        (0, "validation", "complete"), (0, "train", "complete"), (0, "other", "complete"),
+        (1, "train", "interrupted"), (1, "other", "complete"),
+    ]  # fmt: skip
+    # No collective after an exception: the interrupted rows hold rank 0's own devices and samples.
+    interrupted = [d for d in run.devices if (d["epoch"], d["phase"]) == (1, "train")]
+    assert sorted((d["sensor"], d["rank"]) for d in interrupted) == [("cpu", 0), ("gpu:0", 0), ("ram", 0)]
+    assert run.epochs[4]["samples"] == BATCH  # rank 0's first batch of epoch 1; its second failed
+    assert run.info["status"] == "interrupted"
+
+
+if __name__ == "__main__":
+    run(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None)

@@ -1,0 +1,136 @@
+"""EnergyTracker.state()/resume(): a restarted run continues in the same directory; exchange rows line up."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from tests.helpers import run_for
+from tracker import EnergyTracker, load_run
+from tracker.errors import ConfigurationError, UsageError
+from tracker.meter import J_PER_KWH
+from tracker.testing import FakeClock, FakeSensor, steady
+
+WATTS = 100.0
+
+
+def tracker_for(tmp_path, clock, **options):
+    sensor = FakeSensor("gpu:0", "gpu", steady(WATTS), clock)
+    options.setdefault("carbon_intensity_g_per_kwh", 500.0)
+    return EnergyTracker(tmp_path, sensors=[sensor], clock=clock, epochs=4, **options)
+
+
+def two_epochs(energy, clock, first, metrics=None):
+    for epoch in (first, first + 1):
+        with energy.epoch(epoch, samples=10):
+            run_for(energy, clock, 5.0)
+            if metrics:
+                energy.log_metrics(metrics)
+
+
+def test_resume_appends_to_the_same_directory_and_continues_totals(tmp_path, clock):
+    with tracker_for(tmp_path, clock) as first:
+        two_epochs(first, clock, 0)
+    state = json.loads(json.dumps(first.state()))  # survives a JSON (or pickle) round trip
+    assert state["run_dir"] == str(first.run_dir) and state["elapsed_s"] == 10.0
+    later = FakeClock(5000.0)
+    second = tracker_for(tmp_path, later)
+    second.resume(state)
+    with second:
+        two_epochs(second, later, 2, metrics={"loss": 0.5})
+    assert second.run_dir == first.run_dir and len(list(tmp_path.iterdir())) == 1
+    run = load_run(first.run_dir)
+    assert [r["epoch"] for r in run.epochs] == [0, 1, 2, 3]
+    assert [r["cumulative_energy_kwh"] for r in run.epochs] == pytest.approx(
+        [WATTS * 5 * k / J_PER_KWH for k in (1, 2, 3, 4)]
+    )
+    assert [r["loss"] for r in run.epochs] == [None, None, 0.5, 0.5]  # the header grew over the old rows
+    assert (first.run_dir / "epochs.csv").read_text().count("run,epoch") == 1
+    assert len(run.devices) == 4
+    summary = second.summary()
+    assert (summary.epochs, summary.duration_s) == (4, 20.0)
+    assert summary.energy_kwh == pytest.approx(WATTS * 20 / J_PER_KWH)
+    assert run.epochs[-1]["forecast_total_kwh"] == pytest.approx(WATTS * 20 / J_PER_KWH)
+
+
+def test_rows_on_disk_count_even_when_the_state_is_older(tmp_path, clock):
+    with tracker_for(tmp_path, clock) as first:
+        with first.epoch(0):
+            run_for(first, clock, 5.0)
+        old_state = first.state()  # a checkpoint taken here; epoch 1 still ends up on disk
+        with first.epoch(1):
+            run_for(first, clock, 5.0)
+    second = tracker_for(tmp_path, clock)
+    second.resume(old_state)
+    with second, second.epoch(1):
+        run_for(second, clock, 5.0)
+    assert load_run(first.run_dir).epochs[-1]["cumulative_energy_kwh"] == pytest.approx(WATTS * 15 / J_PER_KWH)
+
+
+def test_half_written_last_row_is_dropped_on_resume(tmp_path, clock):
+    with tracker_for(tmp_path, clock) as first:
+        two_epochs(first, clock, 0)
+    with (first.run_dir / "epochs.csv").open("a") as handle:
+        handle.write("a-killed-writer,2,tra")
+    second = tracker_for(tmp_path, clock)
+    second.resume(first.state())
+    with second:
+        two_epochs(second, clock, 2)
+    text = (first.run_dir / "epochs.csv").read_text()
+    assert "a-killed-writer" not in text
+    assert [r["epoch"] for r in load_run(first.run_dir).epochs] == [0, 1, 2, 3]
+
+
+def test_power_trace_is_appended_not_truncated(tmp_path, clock):
+    with tracker_for(tmp_path, clock, power_trace=True) as first:
+        two_epochs(first, clock, 0)
+    lines = (first.run_dir / "power.csv").read_text().splitlines()
+    second = tracker_for(tmp_path, clock, power_trace=True)
+    second.resume(first.state())
+    with second:
+        two_epochs(second, clock, 2)
+    after = (first.run_dir / "power.csv").read_text().splitlines()
+    assert after[: len(lines)] == lines and len(after) > len(lines) and after.count(lines[0]) == 1
+
+
+def test_a_vanished_run_directory_starts_a_new_one_with_the_totals(tmp_path, clock, caplog):
+    with tracker_for(tmp_path / "a", clock) as first:
+        two_epochs(first, clock, 0)
+    state = {**first.state(), "run_dir": str(tmp_path / "gone")}
+    second = tracker_for(tmp_path / "b", clock)
+    second.resume(state)
+    with caplog.at_level(logging.WARNING), second:
+        two_epochs(second, clock, 2)
+    assert second.run_dir.parent == tmp_path / "b" and "is gone" in caplog.text
+    assert second.summary().energy_kwh == pytest.approx(WATTS * 20 / J_PER_KWH)
+
+
+def test_resume_misuse(tmp_path, clock):
+    energy = tracker_for(tmp_path, clock)
+    with pytest.raises(ConfigurationError, match="EnergyTracker.state"):
+        energy.resume({"run_dir": "x"})
+    with pytest.raises(ConfigurationError, match="totals"):
+        energy.resume({**energy.state(), "totals": {"energy": 1}})
+    assert energy.state()["run_dir"] is None  # not started: an empty state
+    with energy, pytest.raises(UsageError, match="before start"):
+        energy.resume(energy.state())
+
+
+def test_with_an_exchange_every_boundary_writes_an_other_row(tmp_path, clock):
+    # Ranks must reach the same collectives, so rows may not depend on a rank's timing.
+    calls = []
+
+    def exchange(devices):
+        calls.append(len(devices))
+        return devices
+
+    with tracker_for(tmp_path, clock, exchange=exchange) as energy:
+        with energy.epoch(0):
+            run_for(energy, clock, 2.0)
+        with energy.epoch(1):  # no time at all between the epochs
+            run_for(energy, clock, 2.0)
+    phases = [(r["epoch"], r["phase"], r["duration_s"]) for r in load_run(energy.run_dir).epochs]
+    assert phases == [(None, "other", 0.0), (0, "train", 2.0), (0, "other", 0.0), (1, "train", 2.0), (1, "other", 0.0)]
+    assert calls == [1] * 5
