@@ -12,7 +12,7 @@ import pytest
 
 from tracker.errors import ConfigurationError, SensorPermissionError, SensorReadError, SensorUnavailable
 from tracker.sensors import Sensor
-from tracker.sensors.nvml import ENERGY_COUNTER, POWER_POLLING, find_gpus
+from tracker.sensors.nvml import ENERGY_COUNTER, POWER_POLLING, find_gpus, nvidia_expected
 from tracker.testing import FakeGpu, FakeNvml, square_wave, steady
 
 UUIDS = ("GPU-aaaa1111-0000-4000-8000-000000000000", "GPU-bbbb2222-0000-4000-8000-000000000001")
@@ -217,15 +217,23 @@ def test_library_missing_is_absent(monkeypatch):
 
 
 @pytest.mark.parametrize("code", ["NVML_ERROR_LIBRARY_NOT_FOUND", "NVML_ERROR_DRIVER_NOT_LOADED"])
-def test_no_driver_is_absent(opened, two_gpus, code):
+def test_no_driver_where_a_gpu_is_expected_is_absent_with_a_hint(opened, two_gpus, code):
     two_gpus.fail("nvmlInit", getattr(two_gpus, code))
-    sensors, (absent,) = opened(two_gpus)
+    sensors, (absent,) = opened(two_gpus, "0")  # the user names a GPU: its driver is missing
     assert sensors == [] and absent.reason == "no driver" and absent.hint
 
 
 def test_library_missing_switch_of_the_fake(opened, clock):
-    sensors, (absent,) = opened(FakeNvml(2, clock, library_missing=True))
+    sensors, (absent,) = opened(FakeNvml(2, clock, library_missing=True), "0")
     assert sensors == [] and absent.reason == "no driver" and "libnvidia-ml" in absent.hint
+
+
+def test_no_driver_and_no_sign_of_a_gpu_is_a_cpu_only_machine(opened, clock):
+    assert not nvidia_expected(None, roots=()) and nvidia_expected("0", roots=())
+    if nvidia_expected(None):
+        pytest.skip("this machine has an NVIDIA device node or driver")
+    sensors, (absent,) = opened(FakeNvml(2, clock, library_missing=True))
+    assert sensors == [] and absent.reason == "no device" and "no NVIDIA GPU or driver" in absent.detail
 
 
 def test_zero_gpus_is_absent_and_shuts_nvml_down(opened, clock):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -259,7 +260,11 @@ def find_gpus(
     try:
         _call(nvml, _SOURCE, "nvmlInit")
     except SensorError as e:
-        return [], [_absent(_INIT_REASONS.get(type(e), "driver error"), e.args[0], e.hint)]
+        reason = _INIT_REASONS.get(type(e), "driver error")
+        if reason == "no driver" and not nvidia_expected(visible_devices):
+            # No driver and no sign of an NVIDIA GPU: a CPU-only machine, where that is normal, not a fault.
+            return [], [_absent("no device", f"no NVIDIA GPU or driver on this machine ({e.args[0]})")]
+        return [], [_absent(reason, e.args[0], e.hint)]
     session = _Session(nvml)
     try:
         return _open(nvml, session, visible_devices, devices, clock)
@@ -287,6 +292,14 @@ def _open(nvml: Any, session: _Session, visible_devices: str | None, devices: An
         else:
             sensors.append(sensor)
     return sensors, absent
+
+
+NVIDIA_SIGNS = ("/dev/nvidiactl", "/proc/driver/nvidia")
+
+
+def nvidia_expected(visible_devices: str | None, roots: tuple[str, ...] = NVIDIA_SIGNS) -> bool:
+    """Whether this machine shows signs of an NVIDIA GPU: a device node, a kernel driver, or GPUs named by the user."""
+    return bool(visible_devices and visible_devices.strip()) or any(os.path.exists(root) for root in roots)
 
 
 def _absent(reason: str, detail: str, hint: str = "") -> Absent:

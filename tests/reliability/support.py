@@ -1,0 +1,66 @@
+"""Shared helpers of the reliability suite: trackers on a fake clock, rows, warnings counted."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from tracker import EnergyTracker, load_run
+from tracker.meter import J_PER_KWH
+from tracker.testing import FakeClock
+
+# The background thread must not tick while a test drives ticks by hand: a 3600 s interval with
+# no jitter puts its first deadline half an hour away, so every reading below is the test's own.
+QUIET = {"interval_s": 3600.0, "jitter": 0.0}
+
+
+def tracker_warnings(caplog: Any) -> list[logging.LogRecord]:
+    """WARNING (and worse) records of the project's loggers (``tracker.*``, ``integrations.*``)."""
+    return [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.WARNING and r.name.split(".")[0] in ("tracker", "integrations")
+    ]
+
+
+def quiet_tracker(log_dir: Path | None, clock: FakeClock, **options: Any) -> EnergyTracker:
+    """An ``EnergyTracker`` on a fake clock whose ticks the test drives with :func:`advance`."""
+    options.setdefault("carbon_intensity_g_per_kwh", 400.0)
+    return EnergyTracker(log_dir, clock=clock, **{**QUIET, **options})
+
+
+def advance(energy: EnergyTracker, clock: FakeClock, seconds: int, between: Any = None) -> None:
+    """Advance the fake clock one second at a time, ticking the sampler after each.
+
+    Args:
+        energy: the tracker whose sampler ticks.
+        clock: its clock.
+        seconds: how many one-second ticks.
+        between: called with the tick number (1-based) before each tick, to change the hardware.
+    """
+    for second in range(1, seconds + 1):
+        clock.advance(1.0)
+        if between is not None:
+            between(second)
+        energy._sampler.tick()
+
+
+def epochs(energy: EnergyTracker) -> list[dict[str, Any]]:
+    """The rows of the tracker's ``epochs.csv``, read back from disk."""
+    return load_run(energy.run_dir).epochs
+
+
+def devices(energy: EnergyTracker) -> list[dict[str, Any]]:
+    """The rows of the tracker's ``devices.csv``, read back from disk."""
+    return load_run(energy.run_dir).devices
+
+
+def joules(kwh: float) -> float:
+    """kWh to J."""
+    return kwh * J_PER_KWH
+
+
+def train_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``train`` rows only."""
+    return [r for r in rows if r["phase"] == "train"]
