@@ -1,0 +1,1 @@
+"""Benchmark scenarios: each module has ``work(params)`` (runs in a worker) and ``run(ctx)`` (the plan)."""
