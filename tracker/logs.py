@@ -1,4 +1,4 @@
-"""The run directory: written append-only during training, read back afterwards.
+"""The run directory: written append-only during training (read back with :mod:`tracker.runs`).
 
 ``<log_dir>/<run>/`` holds ``run.json`` (rewritten atomically), ``epochs.csv`` and ``devices.csv``
 (one flushed and fsynced row per finished epoch, so a killed process leaves every finished
@@ -8,6 +8,9 @@ A row is written with one ``write`` call on an ``O_APPEND`` descriptor, so a kil
 half a row. New metric columns rewrite the file through a temporary file and ``os.replace``:
 no ``.bak`` files, no lost rows. If the disk fills or the directory becomes unwritable, one
 warning is logged, rows are kept in memory and the whole file is rewritten at the next chance.
+
+The readers (:class:`~tracker.runs.Run`, :func:`~tracker.runs.load_run`, ...) live in
+:mod:`tracker.runs` and are importable from here too.
 """
 
 from __future__ import annotations
@@ -20,17 +23,30 @@ import logging
 import os
 import platform
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError
-from tracker.records import DEVICE_COLUMNS, EPOCH_COLUMNS, POWER_COLUMNS, EpochRecord
+from tracker.records import DEVICE_COLUMNS, EPOCH_COLUMNS, POWER_COLUMNS
+from tracker.runs import (
+    DEVICES_CSV,
+    EPOCHS_CSV,
+    POWER_CSV,
+    RUN_JSON,
+    Run,
+    is_run_dir,
+    load_run,
+    load_runs,
+    read_csv_rows,
+)
+
+__all__ = [
+    "DEVICES_CSV", "EPOCHS_CSV", "POWER_CSV", "RUN_JSON", "CsvLog", "PowerTrace", "Run", "RunWriter", "WriteProblem",
+    "atomic_write", "check_log_dir", "is_run_dir", "load_run", "load_runs", "new_run_dir", "read_csv_rows",
+]  # fmt: skip
 
 logger = logging.getLogger(__name__)
-
-RUN_JSON, EPOCHS_CSV, DEVICES_CSV, POWER_CSV = "run.json", "epochs.csv", "devices.csv", "power.csv"
 
 
 def check_log_dir(log_dir: str | os.PathLike[str]) -> Path:
@@ -260,109 +276,3 @@ class PowerTrace:
             except OSError as exc:
                 logger.debug("closing power.csv failed: %s", exc)
             self._handle = None
-
-
-# ---- reading back -------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    """A run directory read back.
-
-    Attributes:
-        path: the directory.
-        info: the contents of ``run.json`` (empty if missing).
-        epochs: the rows of ``epochs.csv`` as dicts, numbers converted.
-        devices: the rows of ``devices.csv``, likewise.
-    """
-
-    path: Path
-    info: dict[str, Any] = field(default_factory=dict)
-    epochs: list[dict[str, Any]] = field(default_factory=list)
-    devices: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        """The run's name."""
-        return self.path.name
-
-    def epoch_records(self) -> list[EpochRecord]:
-        """``epochs.csv`` as :class:`~tracker.records.EpochRecord` values (user metrics left out)."""
-        return [EpochRecord(**{column: row.get(column) for column in EPOCH_COLUMNS}) for row in self.epochs]
-
-    def metrics(self) -> list[dict[str, Any]]:
-        """The user's metric columns of each ``epochs.csv`` row."""
-        return [{k: v for k, v in row.items() if k not in EPOCH_COLUMNS} for row in self.epochs]
-
-    def epochs_frame(self) -> Any:
-        """``epochs.csv`` as a pandas DataFrame (needs pandas)."""
-        import pandas
-
-        return pandas.read_csv(self.path / EPOCHS_CSV)
-
-    def devices_frame(self) -> Any:
-        """``devices.csv`` as a pandas DataFrame (needs pandas)."""
-        import pandas
-
-        return pandas.read_csv(self.path / DEVICES_CSV)
-
-
-def _convert(text: str) -> Any:
-    if text == "":
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            continue
-    return text
-
-
-def read_csv_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a CSV file as dicts with numbers converted; a final line without newline is dropped."""
-    if not path.exists():
-        return []
-    text = path.read_text(encoding="utf-8")
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    return [{k: _convert(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
-
-
-def is_run_dir(path: Path) -> bool:
-    """Whether ``path`` looks like a run directory."""
-    return (path / EPOCHS_CSV).is_file() or (path / RUN_JSON).is_file()
-
-
-def load_run(path: str | os.PathLike[str]) -> Run:
-    """Read one run directory.
-
-    Raises:
-        ConfigurationError: ``path`` is not a run directory.
-    """
-    run_dir = Path(path)
-    if not is_run_dir(run_dir):
-        raise ConfigurationError(f"{str(path)!r} is not a run directory (no {EPOCHS_CSV} or {RUN_JSON} in it)")
-    info: dict[str, Any] = {}
-    if (run_dir / RUN_JSON).is_file():
-        try:
-            info = json.loads((run_dir / RUN_JSON).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            logger.warning("energy-tracker: %s is not valid JSON (%s)", run_dir / RUN_JSON, exc)
-    return Run(run_dir, info, read_csv_rows(run_dir / EPOCHS_CSV), read_csv_rows(run_dir / DEVICES_CSV))
-
-
-def load_runs(path: str | os.PathLike[str]) -> list[Run]:
-    """Read a run directory, or every run directory under ``path`` (sorted by name).
-
-    Raises:
-        ConfigurationError: no run directory was found there.
-    """
-    root = Path(path)
-    if is_run_dir(root):
-        return [load_run(root)]
-    found = sorted({p.parent for p in root.rglob(EPOCHS_CSV)} | {p.parent for p in root.rglob(RUN_JSON)})
-    if not found:
-        raise ConfigurationError(
-            f"no runs in {str(path)!r}: give a run directory or a log_dir that contains runs (each has {EPOCHS_CSV})"
-        )
-    return [load_run(p) for p in found]

@@ -133,7 +133,7 @@ class Usage:
 
 
 class Meter:
-    """Accumulates readings into per-sensor totals; not thread-safe (the session holds a lock).
+    """Accumulates readings into per-sensor totals; not thread-safe (its owner, the timeline, holds a lock).
 
     Readings of one sensor must arrive in time order; an older or same-time reading than the
     last one is ignored (two threads may race to hand in readings taken moments apart: a counter

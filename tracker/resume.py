@@ -10,6 +10,7 @@ row written after a mid-epoch checkpoint), which is what the run really cost.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -20,7 +21,10 @@ from tracker.errors import ConfigurationError
 from tracker.meter import J_PER_KWH
 from tracker.records import COMPLETE
 from tracker.rows import Totals
+from tracker.runs import EPOCHS_CSV, read_csv_rows
 from tracker.sensors import KINDS
+
+logger = logging.getLogger(__name__)
 
 STATE_VERSION = 1
 
@@ -70,7 +74,7 @@ def totals_from_state(state: Mapping[str, Any]) -> Totals:
 
 
 def totals_from_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[Totals, float]:
-    """The totals of an ``epochs.csv``'s rows (as :func:`tracker.logs.read_csv_rows` reads them), and their seconds."""
+    """The totals of an ``epochs.csv``'s rows (as :func:`tracker.runs.read_csv_rows` reads them), and their seconds."""
 
     def kwh_to_j(column: str, keep: Any = lambda row: True) -> float:
         return sum(float(r.get(column) or 0.0) for r in rows if keep(r)) * J_PER_KWH
@@ -85,3 +89,30 @@ def totals_from_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[Totals, float]:
         by_kind_j={kind: kwh_to_j(f"{kind}_kwh") for kind in KINDS},
     )
     return totals, sum(float(r.get("duration_s") or 0.0) for r in rows)
+
+
+def reopen(state: Mapping[str, Any] | None) -> Path | None:
+    """The run directory that a state names, if it still exists (if it is gone: ``None`` and a warning)."""
+    saved = state["run_dir"] if state else None
+    if saved is None:
+        return None
+    if Path(saved).is_dir():
+        return Path(saved)
+    logger.warning("energy-tracker: the run directory to resume, %s, is gone; starting a new one", saved)
+    return None
+
+
+def continued_totals(state: Mapping[str, Any], run_dir: Path | None) -> tuple[Totals, float]:
+    """The totals and seconds (s) a resumed run continues from.
+
+    Args:
+        state: the checked state from :meth:`EnergyTracker.state <tracker.session.EnergyTracker.state>`.
+        run_dir: the run directory the run goes on in, if it writes one.
+
+    Returns:
+        The sums of ``run_dir``'s ``epochs.csv`` rows when it has any, else the state's own.
+    """
+    on_disk = read_csv_rows(run_dir / EPOCHS_CSV) if run_dir is not None else []
+    if on_disk:
+        return totals_from_rows(on_disk)
+    return totals_from_state(state), float(state["elapsed_s"])

@@ -1,0 +1,281 @@
+"""The measuring side of a session: sampler and meter connected, and the stack of open segments.
+
+:class:`Timeline` feeds the sampler's readings into the meter under one lock, reads both at every
+boundary (an epoch or phase opened or closed) so that boundaries are exact, and moves the energy
+between two boundaries to the segment on top of the stack (see :mod:`tracker.segments`). It keeps
+the stack's rules: one epoch at a time, each index once, no phase inside itself. Each closed
+segment goes to a callback; what becomes of it (rows, files, other ranks) is the session's business.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from tracker.accounting import DeviceUsage
+from tracker.errors import ConfigurationError, UsageError
+from tracker.meter import Meter, SensorTotals, Snapshot
+from tracker.records import COMPLETE, EPOCH_COLUMNS, INTERRUPTED, OTHER_PHASE
+from tracker.sampler import Sampler
+from tracker.segments import Segment
+from tracker.sensors import GPU, Clock, Reading, Sensor
+
+MIN_OTHER_ROW_S = 1.0
+
+OnClose = Callable[[Segment, str], None]
+OnReadings = Callable[[list[Reading]], None]
+
+
+class Timeline:
+    """Owns the sampler, the meter, the lock between them and the stack of open segments.
+
+    The bottom of the stack is the ``other`` segment (energy outside every epoch and phase); it is
+    handed on once it holds ``MIN_OTHER_ROW_S`` (1 s) or more, and at the end of the run.
+
+    Args:
+        sensors: what to read.
+        interval_s: seconds between background readings.
+        clock: monotonic clock in seconds (the sensors' clock).
+        jitter: the sampler's jitter, a fraction of each slot, 0 to 1.
+        now_utc: the wall clock as ISO 8601 UTC text, for the segments' start and end times.
+        on_close: called with each closed segment and its status (``complete`` or ``interrupted``).
+        on_readings: called with each batch of readings after the meter has it (the power trace);
+            on the sampler's thread or the caller's.
+        every_boundary: hand on the ``other`` segment at every boundary, however short (distributed
+            runs: every rank must reach the same collectives, whatever its own timing).
+    """
+
+    def __init__(
+        self,
+        sensors: Sequence[Sensor],
+        interval_s: float,
+        *,
+        clock: Clock,
+        jitter: float,
+        now_utc: Callable[[], str],
+        on_close: OnClose,
+        on_readings: OnReadings,
+        every_boundary: bool = False,
+    ) -> None:
+        self.sensors = sensors
+        self.lock = threading.RLock()
+        self.meter = Meter(interval_s)
+        self.sampler = Sampler(sensors, self._on_readings, interval_s=interval_s, clock=clock, jitter=jitter)
+        self.stack: list[Segment] = []
+        self.last_epoch: int | None = None
+        self._epochs_seen: set[int] = set()
+        self._clock = clock
+        self._now_utc = now_utc
+        self._on_close = on_close
+        self._tap = on_readings
+        self._every_boundary = every_boundary
+
+    # ---- the user's segments ------------------------------------------------------------------------------------
+
+    def begin_epoch(self, index: int, samples: Any) -> None:
+        """Open epoch ``index`` on top of the stack.
+
+        Raises:
+            UsageError: an epoch is already open, or ``index`` was used before.
+            ConfigurationError: ``samples`` is neither ``None`` nor a non-negative int.
+        """
+        open_epoch = next((s for s in self.stack if s.phase == "train"), None)
+        if open_epoch is not None:
+            raise UsageError(f"epoch({index}) opened while {open_epoch.label} is still open; close it first")
+        if index in self._epochs_seen:
+            raise UsageError(f"epoch({index}) was already measured in this run; epoch indices must be unique")
+        segment = Segment(index, "train", self._now_utc(), check_samples(samples))
+        self._epochs_seen.add(index)
+        self.push(segment)
+
+    def begin_phase(self, name: str, samples: Any) -> None:
+        """Open phase ``name`` on top of the stack, in the innermost open epoch if any.
+
+        Raises:
+            UsageError: a phase of that name is already open.
+            ConfigurationError: ``samples`` is neither ``None`` nor a non-negative int.
+        """
+        if any(s.phase == name for s in self.stack):
+            raise UsageError(f"phase({name!r}) opened inside itself; close the open {name!r} phase first")
+        epoch = next((s.epoch for s in reversed(self.stack) if s.epoch is not None), None)
+        self.push(Segment(epoch, name, self._now_utc(), check_samples(samples)))
+
+    def end(self, status: str) -> None:
+        """Close the innermost open epoch or phase.
+
+        Raises:
+            ConfigurationError: ``status`` is neither ``"complete"`` nor ``"interrupted"``.
+            UsageError: nothing is open.
+        """
+        check_status(status)
+        if len(self.stack) < 2:
+            raise UsageError("end() called with no epoch or phase open")
+        self.close_top(status)
+
+    def add_samples(self, count: int) -> None:
+        """Count ``count`` more items in the innermost open epoch or phase (none open: nothing).
+
+        Raises:
+            ConfigurationError: ``count`` is not a non-negative int.
+        """
+        check_samples(count)
+        if len(self.stack) > 1:
+            self.stack[-1].add_samples(count)
+
+    def log_metrics(self, metrics: Mapping[str, Any]) -> None:
+        """Add ``metrics`` to the innermost open epoch or phase.
+
+        Raises:
+            UsageError: no epoch or phase is open.
+            ConfigurationError: ``metrics`` is not a mapping, or a name clashes with a tracker column.
+        """
+        if not isinstance(metrics, Mapping):
+            raise ConfigurationError(f"log_metrics({metrics!r}): give a dict of metric names and values")
+        if len(self.stack) < 2:
+            raise UsageError("log_metrics() called outside an epoch or phase; call it inside `with energy.epoch(i):`")
+        clash = [k for k in metrics if k in accounting_columns()]
+        if clash:
+            raise ConfigurationError(f"metric names {clash} are tracker columns; rename them (e.g. 'user_{clash[0]}')")
+        self.stack[-1].metrics.update(metrics)
+
+    # ---- boundaries ---------------------------------------------------------------------------------------------
+
+    def open(self, opened_utc: str) -> float:
+        """Take the first readings and open the ``other`` segment; returns the clock then, s."""
+        snapshot, now_s, _ = self.boundary()
+        self.stack = [Segment(None, OTHER_PHASE, opened_utc)]
+        self.stack[0].activate(snapshot, now_s)
+        return now_s
+
+    def boundary(self) -> tuple[Snapshot, float, dict[str, float]]:
+        """Read every sensor now; returns the meter's snapshot, the clock (s) and the peaks since (W)."""
+        with self.lock:
+            self.sampler.sample_now()
+            return self.meter.snapshot(), self._clock(), self.meter.take_peaks_w()
+
+    def push(self, segment: Segment) -> None:
+        """Put ``segment`` on top: the energy from now on is its own."""
+        snapshot, now_s, peaks = self.boundary()
+        self.stack[-1].deactivate(snapshot, now_s, peaks, self._now_utc())
+        if len(self.stack) == 1:
+            self.flush_other(force=False)
+        self.stack.append(segment)
+        segment.activate(snapshot, now_s)
+
+    def close_top(self, status: str) -> None:
+        """Close the segment on top and hand it on with ``status``."""
+        snapshot, now_s, peaks = self.boundary()
+        segment = self.stack.pop()
+        segment.deactivate(snapshot, now_s, peaks, self._now_utc())
+        self.stack[-1].activate(snapshot, now_s)
+        if segment.phase == "train":
+            self.last_epoch = segment.epoch
+        self._on_close(segment, status)
+
+    def close_all(self) -> None:
+        """Close every open epoch and phase as ``interrupted``, then hand on the ``other`` segment."""
+        while len(self.stack) > 1:
+            self.close_top(INTERRUPTED)
+        self.flush_other(force=True)
+
+    def flush_other(self, force: bool) -> None:
+        """Hand on the ``other`` segment when it is due (``force``: at the end, if it holds anything)."""
+        other = self.stack[0]
+        if force and other.since is not None:
+            snapshot, now_s, peaks = self.boundary()
+            other.deactivate(snapshot, now_s, peaks, self._now_utc())
+        due = other.active_s >= MIN_OTHER_ROW_S or (force and other.active_s > 0)
+        if due or self._every_boundary:
+            other.epoch = self.last_epoch
+            self._on_close(other, COMPLETE)
+            fresh = Segment(None, OTHER_PHASE, self._now_utc())
+            if other.since is not None:
+                fresh.activate(other.since, other.since_s)
+            self.stack[0] = fresh
+
+    # ---- sensors ------------------------------------------------------------------------------------------------
+
+    def stop_sampler(self) -> None:
+        """Stop the background thread and close the sensors."""
+        self.sampler.stop()
+        self.sampler.close_sensors()
+
+    def device_usages(self, segment: Segment, host: str, rank: int) -> list[DeviceUsage]:
+        """What each sensor measured during ``segment``, as seen by ``rank`` on ``host``."""
+        health = self.sampler.health
+        return [
+            DeviceUsage(
+                sensor=s.name, kind=s.kind, method=s.method, device=str(s.info.get("name") or s.info.get("model", "")),
+                uuid=str(s.info.get("uuid", "")), host=host, rank=rank, status=health[s.name].status,
+                totals=segment.usage.sensors.get(s.name, _EMPTY), peak_w=segment.peaks_w.get(s.name),
+            )  # fmt: skip
+            for s in self.sensors
+        ]
+
+    def _on_readings(self, readings: list[Reading]) -> None:
+        with self.lock:
+            self.meter.add_all(readings)
+        self._tap(readings)
+
+
+_EMPTY = SensorTotals()
+
+
+def accounting_columns() -> set[str]:
+    """Column names the tracker writes, which user metrics may not reuse."""
+    return set(EPOCH_COLUMNS)
+
+
+def default_interval_s(sensors: Sequence[Sensor]) -> float:
+    """Seconds between readings when the user gives none: 0.05 with a power-polled GPU, else 1.0."""
+    # Counters lose nothing between reads, so 1 s suffices. Polled power on a bursty load errs by
+    # about ΔP·h/√12 per transition (see tests/test_accuracy.py): 0.05 s keeps a 60 s epoch of a
+    # 50↔350 W, 0.3 s square wave within ~2.5 % at 3σ, where MEASUREMENT §7.2's 0.1 s gives ~5 %.
+    return 0.05 if any(s.kind == GPU and s.method == "power_polling" for s in sensors) else 1.0
+
+
+def check_status(value: Any) -> str:
+    """``value`` if it is a segment status, ``"complete"`` or ``"interrupted"``.
+
+    Raises:
+        ConfigurationError: it is not.
+    """
+    if value not in (COMPLETE, INTERRUPTED):
+        raise ConfigurationError(f"status={value!r}: give {COMPLETE!r} or {INTERRUPTED!r}")
+    return value
+
+
+def check_samples(value: Any) -> int | None:
+    """``value`` if it is a count of items processed: ``None`` or a non-negative int.
+
+    Raises:
+        ConfigurationError: it is not.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"samples={value!r}: give the number of items processed as a non-negative int")
+    return value
+
+
+def power_rows(
+    readings: Sequence[Reading], started_s: float, host: str, rank: int, now_utc: str
+) -> list[tuple[Any, ...]]:
+    """``power.csv`` rows (:data:`~tracker.records.POWER_COLUMNS`) of the readings that carry a value.
+
+    Args:
+        readings: one batch from the sampler.
+        started_s: the run's start on the monotonic clock, s; ``elapsed_s`` counts from it.
+        host: the machine that measured.
+        rank: the process that measured.
+        now_utc: ISO 8601 UTC time of the batch, for ``time_utc``.
+
+    Returns:
+        ``(time_utc, elapsed_s, host, rank, sensor, power_w, energy_j)`` tuples, in s, W and J.
+    """
+    return [
+        (now_utc, r.time_s - started_s, host, rank, r.sensor, r.power_w, r.energy_j)
+        for r in readings
+        if r.power_w is not None or r.energy_j is not None
+    ]
