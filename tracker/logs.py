@@ -151,23 +151,33 @@ class CsvLog:
         self._on_disk = len(self.rows) if whole == text and len(self.columns) == len(header) else -1
 
     def append(self, row: Mapping[str, Any]) -> None:
-        """Add a row; write it now (rewriting the file when its columns grew). Never raises OSError."""
-        new = [key for key in row if key not in self.columns]
+        """Add a row and write it now; see :meth:`extend`."""
+        self.extend([row])
+
+    def extend(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Add rows and write them now, in one write and one sync; never raises OSError.
+
+        The file is rewritten whole when the columns grew or an earlier write failed.
+        """
+        if not rows:
+            return
+        new = list(dict.fromkeys(key for row in rows for key in row if key not in self.columns))
         self.columns.extend(new)
-        self.rows.append(dict(row))
+        self.rows.extend(dict(row) for row in rows)
         try:
-            if new or self._on_disk != len(self.rows) - 1:
+            if new or self._on_disk != len(self.rows) - len(rows):
                 self._rewrite()
             else:
-                self._append_last()
+                self._append_new(len(rows))
         except OSError as exc:
             self._problem(self.path, exc)
 
     def _values(self, row: Mapping[str, Any]) -> list[Any]:
         return [row.get(column) for column in self.columns]
 
-    def _append_last(self) -> None:
-        text = _csv_text([self.columns] if self._on_disk == 0 else []) + _csv_text([self._values(self.rows[-1])])
+    def _append_new(self, count: int) -> None:
+        header = [self.columns] if self._on_disk == 0 else []
+        text = _csv_text([*header, *(self._values(row) for row in self.rows[-count:])])
         data = memoryview(text.encode())
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -176,7 +186,7 @@ class CsvLog:
                 if not written:
                     raise OSError(errno.EIO, "write accepted 0 bytes", str(self.path))
                 data = data[written:]
-            os.fsync(fd)
+            _sync(fd)
         except OSError:
             self._on_disk = -1  # whatever reached the file, the next row rewrites it whole
             raise
@@ -188,6 +198,11 @@ class CsvLog:
         text = _csv_text([self.columns, *(self._values(r) for r in self.rows)])
         atomic_write(self.path, text)
         self._on_disk = len(self.rows)
+
+
+def _sync(fd: int) -> None:
+    # fdatasync writes the data and the file size (all a reader needs), skipping timestamps.
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -233,8 +248,7 @@ class RunWriter:
         rows, never device rows of an epoch that ``epochs.csv`` does not have.
         """
         self.epochs.append(row)
-        for device in devices:
-            self.devices.append(device)
+        self.devices.extend(list(devices))
 
     def write_power(self, rows: Iterable[Sequence[Any]]) -> None:
         """Stream power-trace rows, if the trace is on."""

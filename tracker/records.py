@@ -7,7 +7,7 @@ Every column name carries its unit (``_kwh``, ``_kg``, ``_w``, ``_s``, ``_j``, `
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 COMPLETE, INTERRUPTED = "complete", "interrupted"
@@ -85,7 +85,7 @@ class EpochRecord:
 
     def as_row(self) -> dict[str, Any]:
         """The record as a column → value mapping."""
-        return asdict(self)
+        return _as_row(self, EPOCH_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +125,12 @@ class DeviceRecord:
 
     def as_row(self) -> dict[str, Any]:
         """The record as a column → value mapping."""
-        return asdict(self)
+        return _as_row(self, DEVICE_COLUMNS)
+
+
+def _as_row(record: Any, columns: tuple[str, ...]) -> dict[str, Any]:
+    # A shallow mapping: the values are numbers and strings, so asdict()'s deep copy is wasted work.
+    return {column: getattr(record, column) for column in columns}
 
 
 EPOCH_COLUMNS = tuple(f.name for f in fields(EpochRecord))
