@@ -21,7 +21,6 @@ import io
 import json
 import logging
 import os
-import platform
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -77,7 +76,7 @@ def new_run_dir(log_dir: Path, run_name: str | None = None) -> Path:
     The default name is ``<UTC time>-<host>-<pid>``; a taken name gets ``-2``, ``-3``, ...
     ``mkdir`` is atomic, so two processes can never both get one name.
     """
-    base = run_name or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{platform.node()}-{os.getpid()}"
+    base = run_name or f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{os.uname().nodename}-{os.getpid()}"
     for attempt in range(1, 1000):
         candidate = log_dir / (base if attempt == 1 else f"{base}-{attempt}")
         try:

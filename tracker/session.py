@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -132,7 +131,7 @@ class EnergyTracker(EpochsAndPhases):
         self._clock = clock
         self.discovery = Discovery(list(sensors)) if sensors is not None else self._discover(nvml, powercap_root)
         self.interval_s = cfg.interval_s or default_interval_s(self.discovery.sensors)
-        self.rank, self.host = rank, host or platform.node()
+        self.rank, self.host = rank, host or os.uname().nodename
         self._exchange = exchange
         self._pid = os.getpid()
         self._timeline = Timeline(

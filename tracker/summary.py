@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import platform
+import os
 import sys
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -163,9 +163,14 @@ def run_info(tracker: EnergyTracker) -> dict[str, Any]:
 
 
 def _platform() -> str:
-    """``platform.platform()`` without the processor: finding that runs ``uname -p`` in a subprocess."""
-    libc, version = platform.libc_ver()
-    parts = (platform.system(), platform.release(), platform.machine(), f"with-{libc}{version}" if libc else "")
+    """The OS, kernel release, machine and C library, like ``platform.platform()`` without its costs.
+
+    ``platform.platform()`` runs ``uname -p`` in a subprocess and ``libc_ver()`` scans the Python
+    binary; ``os.uname`` and ``confstr`` ask the kernel and the C library directly.
+    """
+    system = os.uname()
+    libc = os.confstr("CS_GNU_LIBC_VERSION") if "CS_GNU_LIBC_VERSION" in os.confstr_names else None
+    parts = (system.sysname, system.release, system.machine, (libc or "").replace(" ", ""))
     return "-".join(p for p in parts if p)
 
 

@@ -24,6 +24,7 @@ mid load the cubic sits well below a linear curve (50 % busy gives 21 % of ``P_m
 from __future__ import annotations
 
 import csv
+import functools
 import importlib.util
 import os
 import re
@@ -202,7 +203,9 @@ def _why_default(model: str, table: Path | None) -> str:
     return f"{model!r} is not in {table.name}, or matches rows with different TDPs"
 
 
+@functools.lru_cache(maxsize=4)
 def _rows(table: Path | None) -> list[tuple[str, float]]:
+    # Parsed once per process: the table is ~4,900 rows and trackers may be created many times.
     try:
         return load_table(table) if table is not None else []
     except OSError:

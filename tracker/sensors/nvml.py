@@ -252,6 +252,9 @@ def find_gpus(
     """
     if visible_devices is not None and not visible_devices.strip():
         return [], [_absent("no device", "CUDA_VISIBLE_DEVICES is empty, which hides every GPU", "unset it")]
+    if nvml is None and not nvidia_expected(visible_devices):
+        # No device node, no kernel driver, no GPU named: skip importing pynvml and nvmlInit (~10 ms).
+        return [], [_absent("no device", "no NVIDIA GPU or driver on this machine (no /dev/nvidiactl)")]
     if nvml is None:
         try:
             import pynvml as nvml
