@@ -51,7 +51,7 @@ class EpochsAndPhases:
     def _closing(self) -> Iterator[None]:
         try:
             yield
-        except BaseException:
+        except BaseException:  # Ctrl-C and sys.exit too: the row is written `interrupted`, the exception re-raised
             self.end(INTERRUPTED)
             raise
         self.end(COMPLETE)
