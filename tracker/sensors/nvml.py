@@ -252,9 +252,6 @@ def find_gpus(
     """
     if visible_devices is not None and not visible_devices.strip():
         return [], [_absent("no device", "CUDA_VISIBLE_DEVICES is empty, which hides every GPU", "unset it")]
-    if nvml is None and not nvidia_expected(visible_devices):
-        # No device node, no kernel driver, no GPU named: skip importing pynvml and nvmlInit (~10 ms).
-        return [], [_absent("no device", "no NVIDIA GPU or driver on this machine (no /dev/nvidiactl)")]
     if nvml is None:
         try:
             import pynvml as nvml
@@ -297,7 +294,9 @@ def _open(nvml: Any, session: _Session, visible_devices: str | None, devices: An
     return sensors, absent
 
 
-NVIDIA_SIGNS = ("/dev/nvidiactl", "/proc/driver/nvidia")
+# Where an NVIDIA GPU leaves traces even when NVML cannot be loaded: device node, kernel module,
+# and WSL2's paravirtualised GPU (no /dev/nvidia* there).
+NVIDIA_SIGNS = ("/dev/nvidiactl", "/proc/driver/nvidia", "/sys/module/nvidia", "/dev/dxg")
 
 
 def nvidia_expected(visible_devices: str | None, roots: tuple[str, ...] = NVIDIA_SIGNS) -> bool:
