@@ -7,7 +7,6 @@ and what to write instead.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -17,17 +16,13 @@ from typing import Any
 
 from tracker.errors import ConfigurationError
 from tracker.sampler import validate_interval
-from tracker.sensors import KINDS, Sensor
+from tracker.sensors import KINDS, Sensor, positive_watts
 
 DEFAULT_LOG_DIR = "energy_logs"
 
 
-def _positive_number(name: str, value: Any, *, allow_none: bool = True) -> float | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ConfigurationError(f"{name}={value!r} is not a positive number of watts; give e.g. {name}=65.0 or None")
-    return float(value)
+def _watts(name: str, value: Any) -> float | None:
+    return None if value is None else positive_watts(value, name)
 
 
 def _epochs(value: Any) -> int | None:
@@ -113,8 +108,8 @@ class Config:
         set_(self, "interval_s", None if self.interval_s is None else validate_interval(self.interval_s))
         set_(self, "epochs", _epochs(self.epochs))
         set_(self, "gpu_devices", _gpu_devices(self.gpu_devices))
-        set_(self, "cpu_tdp_w", _positive_number("cpu_tdp_w", self.cpu_tdp_w))
-        set_(self, "ram_w", _positive_number("ram_w", self.ram_w))
+        set_(self, "cpu_tdp_w", _watts("cpu_tdp_w", self.cpu_tdp_w))
+        set_(self, "ram_w", _watts("ram_w", self.ram_w))
         set_(self, "measure", _measure(self.measure))
         set_(self, "jitter", _jitter(self.jitter))
         if not isinstance(self.power_trace, bool):

@@ -13,12 +13,16 @@ Every module is imported lazily: ``import tracker`` does no I/O and initialises 
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Real
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+from tracker.errors import ConfigurationError
 
 GPU, CPU, RAM = "gpu", "cpu", "ram"
 KINDS = (GPU, CPU, RAM)
@@ -108,6 +112,25 @@ class Discovery:
         """Close every sensor found."""
         for sensor in self.sensors:
             sensor.close()
+
+
+def is_positive_number(value: object) -> bool:
+    """Whether ``value`` is a finite real number above 0 (a bool is not a number here)."""
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def positive_watts(value: object, argument: str) -> float:
+    """``value`` as a float if it is a finite positive number of watts.
+
+    Raises:
+        ConfigurationError: naming ``argument`` and the value given.
+    """
+    if not is_positive_number(value):
+        raise ConfigurationError(
+            f"{argument}={value!r} is not valid: give a power in watts as a positive number "
+            f"(e.g. {argument}=10.0), or None to estimate it"
+        )
+    return float(value)
 
 
 def discover(

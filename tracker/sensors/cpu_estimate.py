@@ -37,9 +37,8 @@ from typing import Any, NamedTuple
 import psutil
 
 from tracker.errors import ConfigurationError
-from tracker.sensors import CPU, Reading
+from tracker.sensors import CPU, Reading, is_positive_number, positive_watts
 from tracker.sensors._cgroup import CGROUP_ROOT, PROC_SELF_CGROUP, cpu_quota
-from tracker.sensors.ram import is_positive_number, positive_watts
 
 __all__ = ["DEFAULT_W_PER_CPU", "CpuEstimateSensor", "CpuInfo", "load_factor", "match_tdp", "usable_cpus"]
 

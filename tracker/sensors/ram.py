@@ -16,41 +16,19 @@ The cgroup lookups are in :mod:`tracker.sensors._cgroup`.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
-from numbers import Real
 from pathlib import Path
 
 import psutil
 
-from tracker.errors import ConfigurationError
-from tracker.sensors import RAM, Reading
+from tracker.sensors import RAM, Reading, is_positive_number, positive_watts
 from tracker.sensors._cgroup import CGROUP_ROOT, PROC_SELF_CGROUP, cgroup_dirs, memory_limit_bytes
 
 __all__ = ["W_PER_GIB", "RamModelSensor", "cgroup_dirs", "is_positive_number", "memory_limit_bytes", "positive_watts"]
 
 W_PER_GIB = 0.375
 GIB = 1 << 30
-
-
-def is_positive_number(value: object) -> bool:
-    """Whether ``value`` is a finite real number above 0 (a bool is not a number here)."""
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-
-
-def positive_watts(value: object, argument: str) -> float:
-    """``value`` as a float if it is a finite positive number of watts.
-
-    Raises:
-        ConfigurationError: naming ``argument`` and the value given.
-    """
-    if not is_positive_number(value):
-        raise ConfigurationError(
-            f"{argument}={value!r} is not valid: give a power in watts as a positive number "
-            f"(e.g. {argument}=10.0), or None to estimate it"
-        )
-    return float(value)
 
 
 class RamModelSensor:
