@@ -140,3 +140,30 @@ def test_peaks_are_taken_per_interval():
     meter.add(power(2.0, 150.0))
     assert meter.take_peaks_w() == {"gpu:0": 150.0}
     assert math.isclose(meter.snapshot().sensors["gpu:0"].energy_j, 250.0 + 275.0)
+
+
+def test_interval_touching_a_boundary_holds_the_inner_readings_power():
+    meter = Meter(interval_s=1.0)
+    meter.add(power(0.0, 50.0), boundary=True)  # the epoch opens: idle until now
+    meter.add(power(1.0, 350.0))  # busy inside
+    meter.add(power(2.0, 350.0))
+    meter.add(power(3.0, 50.0), boundary=True)  # the epoch closes: the load has just dropped
+    totals = meter.snapshot().sensors["gpu:0"]
+    assert totals.energy_j == 3 * 350.0  # the trapezoid would say 200 + 350 + 200
+    assert totals.integrated_j == 200.0 + 350.0 + 200.0  # the trapezoid is kept beside it
+    assert totals.sampling_var_j2 == pytest.approx(2 * (300.0 * 1.0) ** 2 / 3)
+
+
+def test_interval_between_two_boundaries_uses_the_trapezoid():
+    meter = Meter(interval_s=1.0)
+    meter.add(power(0.0, 100.0), boundary=True)
+    meter.add(power(1.0, 300.0), boundary=True)
+    assert meter.snapshot().sensors["gpu:0"].energy_j == 200.0
+
+
+def test_boundaries_do_not_change_counters():
+    meter = Meter(interval_s=1.0)
+    meter.add(counter(0.0, 0.0, power=50.0), boundary=True)
+    meter.add(counter(1.0, 300.0, power=350.0))
+    meter.add(counter(2.0, 400.0, power=50.0), boundary=True)
+    assert meter.snapshot().sensors["gpu:0"].energy_j == 400.0

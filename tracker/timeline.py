@@ -63,6 +63,7 @@ class Timeline:
         self.meter = Meter(interval_s)
         self.sampler = Sampler(sensors, self._on_readings, interval_s=interval_s, clock=clock, jitter=jitter)
         self.stack: list[Segment] = []
+        self._at_boundary = False
         self.last_epoch: int | None = None
         self._epochs_seen: set[int] = set()
         self._clock = clock
@@ -151,7 +152,11 @@ class Timeline:
     def boundary(self) -> tuple[Snapshot, float, dict[str, float]]:
         """Read every sensor now; returns the meter's snapshot, the clock (s) and the peaks since (W)."""
         with self.lock:
-            self.sampler.sample_now()
+            self._at_boundary = True  # the readings that sample_now hands to _on_readings, on this thread
+            try:
+                self.sampler.sample_now()
+            finally:
+                self._at_boundary = False
             return self.meter.snapshot(), self._clock(), self.meter.take_peaks_w()
 
     def push(self, segment: Segment) -> None:
@@ -215,7 +220,7 @@ class Timeline:
 
     def _on_readings(self, readings: list[Reading]) -> None:
         with self.lock:
-            self.meter.add_all(readings)
+            self.meter.add_all(readings, boundary=self._at_boundary)
         self._tap(readings)
 
 
