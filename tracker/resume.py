@@ -31,7 +31,7 @@ STATE_VERSION = 1
 
 def empty_totals() -> Totals:
     """The totals of a run that has measured nothing yet."""
-    return Totals(Energy(), by_kind_j=dict.fromkeys(KINDS, 0.0))
+    return Totals()
 
 
 def totals_as_dict(totals: Totals, elapsed_s: float, run_dir: Path | None) -> dict[str, Any]:
@@ -65,10 +65,10 @@ def totals_from_state(state: Mapping[str, Any]) -> Totals:
         ConfigurationError: the totals are not those of :func:`totals_as_dict`.
     """
     saved = dict(state["totals"])
-    by_kind = {kind: 0.0 for kind in KINDS}
+    totals = Totals()
     try:
-        by_kind.update(saved.pop("by_kind_j", None) or {})
-        return Totals(energy=Energy(**saved.pop("energy")), by_kind_j=by_kind, **saved)
+        totals.by_kind_j.update(saved.pop("by_kind_j", None) or {})
+        return Totals(energy=Energy(**saved.pop("energy")), by_kind_j=totals.by_kind_j, **saved)
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigurationError(f"resume(): the state's totals are not EnergyTracker.state()'s ({exc})") from exc
 

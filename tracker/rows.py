@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,13 +27,13 @@ logger = logging.getLogger(__name__)
 class Totals:
     """The run so far: energy with band (J), CO2 with band (kg), epochs finished, training energy (J)."""
 
-    energy: Energy
+    energy: Energy = field(default_factory=Energy)
     co2_kg: float = 0.0
     co2_kg_low: float = 0.0
     co2_kg_high: float = 0.0
     epochs_done: int = 0
     training_j: float = 0.0
-    by_kind_j: dict[str, float] | None = None
+    by_kind_j: dict[str, float] = field(default_factory=lambda: dict.fromkeys(KINDS, 0.0))
 
 
 class RowBuilder:
@@ -47,7 +47,7 @@ class RowBuilder:
     def __init__(self, config: Config, run: str) -> None:
         self.config = config
         self.run = run
-        self.totals = Totals(Energy(), by_kind_j={kind: 0.0 for kind in KINDS})
+        self.totals = Totals()
         self.rows: list[EpochRecord] = []
         self.methods: dict[str, str] = {}
         self.forecast: Forecast | None = None
@@ -118,7 +118,7 @@ class RowBuilder:
         totals.co2_kg_low += co2[1]
         totals.co2_kg_high += co2[2]
         for kind, value in kinds.items():
-            totals.by_kind_j[kind] += value.value_j  # type: ignore[index]
+            totals.by_kind_j[kind] += value.value_j
         if segment.phase != "inference":
             totals.training_j += energy.value_j
         if segment.phase == "train" and status == COMPLETE:

@@ -145,6 +145,7 @@ class EnergyTracker(EpochsAndPhases):
         self._started_utc = ""
         self._stopped = False
         self._stopped_s: float | None = None
+        self._stopped_utc: str | None = None
         self._status = "running"
         self._resume: Mapping[str, Any] | None = None
 
@@ -191,6 +192,7 @@ class EnergyTracker(EpochsAndPhases):
         if os.getpid() != self._pid:
             return self.summary()  # a forked child (a DataLoader worker) owns nothing of the parent's run
         self._stopped_s = self._clock()
+        self._stopped_utc = utc_now()
         try:
             self._timeline.close_all()
         finally:

@@ -66,7 +66,7 @@ class Summary:
         started = tracker._started_s
         duration = tracker._clock() - started if started is not None else 0.0
         totals = rows.totals if rows else None
-        by_kind = (totals.by_kind_j if totals else None) or {}
+        by_kind = totals.by_kind_j if totals else {}
         methods = rows.methods if rows and rows.methods else _methods(tracker)
         forecast = rows.forecast if rows else None
         return cls(
@@ -137,7 +137,7 @@ def run_info(tracker: EnergyTracker) -> dict[str, Any]:
         "run": summary.run,
         "status": tracker._status,
         "start_utc": tracker._started_utc,
-        "end_utc": _now() if tracker._stopped else None,
+        "end_utc": tracker._stopped_utc,
         "host": tracker.host,
         "platform": _platform(),
         "versions": {"training-energy-tracker": __version__, "python": sys.version.split()[0]},
@@ -172,9 +172,3 @@ def _platform() -> str:
     libc = os.confstr("CS_GNU_LIBC_VERSION") if "CS_GNU_LIBC_VERSION" in os.confstr_names else None
     parts = (system.sysname, system.release, system.machine, (libc or "").replace(" ", ""))
     return "-".join(p for p in parts if p)
-
-
-def _now() -> str:
-    from tracker.session import utc_now
-
-    return utc_now()

@@ -135,7 +135,7 @@ class Timeline:
             raise ConfigurationError(f"log_metrics({metrics!r}): give a dict of metric names and values")
         if len(self.stack) < 2:
             raise UsageError("log_metrics() called outside an epoch or phase; call it inside `with energy.epoch(i):`")
-        clash = [k for k in metrics if k in accounting_columns()]
+        clash = [k for k in metrics if k in TRACKER_COLUMNS]
         if clash:
             raise ConfigurationError(f"metric names {clash} are tracker columns; rename them (e.g. 'user_{clash[0]}')")
         self.stack[-1].metrics.update(metrics)
@@ -227,9 +227,8 @@ class Timeline:
 _EMPTY = SensorTotals()
 
 
-def accounting_columns() -> set[str]:
-    """Column names the tracker writes, which user metrics may not reuse."""
-    return set(EPOCH_COLUMNS)
+# Column names the tracker writes, which user metrics may not reuse.
+TRACKER_COLUMNS = frozenset(EPOCH_COLUMNS)
 
 
 def default_interval_s(sensors: Sequence[Sensor]) -> float:
