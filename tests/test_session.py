@@ -257,3 +257,11 @@ def test_power_trace_streams_readings(tmp_path, clock, sensors):
     trace = pd.read_csv(energy.run_dir / "power.csv")
     assert set(trace["sensor"]) == {"gpu:0", "cpu", "ram"}
     assert (trace[trace.sensor == "gpu:0"]["power_w"] == 300.0).all()
+
+
+def test_summary_after_stop_keeps_the_run_duration(tmp_path, clock, sensors):
+    with tracker_for(tmp_path, clock, sensors) as energy:
+        with energy.epoch(0):
+            run_for(energy, clock, 4.0)
+    clock.advance(100.0)  # the user reads the summary later
+    assert energy.summary().duration_s == pytest.approx(4.0)

@@ -64,7 +64,8 @@ class Summary:
         """The summary of a tracker's run so far."""
         cfg, intensity = tracker.config, tracker.config.intensity
         started = tracker._started_s
-        duration = tracker._clock() - started if started is not None else 0.0
+        ended = tracker._stopped_s if tracker._stopped_s is not None else tracker._clock()
+        duration = ended - started if started is not None else 0.0
         totals = rows.totals if rows else None
         by_kind = totals.by_kind_j if totals else {}
         methods = rows.methods if rows and rows.methods else _methods(tracker)
