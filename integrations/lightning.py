@@ -22,14 +22,14 @@ except ImportError:  # only the older package name, pytorch_lightning, is instal
     from pytorch_lightning import Callback
 
 from integrations._distributed import Exchange, distributed, gather, placement
-from tracker.config import Config, check_hardware
 from tracker.errors import ConfigurationError
-from tracker.logs import check_log_dir
-from tracker.meter import J_PER_KWH
-from tracker.records import COMPLETE, INTERRUPTED
+from tracker.logs.schema import COMPLETE, INTERRUPTED
+from tracker.logs.writer import check_log_dir
+from tracker.measure.meter import J_PER_KWH
 from tracker.sensors import GPU
-from tracker.session import EnergyTracker
-from tracker.summary import Summary
+from tracker.session.config import Config, check_hardware
+from tracker.session.energy_tracker import EnergyTracker
+from tracker.session.summary import Summary
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class EnergyCallback(Callback):
     After an exception no collective is made: the interrupted rows hold rank 0's devices only.
 
     Args:
-        **options: every :class:`~tracker.session.EnergyTracker` option (``log_dir``, ``country``, ``pue``,
+        **options: every :class:`~tracker.EnergyTracker` option (``log_dir``, ``country``, ``pue``,
             ``epochs`` (default: ``trainer.max_epochs``), ``gpu_devices``, ``measure``, ...), and
             ``sensors``, ``clock``, ``nvml``, ``powercap_root``, ``host`` for tests and custom hardware.
 

@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tracker.config import Config, check_hardware
 from tracker.errors import UsageError
-from tracker.logs import check_log_dir
-from tracker.records import INTERRUPTED
-from tracker.session import EnergyTracker
-from tracker.summary import Summary
+from tracker.logs.schema import INTERRUPTED
+from tracker.logs.writer import check_log_dir
+from tracker.session.config import Config, check_hardware
+from tracker.session.energy_tracker import EnergyTracker
+from tracker.session.summary import Summary
 
 _HARDWARE_OPTIONS = ("sensors", "clock", "nvml", "powercap_root", "rank", "host")
 
@@ -35,7 +35,7 @@ class EnergyLoopCallback:
     :meth:`on_phase_begin`/:meth:`on_phase_end`.
 
     Args:
-        **options: any :class:`~tracker.session.EnergyTracker` option (``log_dir``, ``country``,
+        **options: any :class:`~tracker.session.energy_tracker.EnergyTracker` option (``log_dir``, ``country``,
             ``pue``, ``epochs``, ``interval_s``, ...); validated here, before training starts.
 
     Raises:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import random
 
-from tracker.session import EnergyTracker
+from tracker.session.energy_tracker import EnergyTracker
 from tracker.testing import FakeClock
 
 
-def run_for(tracker: EnergyTracker, clock: FakeClock, seconds: float, interval_s: float = 1.0,
-            jitter: float = 0.0, rng: random.Random | None = None) -> None:
+def run_for(
+    tracker: EnergyTracker,
+    clock: FakeClock,
+    seconds: float,
+    interval_s: float = 1.0,
+    jitter: float = 0.0,
+    rng: random.Random | None = None,
+) -> None:
     """Advance the fake clock by ``seconds``, ticking once per ``interval_s`` slot as the sampler does.
 
     With ``jitter=0`` the ticks fall at the end of each slot; with ``jitter=1`` anywhere in it.

@@ -15,15 +15,16 @@ import pytest
 
 from tests.helpers import run_for
 from tracker import EnergyTracker, load_run
-from tracker.meter import J_PER_KWH
+from tracker.measure.meter import J_PER_KWH
 from tracker.testing import FakeGpu, FakeNvml, square_wave, steady
 
 TRACES = {"steady 250 W": steady(250.0), "square 50-350 W, 0.3 s": square_wave(50.0, 350.0, 0.3)}
 
 
 def measure(tmp_path, clock, nvml, seconds=60.0, epochs=3, gap_s=0.0, interval_s=None, jitter=1.0):
-    energy = EnergyTracker(tmp_path, nvml=nvml, clock=clock, measure=("gpu",), carbon_intensity_g_per_kwh=100.0,
-                           interval_s=interval_s)
+    energy = EnergyTracker(
+        tmp_path, nvml=nvml, clock=clock, measure=("gpu",), carbon_intensity_g_per_kwh=100.0, interval_s=interval_s
+    )
     rng = random.Random(42)
     bounds = []
     with energy:

@@ -1,4 +1,4 @@
-"""Carbon intensity resolution, hourly series, PUE, CO2 and equivalents (tracker.carbon)."""
+"""Carbon intensity resolution, hourly series, PUE, CO2 and equivalents (tracker.carbon.intensity)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tracker import carbon_data
-from tracker.carbon import (
+from tracker.carbon import tables as carbon_data
+from tracker.carbon.hourly import HourlySeries
+from tracker.carbon.intensity import (
     ENV_COUNTRY,
     EQUIVALENTS,
     J_PER_KWH,
@@ -30,7 +31,6 @@ from tracker.carbon import (
     validate_g_per_kwh,
     validate_pue,
 )
-from tracker.carbon_hourly import HourlySeries
 from tracker.errors import ConfigurationError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -447,12 +447,12 @@ def test_import_is_cheap_and_never_imports_codecarbon():
         import sys
         opened = []
         sys.addaudithook(lambda event, args: opened.append(str(args[0])) if event == "open" else None)
-        import tracker.carbon
+        import tracker.carbon.intensity
         data = [p for p in opened if not p.endswith((".py", ".pyc")) and "__pycache__" not in p]
         assert not data, f"files read at import: {data}"
         assert "codecarbon" not in sys.modules
-        tracker.carbon.resolve_intensity(country="DEU", environ={})
-        tracker.carbon.resolve_intensity(cloud_provider="gcp", cloud_region="us-west1", environ={})
+        tracker.carbon.intensity.resolve_intensity(country="DEU", environ={})
+        tracker.carbon.intensity.resolve_intensity(cloud_provider="gcp", cloud_region="us-west1", environ={})
         assert "codecarbon" not in sys.modules, "codecarbon was imported"
         print("ok")
         """

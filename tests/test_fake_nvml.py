@@ -13,8 +13,8 @@ import threading
 import pynvml as real_pynvml
 import pytest
 
-from tracker._fake_nvml import NVMLError
 from tracker.testing import FakeGpu, FakeNvml, fake_pynvml, square_wave, steady
+from tracker.testing.fake_nvml import NVMLError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

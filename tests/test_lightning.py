@@ -21,7 +21,7 @@ from integrations._distributed import placement
 from integrations.lightning import PROGRESS_BAR_KEY, EnergyCallback, batch_size
 from tracker import EnergyTracker, load_run
 from tracker.errors import ConfigurationError
-from tracker.meter import J_PER_KWH
+from tracker.measure.meter import J_PER_KWH
 from tracker.testing import FakeGpu, FakeNvml, FakeSensor, steady
 
 GPU_W, CPU_W, RAM_W = 300.0, 30.0, 6.0

@@ -7,7 +7,7 @@ import pytest
 from tests.helpers import run_for
 from tracker import EnergyTracker, load_run, load_runs
 from tracker.errors import ConfigurationError
-from tracker.logs import CsvLog, new_run_dir, read_csv_rows
+from tracker.logs.writer import CsvLog, new_run_dir, read_csv_rows
 from tracker.testing import FakeSensor, steady
 
 
@@ -16,9 +16,7 @@ def test_csv_log_appends_rows_and_rewrites_header_for_new_columns(tmp_path):
     log.append({"epoch": 0, "energy_kwh": 0.5})
     log.append({"epoch": 1, "energy_kwh": 0.25, "loss": 0.1})
     log.append({"epoch": 2, "energy_kwh": None, "loss": 0.05})
-    assert (tmp_path / "epochs.csv").read_text() == (
-        "epoch,energy_kwh,loss\n0,0.5,\n1,0.25,0.1\n2,,0.05\n"
-    )
+    assert (tmp_path / "epochs.csv").read_text() == ("epoch,energy_kwh,loss\n0,0.5,\n1,0.25,0.1\n2,,0.05\n")
     assert [p.name for p in tmp_path.iterdir()] == ["epochs.csv"]
 
 
@@ -41,8 +39,9 @@ def test_new_run_dir_never_reuses_a_name(tmp_path):
 
 def test_load_runs_finds_every_run_and_rejects_empty_dirs(tmp_path, clock):
     for name in ("a", "b"):
-        with EnergyTracker(tmp_path, run_name=name, sensors=[FakeSensor(clock=clock)], clock=clock,
-                           carbon_intensity_g_per_kwh=10) as energy:
+        with EnergyTracker(
+            tmp_path, run_name=name, sensors=[FakeSensor(clock=clock)], clock=clock, carbon_intensity_g_per_kwh=10
+        ) as energy:
             with energy.epoch(0):
                 run_for(energy, clock, 2.0)
     runs = load_runs(tmp_path)
@@ -64,8 +63,9 @@ def test_hourly_intensity_is_taken_from_the_rows_hour(tmp_path, clock):
     csv = tmp_path / "grid.csv"
     hours = [now + timedelta(hours=h) for h in range(-2, 3)]
     csv.write_text("timestamp,g_per_kwh\n" + "".join(f"{h.isoformat()},{100 + 10 * i}\n" for i, h in enumerate(hours)))
-    with EnergyTracker(tmp_path / "logs", sensors=[FakeSensor(trace=steady(360.0), clock=clock)], clock=clock,
-                       intensity_csv=csv) as energy:
+    with EnergyTracker(
+        tmp_path / "logs", sensors=[FakeSensor(trace=steady(360.0), clock=clock)], clock=clock, intensity_csv=csv
+    ) as energy:
         with energy.epoch(0):
             run_for(energy, clock, 10.0)
     row = load_run(energy.run_dir).epochs[0]

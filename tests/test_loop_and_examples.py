@@ -10,7 +10,7 @@ from integrations.loop import EnergyLoopCallback
 from tests.helpers import run_for
 from tracker import load_run
 from tracker.errors import ConfigurationError, UsageError
-from tracker.meter import J_PER_KWH
+from tracker.measure.meter import J_PER_KWH
 from tracker.testing import FakeSensor, steady
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +63,11 @@ def test_examples_run_and_leave_a_csv_pandas_reads(tmp_path, script):
     env = {**os.environ, "ENERGY_TRACKER_COUNTRY": "FRA"}
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / script), "--epochs", "2", "--log-dir", str(tmp_path)],
-        capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     csv_path = next(tmp_path.glob("*/epochs.csv"))
@@ -82,7 +86,7 @@ def test_import_tracker_is_light_and_does_no_io():
         "opened = []\n"
         "sys.addaudithook(lambda e, a: opened.append(a[0]) if e == 'open' and 'tracker' not in str(a[0]) "
         "and not str(a[0]).endswith(('.py', '.pyc')) and '__pycache__' not in str(a[0]) else None)\n"
-        "import tracker, tracker.session, integrations.loop\n"
+        "import tracker, tracker.session.energy_tracker, integrations.loop\n"
         "heavy = [m for m in ('torch', 'lightning', 'codecarbon', 'matplotlib', 'pandas', 'pynvml')\n"
         "         if m in sys.modules]\n"
         "print(heavy, [p for p in opened if not str(p).startswith(sys.prefix)])\n"

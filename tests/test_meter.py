@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from tracker.meter import (
+from tracker.measure.meter import (
     J_PER_KWH,
     Meter,
     SensorTotals,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tracker.errors import ConfigurationError, SensorPermissionError, SensorReadError
-from tracker.meter import counter_delta_j
+from tracker.measure.meter import counter_delta_j
 from tracker.sensors import Absent, Sensor, cpu_estimate, discover, nvml, ram, rapl  # noqa: F401 (imported before forking)
 from tracker.sensors.rapl import find_rapl
 from tracker.testing import build_powercap_tree

@@ -15,8 +15,10 @@ import pandas as pd
 import pytest
 
 import tracker
-from tracker import EnergyTracker, paper, report
-from tracker.devices import describe, power_w, survey
+from tracker import EnergyTracker
+from tracker.report import paper
+from tracker.report import render as report
+from tracker.report.devices import describe, power_w, survey
 from tracker.sensors import Reading
 from tracker.testing import FakeClock, FakeGpu, FakeNvml, FakeSensor, build_powercap_tree, steady
 

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from tracker.errors import ConfigurationError, SensorReadError
-from tracker.sampler import DISABLED, FAILING, OK, Sampler
+from tracker.measure.sampler import DISABLED, FAILING, OK, Sampler
 from tracker.testing import FakeSensor, fail_always, fail_on, steady
 
 
@@ -56,7 +56,7 @@ def test_sensor_that_fails_once_recovers(clock, caplog):
         sampler.tick()
         assert sampler.health["gpu:0"].status == FAILING
         sampler.tick()
-    assert sampler.health["gpu:0"] .status == OK and sampler.health["gpu:0"].failures == 1
+    assert sampler.health["gpu:0"].status == OK and sampler.health["gpu:0"].failures == 1
     assert len(caplog.records) == 1 and len(batches) == 2
 
 

@@ -5,12 +5,12 @@ import math
 
 import pytest
 
-from tracker.accounting import METHOD_BAND
 from tracker.sensors import KINDS, Reading, Sensor
 from tracker.sensors.cpu_estimate import CpuEstimateSensor
 from tracker.sensors.nvml import find_gpus
 from tracker.sensors.ram import RamModelSensor
 from tracker.sensors.rapl import find_rapl
+from tracker.session.accounting import METHOD_BAND
 from tracker.testing import FakeGpu, FakeNvml, FakeSensor, build_powercap_tree, square_wave, steady
 
 

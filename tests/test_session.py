@@ -8,8 +8,8 @@ import pytest
 from tests.helpers import run_for
 from tracker import EnergyTracker, load_run
 from tracker.errors import ConfigurationError, UsageError
-from tracker.meter import J_PER_KWH
-from tracker.records import EPOCH_COLUMNS
+from tracker.logs.schema import EPOCH_COLUMNS
+from tracker.measure.meter import J_PER_KWH
 from tracker.testing import FakeSensor, piecewise, steady
 
 
@@ -41,8 +41,10 @@ def test_rows_per_epoch_and_phase_with_exact_energy(tmp_path, clock, sensors):
                 run_for(energy, clock, 10.0)
     got = rows(energy)
     assert [(r["epoch"], r["phase"], r["status"]) for r in got] == [
-        (0, "validation", "complete"), (0, "train", "complete"),
-        (1, "validation", "complete"), (1, "train", "complete"),
+        (0, "validation", "complete"),
+        (0, "train", "complete"),
+        (1, "validation", "complete"),
+        (1, "train", "complete"),
     ]
     train, val = got[1], got[0]
     assert train["duration_s"] == 20.0 and val["duration_s"] == 2.0
@@ -87,7 +89,7 @@ def test_user_metrics_become_columns_and_header_is_rewritten(tmp_path, clock, se
     path = energy.run_dir / "epochs.csv"
     header = next(csv.reader(open(path)))
     assert header[: len(EPOCH_COLUMNS)] == list(EPOCH_COLUMNS)
-    assert header[len(EPOCH_COLUMNS):] == ["loss", "accuracy"]
+    assert header[len(EPOCH_COLUMNS) :] == ["loss", "accuracy"]
     frame = pd.read_csv(path)
     assert list(frame["loss"]) == [0.9, 0.5]
     assert frame["accuracy"].isna().tolist() == [True, False]

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from tracker._version import __version__
 
 _EXPORTS = {
-    "EnergyTracker": "tracker.session",
-    "Summary": "tracker.summary",
-    "Config": "tracker.config",
-    "load_run": "tracker.runs",
-    "load_runs": "tracker.runs",
-    "Run": "tracker.runs",
+    "EnergyTracker": "tracker.session.energy_tracker",
+    "Summary": "tracker.session.summary",
+    "Config": "tracker.session.config",
+    "load_run": "tracker.logs.reader",
+    "load_runs": "tracker.logs.reader",
+    "Run": "tracker.logs.reader",
     "discover": "tracker.sensors",
     "Reading": "tracker.sensors",
     "Sensor": "tracker.sensors",
-    "EpochRecord": "tracker.records",
-    "DeviceRecord": "tracker.records",
+    "EpochRecord": "tracker.logs.schema",
+    "DeviceRecord": "tracker.logs.schema",
     "TrackerError": "tracker.errors",
     "ConfigurationError": "tracker.errors",
     "UsageError": "tracker.errors",

@@ -28,7 +28,8 @@ USAGE_ERROR = 2
 
 
 def _report(args: argparse.Namespace) -> int:
-    from tracker import paper, report
+    from tracker.report import paper
+    from tracker.report import render as report
 
     summaries = report.load_summaries(args.runs)
     if not args.paper:
@@ -42,7 +43,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from tracker import plot, report
+    from tracker.report import plot
+    from tracker.report import render as report
 
     summaries = report.load_summaries(args.runs)
     path = plot.plot_runs(summaries, args.output)
@@ -51,7 +53,7 @@ def _plot(args: argparse.Namespace) -> int:
 
 
 def _devices(args: argparse.Namespace) -> int:
-    from tracker import devices
+    from tracker.report import devices
 
     found = devices.survey()
     sys.stdout.write(json.dumps(found, indent=2, default=str) + "\n" if args.json else devices.describe(found))
@@ -61,10 +63,10 @@ def _devices(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import shutil
 
-    from tracker.config import Config
     from tracker.errors import ConfigurationError
-    from tracker.records import COMPLETE, INTERRUPTED
-    from tracker.session import EnergyTracker
+    from tracker.logs.schema import COMPLETE, INTERRUPTED
+    from tracker.session.config import Config
+    from tracker.session.energy_tracker import EnergyTracker
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
@@ -201,7 +203,7 @@ def _add_run(commands: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``energy-tracker``."""
-    from tracker import __version__
+    from tracker._version import __version__
 
     parser = argparse.ArgumentParser(
         prog=PROG, description="Per-epoch energy and CO2e of machine-learning training: read logs back, "

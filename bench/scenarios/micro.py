@@ -60,8 +60,8 @@ def _sensors(tmp: Path) -> dict[str, Any]:
 
 
 def _meter_sampler(sensors: list[Any], interval_s: float = 1.0, clock: Any = time.monotonic) -> Any:
-    from tracker.meter import Meter
-    from tracker.sampler import Sampler
+    from tracker.measure.meter import Meter
+    from tracker.measure.sampler import Sampler
 
     meter, lock = Meter(interval_s), threading.Lock()
 

@@ -126,5 +126,3 @@ def defaults(options, paths):
     if "config" in options:
         base = {}
     return {**base, **options}
-
-

@@ -15,8 +15,8 @@ from integrations.loop import EnergyLoopCallback
 from tests.reliability.bad_options import OPTIONS, defaults, options_for, sensor
 from tests.reliability.support import epochs, train_rows
 from tracker import EnergyTracker, cli
-from tracker.config import Config
 from tracker.errors import ConfigurationError, UsageError
+from tracker.session.config import Config
 from tracker.testing import FakeClock, FakeSensor, steady
 
 
@@ -85,12 +85,17 @@ MISUSE = {
     "epoch-duplicate-context": (None, lambda e: e.epoch(0).__enter__(), UsageError, "epoch(0)"),
     "epoch-inside-epoch": (open_epoch, lambda e: e.begin_epoch(2), UsageError, "epoch 1"),
     "epoch-inside-phase-of-epoch": (
-        lambda e: (open_epoch(e), open_phase(e)), lambda e: e.begin_epoch(2), UsageError, "epoch(2)"
+        lambda e: (open_epoch(e), open_phase(e)),
+        lambda e: e.begin_epoch(2),
+        UsageError,
+        "epoch(2)",
     ),
     "phase-inside-itself": (open_phase, lambda e: e.begin_phase("validation"), UsageError, "'validation'"),
     "phase-inside-itself-nested": (
         lambda e: (open_epoch(e), open_phase(e), open_phase(e, "test")),
-        lambda e: e.begin_phase("validation"), UsageError, "'validation'",
+        lambda e: e.begin_phase("validation"),
+        UsageError,
+        "'validation'",
     ),
     "phase-train": (None, lambda e: e.begin_phase("train"), ConfigurationError, "'train'"),
     "phase-other": (None, lambda e: e.begin_phase("other"), ConfigurationError, "'other'"),
@@ -128,8 +133,12 @@ def test_methods_called_wrongly_raise_at_the_call_and_lose_nothing(case, running
 
 def test_methods_before_start_and_after_stop(tmp_path):
     energy = EnergyTracker(tmp_path, sensors=[sensor()], carbon_intensity_g_per_kwh=300.0)
-    for call, needle in [(lambda: energy.begin_epoch(0), "epoch(0)"), (lambda: energy.begin_phase("test"), "test"),
-                         (lambda: energy.end(), "end()"), (lambda: energy.log_metrics({"a": 1}), "log_metrics")]:
+    for call, needle in [
+        (lambda: energy.begin_epoch(0), "epoch(0)"),
+        (lambda: energy.begin_phase("test"), "test"),
+        (lambda: energy.end(), "end()"),
+        (lambda: energy.log_metrics({"a": 1}), "log_metrics"),
+    ]:
         with pytest.raises(UsageError, match=r"not running|no epoch or phase open|outside") as raised:
             call()
         assert needle in str(raised.value) or "end()" in str(raised.value)
@@ -174,10 +183,13 @@ LOOP_MISUSE = {
     "epoch_end-phase-open": (["train", "open1", "val"], lambda cb: cb.on_epoch_end(1), UsageError, "'validation'"),
     "phase_end-none-open": (["train", "open1"], lambda cb: cb.on_phase_end(), UsageError, "on_epoch_end(1)"),
     "phase-inside-itself": (["train", "val"], lambda cb: cb.on_phase_begin("validation"), UsageError, "'validation'"),
-    "epoch_end-bad-samples": (["train", "open1"], lambda cb: cb.on_epoch_end(1, samples=-4), ConfigurationError,
-                              "-4"),
-    "epoch_end-bad-logs": (["train", "open1"], lambda cb: cb.on_epoch_end(1, logs={"co2_kg": 1}),
-                           ConfigurationError, "'co2_kg'"),
+    "epoch_end-bad-samples": (["train", "open1"], lambda cb: cb.on_epoch_end(1, samples=-4), ConfigurationError, "-4"),
+    "epoch_end-bad-logs": (
+        ["train", "open1"],
+        lambda cb: cb.on_epoch_end(1, logs={"co2_kg": 1}),
+        ConfigurationError,
+        "'co2_kg'",
+    ),
 }
 
 
@@ -255,21 +267,41 @@ CLI = {
     "plot-output-under-file": (["plot", "{logs}", "-o", "{tmp}/a_file/plot.png"], "a_file"),
     "run-pue": (["run", "--log-dir", "{tmp}/runs", "--pue", "0.5", "--", "touch", "{tmp}/ran"], "0.5"),
     "run-pue-text": (["run", "--pue", "high", "--", "touch", "{tmp}/ran"], "'high'"),
-    "run-interval": (["run", "--log-dir", "{tmp}/runs", "--interval-s", "0", "--", "touch", "{tmp}/ran"],
-                     "interval_s=0"),
+    "run-interval": (
+        ["run", "--log-dir", "{tmp}/runs", "--interval-s", "0", "--", "touch", "{tmp}/ran"],
+        "interval_s=0",
+    ),
     "run-country": (["run", "--log-dir", "{tmp}/runs", "--country", "ZZZ", "--", "touch", "{tmp}/ran"], "'ZZZ'"),
-    "run-region": (["run", "--log-dir", "{tmp}/runs", "--country", "USA", "--region", "XX", "--", "touch",
-                    "{tmp}/ran"], "'XX'"),
-    "run-cloud": (["run", "--log-dir", "{tmp}/runs", "--cloud-provider", "gcp", "--cloud-region", "mars-1", "--",
-                   "touch", "{tmp}/ran"], "'mars-1'"),
-    "run-intensity-csv": (["run", "--log-dir", "{tmp}/runs", "--intensity-csv", "{tmp}/bad.csv", "--", "touch",
-                           "{tmp}/ran"], "when,value"),
-    "run-intensity-negative": (["run", "--log-dir", "{tmp}/runs", "--carbon-intensity", "-5", "--", "touch",
-                                "{tmp}/ran"], "-5"),
+    "run-region": (
+        ["run", "--log-dir", "{tmp}/runs", "--country", "USA", "--region", "XX", "--", "touch", "{tmp}/ran"],
+        "'XX'",
+    ),
+    "run-cloud": (
+        [
+            "run",
+            "--log-dir",
+            "{tmp}/runs",
+            "--cloud-provider",
+            "gcp",
+            "--cloud-region",
+            "mars-1",
+            "--",
+            "touch",
+            "{tmp}/ran",
+        ],
+        "'mars-1'",
+    ),
+    "run-intensity-csv": (
+        ["run", "--log-dir", "{tmp}/runs", "--intensity-csv", "{tmp}/bad.csv", "--", "touch", "{tmp}/ran"],
+        "when,value",
+    ),
+    "run-intensity-negative": (
+        ["run", "--log-dir", "{tmp}/runs", "--carbon-intensity", "-5", "--", "touch", "{tmp}/ran"],
+        "-5",
+    ),
     "run-log-dir-file": (["run", "--log-dir", "{tmp}/a_file", "--", "touch", "{tmp}/ran"], "a_file"),
     "run-log-dir-proc": (["run", "--log-dir", "/proc/self/energy", "--", "touch", "{tmp}/ran"], "/proc/self/energy"),
-    "run-measure": (["run", "--log-dir", "{tmp}/runs", "--measure", "gpu,disk", "--", "touch", "{tmp}/ran"],
-                    "'disk'"),
+    "run-measure": (["run", "--log-dir", "{tmp}/runs", "--measure", "gpu,disk", "--", "touch", "{tmp}/ran"], "'disk'"),
     "run-cpu-tdp": (["run", "--log-dir", "{tmp}/runs", "--cpu-tdp-w", "-65", "--", "touch", "{tmp}/ran"], "-65"),
     "run-ram-w": (["run", "--log-dir", "{tmp}/runs", "--ram-w", "0", "--", "touch", "{tmp}/ran"], "ram_w=0"),
     "run-run-name": (["run", "--log-dir", "{tmp}/runs", "--run-name", "a/b", "--", "touch", "{tmp}/ran"], "'a/b'"),

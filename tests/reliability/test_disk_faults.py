@@ -1,6 +1,6 @@
 """A full disk, or write permission lost, on the run directory mid-run.
 
-Simulated at the file layer: ``tracker.logs`` sees a stand-in for the ``os`` module (its own
+Simulated at the file layer: ``tracker.logs.writer`` sees a stand-in for the ``os`` module (its own
 reference, replaced with monkeypatch) whose ``open`` for writing, ``write``, ``fsync`` and ``replace``
 fail while the disk is "full". The training must go on, with one warning, and every row must reach
 the disk once writing works again.
@@ -15,17 +15,17 @@ import os
 import pandas as pd
 import pytest
 
-import tracker.logs
+import tracker.logs.writer
 from tests.reliability.support import advance, joules, quiet_tracker, tracker_warnings
 from tracker import load_run
-from tracker.records import EPOCH_COLUMNS
+from tracker.logs.schema import EPOCH_COLUMNS
 from tracker.testing import FakeSensor, steady
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 
 class BrokenDisk:
-    """The ``os`` module as ``tracker.logs`` sees it, with writes failing while ``broken``.
+    """The ``os`` module as ``tracker.logs.writer`` sees it, with writes failing while ``broken``.
 
     Args:
         code: the errno of the failures (``ENOSPC``, ``EACCES``, ``EROFS``).
@@ -81,7 +81,7 @@ class BrokenDisk:
 @pytest.fixture
 def disk(monkeypatch, request):
     broken = BrokenDisk(*request.param)
-    monkeypatch.setattr(tracker.logs, "os", broken)
+    monkeypatch.setattr(tracker.logs.writer, "os", broken)
     return broken
 
 

@@ -13,7 +13,7 @@ import tracemalloc
 
 from tests.reliability.support import epochs, joules, train_rows
 from tracker import EnergyTracker
-from tracker.sampler import Sampler
+from tracker.measure.sampler import Sampler
 from tracker.testing import FakeClock, FakeGpu, FakeNvml, FakeSensor, steady
 
 INTERVAL_S = 0.01

@@ -1,4 +1,4 @@
-"""Property-based tests of ``tracker.meter``: counters with wraps and resets, the trapezoid, snapshots.
+"""Property-based tests of ``tracker.measure.meter``: counters with wraps and resets, the trapezoid, snapshots.
 
 For any stream of readings: no interval has negative energy (or negative time, readings, wraps),
 and the usage between snapshots is additive over any split, ``(c - b) + (b - a) == c - a``.
@@ -12,7 +12,7 @@ from dataclasses import fields
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracker.meter import Meter, SensorTotals, Usage, counter_delta_j
+from tracker.measure.meter import Meter, SensorTotals, Usage, counter_delta_j
 from tracker.sensors import Reading
 
 FIELDS = [f.name for f in fields(SensorTotals)]

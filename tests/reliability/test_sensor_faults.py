@@ -267,7 +267,7 @@ def test_wall_clock_jumps_do_not_change_durations(tmp_path, clock, caplog, monke
     """Durations come from the monotonic clock; only the wall clock jumps here.
 
     CPython's ``datetime.now()`` reads the system clock without going through ``time.time``, so the
-    wall clock is replaced where the tracker reads it, ``tracker.session.datetime``; the monotonic
+    wall clock is replaced where the tracker reads it, ``tracker.session.energy_tracker.datetime``; the monotonic
     clock (a :class:`FakeClock`, shared with the sensors) keeps running as it would.
     """
     import datetime as real
@@ -279,7 +279,7 @@ def test_wall_clock_jumps_do_not_change_durations(tmp_path, clock, caplog, monke
         def now(cls, tz=None):
             return real.datetime.now(tz) + cls.offset
 
-    monkeypatch.setattr("tracker.session.datetime", JumpingDatetime)
+    monkeypatch.setattr("tracker.session.energy_tracker.datetime", JumpingDatetime)
 
     def jump(hours):
         def at_third_second(second):

@@ -1,4 +1,4 @@
-"""The run directory: written append-only during training (read back with :mod:`tracker.runs`).
+"""The run directory: written append-only during training (read back with :mod:`tracker.logs.reader`).
 
 ``<log_dir>/<run>/`` holds ``run.json`` (rewritten atomically), ``epochs.csv`` and ``devices.csv``
 (one flushed and fsynced row per finished epoch, so a killed process leaves every finished
@@ -9,8 +9,8 @@ half a row. New metric columns rewrite the file through a temporary file and ``o
 no ``.bak`` files, no lost rows. If the disk fills or the directory becomes unwritable, one
 warning is logged, rows are kept in memory and the whole file is rewritten at the next chance.
 
-The readers (:class:`~tracker.runs.Run`, :func:`~tracker.runs.load_run`, ...) live in
-:mod:`tracker.runs` and are importable from here too.
+The readers (:class:`~tracker.logs.reader.Run`, :func:`~tracker.logs.reader.load_run`, ...) live in
+:mod:`tracker.logs.reader` and are importable from here too.
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError
-from tracker.records import DEVICE_COLUMNS, EPOCH_COLUMNS, POWER_COLUMNS
-from tracker.runs import (
+from tracker.logs.reader import (
     DEVICES_CSV,
     EPOCHS_CSV,
     POWER_CSV,
@@ -39,6 +38,7 @@ from tracker.runs import (
     load_runs,
     read_csv_rows,
 )
+from tracker.logs.schema import DEVICE_COLUMNS, EPOCH_COLUMNS, POWER_COLUMNS
 
 __all__ = [
     "DEVICES_CSV", "EPOCHS_CSV", "POWER_CSV", "RUN_JSON", "CsvLog", "PowerTrace", "Run", "RunWriter", "WriteProblem",

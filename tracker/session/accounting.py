@@ -25,8 +25,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from tracker.carbon import co2_kg
-from tracker.meter import SensorTotals, joules_to_kwh
+from tracker.carbon.intensity import co2_kg
+from tracker.measure.meter import SensorTotals, joules_to_kwh
 from tracker.sensors import CPU, GPU, KINDS, RAM
 
 METHOD_BAND = {

@@ -1,6 +1,6 @@
 """Every user option, validated in one place before any training starts.
 
-:class:`Config` is shared by :class:`~tracker.session.EnergyTracker` and the integrations, so
+:class:`Config` is shared by :class:`~tracker.session.energy_tracker.EnergyTracker` and the integrations, so
 a bad option gives the same message whichever way in is used: what was wrong, the value given,
 and what to write instead.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError
-from tracker.sampler import validate_interval
+from tracker.measure.sampler import validate_interval
 from tracker.sensors import KINDS, Sensor, positive_watts
 
 DEFAULT_LOG_DIR = "energy_logs"
@@ -71,7 +71,7 @@ def _jitter(value: Any) -> float:
 
 @dataclass(frozen=True)
 class Config:
-    """The validated options of a tracker; see :class:`~tracker.session.EnergyTracker` for each.
+    """The validated options of a tracker; see :class:`~tracker.session.energy_tracker.EnergyTracker` for each.
 
     Constructing it validates every field and resolves the carbon intensity (from codecarbon's
     bundled files, never the network).
@@ -100,7 +100,7 @@ class Config:
     intensity: Any = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        from tracker import carbon
+        from tracker.carbon import intensity as carbon
 
         set_ = object.__setattr__
         set_(self, "run_name", _run_name(self.run_name))
@@ -149,7 +149,7 @@ def check_hardware(
         ConfigurationError: naming the option and the value given, and what would be valid.
     """
     if config is not None and not isinstance(config, Config):
-        raise ConfigurationError(f"config={config!r}: give a tracker.config.Config, or the options themselves")
+        raise ConfigurationError(f"config={config!r}: give a tracker.session.config.Config, or the options themselves")
     if sensors is not None:
         _sensors(sensors)
     for name, value, what in (("clock", clock, "monotonic seconds"), ("exchange", exchange, "every rank's usages")):

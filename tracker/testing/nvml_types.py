@@ -1,9 +1,9 @@
-"""The data types of the fake ``pynvml`` in :mod:`tracker._fake_nvml`: constants, errors, structs, GPUs.
+"""The data types of the fake ``pynvml`` in :mod:`tracker.testing.fake_nvml`: constants, errors, structs, GPUs.
 
 Names, codes and messages are those of NVIDIA's ``pynvml`` (package ``nvidia-ml-py``): ``NVMLError(code)``
 builds the subclass for that code, and each subclass (``NVMLError_GpuIsLost``, ...) is an attribute of
 this module, so the errors pickle. The structs are plain dataclasses with the fields the callers read.
-:class:`FakeGpu` describes one GPU of a :class:`~tracker._fake_nvml.FakeNvml`.
+:class:`FakeGpu` describes one GPU of a :class:`~tracker.testing.fake_nvml.FakeNvml`.
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ class NVMLError(Exception):
     value: int
 
     def __new__(cls, value: int, *args: Any) -> NVMLError:
+        """The subclass of this error code, as pynvml picks it."""
         if cls is NVMLError:
             cls = NVMLError._valClassMapping.get(value, cls)
         error = Exception.__new__(cls)

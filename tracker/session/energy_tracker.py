@@ -1,9 +1,9 @@
 """``EnergyTracker``: start/stop, per-epoch rows, totals, forecast, summary, resume.
 
-The session connects the parts: :class:`~tracker.timeline.Timeline` (sampler and meter, the stack
+The session connects the parts: :class:`~tracker.session.timeline.Timeline` (sampler and meter, the stack
 of open segments) hands each closed segment to :meth:`EnergyTracker._emit`, which turns it into
-rows (:mod:`tracker.rows`) and writes them (:mod:`tracker.logs`). The epoch and phase methods come
-from :class:`~tracker.phases.EpochsAndPhases`, resuming from :mod:`tracker.resume`.
+rows (:mod:`tracker.session.rows`) and writes them (:mod:`tracker.logs.writer`). The epoch and phase methods come
+from :class:`~tracker.session.phases.EpochsAndPhases`, resuming from :mod:`tracker.session.resume`.
 """
 
 from __future__ import annotations
@@ -16,18 +16,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tracker import resume as resuming
-from tracker.accounting import DeviceUsage
-from tracker.config import DEFAULT_LOG_DIR, Config, check_hardware
 from tracker.errors import UsageError
-from tracker.logs import RunWriter, check_log_dir, new_run_dir
-from tracker.phases import EpochsAndPhases
-from tracker.records import COMPLETE, INTERRUPTED
-from tracker.rows import RowBuilder
-from tracker.segments import Segment
+from tracker.logs.schema import COMPLETE, INTERRUPTED
+from tracker.logs.writer import RunWriter, check_log_dir, new_run_dir
 from tracker.sensors import GPU, KINDS, Clock, Discovery, Reading, Sensor, discover
-from tracker.summary import Summary, run_info
-from tracker.timeline import Timeline, check_status, default_interval_s, power_rows
+from tracker.session import resume as resuming
+from tracker.session.accounting import DeviceUsage
+from tracker.session.config import DEFAULT_LOG_DIR, Config, check_hardware
+from tracker.session.phases import EpochsAndPhases
+from tracker.session.rows import RowBuilder
+from tracker.session.segments import Segment
+from tracker.session.summary import Summary, run_info
+from tracker.session.timeline import Timeline, check_status, default_interval_s, power_rows
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class EnergyTracker(EpochsAndPhases):
         print(energy.summary())
 
     Each finished epoch and phase appends a row to ``<log_dir>/<run>/epochs.csv`` (columns in
-    :class:`~tracker.records.EpochRecord`) and one row per device to ``devices.csv``.
+    :class:`~tracker.logs.schema.EpochRecord`) and one row per device to ``devices.csv``.
 
     Args:
         log_dir: where run directories are created; ``None`` writes nothing.
@@ -221,7 +221,7 @@ class EnergyTracker(EpochsAndPhases):
 
         Rows are appended to the same run directory when it still exists (else a new one is made,
         with a warning), cumulative totals and elapsed time continue. The directory's ``epochs.csv``,
-        when there is one, is the source of the totals (see :mod:`tracker.resume`).
+        when there is one, is the source of the totals (see :mod:`tracker.session.resume`).
 
         Raises:
             ConfigurationError: ``state`` is not what :meth:`state` returns.

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import TrackerError
-from tracker.report import COMPONENTS, RunSummary
+from tracker.report.render import COMPONENTS, RunSummary
 
 MAX_PANELS = 4
 INSTALL_HINT = "pip install 'training-energy-tracker[plot]'"

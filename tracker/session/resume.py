@@ -1,8 +1,8 @@
 """Continuing a run after a restart: the state a checkpoint keeps, and the totals a run directory holds.
 
-:meth:`EnergyTracker.state <tracker.session.EnergyTracker.state>` gives a small JSON-ready dict
+:meth:`EnergyTracker.state <tracker.session.energy_tracker.EnergyTracker.state>` gives a small JSON-ready dict
 (run directory, cumulative totals, seconds measured); a new tracker given it through
-:meth:`~tracker.session.EnergyTracker.resume` appends to the same run directory and continues the
+:meth:`~tracker.session.energy_tracker.EnergyTracker.resume` appends to the same run directory and continues the
 totals. When that directory still holds ``epochs.csv``, the totals are summed from its rows
 instead: they include everything spent after the checkpoint was taken (an epoch that crashed, a
 row written after a mid-epoch checkpoint), which is what the run really cost.
@@ -16,13 +16,13 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tracker.accounting import Energy
 from tracker.errors import ConfigurationError
-from tracker.meter import J_PER_KWH
-from tracker.records import COMPLETE
-from tracker.rows import Totals
-from tracker.runs import EPOCHS_CSV, read_csv_rows
+from tracker.logs.reader import EPOCHS_CSV, read_csv_rows
+from tracker.logs.schema import COMPLETE
+from tracker.measure.meter import J_PER_KWH
 from tracker.sensors import KINDS
+from tracker.session.accounting import Energy
+from tracker.session.rows import Totals
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def check_state(state: Any) -> Mapping[str, Any]:
 
 
 def totals_from_state(state: Mapping[str, Any]) -> Totals:
-    """The :class:`~tracker.rows.Totals` saved in a state.
+    """The :class:`~tracker.session.rows.Totals` saved in a state.
 
     Raises:
         ConfigurationError: the totals are not those of :func:`totals_as_dict`.
@@ -74,7 +74,7 @@ def totals_from_state(state: Mapping[str, Any]) -> Totals:
 
 
 def totals_from_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[Totals, float]:
-    """The totals of an ``epochs.csv``'s rows (as :func:`tracker.runs.read_csv_rows` reads them), and their seconds."""
+    """The totals of an ``epochs.csv``'s rows (as :func:`~tracker.logs.reader.read_csv_rows` reads them)."""
 
     def kwh_to_j(column: str, keep: Any = lambda row: True) -> float:
         return sum(float(r.get(column) or 0.0) for r in rows if keep(r)) * J_PER_KWH
@@ -106,7 +106,7 @@ def continued_totals(state: Mapping[str, Any], run_dir: Path | None) -> tuple[To
     """The totals and seconds (s) a resumed run continues from.
 
     Args:
-        state: the checked state from :meth:`EnergyTracker.state <tracker.session.EnergyTracker.state>`.
+        state: the checked state from :meth:`EnergyTracker.state <tracker.session.energy_tracker.EnergyTracker.state>`.
         run_dir: the run directory the run goes on in, if it writes one.
 
     Returns:

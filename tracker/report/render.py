@@ -8,7 +8,7 @@ between them), so a run killed in epoch 5 reports epochs 1–4 as written. Forma
   written exactly as read (``repr``), so ``pandas.read_csv`` gives back the logged values;
 - ``json``: every run (totals, methods, intensity, forecast, metrics, hardware, rows) and the comparison.
 
-The paragraph for papers lives in :mod:`tracker.paper`.
+The paragraph for papers lives in :mod:`tracker.report.paper`.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError
-from tracker.logs import Run, load_runs
-from tracker.records import COMPLETE, EPOCH_COLUMNS
+from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS
+from tracker.logs.writer import Run, load_runs
 
 FORMATS = ("text", "markdown", "csv", "json")
 COMPONENTS = ("gpu", "cpu", "ram")
@@ -96,7 +96,7 @@ def metric_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def summarize(run: Run) -> RunSummary:
-    """Read one :class:`~tracker.logs.Run` into a :class:`RunSummary`."""
+    """Read one :class:`~tracker.logs.writer.Run` into a :class:`RunSummary`."""
     rows, info = run.epochs, run.info
     totals = {name: math.fsum(float(r.get(name) or 0.0) for r in rows) for name in SUMMED}
     grid = info.get("carbon_intensity") or {}
@@ -231,7 +231,7 @@ def render(summaries: Sequence[RunSummary], fmt: str = "text") -> str:
 
 def to_json(summaries: Sequence[RunSummary]) -> str:
     """Every run and the comparison as a JSON document."""
-    from tracker.carbon import equivalents
+    from tracker.carbon.intensity import equivalents
 
     runs = []
     for s in summaries:

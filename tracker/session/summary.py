@@ -7,12 +7,12 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from tracker.meter import joules_to_kwh
+from tracker.measure.meter import joules_to_kwh
 from tracker.sensors import CPU, GPU, RAM
 
 if TYPE_CHECKING:
-    from tracker.rows import RowBuilder
-    from tracker.session import EnergyTracker
+    from tracker.session.energy_tracker import EnergyTracker
+    from tracker.session.rows import RowBuilder
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def _methods(tracker: EnergyTracker) -> dict[str, str]:
 
 def run_info(tracker: EnergyTracker) -> dict[str, Any]:
     """What ``run.json`` holds: hardware, sensors and methods, grid, PUE, versions, times, totals."""
-    from tracker import __version__
+    from tracker._version import __version__
 
     cfg, intensity = tracker.config, tracker.config.intensity
     summary = tracker.summary()

@@ -223,5 +223,5 @@ def fail_always(error: BaseException | None = None) -> Callable[[int], BaseExcep
 
 # The NVML and powercap fakes live in their own modules to keep each one small; they use the
 # traces above, so they are imported last.
-from tracker._fake_nvml import FakeGpu, FakeNvml, fake_pynvml  # noqa: E402
-from tracker._fake_powercap import build_powercap_tree  # noqa: E402
+from tracker.testing.fake_nvml import FakeGpu, FakeNvml, fake_pynvml  # noqa: E402
+from tracker.testing.fake_powercap import build_powercap_tree  # noqa: E402

@@ -1,8 +1,8 @@
-"""Epochs and phases: the methods of :class:`~tracker.session.EnergyTracker` that say what the energy is for.
+"""Epochs and phases: the methods of :class:`~tracker.EnergyTracker` that say what the energy is for.
 
 They live in :class:`EpochsAndPhases`, a base class of ``EnergyTracker``, so that each module stays
 small; the rules of the segment stack they open and close (one epoch at a time, each index once,
-no phase inside itself) are :class:`~tracker.timeline.Timeline`'s.
+no phase inside itself) are :class:`~tracker.session.timeline.Timeline`'s.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tracker.errors import ConfigurationError, UsageError
-from tracker.records import COMPLETE, INTERRUPTED, OTHER_PHASE
+from tracker.logs.schema import COMPLETE, INTERRUPTED, OTHER_PHASE
 
 if TYPE_CHECKING:
-    from tracker.timeline import Timeline
+    from tracker.session.timeline import Timeline
 
 T = TypeVar("T", bound="EpochsAndPhases")
 

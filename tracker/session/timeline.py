@@ -2,7 +2,7 @@
 
 :class:`Timeline` feeds the sampler's readings into the meter under one lock, reads both at every
 boundary (an epoch or phase opened or closed) so that boundaries are exact, and moves the energy
-between two boundaries to the segment on top of the stack (see :mod:`tracker.segments`). It keeps
+between two boundaries to the segment on top of the stack (see :mod:`tracker.session.segments`). It keeps
 the stack's rules: one epoch at a time, each index once, no phase inside itself. Each closed
 segment goes to a callback; what becomes of it (rows, files, other ranks) is the session's business.
 """
@@ -13,13 +13,13 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from tracker.accounting import DeviceUsage
 from tracker.errors import ConfigurationError, UsageError
-from tracker.meter import Meter, SensorTotals, Snapshot
-from tracker.records import COMPLETE, EPOCH_COLUMNS, INTERRUPTED, OTHER_PHASE
-from tracker.sampler import Sampler
-from tracker.segments import Segment
+from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS, INTERRUPTED, OTHER_PHASE
+from tracker.measure.meter import Meter, SensorTotals, Snapshot
+from tracker.measure.sampler import Sampler
 from tracker.sensors import GPU, Clock, Reading, Sensor
+from tracker.session.accounting import DeviceUsage
+from tracker.session.segments import Segment
 
 MIN_OTHER_ROW_S = 1.0
 
@@ -211,9 +211,16 @@ class Timeline:
         health = self.sampler.health
         return [
             DeviceUsage(
-                sensor=s.name, kind=s.kind, method=s.method, device=str(s.info.get("name") or s.info.get("model", "")),
-                uuid=str(s.info.get("uuid", "")), host=host, rank=rank, status=health[s.name].status,
-                totals=segment.usage.sensors.get(s.name, _EMPTY), peak_w=segment.peaks_w.get(s.name),
+                sensor=s.name,
+                kind=s.kind,
+                method=s.method,
+                device=str(s.info.get("name") or s.info.get("model", "")),
+                uuid=str(s.info.get("uuid", "")),
+                host=host,
+                rank=rank,
+                status=health[s.name].status,
+                totals=segment.usage.sensors.get(s.name, _EMPTY),
+                peak_w=segment.peaks_w.get(s.name),
             )  # fmt: skip
             for s in self.sensors
         ]
@@ -266,7 +273,7 @@ def check_samples(value: Any) -> int | None:
 def power_rows(
     readings: Sequence[Reading], started_s: float, host: str, rank: int, now_utc: str
 ) -> list[tuple[Any, ...]]:
-    """``power.csv`` rows (:data:`~tracker.records.POWER_COLUMNS`) of the readings that carry a value.
+    """``power.csv`` rows (:data:`~tracker.logs.schema.POWER_COLUMNS`) of the readings that carry a value.
 
     Args:
         readings: one batch from the sampler.

@@ -1,6 +1,6 @@
 """Builds ``epochs.csv`` and ``devices.csv`` rows, keeping the run's running totals.
 
-Pure bookkeeping over :mod:`tracker.accounting`: no clock, no I/O. The session hands it each
+Pure bookkeeping over :mod:`tracker.session.accounting`: no clock, no I/O. The session hands it each
 closed segment with the device usages (gathered from every rank in distributed runs).
 """
 
@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tracker import accounting
-from tracker.accounting import DeviceUsage, Energy, Forecast
-from tracker.config import Config
-from tracker.meter import joules_to_kwh
-from tracker.records import COMPLETE, DeviceRecord, EpochRecord
-from tracker.segments import Segment
+from tracker.logs.schema import COMPLETE, DeviceRecord, EpochRecord
+from tracker.measure.meter import joules_to_kwh
 from tracker.sensors import CPU, GPU, KINDS, RAM
+from tracker.session import accounting
+from tracker.session.accounting import DeviceUsage, Energy, Forecast
+from tracker.session.config import Config
+from tracker.session.segments import Segment
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracker.meter import Snapshot, Usage
+from tracker.measure.meter import Snapshot, Usage
 
 
 @dataclass

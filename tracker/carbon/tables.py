@@ -1,10 +1,10 @@
-"""The tables behind ``tracker.carbon``: codecarbon's bundled data files and the tz database.
+"""The tables behind ``tracker.carbon.intensity``: codecarbon's bundled data files and the tz database.
 
 Every table is read on first use and cached per process; importing this module reads
 nothing. codecarbon is located with :func:`importlib.util.find_spec` and its files are
 read directly: importing ``codecarbon`` initialises NVML and takes seconds. The lookups
 raise :class:`~tracker.errors.ConfigurationError` naming the value and the valid choices.
-The tz database is read in :mod:`tracker.timezones`.
+The tz database is read in :mod:`tracker.carbon.timezones`.
 
 Units: every intensity here is in gCO2(e)/kWh.
 """
@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tracker.carbon.timezones import system_timezone, zone_countries
 from tracker.errors import ConfigurationError
-from tracker.timezones import system_timezone, zone_countries
 
 # 1 lb = 0.45359237 kg exactly (international yard and pound agreement, 1959), so 1 lb/MWh = 0.45359237 g/kWh.
 G_PER_LB = 0.45359237

@@ -1,6 +1,6 @@
 """Everyday equivalents of an amount of CO2 or energy, for the report: each printed with its factor and source.
 
-Re-exported from :mod:`tracker.carbon`.
+Re-exported from :mod:`tracker.carbon.intensity`.
 
 Example:
     >>> [round(e.amount, 1) for e in equivalents(co2_kg=1.075, energy_kwh=1.2)]

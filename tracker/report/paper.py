@@ -19,8 +19,8 @@ import math
 from collections import Counter
 from typing import Any
 
-from tracker.records import COMPLETE
-from tracker.report import RunSummary
+from tracker.logs.schema import COMPLETE
+from tracker.report.render import RunSummary
 
 MEASURED = {
     "energy_counter": "measured with NVML energy counters",
@@ -117,7 +117,7 @@ def intensity_text(s: RunSummary) -> str:
 
 def car_text(co2_kg: float, energy_kwh: float) -> str:
     """``12.3 km driven by a new car (EU fleet average; 107.5 gCO2/km, <source>)``."""
-    from tracker.carbon import equivalents
+    from tracker.carbon.intensity import equivalents
 
     car = next(e for e in equivalents(co2_kg, energy_kwh) if e.unit == "km")
     name = car.name.replace("driving", "driven by")
@@ -135,7 +135,7 @@ def _pue(pue: Any) -> str:
 
 def paragraph(s: RunSummary) -> str:
     """The ready-to-paste paragraph for one run."""
-    from tracker import __version__
+    from tracker._version import __version__
 
     if not s.rows:
         return f"Run {s.name} logged no rows (no epoch or phase finished), so there is no energy to report."

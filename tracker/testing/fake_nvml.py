@@ -4,7 +4,7 @@ Public through :mod:`tracker.testing`. :class:`FakeNvml` has the function names,
 ``NVMLError`` classes of NVIDIA's ``pynvml`` (package ``nvidia-ml-py``) that the tracker,
 codecarbon and carbontracker call; :func:`fake_pynvml` wraps one in a module object to install as
 ``sys.modules["pynvml"]``. Units are NVML's: energy in integer mJ, power and limits in integer mW.
-Its constants, errors, structs and :class:`FakeGpu` are in :mod:`tracker._fake_nvml_types`.
+Its constants, errors, structs and :class:`FakeGpu` are in :mod:`tracker.testing.nvml_types`.
 
 Example:
     >>> from tracker.testing import FakeClock, steady
@@ -29,8 +29,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tracker._fake_nvml_queries import QUERIES
-from tracker._fake_nvml_types import (
+from tracker.testing.nvml_queries import QUERIES
+from tracker.testing.nvml_types import (
     CONSTANTS,
     ERROR_CLASSES,
     FakeGpu,

@@ -1,6 +1,6 @@
 """The system time zone and the country of a time zone, from the tz database; no network, no import-time work.
 
-Used by :mod:`tracker.carbon_data` to guess the country of a run when none is given. ``zone.tab`` is
+Used by :mod:`tracker.carbon.tables` to guess the country of a run when none is given. ``zone.tab`` is
 read from the system database or, failing that, the ``tzdata`` package, as :mod:`zoneinfo` searches.
 """
 

@@ -1,7 +1,7 @@
 """Reading a run directory back: its file names, :class:`Run`, :func:`load_run` and :func:`load_runs`.
 
 ``<log_dir>/<run>/`` holds ``run.json``, ``epochs.csv``, ``devices.csv`` and, optionally,
-``power.csv``; :mod:`tracker.logs` writes them (and re-exports these readers). A final line
+``power.csv``; :mod:`tracker.logs.writer` writes them (and re-exports these readers). A final line
 without its newline, which a killed writer may leave, is not read.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError
-from tracker.records import EPOCH_COLUMNS, EpochRecord
+from tracker.logs.schema import EPOCH_COLUMNS, EpochRecord
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class Run:
         return self.path.name
 
     def epoch_records(self) -> list[EpochRecord]:
-        """``epochs.csv`` as :class:`~tracker.records.EpochRecord` values (user metrics left out)."""
+        """``epochs.csv`` as :class:`~tracker.logs.schema.EpochRecord` values (user metrics left out)."""
         return [EpochRecord(**{column: row.get(column) for column in EPOCH_COLUMNS}) for row in self.epochs]
 
     def metrics(self) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
-"""The simple per-device queries of the fake ``pynvml`` in :mod:`tracker._fake_nvml`, as a table.
+"""The simple per-device queries of the fake ``pynvml`` in :mod:`tracker.testing.fake_nvml`, as a table.
 
 :data:`QUERIES` maps each NVML function name to its docstring and its answer, a function of the
-:class:`~tracker._fake_nvml.FakeNvml` and the call's arguments; ``FakeNvml`` turns every entry into a
+:class:`~tracker.testing.fake_nvml.FakeNvml` and the call's arguments; ``FakeNvml`` turns every entry into a
 method that is counted, locked and can be made to fail like its other NVML calls. Units are NVML's:
 power and limits in integer mW, memory in bytes, clocks in MHz.
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tracker._fake_nvml_types import MESSAGES, c_nvmlMemory_t, c_nvmlProcessInfo_t, c_nvmlUtilization_t, nvmlPciInfo_t
+from tracker.testing.nvml_types import MESSAGES, c_nvmlMemory_t, c_nvmlProcessInfo_t, c_nvmlUtilization_t, nvmlPciInfo_t
 
 if TYPE_CHECKING:
-    from tracker._fake_nvml import FakeNvml, _Handle
+    from tracker.testing.fake_nvml import FakeNvml, _Handle
 
 __all__ = ["QUERIES"]
 

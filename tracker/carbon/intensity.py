@@ -6,9 +6,9 @@ the ``country`` argument, the ``ENERGY_TRACKER_COUNTRY`` environment variable, t
 of the system time zone, or the world average; the :class:`Intensity` returned says which
 (``method``), from which dataset and year (``source``), and why (``detail``).
 
-Figures are read from codecarbon's bundled data files (see :mod:`tracker.carbon_data`);
+Figures are read from codecarbon's bundled data files (see :mod:`tracker.carbon.tables`);
 nothing here opens a network connection, and importing this module reads no file. The
-equivalents are defined in :mod:`tracker.equivalents` and re-exported here.
+equivalents are defined in :mod:`tracker.carbon.equivalents` and re-exported here.
 
 Example:
     >>> intensity = resolve_intensity(country="DE", environ={})
@@ -27,12 +27,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from tracker import carbon_data
-from tracker.carbon_hourly import HourlySeries, read_hourly_csv, to_utc
-from tracker.equivalents import EQUIVALENTS, Equivalent, EquivalentFactor, equivalents
+from tracker.carbon import tables as carbon_data
+from tracker.carbon.equivalents import EQUIVALENTS, Equivalent, EquivalentFactor, equivalents
+from tracker.carbon.hourly import HourlySeries, read_hourly_csv, to_utc
 from tracker.errors import ConfigurationError
-from tracker.meter import J_PER_KWH
-from tracker.meter import joules_to_kwh as kwh
+from tracker.measure.meter import J_PER_KWH
+from tracker.measure.meter import joules_to_kwh as kwh
 
 __all__ = [
     "ENV_COUNTRY",

@@ -1,0 +1,1 @@
+"""Carbon intensity: policy (intensity), codecarbon's bundled tables, hourly series, time zones, equivalents."""
