@@ -94,4 +94,4 @@ def test_counter_reset_mid_epoch_is_flagged_not_negative(tmp_path, clock):
             run_for(energy, clock, 4.5)
     row = next(r for r in load_run(energy.run_dir).epochs if r["phase"] == "train")
     assert row["gpu_kwh"] * J_PER_KWH == pytest.approx(200.0 * 10.0 - 200.0 * 0.5)  # the 0.5 s before reload is lost
-    assert "counter reset" in row["flags"]
+    assert "counter reset" in row["notes"]

@@ -229,6 +229,12 @@ def test_region_needs_country():
         resolve(region="CA")
 
 
+@pytest.mark.parametrize(("region", "country", "code"), [("US-CA", "USA", "US-CA"), ("SE3", "SWE", "SE3")])
+def test_region_code_names_its_country(region, country, code):
+    intensity = resolve(region=region)
+    assert (intensity.country, intensity.region, intensity.method) == (country, code, "argument")
+
+
 def test_explicit_value():
     intensity = resolve(g_per_kwh=400, environ={ENV_COUNTRY: "DEU"})
     assert (intensity.g_per_kwh, intensity.method, intensity.country) == (400.0, "explicit", None)

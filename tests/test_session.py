@@ -267,3 +267,13 @@ def test_summary_after_stop_keeps_the_run_duration(tmp_path, clock, sensors):
             run_for(energy, clock, 4.0)
     clock.advance(100.0)  # the user reads the summary later
     assert energy.summary().duration_s == pytest.approx(4.0)
+
+
+def test_notes_column_reads_as_a_pandas_attribute_and_the_grid_is_named(tmp_path, clock, sensors):
+    with tracker_for(tmp_path, clock, sensors, carbon_intensity_g_per_kwh=None, region="US-CA") as energy:
+        with energy.epoch(0):
+            run_for(energy, clock, 1.0)
+    frame = pd.read_csv(energy.run_dir / "epochs.csv", keep_default_na=False)
+    assert "flags" not in frame.columns
+    assert frame.notes.str.contains("short").all()  # `flags` was DataFrame.flags, not the column
+    assert (list(frame.country), list(frame.region)) == (["USA"], ["US-CA"])

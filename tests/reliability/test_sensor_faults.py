@@ -33,7 +33,7 @@ def test_sensor_raising_on_every_read(tmp_path, clock, caplog):
     assert [(r["epoch"], r["status"]) for r in rows] == [(0, "complete"), (1, "complete"), (2, "complete")]
     assert [joules(r["gpu_kwh"]) for r in rows] == pytest.approx([GPU_W * 5] * 3)
     assert [r["cpu_kwh"] for r in rows] == [0.0, 0.0, 0.0]  # nothing was measured, nothing is claimed
-    assert all("cpu disabled" in r["flags"] for r in rows)
+    assert all("cpu disabled" in r["notes"] for r in rows)
     assert {d["status"] for d in devices(energy) if d["sensor"] == "cpu"} == {"disabled"}
     warnings = tracker_warnings(caplog)
     assert len(warnings) == 1 and "cpu" in warnings[0].getMessage()
@@ -223,7 +223,7 @@ def test_counter_reset_mid_epoch(tmp_path, clock, caplog, offset_s):
     row = train_rows(epochs(energy))[0]
     # The energy between the last reading and the reset is lost: the row is the measured lower bound.
     assert joules(row["gpu_kwh"]) == pytest.approx(100 * (5 - offset_s))
-    assert "gpu:0 counter reset" in row["flags"]
+    assert "gpu:0 counter reset" in row["notes"]
     assert [d["resets"] for d in devices(energy) if d["phase"] == "train"] == [1]
     warnings = tracker_warnings(caplog)
     assert len(warnings) == 1 and "reset" in warnings[0].getMessage()

@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 ENV_COUNTRY = "ENERGY_TRACKER_COUNTRY"
+REGION_PREFIXES = {"US": "USA", "CN": "CHN", "SE": "SWE", "NO": "NOR"}
 METHODS = ("explicit", "hourly_csv", "cloud_region", "argument", "environment", "timezone", "world_average")
 
 
@@ -192,6 +193,8 @@ def resolve_intensity(
             when a table lookup is needed.
     """
     _check_exclusive(country, region, cloud_provider, cloud_region, g_per_kwh, hourly_csv)
+    if region is not None and country is None:
+        country = _country_of_region(region)
     if g_per_kwh is not None:
         return Intensity(validate_g_per_kwh(g_per_kwh), "explicit", "given by the user", detail="g_per_kwh argument")
     if hourly_csv is not None:
@@ -218,8 +221,20 @@ def _check_exclusive(*values: object) -> None:
             f"{quoted}: give one source of carbon intensity: g_per_kwh=, hourly_csv=, "
             "cloud_provider= with cloud_region=, or country= (with an optional region=)"
         )
-    if "region" in given and "country" not in given:
-        raise ConfigurationError(f"region={given['region']!r} needs country=, e.g. country='USA', region='CA'")
+
+
+def _country_of_region(region: object) -> str | None:
+    # "US-CA" and "CN-BJ" are ISO 3166-2 codes, whose first part is the country; "SE3" and "NO1" are
+    # bidding zones that only exist in one country. Only these countries have sub-national tables.
+    text = region.strip().upper() if isinstance(region, str) else ""
+    prefix = text.split("-", 1)[0] if "-" in text else text[:2] if text[:2] in ("SE", "NO") else ""
+    country = REGION_PREFIXES.get(prefix)
+    if country is None:
+        raise ConfigurationError(
+            f"region={region!r} needs country=, e.g. country='USA', region='CA'; or give an ISO 3166-2 code "
+            "such as region='US-CA', whose country is its first part"
+        )
+    return country
 
 
 def _from_hourly_csv(path: str | os.PathLike, now: datetime) -> Intensity:

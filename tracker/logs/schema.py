@@ -33,6 +33,8 @@ class EpochRecord:
         pue: power usage effectiveness applied to the row.
         carbon_intensity_g_per_kwh: grid intensity used, g CO2e/kWh; ``intensity_method`` how it
             was chosen and ``intensity_source`` which dataset (and year).
+        country: the ISO 3166-1 alpha-3 code of the grid used, empty when unknown (world average, explicit).
+        region: the sub-national or cloud region of that grid (``US-CA``, ``gcp:europe-west1``), else empty.
         co2_kg: ``energy_kwh × pue × intensity / 1000``, kg CO2e; ``co2_kg_low``/``_high`` its band.
         gpu_method, cpu_method, ram_method: how each component was obtained (``absent`` if not).
         gpu_power_mean_w: mean GPU power over the row, W.
@@ -43,7 +45,8 @@ class EpochRecord:
             from the finished epochs once the number of epochs is known.
         forecast_total_co2_kg_low, forecast_total_co2_kg_high: the forecast's band.
         gap_s: seconds of sampling gaps (longer than three intervals) in this row.
-        flags: ``;``-separated notes: a sensor disabled or failing, a short epoch, a counter reset.
+        notes: ``;``-separated notes: a sensor disabled or failing, a short epoch, a counter reset (named
+            ``notes``, not ``flags``, which pandas' ``DataFrame.flags`` would shadow).
     """
 
     run: str
@@ -64,6 +67,8 @@ class EpochRecord:
     carbon_intensity_g_per_kwh: float
     intensity_method: str
     intensity_source: str
+    country: str
+    region: str
     co2_kg: float
     co2_kg_low: float
     co2_kg_high: float
@@ -81,7 +86,7 @@ class EpochRecord:
     forecast_total_co2_kg_high: float | None
     forecast_total_s: float | None
     gap_s: float
-    flags: str
+    notes: str
 
     def as_row(self) -> dict[str, Any]:
         """The record as a column → value mapping."""

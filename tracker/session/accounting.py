@@ -115,7 +115,7 @@ def mean_power_w(energy_j: float, duration_s: float) -> float | None:
     return energy_j / duration_s if duration_s > 0 else None
 
 
-def flags_for(devices: Sequence[DeviceUsage], duration_s: float, short_epoch_s: float = 5.0) -> list[str]:
+def notes_for(devices: Sequence[DeviceUsage], duration_s: float, short_epoch_s: float = 5.0) -> list[str]:
     """Notes for a row: sensors not ok, counter resets, unmeasured time, a short epoch."""
     notes = [f"{d.sensor} {d.status}" for d in devices if d.status != "ok"]
     notes += [f"{d.sensor} counter reset" for d in devices if d.totals.resets]
@@ -180,7 +180,7 @@ __all__ = [
     "by_kind",
     "co2_kg",
     "energy_with_band",
-    "flags_for",
+    "notes_for",
     "forecast",
     "mean_power_w",
     "methods_by_kind",

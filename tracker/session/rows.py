@@ -92,7 +92,8 @@ class RowBuilder:
             gpu_kwh=kinds[GPU].kwh, cpu_kwh=kinds[CPU].kwh, ram_kwh=kinds[RAM].kwh, energy_kwh=energy.kwh,
             energy_kwh_low=joules_to_kwh(energy.low_j), energy_kwh_high=joules_to_kwh(energy.high_j), pue=pue,
             carbon_intensity_g_per_kwh=intensity_g, intensity_method=self.config.intensity.method,
-            intensity_source=source, co2_kg=co2, co2_kg_low=co2_low, co2_kg_high=co2_high,
+            intensity_source=source, country=self.config.intensity.country or "",
+            region=self.config.intensity.region or "", co2_kg=co2, co2_kg_low=co2_low, co2_kg_high=co2_high,
             gpu_method=methods[GPU], cpu_method=methods[CPU], ram_method=methods[RAM],
             gpu_power_mean_w=accounting.mean_power_w(gpu_j, duration) if methods[GPU] != "absent" else None,
             energy_per_sample_j=per_sample,
@@ -104,7 +105,7 @@ class RowBuilder:
             forecast_total_co2_kg_high=self.forecast.total_co2_kg_high if self.forecast else None,
             forecast_total_s=self.forecast.total_s if self.forecast else None,
             gap_s=max((d.totals.gap_s for d in devices), default=0.0),
-            flags=";".join(accounting.flags_for(devices, duration if segment.phase == "train" else 0.0)),
+            notes=";".join(accounting.notes_for(devices, duration if segment.phase == "train" else 0.0)),
         )  # fmt: skip
         self.rows.append(record)
         return {**record.as_row(), **segment.metrics}, [self._device_row(segment, d, duration) for d in devices]
