@@ -9,7 +9,9 @@ from typing import Any
 
 import torch
 
+from tracker.logs.merge import keep_once
 from tracker.sensors import GPU
+from tracker.session.placement import assign
 
 
 def placement(
@@ -17,15 +19,13 @@ def placement(
 ) -> tuple[tuple[str, ...], Any, bool]:
     """What one process measures: ``(kinds, gpu_devices, whether that GPU is its own CUDA device)``.
 
-    Alone on its node it measures everything asked. Otherwise local rank 0 measures the node-level
-    kinds (CPU, RAM, and GPUs unless each rank trains on a CUDA device of its own), and each rank on
-    CUDA its own device, by UUID (its index if the UUID cannot be read).
+    The rules are :func:`tracker.session.placement.assign`'s, the device a rank trains on being its
+    CUDA (or ROCm) device, by UUID (its index if the UUID cannot be read).
     """
-    if processes_on_node <= 1:
-        return tuple(measure), gpu_devices, False
-    own = device.type == "cuda" and gpu_devices is None and GPU in measure
-    kinds = tuple(k for k in measure if (local_rank == 0 and (k != GPU or not own)) or (k == GPU and own))
-    return kinds, [cuda_id(device)] if own else gpu_devices, own
+    own = processes_on_node > 1 and device.type == "cuda" and gpu_devices is None and GPU in measure
+    chosen = assign(measure, local_rank, processes_on_node, cuda_id(device) if own else None, gpu_devices)
+    gpus = list(chosen.gpu_devices) if chosen.gpu_devices is not None else None
+    return chosen.kinds, gpus, own
 
 
 def cuda_id(device: torch.device) -> int | str:
@@ -51,8 +51,16 @@ def gather(world_size: int, value: Any) -> list[Any]:
     return gathered
 
 
+def counted_once(usages: list[Any]) -> list[Any]:
+    """Every rank's device usages less the duplicates (a GPU seen by several ranks), by the placement's rule."""
+    rows = [{"kind": u.kind, "uuid": u.uuid, "host": u.host, "sensor": u.sensor, "rank": u.rank} for u in usages]
+    kept, _ = keep_once(rows)
+    ids = {id(row) for row in kept}
+    return [usage for usage, row in zip(usages, rows, strict=True) if id(row) in ids]
+
+
 class Exchange:
-    """The session's ``exchange`` hook: every rank's device usages gathered to global rank 0.
+    """The session's ``exchange`` hook: every rank's device usages gathered to global rank 0, each device once.
 
     Set ``collective = False`` once the ranks may be out of step (an exception): rank 0 then keeps
     its own usages and no collective is made.
@@ -67,4 +75,4 @@ class Exchange:
             return devices if self.rank == 0 else None
         gathered: list[Any] = [None] * torch.distributed.get_world_size()
         torch.distributed.all_gather_object(gathered, devices)
-        return [d for part in gathered for d in part] if self.rank == 0 else None
+        return counted_once([d for part in gathered for d in part]) if self.rank == 0 else None

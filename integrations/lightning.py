@@ -58,11 +58,12 @@ class EnergyCallback(Callback):
     - ``energy/total_co2_kg``: the run's emissions so far, kg CO2e; also shown in the progress bar
     - ``energy/gpu_power_w``: mean power of all measured GPUs together over the epoch, W (0 without GPU)
 
-    **Distributed** (any ``torch.distributed`` strategy, one or many nodes): each rank measures the
-    CUDA device it trains on, matched by UUID; a process alone on its node measures every visible GPU;
-    CPU and RAM (and GPUs, when training on CPU or when ``gpu_devices`` is given) are measured once
-    per node, by local rank 0. Every row is gathered to global rank 0, which alone writes; no rank
-    ever skips a collective. A rank whose GPU cannot be matched in NVML measures without it and warns.
+    **Distributed** (any ``torch.distributed`` strategy, one or many nodes), by the rules of
+    :mod:`tracker.session.placement`: each rank measures the CUDA device it trains on, matched by
+    UUID (else, training on CPU or with ``gpu_devices`` given, every GPU it sees, duplicates dropped
+    by UUID keeping the lowest rank's); CPU and RAM are measured once per node, by local rank 0.
+    Every row is gathered to global rank 0, which alone writes; no rank ever skips a collective.
+    A rank whose GPU cannot be matched in NVML measures without it and warns.
     After an exception no collective is made: the interrupted rows hold rank 0's devices only.
 
     Args:
@@ -123,7 +124,8 @@ class EnergyCallback(Callback):
         max_epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else None
         self._exchange = Exchange(trainer.global_rank) if distributed(self._world) else None
         log_dir_here = log_dir if trainer.is_global_zero else None
-        cfg = dataclasses.replace(cfg, log_dir=log_dir_here, epochs=cfg.epochs or max_epochs)
+        # rows are gathered to rank 0 by the exchange: no shards
+        cfg = dataclasses.replace(cfg, log_dir=log_dir_here, epochs=cfg.epochs or max_epochs, distributed=False)
         try:
             return self._tracker(trainer.global_rank, cfg, kinds, gpus)
         except ConfigurationError as exc:

@@ -247,10 +247,10 @@ def test_a_rank_whose_gpu_is_not_in_nvml_measures_without_it(tmp_path, caplog):
         (torch.device("cpu"), 0, 1, None, (("gpu", "cpu", "ram"), None, False)),  # alone: every visible GPU
         (torch.device("cuda", 1), 0, 1, None, (("gpu", "cpu", "ram"), None, False)),
         (torch.device("cpu"), 0, 2, None, (("gpu", "cpu", "ram"), None, False)),  # CPU DDP: node-level GPUs
-        (torch.device("cpu"), 1, 2, None, ((), None, False)),
+        (torch.device("cpu"), 1, 2, None, (("gpu",), None, False)),  # every GPU it sees; duplicates dropped
         (torch.device("cuda", 3), 0, 4, None, (("gpu", "cpu", "ram"), [3], True)),  # each rank its own GPU
         (torch.device("cuda", 3), 3, 4, None, (("gpu",), [3], True)),
-        (torch.device("cuda", 1), 1, 2, [0, 1], ((), [0, 1], False)),  # GPUs named: local rank 0 measures them
+        (torch.device("cuda", 1), 1, 2, [0, 1], (("gpu",), [0, 1], False)),  # GPUs named: the lowest rank's kept
         (torch.device("cuda", 1), 0, 2, [0, 1], (("gpu", "cpu", "ram"), [0, 1], False)),
     ],
 )

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError
+from tracker.logs import merge
 from tracker.logs.schema import EPOCH_COLUMNS, EpochRecord
 
 logger = logging.getLogger(__name__)
@@ -88,8 +89,63 @@ def read_csv_rows(path: Path) -> list[dict[str, Any]]:
 
 
 def is_run_dir(path: Path) -> bool:
-    """Whether ``path`` looks like a run directory."""
+    """Whether ``path`` looks like a run directory (a distributed job's, with its ranks' shards, too)."""
+    return (path / EPOCHS_CSV).is_file() or (path / RUN_JSON).is_file() or is_job_dir(path)
+
+
+def is_job_dir(path: Path) -> bool:
+    """Whether ``path`` is a distributed job's directory: one shard per rank under ``ranks/``."""
+    return (path / merge.SHARDS_DIR).is_dir()
+
+
+def _read_info(run_dir: Path) -> dict[str, Any]:
+    if not (run_dir / RUN_JSON).is_file():
+        return {}
+    try:
+        return json.loads((run_dir / RUN_JSON).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        logger.warning("energy-tracker: %s is not valid JSON (%s)", run_dir / RUN_JSON, exc)
+        return {}
+
+
+def read_shard(run_dir: Path) -> merge.Shard:
+    """One writer's run directory as a :class:`~tracker.logs.merge.Shard`, unmerged."""
+    return merge.Shard(
+        run_dir.name, _read_info(run_dir), read_csv_rows(run_dir / EPOCHS_CSV), read_csv_rows(run_dir / DEVICES_CSV)
+    )
+
+
+def shard_dirs(job_dir: Path) -> list[Path]:
+    """The shards of a distributed job's directory, by name."""
+    return sorted(p for p in (job_dir / merge.SHARDS_DIR).iterdir() if p.is_dir() and _is_plain_run(p))
+
+
+def _is_plain_run(path: Path) -> bool:
     return (path / EPOCHS_CSV).is_file() or (path / RUN_JSON).is_file()
+
+
+def load_job(job_dir: Path) -> Run:
+    """A distributed job's directory, its ranks' shards merged (:mod:`tracker.logs.merge`) into one run."""
+    info, epochs, devices = merge.merge(job_dir.name, [read_shard(p) for p in shard_dirs(job_dir)])
+    return Run(job_dir, info, epochs, devices)
+
+
+def merge_jobs(runs: list[Run]) -> list[Run]:
+    """Runs that share a job id (separate processes of one job, without a process group) merged into one.
+
+    The merged run is named after the job id and lives at the runs' common parent directory.
+    """
+    merged = []
+    for group in merge.group_by_job(runs):
+        if len(group) == 1:
+            merged.extend(group)
+            continue
+        shards = [merge.Shard(r.name, r.info, r.epochs, r.devices) for r in group]
+        name = f"job-{merge.job_of(group[0].info)}"
+        info, epochs, devices = merge.merge(name, shards)
+        parent = Path(os.path.commonpath([str(r.path) for r in group]))
+        merged.append(Run(parent / name, info, epochs, devices))
+    return merged
 
 
 def load_run(path: str | os.PathLike[str]) -> Run:
@@ -101,17 +157,13 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     run_dir = Path(path)
     if not is_run_dir(run_dir):
         raise ConfigurationError(f"{str(path)!r} is not a run directory (no {EPOCHS_CSV} or {RUN_JSON} in it)")
-    info: dict[str, Any] = {}
-    if (run_dir / RUN_JSON).is_file():
-        try:
-            info = json.loads((run_dir / RUN_JSON).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            logger.warning("energy-tracker: %s is not valid JSON (%s)", run_dir / RUN_JSON, exc)
-    return Run(run_dir, info, read_csv_rows(run_dir / EPOCHS_CSV), read_csv_rows(run_dir / DEVICES_CSV))
+    if is_job_dir(run_dir):
+        return load_job(run_dir)
+    return Run(run_dir, _read_info(run_dir), read_csv_rows(run_dir / EPOCHS_CSV), read_csv_rows(run_dir / DEVICES_CSV))
 
 
 def load_runs(path: str | os.PathLike[str]) -> list[Run]:
-    """Read a run directory, or every run directory under ``path`` (sorted by name).
+    """Read a run directory, or every run directory under ``path`` (sorted by name); a job's shards as one run.
 
     Raises:
         ConfigurationError: no run directory was found there.
@@ -119,9 +171,14 @@ def load_runs(path: str | os.PathLike[str]) -> list[Run]:
     root = Path(path)
     if is_run_dir(root):
         return [load_run(root)]
-    found = sorted({p.parent for p in root.rglob(EPOCHS_CSV)} | {p.parent for p in root.rglob(RUN_JSON)})
+    found = sorted({_job_or_run(p.parent) for p in [*root.rglob(EPOCHS_CSV), *root.rglob(RUN_JSON)]})
     if not found:
         raise ConfigurationError(
             f"no runs in {str(path)!r}: give a run directory or a log_dir that contains runs (each has {EPOCHS_CSV})"
         )
     return [load_run(p) for p in found]
+
+
+def _job_or_run(run_dir: Path) -> Path:
+    # A rank's shard is read as part of its job, never as a run of its own.
+    return run_dir.parent.parent if run_dir.parent.name == merge.SHARDS_DIR else run_dir

@@ -15,13 +15,14 @@ The readers (:class:`~tracker.logs.reader.Run`, :func:`~tracker.logs.reader.load
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import io
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from tracker.logs.reader import (
     RUN_JSON,
     Run,
     is_run_dir,
+    load_job,
     load_run,
     load_runs,
     read_csv_rows,
@@ -43,6 +45,7 @@ from tracker.logs.schema import DEVICE_COLUMNS, EPOCH_COLUMNS, POWER_COLUMNS
 __all__ = [
     "DEVICES_CSV", "EPOCHS_CSV", "POWER_CSV", "RUN_JSON", "CsvLog", "PowerTrace", "Run", "RunWriter", "WriteProblem",
     "atomic_write", "check_log_dir", "is_run_dir", "load_run", "load_runs", "new_run_dir", "read_csv_rows",
+    "write_job",
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
@@ -289,3 +292,40 @@ class PowerTrace:
             except OSError as exc:
                 logger.debug("closing power.csv failed: %s", exc)
             self._handle = None
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    # An advisory lock, held for the few milliseconds of a merge and released by the kernel if its
+    # holder dies: the last rank to merge sees every shard the earlier ones saw, and more.
+    try:
+        import fcntl
+    except ImportError:  # Windows: merges may interleave; the reader merges from the shards anyway
+        yield
+        return
+    with open(path, "a", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def write_job(job_dir: Path) -> None:
+    """Write a distributed job's ``run.json``, ``epochs.csv``, ``devices.csv``: its ranks' shards merged.
+
+    Each rank calls it at its stop; the reader merges the shards itself, so these files are a
+    convenience for tools that read CSV. A failure is logged, never raised.
+    """
+    try:
+        with _locked(job_dir / ".merge.lock"):
+            run = load_job(job_dir)
+            metrics = list(dict.fromkeys(k for row in run.epochs for k in row if k not in EPOCH_COLUMNS))
+            for name, columns, rows in ((EPOCHS_CSV, [*EPOCH_COLUMNS, *metrics], run.epochs),
+                                        (DEVICES_CSV, list(DEVICE_COLUMNS), run.devices)):  # fmt: skip
+                atomic_write(job_dir / name, _csv_text([columns, *([row.get(c) for c in columns] for row in rows)]))
+            atomic_write(job_dir / RUN_JSON, json.dumps(run.info, indent=2, default=str) + "\n")
+    except OSError as exc:
+        logger.warning(
+            "energy-tracker: cannot write the merged rows of %s (%s); its shards hold every row", job_dir, exc
+        )

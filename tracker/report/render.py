@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError
+from tracker.logs.reader import merge_jobs
 from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS
 from tracker.logs.writer import Run, load_runs
 
@@ -161,16 +162,18 @@ def _device_name(sensor: dict[str, Any]) -> str:
 def load_summaries(paths: Iterable[str]) -> list[RunSummary]:
     """Every run under each path (a run directory or a directory of runs), each once, in the order given.
 
+    Runs of separate processes that share a job id are one job (:func:`~tracker.logs.reader.merge_jobs`).
+
     Raises:
         ConfigurationError: a path holds no run.
     """
-    runs: dict[str, RunSummary] = {}
+    runs: dict[str, Run] = {}
     for path in paths:
         if not Path(path).exists():
             raise ConfigurationError(f"{str(path)!r} does not exist: give a run directory or a log_dir that holds runs")
         for run in load_runs(path):
-            runs.setdefault(str(run.path.resolve()), summarize(run))
-    return list(runs.values())
+            runs.setdefault(str(run.path.resolve()), run)
+    return [summarize(run) for run in merge_jobs(list(runs.values()))]
 
 
 def comparison(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:

@@ -63,6 +63,26 @@ def _run_name(value: Any) -> str | None:
     return value
 
 
+def _distributed(value: Any) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise ConfigurationError(
+            f"distributed={value!r}: give True (one job directory, one shard per rank), False (this process "
+            "alone), or None to decide from the launcher's WORLD_SIZE"
+        )
+    return value
+
+
+def _job_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(
+            f"job_id={value!r}: give the id every process of the job shares as a non-empty str (e.g. the "
+            "scheduler's job id), or None to take TORCHELASTIC_RUN_ID, SLURM_ARRAY_JOB_ID or SLURM_JOB_ID"
+        )
+    return value
+
+
 def _jitter(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise ConfigurationError(f"jitter={value!r}: give a fraction of the interval between 0 and 1 (default 1.0)")
@@ -97,6 +117,8 @@ class Config:
     measure: Sequence[str] = KINDS
     power_trace: bool = False
     jitter: float = 1.0
+    distributed: bool | None = None
+    job_id: str | None = None
     intensity: Any = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -112,6 +134,8 @@ class Config:
         set_(self, "ram_w", _watts("ram_w", self.ram_w))
         set_(self, "measure", _measure(self.measure))
         set_(self, "jitter", _jitter(self.jitter))
+        set_(self, "distributed", _distributed(self.distributed))
+        set_(self, "job_id", _job_id(self.job_id))
         if not isinstance(self.power_trace, bool):
             raise ConfigurationError(f"power_trace={self.power_trace!r}: give True or False")
         if self.log_dir is not None and not isinstance(self.log_dir, (str, os.PathLike)):

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import UsageError
+from tracker.logs.merge import SHARDS_DIR
 from tracker.logs.schema import COMPLETE, INTERRUPTED
-from tracker.logs.writer import RunWriter, check_log_dir, new_run_dir
+from tracker.logs.writer import RunWriter, check_log_dir, new_run_dir, write_job
 from tracker.sensors import GPU, KINDS, Clock, Discovery, Reading, Sensor, discover
+from tracker.session import placement
 from tracker.session import resume as resuming
 from tracker.session.accounting import DeviceUsage
 from tracker.session.config import DEFAULT_LOG_DIR, Config, check_hardware
@@ -79,7 +81,14 @@ class EnergyTracker(EpochsAndPhases):
         sensors: use these sensors instead of discovering the machine's (tests, custom hardware).
         clock: monotonic clock in seconds (tests pass a fake one; it must be the sensors' clock).
         nvml, powercap_root: hardware roots for discovery (tests pass fakes).
-        rank, host: who measures, for ``devices.csv`` in distributed runs.
+        distributed: ``True``: a rank of a distributed job (one job directory, a shard per rank, each
+            GPU counted once and CPU and RAM once per node, see :mod:`tracker.session.placement`);
+            ``False``: this process alone; ``None`` (default): ``True`` when the launcher's
+            ``WORLD_SIZE`` is above 1 (torchrun, accelerate, deepspeed).
+        job_id: what every process of the job shares; names the job directory and merges runs that
+            share it in reports; default ``TORCHELASTIC_RUN_ID``, ``SLURM_ARRAY_JOB_ID`` or ``SLURM_JOB_ID``.
+        rank, host: who measures, for ``devices.csv`` in distributed runs (the rank is the
+            launcher's ``RANK`` when ``distributed``).
         exchange: distributed runs only: called with this process's device usages at each row;
             returns every rank's on the writing rank and ``None`` on the others. Every rank then
             writes its ``other`` rows at the same boundaries, however short, so that the
@@ -113,6 +122,8 @@ class EnergyTracker(EpochsAndPhases):
         clock: Clock = time.monotonic,
         nvml: Any = None,
         powercap_root: str | os.PathLike[str] | None = None,
+        distributed: bool | None = None,
+        job_id: str | None = None,
         rank: int = 0,
         host: str | None = None,
         exchange: Exchange | None = None,
@@ -125,13 +136,15 @@ class EnergyTracker(EpochsAndPhases):
             cloud_region=cloud_region, carbon_intensity_g_per_kwh=carbon_intensity_g_per_kwh,
             intensity_csv=intensity_csv, pue=pue, interval_s=interval_s, epochs=epochs, gpu_devices=gpu_devices,
             cpu_tdp_w=cpu_tdp_w, ram_w=ram_w, measure=measure, power_trace=power_trace, jitter=jitter,
+            distributed=distributed, job_id=job_id,
         )  # fmt: skip
         cfg = self.config
         self._log_dir = None if cfg.log_dir is None else check_log_dir(cfg.log_dir)
         self._clock = clock
+        self.launch = self._place(exchange, rank)
+        self.rank, self.host = self.launch.rank, host or os.uname().nodename
         self.discovery = Discovery(list(sensors)) if sensors is not None else self._discover(nvml, powercap_root)
         self.interval_s = cfg.interval_s or default_interval_s(self.discovery.sensors)
-        self.rank, self.host = rank, host or os.uname().nodename
         self._exchange = exchange
         self._pid = os.getpid()
         self._timeline = Timeline(
@@ -139,6 +152,7 @@ class EnergyTracker(EpochsAndPhases):
             on_close=self._emit, on_readings=self._trace, every_boundary=exchange is not None,
         )  # fmt: skip
         self.run_dir: Path | None = None
+        self.job_dir: Path | None = None
         self._writer: RunWriter | None = None
         self._rows: RowBuilder | None = None
         self._started_s: float | None = None
@@ -149,12 +163,25 @@ class EnergyTracker(EpochsAndPhases):
         self._status = "running"
         self._resume: Mapping[str, Any] | None = None
 
+    def _place(self, exchange: Exchange | None, rank: int) -> placement.Launch:
+        """Where this process sits: the launcher's ranks when sharded, else ``rank`` alone."""
+        cfg = self.config
+        if exchange is not None or cfg.distributed is False:
+            return placement.Launch(rank=rank)  # the caller gathers rows itself (Lightning), or measures alone
+        launch = placement.detect(job_id=cfg.job_id)
+        if cfg.distributed is None and not launch.distributed:
+            return placement.Launch(rank=rank, job_id=launch.job_id, job_source=launch.job_source)
+        self._sharded = True
+        return launch
+
+    _sharded = False
+
     def _discover(self, nvml: Any, powercap_root: Any) -> Discovery:
         cfg = self.config
+        kinds = placement.assign(cfg.measure, self.launch.local_rank, self.launch.local_world_size).kinds
         return discover(
             nvml=nvml, gpu_devices=cfg.gpu_devices, powercap_root=powercap_root, cpu_tdp_w=cfg.cpu_tdp_w,
-            ram_w=cfg.ram_w, gpus=GPU in cfg.measure, cpu="cpu" in cfg.measure, ram="ram" in cfg.measure,
-            clock=self._clock,
+            ram_w=cfg.ram_w, gpus=GPU in kinds, cpu="cpu" in kinds, ram="ram" in kinds, clock=self._clock,
         )  # fmt: skip
 
     # ---- lifecycle ----------------------------------------------------------------------------------------------
@@ -165,9 +192,10 @@ class EnergyTracker(EpochsAndPhases):
             raise UsageError("start() called twice; one EnergyTracker measures one run")
         self._started_utc = utc_now()
         if self._log_dir is not None and self._is_writer:
-            self.run_dir = resuming.reopen(self._resume) or new_run_dir(self._log_dir, self.config.run_name)
+            self.run_dir = resuming.reopen(self._resume) or self._new_run_dir(self._log_dir)
             self._writer = RunWriter(self.run_dir, power_trace=self.config.power_trace)
-        self._rows = RowBuilder(self.config, self.run_dir.name if self.run_dir else self.config.run_name or "")
+        name = self.job_dir.name if self.job_dir else self.run_dir.name if self.run_dir else self.config.run_name
+        self._rows = RowBuilder(self.config, name or "")
         self._started_s = self._clock() - self._resumed_elapsed_s()  # the first readings' power.csv rows use it
         now_s = self._timeline.open(self._started_utc)
         self._started_s = now_s - self._resumed_elapsed_s()
@@ -201,8 +229,10 @@ class EnergyTracker(EpochsAndPhases):
             self._write_info()
             if self._writer is not None:
                 self._writer.close()
+            if self.job_dir is not None:
+                write_job(self.job_dir)
         summary = self.summary()
-        if self._is_writer:
+        if self.rank == 0:
             logger.info("energy-tracker: %s", summary.one_line())
         return summary
 
@@ -258,7 +288,27 @@ class EnergyTracker(EpochsAndPhases):
 
     @property
     def _is_writer(self) -> bool:
-        return self.rank == 0
+        return self.rank == 0 or self._sharded  # sharded: every rank writes its own shard
+
+    def _new_run_dir(self, log_dir: Path) -> Path:
+        """A run directory of its own; sharded, this rank's shard under the job's directory."""
+        if not self._sharded:
+            return new_run_dir(log_dir, self.config.run_name)
+        if (
+            self._resume is None
+            and self.launch.world_size > self.launch.local_world_size
+            and not (self.config.run_name or self.launch.job_id)
+        ):
+            logger.warning(
+                "energy-tracker: a job on several nodes without a job id (TORCHELASTIC_RUN_ID is 'none', no "
+                "SLURM_JOB_ID): each node writes a job directory of its own; give run_name= or job_id=, or "
+                "torchrun --rdzv-id, for one"
+            )  # fmt: skip
+        name = placement.job_dir_name(self.launch, self.config.run_name, self.host, os.getppid())
+        self.job_dir = log_dir / name
+        shards = self.job_dir / SHARDS_DIR
+        shards.mkdir(parents=True, exist_ok=True)  # every rank may come first; none waits for another
+        return new_run_dir(shards, placement.shard_name(self.host, self.rank))
 
     def _warn_unmeasured_gpus(self) -> None:
         # "no device" is the user's choice (CUDA_VISIBLE_DEVICES=""); a missing library or driver is not.

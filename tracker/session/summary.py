@@ -140,6 +140,14 @@ def run_info(tracker: EnergyTracker) -> dict[str, Any]:
         "start_utc": tracker._started_utc,
         "end_utc": tracker._stopped_utc,
         "host": tracker.host,
+        "job_id": tracker.launch.job_id,
+        "launch": {
+            "rank": tracker.launch.rank,
+            "local_rank": tracker.launch.local_rank,
+            "world_size": tracker.launch.world_size,
+            "local_world_size": tracker.launch.local_world_size,
+            "job_source": tracker.launch.job_source,
+        },  # fmt: skip
         "platform": _platform(),
         "versions": {"training-energy-tracker": __version__, "python": sys.version.split()[0]},
         "interval_s": tracker.interval_s,

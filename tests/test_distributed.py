@@ -1,0 +1,184 @@
+"""``EnergyTracker`` under real ``torchrun``: one job directory, each GPU once, CPU and RAM once per node.
+
+Every rank runs ``tests/distributed/rank_script.py``, a plain loop whose fake NVML records every
+counter reading with its time, so each GPU's true energy over the interval its measuring rank read
+it is known exactly (steady power × the span of that rank's readings).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tracker import load_run
+
+pytest.importorskip("torch")
+pytestmark = pytest.mark.slow
+
+SCRIPT = Path(__file__).parent / "distributed" / "rank_script.py"
+ROOT = Path(__file__).resolve().parents[1]
+GPU_W = (100.0, 150.0, 200.0, 250.0)
+RAM_W = 5.0
+EPOCHS = 3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "TORCHELASTIC_"))}
+    for name in ("CUDA_VISIBLE_DEVICES", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        env.pop(name, None)
+    return {**env, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", **extra}
+
+
+def torchrun(out: Path, *rendezvous: str, script_args: tuple[str, ...] = (), **env: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "torch.distributed.run", *rendezvous, str(SCRIPT), str(out), *script_args]
+    return subprocess.Popen(
+        command, env=environment(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = 120) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output[-4000:]
+    return output
+
+
+def the_job(out: Path):
+    jobs = [p for p in (out / "logs").iterdir() if p.is_dir()]
+    assert len(jobs) == 1, jobs  # one job directory, whatever the number of ranks
+    return load_run(jobs[0])
+
+
+def reads(out: Path) -> dict[tuple[str, int], list]:
+    found = {}
+    for path in out.glob("reads-*.json"):
+        host, rank = path.stem.removeprefix("reads-").rsplit("-r", 1)
+        found[(host, int(rank))] = json.loads(path.read_text())
+    return found
+
+
+def true_gpu_j(run, out: Path) -> float:
+    """Each GPU's steady power times the span of the readings of the rank whose rows were kept."""
+    by_rank = reads(out)
+    total = 0.0
+    for uuid in {d["uuid"] for d in run.devices if d["kind"] == "gpu"}:
+        (host, rank), *_ = {(d["host"], d["rank"]) for d in run.devices if d["uuid"] == uuid}
+        times = [t for u, t, _ in by_rank[(host, rank)] if u == uuid]
+        watts = GPU_W[int(uuid.rsplit("-", 1)[1], 16) % 4]
+        total += watts * (max(times) - min(times))
+    return total
+
+
+def rows_of(run, epoch, phase="train"):
+    return [d for d in run.devices if (d["epoch"], d["phase"]) == (epoch, phase)]
+
+
+@pytest.mark.parametrize(("processes", "own"), [(2, False), (2, True), (4, False), (4, True)])
+def test_one_node_each_gpu_once_cpu_and_ram_once(tmp_path, processes, own):
+    gpus = processes if own else 2  # each rank its own GPU, or every rank seeing the node's two
+    args = ("--gpus", str(gpus), "--epochs", str(EPOCHS), "--epoch-s", "0.2", *(("--own",) if own else ()))
+    finish(torchrun(tmp_path, "--standalone", f"--nproc-per-node={processes}", script_args=args))
+    run = the_job(tmp_path)
+    assert run.info["status"] == "complete" and len(run.info["shards"]) == processes
+    train = [r for r in run.epochs if r["phase"] == "train"]
+    assert [(r["epoch"], r["status"], r["samples"]) for r in train] == [
+        (e, "complete", 8 * processes) for e in range(3)
+    ]
+    for epoch in range(EPOCHS):
+        devices = rows_of(run, epoch)
+        gpu_rows = sorted((d["uuid"][-1], d["rank"]) for d in devices if d["kind"] == "gpu")
+        expected = [(str(i), i if own else 0) for i in range(gpus)]  # its own rank, or the lowest that sees it
+        assert gpu_rows == expected
+        assert sorted((d["kind"], d["rank"]) for d in devices if d["kind"] != "gpu") == [("cpu", 0), ("ram", 0)]
+    measured_j = sum(r["gpu_kwh"] for r in run.epochs) * 3.6e6
+    assert measured_j == pytest.approx(true_gpu_j(run, tmp_path), rel=5e-3)
+    # the job-level CSVs that each rank's stop wrote hold the same rows the reader merges
+    assert len((run.path / "epochs.csv").read_text().splitlines()) == len(run.epochs) + 1
+
+
+def test_two_nodes_four_gpus_counted_once_cpu_and_ram_once_per_node(tmp_path):
+    port = str(free_port())
+    common = ("--nnodes=2", "--nproc-per-node=2", "--master-addr=127.0.0.1", f"--master-port={port}",
+              "--rdzv-id=job-2n")  # fmt: skip
+    args = ("--gpus", "2", "--group", "--epochs", str(EPOCHS), "--epoch-s", "0.2")
+    nodes = [
+        torchrun(tmp_path, *common, f"--node-rank={n}", script_args=args, ENERGY_TEST_HOST=host)
+        for n, host in enumerate(("node-a", "node-b"))
+    ]
+    for node in nodes:
+        finish(node, timeout=180)
+    run = the_job(tmp_path)
+    assert run.name == "torchrun-job-2n" and run.info["job_id"] == "job-2n"
+    assert sorted((s["host"], s["rank"]) for s in run.info["shards"]) == [
+        ("node-a", 0), ("node-a", 1), ("node-b", 2), ("node-b", 3)
+    ]  # fmt: skip
+    for epoch in range(EPOCHS):
+        devices = rows_of(run, epoch)
+        assert len({d["uuid"] for d in devices if d["kind"] == "gpu"}) == 4
+        assert len([d for d in devices if d["kind"] == "gpu"]) == 4
+        node_wide = sorted((d["kind"], d["host"], d["rank"]) for d in devices if d["kind"] != "gpu")
+        assert node_wide == [("cpu", "node-a", 0), ("cpu", "node-b", 2), ("ram", "node-a", 0), ("ram", "node-b", 2)]
+    measured_j = sum(r["gpu_kwh"] for r in run.epochs) * 3.6e6
+    assert measured_j == pytest.approx(true_gpu_j(run, tmp_path), rel=5e-3)
+    # RAM at a steady 5 W per node, measured by one rank per node: twice each row's time, not four times
+    for row in run.epochs:
+        per_node = [d["energy_kwh"] * 3.6e6 / RAM_W for d in rows_of(run, row["epoch"], row["phase"])
+                    if d["kind"] == "ram"]  # fmt: skip
+        assert len(per_node) == 2
+        assert row["ram_kwh"] * 3.6e6 == pytest.approx(sum(per_node) * RAM_W)
+
+
+def spawn_ranks(out: Path, world: int, *script_args: str) -> list[subprocess.Popen]:
+    """The ranks of one job started by hand, as a launcher would (no agent to stop the others)."""
+    port = str(free_port())
+    return [
+        subprocess.Popen(
+            [sys.executable, str(SCRIPT), str(out), *script_args],
+            env=environment(
+                RANK=str(r),
+                LOCAL_RANK=str(r),
+                WORLD_SIZE=str(world),
+                LOCAL_WORLD_SIZE=str(world),
+                MASTER_ADDR="127.0.0.1",
+                MASTER_PORT=port,
+                TORCHELASTIC_RUN_ID="killed-job",
+            ),  # fmt: skip
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for r in range(world)
+    ]
+
+
+def test_a_rank_killed_mid_epoch_hangs_no_one_and_the_rows_say_what_is_missing(tmp_path):
+    ranks = spawn_ranks(tmp_path, 2, "--own", "--gpus", "2", "--epochs", str(EPOCHS), "--kill-rank", "1")
+    start = time.monotonic()
+    finish(ranks[0], timeout=60)  # rank 0 finishes every epoch: the tracker never waits for rank 1
+    ranks[1].wait(timeout=60)
+    assert ranks[1].returncode == -signal.SIGKILL
+    assert time.monotonic() - start < 60
+    run = the_job(tmp_path)
+    train = {r["epoch"]: r for r in run.epochs if r["phase"] == "train"}
+    assert train[0]["status"] == "complete" and "no row from" not in train[0]["flags"]
+    for epoch in (1, 2):  # rank 1 died in epoch 1: its GPU's energy from then on is not in the rows, and they say so
+        assert train[epoch]["status"] == "interrupted"
+        assert "no row from r1@node-a (its run: killed, or not this far yet)" in train[epoch]["flags"]
+        assert [d["rank"] for d in rows_of(run, epoch) if d["kind"] == "gpu"] == [0]
+        assert train[epoch]["samples"] == 8
+    assert [d["rank"] for d in rows_of(run, 0) if d["kind"] == "gpu"] == [0, 1]
+    assert run.info["status"] == "running"  # rank 1's shard never recorded an end
+    assert {s["rank"]: s["status"] for s in run.info["shards"]} == {0: "complete", 1: "running"}

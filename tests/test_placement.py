@@ -1,0 +1,136 @@
+"""Who measures what in a distributed job, the merge of its ranks' rows, and jobs merged by their id."""
+
+from __future__ import annotations
+
+import pytest
+
+from tracker import ConfigurationError, EnergyTracker, load_run, load_runs
+from tracker.cli import main
+from tracker.logs.merge import Shard, keep_once, merge
+from tracker.session.placement import Assignment, Launch, assign, detect, job_dir_name, shard_name
+from tracker.testing import FakeSensor, steady
+
+TORCHRUN = {"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2"}
+
+
+def test_detect_reads_the_launchers_variables():
+    assert detect({}) == Launch()
+    assert detect({**TORCHRUN, "TORCHELASTIC_RUN_ID": "abc"}) == Launch(3, 1, 4, 2, "abc", "TORCHELASTIC_RUN_ID")
+    assert detect({"RANK": "1", "WORLD_SIZE": "2"}) == Launch(1, 1, 2, 2)  # one node assumed without LOCAL_*
+    # torchrun's default rendezvous id names no job; the scheduler's does
+    assert detect({**TORCHRUN, "TORCHELASTIC_RUN_ID": "none", "SLURM_JOB_ID": "77"}).job_id == "77"
+    assert detect({"SLURM_ARRAY_JOB_ID": "5", "SLURM_JOB_ID": "6"}).job_id == "5"  # an array's tasks share it
+    assert detect({"SLURM_JOB_ID": "6"}, job_id="mine") == Launch(job_id="mine", job_source="given")
+
+
+@pytest.mark.parametrize(
+    ("environ", "wrong"),
+    [({"RANK": "x", "WORLD_SIZE": "2"}, "RANK='x'"), ({"RANK": "2", "WORLD_SIZE": "2"}, "RANK=2")],
+)
+def test_bad_launcher_variables_are_named(environ, wrong):
+    with pytest.raises(ConfigurationError, match=wrong):
+        detect(environ)
+
+
+def test_assign_cpu_and_ram_to_local_rank_zero_and_gpus_to_whoever_sees_them():
+    kinds = ("gpu", "cpu", "ram")
+    assert assign(kinds, 0, 1) == Assignment(kinds, None)  # alone: everything
+    assert assign(kinds, 0, 4) == Assignment(kinds, None)
+    assert assign(kinds, 2, 4) == Assignment(("gpu",), None)  # every GPU it sees, duplicates dropped later
+    assert assign(kinds, 2, 4, own="GPU-2") == Assignment(("gpu",), ("GPU-2",))
+    assert assign(kinds, 2, 4, own=2, gpu_devices=[0, 1]) == Assignment(("gpu",), (0, 1))  # named GPUs win
+    assert assign(("cpu",), 1, 2) == Assignment((), None)  # measures nothing
+
+
+def test_job_directory_names_need_no_collective():
+    launch = Launch(1, 1, 2, 2, "3f2a/b", "TORCHELASTIC_RUN_ID")
+    assert job_dir_name(launch, None, "h", 99) == "torchrun-3f2a_b"
+    assert job_dir_name(Launch(job_id="12", job_source="SLURM_JOB_ID"), None, "h", 99) == "slurm-12"
+    assert job_dir_name(launch, "baseline", "h", 99) == "baseline"
+    assert job_dir_name(Launch(1, 1, 2, 2), None, "node 1", 99) == "job-node_1-99"  # the node's launcher
+    assert shard_name("gpu-node.3", 5) == "gpu-node.3-r5"
+
+
+def device(rank, sensor, kind="gpu", uuid="", host="a", kwh=1.0):
+    return {"epoch": 0, "phase": "train", "host": host, "rank": rank, "sensor": sensor, "kind": kind, "uuid": uuid,
+            "energy_kwh": kwh, "method": "energy_counter"}  # fmt: skip
+
+
+def test_keep_once_keeps_the_lowest_ranks_row_of_each_device():
+    rows = [device(1, "gpu:0", uuid="U0"), device(1, "gpu:1", uuid="U1"), device(0, "gpu:0", uuid="U0"),
+            device(0, "cpu", "cpu"), device(2, "cpu", "cpu", host="b"),
+            device(3, "gpu:0", uuid="U3", host="b")]  # fmt: skip
+    kept, dropped = keep_once(rows)
+    assert [(d["rank"], d["sensor"]) for d in kept] == [
+        (1, "gpu:1"),
+        (0, "gpu:0"),
+        (0, "cpu"),
+        (2, "cpu"),
+        (3, "gpu:0"),
+    ]
+    assert dropped == [rows[0]]
+
+
+def epoch_row(rank_energy, status="complete", samples=4, epoch=0, end="2026-01-01T00:00:10"):
+    gpu, cpu = rank_energy
+    return {"epoch": epoch, "phase": "train", "status": status, "start_utc": "2026-01-01T00:00:00", "end_utc": end,
+            "duration_s": 10.0, "samples": samples, "gpu_kwh": gpu, "cpu_kwh": cpu, "ram_kwh": 0.0,
+            "energy_kwh": gpu + cpu, "energy_kwh_low": 0.9 * (gpu + cpu), "energy_kwh_high": 1.1 * (gpu + cpu),
+            "pue": 1.0, "co2_kg": 0.4 * (gpu + cpu), "co2_kg_low": 0.36 * (gpu + cpu),
+            "co2_kg_high": 0.44 * (gpu + cpu), "gpu_method": "energy_counter", "cpu_method": "rapl",
+            "ram_method": "absent", "cumulative_energy_kwh": gpu + cpu, "flags": "", "gap_s": 0.0,
+            "loss": rank_energy[0]}  # fmt: skip
+
+
+def shard(rank, gpu, cpu, devices, status="complete", **row):
+    return Shard(f"a-r{rank}", {"host": "a", "status": status, "launch": {"rank": rank, "world_size": 2}},
+                 [epoch_row((gpu, cpu), **row)], devices)  # fmt: skip
+
+
+def test_merge_counts_each_device_once_and_scales_co2_with_the_energy_kept():
+    # both ranks see both GPUs (1 and 2 kWh); rank 0 alone measures the CPU (0.5 kWh)
+    zero = shard(0, 3.0, 0.5, [device(0, "gpu:0", uuid="U0"), device(0, "gpu:1", uuid="U1", kwh=2.0),
+                               device(0, "cpu", "cpu", kwh=0.5)])  # fmt: skip
+    one = shard(1, 3.0, 0.0, [device(1, "gpu:0", uuid="U0"), device(1, "gpu:1", uuid="U1", kwh=2.0)])
+    info, (row,), devices = merge("job", [zero, one])
+    assert (row["gpu_kwh"], row["cpu_kwh"], row["energy_kwh"]) == (3.0, 0.5, 3.5)
+    assert row["co2_kg"] == pytest.approx(0.4 * 3.5) and row["energy_kwh_high"] == pytest.approx(1.1 * 3.5)
+    assert row["cumulative_energy_kwh"] == 3.5 and row["samples"] == 8 and row["status"] == "complete"
+    assert row["run"] == "job" and row["loss"] == 3.0  # the lowest rank's metrics
+    assert [(d["rank"], d["sensor"]) for d in devices] == [(0, "gpu:0"), (0, "gpu:1"), (0, "cpu")]
+    assert info["status"] == "complete" and info["missing_ranks"] == [] and info["totals"]["energy_kwh"] == 3.5
+
+
+def test_merge_says_which_rank_has_no_row_and_which_never_started():
+    zero = shard(0, 1.0, 0.0, [device(0, "gpu:0", uuid="U0")])
+    zero.epochs.append(epoch_row((1.0, 0.0), epoch=1, end="2026-01-01T00:00:20"))
+    one = shard(1, 1.0, 0.0, [device(1, "gpu:1", uuid="U1")], status="running")
+    info, rows, _ = merge("job", [zero, one])
+    assert [(r["epoch"], r["status"]) for r in rows] == [(0, "complete"), (1, "interrupted")]
+    assert rows[1]["flags"] == "no row from r1@a (its run: killed, or not this far yet)"
+    zero.info["launch"]["world_size"] = 3
+    info, _, _ = merge("job", [zero])
+    assert info["missing_ranks"] == [1, 2] and info["status"] == "interrupted"
+
+
+def run_on(host, tmp_path, monkeypatch, job="4242"):
+    monkeypatch.setenv("SLURM_JOB_ID", job)
+    sensors = [FakeSensor("gpu:0", "gpu", steady(100.0)), FakeSensor("cpu", "cpu", steady(20.0), method="rapl")]
+    with EnergyTracker(tmp_path, sensors=sensors, host=host, carbon_intensity_g_per_kwh=300.0) as energy:
+        for epoch in range(2):
+            with energy.epoch(epoch):
+                pass
+    return energy
+
+
+def test_runs_without_a_process_group_sharing_a_job_id_are_one_job_in_the_report(tmp_path, monkeypatch, capsys):
+    a, b = run_on("node-a", tmp_path, monkeypatch), run_on("node-b", tmp_path, monkeypatch)
+    run_on("node-c", tmp_path, monkeypatch, job="other")
+    assert len(load_runs(tmp_path)) == 3  # each on disk as written
+    assert main(["report", str(tmp_path), "--format", "json"]) == 0
+    import json
+
+    reported = {r["name"]: r for r in json.loads(capsys.readouterr().out)["runs"]}
+    assert len(reported) == 2 and "job-4242" in reported
+    together = sum(load_run(e.run_dir).epochs[-1]["cumulative_energy_kwh"] for e in (a, b))
+    assert reported["job-4242"]["totals"]["energy_kwh"] == pytest.approx(together)

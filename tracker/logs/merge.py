@@ -1,0 +1,286 @@
+"""One job from many writers: the rows of every rank (or every run sharing a job id) as one run.
+
+In a distributed job each rank writes a run directory of its own, a *shard*, under the job's
+directory: ``<log_dir>/<job>/ranks/<host>-r<rank>/`` (``run.json``, ``epochs.csv``, ``devices.csv``),
+so no rank ever waits for another. The reader merges them (:func:`merge`), as does each rank at its
+stop for the job-level files. Runs of separate processes that share a job id (a SLURM array, one
+process per node) merge the same way (:func:`group_by_job`).
+
+Rows are matched across shards by ``(epoch, phase, n-th such row)``. A device seen by several ranks
+(the same GPU UUID, or the same host's CPU and RAM) is counted once, the lowest rank's row kept
+(:func:`keep_once`); a shard's figures lose the duplicates' energy, its CO2 and band scaled with it.
+A rank without a row that the others have is named in the row's ``flags``; when that rank did not
+finish (killed, interrupted) the merged row is ``interrupted``.
+
+Pure functions over rows as dicts: no file is read here (:mod:`tracker.logs.reader` does that).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+SHARDS_DIR = "ranks"
+GPU = "gpu"
+KIND_COLUMNS = {"gpu": "gpu_kwh", "cpu": "cpu_kwh", "ram": "ram_kwh"}
+J_PER_KWH = 3.6e6
+
+Key = tuple[Any, ...]
+
+
+@dataclass
+class Shard:
+    """One writer's rows: ``info`` (``run.json``), ``epochs`` and ``devices`` as read back."""
+
+    name: str
+    info: dict[str, Any] = field(default_factory=dict)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    devices: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def host(self) -> str:
+        """The host it ran on."""
+        return str(self.info.get("host") or "")
+
+    @property
+    def rank(self) -> int:
+        """Its global rank (0 for a run outside a distributed job)."""
+        rank = (self.info.get("launch") or {}).get("rank", 0)
+        return rank if isinstance(rank, int) else 0
+
+    @property
+    def status(self) -> str:
+        """``complete``, ``interrupted``, or ``running`` (still running, or killed)."""
+        return str(self.info.get("status") or "running")
+
+
+def _identity(row: Mapping[str, Any]) -> Key:
+    uuid = row.get("uuid")
+    if row.get("kind") == GPU and uuid:
+        return (GPU, uuid)  # a UUID names one physical device from wherever it is seen
+    return (row.get("kind"), row.get("host"), row.get("sensor"))
+
+
+def _rank(row: Mapping[str, Any]) -> int:
+    rank = row.get("rank")
+    return rank if isinstance(rank, int) else 0
+
+
+def keep_once(rows: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """Split the device rows of one epoch and phase into those counted and the duplicates dropped.
+
+    A GPU is the same device wherever its UUID is seen; CPU and RAM sensors are the same when their
+    host and sensor name are. Of several rows of one device, the lowest rank's is kept.
+    """
+    best: dict[Key, Mapping[str, Any]] = {}
+    for row in rows:
+        key = _identity(row)
+        if key not in best or _rank(row) < _rank(best[key]):
+            best[key] = row
+    kept = {id(row) for row in best.values()}
+    return [r for r in rows if id(r) in kept], [r for r in rows if id(r) not in kept]
+
+
+def _keyed_epochs(epochs: Iterable[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
+    seen: Counter[Key] = Counter()
+    keyed = {}
+    for row in epochs:
+        label = (row.get("epoch"), row.get("phase"))
+        keyed[(*label, seen[label])] = row
+        seen[label] += 1
+    return keyed
+
+
+def _keyed_devices(devices: Iterable[dict[str, Any]]) -> dict[Key, list[dict[str, Any]]]:
+    # Device rows follow their epoch row in file order; a new group starts where the epoch and phase
+    # change or a sensor comes round again.
+    seen: Counter[Key] = Counter()
+    groups: dict[Key, list[dict[str, Any]]] = {}
+    label: Key | None = None
+    sensors: set[Any] = set()
+    for row in devices:
+        here = (row.get("epoch"), row.get("phase"))
+        if here != label or row.get("sensor") in sensors:
+            label, sensors = here, set()
+            seen[here] += 1
+        sensors.add(row.get("sensor"))
+        groups.setdefault((*here, seen[here] - 1), []).append(row)
+    return groups
+
+
+def _num(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
+def _scaled_part(row: dict[str, Any], dropped: list[Mapping[str, Any]]) -> dict[str, float]:
+    """A shard row's figures less the energy of its duplicate devices (CO2 and band scaled with the energy)."""
+    kinds = {kind: _num(row.get(column)) for kind, column in KIND_COLUMNS.items()}
+    for device in dropped:
+        kinds[device.get("kind")] = kinds.get(device.get("kind"), 0.0) - _num(device.get("energy_kwh"))
+    energy = sum(max(0.0, v) for v in kinds.values())
+    total = _num(row.get("energy_kwh"))
+    ratio = energy / total if total > 0 else 1.0
+    part = {KIND_COLUMNS[k]: max(0.0, v) for k, v in kinds.items() if k in KIND_COLUMNS}
+    part["energy_kwh"] = energy
+    for column in ("energy_kwh_low", "energy_kwh_high", "co2_kg", "co2_kg_low", "co2_kg_high"):
+        part[column] = _num(row.get(column)) * ratio
+    return part
+
+
+@dataclass
+class _Group:
+    """The rows of one key across shards."""
+
+    rows: list[tuple[Shard, dict[str, Any]]] = field(default_factory=list)
+    devices: list[tuple[Shard, dict[str, Any]]] = field(default_factory=list)
+
+
+def _groups(shards: Sequence[Shard]) -> dict[Key, _Group]:
+    groups: dict[Key, _Group] = {}
+    for shard in shards:
+        devices = _keyed_devices(shard.devices)
+        for key, row in _keyed_epochs(shard.epochs).items():
+            group = groups.setdefault(key, _Group())
+            group.rows.append((shard, row))
+            group.devices.extend((shard, d) for d in devices.get(key, []))
+    return groups
+
+
+def _joined(values: Iterable[Any]) -> str:
+    return "+".join(dict.fromkeys(v for part in values if part for v in str(part).split("+") if v != "absent")) or (
+        "absent"
+    )
+
+
+def _merged_row(name: str, group: _Group, shards: Sequence[Shard]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    kept, dropped = keep_once([d for _, d in group.devices])
+    dropped_ids = {id(d) for d in dropped}
+    first = min(group.rows, key=lambda pair: pair[0].rank)[1]
+    row: dict[str, Any] = {**first, "run": name}
+    sums: Counter[str] = Counter()
+    for shard, part in group.rows:
+        mine = [d for s, d in group.devices if s is shard and id(d) in dropped_ids]
+        sums.update(_scaled_part(part, mine))
+    row.update(sums)
+    rows = [r for _, r in group.rows]
+    row["start_utc"] = min(str(r.get("start_utc") or "") for r in rows)
+    row["end_utc"] = max(str(r.get("end_utc") or "") for r in rows)
+    row["duration_s"] = max(_num(r.get("duration_s")) for r in rows)
+    samples = [r.get("samples") for r in rows if isinstance(r.get("samples"), int)]
+    row["samples"] = sum(samples) if samples else None
+    for kind in KIND_COLUMNS:
+        row[f"{kind}_method"] = _joined(r.get(f"{kind}_method") for r in rows)
+    row["gap_s"] = max(_num(r.get("gap_s")) for r in rows)
+    _derived(row)
+    row["status"], row["flags"] = _status_and_flags(group, shards)
+    return row, [dict(d, run=name) for d in kept]
+
+
+def _derived(row: dict[str, Any]) -> None:
+    duration, energy_j = _num(row.get("duration_s")), row["energy_kwh"] * J_PER_KWH
+    gpu_measured = row.get("gpu_method") != "absent"
+    row["gpu_power_mean_w"] = row["gpu_kwh"] * J_PER_KWH / duration if gpu_measured and duration > 0 else None
+    samples = row.get("samples")
+    row["energy_per_sample_j"] = energy_j * _num(row.get("pue") or 1.0) / samples if samples else None
+
+
+def _status_and_flags(group: _Group, shards: Sequence[Shard]) -> tuple[str, str]:
+    present = {id(s) for s, _ in group.rows}
+    flags = [f"r{s.rank}: {flag}" for s, r in group.rows for flag in str(r.get("flags") or "").split(";") if flag]
+    interrupted = any(r.get("status") != "complete" for _, r in group.rows)
+    for shard in shards:
+        if id(shard) in present:
+            continue
+        state = "killed, or not this far yet" if shard.status == "running" else shard.status
+        flags.append(f"no row from r{shard.rank}@{shard.host} (its run: {state})")
+        interrupted = interrupted or shard.status != "complete"
+    return ("interrupted" if interrupted else "complete"), ";".join(flags)
+
+
+def _cumulative(rows: list[dict[str, Any]]) -> None:
+    energy = co2 = 0.0
+    for row in rows:
+        energy += row["energy_kwh"]
+        co2 += row["co2_kg"]
+        old_energy = _num(row.get("cumulative_energy_kwh"))
+        scale = energy / old_energy if old_energy > 0 else None
+        row["cumulative_energy_kwh"], row["cumulative_co2_kg"] = energy, co2
+        for column in ("forecast_total_kwh", "forecast_total_co2_kg", "forecast_total_co2_kg_low",
+                       "forecast_total_co2_kg_high"):  # fmt: skip
+            # every rank has finished as many epochs: the lowest rank's forecast, scaled to the job's totals
+            if row.get(column) is not None:
+                row[column] = row[column] * scale if scale is not None else None
+
+
+def merge(name: str, shards: Sequence[Shard]) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The job's ``run.json``, ``epochs.csv`` and ``devices.csv`` contents from its shards.
+
+    Args:
+        name: the job's name, written in every row.
+        shards: every writer's rows (ranks of one job, or runs sharing a job id).
+
+    Returns:
+        ``(info, epochs, devices)`` as :class:`~tracker.logs.reader.Run` holds them.
+    """
+    groups = _groups(shards)
+    # rows are written as they close: the order in which they end (a phase's row ends before its epoch's)
+    ordered = sorted(groups.items(), key=lambda item: min(str(r.get("end_utc") or "") for _, r in item[1].rows))
+    epochs, devices = [], []
+    for _, group in ordered:
+        row, kept = _merged_row(name, group, shards)
+        epochs.append(row)
+        devices.extend(kept)
+    _cumulative(epochs)
+    return merged_info(name, shards, epochs), epochs, devices
+
+
+def merged_info(name: str, shards: Sequence[Shard], epochs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The job's ``run.json``: the lowest rank's, with every shard's status, sensors, times and what is missing."""
+    if not shards:
+        return {"run": name, "status": "running", "shards": []}
+    base = min(shards, key=lambda s: s.rank).info
+    launch = base.get("launch") or {}
+    world = launch.get("world_size") or len(shards)
+    missing = sorted(set(range(world)) - {s.rank for s in shards}) if isinstance(world, int) else []
+    statuses = {s.status for s in shards}
+    status = "running" if "running" in statuses else "complete" if statuses == {"complete"} else "interrupted"
+    ends = [s.info.get("end_utc") for s in shards]
+    return {
+        **base, "run": name, "status": "interrupted" if missing and status == "complete" else status,
+        "job_id": base.get("job_id"), "world_size": world, "missing_ranks": missing,
+        "start_utc": min(str(s.info.get("start_utc") or "") for s in shards),
+        "end_utc": None if None in ends else max(str(e) for e in ends),
+        "host": ",".join(dict.fromkeys(s.host for s in shards)),
+        "sensors": [dict(x, host=s.host, rank=s.rank) for s in shards for x in s.info.get("sensors") or []],
+        "shards": [{"name": s.name, "host": s.host, "rank": s.rank, "status": s.status, "rows": len(s.epochs)}
+                   for s in shards],  # fmt: skip
+        "totals": _totals(epochs),
+    }  # fmt: skip
+
+
+def _totals(epochs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    columns = ("energy_kwh", "gpu_kwh", "cpu_kwh", "ram_kwh", "co2_kg", "co2_kg_low", "co2_kg_high")
+    return {c: sum(_num(r.get(c)) for r in epochs) for c in columns}
+
+
+def job_of(info: Mapping[str, Any]) -> str | None:
+    """The job id a run records, or ``None``."""
+    job = info.get("job_id")
+    return str(job) if job else None
+
+
+def group_by_job(runs: Sequence[Any]) -> list[list[Any]]:
+    """Runs in groups: those sharing a job id together (in order of first appearance), the others alone.
+
+    Args:
+        runs: objects with an ``info`` mapping (:class:`~tracker.logs.reader.Run`).
+    """
+    groups: dict[Any, list[Any]] = {}
+    for index, run in enumerate(runs):
+        if (run.info.get("shards") is not None) or job_of(run.info) is None:
+            groups[("alone", index)] = [run]  # a job already merged from its ranks, or no job id
+        else:
+            groups.setdefault(("job", job_of(run.info)), []).append(run)
+    return list(groups.values())

@@ -1,0 +1,161 @@
+"""Who measures what in a distributed job: one place for every way in (tracker, loop, Lightning, Trainer).
+
+Vendor-neutral: a device is a UUID or an index, whatever its maker. The rules:
+
+- a process alone on its node measures everything asked;
+- CPU and RAM are node-wide: local rank 0 measures them, no other rank;
+- GPUs: a rank that names the device it trains on (``own``) measures that one; otherwise it measures
+  every GPU it sees, and duplicates (the same UUID seen by several ranks of a node) are dropped when
+  rows are merged, keeping the lowest rank's (:func:`keep_once`, in :mod:`tracker.logs.merge`, where
+  the reader uses it too). So ranks that see every GPU and
+  ranks that see only their own are both counted once, without the ranks ever talking to each other.
+
+The launcher's environment (``torchrun``, ``accelerate launch``, ``deepspeed``, ``torch.multiprocessing``
+scripts that set the same variables) says where a process sits; reading it makes no collective.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from tracker.errors import ConfigurationError
+from tracker.logs.merge import keep_once
+from tracker.sensors import CPU, GPU, RAM
+
+# torchrun's default rendezvous id: the same for every job, so it names none.
+_NO_RUN_ID = ("", "none")
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Where this process sits in its job.
+
+    Attributes:
+        rank: global rank; local_rank: rank on this node.
+        world_size: processes in the job; local_world_size: processes on this node.
+        job_id: what every process of the job shares (``TORCHELASTIC_RUN_ID``, ``SLURM_ARRAY_JOB_ID``,
+            ``SLURM_JOB_ID``, or a name given), ``None`` when none is known.
+        job_source: where ``job_id`` came from (the variable's name, or ``given``).
+    """
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    local_world_size: int = 1
+    job_id: str | None = None
+    job_source: str | None = None
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the job has more than one process."""
+        return self.world_size > 1
+
+    @property
+    def node_wide(self) -> bool:
+        """Whether this process measures the node's CPU and RAM (local rank 0, or alone)."""
+        return self.local_rank == 0
+
+
+def _int_var(environ: Mapping[str, str], name: str, default: int) -> int:
+    text = environ.get(name)
+    if text is None or text == "":
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConfigurationError(
+            f"the environment variable {name}={text!r} is not a non-negative integer; the launcher "
+            "(torchrun, accelerate, deepspeed) sets it: unset it, or give distributed=False to measure alone"
+        )
+    return value
+
+
+def job_id_from(environ: Mapping[str, str], given: str | None = None) -> tuple[str | None, str | None]:
+    """The job's id and where it came from: ``given``, else the launcher's or the scheduler's."""
+    if given:
+        return given, "given"
+    for name in ("TORCHELASTIC_RUN_ID", "SLURM_ARRAY_JOB_ID", "SLURM_JOB_ID"):
+        value = environ.get(name, "").strip()
+        if value.lower() not in _NO_RUN_ID:
+            return value, name
+    return None, None
+
+
+def detect(environ: Mapping[str, str] | None = None, job_id: str | None = None) -> Launch:
+    """This process's place from ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE`` and the job id.
+
+    Raises:
+        ConfigurationError: a variable is not a non-negative integer, or the rank is not below the size.
+    """
+    env = os.environ if environ is None else environ
+    world = max(1, _int_var(env, "WORLD_SIZE", 1))
+    rank = _int_var(env, "RANK", 0)
+    local_rank = _int_var(env, "LOCAL_RANK", rank)  # without it, one node is assumed
+    local_world = max(1, _int_var(env, "LOCAL_WORLD_SIZE", world))
+    if rank >= world or local_rank >= local_world:
+        raise ConfigurationError(
+            f"RANK={rank}, LOCAL_RANK={local_rank} with WORLD_SIZE={world}, LOCAL_WORLD_SIZE={local_world}: a rank "
+            "must be below its size; launch with torchrun (which sets them), or give distributed=False"
+        )
+    found, source = job_id_from(env, job_id)
+    return Launch(rank, local_rank, world, local_world, found, source)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """What one process measures: ``kinds`` (some of gpu, cpu, ram) and which GPUs (``None``: all it sees)."""
+
+    kinds: tuple[str, ...]
+    gpu_devices: tuple[int | str, ...] | None
+
+
+def assign(
+    measure: Sequence[str], local_rank: int, local_world_size: int, own: int | str | None = None,
+    gpu_devices: Sequence[int | str] | None = None,
+) -> Assignment:  # fmt: skip
+    """What a process measures, by the rules of this module.
+
+    Args:
+        measure: the kinds asked for.
+        local_rank: the process's rank on its node.
+        local_world_size: how many processes its node runs.
+        own: the device (UUID or index) this rank trains on, when known.
+        gpu_devices: GPUs the user named; they win over ``own``.
+
+    Returns:
+        The kinds and GPUs; an empty ``kinds`` means this process measures nothing.
+    """
+    devices = tuple(gpu_devices) if gpu_devices is not None else (own,) if own is not None else None
+    if local_world_size <= 1:
+        return Assignment(tuple(measure), devices)
+    kinds = tuple(k for k in measure if k == GPU or local_rank == 0)
+    return Assignment(kinds, devices)
+
+
+def job_dir_name(launch: Launch, run_name: str | None, host: str, parent_pid: int) -> str:
+    """The job's run directory name, the same in every process of the job without asking the others.
+
+    ``run_name`` when given, else from the job id; without either, the node's launcher process
+    (every local rank's parent), so each node of such a job writes a directory of its own.
+    """
+    if run_name:
+        return run_name
+    if launch.job_id:
+        prefix = {"TORCHELASTIC_RUN_ID": "torchrun", "SLURM_JOB_ID": "slurm", "SLURM_ARRAY_JOB_ID": "slurm"}
+        label = prefix.get(launch.job_source or "", "job")
+        return f"{label}-{_SAFE.sub('_', launch.job_id)}"
+    return f"job-{_SAFE.sub('_', host)}-{parent_pid}"
+
+
+def shard_name(host: str, rank: int) -> str:
+    """A rank's shard directory name under ``<job>/ranks/``."""
+    return f"{_SAFE.sub('_', host)}-r{rank}"
+
+
+__all__ = ["CPU", "GPU", "RAM", "Assignment", "Launch", "assign", "detect", "job_dir_name", "keep_once", "shard_name"]
