@@ -173,10 +173,10 @@ def test_a_rank_killed_mid_epoch_hangs_no_one_and_the_rows_say_what_is_missing(t
     assert time.monotonic() - start < 60
     run = the_job(tmp_path)
     train = {r["epoch"]: r for r in run.epochs if r["phase"] == "train"}
-    assert train[0]["status"] == "complete" and "no row from" not in train[0]["flags"]
+    assert train[0]["status"] == "complete" and "no row from" not in train[0]["notes"]
     for epoch in (1, 2):  # rank 1 died in epoch 1: its GPU's energy from then on is not in the rows, and they say so
         assert train[epoch]["status"] == "interrupted"
-        assert "no row from r1@node-a (its run: killed, or not this far yet)" in train[epoch]["flags"]
+        assert "no row from r1@node-a (its run: killed, or not this far yet)" in train[epoch]["notes"]
         assert [d["rank"] for d in rows_of(run, epoch) if d["kind"] == "gpu"] == [0]
         assert train[epoch]["samples"] == 8
     assert [d["rank"] for d in rows_of(run, 0) if d["kind"] == "gpu"] == [0, 1]

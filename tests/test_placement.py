@@ -78,7 +78,7 @@ def epoch_row(rank_energy, status="complete", samples=4, epoch=0, end="2026-01-0
             "energy_kwh": gpu + cpu, "energy_kwh_low": 0.9 * (gpu + cpu), "energy_kwh_high": 1.1 * (gpu + cpu),
             "pue": 1.0, "co2_kg": 0.4 * (gpu + cpu), "co2_kg_low": 0.36 * (gpu + cpu),
             "co2_kg_high": 0.44 * (gpu + cpu), "gpu_method": "energy_counter", "cpu_method": "rapl",
-            "ram_method": "absent", "cumulative_energy_kwh": gpu + cpu, "flags": "", "gap_s": 0.0,
+            "ram_method": "absent", "cumulative_energy_kwh": gpu + cpu, "notes": "", "gap_s": 0.0,
             "loss": rank_energy[0]}  # fmt: skip
 
 
@@ -107,7 +107,7 @@ def test_merge_says_which_rank_has_no_row_and_which_never_started():
     one = shard(1, 1.0, 0.0, [device(1, "gpu:1", uuid="U1")], status="running")
     info, rows, _ = merge("job", [zero, one])
     assert [(r["epoch"], r["status"]) for r in rows] == [(0, "complete"), (1, "interrupted")]
-    assert rows[1]["flags"] == "no row from r1@a (its run: killed, or not this far yet)"
+    assert rows[1]["notes"] == "no row from r1@a (its run: killed, or not this far yet)"
     zero.info["launch"]["world_size"] = 3
     info, _, _ = merge("job", [zero])
     assert info["missing_ranks"] == [1, 2] and info["status"] == "interrupted"

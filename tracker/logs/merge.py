@@ -9,7 +9,7 @@ process per node) merge the same way (:func:`group_by_job`).
 Rows are matched across shards by ``(epoch, phase, n-th such row)``. A device seen by several ranks
 (the same GPU UUID, or the same host's CPU and RAM) is counted once, the lowest rank's row kept
 (:func:`keep_once`); a shard's figures lose the duplicates' energy, its CO2 and band scaled with it.
-A rank without a row that the others have is named in the row's ``flags``; when that rank did not
+A rank without a row that the others have is named in the row's ``notes``; when that rank did not
 finish (killed, interrupted) the merged row is ``interrupted``.
 
 Pure functions over rows as dicts: no file is read here (:mod:`tracker.logs.reader` does that).
@@ -174,7 +174,7 @@ def _merged_row(name: str, group: _Group, shards: Sequence[Shard]) -> tuple[dict
         row[f"{kind}_method"] = _joined(r.get(f"{kind}_method") for r in rows)
     row["gap_s"] = max(_num(r.get("gap_s")) for r in rows)
     _derived(row)
-    row["status"], row["flags"] = _status_and_flags(group, shards)
+    row["status"], row["notes"] = _status_and_flags(group, shards)
     return row, [dict(d, run=name) for d in kept]
 
 
@@ -188,7 +188,7 @@ def _derived(row: dict[str, Any]) -> None:
 
 def _status_and_flags(group: _Group, shards: Sequence[Shard]) -> tuple[str, str]:
     present = {id(s) for s, _ in group.rows}
-    flags = [f"r{s.rank}: {flag}" for s, r in group.rows for flag in str(r.get("flags") or "").split(";") if flag]
+    flags = [f"r{s.rank}: {flag}" for s, r in group.rows for flag in str(r.get("notes") or "").split(";") if flag]
     interrupted = any(r.get("status") != "complete" for _, r in group.rows)
     for shard in shards:
         if id(shard) in present:
