@@ -16,7 +16,7 @@ from tracker.errors import SensorError
 from tracker.sensors import CPU, GPU, RAM, Reading, Sensor, discover
 
 WAIT_S = 0.5
-MEASURED = {"energy_counter", "power_polling", "rapl", "rapl_dram"}
+MEASURED = {"energy_counter", "power_samples", "power_instant", "power_average", "power_polling", "rapl", "rapl_dram"}
 
 
 def power_w(first: Reading, second: Reading) -> float | None:

@@ -25,6 +25,9 @@ from tracker.report.render import RunSummary
 MEASURED = {
     "energy_counter": "measured with NVML energy counters",
     "power_polling": "measured by sampling NVML power readings (integrated over time)",
+    "power_samples": "measured from the driver's NVML power sample buffer (integrated at the driver's sampling rate)",
+    "power_instant": "measured by sampling NVML instantaneous power (integrated over time)",
+    "power_average": "measured from NVML 1 s trailing-mean power (integrated with the mean's lag undone)",
     "rapl": "measured with RAPL energy counters",
     "rapl_dram": "measured with RAPL DRAM energy counters",
 }

@@ -7,6 +7,10 @@ method                    band         why
 ========================  ===========  ======================================================
 ``energy_counter``        ±5 %         NVML sensor gain, Yang et al. SC'24 (arXiv:2312.02741)
 ``power_polling``         ±5 % + 3σ    the same gain, plus the trapezoid's sampling error (meter)
+``power_instant``         ±5 % + 3σ    the same (NVML_FI_DEV_POWER_INSTANT, polled)
+``power_samples``         ±5 % + edges the same gain, plus the bound at each edge of what the driver
+                                       had not sampled yet (``Reading.energy_error_j``)
+``power_average``         ±5 % + edges the same gain, plus the bound on the trailing mean's lag at each edge
 ``rapl``, ``rapl_dram``   ±10 %        Khan et al. 2018 (RAPL vs plug power), judgement
 ``tdp_estimate``          ±40 %        Fischer 2025 (arXiv:2509.22092): TDP models err up to 40 %
 ``tdp_user``              ±40 %        the same model with the user's TDP
@@ -32,6 +36,9 @@ from tracker.sensors import CPU, GPU, KINDS, RAM
 METHOD_BAND = {
     "energy_counter": (0.95, 1.05),
     "power_polling": (0.95, 1.05),
+    "power_instant": (0.95, 1.05),
+    "power_samples": (0.95, 1.05),
+    "power_average": (0.95, 1.05),
     "rapl": (0.90, 1.10),
     "rapl_dram": (0.90, 1.10),
     "tdp_estimate": (0.60, 1.40),
@@ -86,9 +93,9 @@ class Energy:
 
 
 def energy_with_band(totals: SensorTotals, method: str) -> Energy:
-    """One sensor's energy and band in J, from its method and its sampling variance."""
+    """One sensor's energy and band in J, from its method, its sampling variance and its edges' error bounds."""
     low, high = METHOD_BAND.get(method, DEFAULT_BAND)
-    sampling = SAMPLING_SIGMAS * math.sqrt(totals.sampling_var_j2)
+    sampling = SAMPLING_SIGMAS * math.sqrt(totals.sampling_var_j2) + totals.edge_error_j
     value = totals.energy_j
     return Energy(value, max(0.0, value * low - sampling), value * high + sampling)
 

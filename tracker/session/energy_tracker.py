@@ -200,7 +200,7 @@ class EnergyTracker(EpochsAndPhases):
         now_s = self._timeline.open(self._started_utc)
         self._started_s = now_s - self._resumed_elapsed_s()
         self._write_info()
-        self._timeline.sampler.start()
+        self._timeline.start_samplers()
         logger.debug("energy-tracker: measuring %s", [s.name for s in self.discovery.sensors])
         self._warn_unmeasured_gpus()
         return self
@@ -277,7 +277,7 @@ class EnergyTracker(EpochsAndPhases):
     @property
     def sensor_health(self) -> dict[str, Any]:
         """How each sensor has fared (status, failures, last error), by sensor name."""
-        return self._timeline.sampler.health
+        return self._timeline.health
 
     # ---- internals ----------------------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 Everything here stands in for hardware at its boundary, so the true energy is known:
 
-- power traces (:func:`steady`, :func:`square_wave`, :func:`ramp`, :func:`piecewise`): power as a
+- power traces (:func:`steady`, :func:`square_wave`, :func:`sine`, :func:`ramp`, :func:`piecewise`): power as a
   function of time with its exact integral;
 - :class:`FakeClock`: a monotonic clock that moves only when told;
 - :class:`FakeSensor`: a :class:`~tracker.sensors.Sensor` driven by a trace, with scripted faults;
@@ -35,6 +35,7 @@ __all__ = [
     "PowerTrace",
     "steady",
     "square_wave",
+    "sine",
     "ramp",
     "piecewise",
     "FakeClock",
@@ -80,6 +81,19 @@ def square_wave(low_w: float, high_w: float, period_s: float, duty: float = 0.5)
         per_period = high_w * high_s + low_w * (period_s - high_s)
         partial = high_w * min(rest, high_s) + low_w * max(0.0, rest - high_s)
         return whole * per_period + partial
+
+    return PowerTrace(power, energy)
+
+
+def sine(mean_w: float, amplitude_w: float, period_s: float) -> PowerTrace:
+    """``mean_w + amplitude_w·sin(2πt/period_s)``: a load that swings smoothly."""
+    omega = 2 * math.pi / period_s
+
+    def power(t: float) -> float:
+        return mean_w + amplitude_w * math.sin(omega * t)
+
+    def energy(t: float) -> float:
+        return mean_w * t + amplitude_w * (1 - math.cos(omega * t)) / omega
 
     return PowerTrace(power, energy)
 

@@ -35,11 +35,19 @@ from tracker.testing.nvml_types import (
     ERROR_CLASSES,
     FakeGpu,
     NVMLError,
+    c_nvmlFieldValue_t,
     c_nvmlMemory_t,
     c_nvmlProcessInfo_t,
+    c_nvmlSample_t,
     c_nvmlUtilization_t,
+    c_nvmlValue_t,
     nvmlPciInfo_t,
 )
+
+# Where the fake's CPU wall clock (Unix seconds, the time base of NVML's µs timestamps) stands
+# relative to its monotonic clock: a fixed offset, so that timestamps look like the real ones.
+WALL_OFFSET_S = 1_780_000_000.0
+_AVERAGE_FIELD_S = 1.0  # NVML_FI_DEV_POWER_AVERAGE: "GPU power averaged over 1 sec interval"
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,53 @@ class FakeNvml:
     def _power_w(self, handle: Any) -> float:
         return self._spec(handle, mig_ok=False).trace.power_w(self.clock() - self.origin_s)
 
+    def _mean_power_w(self, handle: Any, t: float, window_s: float) -> float:
+        """Mean power over the trailing ``window_s`` before trace time ``t`` (the power at ``t`` for 0), W."""
+        trace = self._spec(handle, mig_ok=False).trace
+        start = max(0.0, t - window_s)
+        return trace.power_w(t) if t <= start else trace.between_j(start, t) / (t - start)
+
+    def _stamp_us(self, t: float) -> int:
+        """The NVML timestamp (µs of the wall clock) of trace time ``t``."""
+        return round((self.origin_s + t + WALL_OFFSET_S) * 1e6)
+
+    def wall_clock(self) -> float:
+        """The CPU wall clock that NVML's timestamps count, in Unix seconds: the fake clock plus a fixed offset.
+
+        The real ``pynvml`` has no such function (its timestamps follow ``time.time()``); the NVML sensor
+        uses this one when the module offers it, so that a fake clock and the timestamps agree.
+        """
+        return self.clock() + WALL_OFFSET_S
+
+    def _samples(self, gpu: FakeGpu, handle: _Handle, last_seen_us: int) -> list[c_nvmlSample_t]:
+        period, now = gpu.sample_period_s, self.clock() - self.origin_s
+        newest = math.floor((now - gpu.sample_phase_s) / period)
+        oldest = max(newest - gpu.sample_buffer + 1, math.ceil(-gpu.sample_phase_s / period))
+        samples = []
+        for k in range(oldest, newest + 1):
+            # Knuth's multiplicative hash: a fixed, evenly spread delay per sample, the same on every call.
+            late = gpu.sample_jitter_s * ((k * 2654435761) % 2**32) / 2**32
+            t = gpu.sample_phase_s + k * period + late
+            stamp = self._stamp_us(t)
+            if stamp > last_seen_us and t <= now:
+                milliwatts = round(self._mean_power_w(handle, t, gpu.sample_window_s) * 1000)
+                samples.append(c_nvmlSample_t(stamp, c_nvmlValue_t(uiVal=milliwatts)))
+        return samples
+
+    def _field(self, handle: _Handle, field_id: int, scope: int) -> c_nvmlFieldValue_t:
+        gpu, now = self._spec(handle, mig_ok=False), self.clock() - self.origin_s
+        windows = {
+            CONSTANTS["NVML_FI_DEV_POWER_INSTANT"]: 0.0,
+            CONSTANTS["NVML_FI_DEV_POWER_AVERAGE"]: _AVERAGE_FIELD_S,
+        }
+        answer = c_nvmlFieldValue_t(fieldId=field_id, scopeId=scope, timestamp=self._stamp_us(now))
+        if not gpu.power_fields or field_id not in windows or scope != CONSTANTS["NVML_POWER_SCOPE_GPU"]:
+            answer.nvmlReturn = CONSTANTS["NVML_ERROR_NOT_SUPPORTED"]
+            return answer
+        answer.valueType = CONSTANTS["NVML_VALUE_TYPE_UNSIGNED_INT"]
+        answer.value = c_nvmlValue_t(uiVal=round(self._mean_power_w(handle, now, windows[field_id]) * 1000))
+        return answer
+
     # -- the NVML functions with logic; the simple per-device queries are in _fake_nvml_queries --
 
     @_api(needs_init=False)
@@ -233,8 +288,40 @@ class FakeNvml:
 
     @_api()
     def nvmlDeviceGetPowerUsage(self, handle: _Handle) -> int:
-        """Board power now, in integer mW."""
-        return round(self._power_w(handle) * 1000)
+        """Board power in integer mW: now, or the mean over the GPU's ``power_average_s`` (Ampere and newer)."""
+        window = self._spec(handle, mig_ok=False).power_average_s
+        return round(self._mean_power_w(handle, self.clock() - self.origin_s, window) * 1000)
+
+    @_api()
+    def nvmlDeviceGetSamples(self, handle: _Handle, sampling_type: int, last_seen_us: int) -> tuple[int, list]:
+        """The driver's buffered samples newer than ``last_seen_us`` (0: all it keeps), as pynvml returns them.
+
+        Returns:
+            ``(NVML_VALUE_TYPE_UNSIGNED_INT, [c_nvmlSample_t, ...])``, oldest first, power in mW
+            (``sampleValue.uiVal``), ``timeStamp`` in µs of the CPU wall clock.
+
+        Raises:
+            NVMLError_NotSupported: not ``NVML_TOTAL_POWER_SAMPLES``, or the GPU keeps no power samples.
+            NVMLError_NotFound: no sample newer than ``last_seen_us`` (as NVML answers then).
+        """
+        gpu = self._spec(handle, mig_ok=False)
+        if sampling_type != CONSTANTS["NVML_TOTAL_POWER_SAMPLES"] or gpu.sample_period_s is None:
+            raise NVMLError(CONSTANTS["NVML_ERROR_NOT_SUPPORTED"])
+        samples = self._samples(gpu, handle, last_seen_us)
+        if not samples:
+            raise NVMLError(CONSTANTS["NVML_ERROR_NOT_FOUND"])
+        return CONSTANTS["NVML_VALUE_TYPE_UNSIGNED_INT"], samples
+
+    @_api()
+    def nvmlDeviceGetFieldValues(self, handle: _Handle, field_ids: Sequence[Any]) -> list[c_nvmlFieldValue_t]:
+        """One ``c_nvmlFieldValue_t`` per id (an int, or a ``(fieldId, scopeId)`` pair), each with its ``nvmlReturn``.
+
+        Only the power fields are modelled: ``NVML_FI_DEV_POWER_INSTANT`` (power now) and
+        ``NVML_FI_DEV_POWER_AVERAGE`` (mean over the last 1 s), in mW, scope ``NVML_POWER_SCOPE_GPU``,
+        on a GPU with ``power_fields``; any other answers NOT_SUPPORTED in its ``nvmlReturn``.
+        """
+        pairs = [tuple(f) if isinstance(f, (tuple, list)) else (f, 0) for f in field_ids]
+        return [self._field(handle, field_id, scope) for field_id, scope in pairs]
 
     @staticmethod
     def nvmlExceptionClass(code: int) -> type[NVMLError]:
@@ -272,6 +359,9 @@ for _name, _value in {
     "c_nvmlMemory_t": c_nvmlMemory_t,
     "c_nvmlUtilization_t": c_nvmlUtilization_t,
     "c_nvmlProcessInfo_t": c_nvmlProcessInfo_t,
+    "c_nvmlSample_t": c_nvmlSample_t,
+    "c_nvmlValue_t": c_nvmlValue_t,
+    "c_nvmlFieldValue_t": c_nvmlFieldValue_t,
     "nvmlPciInfo_t": nvmlPciInfo_t,
 }.items():
     setattr(FakeNvml, _name, _value)
@@ -290,7 +380,7 @@ def fake_pynvml(*args: Any, **kwargs: Any) -> types.ModuleType:
     nvml = FakeNvml(*args, **kwargs)
     module = types.ModuleType("pynvml", "A fake pynvml from training-energy-tracker (tracker.testing).")
     for name in dir(nvml):
-        if name.startswith(("nvml", "NVML", "c_nvml", "_nvmlGetFunctionPointer")):
+        if name.startswith(("nvml", "NVML", "c_nvml", "_nvmlGetFunctionPointer", "wall_clock")):
             setattr(module, name, getattr(nvml, name))
     module.fake = nvml  # type: ignore[attr-defined]
     return module

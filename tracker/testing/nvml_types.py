@@ -51,6 +51,18 @@ CONSTANTS: dict[str, int] = {
     "NVML_FEATURE_ENABLED": 1,
     "NVML_COMPUTEMODE_DEFAULT": 0,
     "NVML_INIT_FLAG_NO_GPUS": 1,
+    "NVML_TOTAL_POWER_SAMPLES": 0,
+    **{
+        f"NVML_VALUE_TYPE_{name}": i
+        for i, name in enumerate(
+            ("DOUBLE", "UNSIGNED_INT", "UNSIGNED_LONG", "UNSIGNED_LONG_LONG", "SIGNED_LONG_LONG", "SIGNED_INT")
+        )
+    },
+    "NVML_FI_DEV_POWER_AVERAGE": 185,
+    "NVML_FI_DEV_POWER_INSTANT": 186,
+    "NVML_POWER_SCOPE_GPU": 0,
+    "NVML_POWER_SCOPE_MODULE": 1,
+    "NVML_POWER_SCOPE_MEMORY": 2,
     **{
         f"NVML_DEVICE_ARCH_{name}": i
         for i, name in enumerate(("KEPLER", "MAXWELL", "PASCAL", "VOLTA", "TURING", "AMPERE", "ADA", "HOPPER"), 2)
@@ -144,6 +156,42 @@ class nvmlPciInfo_t:
     pciSubSystemId: int = 0x134F10DE
 
 
+@dataclass
+class c_nvmlValue_t:
+    """The union of NVML values; the fake fills the member its value type names (power: ``uiVal``, mW)."""
+
+    dVal: float = 0.0
+    uiVal: int = 0
+    ulVal: int = 0
+    ullVal: int = 0
+    sllVal: int = 0
+    siVal: int = 0
+
+
+@dataclass
+class c_nvmlSample_t:
+    """One sample of the driver's buffer: ``timeStamp`` is the CPU time in µs since the Unix epoch."""
+
+    timeStamp: int = 0
+    sampleValue: c_nvmlValue_t = field(default_factory=c_nvmlValue_t)
+
+
+@dataclass
+class c_nvmlFieldValue_t:
+    """One answer of ``nvmlDeviceGetFieldValues``: each carries its own ``nvmlReturn``.
+
+    ``timestamp`` is the CPU time in µs since the Unix epoch; ``latencyUsec`` how stale the value is.
+    """
+
+    fieldId: int = 0
+    scopeId: int = 0
+    timestamp: int = 0
+    latencyUsec: int = 0
+    valueType: int = 0
+    nvmlReturn: int = 0
+    value: c_nvmlValue_t = field(default_factory=c_nvmlValue_t)
+
+
 def _steady(watts: float) -> PowerTrace:
     from tracker.testing import steady  # not at the top: tracker.testing imports this module
 
@@ -164,6 +212,18 @@ class FakeGpu:
         memory_total_b: device memory in bytes.
         architecture: an ``NVML_DEVICE_ARCH_*`` value.
         pids: processes reported by ``nvmlDeviceGetComputeRunningProcesses``.
+        power_average_s: ``nvmlDeviceGetPowerUsage`` returns the mean power over this trailing window, s
+            (1.0 on Ampere except GA100 and newer); 0 returns instantaneous power (GA100 and older).
+        power_fields: whether ``nvmlDeviceGetFieldValues`` answers ``NVML_FI_DEV_POWER_INSTANT`` and
+            ``NVML_FI_DEV_POWER_AVERAGE`` (the average over 1 s); else each field's ``nvmlReturn`` is NOT_SUPPORTED.
+        sample_period_s: the driver's power sample buffer (``nvmlDeviceGetSamples`` with
+            ``NVML_TOTAL_POWER_SAMPLES``) holds a sample every this many seconds; ``None``: NOT_SUPPORTED.
+        sample_window_s: each buffered sample is the mean power over this trailing window, s (0: instantaneous).
+        sample_buffer: how many samples the driver keeps; older ones are dropped.
+        sample_phase_s: when, within a period, the driver takes its samples (trace time), s.
+        sample_jitter_s: each sample is taken late by a fixed pseudo-random delay below this, s: 0 is a
+            driver exactly periodic (a periodic load can then phase-lock with it), the period spreads
+            each sample anywhere in its slot.
     """
 
     uuid: str = ""
@@ -175,3 +235,10 @@ class FakeGpu:
     memory_total_b: int = 40 * 2**30
     architecture: int = 7
     pids: Sequence[int] = ()
+    power_average_s: float = 0.0
+    power_fields: bool = False
+    sample_period_s: float | None = None
+    sample_window_s: float = 0.0
+    sample_buffer: int = 120
+    sample_phase_s: float = 0.0
+    sample_jitter_s: float = 0.0
