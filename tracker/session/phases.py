@@ -68,20 +68,28 @@ class EpochsAndPhases:
         self._require_started(f"epoch({index})")
         self._timeline.begin_epoch(index, samples)
 
-    def begin_phase(self, name: str, samples: int | None = None) -> None:
+    def begin_phase(self, name: str, samples: int | None = None, epoch: int | None = None) -> None:
         """Open a phase (for callbacks; prefer :meth:`phase`).
 
+        Args:
+            name: the phase's name.
+            samples: items it will process, when known.
+            epoch: the epoch its row names when no epoch is open (an evaluation just after its
+                epoch's row closed); an open epoch's index wins.
+
         Raises:
-            ConfigurationError: ``name`` is empty, ``"other"`` or ``"train"``, or ``samples`` is invalid.
+            ConfigurationError: ``name`` is empty, ``"other"`` or ``"train"``, or ``samples`` or ``epoch`` is invalid.
             UsageError: not started, or a phase of that name is already open.
         """
+        if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
+            raise ConfigurationError(f"epoch={epoch!r}: give the epoch index the phase belongs to (0, 1, ...) or None")
         if not isinstance(name, str) or not name or name in (OTHER_PHASE, "train"):
             raise ConfigurationError(
                 f"phase name {name!r}: give a name such as 'validation', 'test' or 'inference' "
                 "('train' is the epoch itself, 'other' is what lies outside epochs)"
             )
         self._require_started(f"phase({name!r})")
-        self._timeline.begin_phase(name, samples)
+        self._timeline.begin_phase(name, samples, epoch)
 
     def end(self, status: str = COMPLETE) -> None:
         """Close the innermost open epoch or phase and write its row.
