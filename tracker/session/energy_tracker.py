@@ -193,6 +193,8 @@ class EnergyTracker(EpochsAndPhases):
         self._started_utc = utc_now()
         if self._log_dir is not None and self._is_writer:
             self.run_dir = resuming.reopen(self._resume) or self._new_run_dir(self._log_dir)
+            if self._sharded and self.run_dir.parent.name == SHARDS_DIR:  # a resumed shard keeps its job
+                self.job_dir = self.run_dir.parent.parent
             self._writer = RunWriter(self.run_dir, power_trace=self.config.power_trace)
         name = self.job_dir.name if self.job_dir else self.run_dir.name if self.run_dir else self.config.run_name
         self._rows = RowBuilder(self.config, name or "")
