@@ -10,9 +10,13 @@ thread so that epoch boundaries are exact; it never waits for a sensor that the 
 thread is reading or that has proved slow. :meth:`Sampler.tick` is the loop body, public so that
 tests drive it by hand with a fake clock.
 
-A sensor that raises is counted and retried; after ``max_failures`` consecutive failures it is
-disabled. Each sensor produces at most one warning in a run. The training thread never sees a
-sensor's exception.
+A sensor that raises is counted and retried for the whole run, with back-off: it is read again at
+the first tick ``BACKOFF_BASE_S·2^(n-1)`` seconds after its ``n``-th failure in a row (at most
+``BACKOFF_MAX_S`` apart), so that a transient driver error (under load, during Xid recovery) costs
+a few readings, and the sensor comes back when the hardware does. A device that is gone
+(:class:`~tracker.errors.SensorGone`: fell off the bus, unplugged) is ``lost`` and re-probed every
+``BACKOFF_MAX_S``. Each sensor produces at most one warning in a run, and one line when it comes
+back. The training thread never sees a sensor's exception.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tracker.errors import ConfigurationError
+from tracker.errors import ConfigurationError, SensorGone
 from tracker.sensors import Clock, Reading, Sensor
 
 logger = logging.getLogger(__name__)
@@ -37,7 +41,10 @@ MIN_INTERVAL_S = 0.01
 MAX_INTERVAL_S = 3600.0
 # A read this slow is a driver hung in the kernel, not a busy interpreter holding the GIL: it is warned.
 HUNG_READ_S = 1.0
-OK, FAILING, DISABLED = "ok", "failing", "disabled"
+OK, FAILING, LOST = "ok", "failing", "lost"
+# Retry schedule of a failing sensor, s: 0.1, 0.2, 0.4, ... up to 30 (a lost device: every 30).
+BACKOFF_BASE_S = 0.1
+BACKOFF_MAX_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,16 +52,19 @@ class SensorHealth:
     """How one sensor has fared.
 
     Attributes:
-        status: ``"ok"``, ``"failing"`` (last read failed, will retry) or ``"disabled"``.
+        status: ``"ok"``, ``"failing"`` (the last read failed; retried with back-off) or ``"lost"``
+            (the device is gone; re-probed every ``BACKOFF_MAX_S``).
         failures: failed reads in all.
         last_error: the last failure's message.
         slow: a read once took longer than ``slow_read_s``; it is now read in the background only.
+        recoveries: times it came back after failing.
     """
 
     status: str = OK
     failures: int = 0
     last_error: str = ""
     slow: bool = False
+    recoveries: int = 0
 
 
 class _Slot:
@@ -65,14 +75,20 @@ class _Slot:
         self.lock = threading.Lock()
         self.consecutive = 0
         self.failures = 0
+        self.recoveries = 0
         self.last_error = ""
-        self.disabled = False
+        self.lost = False
+        self.retry_at = float("-inf")
         self.slow = False
         self.warned = False
 
     def health(self) -> SensorHealth:
-        status = DISABLED if self.disabled else (FAILING if self.consecutive else OK)
-        return SensorHealth(status, self.failures, self.last_error, self.slow)
+        status = LOST if self.lost else (FAILING if self.consecutive else OK)
+        return SensorHealth(status, self.failures, self.last_error, self.slow, self.recoveries)
+
+    def due(self, now_s: float) -> bool:
+        """Whether a failing sensor's back-off has run out (always, for a healthy one)."""
+        return now_s >= self.retry_at
 
 
 def validate_interval(interval_s: object, name: str = "interval_s") -> float:
@@ -105,7 +121,8 @@ class Sampler:
         jitter: the fraction of each slot over which its reading time is spread uniformly at random
             (0: the middle of every slot; 1: anywhere in it, i.e. stratified random sampling).
         seed: seed of the jitter's random numbers, for repeatable tests.
-        max_failures: consecutive failures after which a sensor is disabled.
+        max_failures: consecutive failures after which the sensor's status stays ``failing`` in the
+            rows; before that, retries come at every tick.
         slow_read_s: a read slower than this is never again made on the caller's thread.
 
     Raises:
@@ -239,13 +256,13 @@ class Sampler:
         return readings
 
     def _read_waiting(self, slot: _Slot) -> Reading | None:
-        if slot.disabled:
+        if not slot.due(self._clock()):
             return None
         with slot.lock:
             return self._read(slot)
 
     def _read_if_free(self, slot: _Slot) -> Reading | None:
-        if slot.disabled or slot.slow or not slot.lock.acquire(blocking=False):
+        if slot.consecutive or slot.slow or not slot.lock.acquire(blocking=False):
             return None
         try:
             return self._read(slot)
@@ -261,8 +278,16 @@ class Sampler:
             return None
         finally:
             self._timed(slot, time.perf_counter() - started)
-        slot.consecutive = 0
+        if slot.consecutive:
+            self._recovered(slot)
         return reading
+
+    def _recovered(self, slot: _Slot) -> None:
+        logger.info(
+            "energy-tracker: %s is back after %d failed reads (%s)", slot.sensor.name, slot.consecutive, slot.last_error
+        )
+        slot.consecutive, slot.lost, slot.retry_at = 0, False, float("-inf")
+        slot.recoveries += 1
 
     def _timed(self, slot: _Slot, elapsed_s: float) -> None:
         if elapsed_s > self._slow_read_s and not slot.slow:
@@ -286,13 +311,19 @@ class Sampler:
         slot.consecutive += 1
         slot.failures += 1
         slot.last_error = f"{type(exc).__name__}: {exc}"
+        slot.lost = isinstance(exc, SensorGone)
+        if slot.lost:
+            wait_s = BACKOFF_MAX_S
+        elif slot.consecutive < self._max_failures:
+            wait_s = 0.0  # a single bad read is common under load: retry at the next tick
+        else:
+            wait_s = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0 ** (slot.consecutive - self._max_failures))
+        slot.retry_at = self._clock() + wait_s
         self._warn_once(
             slot,
-            "energy-tracker: reading %s failed (%s); retrying, and disabling it after %d failures in a row",
+            "energy-tracker: reading %s failed (%s); %s",
             slot.sensor.name,
             slot.last_error,
-            self._max_failures,
-        )
-        if slot.consecutive >= self._max_failures:
-            slot.disabled = True
-            logger.info("energy-tracker: %s disabled after %d failures in a row", slot.sensor.name, slot.consecutive)
+            f"the device is gone; probing it again every {BACKOFF_MAX_S:g} s" if slot.lost
+            else f"retrying with back-off (up to {BACKOFF_MAX_S:g} s apart) for the rest of the run",
+        )  # fmt: skip

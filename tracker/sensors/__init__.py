@@ -184,17 +184,38 @@ def discover(
     if visible_devices is None:
         visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
     if gpus:
-        sensors, absent = nvml_backend.find_gpus(
-            nvml=nvml, visible_devices=visible_devices, devices=gpu_devices, clock=clock
-        )
-        found.sensors.extend(sensors)
-        found.absent.extend(absent)
-    rapl_sensors, rapl_absent = rapl.find_rapl(root=powercap_root, clock=clock) if (cpu or ram) else ([], [])
-    found.absent.extend(rapl_absent)
+        find = nvml_backend.find_gpus
+        _found(found, "nvml", GPU, lambda: find(nvml=nvml, visible_devices=visible_devices, devices=gpu_devices,
+                                                clock=clock))  # fmt: skip
+    rapl_sensors: list[Sensor] = []
+    if cpu or ram:
+        find_rapl = rapl.find_rapl
+        rapl_sensors = _found(Discovery(absent=found.absent), "rapl", CPU,
+                              lambda: find_rapl(root=powercap_root, clock=clock))  # fmt: skip
     if cpu:
         package = [s for s in rapl_sensors if s.kind == CPU and cpu_tdp_w is None]
-        found.sensors.extend(package or [cpu_estimate.CpuEstimateSensor(tdp_w=cpu_tdp_w, clock=clock)])
+        found.sensors.extend(package or _one(found, "cpu_estimate", CPU, lambda: cpu_estimate.CpuEstimateSensor(
+            tdp_w=cpu_tdp_w, clock=clock)))  # fmt: skip
     if ram:
         dram = [s for s in rapl_sensors if s.kind == RAM and ram_w is None]
-        found.sensors.extend(dram or [ram_backend.RamModelSensor(power_w=ram_w, clock=clock)])
+        found.sensors.extend(dram or _one(found, "ram_model", RAM, lambda: ram_backend.RamModelSensor(
+            power_w=ram_w, clock=clock)))  # fmt: skip
     return found
+
+
+def _found(into: Discovery, source: str, kind: str, find: Callable[[], tuple[list, list]]) -> list[Sensor]:
+    """Run one backend's ``find``; any exception but a ConfigurationError becomes an absent source with its reason."""
+    try:
+        sensors, absent = find()
+    except ConfigurationError:
+        raise
+    except Exception as exc:  # a binding's or kernel's surprise must not stop the training from starting
+        sensors, absent = [], [Absent(source, kind, "driver error", f"{type(exc).__name__}: {exc}")]
+    into.sensors.extend(sensors)
+    into.absent.extend(absent)
+    return sensors
+
+
+def _one(into: Discovery, source: str, kind: str, make: Callable[[], Sensor]) -> list[Sensor]:
+    """``[make()]``, or ``[]`` with an absent source when it raises anything but a ConfigurationError."""
+    return _found(Discovery(absent=into.absent), source, kind, lambda: ([make()], []))

@@ -105,6 +105,7 @@ class RowBuilder:
             forecast_total_co2_kg_high=self.forecast.total_co2_kg_high if self.forecast else None,
             forecast_total_s=self.forecast.total_s if self.forecast else None,
             gap_s=max((d.totals.gap_s for d in devices), default=0.0),
+            covered_fraction=accounting.covered_fraction(devices, duration),
             notes=";".join(accounting.notes_for(devices, duration if segment.phase == "train" else 0.0)),
         )  # fmt: skip
         self.rows.append(record)
@@ -178,5 +179,6 @@ class RowBuilder:
             status=device.status, energy_kwh=joules_to_kwh(totals.energy_j),
             integrated_kwh=joules_to_kwh(totals.integrated_j) if totals.integrated_s else None,
             power_mean_w=accounting.mean_power_w(totals.energy_j, duration_s), power_peak_w=device.peak_w,
-            readings=totals.readings, gap_s=totals.gap_s, resets=totals.resets,
+            readings=totals.readings, gap_s=totals.gap_s, resets=totals.resets, covered_s=totals.covered_s,
+            rejected=totals.rejected, glitches=totals.glitches,
         ).as_row()  # fmt: skip

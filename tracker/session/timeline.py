@@ -15,7 +15,7 @@ from typing import Any
 
 from tracker.errors import ConfigurationError, UsageError
 from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS, INTERRUPTED, OTHER_PHASE
-from tracker.measure.meter import Meter, SensorTotals, Snapshot
+from tracker.measure.meter import Meter, SensorTotals, Snapshot, power_cap_w
 from tracker.measure.sampler import Sampler
 from tracker.sensors import GPU, Clock, Reading, Sensor
 from tracker.session.accounting import DeviceUsage
@@ -60,7 +60,8 @@ class Timeline:
     ) -> None:
         self.sensors = sensors
         self.lock = threading.RLock()
-        self.meter = Meter(interval_s)
+        caps = {s.name: cap for s in sensors if (cap := power_cap_w(s.info)) is not None}
+        self.meter = Meter(interval_s, caps_w=caps)
         lanes = lane_intervals(sensors, interval_s)
         self.sampler = Sampler(lanes.pop(interval_s, []), self._on_readings, interval_s=interval_s, clock=clock,
                                jitter=jitter)  # fmt: skip

@@ -106,6 +106,7 @@ class FakeNvml:
         self._failures: dict[str, tuple[int, int | None]] = {}
         self._lost: set[int] = set()
         self._zero_j = [0.0] * len(self.gpus)
+        self._glitches: dict[int, tuple[float, int]] = {}
 
     # -- switches for tests ------------------------------------------------------------------
 
@@ -125,6 +126,11 @@ class FakeNvml:
         """GPU ``index`` raises ``NVMLError_GpuIsLost`` from every call from now on (fell off the bus)."""
         with self._lock:
             self._lost.add(index)
+
+    def glitch_counter(self, index: int, offset_j: float, reads: int = 1) -> None:
+        """GPU ``index``'s next ``reads`` energy-counter reads are off by ``offset_j`` J (a firmware glitch)."""
+        with self._lock:
+            self._glitches[index] = (offset_j, reads)
 
     def reset_counter(self, index: int) -> None:
         """GPU ``index``'s energy counter restarts at 0 now, as after a driver reload."""
@@ -172,7 +178,8 @@ class FakeNvml:
         return _Handle(gpu, mig)
 
     def _counter_j(self, index: int) -> float:
-        return self.gpus[index].trace.energy_j(self.clock() - self.origin_s) - self._zero_j[index]
+        gpu = self.gpus[index]
+        return gpu.counter_start_j + gpu.trace.energy_j(self.clock() - self.origin_s) - self._zero_j[index]
 
     def _power_w(self, handle: Any) -> float:
         return self._spec(handle, mig_ok=False).trace.power_w(self.clock() - self.origin_s)
@@ -284,7 +291,10 @@ class FakeNvml:
         """Energy since the last driver reload, in integer mJ: the exact integral of the trace, rounded down."""
         if not self._spec(handle, mig_ok=False).has_counter:
             raise NVMLError(CONSTANTS["NVML_ERROR_NOT_SUPPORTED"])
-        return math.floor(self._counter_j(handle.gpu) * 1000)
+        offset_j, reads = self._glitches.pop(handle.gpu, (0.0, 0))
+        if reads > 1:
+            self._glitches[handle.gpu] = (offset_j, reads - 1)
+        return math.floor((self._counter_j(handle.gpu) + offset_j) * 1000)
 
     @_api()
     def nvmlDeviceGetPowerUsage(self, handle: _Handle) -> int:

@@ -224,6 +224,7 @@ class FakeGpu:
         sample_jitter_s: each sample is taken late by a fixed pseudo-random delay below this, s: 0 is a
             driver exactly periodic (a periodic load can then phase-lock with it), the period spreads
             each sample anywhere in its slot.
+        counter_start_j: the energy counter's value at trace time 0, J (energy since the driver loaded).
     """
 
     uuid: str = ""
@@ -242,3 +243,4 @@ class FakeGpu:
     sample_buffer: int = 120
     sample_phase_s: float = 0.0
     sample_jitter_s: float = 0.0
+    counter_start_j: float = 0.0
