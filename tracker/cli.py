@@ -10,7 +10,9 @@ Subcommands (each has ``--help``):
 - ``run [options] -- COMMAND ...``: measures COMMAND as one run (one phase named ``command``),
   prints the summary to stderr and exits with COMMAND's exit code.
 
-Bad input (an invalid option, a path without runs) gives one line on stderr and exit code 2.
+Exit codes: 0 success; 2 bad input (an invalid option, a path without runs), with one line on
+stderr; 3 (``report`` and ``plot``) some runs could not be read: the readable ones are reported,
+and each one skipped is named on stderr with the reason. ``run`` exits with COMMAND's code.
 Only :mod:`argparse` is imported up front, so ``--help`` is quick; each subcommand imports
 what it needs.
 """
@@ -25,13 +27,15 @@ from typing import Any
 
 PROG = "energy-tracker"
 USAGE_ERROR = 2
+SOME_UNREADABLE = 3
 
 
 def _report(args: argparse.Namespace) -> int:
     from tracker.report import paper
     from tracker.report import render as report
 
-    summaries = report.load_summaries(args.runs)
+    skipped: list[tuple[Any, str]] = []
+    summaries = report.load_summaries(args.runs, skipped)
     if not args.paper:
         sys.stdout.write(report.render(summaries, args.format))
     elif args.format == "json":
@@ -39,17 +43,25 @@ def _report(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps({"paper": texts}, indent=2) + "\n")
     else:
         sys.stdout.write("\n\n".join(paper.paragraph(s) for s in summaries) + "\n")
-    return 0
+    return _skipped(args, skipped)
+
+
+def _skipped(args: argparse.Namespace, skipped: list[tuple[Any, str]]) -> int:
+    """Name each run that could not be read on stderr; the exit code: 0, or 3 if any was skipped."""
+    for path, reason in skipped:
+        print(f"{PROG} {args.subcommand}: skipped {path}: {reason}", file=sys.stderr)
+    return SOME_UNREADABLE if skipped else 0
 
 
 def _plot(args: argparse.Namespace) -> int:
     from tracker.report import plot
     from tracker.report import render as report
 
-    summaries = report.load_summaries(args.runs)
+    skipped: list[tuple[Any, str]] = []
+    summaries = report.load_summaries(args.runs, skipped)
     path = plot.plot_runs(summaries, args.output)
     print(f"wrote {path} ({len(summaries)} run{'s' if len(summaries) != 1 else ''})")
-    return 0
+    return _skipped(args, skipped)
 
 
 def _devices(args: argparse.Namespace) -> int:

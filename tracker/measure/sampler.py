@@ -5,13 +5,16 @@ it reads every sensor and hands the batch to a ``sink`` callable. Within its slo
 time is random (stratified sampling, ``jitter=1``): a fixed period would phase-lock to a periodic
 training step and bias polled power (aliasing); a small jitter around a fixed period does not
 help, because the phase then drifts as a slow random walk and stays correlated for minutes.
-:meth:`Sampler.sample_now` reads synchronously on the caller's
-thread so that epoch boundaries are exact; it never waits for a sensor that the background
-thread is reading or that has proved slow. :meth:`Sampler.tick` is the loop body, public so that
+:meth:`Sampler.sample_now` reads at once on the caller's behalf so that epoch boundaries are
+exact: the reads are made on an edge thread (:mod:`tracker.measure.edge`) and waited for at most
+``edge_deadline_s`` (10 ms), so that a hung driver never holds the training thread; a sensor being
+read by the background thread, failing, or once slow is not read at an edge at all.
+:meth:`Sampler.tick` is the loop body, public so that
 tests drive it by hand with a fake clock.
 
-A sensor that raises is counted and retried for the whole run, with back-off: it is read again at
-the first tick ``BACKOFF_BASE_S·2^(n-1)`` seconds after its ``n``-th failure in a row (at most
+A sensor that raises is counted and retried for the whole run, with back-off: after
+``max_failures`` failures in a row, it is read again at the first tick ``BACKOFF_BASE_S·2^k`` seconds
+after its next failure (``k`` counting from 0) (at most
 ``BACKOFF_MAX_S`` apart), so that a transient driver error (under load, during Xid recovery) costs
 a few readings, and the sensor comes back when the hardware does. A device that is gone
 (:class:`~tracker.errors.SensorGone`: fell off the bus, unplugged) is ``lost`` and re-probed every
@@ -31,6 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tracker.errors import ConfigurationError, SensorGone
+from tracker.measure import edge
 from tracker.sensors import Clock, Reading, Sensor
 
 logger = logging.getLogger(__name__)
@@ -123,7 +127,9 @@ class Sampler:
         seed: seed of the jitter's random numbers, for repeatable tests.
         max_failures: consecutive failures after which the sensor's status stays ``failing`` in the
             rows; before that, retries come at every tick.
-        slow_read_s: a read slower than this is never again made on the caller's thread.
+        slow_read_s: a read slower than this is never again made at an edge.
+        edge_deadline_s: the longest :meth:`sample_now` waits for its readings, s; ``None`` is
+            :data:`tracker.measure.edge.EDGE_DEADLINE_S` (10 ms).
 
     Raises:
         ConfigurationError: an argument is out of range.
@@ -147,6 +153,7 @@ class Sampler:
         seed: int | None = None,
         max_failures: int = 3,
         slow_read_s: float = 0.25,
+        edge_deadline_s: float | None = None,
     ) -> None:
         self.interval_s = validate_interval(interval_s)
         if not 0.0 <= jitter <= 1.0:
@@ -160,6 +167,8 @@ class Sampler:
         self._random = random.Random(seed)
         self._max_failures = max_failures
         self._slow_read_s = slow_read_s
+        self._edge_deadline_s = edge_deadline_s
+        self._edge = edge.EdgeReader(self._read_if_free, self._deliver)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -191,6 +200,8 @@ class Sampler:
         the daemon thread rather than blocking the caller, with one warning.
         """
         self._stop.set()
+        if os.getpid() == self._pid:
+            self._edge.close()
         thread = self._thread
         if thread is None or os.getpid() != self._pid or thread is threading.current_thread():
             return True
@@ -209,14 +220,18 @@ class Sampler:
         return self._deliver([r for r in map(self._read_waiting, self._slots) if r is not None])
 
     def sample_now(self) -> list[Reading]:
-        """Read, on the caller's thread, every sensor that is free and fast; hand them to the sink.
+        """Read every sensor that is free, healthy and fast, within the edge deadline; hand them to the sink.
 
-        A sensor being read by the background thread, disabled, or once slower than
-        ``slow_read_s`` is skipped: the caller never waits for another thread's read.
+        The reads run on an edge thread (see :mod:`tracker.measure.edge`); this returns the
+        readings made within ``edge_deadline_s`` (a later one reaches the sink as an ordinary
+        reading). A sensor being read by the background thread, failing, or once slower than
+        ``slow_read_s`` is skipped: the caller never waits on hardware.
         """
         if os.getpid() != self._pid:
             return []
-        return self._deliver([r for r in map(self._read_if_free, self._slots) if r is not None])
+        slots = [s for s in self._slots if not (s.consecutive or s.slow)]
+        deadline = edge.EDGE_DEADLINE_S if self._edge_deadline_s is None else self._edge_deadline_s
+        return self._deliver(self._edge.read(slots, deadline))
 
     def close_sensors(self) -> None:
         """Close every sensor, once the thread has stopped; errors become debug messages."""

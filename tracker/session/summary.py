@@ -72,7 +72,7 @@ class Summary:
         forecast = rows.forecast if rows else None
         return cls(
             run=rows.run if rows else "", run_dir=str(tracker.run_dir) if tracker.run_dir else None,
-            status=tracker._status, epochs=totals.epochs_done if totals else 0, rows=len(rows.rows) if rows else 0,
+            status=tracker._status, epochs=totals.epochs_done if totals else 0, rows=rows.rows if rows else 0,
             duration_s=duration, gpu_kwh=joules_to_kwh(by_kind.get(GPU, 0.0)),
             cpu_kwh=joules_to_kwh(by_kind.get(CPU, 0.0)), ram_kwh=joules_to_kwh(by_kind.get(RAM, 0.0)),
             energy_kwh=totals.energy.kwh if totals else 0.0,
