@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError
-from tracker.logs import merge
+from tracker.logs import liveness, merge
 from tracker.logs.schema import EPOCH_COLUMNS, DeviceRecord, EpochRecord
 
 logger = logging.getLogger(__name__)
@@ -231,7 +231,23 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     epochs, torn_epochs = read_csv(run_dir / EPOCHS_CSV)
     devices, torn_devices = read_csv(run_dir / DEVICES_CSV)
     skipped = {name: n for name, n in ((EPOCHS_CSV, torn_epochs), (DEVICES_CSV, torn_devices)) if n}
-    return Run(run_dir, _read_info(run_dir), epochs, devices, skipped)
+    run = Run(run_dir, _read_info(run_dir), epochs, devices, skipped)
+    if run.info.get("status") == "running":
+        _recover_killed(run)
+    return run
+
+
+def _recover_killed(run: Run) -> None:
+    """A ``running`` run whose process is gone is ``killed``; its open epoch so far becomes an ``interrupted`` row."""
+    heartbeat: Any = {}
+    try:
+        heartbeat = json.loads((run.path / liveness.HEARTBEAT_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass  # killed before its first heartbeat, or during one: run.json still names the process
+    heartbeat = heartbeat if isinstance(heartbeat, dict) else {}
+    if liveness.is_gone(heartbeat.get("process") or run.info.get("process"), heartbeat.get("time_utc")):
+        run.info["status"] = liveness.KILLED
+        run.epochs.extend(liveness.interrupted_rows(run.name, heartbeat, run.epochs))
 
 
 class Runs(list):

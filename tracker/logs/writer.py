@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError
+from tracker.logs.liveness import HEARTBEAT_JSON
 from tracker.logs.reader import (
     DEVICES_CSV,
     EPOCHS_CSV,
@@ -277,15 +278,26 @@ class RunWriter:
         self.epochs.append(row)
         self.devices.extend(list(devices))
 
+    def write_heartbeat(self, beat: Mapping[str, Any]) -> None:
+        """(Re)write ``heartbeat.json`` atomically (:mod:`tracker.logs.liveness`); a failure is reported, not raised."""
+        try:
+            atomic_write(self.run_dir / HEARTBEAT_JSON, json.dumps(beat, default=str) + "\n")
+        except OSError as exc:
+            self._problem(self.run_dir / HEARTBEAT_JSON, exc)
+
     def write_power(self, rows: Iterable[Sequence[Any]]) -> None:
         """Stream power-trace rows, if the trace is on."""
         if self._power is not None:
             self._power.write(rows)
 
     def close(self) -> None:
-        """Flush and close the power trace."""
+        """Flush and close the power trace; remove the heartbeat (``run.json`` now says how the run ended)."""
         if self._power is not None:
             self._power.close()
+        try:
+            (self.run_dir / HEARTBEAT_JSON).unlink(missing_ok=True)
+        except OSError as exc:
+            logger.debug("removing %s failed: %s", HEARTBEAT_JSON, exc)
 
 
 class PowerTrace:

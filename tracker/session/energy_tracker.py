@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
@@ -17,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import UsageError
+from tracker.logs import liveness
 from tracker.logs.merge import SHARDS_DIR
 from tracker.logs.schema import COMPLETE, INTERRUPTED
 from tracker.logs.writer import RunWriter, check_log_dir, new_run_dir, write_job
+from tracker.measure.meter import joules_to_kwh
 from tracker.sensors import GPU, KINDS, Clock, Discovery, Reading, Sensor, discover
 from tracker.session import placement
 from tracker.session import resume as resuming
@@ -32,6 +35,9 @@ from tracker.session.summary import Summary, run_info
 from tracker.session.timeline import Timeline, check_status, default_interval_s, power_rows
 
 logger = logging.getLogger(__name__)
+
+# How often the open epoch's energy so far is written to heartbeat.json, s (by the sampler's thread).
+HEARTBEAT_S = 2.0
 
 Exchange = Callable[[list[DeviceUsage]], "list[DeviceUsage] | None"]
 
@@ -162,6 +168,9 @@ class EnergyTracker(EpochsAndPhases):
         self._stopped_utc: str | None = None
         self._status = "running"
         self._resume: Mapping[str, Any] | None = None
+        self._owner: threading.Thread | None = None
+        self._next_beat_s = float("-inf")
+        self.process = liveness.this_process()
 
     def _place(self, exchange: Exchange | None, rank: int) -> placement.Launch:
         """Where this process sits: the launcher's ranks when sharded, else ``rank`` alone."""
@@ -191,6 +200,7 @@ class EnergyTracker(EpochsAndPhases):
         if self._started_s is not None:
             raise UsageError("start() called twice; one EnergyTracker measures one run")
         self._started_utc = utc_now()
+        self._owner = threading.current_thread()
         if self._log_dir is not None and self._is_writer:
             self.run_dir = resuming.reopen(self._resume) or self._new_run_dir(self._log_dir)
             if self._sharded and self.run_dir.parent.name == SHARDS_DIR:  # a resumed shard keeps its job
@@ -329,9 +339,29 @@ class EnergyTracker(EpochsAndPhases):
         return elapsed_s
 
     def _trace(self, readings: list[Reading]) -> None:
-        if self._writer is not None and self.config.power_trace and os.getpid() == self._pid:
+        if self._writer is None or os.getpid() != self._pid:
+            return
+        if self.config.power_trace:
             started_s = self._started_s or 0.0
             self._writer.write_power(power_rows(readings, started_s, self.host, self.rank, utc_now()))
+        if threading.current_thread() is not self._owner and self._clock() >= self._next_beat_s and not self._stopped:
+            self._next_beat_s = self._clock() + HEARTBEAT_S
+            self._writer.write_heartbeat(self._heartbeat())
+
+    def _heartbeat(self) -> dict[str, Any]:
+        """What a reader needs to recover this run if the process dies: who writes it, and the open rows so far."""
+        cfg, rows = self.config, []
+        for segment, by_kind_j, duration_s in self._timeline.open_segments():
+            kwh = {kind: joules_to_kwh(by_kind_j.get(kind, 0.0)) for kind in KINDS}
+            energy_kwh = sum(kwh.values())
+            g_per_kwh = cfg.intensity.g_per_kwh
+            rows.append({
+                "epoch": segment.epoch, "phase": segment.phase, "start_utc": segment.opened_utc,
+                "duration_s": duration_s, **{f"{kind}_kwh": value for kind, value in kwh.items()},
+                "energy_kwh": energy_kwh, "pue": cfg.pue, "carbon_intensity_g_per_kwh": g_per_kwh,
+                "co2_kg": energy_kwh * cfg.pue * g_per_kwh / 1000 if g_per_kwh is not None else None,
+            })  # fmt: skip
+        return {"process": self.process, "time_utc": utc_now(), "open": rows}
 
     def _emit(self, segment: Segment, status: str) -> None:
         if os.getpid() != self._pid or self._rows is None:

@@ -148,6 +148,7 @@ def run_info(tracker: EnergyTracker) -> dict[str, Any]:
             "local_world_size": tracker.launch.local_world_size,
             "job_source": tracker.launch.job_source,
         },  # fmt: skip
+        "process": tracker.process,
         "platform": _platform(),
         "versions": {"training-energy-tracker": __version__, "python": sys.version.split()[0]},
         "interval_s": tracker.interval_s,

@@ -217,6 +217,26 @@ class Timeline:
                 fresh.activate(other.since, other.since_s)
             self.stack[0] = fresh
 
+    def open_segments(self) -> list[tuple[Segment, dict[str, float], float]]:
+        """Each open epoch and phase (outermost first) with its energy so far by kind (J) and its seconds.
+
+        Safe on any thread: a segment closed meanwhile is simply read as it was.
+        """
+        kinds = {s.name: s.kind for s in self.sensors}
+        with self.lock:
+            snapshot, now_s = self.meter.snapshot(), self._clock()
+            result = []
+            for segment in list(self.stack[1:]):
+                usage, since = segment.usage, segment.since
+                live = since is not None
+                if live:
+                    usage = usage + (snapshot - since)
+                by_kind: dict[str, float] = {}
+                for name, totals in usage.sensors.items():
+                    by_kind[kinds.get(name, "")] = by_kind.get(kinds.get(name, ""), 0.0) + totals.energy_j
+                result.append((segment, by_kind, segment.active_s + (now_s - segment.since_s if live else 0.0)))
+            return result
+
     # ---- sensors ------------------------------------------------------------------------------------------------
 
     @property
