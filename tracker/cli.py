@@ -105,7 +105,9 @@ def _execute(command: list[str]) -> int:
     """Run ``command``; returns its exit status (``-N`` if signal N ended it).
 
     SIGTERM (``kill``, SLURM's ``scancel``) is passed on to the command, so that the run's row is
-    still written; Ctrl-C reaches the command from the terminal, which is given 10 s to stop.
+    still written. SIGINT too, when it was sent to this process alone (``kill -INT``, a job
+    scheduler): a Ctrl-C at the terminal reaches the whole foreground process group, the command
+    included, and is not sent twice. Either way the command is given 10 s to stop, then killed.
     """
     import signal
     import subprocess
@@ -125,6 +127,8 @@ def _execute(command: list[str]) -> int:
         try:
             return children[0].wait()
         except KeyboardInterrupt:
+            if not _terminal_interrupt():
+                children[0].send_signal(signal.SIGINT)
             try:
                 return children[0].wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -133,6 +137,16 @@ def _execute(command: list[str]) -> int:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _terminal_interrupt() -> bool:
+    """Whether a SIGINT can have come from the terminal to our whole process group (we are its foreground)."""
+    import os
+
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
 
 
 def _tracker_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -301,7 +301,7 @@ class RunWriter:
 
 
 class PowerTrace:
-    """``power.csv``: raw readings streamed through a small buffer (bounded memory)."""
+    """``power.csv``: raw readings streamed in bounded memory, each batch written (not synced) as it comes."""
 
     def __init__(self, path: Path, problem: WriteProblem | None = None) -> None:
         self.path = path
@@ -309,6 +309,7 @@ class PowerTrace:
         self._handle: io.TextIOWrapper | None = open(path, "a", encoding="utf-8", buffering=64 * 1024)
         if self._handle.tell() == 0:  # a resumed run appends to its trace
             self._handle.write(_csv_text([POWER_COLUMNS]))
+            self._handle.flush()
 
     def write(self, rows: Iterable[Sequence[Any]]) -> None:
         """Append rows; on a write error the trace stops (the epoch logs do not depend on it)."""
@@ -316,6 +317,7 @@ class PowerTrace:
             return
         try:
             self._handle.write(_csv_text(rows))
+            self._handle.flush()  # one write per batch: a killed process leaves every batch before it
         except (OSError, ValueError) as exc:
             self._problem(self.path, exc if isinstance(exc, OSError) else OSError(str(exc)))
             logger.debug("power trace stopped: %s", exc)

@@ -21,8 +21,25 @@ from tracker.sensors import KINDS, Sensor, positive_watts
 DEFAULT_LOG_DIR = "energy_logs"
 
 
+# Plausible magnitudes, W: a machine's CPUs at full load (8 sockets of 400 W fit), and its RAM (2 TB at the
+# highest published 0.375 W/GB is 750 W; MEASUREMENT §3.3).
+WATTS_RANGE = {"cpu_tdp_w": (1.0, 4000.0), "ram_w": (0.1, 1000.0)}
+# A run directory's name: a file name in every file system (255 bytes), with room for the "-999" suffix.
+MAX_RUN_NAME_BYTES = 200
+
+
 def _watts(name: str, value: Any) -> float | None:
-    return None if value is None else positive_watts(value, name)
+    if value is None:
+        return None
+    watts = positive_watts(value, name)
+    low, high = WATTS_RANGE[name]
+    if not low <= watts <= high:
+        raise ConfigurationError(
+            f"{name}={value!r} W is implausible: give the power of this machine's "
+            f"{'CPUs at full load' if name == 'cpu_tdp_w' else 'RAM'} in watts, from {low:g} to {high:g} "
+            f"(e.g. {name}={'165' if name == 'cpu_tdp_w' else '10'}), or None to estimate it"
+        )
+    return watts
 
 
 def _epochs(value: Any) -> int | None:
@@ -58,8 +75,18 @@ def _gpu_devices(value: Any) -> tuple[int | str, ...] | None:
 def _run_name(value: Any) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not value or value in (".", "..") or "/" in value or os.sep in value:
-        raise ConfigurationError(f"run_name={value!r}: give a plain directory name such as 'baseline-lr3e-4'")
+    plain = "give a plain directory name such as 'baseline-lr3e-4'"
+    if not isinstance(value, str) or not value or value.strip() != value or value in (".", ".."):
+        raise ConfigurationError(f"run_name={value!r}: {plain}")
+    shown = repr(value) if len(value) <= 60 else f"{value[:40]!r}… ({len(value)} characters)"
+    bad = sorted({c for c in value if c in "/\\" or c == os.sep or not c.isprintable()})
+    if bad:
+        raise ConfigurationError(f"run_name={shown} holds {''.join(bad)!r}, which a directory name cannot; {plain}")
+    size = len(value.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_RUN_NAME_BYTES:
+        raise ConfigurationError(
+            f"run_name={shown} is {size} bytes; a directory name may have at most {MAX_RUN_NAME_BYTES} here; {plain}"
+        )
     return value
 
 
@@ -138,8 +165,13 @@ class Config:
         set_(self, "job_id", _job_id(self.job_id))
         if not isinstance(self.power_trace, bool):
             raise ConfigurationError(f"power_trace={self.power_trace!r}: give True or False")
-        if self.log_dir is not None and not isinstance(self.log_dir, (str, os.PathLike)):
-            raise ConfigurationError(f"log_dir={self.log_dir!r}: give a directory path such as 'runs/energy'")
+        if self.log_dir is not None and (
+            not isinstance(self.log_dir, (str, os.PathLike)) or not os.fspath(self.log_dir).strip()
+        ):
+            raise ConfigurationError(
+                f"log_dir={self.log_dir!r}: give a directory path such as 'runs/energy' ('.' for the current "
+                "directory), or None to write nothing"
+            )
         if self.intensity_csv is not None and not isinstance(self.intensity_csv, (str, os.PathLike)):
             raise ConfigurationError(f"intensity_csv={self.intensity_csv!r}: give a timestamp,g_per_kwh CSV's path")
         set_(
