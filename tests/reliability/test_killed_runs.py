@@ -28,14 +28,14 @@ GPU_W, CPU_W = 250.0, 25.0  # train_script.py's fake sensors
 
 
 def wait_for_heartbeat_inside(run_dir: Path, epoch: int, timeout_s: float = 30.0) -> dict:
-    """The first heartbeat that shows ``epoch`` open with some energy."""
+    """The first heartbeat that shows ``epoch`` open for 1 s or more."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             beat = json.loads((run_dir / liveness.HEARTBEAT_JSON).read_text())
         except (OSError, ValueError):
             beat = {}
-        if any(r["epoch"] == epoch and r["phase"] == "train" and r["energy_kwh"] > 0 for r in beat.get("open", [])):
+        if any(r["epoch"] == epoch and r["phase"] == "train" and r["duration_s"] >= 1.0 for r in beat.get("open", [])):
             return beat
         time.sleep(0.05)
     raise AssertionError(f"no heartbeat showed epoch {epoch} open")
@@ -57,8 +57,9 @@ def test_a_run_killed_mid_epoch_reads_back_as_killed_with_the_epoch_so_far(tmp_p
     assert (row["epoch"], row["status"]) == (0, "interrupted")
     (open_row,) = [r for r in beat["open"] if r["phase"] == "train"]
     assert row["energy_kwh"] >= open_row["energy_kwh"] > 0  # at least what the heartbeat we saw held
-    # Steady fakes: the energy so far is the duration so far times their power.
-    assert row["energy_kwh"] * J_PER_KWH == pytest.approx((GPU_W + CPU_W) * row["duration_s"], rel=0.05)
+    # Steady fakes: the energy so far is the duration so far times their power (the readings lag the
+    # heartbeat's clock by up to an interval and the scheduling delays of a loaded machine).
+    assert row["energy_kwh"] * J_PER_KWH == pytest.approx((GPU_W + CPU_W) * row["duration_s"], rel=0.1)
     assert cli.main(["report", str(tmp_path)]) == 0
     assert "killed" in capsys.readouterr().out
 

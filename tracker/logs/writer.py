@@ -24,6 +24,7 @@ import io
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -235,7 +236,7 @@ def _sync(fd: int) -> None:
 
 def atomic_write(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` through a fsynced temporary file and ``os.replace``."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per thread
     try:
         with open(temporary, "w", encoding="utf-8") as handle:
             handle.write(text)

@@ -194,7 +194,7 @@ class Sampler:
         self._thread.start()
 
     def stop(self, timeout_s: float | None = None) -> bool:
-        """Stop the thread; returns whether it ended within ``timeout_s`` (default: one interval + 1 s).
+        """Stop the thread; returns whether it ended within ``timeout_s`` (default 1 s, whatever the interval).
 
         A read in progress is not interrupted: a sensor hung in its driver is left behind on
         the daemon thread rather than blocking the caller, with one warning.
@@ -205,7 +205,7 @@ class Sampler:
         thread = self._thread
         if thread is None or os.getpid() != self._pid or thread is threading.current_thread():
             return True
-        thread.join(self.interval_s + 1.0 if timeout_s is None else timeout_s)
+        thread.join(1.0 if timeout_s is None else timeout_s)  # a tick of healthy reads takes milliseconds
         if not thread.is_alive():
             return True
         for slot in (s for s in self._slots if s.lock.locked()):

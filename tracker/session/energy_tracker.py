@@ -170,6 +170,7 @@ class EnergyTracker(EpochsAndPhases):
         self._resume: Mapping[str, Any] | None = None
         self._owner: threading.Thread | None = None
         self._next_beat_s = float("-inf")
+        self._beat_lock = threading.Lock()
         self.process = liveness.this_process()
 
     def _place(self, exchange: Exchange | None, rank: int) -> placement.Launch:
@@ -344,9 +345,14 @@ class EnergyTracker(EpochsAndPhases):
         if self.config.power_trace:
             started_s = self._started_s or 0.0
             self._writer.write_power(power_rows(readings, started_s, self.host, self.rank, utc_now()))
-        if threading.current_thread() is not self._owner and self._clock() >= self._next_beat_s and not self._stopped:
-            self._next_beat_s = self._clock() + HEARTBEAT_S
-            self._writer.write_heartbeat(self._heartbeat())
+        if threading.current_thread() is self._owner or self._stopped or self._clock() < self._next_beat_s:
+            return
+        if self._beat_lock.acquire(blocking=False):  # the fast lanes' and edge threads' batches come here too
+            try:
+                self._next_beat_s = self._clock() + HEARTBEAT_S
+                self._writer.write_heartbeat(self._heartbeat())
+            finally:
+                self._beat_lock.release()
 
     def _heartbeat(self) -> dict[str, Any]:
         """What a reader needs to recover this run if the process dies: who writes it, and the open rows so far."""
