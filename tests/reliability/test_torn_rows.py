@@ -138,3 +138,11 @@ def test_a_run_that_cannot_be_read_is_named_and_the_others_reported(tmp_path, cl
     assert cli.main(["report", str(tmp_path)]) == cli.SOME_UNREADABLE
     out, err = capsys.readouterr()
     assert "good" in out and "skipped" in err and "bad" in err and "Permission denied" in err
+
+
+def test_a_new_column_after_a_value_with_a_line_break_keeps_every_row_whole(tmp_path):
+    log = CsvLog(tmp_path / "epochs.csv", ["run", "epoch"])
+    log.append({"run": "r", "epoch": 0, "note": "two\nlines"})
+    log.append({"run": "r", "epoch": 1, "extra": 2.0})
+    rows = list(csv.reader((tmp_path / "epochs.csv").open(newline="")))
+    assert rows == [["run", "epoch", "note", "extra"], ["r", "0", "two\nlines", ""], ["r", "1", "", "2.0"]]

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tracker.errors import ConfigurationError
 from tracker.logs.liveness import HEARTBEAT_JSON
@@ -53,6 +53,9 @@ __all__ = [
 ]  # fmt: skip
 
 logger = logging.getLogger(__name__)
+
+# A header rewrite copies the rows in pieces of this size, so its memory stays flat however long the run.
+COPY_CHUNK_B = 1 << 20
 
 
 def check_log_dir(log_dir: str | os.PathLike[str]) -> Path:
@@ -205,20 +208,27 @@ class CsvLog:
         self.pending.clear()
 
     def _rewrite_header(self) -> None:
-        header = _csv_text([self.columns])
-        body = b""
-        if self._header_on_disk and self.path.is_file():
-            with open(self.path, "rb") as handle:
-                handle.readline()
-                body = handle.read()
-        added = len(self.columns) - len(self._header_on_disk)
-        if body and added and not self._multiline:
-            body = body.replace(b"\n", b"," * added + b"\n")
-        elif body and added:  # a value spans lines: parse and write the rows again (rare)
-            rows = list(csv.reader(io.StringIO(body.decode("utf-8", errors="replace"))))
-            body = _csv_text(row + [""] * (len(self.columns) - len(row)) for row in rows).encode()
-        atomic_write(self.path, header + body.decode("utf-8", errors="replace"))
+        header = _csv_text([self.columns]).encode()
+        old = self._header_on_disk if self.path.is_file() else []
+        added = len(self.columns) - len(old)
+        with atomic_file(self.path) as out:
+            out.write(header)
+            if old:
+                with open(self.path, "rb") as source:
+                    source.readline()
+                    self._copy_body(source, out, added)
         self._header_on_disk = list(self.columns)
+
+    def _copy_body(self, source: BinaryIO, out: BinaryIO, added: int) -> None:
+        """Copy the rows after the header, each with ``added`` empty cells at its end, in bounded memory."""
+        if added and self._multiline:  # a value spans lines: parse the rows and write them again (rare)
+            rows = csv.reader(io.TextIOWrapper(source, encoding="utf-8", errors="replace", newline=""))
+            for row in rows:
+                out.write(_csv_text([row + [""] * added]).encode())
+            return
+        pad = b"," * added + b"\n"
+        for chunk in iter(lambda: source.read(COPY_CHUNK_B), b""):
+            out.write(chunk.replace(b"\n", pad) if added else chunk)
 
 
 def _write_all(fd: int, data: memoryview, path: Path) -> None:
@@ -236,10 +246,17 @@ def _sync(fd: int) -> None:
 
 def atomic_write(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` through a fsynced temporary file and ``os.replace``."""
+    with atomic_file(path) as handle:
+        handle.write(text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``path`` when the block ends (fsynced, then ``os.replace``), or never."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per thread
     try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with open(temporary, "wb") as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

@@ -28,6 +28,8 @@ CAP_MARGIN = 1.5
 COUNTER_LAG_S = 1.0
 # A step back of at most this many seconds at the device's cap is a wobble, not a reset.
 JITTER_S = 1.0
+# A power-only outage is estimated with the sensor's mean power over about this many seconds before it.
+RECENT_S = 10.0
 
 
 def joules_to_kwh(energy_j: float) -> float:
@@ -238,6 +240,7 @@ class Meter:
         self._totals: dict[str, SensorTotals] = {}
         self._peaks_w: dict[str, float] = {}
         self._max_w: dict[str, float] = {}
+        self._recent: dict[str, tuple[float, float]] = {}  # decayed sums of (J, s) of good power intervals
 
     def add(self, reading: Reading, boundary: bool = False) -> None:
         """Fold one reading into its sensor's totals; ``boundary`` marks a reading taken at an epoch edge."""
@@ -299,7 +302,12 @@ class Meter:
 
     def _step(self, previous: Reading, current: Reading, boundary: bool) -> SensorTotals:
         hold = _hold(self._last_at_boundary.get(current.sensor, False), boundary)
-        power = _power_step(previous, current, self._gap_s, hold, self._max_w.get(current.sensor, 0.0))
+        energy_j, span_s = self._recent.get(current.sensor, (0.0, 0.0))
+        recent = energy_j / span_s if span_s else None
+        power = _power_step(previous, current, self._gap_s, hold, self._max_w.get(current.sensor, 0.0), recent)
+        if power.covered_s and power.integrated_s:  # a good interval: into the recent mean, older ones fading
+            decay = math.exp(-power.integrated_s / RECENT_S)
+            self._recent[current.sensor] = (energy_j * decay + power.integrated_j, span_s * decay + power.integrated_s)
         if previous.energy_j is None or current.energy_j is None:
             self._reference_j.pop(current.sensor, None)
             return power
@@ -341,19 +349,26 @@ def held_j(previous: Reading, current: Reading, hold: str, dt_s: float) -> tuple
     return (watts or 0.0) * dt_s, (delta * dt_s) ** 2 / 3.0
 
 
-def _power_step(previous: Reading, current: Reading, gap_s: float, hold: str, max_w: float) -> SensorTotals:
-    """The totals of the interval between two readings of one sensor, from their power alone."""
+def _power_step(
+    previous: Reading, current: Reading, gap_s: float, hold: str, max_w: float, recent_w: float | None = None
+) -> SensorTotals:
+    """The totals of the interval between two readings of one sensor, from their power alone.
+
+    A gap (an outage) is estimated with ``recent_w``, the sensor's mean power over the last
+    ``RECENT_S`` seconds (its two end readings are two samples of a load that may swing), with the
+    variance of a mean anywhere between 0 and the highest power seen, ``max_w``.
+    """
     dt = current.time_s - previous.time_s
     gap = dt if dt > gap_s else 0.0
     if previous.power_w is None or current.power_w is None:
         return SensorTotals(unmeasured_s=dt, gap_s=gap)
     integrated = trapezoid_j(previous.power_w, current.power_w, dt)
     energy, var = (integrated, trapezoid_variance_j2(previous.power_w, current.power_w, dt))
-    if gap:  # an outage: the mean power over it is unknown between 0 and the highest power seen
+    if hold and not gap:
+        energy, var = held_j(previous, current, hold, dt)
+    if gap:
+        energy = integrated if recent_w is None else recent_w * dt
         var = (max(max_w, previous.power_w, current.power_w) * dt) ** 2 / 12.0
-    if hold:
-        energy, hold_var = held_j(previous, current, hold, dt)
-        var = var if gap else hold_var
     return SensorTotals(
         energy_j=energy, integrated_j=integrated, integrated_s=dt, sampling_var_j2=var, gap_s=gap,
         covered_s=0.0 if gap else dt,
