@@ -23,7 +23,7 @@ except ImportError:  # only the older package name, pytorch_lightning, is instal
 
 from integrations._distributed import Exchange, distributed, gather, placement
 from tracker.errors import ConfigurationError
-from tracker.logs.schema import COMPLETE, INTERRUPTED
+from tracker.logs.schema import COMPLETE, INTERRUPTED, PREDICT, SANITY_CHECK, TEST, TRAIN, VALIDATION
 from tracker.logs.writer import check_log_dir
 from tracker.measure.meter import J_PER_KWH
 from tracker.sensors import GPU
@@ -200,7 +200,7 @@ class EnergyCallback(Callback):
         self._start()
         if self.tracker is None:
             return
-        if phase == "train":
+        if phase == TRAIN:
             self.tracker.begin_epoch(trainer.current_epoch)
             self._epoch_start = self.tracker.summary()
         else:
@@ -225,22 +225,22 @@ class EnergyCallback(Callback):
             self.tracker.add_samples(count)
 
     def _evaluation(self, trainer: Any) -> str:
-        return "sanity_check" if trainer.sanity_checking else "validation"
+        return SANITY_CHECK if trainer.sanity_checking else VALIDATION
 
     @override
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         """Open the epoch's row."""
-        self._begin("train", trainer)
+        self._begin(TRAIN, trainer)
 
     @override
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Count the batch's samples."""
-        self._count("train", batch)
+        self._count(TRAIN, batch)
 
     @override
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """Write the epoch's row and log its energy to the Trainer's loggers."""
-        if self._end("train") and not trainer.barebones:
+        if self._end(TRAIN) and not trainer.barebones:
             for key, value in epoch_metrics(self._epoch_start, self.tracker.summary()).items():
                 pl_module.log(key, value, prog_bar=key == PROGRESS_BAR_KEY, sync_dist=True, reduce_fx="max")
 
@@ -263,12 +263,12 @@ class EnergyCallback(Callback):
         self._count(phase, batch)
 
     # test and predict: a phase each, written when it ends
-    on_test_start = partialmethod(_begin, "test")
-    on_test_batch_end = partialmethod(_phase_batch_end, "test")
-    on_test_end = partialmethod(_end, "test")
-    on_predict_start = partialmethod(_begin, "predict")
-    on_predict_batch_end = partialmethod(_phase_batch_end, "predict")
-    on_predict_end = partialmethod(_end, "predict")
+    on_test_start = partialmethod(_begin, TEST)
+    on_test_batch_end = partialmethod(_phase_batch_end, TEST)
+    on_test_end = partialmethod(_end, TEST)
+    on_predict_start = partialmethod(_begin, PREDICT)
+    on_predict_batch_end = partialmethod(_phase_batch_end, PREDICT)
+    on_predict_end = partialmethod(_end, PREDICT)
 
 
 def epoch_metrics(start: Summary, end: Summary) -> dict[str, float]:

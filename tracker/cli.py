@@ -64,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
     import shutil
 
     from tracker.errors import ConfigurationError
-    from tracker.logs.schema import COMPLETE, INTERRUPTED
+    from tracker.logs.schema import COMMAND, COMPLETE, INTERRUPTED
     from tracker.session.config import Config
     from tracker.session.energy_tracker import EnergyTracker
 
@@ -77,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
     tracker.start()
     code, status = 130, INTERRUPTED
     try:
-        tracker.begin_phase("command")
+        tracker.begin_phase(COMMAND)
         returned = _execute(command)
         code = returned if returned >= 0 else 128 - returned  # killed by signal N: the shell's 128 + N
         tracker.log_metrics({"exit_code": code})

@@ -11,9 +11,18 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 COMPLETE, INTERRUPTED = "complete", "interrupted"
+
+# Phase names, the ``phase`` column. An epoch's own row is ``train``.
+TRAIN = "train"
 # Energy measured outside any epoch or phase (setup, checkpointing, the time between epochs):
 # counted in the totals, in rows of its own, never dropped (codecarbon's run total drops it).
 OTHER_PHASE = "other"
+# Inference rows: their energy per sample gives the break-even against the training energy.
+INFERENCE = "inference"
+VALIDATION, SANITY_CHECK, TEST, PREDICT = "validation", "sanity_check", "test", "predict"
+COMMAND = "command"  # ``energy-tracker run``: the measured command's one phase
+# Names the user may not give a phase: they are the tracker's own.
+RESERVED_PHASES = (TRAIN, OTHER_PHASE)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,9 @@ from typing import Any
 
 from tracker.errors import ConfigurationError
 from tracker.logs.reader import merge_jobs
-from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS
+from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS, TRAIN
 from tracker.logs.writer import Run, load_runs
+from tracker.sensors.methods import ABSENT, joined
 
 FORMATS = ("text", "markdown", "csv", "json")
 COMPONENTS = ("gpu", "cpu", "ram")
@@ -104,7 +105,7 @@ def summarize(run: Run) -> RunSummary:
     pue = info.get("pue", rows[0].get("pue") if rows else None)
     return RunSummary(
         name=run.name, path=str(run.path), status=str(info.get("status") or "unknown"),
-        epochs=sum(1 for r in rows if r.get("phase") == "train" and r.get("status") == COMPLETE),
+        epochs=sum(1 for r in rows if r.get("phase") == TRAIN and r.get("status") == COMPLETE),
         totals=totals, pue=pue, intensity=_intensity(rows, grid, totals, pue), methods=_methods(rows),
         forecast=_forecast(rows), metrics=_last_metrics(rows), sensors=list(info.get("sensors") or []),
         devices=_devices(run), version=str((info.get("versions") or {}).get("training-energy-tracker", "")), rows=rows,
@@ -128,11 +129,10 @@ def _intensity(rows: list[dict], grid: dict, totals: dict[str, float], pue: Any)
 
 
 def _methods(rows: list[dict]) -> dict[str, str]:
-    found = {}
-    for kind in COMPONENTS:
-        seen = (m for r in rows for m in str(r.get(f"{kind}_method") or "absent").split("+") if m != "absent")
-        found[kind] = "+".join(dict.fromkeys(seen)) or "absent"
-    return found
+    return {
+        kind: joined([m for r in rows for m in str(r.get(f"{kind}_method") or ABSENT).split("+")])
+        for kind in COMPONENTS
+    }
 
 
 def _forecast(rows: list[dict]) -> dict[str, float] | None:
@@ -196,7 +196,7 @@ def _ratio(value: float | None, base: float | None) -> float | None:
 
 def methods_text(methods: dict[str, str]) -> str:
     """``gpu:energy_counter cpu:tdp_estimate ram:ram_model`` (absent components left out)."""
-    return " ".join(f"{kind}:{m}" for kind, m in methods.items() if m != "absent") or "none"
+    return " ".join(f"{kind}:{m}" for kind, m in methods.items() if m != ABSENT) or "none"
 
 
 # ---- rendering ----------------------------------------------------------------------------------------------------

@@ -25,10 +25,10 @@ from typing import Any
 from tracker.errors import SensorError, SensorPermissionError, SensorReadError, SensorUnavailable
 from tracker.sensors import GPU, Absent, Reading
 from tracker.sensors._cuda_visible import Gpu, group_by_gpu, select_gpus, visible_gpus
+from tracker.sensors.methods import ENERGY_COUNTER, POWER_POLLING
 
 log = logging.getLogger(__name__)
 
-ENERGY_COUNTER, POWER_POLLING = "energy_counter", "power_polling"
 _SOURCE = "nvml"
 _HINTS = {
     "NOT_SUPPORTED": "this GPU or driver does not provide it",

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tracker.errors import ConfigurationError, UsageError
-from tracker.logs.schema import COMPLETE, INTERRUPTED, OTHER_PHASE
+from tracker.logs.schema import COMPLETE, INTERRUPTED, RESERVED_PHASES
 
 if TYPE_CHECKING:
     from tracker.session.timeline import Timeline
@@ -75,7 +75,7 @@ class EpochsAndPhases:
             ConfigurationError: ``name`` is empty, ``"other"`` or ``"train"``, or ``samples`` is invalid.
             UsageError: not started, or a phase of that name is already open.
         """
-        if not isinstance(name, str) or not name or name in (OTHER_PHASE, "train"):
+        if not isinstance(name, str) or not name or name in RESERVED_PHASES:
             raise ConfigurationError(
                 f"phase name {name!r}: give a name such as 'validation', 'test' or 'inference' "
                 "('train' is the epoch itself, 'other' is what lies outside epochs)"

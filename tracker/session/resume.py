@@ -18,7 +18,7 @@ from typing import Any
 
 from tracker.errors import ConfigurationError
 from tracker.logs.reader import EPOCHS_CSV, read_csv_rows
-from tracker.logs.schema import COMPLETE
+from tracker.logs.schema import COMPLETE, INFERENCE, TRAIN
 from tracker.measure.meter import J_PER_KWH
 from tracker.sensors import KINDS
 from tracker.session.accounting import Energy
@@ -84,8 +84,8 @@ def totals_from_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[Totals, float]:
         co2_kg=sum(float(r.get("co2_kg") or 0.0) for r in rows),
         co2_kg_low=sum(float(r.get("co2_kg_low") or 0.0) for r in rows),
         co2_kg_high=sum(float(r.get("co2_kg_high") or 0.0) for r in rows),
-        epochs_done=sum(1 for r in rows if r.get("phase") == "train" and r.get("status") == COMPLETE),
-        training_j=kwh_to_j("energy_kwh", lambda r: r.get("phase") != "inference"),
+        epochs_done=sum(1 for r in rows if r.get("phase") == TRAIN and r.get("status") == COMPLETE),
+        training_j=kwh_to_j("energy_kwh", lambda r: r.get("phase") != INFERENCE),
         by_kind_j={kind: kwh_to_j(f"{kind}_kwh") for kind in KINDS},
     )
     return totals, sum(float(r.get("duration_s") or 0.0) for r in rows)

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tracker.logs.schema import COMPLETE, DeviceRecord, EpochRecord
+from tracker.logs.schema import COMPLETE, INFERENCE, TRAIN, DeviceRecord, EpochRecord
 from tracker.measure.meter import joules_to_kwh
 from tracker.sensors import CPU, GPU, KINDS, RAM
+from tracker.sensors.methods import ABSENT
 from tracker.session import accounting
 from tracker.session.accounting import DeviceUsage, Energy, Forecast
 from tracker.session.config import Config
@@ -70,7 +71,7 @@ class RowBuilder:
         co2_high = accounting.co2_kg(joules_to_kwh(energy.high_j), pue, intensity_g)
         self._accumulate(segment, status, energy, kinds, (co2, co2_low, co2_high))
         per_sample = energy.value_j / segment.samples if segment.samples else None
-        if segment.phase == "inference":
+        if segment.phase == INFERENCE:
             self.break_even = accounting.break_even_queries(self.totals.training_j, per_sample)
         self.forecast = accounting.forecast(
             self.totals.epochs_done,
@@ -95,9 +96,9 @@ class RowBuilder:
             intensity_source=source, country=self.config.intensity.country or "",
             region=self.config.intensity.region or "", co2_kg=co2, co2_kg_low=co2_low, co2_kg_high=co2_high,
             gpu_method=methods[GPU], cpu_method=methods[CPU], ram_method=methods[RAM],
-            gpu_power_mean_w=accounting.mean_power_w(gpu_j, duration) if methods[GPU] != "absent" else None,
+            gpu_power_mean_w=accounting.mean_power_w(gpu_j, duration) if methods[GPU] != ABSENT else None,
             energy_per_sample_j=per_sample,
-            break_even_queries=self.break_even if segment.phase == "inference" else None,
+            break_even_queries=self.break_even if segment.phase == INFERENCE else None,
             cumulative_energy_kwh=self.totals.energy.kwh, cumulative_co2_kg=self.totals.co2_kg,
             forecast_total_kwh=self.forecast.total_kwh if self.forecast else None,
             forecast_total_co2_kg=self.forecast.total_co2_kg if self.forecast else None,
@@ -105,7 +106,7 @@ class RowBuilder:
             forecast_total_co2_kg_high=self.forecast.total_co2_kg_high if self.forecast else None,
             forecast_total_s=self.forecast.total_s if self.forecast else None,
             gap_s=max((d.totals.gap_s for d in devices), default=0.0),
-            notes=";".join(accounting.notes_for(devices, duration if segment.phase == "train" else 0.0)),
+            notes=";".join(accounting.notes_for(devices, duration if segment.phase == TRAIN else 0.0)),
         )  # fmt: skip
         self.rows.append(record)
         return {**record.as_row(), **segment.metrics}, [self._device_row(segment, d, duration) for d in devices]
@@ -120,9 +121,9 @@ class RowBuilder:
         totals.co2_kg_high += co2[2]
         for kind, value in kinds.items():
             totals.by_kind_j[kind] += value.value_j
-        if segment.phase != "inference":
+        if segment.phase != INFERENCE:
             totals.training_j += energy.value_j
-        if segment.phase == "train" and status == COMPLETE:
+        if segment.phase == TRAIN and status == COMPLETE:
             totals.epochs_done += 1
 
     def _intensity(self, segment: Segment) -> tuple[float, str]:

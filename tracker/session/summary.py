@@ -8,7 +8,8 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from tracker.measure.meter import joules_to_kwh
-from tracker.sensors import CPU, GPU, RAM
+from tracker.sensors import CPU, GPU, KINDS, RAM
+from tracker.sensors.methods import joined
 
 if TYPE_CHECKING:
     from tracker.session.energy_tracker import EnergyTracker
@@ -122,10 +123,8 @@ class Summary:
 
 
 def _methods(tracker: EnergyTracker) -> dict[str, str]:
-    found: dict[str, list[str]] = {GPU: [], CPU: [], RAM: []}
-    for sensor in tracker.discovery.sensors:
-        found.setdefault(sensor.kind, []).append(sensor.method)
-    return {kind: "+".join(dict.fromkeys(m)) or "absent" for kind, m in found.items()}
+    sensors = tracker.discovery.sensors
+    return {kind: joined([s.method for s in sensors if s.kind == kind]) for kind in KINDS}
 
 
 def run_info(tracker: EnergyTracker) -> dict[str, Any]:

@@ -14,10 +14,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tracker.errors import ConfigurationError, UsageError
-from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS, INTERRUPTED, OTHER_PHASE
+from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS, INTERRUPTED, OTHER_PHASE, TRAIN
 from tracker.measure.meter import Meter, SensorTotals, Snapshot
 from tracker.measure.sampler import Sampler
 from tracker.sensors import GPU, Clock, Reading, Sensor
+from tracker.sensors.methods import POWER_POLLING
 from tracker.session.accounting import DeviceUsage
 from tracker.session.segments import Segment
 
@@ -81,12 +82,12 @@ class Timeline:
             UsageError: an epoch is already open, or ``index`` was used before.
             ConfigurationError: ``samples`` is neither ``None`` nor a non-negative int.
         """
-        open_epoch = next((s for s in self.stack if s.phase == "train"), None)
+        open_epoch = next((s for s in self.stack if s.phase == TRAIN), None)
         if open_epoch is not None:
             raise UsageError(f"epoch({index}) opened while {open_epoch.label} is still open; close it first")
         if index in self._epochs_seen:
             raise UsageError(f"epoch({index}) was already measured in this run; epoch indices must be unique")
-        segment = Segment(index, "train", self._now_utc(), check_samples(samples))
+        segment = Segment(index, TRAIN, self._now_utc(), check_samples(samples))
         self._epochs_seen.add(index)
         self.push(segment)
 
@@ -174,7 +175,7 @@ class Timeline:
         segment = self.stack.pop()
         segment.deactivate(snapshot, now_s, peaks, self._now_utc())
         self.stack[-1].activate(snapshot, now_s)
-        if segment.phase == "train":
+        if segment.phase == TRAIN:
             self.last_epoch = segment.epoch
         self._on_close(segment, status)
 
@@ -243,7 +244,7 @@ def default_interval_s(sensors: Sequence[Sensor]) -> float:
     # Counters lose nothing between reads, so 1 s suffices. Polled power on a bursty load errs by
     # about ΔP·h/√12 per transition (see tests/test_accuracy.py): 0.05 s keeps a 60 s epoch of a
     # 50↔350 W, 0.3 s square wave within ~2.5 % at 3σ, where MEASUREMENT §7.2's 0.1 s gives ~5 %.
-    return 0.05 if any(s.kind == GPU and s.method == "power_polling" for s in sensors) else 1.0
+    return 0.05 if any(s.kind == GPU and s.method == POWER_POLLING for s in sensors) else 1.0
 
 
 def check_status(value: Any) -> str:
