@@ -22,19 +22,28 @@ except ImportError:  # only the older package name, pytorch_lightning, is instal
     from pytorch_lightning import Callback
 
 from integrations._distributed import Exchange, distributed, gather, placement
-from tracker.errors import ConfigurationError
-from tracker.logs.schema import COMPLETE, INTERRUPTED, PREDICT, SANITY_CHECK, TEST, TRAIN, VALIDATION
-from tracker.logs.writer import check_log_dir
-from tracker.measure.meter import J_PER_KWH
-from tracker.sensors import GPU
-from tracker.session.config import Config, check_hardware
-from tracker.session.energy_tracker import EnergyTracker
-from tracker.session.summary import Summary
+from tracker import (
+    COMPLETE,
+    GPU,
+    INTERRUPTED,
+    J_PER_KWH,
+    PREDICT,
+    SANITY_CHECK,
+    TEST,
+    TRAIN,
+    VALIDATION,
+    Config,
+    ConfigurationError,
+    EnergyTracker,
+    Hardware,
+    Summary,
+    check_log_dir,
+    split_options,
+)
 
 logger = logging.getLogger(__name__)
 
-_CONFIG_OPTIONS = tuple(f.name for f in dataclasses.fields(Config) if f.init)
-_HARDWARE_OPTIONS = ("sensors", "clock", "nvml", "powercap_root", "host")
+_HARDWARE_OPTIONS = ("sensors", "clock", "nvml", "powercap_root", "host")  # rank and exchange: set here
 PROGRESS_BAR_KEY = "energy/total_co2_kg"
 
 
@@ -81,13 +90,9 @@ class EnergyCallback(Callback):
     """
 
     def __init__(self, **options: Any) -> None:
-        unknown = sorted(set(options) - set(_CONFIG_OPTIONS) - set(_HARDWARE_OPTIONS))
-        if unknown:
-            valid = ", ".join(_CONFIG_OPTIONS + _HARDWARE_OPTIONS)
-            raise ConfigurationError(f"EnergyCallback({unknown[0]}=...) is not an option; give some of: {valid}")
-        self._hardware = {k: options.pop(k) for k in _HARDWARE_OPTIONS if k in options}
-        check_hardware(**self._hardware)
-        self.config = Config(**{"log_dir": None, **options})
+        given, self._hardware = split_options(options, "EnergyCallback", _HARDWARE_OPTIONS)
+        Hardware(**self._hardware)
+        self.config = Config(**{"log_dir": None, **given})
         self.tracker: EnergyTracker | None = None
         self._running = False
         self._state: dict[str, Any] | None = None

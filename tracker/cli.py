@@ -11,7 +11,8 @@ Subcommands (each has ``--help``):
   prints the summary to stderr and exits with COMMAND's exit code.
 
 Bad input (an invalid option, a path without runs) gives one line on stderr and exit code 2.
-Only :mod:`argparse` is imported up front, so ``--help`` is quick; each subcommand imports
+Only :mod:`argparse` and the option declarations (:mod:`tracker.session.config`, from which
+``run``'s flags are made) are imported up front, so ``--help`` is quick; each subcommand imports
 what it needs.
 """
 
@@ -65,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from tracker.errors import ConfigurationError
     from tracker.logs.schema import COMMAND, COMPLETE, INTERRUPTED
-    from tracker.session.config import Config
+    from tracker.session.config import options_from_flags
     from tracker.session.energy_tracker import EnergyTracker
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -73,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigurationError("run needs a command after --, e.g. energy-tracker run -- python train.py")
     if shutil.which(command[0]) is None:
         raise ConfigurationError(f"command {command[0]!r} not found: give an executable on PATH or a path to one")
-    tracker = EnergyTracker(config=Config(**_tracker_options(args)))
+    tracker = EnergyTracker(**options_from_flags(args))
     tracker.start()
     code, status = 130, INTERRUPTED
     try:
@@ -123,23 +124,6 @@ def _execute(command: list[str]) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _tracker_options(args: argparse.Namespace) -> dict[str, Any]:
-    options = {
-        "log_dir": args.log_dir, "run_name": args.run_name, "country": args.country, "region": args.region,
-        "cloud_provider": args.cloud_provider, "cloud_region": args.cloud_region,
-        "carbon_intensity_g_per_kwh": args.carbon_intensity, "intensity_csv": args.intensity_csv, "pue": args.pue,
-        "interval_s": args.interval_s, "cpu_tdp_w": args.cpu_tdp_w, "ram_w": args.ram_w,
-        "power_trace": args.power_trace,
-    }  # fmt: skip
-    if args.measure:
-        options["measure"] = tuple(k.strip() for k in args.measure.split(",") if k.strip())
-    if args.gpu_devices:
-        options["gpu_devices"] = tuple(
-            int(d) if d.strip().isdigit() else d.strip() for d in args.gpu_devices.split(",")
-        )
-    return options
-
-
 def _add_report(commands: Any) -> None:
     p = commands.add_parser(
         "report", help="tables of runs and a comparison", description="A table per run and a comparison of runs."
@@ -176,28 +160,15 @@ def _add_devices(commands: Any) -> None:
 
 
 def _add_run(commands: Any) -> None:
+    from tracker.session.config import add_flags
+
     p = commands.add_parser(
         "run", help="measure any command as one run", usage=f"{PROG} run [options] -- COMMAND [ARG ...]",
         description="Measure COMMAND as one run (one phase named 'command'); its exit code is returned and "
         "the summary printed to stderr.",
     )  # fmt: skip
-    add = p.add_argument
-    add("--log-dir", default="energy_logs", help="where the run directory is created (default: energy_logs)")
-    add("--run-name", help="the run directory's name (default: <UTC time>-<host>-<pid>)")
-    add("--country", help="ISO 3166 code of the grid (default: ENERGY_TRACKER_COUNTRY, else the time zone's)")
-    add("--region", help="a region of --country, e.g. CA for --country USA")
-    add("--cloud-provider", help="a cloud provider, with --cloud-region (e.g. gcp)")
-    add("--cloud-region", help="the provider's region (e.g. europe-west1)")
-    add("--carbon-intensity", type=float, metavar="G_PER_KWH", help="an explicit intensity, g CO2e/kWh")
-    add("--intensity-csv", help="an hourly timestamp,g_per_kwh CSV covering the run")
-    add("--pue", type=float, default=1.0, help="power usage effectiveness, >= 1.0 (default 1.0)")
-    add("--interval-s", type=float, help="seconds between readings (default 1.0; 0.1 for polled GPU power)")
-    add("--cpu-tdp-w", type=float, help="the CPU's power in W for the estimate when RAPL is unreadable")
-    add("--ram-w", type=float, help="the RAM's power in W instead of the RAM model")
-    add("--gpu-devices", help="comma-separated CUDA indices or GPU UUIDs to measure (default: all visible)")
-    add("--measure", help="comma-separated kinds to measure, some of gpu,cpu,ram (default: all)")
-    add("--power-trace", action="store_true", help="also write every reading to power.csv")
-    add("command", nargs=argparse.REMAINDER, help="the command to measure, after --")
+    add_flags(p)
+    p.add_argument("command", nargs=argparse.REMAINDER, help="the command to measure, after --")
     p.set_defaults(handler=_run)
 
 

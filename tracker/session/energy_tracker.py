@@ -10,30 +10,29 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from tracker.errors import UsageError
-from tracker.logs.merge import SHARDS_DIR
 from tracker.logs.schema import COMPLETE, INTERRUPTED
-from tracker.logs.writer import RunWriter, check_log_dir, new_run_dir, write_job
-from tracker.sensors import GPU, KINDS, Clock, Discovery, Reading, Sensor, discover
-from tracker.session import placement
+from tracker.logs.writer import RunWriter, check_log_dir, new_run_dir
+from tracker.measure.sampler import default_interval_s
+from tracker.sensors import CPU, GPU, RAM, Discovery, Reading, discover
 from tracker.session import resume as resuming
 from tracker.session.accounting import DeviceUsage
-from tracker.session.config import DEFAULT_LOG_DIR, Config, check_hardware
+from tracker.session.config import Config, Hardware, options_doc, resolve_config, split_options
 from tracker.session.phases import EpochsAndPhases
 from tracker.session.rows import RowBuilder
 from tracker.session.segments import Segment
 from tracker.session.summary import Summary, run_info
-from tracker.session.timeline import Timeline, check_status, default_interval_s, power_rows
+from tracker.session.timeline import Timeline, check_status, power_rows
 
 logger = logging.getLogger(__name__)
 
 Exchange = Callable[[list[DeviceUsage]], "list[DeviceUsage] | None"]
+_NOT_GIVEN: Any = object()
 
 
 def utc_now() -> str:
@@ -59,92 +58,33 @@ class EnergyTracker(EpochsAndPhases):
     :class:`~tracker.logs.schema.EpochRecord`) and one row per device to ``devices.csv``.
 
     Args:
-        log_dir: where run directories are created; ``None`` writes nothing.
-        run_name: the run directory's name (default ``<UTC time>-<host>-<pid>``; made unique).
-        country: ISO 3166 alpha-3 or alpha-2 code for the grid's carbon intensity; default:
-            ``ENERGY_TRACKER_COUNTRY``, else the time zone's country, else the world average.
-        region: a sub-national region of ``country`` (e.g. a US state).
-        cloud_provider, cloud_region: a cloud region's intensity instead (e.g. ``"gcp"``, ``"europe-west1"``).
-        carbon_intensity_g_per_kwh: an explicit intensity, g CO2e/kWh.
-        intensity_csv: an hourly ``timestamp,g_per_kwh`` CSV, applied to each row's hours.
-        pue: power usage effectiveness of the facility, ≥ 1.0 (1.0: what the machine draws).
-        interval_s: seconds between background readings; default 1.0 with energy counters,
-            0.1 when a GPU has only polled power.
-        epochs: the number of epochs, for the forecast of the whole run.
-        gpu_devices: measure only these CUDA devices (indices or UUIDs); default all visible.
-        cpu_tdp_w: the CPU's power in W for the estimate when RAPL is unreadable.
-        ram_w: the RAM's power in W instead of the RAM model.
-        measure: which kinds to measure, some of ``("gpu", "cpu", "ram")``.
-        power_trace: also write every reading to ``power.csv``.
-        jitter: how much of each sampling slot the reading time is spread over at random, 0 to 1
-            (1: stratified random sampling, which keeps polled power from aliasing with a periodic load).
-        sensors: use these sensors instead of discovering the machine's (tests, custom hardware).
-        clock: monotonic clock in seconds (tests pass a fake one; it must be the sensors' clock).
-        nvml, powercap_root: hardware roots for discovery (tests pass fakes).
-        distributed: ``True``: a rank of a distributed job (one job directory, a shard per rank, each
-            GPU counted once and CPU and RAM once per node, see :mod:`tracker.session.placement`);
-            ``False``: this process alone; ``None`` (default): ``True`` when the launcher's
-            ``WORLD_SIZE`` is above 1 (torchrun, accelerate, deepspeed).
-        job_id: what every process of the job shares; names the job directory and merges runs that
-            share it in reports; default ``TORCHELASTIC_RUN_ID``, ``SLURM_ARRAY_JOB_ID`` or ``SLURM_JOB_ID``.
-        rank, host: who measures, for ``devices.csv`` in distributed runs (the rank is the
-            launcher's ``RANK`` when ``distributed``).
-        exchange: distributed runs only: called with this process's device usages at each row;
-            returns every rank's on the writing rank and ``None`` on the others. Every rank then
-            writes its ``other`` rows at the same boundaries, however short, so that the
-            collectives line up.
+        log_dir: (may be given first, without its name) {log_dir}
+        config: a :class:`~tracker.session.config.Config` instead of its options (not both).
+        **options: any option of :class:`~tracker.session.config.Config` or
+            :class:`~tracker.session.config.Hardware`, each declared once there:
+
+    {options}
 
     Raises:
         ConfigurationError: an option is invalid, or the hardware named does not exist.
     """
 
-    def __init__(
-        self,
-        log_dir: str | os.PathLike[str] | None = DEFAULT_LOG_DIR,
-        *,
-        run_name: str | None = None,
-        country: str | None = None,
-        region: str | None = None,
-        cloud_provider: str | None = None,
-        cloud_region: str | None = None,
-        carbon_intensity_g_per_kwh: float | None = None,
-        intensity_csv: str | os.PathLike[str] | None = None,
-        pue: float = 1.0,
-        interval_s: float | None = None,
-        epochs: int | None = None,
-        gpu_devices: Sequence[int | str] | None = None,
-        cpu_tdp_w: float | None = None,
-        ram_w: float | None = None,
-        measure: Sequence[str] = KINDS,
-        power_trace: bool = False,
-        jitter: float = 1.0,
-        sensors: Sequence[Sensor] | None = None,
-        clock: Clock = time.monotonic,
-        nvml: Any = None,
-        powercap_root: str | os.PathLike[str] | None = None,
-        distributed: bool | None = None,
-        job_id: str | None = None,
-        rank: int = 0,
-        host: str | None = None,
-        exchange: Exchange | None = None,
-        config: Config | None = None,
-    ) -> None:
-        check_hardware(sensors=sensors, clock=clock, nvml=nvml, powercap_root=powercap_root, rank=rank, host=host,
-                       exchange=exchange, config=config)  # fmt: skip
-        self.config = config or Config(
-            log_dir=log_dir, run_name=run_name, country=country, region=region, cloud_provider=cloud_provider,
-            cloud_region=cloud_region, carbon_intensity_g_per_kwh=carbon_intensity_g_per_kwh,
-            intensity_csv=intensity_csv, pue=pue, interval_s=interval_s, epochs=epochs, gpu_devices=gpu_devices,
-            cpu_tdp_w=cpu_tdp_w, ram_w=ram_w, measure=measure, power_trace=power_trace, jitter=jitter,
-            distributed=distributed, job_id=job_id,
-        )  # fmt: skip
+    def __init__(self, log_dir: Any = _NOT_GIVEN, *, config: Config | None = None, **options: Any) -> None:
+        given, injected = split_options(options, "EnergyTracker")
+        if log_dir is not _NOT_GIVEN:
+            given["log_dir"] = log_dir
+        if config is not None and not isinstance(config, Config):
+            resolve_config(config, given)  # raises, before the hardware options are looked at
+        hardware = Hardware(**injected)
+        self.config = resolve_config(config, given)
+        clock = hardware.clock
         cfg = self.config
         self._log_dir = None if cfg.log_dir is None else check_log_dir(cfg.log_dir)
         self._clock = clock
-        self.launch = self._place(exchange, rank)
-        self.rank, self.host = self.launch.rank, host or os.uname().nodename
-        self.discovery = Discovery(list(sensors)) if sensors is not None else self._discover(nvml, powercap_root)
+        sensors, exchange = hardware.sensors, hardware.exchange
+        self.discovery = Discovery(list(sensors)) if sensors is not None else self._discover(hardware)
         self.interval_s = cfg.interval_s or default_interval_s(self.discovery.sensors)
+        self.rank, self.host = hardware.rank, hardware.host or os.uname().nodename
         self._exchange = exchange
         self._pid = os.getpid()
         self._timeline = Timeline(
@@ -152,7 +92,6 @@ class EnergyTracker(EpochsAndPhases):
             on_close=self._emit, on_readings=self._trace, every_boundary=exchange is not None,
         )  # fmt: skip
         self.run_dir: Path | None = None
-        self.job_dir: Path | None = None
         self._writer: RunWriter | None = None
         self._rows: RowBuilder | None = None
         self._started_s: float | None = None
@@ -163,26 +102,19 @@ class EnergyTracker(EpochsAndPhases):
         self._status = "running"
         self._resume: Mapping[str, Any] | None = None
 
-    def _place(self, exchange: Exchange | None, rank: int) -> placement.Launch:
-        """Where this process sits: the launcher's ranks when sharded, else ``rank`` alone."""
+    def _discover(self, hardware: Hardware) -> Discovery:
         cfg = self.config
-        if exchange is not None or cfg.distributed is False:
-            return placement.Launch(rank=rank)  # the caller gathers rows itself (Lightning), or measures alone
-        launch = placement.detect(job_id=cfg.job_id)
-        if cfg.distributed is None and not launch.distributed:
-            return placement.Launch(rank=rank, job_id=launch.job_id, job_source=launch.job_source)
-        self._sharded = True
-        return launch
-
-    _sharded = False
-
-    def _discover(self, nvml: Any, powercap_root: Any) -> Discovery:
-        cfg = self.config
-        kinds = placement.assign(cfg.measure, self.launch.local_rank, self.launch.local_world_size).kinds
         return discover(
-            nvml=nvml, gpu_devices=cfg.gpu_devices, powercap_root=powercap_root, cpu_tdp_w=cfg.cpu_tdp_w,
-            ram_w=cfg.ram_w, gpus=GPU in kinds, cpu="cpu" in kinds, ram="ram" in kinds, clock=self._clock,
-        )  # fmt: skip
+            nvml=hardware.nvml,
+            gpu_devices=cfg.gpu_devices,
+            powercap_root=hardware.powercap_root,
+            cpu_tdp_w=cfg.cpu_tdp_w,
+            ram_w=cfg.ram_w,
+            gpus=GPU in cfg.measure,
+            cpu=CPU in cfg.measure,
+            ram=RAM in cfg.measure,
+            clock=self._clock,
+        )
 
     # ---- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -192,10 +124,9 @@ class EnergyTracker(EpochsAndPhases):
             raise UsageError("start() called twice; one EnergyTracker measures one run")
         self._started_utc = utc_now()
         if self._log_dir is not None and self._is_writer:
-            self.run_dir = resuming.reopen(self._resume) or self._new_run_dir(self._log_dir)
+            self.run_dir = resuming.reopen(self._resume) or new_run_dir(self._log_dir, self.config.run_name)
             self._writer = RunWriter(self.run_dir, power_trace=self.config.power_trace)
-        name = self.job_dir.name if self.job_dir else self.run_dir.name if self.run_dir else self.config.run_name
-        self._rows = RowBuilder(self.config, name or "")
+        self._rows = RowBuilder(self.config, self.run_dir.name if self.run_dir else self.config.run_name or "")
         self._started_s = self._clock() - self._resumed_elapsed_s()  # the first readings' power.csv rows use it
         now_s = self._timeline.open(self._started_utc)
         self._started_s = now_s - self._resumed_elapsed_s()
@@ -229,10 +160,8 @@ class EnergyTracker(EpochsAndPhases):
             self._write_info()
             if self._writer is not None:
                 self._writer.close()
-            if self.job_dir is not None:
-                write_job(self.job_dir)
         summary = self.summary()
-        if self.rank == 0:
+        if self._is_writer:
             logger.info("energy-tracker: %s", summary.one_line())
         return summary
 
@@ -288,27 +217,7 @@ class EnergyTracker(EpochsAndPhases):
 
     @property
     def _is_writer(self) -> bool:
-        return self.rank == 0 or self._sharded  # sharded: every rank writes its own shard
-
-    def _new_run_dir(self, log_dir: Path) -> Path:
-        """A run directory of its own; sharded, this rank's shard under the job's directory."""
-        if not self._sharded:
-            return new_run_dir(log_dir, self.config.run_name)
-        if (
-            self._resume is None
-            and self.launch.world_size > self.launch.local_world_size
-            and not (self.config.run_name or self.launch.job_id)
-        ):
-            logger.warning(
-                "energy-tracker: a job on several nodes without a job id (TORCHELASTIC_RUN_ID is 'none', no "
-                "SLURM_JOB_ID): each node writes a job directory of its own; give run_name= or job_id=, or "
-                "torchrun --rdzv-id, for one"
-            )  # fmt: skip
-        name = placement.job_dir_name(self.launch, self.config.run_name, self.host, os.getppid())
-        self.job_dir = log_dir / name
-        shards = self.job_dir / SHARDS_DIR
-        shards.mkdir(parents=True, exist_ok=True)  # every rank may come first; none waits for another
-        return new_run_dir(shards, placement.shard_name(self.host, self.rank))
+        return self.rank == 0
 
     def _warn_unmeasured_gpus(self) -> None:
         # "no device" is the user's choice (CUDA_VISIBLE_DEVICES=""); a missing library or driver is not.
@@ -346,3 +255,11 @@ class EnergyTracker(EpochsAndPhases):
     def _write_info(self) -> None:
         if self._writer is not None:
             self._writer.write_info(run_info(self))
+
+
+# The options' help, from their one declaration in tracker.session.config.
+EnergyTracker.__doc__ = (
+    (EnergyTracker.__doc__ or "")
+    .replace("{log_dir}", Config.__dataclass_fields__["log_dir"].metadata["help"])
+    .replace("    {options}", options_doc(indent=" " * 12))
+)

@@ -17,8 +17,7 @@ from tracker.errors import ConfigurationError, UsageError
 from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS, INTERRUPTED, OTHER_PHASE, TRAIN
 from tracker.measure.meter import Meter, SensorTotals, Snapshot
 from tracker.measure.sampler import Sampler
-from tracker.sensors import GPU, Clock, Reading, Sensor
-from tracker.sensors.methods import POWER_POLLING
+from tracker.sensors import Clock, Reading, Sensor
 from tracker.session.accounting import DeviceUsage
 from tracker.session.segments import Segment
 
@@ -237,14 +236,6 @@ _EMPTY = SensorTotals()
 
 # Column names the tracker writes, which user metrics may not reuse.
 TRACKER_COLUMNS = frozenset(EPOCH_COLUMNS)
-
-
-def default_interval_s(sensors: Sequence[Sensor]) -> float:
-    """Seconds between readings when the user gives none: 0.05 with a power-polled GPU, else 1.0."""
-    # Counters lose nothing between reads, so 1 s suffices. Polled power on a bursty load errs by
-    # about ΔP·h/√12 per transition (see tests/test_accuracy.py): 0.05 s keeps a 60 s epoch of a
-    # 50↔350 W, 0.3 s square wave within ~2.5 % at 3σ, where MEASUREMENT §7.2's 0.1 s gives ~5 %.
-    return 0.05 if any(s.kind == GPU and s.method == POWER_POLLING for s in sensors) else 1.0
 
 
 def check_status(value: Any) -> str:
