@@ -25,6 +25,7 @@ from integrations._distributed import Exchange, distributed, gather, placement
 from tracker import (
     COMPLETE,
     GPU,
+    HARDWARE_OPTIONS,
     INTERRUPTED,
     J_PER_KWH,
     PREDICT,
@@ -43,7 +44,7 @@ from tracker import (
 
 logger = logging.getLogger(__name__)
 
-_HARDWARE_OPTIONS = ("sensors", "clock", "nvml", "powercap_root", "host")  # rank and exchange: set here
+_HARDWARE_OPTIONS = tuple(o for o in HARDWARE_OPTIONS if o not in ("rank", "exchange"))  # the callback sets these
 PROGRESS_BAR_KEY = "energy/total_co2_kg"
 
 

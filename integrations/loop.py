@@ -17,9 +17,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tracker import INTERRUPTED, Config, EnergyTracker, Hardware, Summary, UsageError, check_log_dir, split_options
+from tracker import (
+    HARDWARE_OPTIONS,
+    INTERRUPTED,
+    Config,
+    EnergyTracker,
+    Hardware,
+    Summary,
+    UsageError,
+    check_log_dir,
+    split_options,
+)
 
-_HARDWARE_OPTIONS = ("sensors", "clock", "nvml", "powercap_root", "rank", "host")  # not exchange: no DDP here
+_HARDWARE_OPTIONS = tuple(o for o in HARDWARE_OPTIONS if o != "exchange")  # a plain loop has no collectives
 
 
 class EnergyLoopCallback:

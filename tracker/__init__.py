@@ -16,6 +16,7 @@ _EXPORTS = {
     "Config": "tracker.session.config",
     "Hardware": "tracker.session.config",
     "split_options": "tracker.session.config",
+    "HARDWARE_OPTIONS": "tracker.session.config",
     "load_run": "tracker.logs.reader",
     "load_runs": "tracker.logs.reader",
     "Run": "tracker.logs.reader",

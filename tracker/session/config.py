@@ -24,6 +24,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -311,6 +312,10 @@ def _sensors(sensors: Any, name: str) -> Any:
     return sensors
 
 
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 def _nvml(value: Any, name: str) -> Any:
     if value is not None and not callable(getattr(value, "nvmlInit", None)):
         raise ConfigurationError(f"{name}={value!r} is not a pynvml module (no nvmlInit); leave it out to use pynvml")
@@ -360,6 +365,11 @@ class Hardware:
     nvml: Any = option(None, _nvml, "the pynvml module for GPU discovery (tests pass a fake).")
     powercap_root: str | os.PathLike[str] | None = option(
         None, _powercap_root, "the powercap sysfs directory for RAPL discovery (tests pass a fake)."
+    )
+    utc_clock: Callable[[], datetime] = option(
+        _utc_now,
+        _callable("the time as an aware UTC datetime", optional=False),
+        "the wall clock, returning an aware UTC datetime, for the rows' times (tests pass a fake one).",
     )
     rank: int = option(
         0,

@@ -1,17 +1,19 @@
-"""``EnergyTracker``: start/stop, per-epoch rows, totals, forecast, summary, resume.
+"""``EnergyTracker``: start/stop, epochs and phases, per-epoch rows, totals, forecast, summary, resume.
 
 The session connects the parts: :class:`~tracker.session.timeline.Timeline` (sampler and meter, the stack
-of open segments) hands each closed segment to :meth:`EnergyTracker._emit`, which turns it into
-rows (:mod:`tracker.session.rows`) and writes them (:mod:`tracker.logs.writer`). The epoch and phase methods come
-from :class:`~tracker.session.phases.EpochsAndPhases`, resuming from :mod:`tracker.session.resume`.
+of open segments, and the rules of opening and closing them) hands each closed segment to
+:meth:`EnergyTracker._emit`, which turns it into rows (:mod:`tracker.session.rows`) and writes them
+(:mod:`tracker.logs.writer`). The epoch and phase methods delegate to the timeline; :meth:`summary` and
+``run.json`` are made from an immutable :class:`~tracker.session.summary.RunState`
+(:mod:`tracker.session.summary`); resuming is :mod:`tracker.session.resume`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +22,23 @@ from tracker.logs.schema import COMPLETE, INTERRUPTED
 from tracker.logs.writer import RunWriter, check_log_dir, new_run_dir
 from tracker.measure.sampler import default_interval_s
 from tracker.sensors import CPU, GPU, RAM, Discovery, Reading, discover
+from tracker.sensors.methods import joined
 from tracker.session import resume as resuming
 from tracker.session.accounting import DeviceUsage
 from tracker.session.config import Config, Hardware, options_doc, resolve_config, split_options
-from tracker.session.phases import EpochsAndPhases
 from tracker.session.rows import RowBuilder
 from tracker.session.segments import Segment
-from tracker.session.summary import Summary, run_info
-from tracker.session.timeline import Timeline, check_status, power_rows
+from tracker.session.summary import RunState, Summary, run_info
+from tracker.session.timeline import Timeline, check_epoch_index, check_phase_name, check_status, power_rows
 
 logger = logging.getLogger(__name__)
 
 Exchange = Callable[[list[DeviceUsage]], "list[DeviceUsage] | None"]
 _NOT_GIVEN: Any = object()
+RUNNING = "running"
 
 
-def utc_now() -> str:
-    """The current UTC time in ISO 8601 with milliseconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-class EnergyTracker(EpochsAndPhases):
+class EnergyTracker:
     """Measures the energy and CO2 of a training run, per epoch and phase.
 
     Use it as a context manager (or call :meth:`start` and :meth:`stop`)::
@@ -76,21 +74,25 @@ class EnergyTracker(EpochsAndPhases):
         if config is not None and not isinstance(config, Config):
             resolve_config(config, given)  # raises, before the hardware options are looked at
         hardware = Hardware(**injected)
-        self.config = resolve_config(config, given)
-        clock = hardware.clock
-        cfg = self.config
+        self.config = cfg = resolve_config(config, given)
         self._log_dir = None if cfg.log_dir is None else check_log_dir(cfg.log_dir)
-        self._clock = clock
-        sensors, exchange = hardware.sensors, hardware.exchange
+        self._clock, self._utc_clock = hardware.clock, hardware.utc_clock
+        sensors = hardware.sensors
         self.discovery = Discovery(list(sensors)) if sensors is not None else self._discover(hardware)
         self.interval_s = cfg.interval_s or default_interval_s(self.discovery.sensors)
         self.rank, self.host = hardware.rank, hardware.host or os.uname().nodename
-        self._exchange = exchange
+        self._exchange = hardware.exchange
         self._pid = os.getpid()
         self._timeline = Timeline(
-            self.discovery.sensors, self.interval_s, clock=clock, jitter=cfg.jitter, now_utc=utc_now,
-            on_close=self._emit, on_readings=self._trace, every_boundary=exchange is not None,
-        )  # fmt: skip
+            self.discovery.sensors,
+            self.interval_s,
+            clock=self._clock,
+            jitter=cfg.jitter,
+            now_utc=self._now_utc,
+            on_close=self._emit,
+            on_readings=self._trace,
+            every_boundary=self._exchange is not None,
+        )
         self.run_dir: Path | None = None
         self._writer: RunWriter | None = None
         self._rows: RowBuilder | None = None
@@ -99,7 +101,7 @@ class EnergyTracker(EpochsAndPhases):
         self._stopped = False
         self._stopped_s: float | None = None
         self._stopped_utc: str | None = None
-        self._status = "running"
+        self._status = RUNNING
         self._resume: Mapping[str, Any] | None = None
 
     def _discover(self, hardware: Hardware) -> Discovery:
@@ -122,14 +124,15 @@ class EnergyTracker(EpochsAndPhases):
         """Create the run directory, take the first readings and start the background sampler."""
         if self._started_s is not None:
             raise UsageError("start() called twice; one EnergyTracker measures one run")
-        self._started_utc = utc_now()
+        self._started_utc = self._now_utc()
         if self._log_dir is not None and self._is_writer:
             self.run_dir = resuming.reopen(self._resume) or new_run_dir(self._log_dir, self.config.run_name)
             self._writer = RunWriter(self.run_dir, power_trace=self.config.power_trace)
-        self._rows = RowBuilder(self.config, self.run_dir.name if self.run_dir else self.config.run_name or "")
-        self._started_s = self._clock() - self._resumed_elapsed_s()  # the first readings' power.csv rows use it
-        now_s = self._timeline.open(self._started_utc)
-        self._started_s = now_s - self._resumed_elapsed_s()
+        totals, elapsed_s = resuming.continued_totals(self._resume, self.run_dir)
+        run = self.run_dir.name if self.run_dir else self.config.run_name or ""
+        self._rows = RowBuilder(self.config, run, totals)
+        self._started_s = self._clock() - elapsed_s  # the first readings' power.csv rows use it
+        self._started_s = self._timeline.open(self._started_utc) - elapsed_s
         self._write_info()
         self._timeline.sampler.start()
         logger.debug("energy-tracker: measuring %s", [s.name for s in self.discovery.sensors])
@@ -151,7 +154,7 @@ class EnergyTracker(EpochsAndPhases):
         if os.getpid() != self._pid:
             return self.summary()  # a forked child (a DataLoader worker) owns nothing of the parent's run
         self._stopped_s = self._clock()
-        self._stopped_utc = utc_now()
+        self._stopped_utc = self._now_utc()
         try:
             self._timeline.close_all()
         finally:
@@ -171,9 +174,8 @@ class EnergyTracker(EpochsAndPhases):
         Holds the run directory, the cumulative totals and the seconds measured so far.
         """
         if self._rows is None or self._started_s is None:
-            return dict(self._resume) if self._resume else resuming.totals_as_dict(resuming.empty_totals(), 0.0, None)
-        elapsed_s = (self._stopped_s or self._clock()) - self._started_s
-        return resuming.totals_as_dict(self._rows.totals, elapsed_s, self.run_dir)
+            return dict(self._resume) if self._resume else resuming.initial_state()
+        return resuming.totals_as_dict(self._rows.totals, self._elapsed_s(), self.run_dir)
 
     def resume(self, state: Mapping[str, Any]) -> None:
         """Continue the run that an earlier tracker's :meth:`state` describes; call before :meth:`start`.
@@ -188,8 +190,7 @@ class EnergyTracker(EpochsAndPhases):
         """
         if self._started_s is not None:
             raise UsageError("resume() called after start(); call it before start()")
-        resuming.totals_from_state(resuming.check_state(state))
-        self._resume = dict(state)
+        self._resume = resuming.check_state(state)
 
     def __enter__(self) -> EnergyTracker:
         return self.start()
@@ -197,11 +198,96 @@ class EnergyTracker(EpochsAndPhases):
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.stop(COMPLETE if exc_type is None else INTERRUPTED)
 
+    # ---- epochs and phases: the rules are the timeline's --------------------------------------------------------
+
+    @contextlib.contextmanager
+    def epoch(self, index: int, samples: int | None = None) -> Iterator[EnergyTracker]:
+        """Measure one epoch; its row is written when the block ends (``interrupted`` if it raised)."""
+        self.begin_epoch(index, samples)
+        with self._closing():
+            yield self
+
+    @contextlib.contextmanager
+    def phase(self, name: str, samples: int | None = None) -> Iterator[EnergyTracker]:
+        """Measure a phase (``validation``, ``test``, ``inference``, ...), inside an epoch or not."""
+        self.begin_phase(name, samples)
+        with self._closing():
+            yield self
+
+    def begin_epoch(self, index: int, samples: int | None = None) -> None:
+        """Open epoch ``index`` (for callbacks; prefer :meth:`epoch`).
+
+        Raises:
+            ConfigurationError: ``index`` is not a non-negative int, or ``samples`` is invalid.
+            UsageError: not started, an epoch is already open, or ``index`` was used before.
+        """
+        check_epoch_index(index)
+        self._require_started(f"epoch({index})")
+        self._timeline.begin_epoch(index, samples)
+
+    def begin_phase(self, name: str, samples: int | None = None) -> None:
+        """Open a phase (for callbacks; prefer :meth:`phase`).
+
+        Raises:
+            ConfigurationError: ``name`` is empty, ``"other"`` or ``"train"``, or ``samples`` is invalid.
+            UsageError: not started, or a phase of that name is already open.
+        """
+        check_phase_name(name)
+        self._require_started(f"phase({name!r})")
+        self._timeline.begin_phase(name, samples)
+
+    def end(self, status: str = COMPLETE) -> None:
+        """Close the innermost open epoch or phase and write its row.
+
+        Raises:
+            ConfigurationError: ``status`` is neither ``"complete"`` nor ``"interrupted"``.
+            UsageError: nothing is open.
+        """
+        self._timeline.end(status)
+
+    def add_samples(self, count: int) -> None:
+        """Count ``count`` more items (images, tokens, queries) in the innermost open epoch or phase."""
+        self._timeline.add_samples(count)
+
+    def log_metrics(self, metrics: Mapping[str, Any]) -> None:
+        """Add the user's metrics (loss, accuracy) to the innermost open epoch or phase's row.
+
+        Raises:
+            UsageError: no epoch or phase is open.
+            ConfigurationError: ``metrics`` is not a mapping, or a name clashes with a tracker column.
+        """
+        self._timeline.log_metrics(metrics)
+
     # ---- results ------------------------------------------------------------------------------------------------
 
     def summary(self) -> Summary:
         """The run's totals so far (or at the end) as a record; ``str()`` gives a short report."""
-        return Summary.build(self, self._rows)
+        return Summary.build(self.run_state())
+
+    def run_state(self) -> RunState:
+        """The run as it is now, an immutable record (what :meth:`summary` and ``run.json`` are made of)."""
+        rows = self._rows
+        sensors = self.discovery.sensors
+        by_sensors = {kind: joined([s.method for s in sensors if s.kind == kind]) for kind in (GPU, CPU, RAM)}
+        return RunState(
+            config=self.config,
+            run=rows.run if rows else "",
+            run_dir=str(self.run_dir) if self.run_dir else None,
+            status=self._status,
+            started_utc=self._started_utc,
+            stopped_utc=self._stopped_utc,
+            duration_s=self._elapsed_s(),
+            host=self.host,
+            interval_s=self.interval_s,
+            sensors=tuple({"name": s.name, "kind": s.kind, "method": s.method, "info": dict(s.info)} for s in sensors),
+            absent=tuple(self.discovery.absent),
+            health=dict(self.sensor_health),
+            totals=rows.totals if rows else None,
+            rows=len(rows.rows) if rows else 0,
+            methods=rows.methods if rows and rows.methods else by_sensors,
+            forecast=rows.forecast if rows else None,
+            break_even=rows.break_even if rows else None,
+        )
 
     @property
     def sensor_health(self) -> dict[str, Any]:
@@ -219,26 +305,44 @@ class EnergyTracker(EpochsAndPhases):
     def _is_writer(self) -> bool:
         return self.rank == 0
 
+    def _now_utc(self) -> str:
+        return self._utc_clock().isoformat(timespec="milliseconds")
+
+    def _elapsed_s(self) -> float:
+        if self._started_s is None:
+            return 0.0
+        return (self._stopped_s if self._stopped_s is not None else self._clock()) - self._started_s
+
+    @contextlib.contextmanager
+    def _closing(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:  # Ctrl-C and sys.exit too: the row is written `interrupted`, the exception re-raised
+            self.end(INTERRUPTED)
+            raise
+        self.end(COMPLETE)
+
+    def _require_started(self, what: str) -> None:
+        if self._started_s is None or self._stopped:
+            raise UsageError(f"{what} called on a tracker that is not running; use `with EnergyTracker() as energy:`")
+
     def _warn_unmeasured_gpus(self) -> None:
         # "no device" is the user's choice (CUDA_VISIBLE_DEVICES=""); a missing library or driver is not.
         absent = [a for a in self.discovery.absent if a.kind == GPU and a.reason != "no device"]
         if absent and GPU in self.config.measure:
+            first = absent[0]
             logger.warning(
                 "energy-tracker: GPUs are not measured (%s: %s%s); to measure only CPU and RAM, and not see this, "
                 "give measure=('cpu', 'ram')",
-                absent[0].reason, absent[0].detail, f"; {absent[0].hint}" if absent[0].hint else "",
-            )  # fmt: skip
-
-    def _resumed_elapsed_s(self) -> float:
-        if self._resume is None or self._rows is None:
-            return 0.0
-        self._rows.totals, elapsed_s = resuming.continued_totals(self._resume, self.run_dir)
-        return elapsed_s
+                first.reason,
+                first.detail,
+                f"; {first.hint}" if first.hint else "",
+            )
 
     def _trace(self, readings: list[Reading]) -> None:
         if self._writer is not None and self.config.power_trace and os.getpid() == self._pid:
             started_s = self._started_s or 0.0
-            self._writer.write_power(power_rows(readings, started_s, self.host, self.rank, utc_now()))
+            self._writer.write_power(power_rows(readings, started_s, self.host, self.rank, self._now_utc()))
 
     def _emit(self, segment: Segment, status: str) -> None:
         if os.getpid() != self._pid or self._rows is None:
@@ -254,7 +358,7 @@ class EnergyTracker(EpochsAndPhases):
 
     def _write_info(self) -> None:
         if self._writer is not None:
-            self._writer.write_info(run_info(self))
+            self._writer.write_info(run_info(self.run_state()))
 
 
 # The options' help, from their one declaration in tracker.session.config.

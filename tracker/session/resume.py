@@ -29,9 +29,9 @@ logger = logging.getLogger(__name__)
 STATE_VERSION = 1
 
 
-def empty_totals() -> Totals:
-    """The totals of a run that has measured nothing yet."""
-    return Totals()
+def initial_state() -> dict[str, Any]:
+    """The state of a run that has measured nothing yet."""
+    return totals_as_dict(Totals(), 0.0, None)
 
 
 def totals_as_dict(totals: Totals, elapsed_s: float, run_dir: Path | None) -> dict[str, Any]:
@@ -44,8 +44,8 @@ def totals_as_dict(totals: Totals, elapsed_s: float, run_dir: Path | None) -> di
     }
 
 
-def check_state(state: Any) -> Mapping[str, Any]:
-    """Check a state from :func:`totals_as_dict`.
+def check_state(state: Any) -> dict[str, Any]:
+    """Check a state from :func:`totals_as_dict`; returns a copy.
 
     Raises:
         ConfigurationError: it is not such a state.
@@ -55,7 +55,8 @@ def check_state(state: Any) -> Mapping[str, Any]:
         raise ConfigurationError(
             f"resume({state!r:.80}): give the dict that EnergyTracker.state() returned (version {STATE_VERSION})"
         )
-    return state
+    totals_from_state(state)
+    return dict(state)
 
 
 def totals_from_state(state: Mapping[str, Any]) -> Totals:
@@ -102,16 +103,19 @@ def reopen(state: Mapping[str, Any] | None) -> Path | None:
     return None
 
 
-def continued_totals(state: Mapping[str, Any], run_dir: Path | None) -> tuple[Totals, float]:
-    """The totals and seconds (s) a resumed run continues from.
+def continued_totals(state: Mapping[str, Any] | None, run_dir: Path | None) -> tuple[Totals, float]:
+    """The totals and seconds (s) a run continues from (a new run: nothing, 0 s).
 
     Args:
-        state: the checked state from :meth:`EnergyTracker.state <tracker.session.energy_tracker.EnergyTracker.state>`.
+        state: the checked state from :meth:`EnergyTracker.state <tracker.session.energy_tracker.EnergyTracker.state>`,
+            or ``None`` for a run that is not resumed.
         run_dir: the run directory the run goes on in, if it writes one.
 
     Returns:
         The sums of ``run_dir``'s ``epochs.csv`` rows when it has any, else the state's own.
     """
+    if state is None:
+        return Totals(), 0.0
     on_disk = read_csv_rows(run_dir / EPOCHS_CSV) if run_dir is not None else []
     if on_disk:
         return totals_from_rows(on_disk)

@@ -43,12 +43,13 @@ class RowBuilder:
     Args:
         config: the run's validated options (PUE, intensity, number of epochs).
         run: the run's name, written in every row.
+        totals: the totals the run starts from (a resumed run's so far).
     """
 
-    def __init__(self, config: Config, run: str) -> None:
+    def __init__(self, config: Config, run: str, totals: Totals | None = None) -> None:
         self.config = config
         self.run = run
-        self.totals = Totals()
+        self.totals = totals or Totals()
         self.rows: list[EpochRecord] = []
         self.methods: dict[str, str] = {}
         self.forecast: Forecast | None = None

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tracker.errors import ConfigurationError, UsageError
-from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS, INTERRUPTED, OTHER_PHASE, TRAIN
+from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS, INTERRUPTED, OTHER_PHASE, RESERVED_PHASES, TRAIN
 from tracker.measure.meter import Meter, SensorTotals, Snapshot
 from tracker.measure.sampler import Sampler
 from tracker.sensors import Clock, Reading, Sensor
@@ -236,6 +236,31 @@ _EMPTY = SensorTotals()
 
 # Column names the tracker writes, which user metrics may not reuse.
 TRACKER_COLUMNS = frozenset(EPOCH_COLUMNS)
+
+
+def check_epoch_index(value: Any) -> int:
+    """``value`` if it is an epoch index: a non-negative int.
+
+    Raises:
+        ConfigurationError: it is not.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"epoch index {value!r}: give a non-negative int (0, 1, 2, ...)")
+    return value
+
+
+def check_phase_name(value: Any) -> str:
+    """``value`` if the user may name a phase so: a non-empty str other than the tracker's own.
+
+    Raises:
+        ConfigurationError: it is not.
+    """
+    if not isinstance(value, str) or not value or value in RESERVED_PHASES:
+        raise ConfigurationError(
+            f"phase name {value!r}: give a name such as 'validation', 'test' or 'inference' "
+            f"({TRAIN!r} is the epoch itself, {OTHER_PHASE!r} is what lies outside epochs)"
+        )
+    return value
 
 
 def check_status(value: Any) -> str:
