@@ -1,8 +1,10 @@
 """Reading a run directory back: its file names, :class:`Run`, :func:`load_run` and :func:`load_runs`.
 
 ``<log_dir>/<run>/`` holds ``run.json``, ``epochs.csv``, ``devices.csv`` and, optionally,
-``power.csv``; :mod:`tracker.logs.writer` writes them (and re-exports these readers). A final line
-without its newline, which a killed writer may leave, is not read.
+``power.csv``; :mod:`tracker.logs.writer` writes them. Cells are parsed by the schema's column types
+(:mod:`tracker.logs.schema`): text stays text (a run named ``007`` reads back as ``007``), user metric
+columns are numbers where they parse as one. A final line without its newline, which a killed
+writer may leave, is not read.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import io
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError
 from tracker.logs import merge
-from tracker.logs.schema import EPOCH_COLUMNS, EpochRecord
+from tracker.logs.schema import DEVICE_TYPES, EPOCH_COLUMNS, EPOCH_TYPES, EpochRecord
 
 logger = logging.getLogger(__name__)
 
@@ -58,18 +61,20 @@ class Run:
         """``epochs.csv`` as a pandas DataFrame (needs pandas)."""
         import pandas
 
-        return pandas.read_csv(self.path / EPOCHS_CSV)
+        return pandas.read_csv(self.path / EPOCHS_CSV, dtype=_text_columns(EPOCH_TYPES))
 
     def devices_frame(self) -> Any:
         """``devices.csv`` as a pandas DataFrame (needs pandas)."""
         import pandas
 
-        return pandas.read_csv(self.path / DEVICES_CSV)
+        return pandas.read_csv(self.path / DEVICES_CSV, dtype=_text_columns(DEVICE_TYPES))
 
 
-def _convert(text: str) -> Any:
-    if text == "":
-        return None
+def _text_columns(types: Mapping[str, type]) -> dict[str, type]:
+    return {name: str for name, kind in types.items() if kind is str}
+
+
+def _guess(text: str) -> Any:
     for kind in (int, float):
         try:
             return kind(text)
@@ -78,14 +83,40 @@ def _convert(text: str) -> Any:
     return text
 
 
-def read_csv_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a CSV file as dicts with numbers converted; a final line without newline is dropped."""
+def parse_cell(text: str, kind: type | None) -> Any:
+    """One CSV cell as its column's type (``None`` when empty); a column of unknown type: a number if it is one.
+
+    Args:
+        text: the cell.
+        kind: ``str``, ``int`` or ``float`` from the schema, or ``None`` for a user's metric column.
+    """
+    if text == "":
+        return None
+    if kind is str:
+        return text
+    if kind is None:
+        return _guess(text)
+    try:
+        return kind(text)
+    except ValueError:
+        return _guess(text)
+
+
+def read_csv_rows(path: Path, types: Mapping[str, type] | None = None) -> list[dict[str, Any]]:
+    """Rows of a CSV file as dicts; a final line without newline is dropped.
+
+    Args:
+        path: the file.
+        types: the type of each known column (:data:`~tracker.logs.schema.EPOCH_TYPES`, ...); other
+            columns (the user's metrics) are numbers where they parse as one, else text.
+    """
     if not path.exists():
         return []
     text = path.read_text(encoding="utf-8")
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
-    return [{k: _convert(v) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
+    types = types or {}
+    return [{k: parse_cell(v, types.get(k)) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
 
 
 def is_run_dir(path: Path) -> bool:
@@ -110,9 +141,8 @@ def _read_info(run_dir: Path) -> dict[str, Any]:
 
 def read_shard(run_dir: Path) -> merge.Shard:
     """One writer's run directory as a :class:`~tracker.logs.merge.Shard`, unmerged."""
-    return merge.Shard(
-        run_dir.name, _read_info(run_dir), read_csv_rows(run_dir / EPOCHS_CSV), read_csv_rows(run_dir / DEVICES_CSV)
-    )
+    epochs = read_csv_rows(run_dir / EPOCHS_CSV, EPOCH_TYPES)
+    return merge.Shard(run_dir.name, _read_info(run_dir), epochs, read_csv_rows(run_dir / DEVICES_CSV, DEVICE_TYPES))
 
 
 def shard_dirs(job_dir: Path) -> list[Path]:
@@ -159,7 +189,8 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         raise ConfigurationError(f"{str(path)!r} is not a run directory (no {EPOCHS_CSV} or {RUN_JSON} in it)")
     if is_job_dir(run_dir):
         return load_job(run_dir)
-    return Run(run_dir, _read_info(run_dir), read_csv_rows(run_dir / EPOCHS_CSV), read_csv_rows(run_dir / DEVICES_CSV))
+    epochs = read_csv_rows(run_dir / EPOCHS_CSV, EPOCH_TYPES)
+    return Run(run_dir, _read_info(run_dir), epochs, read_csv_rows(run_dir / DEVICES_CSV, DEVICE_TYPES))
 
 
 def load_runs(path: str | os.PathLike[str]) -> list[Run]:

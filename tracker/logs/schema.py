@@ -150,3 +150,15 @@ def _as_row(record: Any, columns: tuple[str, ...]) -> dict[str, Any]:
 EPOCH_COLUMNS = tuple(f.name for f in fields(EpochRecord))
 DEVICE_COLUMNS = tuple(f.name for f in fields(DeviceRecord))
 POWER_COLUMNS = ("time_utc", "elapsed_s", "host", "rank", "sensor", "power_w", "energy_j")
+
+
+def _value_type(annotation: Any) -> type:
+    # The records' annotations are strings ("int | None"): the first type named is the column's.
+    text = str(annotation)
+    return int if text.startswith("int") else float if text.startswith("float") else str
+
+
+# The type of each column's values, by which the reader parses the files back: text stays text.
+EPOCH_TYPES: dict[str, type] = {f.name: _value_type(f.type) for f in fields(EpochRecord)}
+DEVICE_TYPES: dict[str, type] = {f.name: _value_type(f.type) for f in fields(DeviceRecord)}
+POWER_TYPES: dict[str, type] = dict(zip(POWER_COLUMNS, (str, float, str, int, str, float, float), strict=True))

@@ -10,7 +10,7 @@ no ``.bak`` files, no lost rows. If the disk fills or the directory becomes unwr
 warning is logged, rows are kept in memory and the whole file is rewritten at the next chance.
 
 The readers (:class:`~tracker.logs.reader.Run`, :func:`~tracker.logs.reader.load_run`, ...) live in
-:mod:`tracker.logs.reader` and are importable from here too.
+:mod:`tracker.logs.reader`, with the file names.
 """
 
 from __future__ import annotations
@@ -28,25 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError
-from tracker.logs.reader import (
-    DEVICES_CSV,
-    EPOCHS_CSV,
-    POWER_CSV,
-    RUN_JSON,
-    Run,
-    is_run_dir,
-    load_job,
-    load_run,
-    load_runs,
-    read_csv_rows,
-)
+from tracker.logs.reader import DEVICES_CSV, EPOCHS_CSV, POWER_CSV, RUN_JSON, load_job
 from tracker.logs.schema import DEVICE_COLUMNS, EPOCH_COLUMNS, POWER_COLUMNS
-
-__all__ = [
-    "DEVICES_CSV", "EPOCHS_CSV", "POWER_CSV", "RUN_JSON", "CsvLog", "PowerTrace", "Run", "RunWriter", "WriteProblem",
-    "atomic_write", "check_log_dir", "is_run_dir", "load_run", "load_runs", "new_run_dir", "read_csv_rows",
-    "write_job",
-]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 

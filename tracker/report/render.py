@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError
-from tracker.logs.reader import merge_jobs
+from tracker.logs.reader import Run, load_runs, merge_jobs
 from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS, TRAIN
-from tracker.logs.writer import Run, load_runs
 from tracker.sensors.methods import ABSENT, joined
 
 FORMATS = ("text", "markdown", "csv", "json")
@@ -98,7 +97,7 @@ def metric_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def summarize(run: Run) -> RunSummary:
-    """Read one :class:`~tracker.logs.writer.Run` into a :class:`RunSummary`."""
+    """Read one :class:`~tracker.logs.reader.Run` into a :class:`RunSummary`."""
     rows, info = run.epochs, run.info
     totals = {name: math.fsum(float(r.get(name) or 0.0) for r in rows) for name in SUMMED}
     grid = info.get("carbon_intensity") or {}

@@ -18,7 +18,7 @@ from typing import Any
 
 from tracker.errors import ConfigurationError
 from tracker.logs.reader import EPOCHS_CSV, read_csv_rows
-from tracker.logs.schema import COMPLETE, INFERENCE, TRAIN
+from tracker.logs.schema import COMPLETE, EPOCH_TYPES, INFERENCE, TRAIN
 from tracker.measure.meter import J_PER_KWH
 from tracker.sensors import KINDS
 from tracker.session.accounting import Energy
@@ -116,7 +116,7 @@ def continued_totals(state: Mapping[str, Any] | None, run_dir: Path | None) -> t
     """
     if state is None:
         return Totals(), 0.0
-    on_disk = read_csv_rows(run_dir / EPOCHS_CSV) if run_dir is not None else []
+    on_disk = read_csv_rows(run_dir / EPOCHS_CSV, EPOCH_TYPES) if run_dir is not None else []
     if on_disk:
         return totals_from_rows(on_disk)
     return totals_from_state(state), float(state["elapsed_s"])
