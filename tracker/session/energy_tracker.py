@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import UsageError
+from tracker.logs.merge import SHARDS_DIR
 from tracker.logs.schema import COMPLETE, INTERRUPTED
-from tracker.logs.writer import RunWriter, check_log_dir, new_run_dir
+from tracker.logs.writer import RunWriter, check_log_dir, new_run_dir, write_job
 from tracker.measure.sampler import default_interval_s
 from tracker.sensors import CPU, GPU, RAM, Discovery, Reading, discover
 from tracker.sensors.methods import joined
+from tracker.session import placement
 from tracker.session import resume as resuming
 from tracker.session.accounting import DeviceUsage
 from tracker.session.config import Config, Hardware, options_doc, resolve_config, split_options
@@ -77,11 +79,12 @@ class EnergyTracker:
         self.config = cfg = resolve_config(config, given)
         self._log_dir = None if cfg.log_dir is None else check_log_dir(cfg.log_dir)
         self._clock, self._utc_clock = hardware.clock, hardware.utc_clock
+        self._exchange = hardware.exchange
+        self.launch = self._place(hardware.rank)
+        self.rank, self.host = self.launch.rank, hardware.host or os.uname().nodename
         sensors = hardware.sensors
         self.discovery = Discovery(list(sensors)) if sensors is not None else self._discover(hardware)
         self.interval_s = cfg.interval_s or default_interval_s(self.discovery.sensors)
-        self.rank, self.host = hardware.rank, hardware.host or os.uname().nodename
-        self._exchange = hardware.exchange
         self._pid = os.getpid()
         self._timeline = Timeline(
             self.discovery.sensors,
@@ -94,6 +97,7 @@ class EnergyTracker:
             every_boundary=self._exchange is not None,
         )
         self.run_dir: Path | None = None
+        self.job_dir: Path | None = None
         self._writer: RunWriter | None = None
         self._rows: RowBuilder | None = None
         self._started_s: float | None = None
@@ -104,17 +108,31 @@ class EnergyTracker:
         self._status = RUNNING
         self._resume: Mapping[str, Any] | None = None
 
+    def _place(self, rank: int) -> placement.Launch:
+        """Where this process sits: the launcher's ranks when sharded, else ``rank`` alone."""
+        cfg = self.config
+        if self._exchange is not None or cfg.distributed is False:
+            return placement.Launch(rank=rank)  # the caller gathers rows itself (Lightning), or measures alone
+        launch = placement.detect(job_id=cfg.job_id)
+        if cfg.distributed is None and not launch.distributed:
+            return placement.Launch(rank=rank, job_id=launch.job_id, job_source=launch.job_source)
+        self._sharded = True
+        return launch
+
+    _sharded = False
+
     def _discover(self, hardware: Hardware) -> Discovery:
         cfg = self.config
+        kinds = placement.assign(cfg.measure, self.launch.local_rank, self.launch.local_world_size).kinds
         return discover(
             nvml=hardware.nvml,
             gpu_devices=cfg.gpu_devices,
             powercap_root=hardware.powercap_root,
             cpu_tdp_w=cfg.cpu_tdp_w,
             ram_w=cfg.ram_w,
-            gpus=GPU in cfg.measure,
-            cpu=CPU in cfg.measure,
-            ram=RAM in cfg.measure,
+            gpus=GPU in kinds,
+            cpu=CPU in kinds,
+            ram=RAM in kinds,
             clock=self._clock,
         )
 
@@ -126,11 +144,11 @@ class EnergyTracker:
             raise UsageError("start() called twice; one EnergyTracker measures one run")
         self._started_utc = self._now_utc()
         if self._log_dir is not None and self._is_writer:
-            self.run_dir = resuming.reopen(self._resume) or new_run_dir(self._log_dir, self.config.run_name)
+            self.run_dir = resuming.reopen(self._resume) or self._new_run_dir(self._log_dir)
             self._writer = RunWriter(self.run_dir, power_trace=self.config.power_trace)
         totals, elapsed_s = resuming.continued_totals(self._resume, self.run_dir)
-        run = self.run_dir.name if self.run_dir else self.config.run_name or ""
-        self._rows = RowBuilder(self.config, run, totals)
+        run = self.job_dir.name if self.job_dir else self.run_dir.name if self.run_dir else self.config.run_name
+        self._rows = RowBuilder(self.config, run or "", totals)
         self._started_s = self._clock() - elapsed_s  # the first readings' power.csv rows use it
         self._started_s = self._timeline.open(self._started_utc) - elapsed_s
         self._write_info()
@@ -163,8 +181,10 @@ class EnergyTracker:
             self._write_info()
             if self._writer is not None:
                 self._writer.close()
+            if self.job_dir is not None:
+                write_job(self.job_dir)
         summary = self.summary()
-        if self._is_writer:
+        if self.rank == 0:
             logger.info("energy-tracker: %s", summary.one_line())
         return summary
 
@@ -278,6 +298,7 @@ class EnergyTracker:
             stopped_utc=self._stopped_utc,
             duration_s=self._elapsed_s(),
             host=self.host,
+            launch=self.launch,
             interval_s=self.interval_s,
             sensors=tuple({"name": s.name, "kind": s.kind, "method": s.method, "info": dict(s.info)} for s in sensors),
             absent=tuple(self.discovery.absent),
@@ -303,7 +324,27 @@ class EnergyTracker:
 
     @property
     def _is_writer(self) -> bool:
-        return self.rank == 0
+        return self.rank == 0 or self._sharded  # sharded: every rank writes its own shard
+
+    def _new_run_dir(self, log_dir: Path) -> Path:
+        """A run directory of its own; sharded, this rank's shard under the job's directory."""
+        if not self._sharded:
+            return new_run_dir(log_dir, self.config.run_name)
+        launch = self.launch
+        if (
+            self._resume is None
+            and launch.world_size > launch.local_world_size
+            and not (self.config.run_name or launch.job_id)
+        ):
+            logger.warning(
+                "energy-tracker: a job on several nodes without a job id (TORCHELASTIC_RUN_ID is 'none', no "
+                "SLURM_JOB_ID): each node writes a job directory of its own; give run_name= or job_id=, or "
+                "torchrun --rdzv-id, for one"
+            )
+        self.job_dir = log_dir / placement.job_dir_name(launch, self.config.run_name, self.host, os.getppid())
+        shards = self.job_dir / SHARDS_DIR
+        shards.mkdir(parents=True, exist_ok=True)  # every rank may come first; none waits for another
+        return new_run_dir(shards, placement.shard_name(self.host, self.rank))
 
     def _now_utc(self) -> str:
         return self._utc_clock().isoformat(timespec="milliseconds")
