@@ -239,13 +239,27 @@ def test_what_other_tools_read(nvml, clock):
 def test_fake_pynvml_module_has_the_names_the_tools_use():
     module = fake_pynvml(2)
     used = [
-        "nvmlInit", "nvmlShutdown", "nvmlDeviceGetCount", "nvmlDeviceGetHandleByIndex", "nvmlDeviceGetName",
-        "nvmlDeviceGetUUID", "nvmlDeviceGetPowerUsage", "nvmlDeviceGetTotalEnergyConsumption",
-        "nvmlDeviceGetEnforcedPowerLimit", "nvmlDeviceGetMemoryInfo", "nvmlDeviceGetTemperature",
-        "nvmlDeviceGetUtilizationRates", "nvmlDeviceGetComputeMode", "nvmlDeviceGetComputeRunningProcesses",
-        "nvmlDeviceGetGraphicsRunningProcesses", "NVMLError", "NVMLError_NotSupported", "NVML_TEMPERATURE_GPU",
-        "c_nvmlMemory_t", "_nvmlGetFunctionPointer",
-    ]  # fmt: skip
+        "nvmlInit",
+        "nvmlShutdown",
+        "nvmlDeviceGetCount",
+        "nvmlDeviceGetHandleByIndex",
+        "nvmlDeviceGetName",
+        "nvmlDeviceGetUUID",
+        "nvmlDeviceGetPowerUsage",
+        "nvmlDeviceGetTotalEnergyConsumption",
+        "nvmlDeviceGetEnforcedPowerLimit",
+        "nvmlDeviceGetMemoryInfo",
+        "nvmlDeviceGetTemperature",
+        "nvmlDeviceGetUtilizationRates",
+        "nvmlDeviceGetComputeMode",
+        "nvmlDeviceGetComputeRunningProcesses",
+        "nvmlDeviceGetGraphicsRunningProcesses",
+        "NVMLError",
+        "NVMLError_NotSupported",
+        "NVML_TEMPERATURE_GPU",
+        "c_nvmlMemory_t",
+        "_nvmlGetFunctionPointer",
+    ]
     assert [name for name in used if not hasattr(module, name)] == []
     assert all(hasattr(real_pynvml, name) for name in used)
     assert module.c_nvmlMemory_t(-1, -1, -1).total == -1

@@ -129,19 +129,25 @@ def _add_report(commands: Any) -> None:
         "report", help="tables of runs and a comparison", description="A table per run and a comparison of runs."
     )
     p.add_argument("runs", nargs="+", metavar="RUN_OR_DIR", help="a run directory, or a directory of runs")
-    p.add_argument("--format", choices=("text", "markdown", "csv", "json"), default="text",
-                   help="text (default), markdown, csv (the rows of every run) or json (everything)")  # fmt: skip
-    p.add_argument("--paper", action="store_true",
-                   help="print a ready-to-paste paragraph per run (text, markdown or json)")  # fmt: skip
+    p.add_argument(
+        "--format",
+        choices=("text", "markdown", "csv", "json"),
+        default="text",
+        help="text (default), markdown, csv (the rows of every run) or json (everything)",
+    )
+    p.add_argument(
+        "--paper", action="store_true", help="print a ready-to-paste paragraph per run (text, markdown or json)"
+    )
     p.set_defaults(handler=_report)
 
 
 def _add_plot(commands: Any) -> None:
     p = commands.add_parser(
-        "plot", help="plot energy per epoch and cumulative CO2e",
+        "plot",
+        help="plot energy per epoch and cumulative CO2e",
         description="Energy per epoch by component (stacked bars) and cumulative CO2e with its band. "
         "Needs matplotlib: pip install 'training-energy-tracker[plot]'.",
-    )  # fmt: skip
+    )
     p.add_argument("runs", nargs="+", metavar="RUN_OR_DIR", help="a run directory, or a directory of runs")
     p.add_argument(
         "-o", "--output", default="energy.png", help="image file to write (.png, .pdf, .svg; default energy.png)"
@@ -151,10 +157,11 @@ def _add_plot(commands: Any) -> None:
 
 def _add_devices(commands: Any) -> None:
     p = commands.add_parser(
-        "devices", help="sensors found on this machine",
+        "devices",
+        help="sensors found on this machine",
         description="Each sensor found, its method and current power (over 0.5 s), and why each absent source "
         "is absent.",
-    )  # fmt: skip
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(handler=_devices)
 
@@ -163,10 +170,12 @@ def _add_run(commands: Any) -> None:
     from tracker.session.config import add_flags
 
     p = commands.add_parser(
-        "run", help="measure any command as one run", usage=f"{PROG} run [options] -- COMMAND [ARG ...]",
+        "run",
+        help="measure any command as one run",
+        usage=f"{PROG} run [options] -- COMMAND [ARG ...]",
         description="Measure COMMAND as one run (one phase named 'command'); its exit code is returned and "
         "the summary printed to stderr.",
-    )  # fmt: skip
+    )
     add_flags(p)
     p.add_argument("command", nargs=argparse.REMAINDER, help="the command to measure, after --")
     p.set_defaults(handler=_run)
@@ -177,9 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tracker._version import __version__
 
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Per-epoch energy and CO2e of machine-learning training: read logs back, "
+        prog=PROG,
+        description="Per-epoch energy and CO2e of machine-learning training: read logs back, "
         "check this machine's sensors, or measure any command.",
-    )  # fmt: skip
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
     for add in (_add_report, _add_plot, _add_devices, _add_run):

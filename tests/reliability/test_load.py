@@ -33,8 +33,15 @@ def tick(energy, clock, count):
 
 def test_100k_ticks_of_8_gpus_keep_memory_bounded(tmp_path):
     clock = FakeClock()
-    energy = EnergyTracker(tmp_path, nvml=eight_gpus(clock), measure=("gpu",), clock=clock, interval_s=INTERVAL_S,
-                           jitter=0.0, carbon_intensity_g_per_kwh=300.0)  # fmt: skip
+    energy = EnergyTracker(
+        tmp_path,
+        nvml=eight_gpus(clock),
+        measure=("gpu",),
+        clock=clock,
+        interval_s=INTERVAL_S,
+        jitter=0.0,
+        carbon_intensity_g_per_kwh=300.0,
+    )
     energy.start()
     # On a fake clock the thread's deadlines are always due: it is stopped, and this test is the loop.
     assert energy._sampler.stop()
@@ -111,8 +118,13 @@ def test_the_loop_skips_missed_deadlines_instead_of_catching_up(clock):
 
 
 def test_stop_ends_the_real_thread_within_one_interval(tmp_path):
-    energy = EnergyTracker(tmp_path, nvml=eight_gpus(time.monotonic), measure=("gpu",), interval_s=INTERVAL_S,
-                           carbon_intensity_g_per_kwh=300.0)  # fmt: skip
+    energy = EnergyTracker(
+        tmp_path,
+        nvml=eight_gpus(time.monotonic),
+        measure=("gpu",),
+        interval_s=INTERVAL_S,
+        carbon_intensity_g_per_kwh=300.0,
+    )
     energy.start()
     with energy.epoch(0):
         while energy._sampler.ticks < 30:  # the real thread is ticking 8 GPUs every 10 ms

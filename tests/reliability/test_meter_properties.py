@@ -59,8 +59,11 @@ def check_every_split(shots: list, data: st.DataObject) -> None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(steps=st.lists(st.tuples(dts, st.floats(0.0, RANGE_J * 0.999)), min_size=1, max_size=40),
-       start=st.floats(0.0, RANGE_J * 0.999), data=st.data())  # fmt: skip
+@given(
+    steps=st.lists(st.tuples(dts, st.floats(0.0, RANGE_J * 0.999)), min_size=1, max_size=40),
+    start=st.floats(0.0, RANGE_J * 0.999),
+    data=st.data(),
+)
 def test_wrapping_counter_loses_nothing_and_is_additive(steps, start, data):
     t, raw, readings = 100.0, start, [Reading("cpu:package-0", "cpu", 100.0, energy_j=start, counter_range_j=RANGE_J)]
     for dt, used_j in steps:
@@ -74,10 +77,12 @@ def test_wrapping_counter_loses_nothing_and_is_additive(steps, start, data):
 
 
 counter_steps = st.lists(
-    st.tuples(dts, st.one_of(st.tuples(st.just("add"), st.floats(0.0, 5e5)), st.tuples(st.just("reset"),
-                                                                                        st.floats(0.0, 5e3)))),
-    min_size=1, max_size=40,
-)  # fmt: skip
+    st.tuples(
+        dts, st.one_of(st.tuples(st.just("add"), st.floats(0.0, 5e5)), st.tuples(st.just("reset"), st.floats(0.0, 5e3)))
+    ),
+    min_size=1,
+    max_size=40,
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -132,13 +137,20 @@ def test_any_mixed_stream_of_readings_is_non_negative_and_additive(stream, data)
     readings = []
     for sensor, dt, energy, power, ranged in stream:
         clocks[sensor] = clocks.get(sensor, 0.0) + dt
-        readings.append(Reading(sensor, "gpu", clocks[sensor], energy_j=energy, power_w=power,
-                                counter_range_j=RANGE_J if ranged else None))  # fmt: skip
+        readings.append(
+            Reading(
+                sensor,
+                "gpu",
+                clocks[sensor],
+                energy_j=energy,
+                power_w=power,
+                counter_range_j=RANGE_J if ranged else None,
+            )
+        )
     check_every_split(snapshots_of(readings, interval_s=0.5), data)
 
 
-@given(previous=st.floats(0.0, RANGE_J * 0.999), current=st.floats(0.0, RANGE_J * 0.999),
-       ranged=st.booleans())  # fmt: skip
+@given(previous=st.floats(0.0, RANGE_J * 0.999), current=st.floats(0.0, RANGE_J * 0.999), ranged=st.booleans())
 def test_counter_delta_is_never_negative_nor_beyond_the_range(previous, current, ranged):
     delta, event = counter_delta_j(previous, current, RANGE_J if ranged else None)
     assert 0.0 <= delta <= RANGE_J  # < in exact arithmetic; a tiny previous value rounds to the range

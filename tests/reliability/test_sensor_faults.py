@@ -168,8 +168,9 @@ def test_nvml_library_missing(tmp_path, clock, caplog, monkeypatch):
     nvml = FakeNvml(library_missing=True, clock=clock)
     powercap = tmp_path / "powercap"
     powercap.mkdir()
-    energy = quiet_tracker(tmp_path / "logs", clock, nvml=nvml, measure=("gpu", "ram"), ram_w=5.0,
-                           powercap_root=powercap)  # fmt: skip
+    energy = quiet_tracker(
+        tmp_path / "logs", clock, nvml=nvml, measure=("gpu", "ram"), ram_w=5.0, powercap_root=powercap
+    )
     with energy:
         with energy.epoch(0):
             advance(energy, clock, 4)

@@ -225,9 +225,11 @@ def region_figure(country: str, region: object) -> Figure:
     if figure is not None:
         return figure
     valid = sorted({f.region or "" for f in table.values()})
-    choices = f"valid regions of {country}: {', '.join(valid)}" if valid else (
-        f"sub-national figures exist only for {REGION_TABLES}; leave region out for the national figure"
-    )  # fmt: skip
+    choices = (
+        f"valid regions of {country}: {', '.join(valid)}"
+        if valid
+        else (f"sub-national figures exist only for {REGION_TABLES}; leave region out for the national figure")
+    )
     raise ConfigurationError(f"region={region!r} is not a region of {country} in codecarbon's data; {choices}")
 
 

@@ -103,8 +103,9 @@ class WriteProblem:
         logger.warning(
             "energy-tracker: cannot write %s (%s); training continues, rows are kept in memory and written "
             "when writing works again",
-            path, exc,
-        )  # fmt: skip
+            path,
+            exc,
+        )
 
 
 class CsvLog:
@@ -304,8 +305,10 @@ def write_job(job_dir: Path) -> None:
         with _locked(job_dir / ".merge.lock"):
             run = load_job(job_dir)
             metrics = list(dict.fromkeys(k for row in run.epochs for k in row if k not in EPOCH_COLUMNS))
-            for name, columns, rows in ((EPOCHS_CSV, [*EPOCH_COLUMNS, *metrics], run.epochs),
-                                        (DEVICES_CSV, list(DEVICE_COLUMNS), run.devices)):  # fmt: skip
+            for name, columns, rows in (
+                (EPOCHS_CSV, [*EPOCH_COLUMNS, *metrics], run.epochs),
+                (DEVICES_CSV, list(DEVICE_COLUMNS), run.devices),
+            ):
                 atomic_write(job_dir / name, _csv_text([columns, *([row.get(c) for c in columns] for row in rows)]))
             atomic_write(job_dir / RUN_JSON, json.dumps(run.info, indent=2, default=str) + "\n")
     except OSError as exc:

@@ -292,9 +292,11 @@ class Sampler:
             logger.debug("%s is slow; reading it in the background only", slot.sensor.name)
         if elapsed_s > HUNG_READ_S:
             self._warn_once(
-                slot, "energy-tracker: reading %s took %.3g s; it is read in the background only from now on",
-                slot.sensor.name, elapsed_s,
-            )  # fmt: skip
+                slot,
+                "energy-tracker: reading %s took %.3g s; it is read in the background only from now on",
+                slot.sensor.name,
+                elapsed_s,
+            )
 
     def _warn_once(self, slot: _Slot, message: str, *args: object) -> None:
         """Log ``message`` unless this sensor has already had its one warning (threads race here)."""

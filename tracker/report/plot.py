@@ -123,14 +123,22 @@ def _co2(ax: Any, s: RunSummary, co2_unit: tuple[str, float], time_unit: tuple[s
 
 
 def _grouped(
-    axes: Any, summaries: Sequence[RunSummary], energy_unit: tuple[str, float], co2_unit: tuple[str, float],
+    axes: Any,
+    summaries: Sequence[RunSummary],
+    energy_unit: tuple[str, float],
+    co2_unit: tuple[str, float],
     time_unit: tuple[str, float],
-) -> None:  # fmt: skip
+) -> None:
     colours = itertools.cycle(plt_colours())
     for s, colour in zip(summaries, colours, strict=False):
         rows, labels = _energy_rows(s)
-        axes[0].plot(labels, [float(r.get("energy_kwh") or 0.0) / energy_unit[1] for r in rows], marker="o",
-                     color=colour, label=s.name)  # fmt: skip
+        axes[0].plot(
+            labels,
+            [float(r.get("energy_kwh") or 0.0) / energy_unit[1] for r in rows],
+            marker="o",
+            color=colour,
+            label=s.name,
+        )
         _co2(axes[1], s, co2_unit, time_unit, colour=colour, label=s.name)
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel(f"energy per epoch ({energy_unit[0]})")

@@ -116,9 +116,12 @@ class Assignment:
 
 
 def assign(
-    measure: Sequence[str], local_rank: int, local_world_size: int, own: int | str | None = None,
+    measure: Sequence[str],
+    local_rank: int,
+    local_world_size: int,
+    own: int | str | None = None,
     gpu_devices: Sequence[int | str] | None = None,
-) -> Assignment:  # fmt: skip
+) -> Assignment:
     """What a process measures, by the rules of this module.
 
     Args:

@@ -89,18 +89,37 @@ class RowBuilder:
         duration = segment.active_s
         gpu_j = kinds[GPU].value_j
         record = EpochRecord(
-            run=self.run, epoch=segment.epoch, phase=segment.phase, status=status,
-            start_utc=segment.opened_utc, end_utc=segment.last_utc, duration_s=duration, samples=segment.samples,
-            gpu_kwh=kinds[GPU].kwh, cpu_kwh=kinds[CPU].kwh, ram_kwh=kinds[RAM].kwh, energy_kwh=energy.kwh,
-            energy_kwh_low=joules_to_kwh(energy.low_j), energy_kwh_high=joules_to_kwh(energy.high_j), pue=pue,
-            carbon_intensity_g_per_kwh=intensity_g, intensity_method=self.config.intensity.method,
-            intensity_source=source, country=self.config.intensity.country or "",
-            region=self.config.intensity.region or "", co2_kg=co2, co2_kg_low=co2_low, co2_kg_high=co2_high,
-            gpu_method=methods[GPU], cpu_method=methods[CPU], ram_method=methods[RAM],
+            run=self.run,
+            epoch=segment.epoch,
+            phase=segment.phase,
+            status=status,
+            start_utc=segment.opened_utc,
+            end_utc=segment.last_utc,
+            duration_s=duration,
+            samples=segment.samples,
+            gpu_kwh=kinds[GPU].kwh,
+            cpu_kwh=kinds[CPU].kwh,
+            ram_kwh=kinds[RAM].kwh,
+            energy_kwh=energy.kwh,
+            energy_kwh_low=joules_to_kwh(energy.low_j),
+            energy_kwh_high=joules_to_kwh(energy.high_j),
+            pue=pue,
+            carbon_intensity_g_per_kwh=intensity_g,
+            intensity_method=self.config.intensity.method,
+            intensity_source=source,
+            country=self.config.intensity.country or "",
+            region=self.config.intensity.region or "",
+            co2_kg=co2,
+            co2_kg_low=co2_low,
+            co2_kg_high=co2_high,
+            gpu_method=methods[GPU],
+            cpu_method=methods[CPU],
+            ram_method=methods[RAM],
             gpu_power_mean_w=accounting.mean_power_w(gpu_j, duration) if methods[GPU] != ABSENT else None,
             energy_per_sample_j=per_sample,
             break_even_queries=self.break_even if segment.phase == INFERENCE else None,
-            cumulative_energy_kwh=self.totals.energy.kwh, cumulative_co2_kg=self.totals.co2_kg,
+            cumulative_energy_kwh=self.totals.energy.kwh,
+            cumulative_co2_kg=self.totals.co2_kg,
             forecast_total_kwh=self.forecast.total_kwh if self.forecast else None,
             forecast_total_co2_kg=self.forecast.total_co2_kg if self.forecast else None,
             forecast_total_co2_kg_low=self.forecast.total_co2_kg_low if self.forecast else None,
@@ -108,7 +127,7 @@ class RowBuilder:
             forecast_total_s=self.forecast.total_s if self.forecast else None,
             gap_s=max((d.totals.gap_s for d in devices), default=0.0),
             notes=";".join(accounting.notes_for(devices, duration if segment.phase == TRAIN else 0.0)),
-        )  # fmt: skip
+        )
         self.rows.append(record)
         return {**record.as_row(), **segment.metrics}, [self._device_row(segment, d, duration) for d in devices]
 
@@ -148,8 +167,9 @@ class RowBuilder:
             logger.warning(
                 "energy-tracker: the system clock went back by %s during %s; durations are unaffected "
                 "(monotonic clock), the row's end_utc precedes its start_utc",
-                back, segment.label,
-            )  # fmt: skip
+                back,
+                segment.label,
+            )
 
     def _warn_resets(self, devices: Sequence[DeviceUsage]) -> None:
         for device in devices:
@@ -169,16 +189,33 @@ class RowBuilder:
         f = self.forecast
         logger.info(
             "energy-tracker: forecast for %d epochs: %.3g kWh, %.3g kg CO2e (%.3g–%.3g), %.0f s",
-            self.config.epochs, f.total_kwh, f.total_co2_kg, f.total_co2_kg_low, f.total_co2_kg_high, f.total_s,
-        )  # fmt: skip
+            self.config.epochs,
+            f.total_kwh,
+            f.total_co2_kg,
+            f.total_co2_kg_low,
+            f.total_co2_kg_high,
+            f.total_s,
+        )
 
     def _device_row(self, segment: Segment, device: DeviceUsage, duration_s: float) -> dict[str, Any]:
         totals = device.totals
         return DeviceRecord(
-            run=self.run, epoch=segment.epoch, phase=segment.phase, host=device.host, rank=device.rank,
-            sensor=device.sensor, kind=device.kind, device=device.device, uuid=device.uuid, method=device.method,
-            status=device.status, energy_kwh=joules_to_kwh(totals.energy_j),
+            run=self.run,
+            epoch=segment.epoch,
+            phase=segment.phase,
+            host=device.host,
+            rank=device.rank,
+            sensor=device.sensor,
+            kind=device.kind,
+            device=device.device,
+            uuid=device.uuid,
+            method=device.method,
+            status=device.status,
+            energy_kwh=joules_to_kwh(totals.energy_j),
             integrated_kwh=joules_to_kwh(totals.integrated_j) if totals.integrated_s else None,
-            power_mean_w=accounting.mean_power_w(totals.energy_j, duration_s), power_peak_w=device.peak_w,
-            readings=totals.readings, gap_s=totals.gap_s, resets=totals.resets,
-        ).as_row()  # fmt: skip
+            power_mean_w=accounting.mean_power_w(totals.energy_j, duration_s),
+            power_peak_w=device.peak_w,
+            readings=totals.readings,
+            gap_s=totals.gap_s,
+            resets=totals.resets,
+        ).as_row()

@@ -221,7 +221,7 @@ class Timeline:
                 status=health[s.name].status,
                 totals=segment.usage.sensors.get(s.name, _EMPTY),
                 peak_w=segment.peaks_w.get(s.name),
-            )  # fmt: skip
+            )
             for s in self.sensors
         ]
 
