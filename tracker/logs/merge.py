@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tracker.logs.totals import Totals
+
 SHARDS_DIR = "ranks"
 GPU = "gpu"
 KIND_COLUMNS = {"gpu": "gpu_kwh", "cpu": "cpu_kwh", "ram": "ram_kwh"}
@@ -270,8 +272,8 @@ def merged_info(name: str, shards: Sequence[Shard], epochs: Sequence[Mapping[str
 
 
 def _totals(epochs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    columns = ("energy_kwh", "gpu_kwh", "cpu_kwh", "ram_kwh", "co2_kg", "co2_kg_low", "co2_kg_high")
-    return {c: sum(_num(r.get(c)) for r in epochs) for c in columns}
+    sums = Totals.of(epochs).sums()
+    return {c: sums[c] for c in ("energy_kwh", "gpu_kwh", "cpu_kwh", "ram_kwh", "co2_kg", "co2_kg_low", "co2_kg_high")}
 
 
 def job_of(info: Mapping[str, Any]) -> str | None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,23 +23,12 @@ from typing import Any
 
 from tracker.errors import ConfigurationError
 from tracker.logs.reader import Run, load_runs, merge_jobs
-from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS, TRAIN
+from tracker.logs.schema import EPOCH_COLUMNS
+from tracker.logs.totals import Totals
 from tracker.sensors.methods import ABSENT, joined
 
 FORMATS = ("text", "markdown", "csv", "json")
 COMPONENTS = ("gpu", "cpu", "ram")
-SUMMED = (
-    "duration_s",
-    "gpu_kwh",
-    "cpu_kwh",
-    "ram_kwh",
-    "energy_kwh",
-    "energy_kwh_low",
-    "energy_kwh_high",
-    "co2_kg",
-    "co2_kg_low",
-    "co2_kg_high",
-)
 CSV_COLUMNS = (
     "run",
     "epoch",
@@ -131,14 +119,15 @@ def metric_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 def summarize(run: Run) -> RunSummary:
     """Read one :class:`~tracker.logs.reader.Run` into a :class:`RunSummary`."""
     rows, info = run.epochs, run.info
-    totals = {name: math.fsum(float(r.get(name) or 0.0) for r in rows) for name in SUMMED}
+    summed = Totals.of(rows)
+    totals = summed.sums()
     grid = info.get("carbon_intensity") or {}
     pue = info.get("pue", rows[0].get("pue") if rows else None)
     return RunSummary(
         name=run.name,
         path=str(run.path),
         status=str(info.get("status") or "unknown"),
-        epochs=sum(1 for r in rows if r.get("phase") == TRAIN and r.get("status") == COMPLETE),
+        epochs=summed.epochs,
         totals=totals,
         pue=pue,
         intensity=_intensity(rows, grid, totals, pue),

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from tracker.carbon.intensity import co2_kg
+from tracker.logs.totals import Totals
 from tracker.measure.meter import SensorTotals, joules_to_kwh
 from tracker.sensors import CPU, GPU, KINDS, RAM
 from tracker.sensors import methods as registry
@@ -109,27 +110,20 @@ class Forecast:
     total_s: float
 
 
-def forecast(
-    epochs_done: int,
-    epochs: int | None,
-    energy: Energy,
-    co2_kg_: float,
-    co2_band: tuple[float, float],
-    elapsed_s: float,
-) -> Forecast | None:
-    """Scale the totals so far by ``epochs / epochs_done``, once an epoch has finished.
+def forecast(totals: Totals, epochs: int | None, elapsed_s: float) -> Forecast | None:
+    """Scale the totals so far by ``epochs / epochs finished``, once an epoch has finished.
 
     Every epoch is assumed to cost the mean of those finished, the energy between epochs
     included; the band is the band of the totals so far, scaled alike.
     """
-    if not epochs or epochs_done < 1:
+    if not epochs or totals.epochs < 1:
         return None
-    scale = epochs / epochs_done
+    scale = epochs / totals.epochs
     return Forecast(
-        joules_to_kwh(energy.value_j) * scale,
-        co2_kg_ * scale,
-        co2_band[0] * scale,
-        co2_band[1] * scale,
+        totals.energy_kwh * scale,
+        totals.co2_kg * scale,
+        totals.co2_kg_low * scale,
+        totals.co2_kg_high * scale,
         elapsed_s * scale,
     )
 

@@ -11,12 +11,11 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tracker.measure.meter import joules_to_kwh
+from tracker.logs.totals import Totals
 from tracker.sensors import CPU, GPU, RAM, Absent
 from tracker.session.accounting import Forecast
 from tracker.session.config import Config
 from tracker.session.placement import Launch
-from tracker.session.rows import Totals
 
 
 @dataclass(frozen=True)
@@ -103,25 +102,24 @@ class Summary:
     @classmethod
     def build(cls, state: RunState) -> Summary:
         """The summary of a run's state."""
-        intensity, totals, forecast, methods = state.config.intensity, state.totals, state.forecast, state.methods
-        by_kind = totals.by_kind_j if totals else {}
-        energy = totals.energy if totals else None
+        intensity, forecast, methods = state.config.intensity, state.forecast, state.methods
+        totals = state.totals or Totals()
         return cls(
             run=state.run,
             run_dir=state.run_dir,
             status=state.status,
-            epochs=totals.epochs_done if totals else 0,
+            epochs=totals.epochs,
             rows=state.rows,
             duration_s=state.duration_s,
-            gpu_kwh=joules_to_kwh(by_kind.get(GPU, 0.0)),
-            cpu_kwh=joules_to_kwh(by_kind.get(CPU, 0.0)),
-            ram_kwh=joules_to_kwh(by_kind.get(RAM, 0.0)),
-            energy_kwh=energy.kwh if energy else 0.0,
-            energy_kwh_low=joules_to_kwh(energy.low_j) if energy else 0.0,
-            energy_kwh_high=joules_to_kwh(energy.high_j) if energy else 0.0,
-            co2_kg=totals.co2_kg if totals else 0.0,
-            co2_kg_low=totals.co2_kg_low if totals else 0.0,
-            co2_kg_high=totals.co2_kg_high if totals else 0.0,
+            gpu_kwh=totals.gpu_kwh,
+            cpu_kwh=totals.cpu_kwh,
+            ram_kwh=totals.ram_kwh,
+            energy_kwh=totals.energy_kwh,
+            energy_kwh_low=totals.energy_kwh_low,
+            energy_kwh_high=totals.energy_kwh_high,
+            co2_kg=totals.co2_kg,
+            co2_kg_low=totals.co2_kg_low,
+            co2_kg_high=totals.co2_kg_high,
             pue=state.config.pue,
             carbon_intensity_g_per_kwh=intensity.g_per_kwh,
             intensity_method=intensity.method,
