@@ -23,7 +23,7 @@ _EXPORTS = {
     "load_run": "tracker.logs.reader",
     "load_runs": "tracker.logs.reader",
     "Run": "tracker.logs.reader",
-    "discover": "tracker.sensors",
+    "discover": "tracker.sensors.discovery",
     "Reading": "tracker.sensors",
     "Sensor": "tracker.sensors",
     "EpochRecord": "tracker.logs.schema",

@@ -202,12 +202,17 @@ def resolve_intensity(
     if cloud_provider is not None or cloud_region is not None:
         figure = carbon_data.cloud_figure(cloud_provider, cloud_region)
         return _intensity(figure, "cloud_region", f"cloud_provider={cloud_provider!r}, cloud_region={cloud_region!r}")
+    return _from_place(country, region, environ, timezone_name)
+
+
+def _from_place(country: str | None, region: str | None, environ: Mapping[str, str], tz: str | None) -> Intensity:
+    # The grid's country: given, else ENERGY_TRACKER_COUNTRY, else the time zone's.
     if country is not None:
         return _from_country(country, region, "argument", "country")
     setting = environ.get(ENV_COUNTRY, "").strip()
     if setting:
         return _from_country(setting, None, "environment", ENV_COUNTRY)
-    return _from_timezone(environ, timezone_name)
+    return _from_timezone(environ, tz)
 
 
 def _check_exclusive(*values: object) -> None:

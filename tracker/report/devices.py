@@ -13,7 +13,8 @@ from dataclasses import asdict
 from typing import Any
 
 from tracker.errors import SensorError
-from tracker.sensors import CPU, GPU, RAM, Reading, Sensor, discover
+from tracker.sensors import CPU, GPU, RAM, Reading, Sensor
+from tracker.sensors.discovery import discover
 from tracker.sensors.methods import RAPL, RAPL_DRAM, is_measured
 
 WAIT_S = 0.5
@@ -65,7 +66,7 @@ def survey(
     Args:
         wait_s: seconds between the two reads of each sensor.
         sleep: waits that long (tests pass one that advances a fake clock).
-        **discover_options: passed to :func:`tracker.sensors.discover` (tests pass fakes).
+        **discover_options: passed to :func:`tracker.sensors.discovery.discover` (tests pass fakes).
     """
     discovery = discover(**discover_options)
     try:

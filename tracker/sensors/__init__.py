@@ -7,19 +7,17 @@ One module per source, each a small class satisfying :class:`Sensor`:
 - ``cpu_estimate``: psutil utilisation x TDP, when RAPL is absent or unreadable.
 - ``ram``: a documented RAM power model, when no RAPL DRAM zone is readable.
 
-:func:`discover` returns the sensors this machine supports and, for each absent source, why.
+:func:`tracker.sensors.discovery.discover` returns the sensors this machine supports and, for each
+absent source, why; :mod:`tracker.sensors.methods` names the ways a figure is obtained.
 Every module is imported lazily: ``import tracker`` does no I/O and initialises nothing.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from numbers import Real
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from tracker.errors import ConfigurationError
@@ -131,64 +129,3 @@ def positive_watts(value: object, argument: str) -> float:
             f"(e.g. {argument}=10.0), or None to estimate it"
         )
     return float(value)
-
-
-def discover(
-    *,
-    nvml: Any = None,
-    visible_devices: str | None = None,
-    gpu_devices: Sequence[int | str] | None = None,
-    powercap_root: Path | str | None = None,
-    cpu_tdp_w: float | None = None,
-    ram_w: float | None = None,
-    gpus: bool = True,
-    cpu: bool = True,
-    ram: bool = True,
-    clock: Clock = time.monotonic,
-) -> Discovery:
-    """Find the sensors this machine supports.
-
-    GPUs come from NVML; CPU from RAPL package zones, else the TDP estimate; RAM from RAPL
-    DRAM zones, else the RAM model. Absent hardware is an empty list plus a reason, never an
-    exception, except for configuration errors (a ``CUDA_VISIBLE_DEVICES`` entry that matches
-    no GPU, a powercap root that does not exist when one was given explicitly).
-
-    Args:
-        nvml: the ``pynvml`` module to use (a fake in tests); imported lazily when ``None``.
-        visible_devices: ``CUDA_VISIBLE_DEVICES`` as a string; read from the environment when ``None``.
-        gpu_devices: measure only these GPUs: logical CUDA indices (as the process sees them, after
-            ``CUDA_VISIBLE_DEVICES``) or UUIDs; ``None`` measures every visible GPU.
-        powercap_root: the powercap sysfs directory; ``None`` is ``/sys/class/powercap`` and may be absent,
-            an explicit root must exist.
-        cpu_tdp_w: the CPU package power in watts to use instead of the table lookup.
-        ram_w: the RAM power in watts to use instead of the RAM model.
-        gpus: whether to look for GPUs.
-        cpu: whether to measure the CPU (RAPL, else the estimate).
-        ram: whether to measure RAM (RAPL DRAM, else the model).
-        clock: monotonic clock in seconds, shared with the sampler.
-
-    Raises:
-        ConfigurationError: a ``CUDA_VISIBLE_DEVICES`` entry or an explicit powercap root is invalid.
-    """
-    from tracker.sensors import cpu_estimate, rapl
-    from tracker.sensors import nvml as nvml_backend
-    from tracker.sensors import ram as ram_backend
-
-    found = Discovery()
-    if visible_devices is None:
-        visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if gpus:
-        sensors, absent = nvml_backend.find_gpus(
-            nvml=nvml, visible_devices=visible_devices, devices=gpu_devices, clock=clock
-        )
-        found.sensors.extend(sensors)
-        found.absent.extend(absent)
-    rapl_sensors, rapl_absent = rapl.find_rapl(root=powercap_root, clock=clock) if (cpu or ram) else ([], [])
-    found.absent.extend(rapl_absent)
-    if cpu:
-        package = [s for s in rapl_sensors if s.kind == CPU and cpu_tdp_w is None]
-        found.sensors.extend(package or [cpu_estimate.CpuEstimateSensor(tdp_w=cpu_tdp_w, clock=clock)])
-    if ram:
-        dram = [s for s in rapl_sensors if s.kind == RAM and ram_w is None]
-        found.sensors.extend(dram or [ram_backend.RamModelSensor(power_w=ram_w, clock=clock)])
-    return found

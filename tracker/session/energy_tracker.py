@@ -22,7 +22,8 @@ from tracker.logs.merge import SHARDS_DIR
 from tracker.logs.schema import COMPLETE, INTERRUPTED
 from tracker.logs.writer import RunWriter, check_log_dir, new_run_dir, write_job
 from tracker.measure.sampler import default_interval_s
-from tracker.sensors import CPU, GPU, RAM, Discovery, Reading, discover
+from tracker.sensors import CPU, GPU, RAM, Discovery, Reading
+from tracker.sensors.discovery import discover
 from tracker.sensors.methods import joined
 from tracker.session import placement
 from tracker.session import resume as resuming
