@@ -28,3 +28,19 @@ def run_for(
         clock.advance(max(0.0, when - clock()))
         tracker._sampler.tick()
     clock.advance(max(0.0, end - clock()))
+
+
+def run_lanes(tracker: EnergyTracker, clock: FakeClock, seconds: float, rng: random.Random) -> None:
+    """Advance the fake clock by ``seconds``, ticking every sampler (main and fast lanes) once per slot of its own.
+
+    As the samplers do with ``jitter=1``: each tick at a uniformly random moment of its slot.
+    """
+    start = clock()
+    events = []
+    for sampler in tracker._timeline.samplers:
+        h = sampler.interval_s
+        events += [(start + (k + rng.random()) * h, id(sampler), sampler) for k in range(round(seconds / h))]
+    for when, _, sampler in sorted(events, key=lambda e: e[:2]):
+        clock.advance(max(0.0, when - clock()))
+        sampler.tick()
+    clock.advance(max(0.0, start + seconds - clock()))

@@ -374,6 +374,7 @@ def test_sensor_info_and_protocol(opened, clock):
         "scope": "whole GPU",
         "power_limit_w": 700.0,
         "driver_version": "560.35.03",
+        "power_source": "nvmlDeviceGetTotalEnergyConsumption",
     }
 
 

@@ -12,7 +12,7 @@ A :class:`Snapshot` is a cheap immutable value; the energy between two moments i
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 
 from tracker.sensors import Reading
@@ -72,6 +72,9 @@ class SensorTotals:
         readings: readings used.
         wraps: counter wraparounds seen.
         resets: counter resets seen (energy between the last reading and the reset is lost).
+        edge_error_j: in a snapshot, the error bound of the newest reading's counter
+            (:attr:`~tracker.sensors.Reading.energy_error_j`); in a difference or sum of them, the
+            sum of the bounds of its edges, J. It adds whichever way totals are combined.
     """
 
     energy_j: float = 0.0
@@ -83,6 +86,7 @@ class SensorTotals:
     readings: int = 0
     wraps: int = 0
     resets: int = 0
+    edge_error_j: float = 0.0
 
     def __add__(self, other: SensorTotals) -> SensorTotals:
         return _combine(self, other, 1)
@@ -91,11 +95,12 @@ class SensorTotals:
         return _combine(self, other, -1)
 
 
-_FIELDS = tuple(f.name for f in fields(SensorTotals))
+_FIELDS = tuple(f.name for f in fields(SensorTotals) if f.name != "edge_error_j")
 
 
 def _combine(a: SensorTotals, b: SensorTotals, sign: int) -> SensorTotals:
-    return SensorTotals(**{name: getattr(a, name) + sign * getattr(b, name) for name in _FIELDS})
+    combined = {name: getattr(a, name) + sign * getattr(b, name) for name in _FIELDS}
+    return SensorTotals(**combined, edge_error_j=a.edge_error_j + b.edge_error_j)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +171,8 @@ class Meter:
         totals = self._totals.get(reading.sensor, SensorTotals())
         hold = _hold(self._last_at_boundary.get(reading.sensor, False), boundary)
         step = _step(previous, reading, self._gap_s, hold) if previous else SensorTotals()
-        self._totals[reading.sensor] = totals + step + _ONE_READING
+        totals = totals + step + _ONE_READING
+        self._totals[reading.sensor] = replace(totals, edge_error_j=reading.energy_error_j)
         self._last[reading.sensor] = reading
         self._last_at_boundary[reading.sensor] = boundary
         if reading.power_w is not None:

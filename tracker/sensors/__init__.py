@@ -41,6 +41,10 @@ class Reading:
         power_w: instantaneous power in watts, or ``None``. Beside a counter it is a cross-check.
         counter_range_j: the value in joules at which ``energy_j`` wraps back to zero;
             ``None`` when the counter never wraps, so that a decrease means a reset.
+        energy_error_j: a bound on the error of ``energy_j`` at this instant, J: 0 for a hardware
+            counter; for a counter the sensor builds from power (a driver's sample buffer, a trailing
+            mean) what the power not yet seen could add or remove. It does not accumulate: the
+            energy between two readings is off by at most the sum of their two bounds.
     """
 
     sensor: str
@@ -49,6 +53,7 @@ class Reading:
     energy_j: float | None = None
     power_w: float | None = None
     counter_range_j: float | None = None
+    energy_error_j: float = 0.0
 
 
 @runtime_checkable
@@ -58,8 +63,9 @@ class Sensor(Protocol):
     Attributes:
         name: unique sensor name, also the ``sensor`` of its readings.
         kind: ``"gpu"``, ``"cpu"`` or ``"ram"``.
-        method: how its figure is obtained, written to the log beside it: ``energy_counter`` or
-            ``power_polling`` (NVML), ``rapl`` or ``rapl_dram`` (powercap), ``tdp_estimate`` (table
+        method: how its figure is obtained, written to the log beside it: ``energy_counter``,
+            ``power_samples``, ``power_instant``, ``power_average`` or ``power_polling`` (NVML),
+            ``rapl`` or ``rapl_dram`` (powercap), ``tdp_estimate`` (table
             TDP), ``tdp_user`` (the user's TDP), ``tdp_default`` (unknown CPU, per-thread default),
             ``ram_model`` or ``ram_user`` (RAM model, or the user's watts).
         info: what it measures, for ``run.json`` and ``devices.csv`` (model, UUID, TDP, ...).

@@ -44,9 +44,8 @@ def discover(
             an explicit root must exist.
         cpu_tdp_w: the CPU package power in watts to use instead of the table lookup.
         ram_w: the RAM power in watts to use instead of the RAM model.
-        gpus: whether to look for GPUs.
-        cpu: whether to measure the CPU (RAPL, else the estimate).
-        ram: whether to measure RAM (RAPL DRAM, else the model).
+        gpus, cpu, ram: whether to measure GPUs, the CPU (RAPL, else the estimate) and RAM (RAPL DRAM,
+            else the model).
         clock: monotonic clock in seconds, shared with the sampler.
 
     Raises:

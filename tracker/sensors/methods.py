@@ -11,6 +11,10 @@ method                    band         why
 ========================  ===========  ======================================================
 ``energy_counter``        ±5 %         NVML sensor gain, Yang et al. SC'24 (arXiv:2312.02741)
 ``power_polling``         ±5 % + 3σ    the same gain, plus the trapezoid's sampling error (meter)
+``power_instant``         ±5 % + 3σ    the same (NVML_FI_DEV_POWER_INSTANT, polled)
+``power_samples``         ±5 % + edges the same gain, plus the bound at each edge of what the driver
+                                       had not sampled yet (``Reading.energy_error_j``)
+``power_average``         ±5 % + edges the same gain, plus the bound on the trailing mean's lag at each edge
 ``rapl``, ``rapl_dram``   ±10 %        Khan et al. 2018 (RAPL vs plug power), judgement
 ``tdp_estimate``          ±40 %        Fischer 2025 (arXiv:2509.22092): TDP models err up to 40 %
 ``tdp_user``              ±40 %        the same model with the user's TDP
@@ -28,6 +32,7 @@ from tracker.sensors import CPU, GPU, RAM
 
 ABSENT = "absent"  # a kind no sensor measured, in the ``<kind>_method`` columns
 ENERGY_COUNTER, POWER_POLLING = "energy_counter", "power_polling"
+POWER_SAMPLES, POWER_INSTANT, POWER_AVERAGE = "power_samples", "power_instant", "power_average"
 RAPL, RAPL_DRAM = "rapl", "rapl_dram"
 TDP_ESTIMATE, TDP_USER, TDP_DEFAULT = "tdp_estimate", "tdp_user", "tdp_default"
 RAM_MODEL, RAM_USER = "ram_model", "ram_user"
@@ -65,6 +70,27 @@ METHODS = {
             True,
             (0.95, 1.05),
             "measured by sampling NVML power readings (integrated over time)",
+        ),
+        Method(
+            POWER_SAMPLES,
+            GPU,
+            True,
+            (0.95, 1.05),
+            "measured from the driver's NVML power sample buffer (integrated at the driver's sampling rate)",
+        ),
+        Method(
+            POWER_INSTANT,
+            GPU,
+            True,
+            (0.95, 1.05),
+            "measured by sampling NVML instantaneous power (integrated over time)",
+        ),
+        Method(
+            POWER_AVERAGE,
+            GPU,
+            True,
+            (0.95, 1.05),
+            "measured from NVML 1 s trailing-mean power (integrated with the mean's lag undone)",
         ),
         Method(RAPL, CPU, True, (0.90, 1.10), "measured with RAPL energy counters"),
         Method(RAPL_DRAM, RAM, True, (0.90, 1.10), "measured with RAPL DRAM energy counters"),

@@ -1,9 +1,23 @@
 """NVIDIA GPUs through NVML: the ``pynvml`` module of NVIDIA's ``nvidia-ml-py`` package.
 
 :func:`find_gpus` returns one :class:`NvmlSensor` per GPU the process may use (which ones is
-resolved in :mod:`tracker.sensors._cuda_visible`). Each reads the cumulative energy counter
-(``nvmlDeviceGetTotalEnergyConsumption``, mJ, Volta and newer) where the GPU has one, else polls
-board power (``nvmlDeviceGetPowerUsage``, mW); readings are in J and W.
+resolved in :mod:`tracker.sensors._cuda_visible`). Each uses the best source its GPU has, in order:
+
+==================  ==========================================================================
+method              source
+==================  ==========================================================================
+``energy_counter``  ``nvmlDeviceGetTotalEnergyConsumption`` (mJ, Volta and newer)
+``power_samples``   the driver's power sample buffer, ``nvmlDeviceGetSamples`` with
+                    ``NVML_TOTAL_POWER_SAMPLES``: every sample since the last one seen, integrated
+                    at the driver's rate whatever the reading interval (Kepler and newer)
+``power_instant``   ``nvmlDeviceGetFieldValues`` with ``NVML_FI_DEV_POWER_INSTANT``, polled
+``power_average``   a 1 s trailing mean (``NVML_FI_DEV_POWER_AVERAGE``, or ``nvmlDeviceGetPowerUsage``
+                    on Ampere except GA100 and newer), polled and integrated with its lag undone
+``power_polling``   ``nvmlDeviceGetPowerUsage``, instantaneous on GA100 and older, polled
+==================  ==========================================================================
+
+Polled methods declare ``max_interval_s`` so that the session reads them in a fast lane of their own
+whatever ``interval_s`` the user sets. Readings are in J and W.
 Every ``NVMLError`` is translated into the tracker's exceptions, chained, at one boundary
 (:mod:`tracker.sensors.nvml_calls`)::
 
@@ -22,14 +36,27 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tracker.errors import SensorError, SensorPermissionError, SensorUnavailable
+from tracker.errors import SensorError, SensorPermissionError, SensorReadError, SensorUnavailable
 from tracker.sensors import GPU, Absent, Reading, nvml_calls
 from tracker.sensors._cuda_visible import Gpu, group_by_gpu, select_gpus, visible_gpus
-from tracker.sensors.methods import ENERGY_COUNTER, POWER_POLLING
+from tracker.sensors._power_integrals import AverageCounter, SampleCounter
+from tracker.sensors.methods import ENERGY_COUNTER, POWER_AVERAGE, POWER_INSTANT, POWER_POLLING, POWER_SAMPLES
 from tracker.sensors.nvml_calls import SOURCE, call, optional, text
 
 log = logging.getLogger(__name__)
 
+# The longest a method may wait between readings: polled instantaneous power loses ~ΔP·h/√12 per
+# load change (see default_interval_s); a 1 s mean is smooth, 0.1 s follows it; the sample buffer
+# only has to be read before it overflows (it holds seconds of samples).
+MAX_INTERVAL_S = {POWER_POLLING: 0.05, POWER_INSTANT: 0.05, POWER_AVERAGE: 0.1, POWER_SAMPLES: 1.0}
+AVERAGE_WINDOW_S = 1.0  # NVML: "averaged over 1 sec interval" (NVML_FI_DEV_POWER_AVERAGE, GetPowerUsage on Ampere+)
+_SOURCES = {
+    ENERGY_COUNTER: "nvmlDeviceGetTotalEnergyConsumption",
+    POWER_SAMPLES: "nvmlDeviceGetSamples(NVML_TOTAL_POWER_SAMPLES)",
+    POWER_INSTANT: "nvmlDeviceGetFieldValues(NVML_FI_DEV_POWER_INSTANT)",
+    POWER_AVERAGE: "nvmlDeviceGetFieldValues(NVML_FI_DEV_POWER_AVERAGE), 1 s trailing mean",
+}
+_VALUE_MEMBERS = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")  # by NVML_VALUE_TYPE_*
 _INIT_REASONS = {SensorUnavailable: "no driver", SensorPermissionError: "permission denied"}
 _DEVICE_REASONS = {SensorUnavailable: "not supported", SensorPermissionError: "permission denied"}
 
@@ -37,13 +64,14 @@ _DEVICE_REASONS = {SensorUnavailable: "not supported", SensorPermissionError: "p
 class NvmlSensor:
     """One NVIDIA GPU, read through NVML.
 
-    ``method`` is ``"energy_counter"`` when ``nvmlDeviceGetTotalEnergyConsumption`` works at
-    construction (Volta and newer), else ``"power_polling"``; a counter that stops being supported
-    mid-run switches the sensor to polling. ``energy_j`` is the raw counter in J (mJ / 1000) since the
-    last driver reload: 64-bit, it never wraps, so a decrease is a reset (``counter_range_j=None``).
+    ``method`` is the best source the GPU has at construction (see the module docstring); a counter
+    that stops being supported mid-run switches the sensor to ``power_polling``. ``energy_j`` is the
+    raw counter in J (mJ / 1000) since the last driver reload: 64-bit, it never wraps, so a decrease
+    is a reset (``counter_range_j=None``). ``power_samples`` and ``power_average`` report a counter
+    built from power (:mod:`tracker.sensors._power_integrals`) with its ``energy_error_j``.
     ``power_w`` is board power in W: a cross-check beside the counter (``None`` if that read fails),
-    the measurement when polling, and a 1 s average on Ampere (except A100) and newer (MEASUREMENT.md
-    1.1). MIG: NVML has no power per instance (1.7), so the whole parent GPU is measured, once.
+    the measurement when polling. MIG: NVML has no power per instance (MEASUREMENT.md 1.7), so the
+    whole parent GPU is measured, once.
 
     Args:
         handle: the physical GPU's NVML handle.
@@ -52,13 +80,16 @@ class NvmlSensor:
         clock: monotonic clock in seconds, for the readings' ``time_s``.
         mig_uuids: the MIG instances through which this GPU was selected.
         on_close: called once by :meth:`close` (releases the shared ``nvmlInit``).
+        method: use this method instead of the best one the GPU has (to compare methods on one GPU).
 
     Attributes:
         info: ``index``, ``nvml_index``, ``uuid``, ``name``, ``mig``, ``mig_uuids``, ``scope``,
-            ``power_limit_w`` (enforced limit in W, ``None`` if unsupported), ``driver_version``.
+            ``power_limit_w`` (enforced limit in W, ``None`` if unsupported), ``driver_version``,
+            ``power_source`` (the NVML call behind the figure).
+        max_interval_s: the longest the sampler may wait between readings, s; ``None`` for a counter.
 
     Raises:
-        SensorUnavailable: the GPU has neither an energy counter nor power readings.
+        SensorUnavailable: the GPU has neither an energy counter nor power readings (or not ``method``).
         SensorReadError: the GPU could not be read (lost, driver error).
     """
 
@@ -73,22 +104,104 @@ class NvmlSensor:
         clock: Callable[[], float] = time.monotonic,
         mig_uuids: Sequence[str] = (),
         on_close: Callable[[], None] | None = None,
+        method: str | None = None,
     ) -> None:
         self.name = f"gpu:{index}"
         self._nvml, self._handle, self._clock, self._on_close = nvml, handle, clock, on_close
+        # NVML stamps samples with the CPU's wall clock in µs; a fake module brings the clock it stamps with.
+        self._wall: Callable[[], float] = getattr(nvml, "wall_clock", time.time)
         self._closed = False
         self._power_beside = True
+        self._samples: SampleCounter | None = None
+        self._average: AverageCounter | None = None
         self.uuid = ""  # named in the errors of the call that reads it
         self.uuid = str(text(self._call("nvmlDeviceGetUUID")))
-        has_counter = self._call("nvmlDeviceGetTotalEnergyConsumption", optional=True) is not None
-        self.method = ENERGY_COUNTER if has_counter else POWER_POLLING
-        if not has_counter:
-            self._call("nvmlDeviceGetPowerUsage")  # neither counter nor power: nothing to measure
-        self.info = self._describe(index, list(mig_uuids))
+        self.method, source = self._choose_method(method)
+        self.max_interval_s = MAX_INTERVAL_S.get(self.method)
+        self.info = {**self._describe(index, list(mig_uuids)), "power_source": source}
 
-    def _call(self, function: str, optional: bool = False) -> Any:
+    def _call(self, function: str, *args: Any, optional: bool = False) -> Any:
         how = nvml_calls.optional if optional else nvml_calls.call
-        return how(self._nvml, self.name, function, self._handle, path=self.uuid)
+        return how(self._nvml, self.name, function, self._handle, *args, path=self.uuid)
+
+    def _choose_method(self, wanted: str | None) -> tuple[str, str]:
+        """The best method this GPU supports (or ``wanted``, if it supports that) and the NVML source behind it.
+
+        Raises:
+            SensorUnavailable: no method (or not ``wanted``) works on this GPU.
+        """
+        probes = {
+            ENERGY_COUNTER: self._probe_counter,
+            POWER_SAMPLES: self._open_samples,
+            POWER_INSTANT: lambda: self._field_w("NVML_FI_DEV_POWER_INSTANT") is not None and _SOURCES[POWER_INSTANT],
+            POWER_AVERAGE: self._probe_average,
+            POWER_POLLING: self._probe_usage,
+        }
+        for method in [wanted] if wanted else probes:
+            source = probes[method]()
+            if source:
+                return method, source
+        raise SensorUnavailable(f"{wanted} is not supported by {self.name}", sensor=self.name, path=self.uuid)
+
+    def _probe_counter(self) -> str:
+        found = self._call("nvmlDeviceGetTotalEnergyConsumption", optional=True) is not None
+        return _SOURCES[ENERGY_COUNTER] if found else ""
+
+    def _probe_average(self) -> str:
+        if self._field_w("NVML_FI_DEV_POWER_AVERAGE") is not None:
+            self._average = AverageCounter(AVERAGE_WINDOW_S)
+            return _SOURCES[POWER_AVERAGE]
+        if self._usage_is_averaged() and self._call("nvmlDeviceGetPowerUsage", optional=True) is not None:
+            self._average = AverageCounter(AVERAGE_WINDOW_S)
+            return "nvmlDeviceGetPowerUsage, 1 s trailing mean (Ampere except GA100, and newer)"
+        return ""
+
+    def _probe_usage(self) -> str:
+        self._call("nvmlDeviceGetPowerUsage")  # the last resort: its error says why nothing can be measured
+        if self._usage_is_averaged():
+            return "nvmlDeviceGetPowerUsage, a 1 s trailing mean integrated as if instantaneous"
+        return "nvmlDeviceGetPowerUsage, instantaneous (GA100 and older)"
+
+    def _usage_is_averaged(self) -> bool:
+        # NVML: "On Ampere (except GA100) or newer GPUs, the API returns power averaged over 1 sec interval".
+        arch = self._call("nvmlDeviceGetArchitecture", optional=True)
+        ampere = getattr(self._nvml, "NVML_DEVICE_ARCH_AMPERE", 7)
+        name = str(text(self._call("nvmlDeviceGetName", optional=True)) or "")
+        ga100 = any(model in name for model in ("A100", "A30", "A800"))
+        return isinstance(arch, int) and arch >= ampere and not ga100
+
+    def _open_samples(self) -> str:
+        """The source if the driver keeps power samples (then counting starts from its newest one), else ``""``."""
+        try:
+            found = self._fetch_samples(0)
+        except (SensorUnavailable, SensorPermissionError):
+            return ""
+        self._samples = SampleCounter()
+        self._samples.add(found[-1:])
+        return _SOURCES[POWER_SAMPLES]
+
+    def _fetch_samples(self, last_seen_us: int) -> list[tuple[float, float]]:
+        """Samples newer than ``last_seen_us`` as ``(wall-clock s, W)``; none is NVML's NOT_FOUND, not an error."""
+        try:
+            kind, samples = self._call("nvmlDeviceGetSamples", self._nvml.NVML_TOTAL_POWER_SAMPLES, last_seen_us)
+        except SensorReadError as e:
+            if getattr(e.__cause__, "value", None) == getattr(self._nvml, "NVML_ERROR_NOT_FOUND", 6):
+                return []
+            raise
+        member = _VALUE_MEMBERS[kind] if 0 <= kind < len(_VALUE_MEMBERS) else "uiVal"
+        return [(s.timeStamp / 1e6, getattr(s.sampleValue, member) / 1000) for s in samples]
+
+    def _field_w(self, field: str) -> float | None:
+        """A power field (``NVML_FI_DEV_POWER_*``, GPU scope) in W, or ``None`` where the driver lacks it."""
+        field_id = getattr(self._nvml, field, None)
+        if field_id is None:
+            return None
+        scope = getattr(self._nvml, "NVML_POWER_SCOPE_GPU", 0)
+        values = self._call("nvmlDeviceGetFieldValues", [(field_id, scope)], optional=True)
+        if not values or values[0].nvmlReturn != getattr(self._nvml, "NVML_SUCCESS", 0):
+            return None  # the call succeeds when any field does; each field carries its own return code
+        member = _VALUE_MEMBERS[values[0].valueType] if 0 <= values[0].valueType < len(_VALUE_MEMBERS) else "uiVal"
+        return getattr(values[0].value, member) / 1000
 
     def _describe(self, index: int, mig_uuids: list[str]) -> dict[str, Any]:
         mode = self._call("nvmlDeviceGetMigMode", optional=True)
@@ -107,7 +220,7 @@ class NvmlSensor:
         }
 
     def read(self) -> Reading:
-        """Read the energy counter (and power beside it), or the power alone when polling.
+        """Read the energy counter (and power beside it), the sample buffer, or the power alone.
 
         Raises:
             SensorUnavailable: power is not supported (polling path).
@@ -123,8 +236,37 @@ class NvmlSensor:
             else:
                 now = self._clock()
                 return Reading(self.name, GPU, now, energy_j=energy_mj / 1000, power_w=self._power_beside_w())
+        if self.method == POWER_SAMPLES:
+            return self._read_samples()
+        if self.method == POWER_AVERAGE:
+            return self._read_average()
+        if self.method == POWER_INSTANT:
+            watts = self._field_w("NVML_FI_DEV_POWER_INSTANT")
+            if watts is None:
+                raise SensorReadError(f"NVML_FI_DEV_POWER_INSTANT failed on {self.name}", sensor=self.name)
+            return Reading(self.name, GPU, self._clock(), power_w=watts)
         power_mw = self._call("nvmlDeviceGetPowerUsage")
         return Reading(self.name, GPU, self._clock(), power_w=power_mw / 1000)
+
+    def _read_samples(self) -> Reading:
+        counter = self._samples
+        assert counter is not None
+        last_us = 0 if counter.last_s is None else round(counter.last_s * 1e6)
+        counter.add(self._fetch_samples(last_us))
+        now, wall = self._clock(), self._wall()
+        energy_j, error_j = counter.energy(wall)
+        return Reading(self.name, GPU, now, energy_j=energy_j, power_w=counter.last_w, energy_error_j=error_j)
+
+    def _read_average(self) -> Reading:
+        counter = self._average
+        assert counter is not None
+        field = self.info["power_source"].startswith("nvmlDeviceGetFieldValues")
+        watts = self._field_w("NVML_FI_DEV_POWER_AVERAGE") if field else self._call("nvmlDeviceGetPowerUsage") / 1000
+        if watts is None:
+            raise SensorReadError(f"NVML_FI_DEV_POWER_AVERAGE failed on {self.name}", sensor=self.name)
+        now = self._clock()
+        energy_j, error_j = counter.energy(now, watts)
+        return Reading(self.name, GPU, now, energy_j=energy_j, power_w=watts, energy_error_j=error_j)
 
     def _power_beside_w(self) -> float | None:
         # The counter is the measurement; power beside it is only a cross-check and must not fail the reading.

@@ -64,9 +64,9 @@ class Energy:
 
 
 def energy_with_band(totals: SensorTotals, method: str) -> Energy:
-    """One sensor's energy and band in J, from its method and its sampling variance."""
+    """One sensor's energy and band in J, from its method, its sampling variance and its edges' error bounds."""
     low, high = registry.band(method)
-    sampling = SAMPLING_SIGMAS * math.sqrt(totals.sampling_var_j2)
+    sampling = SAMPLING_SIGMAS * math.sqrt(totals.sampling_var_j2) + totals.edge_error_j
     value = totals.energy_j
     return Energy(value, max(0.0, value * low - sampling), value * high + sampling)
 

@@ -153,7 +153,7 @@ class EnergyTracker:
         self._started_s = self._clock() - elapsed_s  # the first readings' power.csv rows use it
         self._started_s = self._timeline.open(self._started_utc) - elapsed_s
         self._write_info()
-        self._timeline.sampler.start()
+        self._timeline.start_samplers()
         logger.debug("energy-tracker: measuring %s", [s.name for s in self.discovery.sensors])
         self._warn_unmeasured_gpus()
         return self
@@ -314,7 +314,7 @@ class EnergyTracker:
     @property
     def sensor_health(self) -> dict[str, Any]:
         """How each sensor has fared (status, failures, last error), by sensor name."""
-        return self._timeline.sampler.health
+        return self._timeline.health
 
     # ---- internals ----------------------------------------------------------------------------------------------
 

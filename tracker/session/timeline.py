@@ -61,7 +61,15 @@ class Timeline:
         self.sensors = sensors
         self.lock = threading.RLock()
         self.meter = Meter(interval_s)
-        self.sampler = Sampler(sensors, self._on_readings, interval_s=interval_s, clock=clock, jitter=jitter)
+        lanes = lane_intervals(sensors, interval_s)
+        self.sampler = Sampler(
+            lanes.pop(interval_s, []), self._on_readings, interval_s=interval_s, clock=clock, jitter=jitter
+        )
+        # Sensors that must be read more often than interval_s (polled GPU power) get a sampler of their own.
+        self.fast_lanes = [
+            Sampler(members, self._on_readings, interval_s=lane_s, clock=clock, jitter=jitter)
+            for lane_s, members in sorted(lanes.items())
+        ]
         self.stack: list[Segment] = []
         self._at_boundary = False
         self.last_epoch: int | None = None
@@ -154,7 +162,8 @@ class Timeline:
         with self.lock:
             self._at_boundary = True  # the readings that sample_now hands to _on_readings, on this thread
             try:
-                self.sampler.sample_now()
+                for sampler in self.samplers:
+                    sampler.sample_now()
             finally:
                 self._at_boundary = False
             return self.meter.snapshot(), self._clock(), self.meter.take_peaks_w()
@@ -201,14 +210,31 @@ class Timeline:
 
     # ---- sensors ------------------------------------------------------------------------------------------------
 
+    @property
+    def samplers(self) -> list[Sampler]:
+        """The main sampler (every ``interval_s``) and the fast lanes, if any."""
+        return [self.sampler, *self.fast_lanes]
+
+    @property
+    def health(self) -> dict[str, Any]:
+        """How each sensor has fared, by sensor name, whichever sampler reads it."""
+        return {name: health for sampler in self.samplers for name, health in sampler.health.items()}
+
+    def start_samplers(self) -> None:
+        """Start the background threads."""
+        for sampler in self.samplers:
+            sampler.start()
+
     def stop_sampler(self) -> None:
-        """Stop the background thread and close the sensors."""
-        self.sampler.stop()
-        self.sampler.close_sensors()
+        """Stop the background threads and close the sensors."""
+        for sampler in self.samplers:
+            sampler.stop()
+        for sampler in self.samplers:
+            sampler.close_sensors()
 
     def device_usages(self, segment: Segment, host: str, rank: int) -> list[DeviceUsage]:
         """What each sensor measured during ``segment``, as seen by ``rank`` on ``host``."""
-        health = self.sampler.health
+        health = self.health
         return [
             DeviceUsage(
                 sensor=s.name,
@@ -261,6 +287,21 @@ def check_phase_name(value: Any) -> str:
             f"({TRAIN!r} is the epoch itself, {OTHER_PHASE!r} is what lies outside epochs)"
         )
     return value
+
+
+def lane_intervals(sensors: Sequence[Sensor], interval_s: float) -> dict[float, list[Sensor]]:
+    """Sensors grouped by how often they are read: ``interval_s``, or faster where a sensor needs it.
+
+    A sensor may declare ``max_interval_s`` (polled GPU power: 0.05 s): then it is read at the
+    smaller of that and ``interval_s``, so a user who reads counters every second for less
+    overhead does not slow the polled GPUs down with them.
+    """
+    lanes: dict[float, list[Sensor]] = {interval_s: []}
+    for sensor in sensors:
+        most = getattr(sensor, "max_interval_s", None)
+        lane = min(interval_s, most) if most else interval_s
+        lanes.setdefault(lane, []).append(sensor)
+    return lanes
 
 
 def check_status(value: Any) -> str:

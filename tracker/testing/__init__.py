@@ -2,7 +2,7 @@
 
 Everything here stands in for hardware at its boundary, so the true energy is known:
 
-- power traces (:func:`steady`, :func:`square_wave`, :func:`ramp`, :func:`piecewise`): power as a
+- power traces (:func:`steady`, :func:`square_wave`, :func:`sine`, :func:`ramp`, :func:`piecewise`): power as a
   function of time with its exact integral;
 - :class:`FakeClock`: a monotonic clock that moves only when told;
 - :class:`FakeSensor`: a :class:`~tracker.sensors.Sensor` driven by a trace, with scripted faults;
@@ -30,12 +30,13 @@ from tracker.errors import SensorReadError
 from tracker.sensors import GPU, Reading
 from tracker.testing.fake_nvml import FakeGpu, FakeNvml, fake_pynvml
 from tracker.testing.fake_powercap import build_powercap_tree
-from tracker.testing.traces import PowerTrace, piecewise, ramp, square_wave, steady
+from tracker.testing.traces import PowerTrace, piecewise, ramp, sine, square_wave, steady
 
 __all__ = [
     "PowerTrace",
     "steady",
     "square_wave",
+    "sine",
     "ramp",
     "piecewise",
     "FakeClock",

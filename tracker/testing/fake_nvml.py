@@ -68,6 +68,18 @@ CONSTANTS: dict[str, int] = {
     "NVML_FEATURE_ENABLED": 1,
     "NVML_COMPUTEMODE_DEFAULT": 0,
     "NVML_INIT_FLAG_NO_GPUS": 1,
+    "NVML_TOTAL_POWER_SAMPLES": 0,
+    **{
+        f"NVML_VALUE_TYPE_{name}": i
+        for i, name in enumerate(
+            ("DOUBLE", "UNSIGNED_INT", "UNSIGNED_LONG", "UNSIGNED_LONG_LONG", "SIGNED_LONG_LONG", "SIGNED_INT")
+        )
+    },
+    "NVML_FI_DEV_POWER_AVERAGE": 185,
+    "NVML_FI_DEV_POWER_INSTANT": 186,
+    "NVML_POWER_SCOPE_GPU": 0,
+    "NVML_POWER_SCOPE_MODULE": 1,
+    "NVML_POWER_SCOPE_MEMORY": 2,
     **{
         f"NVML_DEVICE_ARCH_{name}": i
         for i, name in enumerate(("KEPLER", "MAXWELL", "PASCAL", "VOLTA", "TURING", "AMPERE", "ADA", "HOPPER"), 2)
@@ -161,6 +173,42 @@ class nvmlPciInfo_t:
     pciSubSystemId: int = 0x134F10DE
 
 
+@dataclass
+class c_nvmlValue_t:
+    """The union of NVML values; the fake fills the member its value type names (power: ``uiVal``, mW)."""
+
+    dVal: float = 0.0
+    uiVal: int = 0
+    ulVal: int = 0
+    ullVal: int = 0
+    sllVal: int = 0
+    siVal: int = 0
+
+
+@dataclass
+class c_nvmlSample_t:
+    """One sample of the driver's buffer: ``timeStamp`` is the CPU time in µs since the Unix epoch."""
+
+    timeStamp: int = 0
+    sampleValue: c_nvmlValue_t = field(default_factory=c_nvmlValue_t)
+
+
+@dataclass
+class c_nvmlFieldValue_t:
+    """One answer of ``nvmlDeviceGetFieldValues``: each carries its own ``nvmlReturn``.
+
+    ``timestamp`` is the CPU time in µs since the Unix epoch; ``latencyUsec`` how stale the value is.
+    """
+
+    fieldId: int = 0
+    scopeId: int = 0
+    timestamp: int = 0
+    latencyUsec: int = 0
+    valueType: int = 0
+    nvmlReturn: int = 0
+    value: c_nvmlValue_t = field(default_factory=c_nvmlValue_t)
+
+
 @dataclass(frozen=True)
 class FakeGpu:
     """One fake GPU.
@@ -175,6 +223,18 @@ class FakeGpu:
         memory_total_b: device memory in bytes.
         architecture: an ``NVML_DEVICE_ARCH_*`` value.
         pids: processes reported by ``nvmlDeviceGetComputeRunningProcesses``.
+        power_average_s: ``nvmlDeviceGetPowerUsage`` returns the mean power over this trailing window, s
+            (1.0 on Ampere except GA100 and newer); 0 returns instantaneous power (GA100 and older).
+        power_fields: whether ``nvmlDeviceGetFieldValues`` answers ``NVML_FI_DEV_POWER_INSTANT`` and
+            ``NVML_FI_DEV_POWER_AVERAGE`` (the average over 1 s); else each field's ``nvmlReturn`` is NOT_SUPPORTED.
+        sample_period_s: the driver's power sample buffer (``nvmlDeviceGetSamples`` with
+            ``NVML_TOTAL_POWER_SAMPLES``) holds a sample every this many seconds; ``None``: NOT_SUPPORTED.
+        sample_window_s: each buffered sample is the mean power over this trailing window, s (0: instantaneous).
+        sample_buffer: how many samples the driver keeps; older ones are dropped.
+        sample_phase_s: when, within a period, the driver takes its samples (trace time), s.
+        sample_jitter_s: each sample is taken late by a fixed pseudo-random delay below this, s: 0 is a
+            driver exactly periodic (a periodic load can then phase-lock with it), the period spreads
+            each sample anywhere in its slot.
     """
 
     uuid: str = ""
@@ -186,6 +246,13 @@ class FakeGpu:
     memory_total_b: int = 40 * 2**30
     architecture: int = 7
     pids: Sequence[int] = ()
+    power_average_s: float = 0.0
+    power_fields: bool = False
+    sample_period_s: float | None = None
+    sample_window_s: float = 0.0
+    sample_buffer: int = 120
+    sample_phase_s: float = 0.0
+    sample_jitter_s: float = 0.0
 
 
 # pynvml's module-level names (constants, error classes, structs), the class attributes of the fake.
@@ -199,11 +266,18 @@ PynvmlNames = type(
         "c_nvmlMemory_t": c_nvmlMemory_t,
         "c_nvmlUtilization_t": c_nvmlUtilization_t,
         "c_nvmlProcessInfo_t": c_nvmlProcessInfo_t,
+        "c_nvmlSample_t": c_nvmlSample_t,
+        "c_nvmlValue_t": c_nvmlValue_t,
+        "c_nvmlFieldValue_t": c_nvmlFieldValue_t,
         "nvmlPciInfo_t": nvmlPciInfo_t,
     },
 )
 
 _CLOCKS_MHZ = (1410, 1410, 1215, 1275)  # graphics, SM, memory, video: an A100's boost clocks
+# Where the fake's CPU wall clock (Unix seconds, the time base of NVML's µs timestamps) stands
+# relative to its monotonic clock: a fixed offset, so that timestamps look like the real ones.
+WALL_OFFSET_S = 1_780_000_000.0
+_AVERAGE_FIELD_S = 1.0  # NVML_FI_DEV_POWER_AVERAGE: "GPU power averaged over 1 sec interval"
 
 
 @dataclass(frozen=True)
@@ -333,6 +407,53 @@ class FakeNvml(PynvmlNames):
     def _power_w(self, handle: Any) -> float:
         return self._spec(handle, mig_ok=False).trace.power_w(self.clock() - self.origin_s)
 
+    def _mean_power_w(self, handle: Any, t: float, window_s: float) -> float:
+        """Mean power over the trailing ``window_s`` before trace time ``t`` (the power at ``t`` for 0), W."""
+        trace = self._spec(handle, mig_ok=False).trace
+        start = max(0.0, t - window_s)
+        return trace.power_w(t) if t <= start else trace.between_j(start, t) / (t - start)
+
+    def _stamp_us(self, t: float) -> int:
+        """The NVML timestamp (µs of the wall clock) of trace time ``t``."""
+        return round((self.origin_s + t + WALL_OFFSET_S) * 1e6)
+
+    def wall_clock(self) -> float:
+        """The CPU wall clock that NVML's timestamps count, in Unix seconds: the fake clock plus a fixed offset.
+
+        The real ``pynvml`` has no such function (its timestamps follow ``time.time()``); the NVML sensor
+        uses this one when the module offers it, so that a fake clock and the timestamps agree.
+        """
+        return self.clock() + WALL_OFFSET_S
+
+    def _samples(self, gpu: FakeGpu, handle: _Handle, last_seen_us: int) -> list[c_nvmlSample_t]:
+        period, now = gpu.sample_period_s, self.clock() - self.origin_s
+        newest = math.floor((now - gpu.sample_phase_s) / period)
+        oldest = max(newest - gpu.sample_buffer + 1, math.ceil(-gpu.sample_phase_s / period))
+        samples = []
+        for k in range(oldest, newest + 1):
+            # Knuth's multiplicative hash: a fixed, evenly spread delay per sample, the same on every call.
+            late = gpu.sample_jitter_s * ((k * 2654435761) % 2**32) / 2**32
+            t = gpu.sample_phase_s + k * period + late
+            stamp = self._stamp_us(t)
+            if stamp > last_seen_us and t <= now:
+                milliwatts = round(self._mean_power_w(handle, t, gpu.sample_window_s) * 1000)
+                samples.append(c_nvmlSample_t(stamp, c_nvmlValue_t(uiVal=milliwatts)))
+        return samples
+
+    def _field(self, handle: _Handle, field_id: int, scope: int) -> c_nvmlFieldValue_t:
+        gpu, now = self._spec(handle, mig_ok=False), self.clock() - self.origin_s
+        windows = {
+            CONSTANTS["NVML_FI_DEV_POWER_INSTANT"]: 0.0,
+            CONSTANTS["NVML_FI_DEV_POWER_AVERAGE"]: _AVERAGE_FIELD_S,
+        }
+        answer = c_nvmlFieldValue_t(fieldId=field_id, scopeId=scope, timestamp=self._stamp_us(now))
+        if not gpu.power_fields or field_id not in windows or scope != CONSTANTS["NVML_POWER_SCOPE_GPU"]:
+            answer.nvmlReturn = CONSTANTS["NVML_ERROR_NOT_SUPPORTED"]
+            return answer
+        answer.valueType = CONSTANTS["NVML_VALUE_TYPE_UNSIGNED_INT"]
+        answer.value = c_nvmlValue_t(uiVal=round(self._mean_power_w(handle, now, windows[field_id]) * 1000))
+        return answer
+
     # -- the NVML functions with logic -----------------------------------------------------------
 
     @_api(needs_init=False)
@@ -397,8 +518,40 @@ class FakeNvml(PynvmlNames):
 
     @_api()
     def nvmlDeviceGetPowerUsage(self, handle: _Handle) -> int:
-        """Board power now, in integer mW."""
-        return round(self._power_w(handle) * 1000)
+        """Board power in integer mW: now, or the mean over the GPU's ``power_average_s`` (Ampere and newer)."""
+        window = self._spec(handle, mig_ok=False).power_average_s
+        return round(self._mean_power_w(handle, self.clock() - self.origin_s, window) * 1000)
+
+    @_api()
+    def nvmlDeviceGetSamples(self, handle: _Handle, sampling_type: int, last_seen_us: int) -> tuple[int, list]:
+        """The driver's buffered samples newer than ``last_seen_us`` (0: all it keeps), as pynvml returns them.
+
+        Returns:
+            ``(NVML_VALUE_TYPE_UNSIGNED_INT, [c_nvmlSample_t, ...])``, oldest first, power in mW
+            (``sampleValue.uiVal``), ``timeStamp`` in µs of the CPU wall clock.
+
+        Raises:
+            NVMLError_NotSupported: not ``NVML_TOTAL_POWER_SAMPLES``, or the GPU keeps no power samples.
+            NVMLError_NotFound: no sample newer than ``last_seen_us`` (as NVML answers then).
+        """
+        gpu = self._spec(handle, mig_ok=False)
+        if sampling_type != CONSTANTS["NVML_TOTAL_POWER_SAMPLES"] or gpu.sample_period_s is None:
+            raise NVMLError(CONSTANTS["NVML_ERROR_NOT_SUPPORTED"])
+        samples = self._samples(gpu, handle, last_seen_us)
+        if not samples:
+            raise NVMLError(CONSTANTS["NVML_ERROR_NOT_FOUND"])
+        return CONSTANTS["NVML_VALUE_TYPE_UNSIGNED_INT"], samples
+
+    @_api()
+    def nvmlDeviceGetFieldValues(self, handle: _Handle, field_ids: Sequence[Any]) -> list[c_nvmlFieldValue_t]:
+        """One ``c_nvmlFieldValue_t`` per id (an int, or a ``(fieldId, scopeId)`` pair), each with its ``nvmlReturn``.
+
+        Only the power fields are modelled: ``NVML_FI_DEV_POWER_INSTANT`` (power now) and
+        ``NVML_FI_DEV_POWER_AVERAGE`` (mean over the last 1 s), in mW, scope ``NVML_POWER_SCOPE_GPU``,
+        on a GPU with ``power_fields``; any other answers NOT_SUPPORTED in its ``nvmlReturn``.
+        """
+        pairs = [tuple(f) if isinstance(f, (tuple, list)) else (f, 0) for f in field_ids]
+        return [self._field(handle, field_id, scope) for field_id, scope in pairs]
 
     @staticmethod
     def nvmlExceptionClass(code: int) -> type[NVMLError]:
@@ -592,7 +745,7 @@ def fake_pynvml(*args: Any, **kwargs: Any) -> types.ModuleType:
     nvml = FakeNvml(*args, **kwargs)
     module = types.ModuleType("pynvml", "A fake pynvml from training-energy-tracker (tracker.testing).")
     for name in dir(nvml):
-        if name.startswith(("nvml", "NVML", "c_nvml", "_nvmlGetFunctionPointer")):
+        if name.startswith(("nvml", "NVML", "c_nvml", "_nvmlGetFunctionPointer", "wall_clock")):
             setattr(module, name, getattr(nvml, name))
     module.fake = nvml  # type: ignore[attr-defined]
     return module

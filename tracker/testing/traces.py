@@ -6,6 +6,7 @@ Public through :mod:`tracker.testing`; the fake sensor and the fake NVML follow 
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -44,6 +45,19 @@ def square_wave(low_w: float, high_w: float, period_s: float, duty: float = 0.5)
         per_period = high_w * high_s + low_w * (period_s - high_s)
         partial = high_w * min(rest, high_s) + low_w * max(0.0, rest - high_s)
         return whole * per_period + partial
+
+    return PowerTrace(power, energy)
+
+
+def sine(mean_w: float, amplitude_w: float, period_s: float) -> PowerTrace:
+    """``mean_w + amplitude_w·sin(2πt/period_s)``: a load that swings smoothly."""
+    omega = 2 * math.pi / period_s
+
+    def power(t: float) -> float:
+        return mean_w + amplitude_w * math.sin(omega * t)
+
+    def energy(t: float) -> float:
+        return mean_w * t + amplitude_w * (1 - math.cos(omega * t)) / omega
 
     return PowerTrace(power, energy)
 

@@ -1,0 +1,376 @@
+"""NVIDIA GPUs without an energy counter: the driver's sample buffer, power fields, trailing means, the fast lane.
+
+The accuracy matrix is the issue's table (3 s epochs): every trace at every ``interval_s`` within 3 %
+per epoch, the band holding the truth. The fake GPUs sample like a Pascal card (a sample every 20 ms,
+each the mean of the last 10 ms; Yang et al., MEASUREMENT.md 1.2), at a phase drawn per test, each
+sample anywhere in its 20 ms slot (a driver's timer is not locked to the training loop's rhythm).
+
+A driver exactly periodic beside a load exactly periodic can phase-lock with it: then every period
+of the load is sampled alike and the error no longer averages out. The 0.3 s square wave holds 7.5
+samples per half period, so the trapezoid counts 7 or 8 of them high every time: ±ΔP·T/2 per period
+of the load, 3.3 % for 100/300 W. No reader of the buffer can do better (the driver did not look);
+:func:`test_a_phase_locked_driver_errs_by_its_bound_and_the_band_still_holds` pins that limit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+
+import pytest
+
+from tests.helpers import run_lanes
+from tracker import EnergyTracker, load_run
+from tracker.measure.meter import J_PER_KWH
+from tracker.sensors._power_integrals import AverageCounter, SampleCounter
+from tracker.sensors.nvml import (
+    ENERGY_COUNTER,
+    POWER_AVERAGE,
+    POWER_INSTANT,
+    POWER_POLLING,
+    POWER_SAMPLES,
+    NvmlSensor,
+    find_gpus,
+)
+from tracker.testing import FakeGpu, FakeNvml, FakeSensor, piecewise, sine, square_wave, steady
+from tracker.testing.fake_nvml import WALL_OFFSET_S
+
+TABLE = {
+    "square 100/300 W, 0.3 s": [square_wave(100.0, 300.0, 0.3)],
+    "square 80/350 W, 7 s": [square_wave(80.0, 350.0, 7.0)],
+    "sine 200 ± 100 W, 1.3 s": [sine(200.0, 100.0, 1.3)],
+    "two GPUs (steady + fast square)": [steady(200.0), square_wave(100.0, 300.0, 0.3)],
+}
+INTERVALS = (0.05, 0.1, 1.0)
+
+
+def pascal(trace, rng, **kwargs):
+    """A GPU without a counter that keeps power samples as a Pascal card does."""
+    options = {"sample_phase_s": rng.uniform(0.0, 0.02), "sample_jitter_s": 0.02, **kwargs}
+    return FakeGpu(trace=trace, has_counter=False, sample_period_s=0.02, sample_window_s=0.01, **options)
+
+
+def measure(tmp_path, clock, nvml, interval_s, seed, epochs=5, epoch_s=3.0):
+    """Epochs of ``epoch_s`` with random gaps (so edges fall anywhere in the load's cycle); per-epoch truth."""
+    rng = random.Random(seed)
+    energy = EnergyTracker(
+        tmp_path, nvml=nvml, clock=clock, measure=("gpu",), carbon_intensity_g_per_kwh=100.0, interval_s=interval_s
+    )
+    truths = []
+    with energy:
+        for epoch in range(epochs):
+            run_lanes(energy, clock, rng.uniform(0.2, 2.0), rng)
+            start = clock()
+            with energy.epoch(epoch):
+                run_lanes(energy, clock, epoch_s, rng)
+            truths.append(sum(nvml.true_energy_j(i, start, clock()) for i in range(len(nvml.gpus))))
+    rows = [r for r in load_run(energy.run_dir).epochs if r["phase"] == "train"]
+    return energy, rows, truths
+
+
+# -- the accuracy matrix ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("interval_s", INTERVALS, ids=[f"interval {i:g} s" for i in INTERVALS])
+@pytest.mark.parametrize("trace", list(TABLE), ids=list(TABLE))
+def test_sample_buffer_is_within_3_percent_per_epoch_at_any_interval(tmp_path, clock, trace, interval_s):
+    rng = random.Random(f"{trace}/{interval_s}")
+    nvml = FakeNvml([pascal(t, rng) for t in TABLE[trace]], clock=clock)
+    energy, rows, truths = measure(tmp_path, clock, nvml, interval_s, seed=f"{trace}/{interval_s}")
+    assert [s.method for s in energy.discovery.sensors] == [POWER_SAMPLES] * len(TABLE[trace])
+    for row, truth_j in zip(rows, truths, strict=True):
+        truth = truth_j / J_PER_KWH
+        assert row["gpu_method"] == POWER_SAMPLES
+        assert row["gpu_kwh"] == pytest.approx(truth, rel=0.03)
+        assert row["energy_kwh_low"] <= truth <= row["energy_kwh_high"]
+
+
+@pytest.mark.parametrize("phase_s", [0.0, 0.005, 0.012])
+def test_a_phase_locked_driver_errs_by_its_bound_and_the_band_still_holds(tmp_path, clock, phase_s):
+    trace = TABLE["square 100/300 W, 0.3 s"][0]
+    gpu = FakeGpu(trace=trace, has_counter=False, sample_period_s=0.02, sample_phase_s=phase_s)
+    nvml = FakeNvml([gpu], clock=clock)
+    energy, rows, truths = measure(tmp_path, clock, nvml, 0.1, seed=phase_s)
+    bound = 200.0 * 0.02 / 2 * (3.0 / 0.3) + 2 * 200.0 * 0.02  # ±ΔP·T/2 per load period, and both edges
+    errors = [row["gpu_kwh"] * J_PER_KWH - truth for row, truth in zip(rows, truths, strict=True)]
+    assert max(abs(e) for e in errors) <= bound
+    assert max(abs(e) / t for e, t in zip(errors, truths, strict=True)) > 0.02  # locked: it does not average out
+    for row, truth_j in zip(rows, truths, strict=True):
+        assert row["energy_kwh_low"] <= truth_j / J_PER_KWH <= row["energy_kwh_high"]
+
+
+def test_polled_power_read_as_instantaneous_at_1_s_is_what_the_buffer_avoids(tmp_path, clock):
+    # The same trace and schedule, polled once a second without the buffer's help (the fast lane
+    # switched off by forcing the main interval onto it): the error the issue's table shows.
+    trace = TABLE["square 100/300 W, 0.3 s"][0]
+    nvml = FakeNvml([FakeGpu(trace=trace, has_counter=False)], clock=clock)
+    sensors, _ = find_gpus(nvml=nvml, visible_devices=None, clock=clock)
+    sensors[0].max_interval_s = None  # as before the fast lane
+    energy = EnergyTracker(tmp_path, sensors=sensors, clock=clock, carbon_intensity_g_per_kwh=100.0, interval_s=1.0)
+    rng = random.Random(7)
+    errors = []
+    with energy:
+        for epoch in range(5):
+            run_lanes(energy, clock, rng.uniform(0.2, 2.0), rng)
+            start = clock()
+            with energy.epoch(epoch):
+                run_lanes(energy, clock, 3.0, rng)
+            errors.append((start, clock()))
+    rows = [r for r in load_run(energy.run_dir).epochs if r["phase"] == "train"]
+    truths = [nvml.true_energy_j(0, *e) for e in errors]
+    worst = max(abs(r["gpu_kwh"] * J_PER_KWH / t - 1) for r, t in zip(rows, truths, strict=True))
+    assert worst > 0.05  # what the sample buffer and the fast lane are for
+
+
+# -- the fast lane ----------------------------------------------------------------------------
+
+
+def test_polled_gpu_gets_a_fast_lane_that_interval_s_does_not_slow(tmp_path, clock):
+    nvml = FakeNvml([FakeGpu(trace=square_wave(100.0, 300.0, 0.3), has_counter=False)], clock=clock)
+    cpu = FakeSensor("cpu:fake", kind="cpu", trace=steady(50.0), clock=clock)
+    gpus, _ = find_gpus(nvml=nvml, visible_devices=None, clock=clock)
+    energy = EnergyTracker(tmp_path, sensors=[*gpus, cpu], clock=clock, carbon_intensity_g_per_kwh=100.0, interval_s=1)
+    assert energy.interval_s == 1.0
+    (lane,) = energy._timeline.fast_lanes
+    assert lane.interval_s == 0.05 and list(lane.health) == ["gpu:0"]
+    assert list(energy._sampler.health) == ["cpu:fake"]
+    rng = random.Random(3)
+    with energy:
+        start = clock()
+        with energy.epoch(0):
+            run_lanes(energy, clock, 30.0, rng)
+        end = clock()
+    row = next(r for r in load_run(energy.run_dir).epochs if r["phase"] == "train")
+    truth = (nvml.true_energy_j(0, start, end) + 50.0 * (end - start)) / J_PER_KWH
+    assert row["gpu_method"] == POWER_POLLING
+    assert row["energy_kwh"] == pytest.approx(truth, rel=0.03)
+    assert row["energy_kwh_low"] <= truth <= row["energy_kwh_high"]
+    assert set(energy.sensor_health) == {"gpu:0", "cpu:fake"}
+
+
+def test_counters_need_no_fast_lane(tmp_path, clock):
+    nvml = FakeNvml([FakeGpu()], clock=clock)
+    energy = EnergyTracker(tmp_path, nvml=nvml, clock=clock, measure=("gpu",), carbon_intensity_g_per_kwh=100.0)
+    assert energy._timeline.fast_lanes == [] and energy.interval_s == 1.0
+
+
+# -- which method each GPU gets ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("gpu", "method", "max_interval_s", "source"),
+    [
+        (FakeGpu(), ENERGY_COUNTER, None, "nvmlDeviceGetTotalEnergyConsumption"),
+        (FakeGpu(has_counter=False, sample_period_s=0.1, power_fields=True), POWER_SAMPLES, 1.0, "GetSamples"),
+        (FakeGpu(has_counter=False, power_fields=True), POWER_INSTANT, 0.05, "POWER_INSTANT"),
+        (FakeGpu(has_counter=False, name="NVIDIA A10", power_average_s=1.0), POWER_AVERAGE, 0.1, "trailing mean"),
+        (FakeGpu(has_counter=False, name="Tesla P100", architecture=4), POWER_POLLING, 0.05, "instantaneous"),
+        (FakeGpu(has_counter=False), POWER_POLLING, 0.05, "instantaneous (GA100 and older)"),
+    ],
+    ids=["counter", "sample buffer", "instant field", "ampere usage is a mean", "pascal", "a100 usage"],
+)
+def test_each_gpu_gets_its_best_method(clock, gpu, method, max_interval_s, source):
+    (sensor,), absent = find_gpus(nvml=FakeNvml([gpu], clock=clock), visible_devices=None, clock=clock)
+    assert not absent
+    assert (sensor.method, sensor.max_interval_s) == (method, max_interval_s)
+    assert source in sensor.info["power_source"]
+
+
+def test_a_method_can_be_asked_for_and_is_refused_when_missing(clock):
+    nvml = FakeNvml([FakeGpu(sample_period_s=0.02)], clock=clock)
+    nvml.nvmlInit()
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    assert NvmlSensor(handle, nvml=nvml, index=0, clock=clock, method=POWER_SAMPLES).method == POWER_SAMPLES
+    with pytest.raises(Exception, match="power_instant is not supported"):
+        NvmlSensor(handle, nvml=nvml, index=0, clock=clock, method=POWER_INSTANT)
+
+
+# -- the sample buffer ------------------------------------------------------------------------
+
+
+def test_every_sample_since_the_last_seen_is_integrated_once(clock):
+    trace = piecewise([(0.0, 100.0), (0.5, 300.0)])
+    nvml = FakeNvml([FakeGpu(trace=trace, has_counter=False, sample_period_s=0.1)], clock=clock)
+    (sensor,), _ = find_gpus(nvml=nvml, visible_devices=None, clock=clock)
+    first = sensor.read()
+    clock.advance(1.0)  # samples at 0.1 ... 1.0 s: 100 W until 0.5, then 300 W
+    second = sensor.read()
+    again = sensor.read()  # no new sample: NVML answers NOT_FOUND, and nothing is counted twice
+    assert second.energy_j - first.energy_j == pytest.approx(100 * 0.4 + 200 * 0.1 + 300 * 0.5)
+    assert again.energy_j == second.energy_j and again.energy_error_j == second.energy_error_j == 0.0
+    assert nvml.calls["nvmlDeviceGetSamples"] == 4  # probe, then one per read
+    assert second.power_w == 300.0
+
+
+def test_the_stretch_after_the_newest_sample_is_held_and_bounded(clock):
+    nvml = FakeNvml([FakeGpu(trace=square_wave(100.0, 300.0, 0.3), has_counter=False, sample_period_s=0.1)], clock)
+    (sensor,), _ = find_gpus(nvml=nvml, visible_devices=None, clock=clock)
+    sensor.read()
+    clock.advance(0.95)  # the newest sample is at 0.9 s (300 W, a high half begins); 0.05 s are not sampled yet
+    reading = sensor.read()
+    assert reading.power_w == 300.0
+    assert reading.energy_error_j == pytest.approx(0.05 * (300.0 - 100.0))
+
+
+def test_a_buffer_that_overflowed_between_reads_is_bridged_and_counted(clock):
+    nvml = FakeNvml([FakeGpu(trace=steady(150.0), has_counter=False, sample_period_s=0.02, sample_buffer=10)], clock)
+    (sensor,), _ = find_gpus(nvml=nvml, visible_devices=None, clock=clock)
+    first = sensor.read()
+    for _ in range(3):
+        clock.advance(0.1)
+        sensor.read()
+    clock.advance(2.0)  # 100 samples' worth: the oldest 90 are gone
+    last = sensor.read()
+    assert last.energy_j - first.energy_j == pytest.approx(150.0 * 2.3)  # steady: the bridge is exact
+    assert sensor._samples.gaps == 1
+
+
+def test_sample_counter_never_goes_down():
+    counter = SampleCounter()
+    counter.add([(0.0, 400.0)])
+    high, _ = counter.energy(0.1)  # 40 J, holding 400 W
+    counter.add([(0.02, 0.0)])  # the power had dropped: the trapezoid gives 4 J to 0.02 s
+    assert counter.energy(0.03) == (high, pytest.approx(0.01 * 400.0))
+    counter.add([(1.0, 0.0)])
+    assert counter.energy(1.0)[0] == high  # held until the integral overtakes it, never below
+
+
+# -- trailing means ---------------------------------------------------------------------------
+
+
+def test_a_trailing_mean_is_integrated_without_its_lag():
+    # 100 W, a step to 300 W at 2 s; the 1 s trailing mean read every 10 ms.
+    window, step = 1.0, 2.0
+    trace = piecewise([(0.0, 100.0), (step, 300.0)])
+    counter = AverageCounter(window)
+
+    def mean(t):
+        return trace.between_j(t - window, t) / window
+
+    energies = {}
+    for k in range(1, 801):
+        t = 1.0 + k * 0.01
+        energies[round(t, 2)] = counter.energy(t, mean(t))
+    # Edges at least a window after the step: exact (the trapezoid of a piecewise-linear mean, at kinks on the grid).
+    assert energies[9.0][0] - energies[1.5][0] == pytest.approx(trace.between_j(1.5, 9.0), abs=1e-6)
+    # An edge u = 0.5 s after the step: off by ΔP·u(w-u)/(2w) = 25 J, within the reported bound.
+    low_by = trace.between_j(1.5, 2.5) - (energies[2.5][0] - energies[1.5][0])
+    assert low_by == pytest.approx(200.0 * 0.5 * 0.5 / 2, abs=1e-6)
+    assert energies[2.5][1] >= low_by
+    # Read as if it were instantaneous, the mean puts half a window of the step on the wrong side of 2.5 s.
+    naive = sum(0.01 * 0.5 * (mean(1.5 + i * 0.01) + mean(1.5 + (i + 1) * 0.01)) for i in range(100))
+    assert trace.between_j(1.5, 2.5) - naive == pytest.approx(75.0)  # ΔP·u²/(2w) + ΔP·u/2: three times ours
+
+
+@pytest.mark.parametrize(("trace", "step_w"), [("square 80/350 W, 7 s", 270.0), ("square 100/300 W, 0.3 s", 200.0)])
+def test_averaged_power_keeps_the_truth_in_its_band(tmp_path, clock, trace, step_w):
+    gpu = FakeGpu(trace=TABLE[trace][0], has_counter=False, name="NVIDIA A10", power_average_s=1.0)
+    nvml = FakeNvml([gpu], clock=clock)
+    energy, rows, truths = measure(tmp_path, clock, nvml, 1.0, seed=trace)
+    for row, truth_j in zip(rows, truths, strict=True):
+        truth = truth_j / J_PER_KWH
+        assert row["gpu_method"] == POWER_AVERAGE
+        assert row["energy_kwh_low"] <= truth <= row["energy_kwh_high"]
+        assert abs(row["gpu_kwh"] - truth) * J_PER_KWH <= 2 * step_w * 1.0 / 8 + 1.0  # ΔP·w/8 at each edge
+
+
+# -- the fake's sample buffer and fields, as NVML answers ---------------------------------------
+
+
+def test_fake_samples_have_nvmls_shape(clock):
+    nvml = FakeNvml([FakeGpu(has_counter=False, sample_period_s=0.02, sample_buffer=5)], clock)
+    nvml.nvmlInit()
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    clock.advance(1.0)
+    kind, samples = nvml.nvmlDeviceGetSamples(handle, nvml.NVML_TOTAL_POWER_SAMPLES, 0)
+    assert kind == nvml.NVML_VALUE_TYPE_UNSIGNED_INT and len(samples) == 5
+    assert [s.sampleValue.uiVal for s in samples] == [100_000] * 5
+    assert samples[-1].timeStamp == round((clock() + WALL_OFFSET_S) * 1e6)
+    assert nvml.wall_clock() == clock() + WALL_OFFSET_S
+    with pytest.raises(nvml.NVMLError_NotFound):
+        nvml.nvmlDeviceGetSamples(handle, nvml.NVML_TOTAL_POWER_SAMPLES, samples[-1].timeStamp)
+    with pytest.raises(nvml.NVMLError_NotSupported):
+        nvml.nvmlDeviceGetSamples(handle, 1, 0)  # NVML_GPU_UTILIZATION_SAMPLES is not modelled
+
+
+def test_fake_field_values_answer_each_field_on_its_own(clock):
+    trace = piecewise([(0.0, 100.0), (0.5, 300.0)])
+    nvml = FakeNvml([FakeGpu(trace=trace, power_fields=True), FakeGpu()], clock)
+    nvml.nvmlInit()
+    clock.advance(1.0)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    instant, average, other = nvml.nvmlDeviceGetFieldValues(
+        handle, [(nvml.NVML_FI_DEV_POWER_INSTANT, 0), nvml.NVML_FI_DEV_POWER_AVERAGE, (1, 0)]
+    )
+    assert (instant.nvmlReturn, instant.value.uiVal) == (nvml.NVML_SUCCESS, 300_000)
+    assert (average.nvmlReturn, average.value.uiVal) == (nvml.NVML_SUCCESS, 200_000)
+    assert other.nvmlReturn == nvml.NVML_ERROR_NOT_SUPPORTED
+    (missing,) = nvml.nvmlDeviceGetFieldValues(nvml.nvmlDeviceGetHandleByIndex(1), [nvml.NVML_FI_DEV_POWER_INSTANT])
+    assert missing.nvmlReturn == nvml.NVML_ERROR_NOT_SUPPORTED
+
+
+def test_fake_power_usage_is_a_trailing_mean_where_the_gpu_averages(clock):
+    nvml = FakeNvml([FakeGpu(trace=piecewise([(0.0, 100.0), (1.5, 300.0)]), power_average_s=1.0)], clock)
+    nvml.nvmlInit()
+    clock.advance(2.0)
+    assert nvml.nvmlDeviceGetPowerUsage(nvml.nvmlDeviceGetHandleByIndex(0)) == 200_000
+
+
+# -- the real NVML sample buffer ----------------------------------------------------------------
+
+
+def _real_nvml():
+    pynvml = pytest.importorskip("pynvml")
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as e:
+        pytest.skip(f"no NVIDIA driver here: {e}")
+    return pynvml
+
+
+@pytest.mark.gpu
+def test_real_sample_buffer_has_the_shape_the_sensor_reads():
+    pynvml = _real_nvml()
+    try:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        try:
+            kind, samples = pynvml.nvmlDeviceGetSamples(handle, pynvml.NVML_TOTAL_POWER_SAMPLES, 0)
+        except pynvml.NVMLError_NotSupported:
+            pytest.skip("this GPU keeps no power samples")
+        assert samples, "the buffer is empty"
+        stamps = [s.timeStamp for s in samples]
+        assert stamps == sorted(stamps)
+        assert abs(stamps[-1] / 1e6 - time.time()) < 60  # µs of the CPU's wall clock
+        member = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")[kind]
+        watts = [getattr(s.sampleValue, member) / 1000 for s in samples]
+        assert all(math.isfinite(w) and 0 < w < 2000 for w in watts)
+    finally:
+        pynvml.nvmlShutdown()
+
+
+@pytest.mark.gpu
+def test_real_sample_buffer_agrees_with_the_energy_counter():
+    _real_nvml()
+    sensors, absent = find_gpus(visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
+    try:
+        assert sensors, absent
+        if sensors[0].method != ENERGY_COUNTER:
+            pytest.skip("no energy counter to compare with")
+        handle = sensors[0]._handle
+        try:
+            buffered = NvmlSensor(handle, nvml=sensors[0]._nvml, index=0, method=POWER_SAMPLES)
+        except Exception as e:  # noqa: BLE001 - a GPU without the buffer is a skip, whatever NVML says
+            pytest.skip(f"no power sample buffer: {e}")
+        first = (sensors[0].read(), buffered.read())
+        for _ in range(50):
+            time.sleep(0.1)
+            buffered.read()
+        second = (sensors[0].read(), buffered.read())
+        counter_j = second[0].energy_j - first[0].energy_j
+        samples_j = second[1].energy_j - first[1].energy_j
+        assert samples_j == pytest.approx(counter_j, rel=0.15)  # two estimates of the same 5 s, MEASUREMENT 1.3
+    finally:
+        for sensor in sensors:
+            sensor.close()

@@ -1,0 +1,112 @@
+"""Counters built from power: the driver's sample buffer, and a trailing average turned back into energy.
+
+Pure arithmetic over timestamps in seconds and power in watts; the NVML and amdsmi sensors feed
+them and report the result as a cumulative ``energy_j`` with an ``energy_error_j`` bound, so the
+meter takes their differences exactly as it takes a hardware counter's.
+
+:class:`SampleCounter` integrates every sample of a driver's buffer (trapezoid at the driver's own
+rate), whatever the reader's interval; between the newest sample and the moment of the reading it
+holds the newest sample's power, and says how wrong that may be.
+
+:class:`AverageCounter` integrates a power reading that is a trailing mean over ``w`` seconds.
+Such a reading lags the load by about ``w/2``: integrating it as if it were instantaneous moves
+energy across an epoch edge whenever the load changed within ``w`` of it. With ``A`` the trailing
+mean, ``C(t) = ∫A + (w/2)·A(t)`` differs from the true energy by a constant when the load has been
+steady for ``w``; after a step ``ΔP`` that happened ``u`` seconds ago (``u < w``) the difference is
+``-ΔP·u(w-u)/(2w)``, at most ``ΔP·w/8``, and it vanishes again once ``u ≥ w``. So ``C(b) - C(a)`` is
+the energy of ``[a, b]`` up to that edge term, which :meth:`AverageCounter.energy` bounds.
+
+Both counters never go down (a decrease would read as a counter reset): an estimate below the one
+reported before is held until the integral overtakes it, which delays energy, never loses it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+
+class SampleCounter:
+    """Energy from a buffer of timestamped power samples, in J.
+
+    Args:
+        memory_s: how far back the spread of recent samples is taken for the error bound, s.
+    """
+
+    def __init__(self, memory_s: float = 1.0) -> None:
+        self.last_s: float | None = None
+        self.last_w = 0.0
+        self.integral_j = 0.0
+        self.samples = 0
+        self.gaps = 0
+        self.typical_dt_s: float | None = None
+        self._reported_j = 0.0
+        self._recent: deque[tuple[float, float]] = deque()
+        self._memory_s = memory_s
+
+    def add(self, samples: Iterable[tuple[float, float]]) -> None:
+        """Fold in samples ``(time_s, watts)``, oldest first; ones not newer than the last are ignored."""
+        for time_s, watts in samples:
+            if self.last_s is not None and time_s <= self.last_s:
+                continue
+            if self.last_s is not None:
+                self._integrate(time_s - self.last_s, watts)
+            self.last_s, self.last_w = time_s, watts
+            self.samples += 1
+            self._recent.append((time_s, watts))
+        while self._recent and self.last_s is not None and self._recent[0][0] < self.last_s - self._memory_s:
+            self._recent.popleft()
+
+    def _integrate(self, dt_s: float, watts: float) -> None:
+        # A gap longer than twice the usual spacing means the buffer overflowed between two reads.
+        if self.typical_dt_s is not None and dt_s > 2.5 * self.typical_dt_s:
+            self.gaps += 1
+        else:
+            self.typical_dt_s = dt_s if self.typical_dt_s is None else min(self.typical_dt_s, dt_s)
+        self.integral_j += 0.5 * (self.last_w + watts) * dt_s
+
+    def energy(self, now_s: float) -> tuple[float, float]:
+        """Energy up to ``now_s`` (same time base as the samples) and a bound on its error, J.
+
+        The stretch after the newest sample is the newest power held; its error is bounded by that
+        stretch times the spread of the recent samples.
+        """
+        if self.last_s is None:
+            return self._reported_j, 0.0
+        lag_s = max(0.0, now_s - self.last_s)
+        estimate = self.integral_j + self.last_w * lag_s
+        self._reported_j = max(self._reported_j, estimate)
+        watts = [w for _, w in self._recent] or [self.last_w]
+        return self._reported_j, lag_s * (max(watts) - min(watts))
+
+
+class AverageCounter:
+    """Energy from a power reading that is a trailing mean over ``window_s``, in J (see the module docstring).
+
+    Args:
+        window_s: the length of the trailing mean, s.
+    """
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self.integral_j = 0.0
+        self._last: tuple[float, float] | None = None
+        self._recent: deque[tuple[float, float]] = deque()
+        self._reported_j = 0.0
+
+    def energy(self, time_s: float, mean_w: float) -> tuple[float, float]:
+        """Fold in the trailing mean ``mean_w`` read at ``time_s``; returns the energy so far and its error bound, J.
+
+        The bound is ``w/2`` times the range of the means seen over the last ``w``: a step ``ΔP``
+        ``u`` seconds ago moved the mean by ``ΔP·u/w`` while the counter is off by ``ΔP·u(w-u)/(2w)``.
+        """
+        if self._last is not None and time_s > self._last[0]:
+            self.integral_j += 0.5 * (self._last[1] + mean_w) * (time_s - self._last[0])
+        self._last = (time_s, mean_w)
+        self._recent.append((time_s, mean_w))
+        while self._recent[0][0] < time_s - self.window_s:
+            self._recent.popleft()
+        half = 0.5 * self.window_s
+        self._reported_j = max(self._reported_j, self.integral_j + half * mean_w)
+        means = [w for _, w in self._recent]
+        return self._reported_j, half * (max(means) - min(means))
