@@ -21,6 +21,8 @@ import pytest
 
 from tracker.testing import FakeClock, FakeGpu, FakeNvml, steady
 
+pytestmark = pytest.mark.slow  # real processes: they still run in CI
+
 GPU_W = (150.0, 250.0)
 TRAIN_BATCHES, VAL_BATCHES, BATCH = 3, 2, 4
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import encodings.utf_8_sig  # noqa: F401 (cpu_estimate reads its table with it: imported before forking)
 import json
 import os
 import pwd

@@ -25,6 +25,8 @@ import pytest
 from tracker import EnergyTracker, cli, load_runs
 from tracker.testing import FakeSensor, steady
 
+pytestmark = pytest.mark.slow  # real processes: they still run in CI
+
 SCRIPT = Path(__file__).with_name("train_script.py")
 EPOCH_S = 0.06
 

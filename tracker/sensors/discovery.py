@@ -44,27 +44,32 @@ def discover(
             an explicit root must exist.
         cpu_tdp_w: the CPU package power in watts to use instead of the table lookup.
         ram_w: the RAM power in watts to use instead of the RAM model.
-        gpus, cpu, ram: whether to measure GPUs, the CPU (RAPL, else the estimate) and RAM (RAPL DRAM,
-            else the model).
+        gpus: whether to measure GPUs.
+        cpu: whether to measure the CPU (RAPL, else the estimate).
+        ram: whether to measure RAM (RAPL DRAM, else the model).
         clock: monotonic clock in seconds, shared with the sampler.
 
     Raises:
         ConfigurationError: a ``CUDA_VISIBLE_DEVICES`` entry or an explicit powercap root is invalid.
     """
     found = Discovery()
-    if visible_devices is None:
-        visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
     if gpus:
-        from tracker.sensors import nvml as nvml_backend
-
-        sensors, absent = nvml_backend.find_gpus(
-            nvml=nvml, visible_devices=visible_devices, devices=gpu_devices, clock=clock
-        )
-        found.sensors.extend(sensors)
-        found.absent.extend(absent)
+        _gpus(found, nvml, visible_devices, gpu_devices, clock)
     if cpu or ram:
         _cpu_and_ram(found, powercap_root, cpu_tdp_w if cpu else False, ram_w if ram else False, clock)
     return found
+
+
+def _gpus(found: Discovery, nvml: Any, visible_devices: str | None, gpu_devices: Any, clock: Clock) -> None:
+    from tracker.sensors import nvml as nvml_backend
+
+    if visible_devices is None:
+        visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
+    sensors, absent = nvml_backend.find_gpus(
+        nvml=nvml, visible_devices=visible_devices, devices=gpu_devices, clock=clock
+    )
+    found.sensors.extend(sensors)
+    found.absent.extend(absent)
 
 
 def _cpu_and_ram(found: Discovery, powercap_root: Any, cpu_tdp_w: Any, ram_w: Any, clock: Clock) -> None:
