@@ -24,7 +24,6 @@ from typing import Any
 
 from tracker.logs.totals import Totals
 
-SHARDS_DIR = "ranks"
 GPU = "gpu"
 KIND_COLUMNS = {"gpu": "gpu_kwh", "cpu": "cpu_kwh", "ram": "ram_kwh"}
 J_PER_KWH = 3.6e6

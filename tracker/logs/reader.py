@@ -21,11 +21,18 @@ from typing import Any
 
 from tracker.errors import ConfigurationError
 from tracker.logs import merge
-from tracker.logs.schema import DEVICE_TYPES, EPOCH_COLUMNS, EPOCH_TYPES, EpochRecord
+from tracker.logs.schema import (
+    DEVICE_TYPES,
+    DEVICES_CSV,
+    EPOCH_COLUMNS,
+    EPOCH_TYPES,
+    EPOCHS_CSV,
+    RUN_JSON,
+    SHARDS_DIR,
+    EpochRecord,
+)
 
 logger = logging.getLogger(__name__)
-
-RUN_JSON, EPOCHS_CSV, DEVICES_CSV, POWER_CSV = "run.json", "epochs.csv", "devices.csv", "power.csv"
 
 
 @dataclass
@@ -126,7 +133,7 @@ def is_run_dir(path: Path) -> bool:
 
 def is_job_dir(path: Path) -> bool:
     """Whether ``path`` is a distributed job's directory: one shard per rank under ``ranks/``."""
-    return (path / merge.SHARDS_DIR).is_dir()
+    return (path / SHARDS_DIR).is_dir()
 
 
 def _read_info(run_dir: Path) -> dict[str, Any]:
@@ -147,7 +154,7 @@ def read_shard(run_dir: Path) -> merge.Shard:
 
 def shard_dirs(job_dir: Path) -> list[Path]:
     """The shards of a distributed job's directory, by name."""
-    return sorted(p for p in (job_dir / merge.SHARDS_DIR).iterdir() if p.is_dir() and _is_plain_run(p))
+    return sorted(p for p in (job_dir / SHARDS_DIR).iterdir() if p.is_dir() and _is_plain_run(p))
 
 
 def _is_plain_run(path: Path) -> bool:
@@ -212,4 +219,4 @@ def load_runs(path: str | os.PathLike[str]) -> list[Run]:
 
 def _job_or_run(run_dir: Path) -> Path:
     # A rank's shard is read as part of its job, never as a run of its own.
-    return run_dir.parent.parent if run_dir.parent.name == merge.SHARDS_DIR else run_dir
+    return run_dir.parent.parent if run_dir.parent.name == SHARDS_DIR else run_dir

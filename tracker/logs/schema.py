@@ -147,6 +147,10 @@ def _as_row(record: Any, columns: tuple[str, ...]) -> dict[str, Any]:
     return {column: getattr(record, column) for column in columns}
 
 
+# The run directory's files, and the directory of a distributed job's shards (one run directory per rank).
+RUN_JSON, EPOCHS_CSV, DEVICES_CSV, POWER_CSV = "run.json", "epochs.csv", "devices.csv", "power.csv"
+SHARDS_DIR = "ranks"
+
 EPOCH_COLUMNS = tuple(f.name for f in fields(EpochRecord))
 DEVICE_COLUMNS = tuple(f.name for f in fields(DeviceRecord))
 POWER_COLUMNS = ("time_utc", "elapsed_s", "host", "rank", "sensor", "power_w", "energy_j")

@@ -28,8 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError
-from tracker.logs.reader import DEVICES_CSV, EPOCHS_CSV, POWER_CSV, RUN_JSON, load_job
-from tracker.logs.schema import DEVICE_COLUMNS, EPOCH_COLUMNS, POWER_COLUMNS
+from tracker.logs.schema import (
+    DEVICE_COLUMNS,
+    DEVICES_CSV,
+    EPOCH_COLUMNS,
+    EPOCHS_CSV,
+    POWER_COLUMNS,
+    POWER_CSV,
+    RUN_JSON,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -303,6 +310,8 @@ def write_job(job_dir: Path) -> None:
     """
     try:
         with _locked(job_dir / ".merge.lock"):
+            from tracker.logs.reader import load_job  # the reader (and the merge) only when a job ends
+
             run = load_job(job_dir)
             metrics = list(dict.fromkeys(k for row in run.epochs for k in row if k not in EPOCH_COLUMNS))
             for name, columns, rows in (

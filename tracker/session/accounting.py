@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from tracker.carbon.intensity import co2_kg
+from tracker.carbon import co2_kg
 from tracker.logs.totals import Totals
 from tracker.measure.meter import SensorTotals, joules_to_kwh
 from tracker.sensors import CPU, GPU, KINDS, RAM

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import UsageError
-from tracker.logs.merge import SHARDS_DIR
-from tracker.logs.schema import COMPLETE, INTERRUPTED
+from tracker.logs.schema import COMPLETE, INTERRUPTED, SHARDS_DIR
 from tracker.logs.writer import RunWriter, check_log_dir, new_run_dir, write_job
 from tracker.measure.sampler import default_interval_s
 from tracker.sensors import CPU, GPU, RAM, Discovery, Reading

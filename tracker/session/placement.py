@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from tracker.errors import ConfigurationError
-from tracker.logs.merge import keep_once
 from tracker.sensors import CPU, GPU, RAM
 
 # torchrun's default rendezvous id: the same for every job, so it names none.
@@ -161,4 +160,4 @@ def shard_name(host: str, rank: int) -> str:
     return f"{_SAFE.sub('_', host)}-r{rank}"
 
 
-__all__ = ["CPU", "GPU", "RAM", "Assignment", "Launch", "assign", "detect", "job_dir_name", "keep_once", "shard_name"]
+__all__ = ["CPU", "GPU", "RAM", "Assignment", "Launch", "assign", "detect", "job_dir_name", "shard_name"]

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError
-from tracker.logs.reader import EPOCHS_CSV, read_csv_rows
-from tracker.logs.schema import EPOCH_TYPES
+from tracker.logs.schema import EPOCH_TYPES, EPOCHS_CSV
 from tracker.logs.totals import Totals
 from tracker.measure.meter import joules_to_kwh
 from tracker.sensors import CPU, GPU, RAM
@@ -112,6 +111,8 @@ def continued_totals(state: Mapping[str, Any] | None, run_dir: Path | None) -> t
     """
     if state is None:
         return Totals(), 0.0
+    from tracker.logs.reader import read_csv_rows  # the reader only for a resumed run
+
     on_disk = read_csv_rows(run_dir / EPOCHS_CSV, EPOCH_TYPES) if run_dir is not None else []
     if on_disk:
         totals = Totals.of(on_disk)
