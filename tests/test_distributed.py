@@ -8,9 +8,7 @@ it is known exactly (steady power × the span of that rank's readings).
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,40 +18,16 @@ import pytest
 
 from tracker import load_run
 
+sys.path.insert(0, str(Path(__file__).parent / "distributed"))
+from launch import environment, finish, free_port, torchrun  # noqa: E402
+
 pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).parent / "distributed" / "rank_script.py"
-ROOT = Path(__file__).resolve().parents[1]
 GPU_W = (100.0, 150.0, 200.0, 250.0)
 RAM_W = 5.0
 EPOCHS = 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def environment(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "TORCHELASTIC_"))}
-    for name in ("CUDA_VISIBLE_DEVICES", "RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE"):
-        env.pop(name, None)
-    return {**env, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1", **extra}
-
-
-def torchrun(out: Path, *rendezvous: str, script_args: tuple[str, ...] = (), **env: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "torch.distributed.run", *rendezvous, str(SCRIPT), str(out), *script_args]
-    return subprocess.Popen(
-        command, env=environment(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-
-
-def finish(process: subprocess.Popen, timeout: float = 120) -> str:
-    output, _ = process.communicate(timeout=timeout)
-    assert process.returncode == 0, output[-4000:]
-    return output
 
 
 def the_job(out: Path):
@@ -191,3 +165,20 @@ def test_a_rank_killed_mid_epoch_hangs_no_one_and_the_rows_say_what_is_missing(t
     assert [d["rank"] for d in rows_of(run, 0) if d["kind"] == "gpu"] == [0, 1]
     assert run.info["status"] == "running"  # rank 1's shard never recorded an end
     assert {s["rank"]: s["status"] for s in run.info["shards"]} == {0: "complete", 1: "running"}
+
+
+def test_the_torchrun_example_writes_one_job_directory(tmp_path):
+    example = Path(__file__).resolve().parents[1] / "examples" / "torchrun_ddp.py"
+    logs = tmp_path / "logs"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", str(example),
+               "--epochs", "2", "--log-dir", str(logs)]  # fmt: skip
+    output = finish(subprocess.Popen(command, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, cwd=tmp_path), 120)  # fmt: skip
+    assert "2 writer(s)" in output
+    (job,) = logs.iterdir()
+    run = load_run(job)
+    assert [(r["epoch"], r["status"]) for r in run.epochs if r["phase"] == "train"] == [
+        (0, "complete"),
+        (1, "complete"),
+    ]
+    assert [r["samples"] for r in run.epochs if r["phase"] == "train"] == [8192, 8192]  # both ranks' halves

@@ -175,3 +175,34 @@ def test_runs_without_a_process_group_sharing_a_job_id_are_one_job_in_the_report
     assert len(reported) == 2 and "job-4242" in reported
     together = sum(load_run(e.run_dir).epochs[-1]["cumulative_energy_kwh"] for e in (a, b))
     assert reported["job-4242"]["totals"]["energy_kwh"] == pytest.approx(together)
+
+
+def test_the_lightning_exchange_counts_a_gpu_seen_by_two_ranks_once():
+    from integrations._distributed import counted_once
+    from tracker.measure.meter import SensorTotals
+    from tracker.session.accounting import DeviceUsage
+
+    def usage(rank, sensor, kind, uuid):
+        return DeviceUsage(sensor, kind, "energy_counter", "fake", uuid, "a", rank, "ok", SensorTotals(), None)
+
+    both = [usage(0, "gpu:0", "gpu", "U0"), usage(0, "cpu", "cpu", ""), usage(1, "gpu:0", "gpu", "U0"),
+            usage(1, "gpu:1", "gpu", "U1")]  # fmt: skip
+    assert counted_once(both) == [both[0], both[1], both[3]]
+
+
+def test_a_resumed_shard_continues_its_job(tmp_path, monkeypatch):
+    for name, value in {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "r"}.items():
+        monkeypatch.setenv(name, value)
+    sensors = [FakeSensor("gpu:0", "gpu", steady(100.0))]
+    with EnergyTracker(tmp_path, sensors=sensors, host="h", carbon_intensity_g_per_kwh=1.0) as first:
+        with first.epoch(0):
+            pass
+    again = EnergyTracker(tmp_path, sensors=[FakeSensor("gpu:0", "gpu", steady(100.0))], host="h",
+                          carbon_intensity_g_per_kwh=1.0)  # fmt: skip
+    again.resume(first.state())
+    with again:
+        with again.epoch(1):
+            pass
+    assert again.run_dir == first.run_dir == tmp_path / "torchrun-r" / "ranks" / "h-r1"
+    assert again.job_dir == first.job_dir
+    assert [r["epoch"] for r in load_run(first.job_dir).epochs if r["phase"] == "train"] == [0, 1]

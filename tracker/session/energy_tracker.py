@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from tracker.errors import UsageError
+from tracker.errors import ConfigurationError, UsageError
 from tracker.logs.schema import COMPLETE, INTERRUPTED, SHARDS_DIR
 from tracker.logs.writer import RunWriter, check_log_dir, new_run_dir, write_job
 from tracker.measure.sampler import default_interval_s
@@ -145,6 +145,8 @@ class EnergyTracker:
         self._started_utc = self._now_utc()
         if self._log_dir is not None and self._is_writer:
             self.run_dir = resuming.reopen(self._resume) or self._new_run_dir(self._log_dir)
+            if self._sharded and self.run_dir.parent.name == SHARDS_DIR:  # a resumed shard keeps its job
+                self.job_dir = self.run_dir.parent.parent
             self._writer = RunWriter(self.run_dir, power_trace=self.config.power_trace)
         totals, elapsed_s = resuming.continued_totals(self._resume, self.run_dir)
         run = self.job_dir.name if self.job_dir else self.run_dir.name if self.run_dir else self.config.run_name
@@ -245,16 +247,24 @@ class EnergyTracker:
         self._require_started(f"epoch({index})")
         self._timeline.begin_epoch(index, samples)
 
-    def begin_phase(self, name: str, samples: int | None = None) -> None:
+    def begin_phase(self, name: str, samples: int | None = None, epoch: int | None = None) -> None:
         """Open a phase (for callbacks; prefer :meth:`phase`).
 
+        Args:
+            name: the phase's name.
+            samples: items it will process, when known.
+            epoch: the epoch its row names when no epoch is open (an evaluation just after its
+                epoch's row closed); an open epoch's index wins.
+
         Raises:
-            ConfigurationError: ``name`` is empty, ``"other"`` or ``"train"``, or ``samples`` is invalid.
+            ConfigurationError: ``name`` is empty, ``"other"`` or ``"train"``, or ``samples`` or ``epoch`` is invalid.
             UsageError: not started, or a phase of that name is already open.
         """
+        if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
+            raise ConfigurationError(f"epoch={epoch!r}: give the epoch index the phase belongs to (0, 1, ...) or None")
         check_phase_name(name)
         self._require_started(f"phase({name!r})")
-        self._timeline.begin_phase(name, samples)
+        self._timeline.begin_phase(name, samples, epoch)
 
     def end(self, status: str = COMPLETE) -> None:
         """Close the innermost open epoch or phase and write its row.

@@ -98,8 +98,8 @@ class Timeline:
         self._epochs_seen.add(index)
         self.push(segment)
 
-    def begin_phase(self, name: str, samples: Any) -> None:
-        """Open phase ``name`` on top of the stack, in the innermost open epoch if any.
+    def begin_phase(self, name: str, samples: Any, epoch: int | None = None) -> None:
+        """Open phase ``name`` on top of the stack, in the innermost open epoch if any (else ``epoch``).
 
         Raises:
             UsageError: a phase of that name is already open.
@@ -107,8 +107,8 @@ class Timeline:
         """
         if any(s.phase == name for s in self.stack):
             raise UsageError(f"phase({name!r}) opened inside itself; close the open {name!r} phase first")
-        epoch = next((s.epoch for s in reversed(self.stack) if s.epoch is not None), None)
-        self.push(Segment(epoch, name, self._now_utc(), check_samples(samples)))
+        inside = next((s.epoch for s in reversed(self.stack) if s.epoch is not None), None)
+        self.push(Segment(epoch if inside is None else inside, name, self._now_utc(), check_samples(samples)))
 
     def end(self, status: str) -> None:
         """Close the innermost open epoch or phase.

@@ -1,0 +1,215 @@
+"""Hugging Face Transformers: the energy and CO2 of each epoch and evaluation of a ``Trainer``.
+
+Example::
+
+    from integrations.transformers import EnergyTrainerCallback
+
+    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=evaluation)
+    EnergyTrainerCallback(country="DEU").attach(trainer)  # or Trainer(..., callbacks=[EnergyTrainerCallback()])
+    trainer.train()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from tracker import (
+    COMPLETE,
+    HARDWARE_OPTIONS,
+    INTERRUPTED,
+    J_PER_KWH,
+    TRAIN,
+    VALIDATION,
+    Config,
+    EnergyTracker,
+    Hardware,
+    Summary,
+    Totals,
+    load_run,
+    split_options,
+)
+
+logger = logging.getLogger(__name__)
+
+_HARDWARE_OPTIONS = tuple(o for o in HARDWARE_OPTIONS if o not in ("rank", "exchange"))  # the launcher's rank
+EVALUATION = VALIDATION
+
+
+class EnergyTrainerCallback(TrainerCallback):
+    """Measures each epoch and each evaluation of a ``transformers.Trainer``, and puts the figures in its logs.
+
+    Each training epoch is a row of ``epochs.csv`` (phase ``train``), each evaluation one of phase
+    ``validation`` (nested in the epoch when it runs mid-epoch). Rows go to ``<log_dir>/<run>/``,
+    ``log_dir`` defaulting to ``<output_dir>/energy``. Measuring spans ``trainer.train()``.
+
+    **Under the Trainer's DDP** (``torchrun``, ``accelerate launch``): every rank runs the callback;
+    the tracker finds its rank from the launcher's environment and writes a shard of the job's one
+    run directory, each GPU counted once and CPU and RAM once per node
+    (:mod:`tracker.session.placement`). The callback makes no collective of its own.
+
+    **Logged figures** (added to every log of the Trainer; its reporters run on rank 0): the job's
+    rows so far, merged from every rank's shard (each rank writes its epoch's row before the Trainer's
+    next collective, so an epoch-end log holds every rank's row):
+
+    - ``energy/total_kwh``, ``energy/total_co2_kg``: the job so far, kWh and kg CO2e
+    - ``energy/epoch_kwh``, ``energy/epoch_co2_kg``: the last finished epoch (its nested evaluation included)
+    - ``energy/gpu_power_w``: mean power of all measured GPUs together over that epoch, W
+    - ``energy/eval_kwh``: the last evaluation
+
+    The Trainer runs its reporters (TensorBoard, W&B, MLflow, ...) before callbacks given in
+    ``callbacks=[...]``, so those see the figures one log late; :meth:`attach` puts this callback
+    first, and then they see each figure in the same log. ``trainer.state.log_history`` holds them either way.
+
+    Args:
+        **options: every :class:`~tracker.EnergyTracker` option (``log_dir``, ``country``, ``pue``,
+            ``epochs`` (default: ``num_train_epochs``), ...), and ``sensors``, ``clock``, ``nvml``,
+            ``powercap_root``, ``host`` for tests and custom hardware.
+
+    Raises:
+        ConfigurationError: an option is invalid (``EnergyTracker``'s messages).
+    """
+
+    def __init__(self, **options: Any) -> None:
+        given, self._hardware = split_options(options, "EnergyTrainerCallback", _HARDWARE_OPTIONS)
+        Hardware(**self._hardware)
+        self._log_dir_given = "log_dir" in given
+        self.config = Config(**{"log_dir": None, **given})
+        self.tracker: EnergyTracker | None = None
+        self._open: list[str] = []
+        self._figures: dict[str, float] = {}
+        self._fresh = False
+        self._epoch_start: Summary | None = None
+        self._summary: Summary | None = None
+        self.run_dir: Path | None = None  # where the rows go: the job's directory under DDP
+
+    def attach(self, trainer: Any) -> EnergyTrainerCallback:
+        """Add this callback to ``trainer`` ahead of its reporters, so they log its figures; returns it."""
+        handler = trainer.callback_handler
+        handler.callbacks[:] = [self, *(c for c in handler.callbacks if c is not self)]
+        return self
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Start measuring: sensor discovery, the run directory (this rank's shard under DDP)."""
+        if self.tracker is not None:
+            return
+        log_dir = self.config.log_dir if self._log_dir_given else os.path.join(args.output_dir, "energy")
+        planned = float(args.num_train_epochs)
+        epochs = int(planned) if args.max_steps <= 0 and planned.is_integer() and planned > 0 else None
+        cfg = dataclasses.replace(self.config, log_dir=log_dir, epochs=self.config.epochs or epochs)
+        self.tracker = EnergyTracker(config=cfg, **self._hardware).start()
+        self.run_dir = self.tracker.job_dir or self.tracker.run_dir
+        self._summary = None
+
+    def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Open the epoch's row."""
+        if self.tracker is not None:
+            self.tracker.begin_epoch(round(state.epoch or 0))
+            self._epoch_start = self.tracker.summary()
+            self._open.append(TRAIN)
+
+    def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Write the epoch's row (an evaluation still open inside it is written first)."""
+        self._close(TRAIN)
+
+    def on_prediction_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Open an evaluation phase at its first step."""
+        if self.tracker is not None and EVALUATION not in self._open:
+            # an evaluation at an epoch's end comes after its row closed: it still names that epoch
+            self.tracker.begin_phase(EVALUATION, epoch=max(0, math.ceil(state.epoch or 0) - 1))
+            self._open.append(EVALUATION)
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Write the evaluation's row, if its log did not already."""
+        self._close(EVALUATION)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        """Put the energy figures in the log (and in ``state.log_history``)."""
+        if logs is None or self.tracker is None:
+            return
+        if EVALUATION in self._open and any(k.endswith("_runtime") for k in logs):
+            self._close(EVALUATION)  # the evaluation's own log: its row first, so the log holds it
+        figures = self.figures()
+        logs.update(figures)
+        if state.log_history:
+            state.log_history[-1].update(figures)
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Stop measuring and finish the run directory."""
+        self.close()
+
+    def close(self, status: str = COMPLETE) -> Summary | None:
+        """Stop measuring; after an exception in ``trainer.train()``, call ``close("interrupted")``.
+
+        Returns:
+            This process's summary (its shard's, under DDP), or ``None`` if it never started.
+        """
+        tracker, self.tracker = self.tracker, None
+        if tracker is not None:
+            for _ in self._open:
+                tracker.end(INTERRUPTED if status != COMPLETE else COMPLETE)
+            self._open = []
+            self._summary = tracker.stop(status)
+        return self._summary
+
+    def summary(self) -> Summary | None:
+        """This process's totals: live while measuring, else as of the end (``None`` before)."""
+        return self.tracker.summary() if self.tracker is not None else self._summary
+
+    def _close(self, phase: str) -> None:
+        if self.tracker is None or phase not in self._open:
+            return
+        while self._open:
+            self.tracker.end()
+            if self._open.pop() == phase:
+                break
+        self._fresh = True
+        if phase == TRAIN and self._epoch_start is not None:
+            self._figures.update(_from_summaries(self._epoch_start, self.tracker.summary()))
+
+    def figures(self) -> dict[str, float]:
+        """The logged figures (see the class), read again from the rows after each row closes."""
+        if self._fresh and self.tracker is not None:
+            self._fresh = False
+            rows = self._rows()
+            if rows is not None:
+                self._figures.update(_from_rows(rows))
+        return dict(self._figures)
+
+    def _rows(self) -> list[dict[str, Any]] | None:
+        return load_run(self.run_dir).epochs if self.run_dir is not None else None
+
+
+def _from_summaries(start: Summary, end: Summary) -> dict[str, float]:
+    """The figures of one epoch without rows on disk (``log_dir=None``): this process's summaries."""
+    seconds = end.duration_s - start.duration_s
+    return {
+        "energy/total_kwh": end.energy_kwh,
+        "energy/total_co2_kg": end.co2_kg,
+        "energy/epoch_kwh": end.energy_kwh - start.energy_kwh,
+        "energy/epoch_co2_kg": end.co2_kg - start.co2_kg,
+        "energy/gpu_power_w": (end.gpu_kwh - start.gpu_kwh) * J_PER_KWH / seconds if seconds > 0 else 0.0,
+    }
+
+
+def _from_rows(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The figures from ``epochs.csv`` rows (the job's, merged from every rank's shard under DDP)."""
+    totals = Totals.of(rows)
+    figures = {"energy/total_kwh": totals.energy_kwh, "energy/total_co2_kg": totals.co2_kg}
+    epoch = next((r for r in reversed(rows) if r.get("phase") == TRAIN), None)
+    if epoch is not None:
+        inside = [r for r in rows if r.get("phase") == EVALUATION and r.get("epoch") == epoch.get("epoch")]
+        nested = [r for r in inside if str(r.get("end_utc")) <= str(epoch.get("end_utc"))]
+        figures["energy/epoch_kwh"] = float(epoch["energy_kwh"]) + sum(float(r["energy_kwh"]) for r in nested)
+        figures["energy/epoch_co2_kg"] = float(epoch["co2_kg"]) + sum(float(r["co2_kg"]) for r in nested)
+        figures["energy/gpu_power_w"] = float(epoch.get("gpu_power_mean_w") or 0.0)
+    evaluation = next((r for r in reversed(rows) if r.get("phase") == EVALUATION), None)
+    if evaluation is not None:
+        figures["energy/eval_kwh"] = float(evaluation["energy_kwh"])
+    return figures

@@ -1,0 +1,93 @@
+"""``EnergyTrainerCallback`` under the Hugging Face ``Trainer``: in this process, and under ``torchrun`` DDP."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transformers")
+pytest.importorskip("accelerate")
+
+from tracker import ConfigurationError, load_run  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent / "distributed"))
+import hf_script  # noqa: E402
+from launch import finish, torchrun  # noqa: E402
+
+pytestmark = pytest.mark.slow
+GPU_TOTAL_W = sum(hf_script.GPU_W)
+
+
+def check_rows(run, measuring, epochs=2):
+    labels = [(r["epoch"], r["phase"], r["status"]) for r in run.epochs if r["phase"] != "other"]
+    assert labels == [(e, p, "complete") for e in range(epochs) for p in ("train", "validation")]
+    # steady fake GPUs: their energy is their power over every second the measuring rank measured, counted once
+    seconds = sum(r["duration_s"] for r in measuring.epochs)
+    assert sum(r["gpu_kwh"] for r in run.epochs) * 3.6e6 == pytest.approx(GPU_TOTAL_W * seconds, rel=5e-3)
+
+
+def check_logs(run, history, recorded):
+    epoch_logs = [h for h in history if "loss" in h]
+    eval_logs = [h for h in history if "eval_loss" in h]
+    trains = [r for r in run.epochs if r["phase"] == "train"]
+    evaluations = [r for r in run.epochs if r["phase"] == "validation"]
+    assert [h["energy/epoch_kwh"] for h in epoch_logs] == pytest.approx([r["energy_kwh"] for r in trains])
+    assert [h["energy/eval_kwh"] for h in eval_logs] == pytest.approx([r["energy_kwh"] for r in evaluations])
+    done = [r for r in run.epochs if r["end_utc"] <= evaluations[-1]["end_utc"]]
+    assert eval_logs[-1]["energy/total_kwh"] == pytest.approx(sum(r["energy_kwh"] for r in done))
+    # attach() put the callback ahead of the others: a reporter's on_log sees the figures in the same log
+    assert [r.get("energy/epoch_kwh") for r in recorded if "loss" in r] == [h["energy/epoch_kwh"] for h in epoch_logs]
+
+
+def test_single_process_rows_per_epoch_and_evaluation_and_figures_in_the_logs(tmp_path):
+    nvml = hf_script.fake_nvml()
+    recorder = hf_script.Recorder()
+    callback = hf_script.energy_callback(tmp_path, nvml)
+    trainer = hf_script.tiny_trainer(tmp_path, 2, [recorder])
+    callback.attach(trainer)
+    trainer.train()
+    (run_dir,) = (tmp_path / "logs").iterdir()
+    run = load_run(run_dir)
+    check_rows(run, run)
+    check_logs(run, trainer.state.log_history, recorder.logs)
+    assert run.info["status"] == "complete" and callback.summary().epochs == 2
+
+
+def test_two_processes_under_the_trainers_ddp_one_job_each_gpu_once(tmp_path):
+    script = Path(hf_script.__file__)
+    finish(torchrun(tmp_path, "--standalone", "--nproc-per-node=2", script=script, script_args=("--epochs", "2")), 240)
+    (job,) = (tmp_path / "logs").iterdir()
+    run = load_run(job)
+    assert [s["rank"] for s in run.info["shards"]] == [0, 1] and run.info["status"] == "complete"
+    check_rows(run, load_run(job / "ranks" / "node-a-r0"))  # rank 0's rows of the GPUs are kept
+    for row in run.epochs:
+        devices = [d for d in run.devices if (d["epoch"], d["phase"]) == (row["epoch"], row["phase"])]
+        assert sorted((d["kind"], d["rank"]) for d in devices) == [("cpu", 0), ("gpu", 0), ("gpu", 0), ("ram", 0)]
+    history = json.loads((tmp_path / "log_history.json").read_text())
+    check_logs(run, history, json.loads((tmp_path / "recorded.json").read_text()))
+
+
+def test_a_bad_option_is_named_before_training():
+    from integrations.transformers import EnergyTrainerCallback
+
+    with pytest.raises(ConfigurationError, match="EnergyTrainerCallback\\(epoch=...\\) is not an option"):
+        EnergyTrainerCallback(epoch=3)
+    with pytest.raises(ConfigurationError, match="pue=0.5"):
+        EnergyTrainerCallback(pue=0.5)
+
+
+def test_the_example_runs_and_puts_the_figures_in_the_last_log(tmp_path):
+    import subprocess
+
+    from launch import ROOT, environment
+
+    command = [sys.executable, str(ROOT / "examples" / "hf_trainer.py"), "--epochs", "1", "--log-dir", str(tmp_path)]
+    done = subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=180, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "'energy/total_kwh'" in done.stdout and "per-epoch CSV" in done.stdout
+    (run_dir,) = tmp_path.glob("*/epochs.csv")
+    phases = [(r["epoch"], r["phase"]) for r in load_run(run_dir.parent).epochs if r["phase"] != "other"]
+    assert phases == [(0, "train"), (0, "validation")]
