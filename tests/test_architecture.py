@@ -125,6 +125,17 @@ def test_no_module_of_the_package_imports_its_face():
     assert inside == []
 
 
+def test_integrations_use_the_package_face_only():
+    inside = {
+        f"{name} -> {target}"
+        for name, targets in graph().items()
+        if layer(name) == "integrations"
+        for target in targets
+        if target.startswith("tracker.")
+    }
+    assert inside == set()
+
+
 @pytest.mark.parametrize("package", PACKAGES)
 def test_no_function_is_longer_than_50_lines(package):
     long = [
