@@ -5,7 +5,8 @@ launched by ``torchrun``. The node's two fake GPUs (steady 200 W each, ``tracker
 installed as ``pynvml`` before the tool is imported) are seen by every rank, as on a node where
 ``CUDA_VISIBLE_DEVICES`` is unset. Writes ``OUT/<tool>-r<rank>.json``: the time each epoch's
 begin and end calls took, the stop's, the tool's own GPU energy, and the fakes' true energy over
-the span the tool says it measured (their steady power × its duration).
+the span from ``start()``'s return to the ``stop()`` call (the tools take their first reading in
+``start()`` and their last in ``stop()``; a codecarbon duration in task mode is the last task's).
 """
 
 from __future__ import annotations
@@ -53,10 +54,9 @@ class Ours:
         """Write the epoch's row (this rank's shard)."""
         self.tracker.end()
 
-    def stop(self) -> tuple[float, float]:
-        """Stop (a rank of the job also merges the shards); this process's GPU energy (J) and span (s)."""
-        summary = self.tracker.stop()
-        return summary.gpu_kwh * J_PER_KWH, summary.duration_s
+    def stop(self) -> float:
+        """Stop (a rank of the job also merges the shards); this process's GPU energy, J."""
+        return self.tracker.stop().gpu_kwh * J_PER_KWH
 
 
 class Codecarbon:
@@ -79,11 +79,10 @@ class Codecarbon:
         """``stop_task``."""
         self.tracker.stop_task()
 
-    def stop(self) -> tuple[float, float]:
-        """Stop; codecarbon's GPU energy of this process (J) and its duration (s)."""
+    def stop(self) -> float:
+        """Stop; codecarbon's GPU energy of this process, J."""
         self.tracker.stop()
-        final = self.tracker.final_emissions_data
-        return final.gpu_energy * J_PER_KWH, final.duration
+        return self.tracker.final_emissions_data.gpu_energy * J_PER_KWH
 
 
 TOOLS = {"ours": (Ours, None), "ours-alone": (Ours, False), "codecarbon": (Codecarbon, None)}
@@ -100,6 +99,7 @@ def main() -> None:
     cls, distributed = TOOLS[args.tool]
     tool = cls(args.out, args.epochs, distributed)
     tool.start()
+    started = time.monotonic()
     costs = []
     for epoch in range(args.epochs):
         t0 = time.perf_counter()
@@ -109,9 +109,10 @@ def main() -> None:
         t2 = time.perf_counter()
         tool.end(epoch)
         costs.append((t1 - t0) + (time.perf_counter() - t2))
-    t3 = time.perf_counter()
-    gpu_j, span_s = tool.stop()
+    t3, stopping = time.perf_counter(), time.monotonic()
+    gpu_j = tool.stop()
     stop_s = time.perf_counter() - t3
+    span_s = stopping - started  # from the first reading (start() returned) to the last (stop() called)
     rank = int(os.environ.get("RANK", "0"))
     result = {"epoch_cost_s": costs, "stop_s": stop_s, "gpu_j": gpu_j, "true_gpu_j": GPU_W * GPUS * span_s}
     (args.out / f"{args.tool}-r{rank}.json").write_text(json.dumps(result))
