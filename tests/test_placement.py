@@ -17,6 +17,8 @@ def test_detect_reads_the_launchers_variables():
     assert detect({}) == Launch()
     assert detect({**TORCHRUN, "TORCHELASTIC_RUN_ID": "abc"}) == Launch(3, 1, 4, 2, "abc", "TORCHELASTIC_RUN_ID")
     assert detect({"RANK": "1", "WORLD_SIZE": "2"}) == Launch(1, 1, 2, 2)  # one node assumed without LOCAL_*
+    deepspeed = {"RANK": "5", "LOCAL_RANK": "1", "WORLD_SIZE": "8", "LOCAL_SIZE": "4", "CROSS_RANK": "1"}
+    assert detect(deepspeed) == Launch(5, 1, 8, 4)
     # torchrun's default rendezvous id names no job; the scheduler's does
     assert detect({**TORCHRUN, "TORCHELASTIC_RUN_ID": "none", "SLURM_JOB_ID": "77"}).job_id == "77"
     assert detect({"SLURM_ARRAY_JOB_ID": "5", "SLURM_JOB_ID": "6"}).job_id == "5"  # an array's tasks share it
@@ -149,6 +151,13 @@ def test_merge_says_which_rank_has_no_row_and_which_never_started():
     info, rows, _ = merge("job", [zero, one])
     assert [(r["epoch"], r["status"]) for r in rows] == [(0, "complete"), (1, "interrupted")]
     assert rows[1]["notes"] == "no row from r1@a (its run: killed, or not this far yet)"
+    # the lowest rank gone: the GPU it shared with rank 1 is still counted, from rank 1's row
+    one.epochs.append(epoch_row((1.0, 0.0), epoch=1, end="2026-01-01T00:00:20"))
+    one.devices.append({**device(1, "gpu:0", uuid="U0"), "epoch": 1})
+    zero.epochs.pop()
+    _, rows, devices = merge("job", [zero, one])
+    assert rows[1]["gpu_kwh"] == 1.0 and rows[1]["notes"] == "no row from r0@a (its run: complete)"
+    assert [(d["epoch"], d["rank"], d["uuid"]) for d in devices][-1] == (1, 1, "U0")
     zero.info["launch"]["world_size"] = 3
     info, _, _ = merge("job", [zero])
     assert info["missing_ranks"] == [1, 2] and info["status"] == "interrupted"

@@ -87,7 +87,9 @@ def job_id_from(environ: Mapping[str, str], given: str | None = None) -> tuple[s
 
 
 def detect(environ: Mapping[str, str] | None = None, job_id: str | None = None) -> Launch:
-    """This process's place from ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE`` and the job id.
+    """This process's place from the launcher's variables and the job id.
+
+    ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE`` and ``LOCAL_WORLD_SIZE`` (DeepSpeed: ``LOCAL_SIZE``).
 
     Raises:
         ConfigurationError: a variable is not a non-negative integer, or the rank is not below the size.
@@ -96,7 +98,8 @@ def detect(environ: Mapping[str, str] | None = None, job_id: str | None = None) 
     world = max(1, _int_var(env, "WORLD_SIZE", 1))
     rank = _int_var(env, "RANK", 0)
     local_rank = _int_var(env, "LOCAL_RANK", rank)  # without it, one node is assumed
-    local_world = max(1, _int_var(env, "LOCAL_WORLD_SIZE", world))
+    # DeepSpeed's launcher says LOCAL_SIZE where torchrun says LOCAL_WORLD_SIZE
+    local_world = max(1, _int_var(env, "LOCAL_WORLD_SIZE", _int_var(env, "LOCAL_SIZE", world)))
     if rank >= world or local_rank >= local_world:
         raise ConfigurationError(
             f"RANK={rank}, LOCAL_RANK={local_rank} with WORLD_SIZE={world}, LOCAL_WORLD_SIZE={local_world}: a rank "
