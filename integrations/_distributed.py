@@ -9,9 +9,7 @@ from typing import Any
 
 import torch
 
-from tracker.logs.merge import keep_once
-from tracker.sensors import GPU
-from tracker.session.placement import assign
+from tracker import GPU, assign, keep_once
 
 
 def placement(

@@ -22,19 +22,29 @@ except ImportError:  # only the older package name, pytorch_lightning, is instal
     from pytorch_lightning import Callback
 
 from integrations._distributed import Exchange, distributed, gather, placement
-from tracker.errors import ConfigurationError
-from tracker.logs.schema import COMPLETE, INTERRUPTED
-from tracker.logs.writer import check_log_dir
-from tracker.measure.meter import J_PER_KWH
-from tracker.sensors import GPU
-from tracker.session.config import Config, check_hardware
-from tracker.session.energy_tracker import EnergyTracker
-from tracker.session.summary import Summary
+from tracker import (
+    COMPLETE,
+    GPU,
+    HARDWARE_OPTIONS,
+    INTERRUPTED,
+    J_PER_KWH,
+    PREDICT,
+    SANITY_CHECK,
+    TEST,
+    TRAIN,
+    VALIDATION,
+    Config,
+    ConfigurationError,
+    EnergyTracker,
+    Hardware,
+    Summary,
+    check_log_dir,
+    split_options,
+)
 
 logger = logging.getLogger(__name__)
 
-_CONFIG_OPTIONS = tuple(f.name for f in dataclasses.fields(Config) if f.init)
-_HARDWARE_OPTIONS = ("sensors", "clock", "nvml", "powercap_root", "host")
+_HARDWARE_OPTIONS = tuple(o for o in HARDWARE_OPTIONS if o not in ("rank", "exchange"))  # the callback sets these
 PROGRESS_BAR_KEY = "energy/total_co2_kg"
 
 
@@ -81,13 +91,9 @@ class EnergyCallback(Callback):
     """
 
     def __init__(self, **options: Any) -> None:
-        unknown = sorted(set(options) - set(_CONFIG_OPTIONS) - set(_HARDWARE_OPTIONS))
-        if unknown:
-            valid = ", ".join(_CONFIG_OPTIONS + _HARDWARE_OPTIONS)
-            raise ConfigurationError(f"EnergyCallback({unknown[0]}=...) is not an option; give some of: {valid}")
-        self._hardware = {k: options.pop(k) for k in _HARDWARE_OPTIONS if k in options}
-        check_hardware(**self._hardware)
-        self.config = Config(**{"log_dir": None, **options})
+        given, self._hardware = split_options(options, "EnergyCallback", _HARDWARE_OPTIONS)
+        Hardware(**self._hardware)
+        self.config = Config(**{"log_dir": None, **given})
         self.tracker: EnergyTracker | None = None
         self._running = False
         self._state: dict[str, Any] | None = None
@@ -200,7 +206,7 @@ class EnergyCallback(Callback):
         self._start()
         if self.tracker is None:
             return
-        if phase == "train":
+        if phase == TRAIN:
             self.tracker.begin_epoch(trainer.current_epoch)
             self._epoch_start = self.tracker.summary()
         else:
@@ -225,22 +231,22 @@ class EnergyCallback(Callback):
             self.tracker.add_samples(count)
 
     def _evaluation(self, trainer: Any) -> str:
-        return "sanity_check" if trainer.sanity_checking else "validation"
+        return SANITY_CHECK if trainer.sanity_checking else VALIDATION
 
     @override
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         """Open the epoch's row."""
-        self._begin("train", trainer)
+        self._begin(TRAIN, trainer)
 
     @override
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Count the batch's samples."""
-        self._count("train", batch)
+        self._count(TRAIN, batch)
 
     @override
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """Write the epoch's row and log its energy to the Trainer's loggers."""
-        if self._end("train") and not trainer.barebones:
+        if self._end(TRAIN) and not trainer.barebones:
             for key, value in epoch_metrics(self._epoch_start, self.tracker.summary()).items():
                 pl_module.log(key, value, prog_bar=key == PROGRESS_BAR_KEY, sync_dist=True, reduce_fx="max")
 
@@ -263,12 +269,12 @@ class EnergyCallback(Callback):
         self._count(phase, batch)
 
     # test and predict: a phase each, written when it ends
-    on_test_start = partialmethod(_begin, "test")
-    on_test_batch_end = partialmethod(_phase_batch_end, "test")
-    on_test_end = partialmethod(_end, "test")
-    on_predict_start = partialmethod(_begin, "predict")
-    on_predict_batch_end = partialmethod(_phase_batch_end, "predict")
-    on_predict_end = partialmethod(_end, "predict")
+    on_test_start = partialmethod(_begin, TEST)
+    on_test_batch_end = partialmethod(_phase_batch_end, TEST)
+    on_test_end = partialmethod(_end, TEST)
+    on_predict_start = partialmethod(_begin, PREDICT)
+    on_predict_batch_end = partialmethod(_phase_batch_end, PREDICT)
+    on_predict_end = partialmethod(_end, PREDICT)
 
 
 def epoch_metrics(start: Summary, end: Summary) -> dict[str, float]:

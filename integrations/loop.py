@@ -17,14 +17,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tracker.errors import UsageError
-from tracker.logs.schema import INTERRUPTED
-from tracker.logs.writer import check_log_dir
-from tracker.session.config import Config, check_hardware
-from tracker.session.energy_tracker import EnergyTracker
-from tracker.session.summary import Summary
+from tracker import (
+    HARDWARE_OPTIONS,
+    INTERRUPTED,
+    Config,
+    EnergyTracker,
+    Hardware,
+    Summary,
+    UsageError,
+    check_log_dir,
+    split_options,
+)
 
-_HARDWARE_OPTIONS = ("sensors", "clock", "nvml", "powercap_root", "rank", "host")
+_HARDWARE_OPTIONS = tuple(o for o in HARDWARE_OPTIONS if o != "exchange")  # a plain loop has no collectives
 
 
 class EnergyLoopCallback:
@@ -43,9 +48,9 @@ class EnergyLoopCallback:
     """
 
     def __init__(self, **options: Any) -> None:
-        hardware = {k: options.pop(k) for k in _HARDWARE_OPTIONS if k in options}
-        check_hardware(**hardware)
-        self.config = Config(**options)
+        given, hardware = split_options(options, "EnergyLoopCallback", _HARDWARE_OPTIONS)
+        Hardware(**hardware)
+        self.config = Config(**given)
         if self.config.log_dir is not None:
             check_log_dir(self.config.log_dir)  # a file, /proc, unwritable: fail here, not at the first hook
         self._hardware = hardware

@@ -20,19 +20,26 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from tracker.errors import ConfigurationError
-from tracker.logs.reader import load_run
-from tracker.logs.schema import COMPLETE, INTERRUPTED
-from tracker.measure.meter import J_PER_KWH
-from tracker.session.config import Config, check_hardware
-from tracker.session.energy_tracker import EnergyTracker
-from tracker.session.summary import Summary
+from tracker import (
+    COMPLETE,
+    HARDWARE_OPTIONS,
+    INTERRUPTED,
+    J_PER_KWH,
+    TRAIN,
+    VALIDATION,
+    Config,
+    EnergyTracker,
+    Hardware,
+    Summary,
+    Totals,
+    load_run,
+    split_options,
+)
 
 logger = logging.getLogger(__name__)
 
-_CONFIG_OPTIONS = tuple(f.name for f in dataclasses.fields(Config) if f.init)
-_HARDWARE_OPTIONS = ("sensors", "clock", "nvml", "powercap_root", "host")
-TRAIN, EVALUATION = "train", "validation"
+_HARDWARE_OPTIONS = tuple(o for o in HARDWARE_OPTIONS if o not in ("rank", "exchange"))  # the launcher's rank
+EVALUATION = VALIDATION
 
 
 class EnergyTrainerCallback(TrainerCallback):
@@ -70,14 +77,10 @@ class EnergyTrainerCallback(TrainerCallback):
     """
 
     def __init__(self, **options: Any) -> None:
-        unknown = sorted(set(options) - set(_CONFIG_OPTIONS) - set(_HARDWARE_OPTIONS))
-        if unknown:
-            valid = ", ".join(_CONFIG_OPTIONS + _HARDWARE_OPTIONS)
-            raise ConfigurationError(f"EnergyTrainerCallback({unknown[0]}=...) is not an option; give some of: {valid}")
-        self._hardware = {k: options.pop(k) for k in _HARDWARE_OPTIONS if k in options}
-        check_hardware(**self._hardware)
-        self._log_dir_given = "log_dir" in options
-        self.config = Config(**{"log_dir": None, **options})
+        given, self._hardware = split_options(options, "EnergyTrainerCallback", _HARDWARE_OPTIONS)
+        Hardware(**self._hardware)
+        self._log_dir_given = "log_dir" in given
+        self.config = Config(**{"log_dir": None, **given})
         self.tracker: EnergyTracker | None = None
         self._open: list[str] = []
         self._figures: dict[str, float] = {}
@@ -197,10 +200,8 @@ def _from_summaries(start: Summary, end: Summary) -> dict[str, float]:
 
 def _from_rows(rows: list[dict[str, Any]]) -> dict[str, float]:
     """The figures from ``epochs.csv`` rows (the job's, merged from every rank's shard under DDP)."""
-    figures = {
-        "energy/total_kwh": sum(float(r.get("energy_kwh") or 0.0) for r in rows),
-        "energy/total_co2_kg": sum(float(r.get("co2_kg") or 0.0) for r in rows),
-    }
+    totals = Totals.of(rows)
+    figures = {"energy/total_kwh": totals.energy_kwh, "energy/total_co2_kg": totals.co2_kg}
     epoch = next((r for r in reversed(rows) if r.get("phase") == TRAIN), None)
     if epoch is not None:
         inside = [r for r in rows if r.get("phase") == EVALUATION and r.get("epoch") == epoch.get("epoch")]

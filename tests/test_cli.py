@@ -127,8 +127,10 @@ def test_report_paper_with_csv_is_a_usage_error(runs: Path, capsys: pytest.Captu
 def test_report_without_runs_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err == f"energy-tracker report: error: no runs in {str(tmp_path)!r}: give a run directory or a log_dir " \
-        "that contains runs (each has epochs.csv)\n"  # fmt: skip
+    assert (
+        err == f"energy-tracker report: error: no runs in {str(tmp_path)!r}: give a run directory or a log_dir "
+        "that contains runs (each has epochs.csv)\n"
+    )
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
@@ -183,16 +185,21 @@ def test_run_returns_the_command_exit_code(tmp_path: Path, capsys: pytest.Captur
     run = load_run(tmp_path / "cmd")
     (row,) = [r for r in run.epochs if r["phase"] == "command"]
     assert (row["status"], row["exit_code"], row["pue"], row["carbon_intensity_g_per_kwh"]) == (
-        "interrupted", 3, 1.1, 300.0
-    )  # fmt: skip
+        "interrupted",
+        3,
+        1.1,
+        300.0,
+    )
     assert run.info["status"] == "interrupted"
 
 
 def test_run_as_console_script(tmp_path: Path) -> None:
     done = subprocess.run(
         [script(), "run", "--run-name", "ok", "--country", "FRA", "--", sys.executable, "-c", "print('hello')"],
-        capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "hello\n" and "Energy tracker — ok (complete)" in done.stderr
     run = load_run(tmp_path / "energy_logs" / "ok")

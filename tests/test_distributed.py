@@ -85,8 +85,13 @@ def test_one_node_each_gpu_once_cpu_and_ram_once(tmp_path, processes, own):
 
 def test_two_nodes_four_gpus_counted_once_cpu_and_ram_once_per_node(tmp_path):
     port = str(free_port())
-    common = ("--nnodes=2", "--nproc-per-node=2", "--master-addr=127.0.0.1", f"--master-port={port}",
-              "--rdzv-id=job-2n")  # fmt: skip
+    common = (
+        "--nnodes=2",
+        "--nproc-per-node=2",
+        "--master-addr=127.0.0.1",
+        f"--master-port={port}",
+        "--rdzv-id=job-2n",
+    )
     args = ("--gpus", "2", "--group", "--epochs", str(EPOCHS), "--epoch-s", "0.2")
     nodes = [
         torchrun(tmp_path, *common, f"--node-rank={n}", script_args=args, ENERGY_TEST_HOST=host)
@@ -97,8 +102,11 @@ def test_two_nodes_four_gpus_counted_once_cpu_and_ram_once_per_node(tmp_path):
     run = the_job(tmp_path)
     assert run.name == "torchrun-job-2n" and run.info["job_id"] == "job-2n"
     assert sorted((s["host"], s["rank"]) for s in run.info["shards"]) == [
-        ("node-a", 0), ("node-a", 1), ("node-b", 2), ("node-b", 3)
-    ]  # fmt: skip
+        ("node-a", 0),
+        ("node-a", 1),
+        ("node-b", 2),
+        ("node-b", 3),
+    ]
     for epoch in range(EPOCHS):
         devices = rows_of(run, epoch)
         assert len({d["uuid"] for d in devices if d["kind"] == "gpu"}) == 4
@@ -109,8 +117,9 @@ def test_two_nodes_four_gpus_counted_once_cpu_and_ram_once_per_node(tmp_path):
     assert measured_j == pytest.approx(true_gpu_j(run, tmp_path), rel=5e-3)
     # RAM at a steady 5 W per node, measured by one rank per node: twice each row's time, not four times
     for row in run.epochs:
-        per_node = [d["energy_kwh"] * 3.6e6 / RAM_W for d in rows_of(run, row["epoch"], row["phase"])
-                    if d["kind"] == "ram"]  # fmt: skip
+        per_node = [
+            d["energy_kwh"] * 3.6e6 / RAM_W for d in rows_of(run, row["epoch"], row["phase"]) if d["kind"] == "ram"
+        ]
         assert len(per_node) == 2
         assert row["ram_kwh"] * 3.6e6 == pytest.approx(sum(per_node) * RAM_W)
 
@@ -129,11 +138,11 @@ def spawn_ranks(out: Path, world: int, *script_args: str) -> list[subprocess.Pop
                 MASTER_ADDR="127.0.0.1",
                 MASTER_PORT=port,
                 TORCHELASTIC_RUN_ID="killed-job",
-            ),  # fmt: skip
+            ),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-        )  # fmt: skip
+        )
         for r in range(world)
     ]
 

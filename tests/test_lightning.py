@@ -78,11 +78,22 @@ def callback_for(clock, **options):
 
 def trainer_for(tmp_path, callback, **options):
     settings = dict(
-        default_root_dir=tmp_path, logger=CSVLogger(tmp_path), max_epochs=2, limit_train_batches=TRAIN_BATCHES,
-        limit_val_batches=EVAL_BATCHES, limit_test_batches=EVAL_BATCHES, limit_predict_batches=EVAL_BATCHES,
-        num_sanity_val_steps=EVAL_BATCHES, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, accelerator="cpu", devices=1, log_every_n_steps=1, callbacks=[callback],
-    )  # fmt: skip
+        default_root_dir=tmp_path,
+        logger=CSVLogger(tmp_path),
+        max_epochs=2,
+        limit_train_batches=TRAIN_BATCHES,
+        limit_val_batches=EVAL_BATCHES,
+        limit_test_batches=EVAL_BATCHES,
+        limit_predict_batches=EVAL_BATCHES,
+        num_sanity_val_steps=EVAL_BATCHES,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        log_every_n_steps=1,
+        callbacks=[callback],
+    )
     return L.Trainer(**{**settings, **options})
 
 
@@ -101,9 +112,11 @@ def keys(run):
 
 FIT_ROWS = [
     (None, "sanity_check", "complete"),
-    (0, "validation", "complete"), (0, "train", "complete"),
-    (1, "validation", "complete"), (1, "train", "complete"),
-]  # fmt: skip
+    (0, "validation", "complete"),
+    (0, "train", "complete"),
+    (1, "validation", "complete"),
+    (1, "train", "complete"),
+]
 
 
 def test_rows_per_epoch_and_phase_with_exact_energy_in_the_default_directory(tmp_path, clock):
@@ -161,8 +174,12 @@ def test_resume_from_checkpoint_continues_totals_and_epochs_in_the_same_run_dire
     run = only_run(tmp_path)  # still one run directory: the same one
     assert run.path == run_dir
     assert (run_dir / "epochs.csv").read_text().count("run,epoch,phase") == 1
-    resumed = [(2, "validation", "complete"), (2, "train", "complete"), (3, "validation", "complete"),
-               (3, "train", "complete")]  # fmt: skip
+    resumed = [
+        (2, "validation", "complete"),
+        (2, "train", "complete"),
+        (3, "validation", "complete"),
+        (3, "train", "complete"),
+    ]
     assert keys(run) == FIT_ROWS + [(None, "sanity_check", "complete")] + resumed  # Lightning checks again
     assert [r["epoch"] for r in run.epochs if r["phase"] == "train"] == [0, 1, 2, 3]
     cumulative = 0.0
@@ -193,18 +210,28 @@ def test_validate_test_and_predict_are_phases_of_the_same_run(tmp_path, clock):
     trainer.predict(model)
     run = only_run(tmp_path)
     assert keys(run) == [
-        (0, "validation", "complete"), (0, "train", "complete"), (None, "validation", "complete"),
-        (None, "test", "complete"), (None, "predict", "complete"),
-    ]  # fmt: skip
+        (0, "validation", "complete"),
+        (0, "train", "complete"),
+        (None, "validation", "complete"),
+        (None, "test", "complete"),
+        (None, "predict", "complete"),
+    ]
     assert [r["samples"] for r in run.epochs[2:]] == [EVAL_BATCHES * BATCH] * 3
     assert run.epochs[-1]["cumulative_energy_kwh"] == pytest.approx(kwh(TRAIN_S + 4 * EVAL_S))
 
 
 @pytest.mark.parametrize(
     "options",
-    [{"pue": 0.5}, {"interval_s": 0.0}, {"measure": ("disk",)}, {"epochs": 0}, {"gpu_devices": [-1]},
-     {"jitter": 2.0}, {"run_name": "a/b"}],
-)  # fmt: skip
+    [
+        {"pue": 0.5},
+        {"interval_s": 0.0},
+        {"measure": ("disk",)},
+        {"epochs": 0},
+        {"gpu_devices": [-1]},
+        {"jitter": 2.0},
+        {"run_name": "a/b"},
+    ],
+)
 def test_invalid_options_fail_in_the_constructor_with_the_trackers_message(tmp_path, options):
     with pytest.raises(ConfigurationError) as from_tracker:
         EnergyTracker(tmp_path, sensors=[], **options)
@@ -230,9 +257,15 @@ def test_unwritable_log_dir_fails_at_setup_before_the_first_batch(tmp_path, cloc
 def test_a_rank_whose_gpu_is_not_in_nvml_measures_without_it(tmp_path, caplog):
     # Local rank 1 of 2 training on cuda:1, where NVML shows one GPU only.
     trainer = SimpleNamespace(
-        world_size=1, is_global_zero=True, local_rank=1, global_rank=1, num_devices=2, max_epochs=3,
-        strategy=SimpleNamespace(root_device=torch.device("cuda", 1)), log_dir=str(tmp_path),
-    )  # fmt: skip
+        world_size=1,
+        is_global_zero=True,
+        local_rank=1,
+        global_rank=1,
+        num_devices=2,
+        max_epochs=3,
+        strategy=SimpleNamespace(root_device=torch.device("cuda", 1)),
+        log_dir=str(tmp_path),
+    )
     callback = EnergyCallback(nvml=FakeNvml([FakeGpu()]), carbon_intensity_g_per_kwh=INTENSITY)
     with caplog.at_level(logging.WARNING):
         callback.setup(trainer, None, "fit")
@@ -260,9 +293,15 @@ def test_placement(device, local_rank, processes, gpu_devices, expected):
 
 @pytest.mark.parametrize(
     ("batch", "size"),
-    [(torch.zeros(5, 3), 5), ((torch.zeros(7), torch.zeros(2)), 7), ({"x": [torch.zeros(3, 1)]}, 3),
-     (["text", torch.zeros(4)], 4), (torch.tensor(1.0), 1), (["no tensor"], None)],
-)  # fmt: skip
+    [
+        (torch.zeros(5, 3), 5),
+        ((torch.zeros(7), torch.zeros(2)), 7),
+        ({"x": [torch.zeros(3, 1)]}, 3),
+        (["text", torch.zeros(4)], 4),
+        (torch.tensor(1.0), 1),
+        (["no tensor"], None),
+    ],
+)
 def test_batch_size(batch, size):
     assert batch_size(batch) == size
 
@@ -282,9 +321,15 @@ def test_pytorch_lightning_users_get_the_same_callback(tmp_path, clock):
             return super().training_step(batch, batch_idx)
 
     trainer = pytorch_lightning.Trainer(
-        default_root_dir=tmp_path, max_epochs=1, limit_train_batches=TRAIN_BATCHES, limit_val_batches=0,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[callback],
-    )  # fmt: skip
+        default_root_dir=tmp_path,
+        max_epochs=1,
+        limit_train_batches=TRAIN_BATCHES,
+        limit_val_batches=0,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback],
+    )
     trainer.fit(Model())
     assert keys(only_run(tmp_path)) == [(0, "train", "complete")]
     assert only_run(tmp_path).epochs[0]["duration_s"] == TRAIN_S
@@ -296,10 +341,16 @@ def test_real_cuda_trainer_with_real_nvml(tmp_path):
         pytest.skip("no CUDA GPU here")
     uuid = str(torch.cuda.get_device_properties(0).uuid)
     trainer = L.Trainer(
-        default_root_dir=tmp_path, accelerator="gpu", devices=1, max_epochs=2, limit_train_batches=50,
-        limit_val_batches=10, enable_checkpointing=False, enable_progress_bar=False,
+        default_root_dir=tmp_path,
+        accelerator="gpu",
+        devices=1,
+        max_epochs=2,
+        limit_train_batches=50,
+        limit_val_batches=10,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
         callbacks=[EnergyCallback(carbon_intensity_g_per_kwh=INTENSITY)],
-    )  # fmt: skip
+    )
     trainer.fit(BoringModel())
     run = only_run(tmp_path)
     train = [r for r in run.epochs if r["phase"] == "train"]

@@ -21,6 +21,8 @@ import pytest
 
 from tracker.testing import FakeClock, FakeGpu, FakeNvml, steady
 
+pytestmark = pytest.mark.slow  # real processes: they still run in CI
+
 GPU_W = (150.0, 250.0)
 TRAIN_BATCHES, VAL_BATCHES, BATCH = 3, 2, 4
 
@@ -88,14 +90,29 @@ def run(out: Path, fail_rank: int | None = None) -> None:
             return DataLoader(RandomDataset(32, 64), batch_size=BATCH)
 
     callback = integration.EnergyCallback(
-        nvml=nvml, powercap_root=out / "no-powercap", cpu_tdp_w=65.0, ram_w=5.0, carbon_intensity_g_per_kwh=400.0,
-        interval_s=3600.0, jitter=0.0,  # no background reading: every reading is a row boundary
-    )  # fmt: skip
+        nvml=nvml,
+        powercap_root=out / "no-powercap",
+        cpu_tdp_w=65.0,
+        ram_w=5.0,
+        carbon_intensity_g_per_kwh=400.0,
+        interval_s=3600.0,
+        jitter=0.0,  # no background reading: every reading is a row boundary
+    )
     trainer = L.Trainer(
-        accelerator="cpu", devices=2, strategy="ddp", max_epochs=2, limit_train_batches=TRAIN_BATCHES,
-        limit_val_batches=VAL_BATCHES, num_sanity_val_steps=0, logger=CSVLogger(out), default_root_dir=out,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[callback],
-    )  # fmt: skip
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp",
+        max_epochs=2,
+        limit_train_batches=TRAIN_BATCHES,
+        limit_val_batches=VAL_BATCHES,
+        num_sanity_val_steps=0,
+        logger=CSVLogger(out),
+        default_root_dir=out,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback],
+    )
     try:
         trainer.fit(Model())
     except RuntimeError:
@@ -140,9 +157,13 @@ def test_rows_are_written_once_with_every_phase(ddp_run):
     run, _, _ = ddp_run
     assert [(r["epoch"], r["phase"], r["status"]) for r in run.epochs] == [
         (None, "other", "complete"),
-        (0, "validation", "complete"), (0, "train", "complete"), (0, "other", "complete"),
-        (1, "validation", "complete"), (1, "train", "complete"), (1, "other", "complete"),
-    ]  # fmt: skip
+        (0, "validation", "complete"),
+        (0, "train", "complete"),
+        (0, "other", "complete"),
+        (1, "validation", "complete"),
+        (1, "train", "complete"),
+        (1, "other", "complete"),
+    ]
     # DistributedSampler gives each of the 2 ranks its own batches; samples are summed over ranks.
     assert [r["samples"] for r in run.epochs if r["phase"] == "train"] == [2 * TRAIN_BATCHES * BATCH] * 2
     assert [r["samples"] for r in run.epochs if r["phase"] == "validation"] == [2 * VAL_BATCHES * BATCH] * 2
@@ -153,8 +174,11 @@ def test_each_rank_measures_its_own_gpu_and_node_sensors_once(ddp_run):
     for row in run.epochs:
         devices = [d for d in run.devices if (d["epoch"], d["phase"]) == (row["epoch"], row["phase"])]
         assert sorted((d["kind"], d["sensor"], d["rank"]) for d in devices) == [
-            ("cpu", "cpu", 0), ("gpu", "gpu:0", 0), ("gpu", "gpu:1", 1), ("ram", "ram", 0),
-        ]  # fmt: skip
+            ("cpu", "cpu", 0),
+            ("gpu", "gpu:0", 0),
+            ("gpu", "gpu:1", 1),
+            ("ram", "ram", 0),
+        ]
         by_kind = {kind: sum(d["energy_kwh"] for d in devices if d["kind"] == kind) for kind in ("gpu", "cpu", "ram")}
         assert row["gpu_kwh"] == pytest.approx(by_kind["gpu"], rel=1e-12)
         assert row["cpu_kwh"] == pytest.approx(by_kind["cpu"], rel=1e-12)
@@ -193,9 +217,12 @@ def test_an_exception_on_one_rank_hangs_no_rank_and_leaves_the_epoch_interrupted
     run = only_run(tmp_path)
     assert [(r["epoch"], r["phase"], r["status"]) for r in run.epochs] == [
         (None, "other", "complete"),
-        (0, "validation", "complete"), (0, "train", "complete"), (0, "other", "complete"),
-        (1, "train", "interrupted"), (1, "other", "complete"),
-    ]  # fmt: skip
+        (0, "validation", "complete"),
+        (0, "train", "complete"),
+        (0, "other", "complete"),
+        (1, "train", "interrupted"),
+        (1, "other", "complete"),
+    ]
     # No collective after an exception: the interrupted rows hold rank 0's own devices and samples.
     interrupted = [d for d in run.devices if (d["epoch"], d["phase"]) == (1, "train")]
     assert sorted((d["sensor"], d["rank"]) for d in interrupted) == [("cpu", 0), ("gpu:0", 0), ("ram", 0)]

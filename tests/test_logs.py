@@ -7,7 +7,8 @@ import pytest
 from tests.helpers import run_for
 from tracker import EnergyTracker, load_run, load_runs
 from tracker.errors import ConfigurationError
-from tracker.logs.writer import CsvLog, new_run_dir, read_csv_rows
+from tracker.logs.reader import read_csv_rows
+from tracker.logs.writer import CsvLog, new_run_dir
 from tracker.testing import FakeSensor, steady
 
 
@@ -76,3 +77,20 @@ def test_hourly_intensity_is_taken_from_the_rows_hour(tmp_path, clock):
     assert row["co2_kg"] == pytest.approx(360 * 10 / 3.6e6 * expected / 1000)
     info = json.loads((energy.run_dir / "run.json").read_text())
     assert info["carbon_intensity"]["method"] == "hourly_csv"
+
+
+def test_epochs_csv_is_read_by_its_schema_text_stays_text(tmp_path, clock):
+    from tracker import EnergyTracker, load_run
+    from tracker.testing import FakeSensor, steady
+
+    gpu = FakeSensor("gpu:0", "gpu", steady(100.0), clock)
+    with EnergyTracker(tmp_path, run_name="007", sensors=[gpu], clock=clock, carbon_intensity_g_per_kwh=300.0) as e:
+        with e.epoch(0):
+            clock.advance(2.0)
+            e.log_metrics({"loss": "0.5", "note": "warm-up", "step": 3})
+    run = load_run(tmp_path / "007")
+    row = next(r for r in run.epochs if r["phase"] == "train")
+    assert row["run"] == "007" and row["epoch"] == 0 and isinstance(row["epoch"], int)
+    assert isinstance(row["duration_s"], float) and isinstance(row["gpu_kwh"], float)
+    assert row["loss"] == 0.5 and row["note"] == "warm-up" and row["step"] == 3
+    assert run.devices[0]["run"] == "007" and isinstance(run.devices[0]["rank"], int)

@@ -58,6 +58,7 @@ def test_loop_callback_on_exception_marks_the_epoch_interrupted(tmp_path, clock)
     assert [(r["epoch"], r["status"]) for r in load_run(summary.run_dir).epochs] == [(0, "interrupted")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["context_manager.py", "plain_loop.py"])
 def test_examples_run_and_leave_a_csv_pandas_reads(tmp_path, script):
     env = {**os.environ, "ENERGY_TRACKER_COUNTRY": "FRA"}

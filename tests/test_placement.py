@@ -17,6 +17,8 @@ def test_detect_reads_the_launchers_variables():
     assert detect({}) == Launch()
     assert detect({**TORCHRUN, "TORCHELASTIC_RUN_ID": "abc"}) == Launch(3, 1, 4, 2, "abc", "TORCHELASTIC_RUN_ID")
     assert detect({"RANK": "1", "WORLD_SIZE": "2"}) == Launch(1, 1, 2, 2)  # one node assumed without LOCAL_*
+    deepspeed = {"RANK": "5", "LOCAL_RANK": "1", "WORLD_SIZE": "8", "LOCAL_SIZE": "4", "CROSS_RANK": "1"}
+    assert detect(deepspeed) == Launch(5, 1, 8, 4)
     # torchrun's default rendezvous id names no job; the scheduler's does
     assert detect({**TORCHRUN, "TORCHELASTIC_RUN_ID": "none", "SLURM_JOB_ID": "77"}).job_id == "77"
     assert detect({"SLURM_ARRAY_JOB_ID": "5", "SLURM_JOB_ID": "6"}).job_id == "5"  # an array's tasks share it
@@ -52,14 +54,28 @@ def test_job_directory_names_need_no_collective():
 
 
 def device(rank, sensor, kind="gpu", uuid="", host="a", kwh=1.0):
-    return {"epoch": 0, "phase": "train", "host": host, "rank": rank, "sensor": sensor, "kind": kind, "uuid": uuid,
-            "energy_kwh": kwh, "method": "energy_counter"}  # fmt: skip
+    return {
+        "epoch": 0,
+        "phase": "train",
+        "host": host,
+        "rank": rank,
+        "sensor": sensor,
+        "kind": kind,
+        "uuid": uuid,
+        "energy_kwh": kwh,
+        "method": "energy_counter",
+    }
 
 
 def test_keep_once_keeps_the_lowest_ranks_row_of_each_device():
-    rows = [device(1, "gpu:0", uuid="U0"), device(1, "gpu:1", uuid="U1"), device(0, "gpu:0", uuid="U0"),
-            device(0, "cpu", "cpu"), device(2, "cpu", "cpu", host="b"),
-            device(3, "gpu:0", uuid="U3", host="b")]  # fmt: skip
+    rows = [
+        device(1, "gpu:0", uuid="U0"),
+        device(1, "gpu:1", uuid="U1"),
+        device(0, "gpu:0", uuid="U0"),
+        device(0, "cpu", "cpu"),
+        device(2, "cpu", "cpu", host="b"),
+        device(3, "gpu:0", uuid="U3", host="b"),
+    ]
     kept, dropped = keep_once(rows)
     assert [(d["rank"], d["sensor"]) for d in kept] == [
         (1, "gpu:1"),
@@ -73,24 +89,51 @@ def test_keep_once_keeps_the_lowest_ranks_row_of_each_device():
 
 def epoch_row(rank_energy, status="complete", samples=4, epoch=0, end="2026-01-01T00:00:10"):
     gpu, cpu = rank_energy
-    return {"epoch": epoch, "phase": "train", "status": status, "start_utc": "2026-01-01T00:00:00", "end_utc": end,
-            "duration_s": 10.0, "samples": samples, "gpu_kwh": gpu, "cpu_kwh": cpu, "ram_kwh": 0.0,
-            "energy_kwh": gpu + cpu, "energy_kwh_low": 0.9 * (gpu + cpu), "energy_kwh_high": 1.1 * (gpu + cpu),
-            "pue": 1.0, "co2_kg": 0.4 * (gpu + cpu), "co2_kg_low": 0.36 * (gpu + cpu),
-            "co2_kg_high": 0.44 * (gpu + cpu), "gpu_method": "energy_counter", "cpu_method": "rapl",
-            "ram_method": "absent", "cumulative_energy_kwh": gpu + cpu, "notes": "", "gap_s": 0.0,
-            "loss": rank_energy[0]}  # fmt: skip
+    return {
+        "epoch": epoch,
+        "phase": "train",
+        "status": status,
+        "start_utc": "2026-01-01T00:00:00",
+        "end_utc": end,
+        "duration_s": 10.0,
+        "samples": samples,
+        "gpu_kwh": gpu,
+        "cpu_kwh": cpu,
+        "ram_kwh": 0.0,
+        "energy_kwh": gpu + cpu,
+        "energy_kwh_low": 0.9 * (gpu + cpu),
+        "energy_kwh_high": 1.1 * (gpu + cpu),
+        "pue": 1.0,
+        "co2_kg": 0.4 * (gpu + cpu),
+        "co2_kg_low": 0.36 * (gpu + cpu),
+        "co2_kg_high": 0.44 * (gpu + cpu),
+        "gpu_method": "energy_counter",
+        "cpu_method": "rapl",
+        "ram_method": "absent",
+        "cumulative_energy_kwh": gpu + cpu,
+        "notes": "",
+        "gap_s": 0.0,
+        "loss": rank_energy[0],
+    }
 
 
 def shard(rank, gpu, cpu, devices, status="complete", **row):
-    return Shard(f"a-r{rank}", {"host": "a", "status": status, "launch": {"rank": rank, "world_size": 2}},
-                 [epoch_row((gpu, cpu), **row)], devices)  # fmt: skip
+    return Shard(
+        f"a-r{rank}",
+        {"host": "a", "status": status, "launch": {"rank": rank, "world_size": 2}},
+        [epoch_row((gpu, cpu), **row)],
+        devices,
+    )
 
 
 def test_merge_counts_each_device_once_and_scales_co2_with_the_energy_kept():
     # both ranks see both GPUs (1 and 2 kWh); rank 0 alone measures the CPU (0.5 kWh)
-    zero = shard(0, 3.0, 0.5, [device(0, "gpu:0", uuid="U0"), device(0, "gpu:1", uuid="U1", kwh=2.0),
-                               device(0, "cpu", "cpu", kwh=0.5)])  # fmt: skip
+    zero = shard(
+        0,
+        3.0,
+        0.5,
+        [device(0, "gpu:0", uuid="U0"), device(0, "gpu:1", uuid="U1", kwh=2.0), device(0, "cpu", "cpu", kwh=0.5)],
+    )
     one = shard(1, 3.0, 0.0, [device(1, "gpu:0", uuid="U0"), device(1, "gpu:1", uuid="U1", kwh=2.0)])
     info, (row,), devices = merge("job", [zero, one])
     assert (row["gpu_kwh"], row["cpu_kwh"], row["energy_kwh"]) == (3.0, 0.5, 3.5)
@@ -108,6 +151,13 @@ def test_merge_says_which_rank_has_no_row_and_which_never_started():
     info, rows, _ = merge("job", [zero, one])
     assert [(r["epoch"], r["status"]) for r in rows] == [(0, "complete"), (1, "interrupted")]
     assert rows[1]["notes"] == "no row from r1@a (its run: killed, or not this far yet)"
+    # the lowest rank gone: the GPU it shared with rank 1 is still counted, from rank 1's row
+    one.epochs.append(epoch_row((1.0, 0.0), epoch=1, end="2026-01-01T00:00:20"))
+    one.devices.append({**device(1, "gpu:0", uuid="U0"), "epoch": 1})
+    zero.epochs.pop()
+    _, rows, devices = merge("job", [zero, one])
+    assert rows[1]["gpu_kwh"] == 1.0 and rows[1]["notes"] == "no row from r0@a (its run: complete)"
+    assert [(d["epoch"], d["rank"], d["uuid"]) for d in devices][-1] == (1, 1, "U0")
     zero.info["launch"]["world_size"] = 3
     info, _, _ = merge("job", [zero])
     assert info["missing_ranks"] == [1, 2] and info["status"] == "interrupted"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import encodings.utf_8_sig  # noqa: F401 (cpu_estimate reads its table with it: imported before forking)
 import json
 import os
 import pwd
@@ -14,7 +15,8 @@ import pytest
 
 from tracker.errors import ConfigurationError, SensorPermissionError, SensorReadError
 from tracker.measure.meter import counter_delta_j
-from tracker.sensors import Absent, Sensor, cpu_estimate, discover, nvml, ram, rapl  # noqa: F401 (imported before forking)
+from tracker.sensors import Absent, Sensor, cpu_estimate, nvml, ram, rapl  # noqa: F401 (imported before forking)
+from tracker.sensors.discovery import discover
 from tracker.sensors.rapl import find_rapl
 from tracker.testing import build_powercap_tree
 

@@ -27,16 +27,36 @@ EPOCH_S, VALIDATION_S = 36.0, 4.0
 J_PER_KWH = 3_600_000
 
 
-def make_run(log_dir: Path, name: str, *, epochs: int = 3, gpu: bool = True, g_per_kwh: float = 400.0,
-             pue: float = 1.2, fail_in: int | None = None) -> Path:  # fmt: skip
+def make_run(
+    log_dir: Path,
+    name: str,
+    *,
+    epochs: int = 3,
+    gpu: bool = True,
+    g_per_kwh: float = 400.0,
+    pue: float = 1.2,
+    fail_in: int | None = None,
+) -> Path:
     """A run of ``epochs`` epochs of 36 s, each followed by a 4 s validation; raises in epoch ``fail_in``."""
     clock = FakeClock()
     sensors = [
-        FakeSensor("cpu", "cpu", steady(CPU_W), clock, method="tdp_estimate",
-                   info={"model": "Intel Xeon Gold 6248", "tdp_w": 150.0, "tdp_source": "codecarbon cpu_power.csv"}),
-        FakeSensor("ram", "ram", steady(RAM_W), clock, method="ram_model",
-                   info={"model": "0.375 W/GiB x memory size", "w_per_gib": 0.375}),
-    ]  # fmt: skip
+        FakeSensor(
+            "cpu",
+            "cpu",
+            steady(CPU_W),
+            clock,
+            method="tdp_estimate",
+            info={"model": "Intel Xeon Gold 6248", "tdp_w": 150.0, "tdp_source": "codecarbon cpu_power.csv"},
+        ),
+        FakeSensor(
+            "ram",
+            "ram",
+            steady(RAM_W),
+            clock,
+            method="ram_model",
+            info={"model": "0.375 W/GiB x memory size", "w_per_gib": 0.375},
+        ),
+    ]
     if gpu:
         sensors.insert(0, FakeSensor("gpu:0", "gpu", steady(GPU_W), clock, info={"name": "NVIDIA A100-SXM4-40GB"}))
     options = {"sensors": sensors, "clock": clock, "carbon_intensity_g_per_kwh": g_per_kwh, "pue": pue}
@@ -175,8 +195,11 @@ def test_survey_reads_counters_half_a_second_apart(tmp_path: Path) -> None:
         tree.add_energy_j("dram-0", 2.0)
 
     found = survey(sleep=sleep, nvml=nvml, powercap_root=tree.root, clock=clock, visible_devices="0")
-    assert {s["name"]: s["power_w"] for s in found["sensors"]} == {"gpu:0": 250.0, "cpu:package-0": 80.0,
-                                                                   "ram:dram-0": 4.0}  # fmt: skip
+    assert {s["name"]: s["power_w"] for s in found["sensors"]} == {
+        "gpu:0": 250.0,
+        "cpu:package-0": 80.0,
+        "ram:dram-0": 4.0,
+    }
     assert found["absent"] == [] and found["verdict"] == "Measured by hardware counters: cpu, gpu, ram."
 
 

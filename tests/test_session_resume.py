@@ -134,3 +134,22 @@ def test_with_an_exchange_every_boundary_writes_an_other_row(tmp_path, clock):
     phases = [(r["epoch"], r["phase"], r["duration_s"]) for r in load_run(energy.run_dir).epochs]
     assert phases == [(None, "other", 0.0), (0, "train", 2.0), (0, "other", 0.0), (1, "train", 2.0), (1, "other", 0.0)]
     assert calls == [1] * 5
+
+
+def test_a_version_1_state_with_totals_in_joules_still_resumes(tmp_path, clock):
+    totals_j = {
+        "energy": {"value_j": J_PER_KWH, "low_j": 0.9 * J_PER_KWH, "high_j": 1.1 * J_PER_KWH},
+        "co2_kg": 0.5,
+        "co2_kg_low": 0.45,
+        "co2_kg_high": 0.55,
+        "epochs_done": 2,
+        "training_j": J_PER_KWH,
+        "by_kind_j": {"gpu": J_PER_KWH, "cpu": 0.0, "ram": 0.0},
+    }
+    energy = tracker_for(None, clock)
+    energy.resume({"version": 1, "run_dir": None, "elapsed_s": 10.0, "totals": totals_j})
+    with energy:
+        two_epochs(energy, clock, 2)
+    summary = energy.summary()
+    assert summary.epochs == 4 and summary.gpu_kwh == pytest.approx(1.0 + 10 * WATTS / J_PER_KWH)
+    assert energy.state()["version"] == 2 and energy.state()["totals"]["epochs"] == 4

@@ -13,7 +13,8 @@ Subcommands (each has ``--help``):
 Exit codes: 0 success; 2 bad input (an invalid option, a path without runs), with one line on
 stderr; 3 (``report`` and ``plot``) some runs could not be read: the readable ones are reported,
 and each one skipped is named on stderr with the reason. ``run`` exits with COMMAND's code.
-Only :mod:`argparse` is imported up front, so ``--help`` is quick; each subcommand imports
+Only :mod:`argparse` and the option declarations (:mod:`tracker.session.config`, from which
+``run``'s flags are made) are imported up front, so ``--help`` is quick; each subcommand imports
 what it needs.
 """
 
@@ -76,8 +77,8 @@ def _run(args: argparse.Namespace) -> int:
     import shutil
 
     from tracker.errors import ConfigurationError
-    from tracker.logs.schema import COMPLETE, INTERRUPTED
-    from tracker.session.config import Config
+    from tracker.logs.schema import COMMAND, COMPLETE, INTERRUPTED
+    from tracker.session.config import options_from_flags
     from tracker.session.energy_tracker import EnergyTracker
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
@@ -85,11 +86,11 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigurationError("run needs a command after --, e.g. energy-tracker run -- python train.py")
     if shutil.which(command[0]) is None:
         raise ConfigurationError(f"command {command[0]!r} not found: give an executable on PATH or a path to one")
-    tracker = EnergyTracker(config=Config(**_tracker_options(args)))
+    tracker = EnergyTracker(**options_from_flags(args))
     tracker.start()
     code, status = 130, INTERRUPTED
     try:
-        tracker.begin_phase("command")
+        tracker.begin_phase(COMMAND)
         returned = _execute(command)
         code = returned if returned >= 0 else 128 - returned  # killed by signal N: the shell's 128 + N
         tracker.log_metrics({"exit_code": code})
@@ -149,41 +150,30 @@ def _terminal_interrupt() -> bool:
         return False
 
 
-def _tracker_options(args: argparse.Namespace) -> dict[str, Any]:
-    options = {
-        "log_dir": args.log_dir, "run_name": args.run_name, "country": args.country, "region": args.region,
-        "cloud_provider": args.cloud_provider, "cloud_region": args.cloud_region,
-        "carbon_intensity_g_per_kwh": args.carbon_intensity, "intensity_csv": args.intensity_csv, "pue": args.pue,
-        "interval_s": args.interval_s, "cpu_tdp_w": args.cpu_tdp_w, "ram_w": args.ram_w,
-        "power_trace": args.power_trace,
-    }  # fmt: skip
-    if args.measure:
-        options["measure"] = tuple(k.strip() for k in args.measure.split(",") if k.strip())
-    if args.gpu_devices:
-        options["gpu_devices"] = tuple(
-            int(d) if d.strip().isdigit() else d.strip() for d in args.gpu_devices.split(",")
-        )
-    return options
-
-
 def _add_report(commands: Any) -> None:
     p = commands.add_parser(
         "report", help="tables of runs and a comparison", description="A table per run and a comparison of runs."
     )
     p.add_argument("runs", nargs="+", metavar="RUN_OR_DIR", help="a run directory, or a directory of runs")
-    p.add_argument("--format", choices=("text", "markdown", "csv", "json"), default="text",
-                   help="text (default), markdown, csv (the rows of every run) or json (everything)")  # fmt: skip
-    p.add_argument("--paper", action="store_true",
-                   help="print a ready-to-paste paragraph per run (text, markdown or json)")  # fmt: skip
+    p.add_argument(
+        "--format",
+        choices=("text", "markdown", "csv", "json"),
+        default="text",
+        help="text (default), markdown, csv (the rows of every run) or json (everything)",
+    )
+    p.add_argument(
+        "--paper", action="store_true", help="print a ready-to-paste paragraph per run (text, markdown or json)"
+    )
     p.set_defaults(handler=_report)
 
 
 def _add_plot(commands: Any) -> None:
     p = commands.add_parser(
-        "plot", help="plot energy per epoch and cumulative CO2e",
+        "plot",
+        help="plot energy per epoch and cumulative CO2e",
         description="Energy per epoch by component (stacked bars) and cumulative CO2e with its band. "
         "Needs matplotlib: pip install 'training-energy-tracker[plot]'.",
-    )  # fmt: skip
+    )
     p.add_argument("runs", nargs="+", metavar="RUN_OR_DIR", help="a run directory, or a directory of runs")
     p.add_argument(
         "-o", "--output", default="energy.png", help="image file to write (.png, .pdf, .svg; default energy.png)"
@@ -193,37 +183,27 @@ def _add_plot(commands: Any) -> None:
 
 def _add_devices(commands: Any) -> None:
     p = commands.add_parser(
-        "devices", help="sensors found on this machine",
+        "devices",
+        help="sensors found on this machine",
         description="Each sensor found, its method and current power (over 0.5 s), and why each absent source "
         "is absent.",
-    )  # fmt: skip
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(handler=_devices)
 
 
 def _add_run(commands: Any) -> None:
+    from tracker.session.config import add_flags
+
     p = commands.add_parser(
-        "run", help="measure any command as one run", usage=f"{PROG} run [options] -- COMMAND [ARG ...]",
+        "run",
+        help="measure any command as one run",
+        usage=f"{PROG} run [options] -- COMMAND [ARG ...]",
         description="Measure COMMAND as one run (one phase named 'command'); its exit code is returned and "
         "the summary printed to stderr.",
-    )  # fmt: skip
-    add = p.add_argument
-    add("--log-dir", default="energy_logs", help="where the run directory is created (default: energy_logs)")
-    add("--run-name", help="the run directory's name (default: <UTC time>-<host>-<pid>)")
-    add("--country", help="ISO 3166 code of the grid (default: ENERGY_TRACKER_COUNTRY, else the time zone's)")
-    add("--region", help="a region of --country, e.g. CA for --country USA")
-    add("--cloud-provider", help="a cloud provider, with --cloud-region (e.g. gcp)")
-    add("--cloud-region", help="the provider's region (e.g. europe-west1)")
-    add("--carbon-intensity", type=float, metavar="G_PER_KWH", help="an explicit intensity, g CO2e/kWh")
-    add("--intensity-csv", help="an hourly timestamp,g_per_kwh CSV covering the run")
-    add("--pue", type=float, default=1.0, help="power usage effectiveness, >= 1.0 (default 1.0)")
-    add("--interval-s", type=float, help="seconds between readings (default 1.0; 0.1 for polled GPU power)")
-    add("--cpu-tdp-w", type=float, help="the CPU's power in W for the estimate when RAPL is unreadable")
-    add("--ram-w", type=float, help="the RAM's power in W instead of the RAM model")
-    add("--gpu-devices", help="comma-separated CUDA indices or GPU UUIDs to measure (default: all visible)")
-    add("--measure", help="comma-separated kinds to measure, some of gpu,cpu,ram (default: all)")
-    add("--power-trace", action="store_true", help="also write every reading to power.csv")
-    add("command", nargs=argparse.REMAINDER, help="the command to measure, after --")
+    )
+    add_flags(p)
+    p.add_argument("command", nargs=argparse.REMAINDER, help="the command to measure, after --")
     p.set_defaults(handler=_run)
 
 
@@ -232,9 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     from tracker._version import __version__
 
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Per-epoch energy and CO2e of machine-learning training: read logs back, "
+        prog=PROG,
+        description="Per-epoch energy and CO2e of machine-learning training: read logs back, "
         "check this machine's sensors, or measure any command.",
-    )  # fmt: skip
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
     for add in (_add_report, _add_plot, _add_devices, _add_run):

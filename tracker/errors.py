@@ -5,6 +5,7 @@ boundary per backend, always chained with ``from``::
 
     TrackerError
     ├── ConfigurationError (also a ValueError)   bad argument or environment, raised at construction
+    │   └── UnknownOptionError (also a TypeError) an option name that does not exist
     ├── UsageError (also a RuntimeError)         methods called out of order, raised by that call
     └── SensorError                               fields: sensor, path, hint
         ├── SensorUnavailable                     the source is absent (no library, no device, not supported)
@@ -28,6 +29,10 @@ class ConfigurationError(TrackerError, ValueError):
 
     The message names the value given and says what would be valid.
     """
+
+
+class UnknownOptionError(ConfigurationError, TypeError):
+    """An option name that no tracker option has (a ``TypeError`` too, as Python's own would be)."""
 
 
 class SensorError(TrackerError):

@@ -92,7 +92,27 @@ def _ticks(calls: int, epochs: int) -> dict[str, Any]:
         fake.nvmlInit()
         handle = fake.nvmlDeviceGetHandleByIndex(0)
         fake_call = per_call_us(lambda: fake.nvmlDeviceGetPowerUsage(handle), calls)
-        return {"kinds": kinds, "fake_nvml_call_us": fake_call, "epoch": _epoch_cost(Path(tmp), epochs)}
+        epoch = _epoch_cost(Path(tmp), epochs)
+        return {"kinds": kinds, "fake_nvml_call_us": fake_call, "epoch": epoch, "stop_ms": _stop_ms(Path(tmp))}
+
+
+def _stop_ms(tmp: Path, interval_s: float = 0.01, repeats: int = 5) -> dict[str, float]:
+    """Ms from ``Sampler.stop()`` to the thread joined, with 8 fake GPUs read every 10 ms (goal: ≤ one interval)."""
+    from tracker import EnergyTracker
+    from tracker.testing import FakeGpu, FakeNvml, steady
+
+    took = []
+    for i in range(repeats):
+        nvml = FakeNvml([FakeGpu(trace=steady(100.0 + 10 * g)) for g in range(8)])
+        energy = EnergyTracker(tmp / f"stop-{i}", nvml=nvml, measure=("gpu",), interval_s=interval_s, country="DEU")
+        energy.start()
+        while energy._sampler.ticks < 30:
+            threading.Event().wait(interval_s)
+        t0 = time.perf_counter()
+        energy._sampler.stop()
+        took.append((time.perf_counter() - t0) * 1e3)
+        energy.stop()
+    return {"interval_ms": interval_s * 1e3, "median_ms": statistics.median(took), "max_ms": max(took)}
 
 
 def _epoch_cost(tmp: Path, epochs: int) -> dict[str, float]:
@@ -172,6 +192,12 @@ def markdown(result: dict[str, Any]) -> str:
             f"calls per read). One epoch opened and closed on this machine's sensors: "
             f"{epoch['with_logs_us']:.0f} µs writing the logs, {epoch['no_logs_us']:.0f} µs with `log_dir=None`."
         )
+        stop = ticks.get("stop_ms")
+        if stop:
+            tick_md += (
+                f" `stop()` of a sampler reading 8 fake GPUs every {stop['interval_ms']:g} ms joins its thread in "
+                f"{stop['median_ms']:.2f} ms (median; worst {stop['max_ms']:.2f} ms; goal: within one interval)."
+            )
     rows = [
         [
             m.get("method", "?"),

@@ -77,10 +77,18 @@ def main() -> None:
     nvml = RecordingNvml([FakeGpu(uuid=gpu_uuid(host, i), trace=steady(GPU_W[i % 4])) for i in range(args.gpus)])
     (args.out / "no-powercap").mkdir(parents=True, exist_ok=True)
     energy = EnergyTracker(
-        args.out / "logs", run_name=args.run_name, nvml=nvml, powercap_root=args.out / "no-powercap",
-        cpu_tdp_w=65.0, ram_w=5.0, carbon_intensity_g_per_kwh=400.0, interval_s=3600.0, jitter=0.0, host=host,
+        args.out / "logs",
+        run_name=args.run_name,
+        nvml=nvml,
+        powercap_root=args.out / "no-powercap",
+        cpu_tdp_w=65.0,
+        ram_w=5.0,
+        carbon_intensity_g_per_kwh=400.0,
+        interval_s=3600.0,
+        jitter=0.0,
+        host=host,
         epochs=args.epochs,
-    )  # fmt: skip
+    )
     nvml.reads.clear()  # discovery's probe: the measured span starts with start()'s first reading
     with energy:
         for epoch in range(args.epochs):

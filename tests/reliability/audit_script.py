@@ -16,9 +16,18 @@ import sys
 from pathlib import Path
 
 WATCHED_PREFIXES = (
-    "socket.", "subprocess.", "urllib.", "http.client.", "ftplib.", "smtplib.", "poplib.", "imaplib.",
-    "nntplib.", "telnetlib.", "webbrowser.",
-)  # fmt: skip
+    "socket.",
+    "subprocess.",
+    "urllib.",
+    "http.client.",
+    "ftplib.",
+    "smtplib.",
+    "poplib.",
+    "imaplib.",
+    "nntplib.",
+    "telnetlib.",
+    "webbrowser.",
+)
 WATCHED = {"os.system", "os.posix_spawn", "os.exec", "os.spawn", "os.fork", "os.forkpty", "os.startfile", "pty.spawn"}
 WINDOW: list[list[str]] | None = None
 
@@ -59,10 +68,18 @@ def lightning_callback(work: Path) -> None:
     from integrations.lightning import EnergyCallback
 
     trainer = pl.Trainer(
-        max_epochs=2, limit_train_batches=4, limit_val_batches=2, accelerator="cpu", devices=1, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=work,
+        max_epochs=2,
+        limit_train_batches=4,
+        limit_val_batches=2,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=work,
         callbacks=[EnergyCallback(log_dir=str(work / "lightning"), country="USA", region="CA", interval_s=0.02)],
-    )  # fmt: skip
+    )
     trainer.fit(BoringModel())
 
 

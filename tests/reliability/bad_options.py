@@ -88,6 +88,7 @@ OPTIONS = {
     "sensors-same-name": ({"sensors": "twins"}, ConfigurationError, "'gpu:0'"),
     "clock-not-callable": ({"clock": 5}, ConfigurationError, "clock=5"),
     "clock-none": ({"clock": None}, ConfigurationError, "clock=None"),
+    "utc_clock-not-callable": ({"utc_clock": 5}, ConfigurationError, "utc_clock=5"),
     "nvml-not-a-module": ({"nvml": "pynvml"}, ConfigurationError, "'pynvml'"),
     "powercap_root-missing": ({"powercap_root": "{dir}/no-powercap"}, ConfigurationError, "no-powercap"),
     "powercap_root-file": ({"powercap_root": "{file}"}, ConfigurationError, "{file}"),
@@ -101,7 +102,7 @@ OPTIONS = {
     "config-type": ({"config": {"pue": 1.0}}, ConfigurationError, "'pue'"),
     "unknown-option": ({"cuntry": "DEU"}, TypeError, "cuntry"),
 }
-HARDWARE = ("sensors", "clock", "nvml", "powercap_root", "rank", "host", "exchange", "config")
+HARDWARE = ("sensors", "clock", "utc_clock", "nvml", "powercap_root", "rank", "host", "exchange", "config")
 
 
 def fill(value, paths):

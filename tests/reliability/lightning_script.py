@@ -37,10 +37,18 @@ class InterruptedModel(BoringModel):
 def fit(work: Path, callbacks: list) -> list:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning left it ignored after the last fit
     trainer = pl.Trainer(
-        max_epochs=3, limit_train_batches=4, limit_val_batches=2, accelerator="cpu", devices=1, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=work,
+        max_epochs=3,
+        limit_train_batches=4,
+        limit_val_batches=2,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=work,
         callbacks=callbacks,
-    )  # fmt: skip
+    )
     try:
         trainer.fit(InterruptedModel())
     except SystemExit as exit_:
@@ -54,8 +62,9 @@ def main() -> None:
     work = Path(sys.argv[1])
     plain = fit(work / "plain", [])
     sensors = [FakeSensor("gpu:0", "gpu", steady(200.0)), FakeSensor("cpu", "cpu", steady(20.0), method="rapl")]
-    callback = EnergyCallback(log_dir=str(work / "energy"), sensors=sensors, interval_s=0.01,
-                              carbon_intensity_g_per_kwh=300.0)  # fmt: skip
+    callback = EnergyCallback(
+        log_dir=str(work / "energy"), sensors=sensors, interval_s=0.01, carbon_intensity_g_per_kwh=300.0
+    )
     tracked = fit(work / "tracked", [callback])
     print(json.dumps({"plain": plain, "tracked": tracked}))
 

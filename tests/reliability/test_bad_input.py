@@ -55,8 +55,14 @@ def test_config_and_tracker_give_the_same_message(paths):
 def running(tmp_path):
     """A tracker that has written epoch 0; the test misuses it, then the run must go on and finish."""
     clock = FakeClock()
-    energy = EnergyTracker(tmp_path, sensors=[FakeSensor("gpu:0", "gpu", steady(100.0), clock)], clock=clock,
-                           interval_s=3600.0, jitter=0.0, carbon_intensity_g_per_kwh=300.0)  # fmt: skip
+    energy = EnergyTracker(
+        tmp_path,
+        sensors=[FakeSensor("gpu:0", "gpu", steady(100.0), clock)],
+        clock=clock,
+        interval_s=3600.0,
+        jitter=0.0,
+        carbon_intensity_g_per_kwh=300.0,
+    )
     energy.start()
     with energy.epoch(0):
         clock.advance(1.0)

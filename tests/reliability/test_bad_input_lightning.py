@@ -55,10 +55,18 @@ def test_energy_callback_bad_log_dir_fails_the_fit_before_the_first_batch(case, 
     options, error, needle = callback_options(case, paths)
     callback = EnergyCallback(**options)
     trainer = pl.Trainer(
-        max_epochs=1, limit_train_batches=2, limit_val_batches=0, accelerator="cpu", devices=1, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=tmp_path / "root", callbacks=[callback],
-    )  # fmt: skip
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=0,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path / "root",
+        callbacks=[callback],
+    )
     CountingModel.batches = 0
     before = sorted(paths["dir"].rglob("*"))
     with pytest.raises(error) as raised:

@@ -32,8 +32,12 @@ def running_tracker(tmp_path, **options):
 def what_a_child_sees(energy):
     """The facts a child reports: sampler threads alive, whether the sampler runs, what a tick reads."""
     threads = [t.name for t in threading.enumerate() if t.name == SAMPLER and t.is_alive()]
-    return {"threads": threads, "running": energy._sampler.running, "tick": len(energy._sampler.tick()),
-            "sample_now": len(energy._sampler.sample_now())}  # fmt: skip
+    return {
+        "threads": threads,
+        "running": energy._sampler.running,
+        "tick": len(energy._sampler.tick()),
+        "sample_now": len(energy._sampler.sample_now()),
+    }
 
 
 NOTHING = {"threads": [], "running": False, "tick": 0, "sample_now": 0}

@@ -25,6 +25,8 @@ import pytest
 from tracker import EnergyTracker, cli, load_runs
 from tracker.testing import FakeSensor, steady
 
+pytestmark = pytest.mark.slow  # real processes: they still run in CI
+
 SCRIPT = Path(__file__).with_name("train_script.py")
 EPOCH_S = 0.06
 
@@ -158,15 +160,22 @@ def test_no_signal_handler_installed_behind_the_users_back(tmp_path, log_dir):
     from integrations.loop import EnergyLoopCallback
 
     before = signal_handlers()
-    energy = EnergyTracker(tmp_path if log_dir else None, sensors=[FakeSensor("gpu:0", "gpu", steady(100.0))],
-                           interval_s=0.01, carbon_intensity_g_per_kwh=300.0)  # fmt: skip
+    energy = EnergyTracker(
+        tmp_path if log_dir else None,
+        sensors=[FakeSensor("gpu:0", "gpu", steady(100.0))],
+        interval_s=0.01,
+        carbon_intensity_g_per_kwh=300.0,
+    )
     assert signal_handlers() == before
     with energy:
         with energy.epoch(0):
             assert signal_handlers() == before
     assert signal_handlers() == before
-    callback = EnergyLoopCallback(log_dir=tmp_path if log_dir else None, carbon_intensity_g_per_kwh=300.0,
-                                  sensors=[FakeSensor("gpu:0", "gpu", steady(100.0))])  # fmt: skip
+    callback = EnergyLoopCallback(
+        log_dir=tmp_path if log_dir else None,
+        carbon_intensity_g_per_kwh=300.0,
+        sensors=[FakeSensor("gpu:0", "gpu", steady(100.0))],
+    )
     callback.on_train_begin()
     callback.on_epoch_begin(0)
     assert signal_handlers() == before
@@ -178,8 +187,9 @@ def test_no_signal_handler_installed_behind_the_users_back(tmp_path, log_dir):
 def test_ctrl_c_in_a_lightning_fit(tmp_path):
     script = Path(__file__).with_name("lightning_script.py")
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=300,
-                          env=env, cwd=tmp_path)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
     assert outcome["tracked"] == outcome["plain"] == ["SystemExit", 1]  # Lightning's own ending, unchanged

@@ -1,7 +1,7 @@
 """Load: a 0.01 s interval with 8 fake GPUs (a fake NVML with 8 devices).
 
 10⁵ ticks driven by hand on a fake clock keep memory bounded; the real loop never builds a backlog
-of ticks after a stall; and the real thread ends within one interval of ``stop()``.
+of ticks after a stall; and the real thread ends at ``stop()`` (how soon: ``bench/scenarios/micro.py``).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import sys
 import threading
 import time
 import tracemalloc
+
+import pytest
 
 from tests.reliability.support import epochs, joules, train_rows
 from tracker import EnergyTracker
@@ -31,10 +33,18 @@ def tick(energy, clock, count):
         energy._sampler.tick()
 
 
+@pytest.mark.slow
 def test_100k_ticks_of_8_gpus_keep_memory_bounded(tmp_path):
     clock = FakeClock()
-    energy = EnergyTracker(tmp_path, nvml=eight_gpus(clock), measure=("gpu",), clock=clock, interval_s=INTERVAL_S,
-                           jitter=0.0, carbon_intensity_g_per_kwh=300.0)  # fmt: skip
+    energy = EnergyTracker(
+        tmp_path,
+        nvml=eight_gpus(clock),
+        measure=("gpu",),
+        clock=clock,
+        interval_s=INTERVAL_S,
+        jitter=0.0,
+        carbon_intensity_g_per_kwh=300.0,
+    )
     energy.start()
     # On a fake clock the thread's deadlines are always due: it is stopped, and this test is the loop.
     assert energy._sampler.stop()
@@ -110,13 +120,19 @@ def test_the_loop_skips_missed_deadlines_instead_of_catching_up(clock):
     assert sampler.ticks < slots[-1]  # fewer ticks than slots passed: no backlog was worked off
 
 
-def test_stop_ends_the_real_thread_within_one_interval(tmp_path):
-    energy = EnergyTracker(tmp_path, nvml=eight_gpus(time.monotonic), measure=("gpu",), interval_s=INTERVAL_S,
-                           carbon_intensity_g_per_kwh=300.0)  # fmt: skip
+def test_stop_ends_the_real_thread(tmp_path):
+    # How soon it ends (within one interval) is a timing: bench/scenarios/micro.py measures it.
+    energy = EnergyTracker(
+        tmp_path,
+        nvml=eight_gpus(time.monotonic),
+        measure=("gpu",),
+        interval_s=INTERVAL_S,
+        carbon_intensity_g_per_kwh=300.0,
+    )
     energy.start()
     with energy.epoch(0):
         while energy._sampler.ticks < 30:  # the real thread is ticking 8 GPUs every 10 ms
             threading.Event().wait(INTERVAL_S)
-        assert energy._sampler.stop(timeout_s=INTERVAL_S)  # joined within one interval of being asked
+        assert energy._sampler.stop()  # joined, not left behind
     summary = energy.stop()
     assert summary.epochs == 1 and not energy._sampler.running

@@ -137,13 +137,20 @@ def test_any_mixed_stream_of_readings_is_non_negative_and_additive(stream, data)
     readings = []
     for sensor, dt, energy, power, ranged in stream:
         clocks[sensor] = clocks.get(sensor, 0.0) + dt
-        readings.append(Reading(sensor, "gpu", clocks[sensor], energy_j=energy, power_w=power,
-                                counter_range_j=RANGE_J if ranged else None))  # fmt: skip
+        readings.append(
+            Reading(
+                sensor,
+                "gpu",
+                clocks[sensor],
+                energy_j=energy,
+                power_w=power,
+                counter_range_j=RANGE_J if ranged else None,
+            )
+        )
     check_every_split(snapshots_of(readings, interval_s=0.5), data)
 
 
-@given(previous=st.floats(0.0, RANGE_J * 0.999), current=st.floats(0.0, RANGE_J * 0.999),
-       ranged=st.booleans())  # fmt: skip
+@given(previous=st.floats(0.0, RANGE_J * 0.999), current=st.floats(0.0, RANGE_J * 0.999), ranged=st.booleans())
 def test_counter_delta_is_never_negative_nor_beyond_the_range(previous, current, ranged):
     delta, event = counter_delta_j(previous, current, RANGE_J if ranged else None)
     assert 0.0 <= delta <= RANGE_J  # < in exact arithmetic; a tiny previous value rounds to the range

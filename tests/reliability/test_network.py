@@ -18,8 +18,9 @@ SCRIPT = Path(__file__).with_name("audit_script.py")
 
 def test_a_whole_run_opens_no_socket_and_starts_no_process(tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    done = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True,
-                          timeout=300, env=env, cwd=tmp_path)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["events"] == []

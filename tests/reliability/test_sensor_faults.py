@@ -168,8 +168,9 @@ def test_nvml_library_missing(tmp_path, clock, caplog, monkeypatch):
     nvml = FakeNvml(library_missing=True, clock=clock)
     powercap = tmp_path / "powercap"
     powercap.mkdir()
-    energy = quiet_tracker(tmp_path / "logs", clock, nvml=nvml, measure=("gpu", "ram"), ram_w=5.0,
-                           powercap_root=powercap)  # fmt: skip
+    energy = quiet_tracker(
+        tmp_path / "logs", clock, nvml=nvml, measure=("gpu", "ram"), ram_w=5.0, powercap_root=powercap
+    )
     with energy:
         with energy.epoch(0):
             advance(energy, clock, 4)
@@ -263,28 +264,23 @@ def test_rapl_file_unreadable_mid_run(tmp_path, clock, caplog):
     assert len(warnings) == 1 and "cpu:package-0" in warnings[0].getMessage()
 
 
-def test_wall_clock_jumps_do_not_change_durations(tmp_path, clock, caplog, monkeypatch):
+def test_wall_clock_jumps_do_not_change_durations(tmp_path, clock, caplog):
     """Durations come from the monotonic clock; only the wall clock jumps here.
 
-    CPython's ``datetime.now()`` reads the system clock without going through ``time.time``, so the
-    wall clock is replaced where the tracker reads it, ``tracker.session.energy_tracker.datetime``; the monotonic
-    clock (a :class:`FakeClock`, shared with the sensors) keeps running as it would.
+    The wall clock is injected (``utc_clock``) like the monotonic one; the monotonic clock (a
+    :class:`FakeClock`, shared with the sensors) keeps running as it would.
     """
     import datetime as real
 
-    class JumpingDatetime(real.datetime):
-        offset = real.timedelta(0)
+    offset = [real.timedelta(0)]
 
-        @classmethod
-        def now(cls, tz=None):
-            return real.datetime.now(tz) + cls.offset
-
-    monkeypatch.setattr("tracker.session.energy_tracker.datetime", JumpingDatetime)
+    def jumping_utc_clock():
+        return real.datetime.now(real.timezone.utc) + offset[0]
 
     def jump(hours):
         def at_third_second(second):
             if second == 3:
-                JumpingDatetime.offset += real.timedelta(hours=hours)
+                offset[0] += real.timedelta(hours=hours)
 
         return at_third_second
 
@@ -293,8 +289,14 @@ def test_wall_clock_jumps_do_not_change_durations(tmp_path, clock, caplog, monke
     hours = [now + real.timedelta(hours=h) for h in range(-3, 4)]
     hourly.write_text("timestamp,g_per_kwh\n" + "".join(f"{h.isoformat()},300\n" for h in hours))
     gpu = FakeSensor("gpu:0", "gpu", steady(GPU_W), clock)
-    energy = quiet_tracker(tmp_path / "logs", clock, sensors=[gpu], carbon_intensity_g_per_kwh=None,
-                           intensity_csv=hourly)  # fmt: skip
+    energy = quiet_tracker(
+        tmp_path / "logs",
+        clock,
+        sensors=[gpu],
+        carbon_intensity_g_per_kwh=None,
+        intensity_csv=hourly,
+        utc_clock=jumping_utc_clock,
+    )
     with energy:
         with energy.epoch(0):
             advance(energy, clock, 5, between=jump(-2))  # NTP steps the clock back two hours

@@ -54,9 +54,13 @@ def main() -> None:
     parser.add_argument("--no-tracker", action="store_true")
     args = parser.parse_args()
     sensors = [FakeSensor("gpu:0", "gpu", steady(250.0)), FakeSensor("cpu", "cpu", steady(25.0), method="rapl")]
-    energy = NoTracker() if args.no_tracker else EnergyTracker(
-        args.log_dir, sensors=sensors, interval_s=0.01, carbon_intensity_g_per_kwh=300.0, epochs=args.epochs
-    )  # fmt: skip
+    energy = (
+        NoTracker()
+        if args.no_tracker
+        else EnergyTracker(
+            args.log_dir, sensors=sensors, interval_s=0.01, carbon_intensity_g_per_kwh=300.0, epochs=args.epochs
+        )
+    )
     with energy:
         for epoch in range(args.epochs):
             with energy.epoch(epoch):

@@ -50,18 +50,30 @@ class Equivalent:
 # Factors from MEASUREMENT.md §6; energy-based first, since energy is the location-independent quantity.
 EQUIVALENTS: tuple[EquivalentFactor, ...] = (
     EquivalentFactor(
-        "smartphone charges", "charges", 0.012, "kWh/charge", "energy",
+        "smartphone charges",
+        "charges",
+        0.012,
+        "kWh/charge",
+        "energy",
         "Luccioni, Jernite, Strubell, Power Hungry Processing, FAccT 2024 (arXiv:2311.16863)",
     ),
     EquivalentFactor(
-        "driving a new car (EU fleet average)", "km", 107.5, "gCO2/km", "co2",
+        "driving a new car (EU fleet average)",
+        "km",
+        107.5,
+        "gCO2/km",
+        "co2",
         "EEA, CO2 performance of new passenger cars in Europe, 2020 fleet (carbontracker co2eq.csv)",
     ),
     EquivalentFactor(
-        "flying economy class", "passenger-km", 171.0, "gCO2e/passenger-km", "co2",
+        "flying economy class",
+        "passenger-km",
+        171.0,
+        "gCO2e/passenger-km",
+        "co2",
         "UK BEIS greenhouse gas conversion factors 2020, via Green Algorithms v2.2",
     ),
-)  # fmt: skip
+)
 
 
 def equivalents(co2_kg: float, energy_kwh: float) -> list[Equivalent]:

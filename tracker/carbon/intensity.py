@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from tracker.carbon import co2_kg
 from tracker.carbon import tables as carbon_data
 from tracker.carbon.equivalents import EQUIVALENTS, Equivalent, EquivalentFactor, equivalents
 from tracker.carbon.hourly import HourlySeries, read_hourly_csv, to_utc
@@ -53,11 +54,6 @@ __all__ = [
 ENV_COUNTRY = "ENERGY_TRACKER_COUNTRY"
 REGION_PREFIXES = {"US": "USA", "CN": "CHN", "SE": "SWE", "NO": "NOR"}
 METHODS = ("explicit", "hourly_csv", "cloud_region", "argument", "environment", "timezone", "world_average")
-
-
-def co2_kg(energy_kwh: float, pue: float, g_per_kwh: float) -> float:
-    """Return the CO2 in kg of ``energy_kwh`` of IT energy at facility ``pue`` and intensity ``g_per_kwh``."""
-    return energy_kwh * pue * g_per_kwh / 1000
 
 
 def _real(value: object) -> float | None:
@@ -210,12 +206,17 @@ def resolve_intensity(
     if cloud_provider is not None or cloud_region is not None:
         figure = carbon_data.cloud_figure(cloud_provider, cloud_region)
         return _intensity(figure, "cloud_region", f"cloud_provider={cloud_provider!r}, cloud_region={cloud_region!r}")
+    return _from_place(country, region, environ, timezone_name)
+
+
+def _from_place(country: str | None, region: str | None, environ: Mapping[str, str], tz: str | None) -> Intensity:
+    # The grid's country: given, else ENERGY_TRACKER_COUNTRY, else the time zone's.
     if country is not None:
         return _from_country(country, region, "argument", "country")
     setting = environ.get(ENV_COUNTRY, "").strip()
     if setting:
         return _from_country(setting, None, "environment", ENV_COUNTRY)
-    return _from_timezone(environ, timezone_name)
+    return _from_timezone(environ, tz)
 
 
 def _check_exclusive(*values: object) -> None:

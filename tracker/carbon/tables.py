@@ -12,7 +12,6 @@ Units: every intensity here is in gCO2(e)/kWh.
 from __future__ import annotations
 
 import csv
-import difflib
 import functools
 import importlib.util
 import io
@@ -209,6 +208,8 @@ def _lookup_country(code: str) -> Figure | None:
 def _suggest(value: object) -> str:
     names = country_names()
     keys = {code.lower(): code for code in names} | {name.lower(): code for code, name in names.items()}
+    import difflib  # only to suggest close matches for a bad value
+
     matches = difflib.get_close_matches(str(value).strip().lower(), keys, n=10, cutoff=0.6)
     codes = list(dict.fromkeys(keys[match] for match in matches))[:5]
     return f"did you mean {', '.join(f'{code} ({names[code]})' for code in codes)}? " if codes else ""
@@ -225,9 +226,11 @@ def region_figure(country: str, region: object) -> Figure:
     if figure is not None:
         return figure
     valid = sorted({f.region or "" for f in table.values()})
-    choices = f"valid regions of {country}: {', '.join(valid)}" if valid else (
-        f"sub-national figures exist only for {REGION_TABLES}; leave region out for the national figure"
-    )  # fmt: skip
+    choices = (
+        f"valid regions of {country}: {', '.join(valid)}"
+        if valid
+        else (f"sub-national figures exist only for {REGION_TABLES}; leave region out for the national figure")
+    )
     raise ConfigurationError(f"region={region!r} is not a region of {country} in codecarbon's data; {choices}")
 
 
@@ -252,6 +255,8 @@ def cloud_figure(provider: object, region: object) -> Figure:
         )
     figure = by_region.get(str(region).strip().lower())
     if figure is None:
+        import difflib
+
         close = difflib.get_close_matches(str(region).strip().lower(), by_region, n=3)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise ConfigurationError(

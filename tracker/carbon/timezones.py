@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,6 +17,8 @@ __all__ = ["system_timezone", "zone_countries"]
 
 def _tz_file(name: str) -> Path | None:
     # The search order of the standard library's zoneinfo: the system database, then the tzdata package.
+    import zoneinfo  # here: only a guess from the time zone needs it, and its import is slow
+
     for root in zoneinfo.TZPATH:
         if (Path(root) / name).is_file():
             return Path(root) / name

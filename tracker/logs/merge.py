@@ -22,7 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-SHARDS_DIR = "ranks"
+from tracker.logs.totals import Totals
+
 GPU = "gpu"
 KIND_COLUMNS = {"gpu": "gpu_kwh", "cpu": "cpu_kwh", "ram": "ram_kwh"}
 J_PER_KWH = 3.6e6
@@ -207,8 +208,12 @@ def _cumulative(rows: list[dict[str, Any]]) -> None:
         old_energy = _num(row.get("cumulative_energy_kwh"))
         scale = energy / old_energy if old_energy > 0 else None
         row["cumulative_energy_kwh"], row["cumulative_co2_kg"] = energy, co2
-        for column in ("forecast_total_kwh", "forecast_total_co2_kg", "forecast_total_co2_kg_low",
-                       "forecast_total_co2_kg_high"):  # fmt: skip
+        for column in (
+            "forecast_total_kwh",
+            "forecast_total_co2_kg",
+            "forecast_total_co2_kg_low",
+            "forecast_total_co2_kg_high",
+        ):
             # every rank has finished as many epochs: the lowest rank's forecast, scaled to the job's totals
             if row.get(column) is not None:
                 row[column] = row[column] * scale if scale is not None else None
@@ -248,21 +253,26 @@ def merged_info(name: str, shards: Sequence[Shard], epochs: Sequence[Mapping[str
     status = "running" if "running" in statuses else "complete" if statuses == {"complete"} else "interrupted"
     ends = [s.info.get("end_utc") for s in shards]
     return {
-        **base, "run": name, "status": "interrupted" if missing and status == "complete" else status,
-        "job_id": base.get("job_id"), "world_size": world, "missing_ranks": missing,
+        **base,
+        "run": name,
+        "status": "interrupted" if missing and status == "complete" else status,
+        "job_id": base.get("job_id"),
+        "world_size": world,
+        "missing_ranks": missing,
         "start_utc": min(str(s.info.get("start_utc") or "") for s in shards),
         "end_utc": None if None in ends else max(str(e) for e in ends),
         "host": ",".join(dict.fromkeys(s.host for s in shards)),
         "sensors": [dict(x, host=s.host, rank=s.rank) for s in shards for x in s.info.get("sensors") or []],
-        "shards": [{"name": s.name, "host": s.host, "rank": s.rank, "status": s.status, "rows": len(s.epochs)}
-                   for s in shards],  # fmt: skip
+        "shards": [
+            {"name": s.name, "host": s.host, "rank": s.rank, "status": s.status, "rows": len(s.epochs)} for s in shards
+        ],
         "totals": _totals(epochs),
-    }  # fmt: skip
+    }
 
 
 def _totals(epochs: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    columns = ("energy_kwh", "gpu_kwh", "cpu_kwh", "ram_kwh", "co2_kg", "co2_kg_low", "co2_kg_high")
-    return {c: sum(_num(r.get(c)) for r in epochs) for c in columns}
+    sums = Totals.of(epochs).sums()
+    return {c: sums[c] for c in ("energy_kwh", "gpu_kwh", "cpu_kwh", "ram_kwh", "co2_kg", "co2_kg_low", "co2_kg_high")}
 
 
 def job_of(info: Mapping[str, Any]) -> str | None:

@@ -1,7 +1,9 @@
 """Reading a run directory back: its file names, :class:`Run`, :func:`load_run` and :func:`load_runs`.
 
 ``<log_dir>/<run>/`` holds ``run.json``, ``epochs.csv``, ``devices.csv`` and, optionally,
-``power.csv``; :mod:`tracker.logs.writer` writes them (and re-exports these readers).
+``power.csv``; :mod:`tracker.logs.writer` writes them. Cells are parsed by the schema's column types
+(:mod:`tracker.logs.schema`): text stays text (a run named ``007`` reads back as ``007``), user metric
+columns are numbers where they parse as one.
 
 Reading is robust to damage: a final line without its newline (a killed writer), a row with more
 cells than the header, binary bytes, or a non-numeric cell in a numeric column is skipped and
@@ -16,17 +18,25 @@ import io
 import json
 import logging
 import os
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError
 from tracker.logs import liveness, merge
-from tracker.logs.schema import EPOCH_COLUMNS, DeviceRecord, EpochRecord
+from tracker.logs.schema import (
+    DEVICE_TYPES,
+    DEVICES_CSV,
+    EPOCH_COLUMNS,
+    EPOCH_TYPES,
+    EPOCHS_CSV,
+    RUN_JSON,
+    SHARDS_DIR,
+    EpochRecord,
+)
 
 logger = logging.getLogger(__name__)
-
-RUN_JSON, EPOCHS_CSV, DEVICES_CSV, POWER_CSV = "run.json", "epochs.csv", "devices.csv", "power.csv"
 
 
 @dataclass
@@ -64,18 +74,20 @@ class Run:
         """``epochs.csv`` as a pandas DataFrame (needs pandas)."""
         import pandas
 
-        return pandas.read_csv(self.path / EPOCHS_CSV)
+        return pandas.read_csv(self.path / EPOCHS_CSV, dtype=_text_columns(EPOCH_TYPES))
 
     def devices_frame(self) -> Any:
         """``devices.csv`` as a pandas DataFrame (needs pandas)."""
         import pandas
 
-        return pandas.read_csv(self.path / DEVICES_CSV)
+        return pandas.read_csv(self.path / DEVICES_CSV, dtype=_text_columns(DEVICE_TYPES))
 
 
-def _convert(text: str) -> Any:
-    if text == "":
-        return None
+def _text_columns(types: Mapping[str, type]) -> dict[str, type]:
+    return {name: str for name, kind in types.items() if kind is str}
+
+
+def _guess(text: str) -> Any:
     for kind in (int, float):
         try:
             return kind(text)
@@ -84,43 +96,59 @@ def _convert(text: str) -> Any:
     return text
 
 
-def _numeric(record: type) -> frozenset[str]:
-    return frozenset(f.name for f in fields(record) if "float" in str(f.type) or "int" in str(f.type))
+def parse_cell(text: str, kind: type | None) -> Any:
+    """One CSV cell as its column's type (``None`` when empty); a column of unknown type: a number if it is one.
+
+    Args:
+        text: the cell.
+        kind: ``str``, ``int`` or ``float`` from the schema, or ``None`` for a user's metric column.
+    """
+    if text == "":
+        return None
+    if kind is str:
+        return text
+    if kind is None:
+        return _guess(text)
+    try:
+        return kind(text)
+    except ValueError:
+        return _guess(text)
 
 
-# Columns that hold numbers (or nothing): a cell there that is not a number marks a damaged row.
-NUMERIC_COLUMNS = {EPOCHS_CSV: _numeric(EpochRecord), DEVICES_CSV: _numeric(DeviceRecord)}
+def read_csv_rows(path: Path, types: Mapping[str, type] | None = None) -> list[dict[str, Any]]:
+    """Rows of a CSV file as dicts; torn and corrupt rows are skipped (see :func:`read_csv`).
+
+    Args:
+        path: the file.
+        types: the type of each known column (:data:`~tracker.logs.schema.EPOCH_TYPES`, ...); other
+            columns (the user's metrics) are numbers where they parse as one, else text.
+    """
+    return read_csv(path, types)[0]
 
 
-def read_csv_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a CSV file as dicts with numbers converted; torn and corrupt rows are skipped (see :func:`read_csv`)."""
-    return read_csv(path)[0]
-
-
-def read_csv(path: Path, numeric: frozenset[str] | None = None) -> tuple[list[dict[str, Any]], int]:
-    """Rows of a CSV file as dicts with numbers converted, and how many rows were skipped as torn or corrupt.
+def read_csv(path: Path, types: Mapping[str, type] | None = None) -> tuple[list[dict[str, Any]], int]:
+    """Rows of a CSV file as dicts, and how many rows were skipped as torn or corrupt.
 
     Skipped: a final line without its newline, a row with more cells than the header, a cell with
-    a NUL or undecodable bytes, a non-numeric cell in one of the ``numeric`` columns (default: the
-    known numeric columns of the file's name). One warning per file that had any.
+    a NUL or undecodable bytes, a cell that is not a number in a numeric column of ``types``. One
+    warning per file that had any.
 
     Raises:
         OSError: the file cannot be read.
-        ValueError: its header is not one the tracker writes (a ``numeric`` column is expected).
+        ValueError: its header names none of the numeric columns of ``types`` (not a file the tracker wrote).
     """
     if not path.exists():
         return [], 0
-    numeric = NUMERIC_COLUMNS.get(path.name, frozenset()) if numeric is None else numeric
     text = path.read_bytes().decode("utf-8", errors="replace")
     torn = int(bool(text) and not text.endswith("\n"))
-    text = text[: text.rfind("\n") + 1]
-    rows, skipped = _parse(text, numeric)
+    rows, skipped = _parse(text[: text.rfind("\n") + 1], types or {})
     if skipped + torn:
         logger.warning("energy-tracker: %s: skipped %d torn or corrupt rows", path, skipped + torn)
     return rows, skipped + torn
 
 
-def _parse(text: str, numeric: frozenset[str]) -> tuple[list[dict[str, Any]], int]:
+def _parse(text: str, types: Mapping[str, type]) -> tuple[list[dict[str, Any]], int]:
+    numeric = frozenset(name for name, kind in types.items() if kind in (int, float))
     reader = csv.reader(io.StringIO(text.replace("\x00", "\ufffd")))
     header = next(reader, [])
     if text and numeric and not numeric & set(header):
@@ -134,18 +162,18 @@ def _parse(text: str, numeric: frozenset[str]) -> tuple[list[dict[str, Any]], in
         except csv.Error:
             skipped += 1
             continue
-        row = _row(header, cells, numeric)
+        row = _row(header, cells, types, numeric)
         if row is None:
             skipped += 1
         else:
             rows.append(row)
 
 
-def _row(header: list[str], cells: list[str], numeric: frozenset[str]) -> dict[str, Any] | None:
+def _row(header: list[str], cells: list[str], types: Mapping[str, type], numeric: frozenset[str]) -> dict | None:
     """One row as a dict, or ``None`` if it is damaged."""
     if len(cells) > len(header) or any("\ufffd" in cell for cell in cells):
         return None
-    row = {name: _convert(cell) for name, cell in zip(header, cells, strict=False)}
+    row = {name: parse_cell(cell, types.get(name)) for name, cell in zip(header, cells, strict=False)}
     row.update(dict.fromkeys(header[len(cells) :]))
     if any(isinstance(row.get(name), str) for name in numeric):
         return None
@@ -159,7 +187,7 @@ def is_run_dir(path: Path) -> bool:
 
 def is_job_dir(path: Path) -> bool:
     """Whether ``path`` is a distributed job's directory: one shard per rank under ``ranks/``."""
-    return (path / merge.SHARDS_DIR).is_dir()
+    return (path / SHARDS_DIR).is_dir()
 
 
 def _read_info(run_dir: Path) -> dict[str, Any]:
@@ -178,13 +206,13 @@ def _read_info(run_dir: Path) -> dict[str, Any]:
 
 def read_shard(run_dir: Path) -> merge.Shard:
     """One writer's run directory as a :class:`~tracker.logs.merge.Shard`, unmerged."""
-    return merge.Shard(run_dir.name, _read_info(run_dir), read_csv(run_dir / EPOCHS_CSV)[0],
-                       read_csv(run_dir / DEVICES_CSV)[0])  # fmt: skip
+    epochs = read_csv(run_dir / EPOCHS_CSV, EPOCH_TYPES)[0]
+    return merge.Shard(run_dir.name, _read_info(run_dir), epochs, read_csv(run_dir / DEVICES_CSV, DEVICE_TYPES)[0])
 
 
 def shard_dirs(job_dir: Path) -> list[Path]:
     """The shards of a distributed job's directory, by name."""
-    return sorted(p for p in (job_dir / merge.SHARDS_DIR).iterdir() if p.is_dir() and _is_plain_run(p))
+    return sorted(p for p in (job_dir / SHARDS_DIR).iterdir() if p.is_dir() and _is_plain_run(p))
 
 
 def _is_plain_run(path: Path) -> bool:
@@ -228,8 +256,8 @@ def load_run(path: str | os.PathLike[str]) -> Run:
         raise ConfigurationError(f"{str(path)!r} is not a run directory (no {EPOCHS_CSV} or {RUN_JSON} in it)")
     if is_job_dir(run_dir):
         return load_job(run_dir)
-    epochs, torn_epochs = read_csv(run_dir / EPOCHS_CSV)
-    devices, torn_devices = read_csv(run_dir / DEVICES_CSV)
+    epochs, torn_epochs = read_csv(run_dir / EPOCHS_CSV, EPOCH_TYPES)
+    devices, torn_devices = read_csv(run_dir / DEVICES_CSV, DEVICE_TYPES)
     skipped = {name: n for name, n in ((EPOCHS_CSV, torn_epochs), (DEVICES_CSV, torn_devices)) if n}
     run = Run(run_dir, _read_info(run_dir), epochs, devices, skipped)
     if run.info.get("status") == "running":
@@ -293,4 +321,4 @@ def load_runs(path: str | os.PathLike[str]) -> Runs:
 
 def _job_or_run(run_dir: Path) -> Path:
     # A rank's shard is read as part of its job, never as a run of its own.
-    return run_dir.parent.parent if run_dir.parent.name == merge.SHARDS_DIR else run_dir
+    return run_dir.parent.parent if run_dir.parent.name == SHARDS_DIR else run_dir

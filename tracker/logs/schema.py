@@ -11,9 +11,18 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 COMPLETE, INTERRUPTED = "complete", "interrupted"
+
+# Phase names, the ``phase`` column. An epoch's own row is ``train``.
+TRAIN = "train"
 # Energy measured outside any epoch or phase (setup, checkpointing, the time between epochs):
 # counted in the totals, in rows of its own, never dropped (codecarbon's run total drops it).
 OTHER_PHASE = "other"
+# Inference rows: their energy per sample gives the break-even against the training energy.
+INFERENCE = "inference"
+VALIDATION, SANITY_CHECK, TEST, PREDICT = "validation", "sanity_check", "test", "predict"
+COMMAND = "command"  # ``energy-tracker run``: the measured command's one phase
+# Names the user may not give a phase: they are the tracker's own.
+RESERVED_PHASES = (TRAIN, OTHER_PHASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +159,22 @@ def _as_row(record: Any, columns: tuple[str, ...]) -> dict[str, Any]:
     return {column: getattr(record, column) for column in columns}
 
 
+# The run directory's files, and the directory of a distributed job's shards (one run directory per rank).
+RUN_JSON, EPOCHS_CSV, DEVICES_CSV, POWER_CSV = "run.json", "epochs.csv", "devices.csv", "power.csv"
+SHARDS_DIR = "ranks"
+
 EPOCH_COLUMNS = tuple(f.name for f in fields(EpochRecord))
 DEVICE_COLUMNS = tuple(f.name for f in fields(DeviceRecord))
 POWER_COLUMNS = ("time_utc", "elapsed_s", "host", "rank", "sensor", "power_w", "energy_j")
+
+
+def _value_type(annotation: Any) -> type:
+    # The records' annotations are strings ("int | None"): the first type named is the column's.
+    text = str(annotation)
+    return int if text.startswith("int") else float if text.startswith("float") else str
+
+
+# The type of each column's values, by which the reader parses the files back: text stays text.
+EPOCH_TYPES: dict[str, type] = {f.name: _value_type(f.type) for f in fields(EpochRecord)}
+DEVICE_TYPES: dict[str, type] = {f.name: _value_type(f.type) for f in fields(DeviceRecord)}
+POWER_TYPES: dict[str, type] = dict(zip(POWER_COLUMNS, (str, float, str, int, str, float, float), strict=True))

@@ -12,7 +12,7 @@ the unwritten rows wait in memory for the next write that works (only they: rows
 not kept).
 
 The readers (:class:`~tracker.logs.reader.Run`, :func:`~tracker.logs.reader.load_run`, ...) live in
-:mod:`tracker.logs.reader` and are importable from here too.
+:mod:`tracker.logs.reader`, with the file names.
 """
 
 from __future__ import annotations
@@ -32,25 +32,15 @@ from typing import Any, BinaryIO
 
 from tracker.errors import ConfigurationError
 from tracker.logs.liveness import HEARTBEAT_JSON
-from tracker.logs.reader import (
+from tracker.logs.schema import (
+    DEVICE_COLUMNS,
     DEVICES_CSV,
+    EPOCH_COLUMNS,
     EPOCHS_CSV,
+    POWER_COLUMNS,
     POWER_CSV,
     RUN_JSON,
-    Run,
-    is_run_dir,
-    load_job,
-    load_run,
-    load_runs,
-    read_csv_rows,
 )
-from tracker.logs.schema import DEVICE_COLUMNS, EPOCH_COLUMNS, POWER_COLUMNS
-
-__all__ = [
-    "DEVICES_CSV", "EPOCHS_CSV", "POWER_CSV", "RUN_JSON", "CsvLog", "PowerTrace", "Run", "RunWriter", "WriteProblem",
-    "atomic_write", "check_log_dir", "is_run_dir", "load_run", "load_runs", "new_run_dir", "read_csv_rows",
-    "write_job",
-]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -127,8 +117,9 @@ class WriteProblem:
         logger.warning(
             "energy-tracker: cannot write %s (%s); training continues, rows are kept in memory and written "
             "when writing works again",
-            path, exc,
-        )  # fmt: skip
+            path,
+            exc,
+        )
 
 
 class CsvLog:
@@ -376,10 +367,14 @@ def write_job(job_dir: Path) -> None:
     """
     try:
         with _locked(job_dir / ".merge.lock"):
+            from tracker.logs.reader import load_job  # the reader (and the merge) only when a job ends
+
             run = load_job(job_dir)
             metrics = list(dict.fromkeys(k for row in run.epochs for k in row if k not in EPOCH_COLUMNS))
-            for name, columns, rows in ((EPOCHS_CSV, [*EPOCH_COLUMNS, *metrics], run.epochs),
-                                        (DEVICES_CSV, list(DEVICE_COLUMNS), run.devices)):  # fmt: skip
+            for name, columns, rows in (
+                (EPOCHS_CSV, [*EPOCH_COLUMNS, *metrics], run.epochs),
+                (DEVICES_CSV, list(DEVICE_COLUMNS), run.devices),
+            ):
                 atomic_write(job_dir / name, _csv_text([columns, *([row.get(c) for c in columns] for row in rows)]))
             atomic_write(job_dir / RUN_JSON, json.dumps(run.info, indent=2, default=str) + "\n")
     except OSError as exc:

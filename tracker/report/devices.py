@@ -13,10 +13,11 @@ from dataclasses import asdict
 from typing import Any
 
 from tracker.errors import SensorError
-from tracker.sensors import CPU, GPU, RAM, Reading, Sensor, discover
+from tracker.sensors import CPU, GPU, RAM, Reading, Sensor
+from tracker.sensors.discovery import discover
+from tracker.sensors.methods import RAPL, RAPL_DRAM, is_measured
 
 WAIT_S = 0.5
-MEASURED = {"energy_counter", "power_samples", "power_instant", "power_average", "power_polling", "rapl", "rapl_dram"}
 
 
 def power_w(first: Reading, second: Reading) -> float | None:
@@ -65,7 +66,7 @@ def survey(
     Args:
         wait_s: seconds between the two reads of each sensor.
         sleep: waits that long (tests pass one that advances a fake clock).
-        **discover_options: passed to :func:`tracker.sensors.discover` (tests pass fakes).
+        **discover_options: passed to :func:`tracker.sensors.discovery.discover` (tests pass fakes).
     """
     discovery = discover(**discover_options)
     try:
@@ -81,10 +82,10 @@ def survey(
 
 def verdict(sensors: Sequence[dict[str, Any]]) -> str:
     """One plain sentence: what is measured here and what is estimated."""
-    measured = sorted({s["kind"] for s in sensors if s["method"] in MEASURED})
-    estimated = sorted({s["kind"] for s in sensors if s["method"] not in MEASURED})
+    measured = sorted({s["kind"] for s in sensors if is_measured(s["method"])})
+    estimated = sorted({s["kind"] for s in sensors if not is_measured(s["method"])})
     has_gpu = any(s["kind"] == GPU for s in sensors)
-    has_rapl = any(s["method"].startswith("rapl") for s in sensors)
+    has_rapl = any(s["method"] in (RAPL, RAPL_DRAM) for s in sensors)
     if not has_gpu and not has_rapl:
         cpu = next((s for s in sensors if s["kind"] == CPU), None)
         ram = next((s for s in sensors if s["kind"] == RAM), None)

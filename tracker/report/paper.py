@@ -21,23 +21,9 @@ from typing import Any
 
 from tracker.logs.schema import COMPLETE
 from tracker.report.render import RunSummary
+from tracker.sensors import methods as registry
+from tracker.sensors.methods import ABSENT
 
-MEASURED = {
-    "energy_counter": "measured with NVML energy counters",
-    "power_polling": "measured by sampling NVML power readings (integrated over time)",
-    "power_samples": "measured from the driver's NVML power sample buffer (integrated at the driver's sampling rate)",
-    "power_instant": "measured by sampling NVML instantaneous power (integrated over time)",
-    "power_average": "measured from NVML 1 s trailing-mean power (integrated with the mean's lag undone)",
-    "rapl": "measured with RAPL energy counters",
-    "rapl_dram": "measured with RAPL DRAM energy counters",
-}
-ESTIMATED = {
-    "tdp_estimate": "estimated from CPU utilisation and a TDP of {tdp}",
-    "tdp_user": "estimated from CPU utilisation and a TDP of {tdp}",
-    "tdp_default": "estimated from CPU utilisation and a default TDP of {tdp}",
-    "ram_model": "estimated with a RAM power model ({w_per_gib} W/GiB of memory)",
-    "ram_user": "estimated from a RAM power given by the user ({power_w} W)",
-}
 HOW_CHOSEN = {
     "explicit": "a figure given by the user",
     "hourly_csv": "an hourly series given by the user, applied hour by hour",
@@ -86,24 +72,24 @@ def _sensor_info(s: RunSummary, kind: str) -> dict[str, Any]:
 
 def method_text(s: RunSummary, kind: str, method: str) -> str:
     """How one component's figure was obtained, in words, with the TDP or model used."""
-    if method in MEASURED:
-        return MEASURED[method]
+    if registry.is_measured(method):
+        return registry.phrase(method)
     info = _sensor_info(s, kind)
     tdp = f"{fig(info['tdp_w'])} W" if isinstance(info.get("tdp_w"), (int, float)) else "unrecorded W"
     if info.get("tdp_source"):
         tdp += f" ({info['tdp_source']})"
     values = {"tdp": tdp, "w_per_gib": info.get("w_per_gib", 0.375), "power_w": fig(info.get("power_w"))}
-    return ESTIMATED.get(method, f"obtained by method {method!r} (an estimate)").format(**values)
+    return registry.phrase(method).format(**values)
 
 
 def components_text(s: RunSummary) -> tuple[str, bool]:
     """``GPU measured with ..., CPU estimated from ...``, and whether every component is estimated."""
     phrases, any_measured = [], False
     for kind, methods in s.methods.items():
-        if methods == "absent":
+        if methods == ABSENT:
             continue
         names = methods.split("+")
-        any_measured = any_measured or any(m in MEASURED for m in names)
+        any_measured = any_measured or any(registry.is_measured(m) for m in names)
         phrases.append(f"{kind.upper()} " + " and ".join(method_text(s, kind, m) for m in names))
     return ", ".join(phrases) or "no component recorded", not any_measured
 

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import TrackerError
+from tracker.logs.schema import TRAIN
 from tracker.report.render import COMPONENTS, RunSummary
+from tracker.sensors.methods import ABSENT
 
 MAX_PANELS = 4
 INSTALL_HINT = "pip install 'training-energy-tracker[plot]'"
@@ -50,7 +52,7 @@ def _scale(values: Sequence[float], units: Sequence[tuple[str, float]]) -> tuple
 
 
 def _energy_rows(s: RunSummary) -> tuple[list[dict[str, Any]], list[str]]:
-    train = [r for r in s.rows if r.get("phase") == "train"]
+    train = [r for r in s.rows if r.get("phase") == TRAIN]
     if train:
         return train, [str(r.get("epoch")) for r in train]
     return list(s.rows), [str(r.get("phase")) for r in s.rows]
@@ -95,13 +97,13 @@ def _bars(ax: Any, s: RunSummary, unit: tuple[str, float]) -> None:
     positions = list(range(len(rows)))
     bottom = [0.0] * len(rows)
     for kind in COMPONENTS:
-        if s.methods[kind] == "absent":
+        if s.methods[kind] == ABSENT:
             continue
         heights = [float(r.get(f"{kind}_kwh") or 0.0) / unit[1] for r in rows]
         ax.bar(positions, heights, bottom=bottom, color=COLOURS[kind], label=f"{kind.upper()} ({s.methods[kind]})")
         bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     ax.set_xticks(positions, labels)
-    ax.set_xlabel("epoch" if any(r.get("phase") == "train" for r in rows) else "phase")
+    ax.set_xlabel("epoch" if any(r.get("phase") == TRAIN for r in rows) else "phase")
     ax.set_ylabel(f"energy ({unit[0]})")
     ax.set_title(f"{s.name}: energy per epoch")
     ax.margins(y=0.2)  # room above the bars for the legend
@@ -121,14 +123,22 @@ def _co2(ax: Any, s: RunSummary, co2_unit: tuple[str, float], time_unit: tuple[s
 
 
 def _grouped(
-    axes: Any, summaries: Sequence[RunSummary], energy_unit: tuple[str, float], co2_unit: tuple[str, float],
+    axes: Any,
+    summaries: Sequence[RunSummary],
+    energy_unit: tuple[str, float],
+    co2_unit: tuple[str, float],
     time_unit: tuple[str, float],
-) -> None:  # fmt: skip
+) -> None:
     colours = itertools.cycle(plt_colours())
     for s, colour in zip(summaries, colours, strict=False):
         rows, labels = _energy_rows(s)
-        axes[0].plot(labels, [float(r.get("energy_kwh") or 0.0) / energy_unit[1] for r in rows], marker="o",
-                     color=colour, label=s.name)  # fmt: skip
+        axes[0].plot(
+            labels,
+            [float(r.get("energy_kwh") or 0.0) / energy_unit[1] for r in rows],
+            marker="o",
+            color=colour,
+            label=s.name,
+        )
         _co2(axes[1], s, co2_unit, time_unit, colour=colour, label=s.name)
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel(f"energy per epoch ({energy_unit[0]})")

@@ -16,31 +16,51 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError
-from tracker.logs.reader import merge_jobs
-from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS
-from tracker.logs.writer import Run, load_runs
+from tracker.logs.reader import Run, load_runs, merge_jobs
+from tracker.logs.schema import EPOCH_COLUMNS
+from tracker.logs.totals import Totals
+from tracker.sensors.methods import ABSENT, joined
 
 FORMATS = ("text", "markdown", "csv", "json")
 COMPONENTS = ("gpu", "cpu", "ram")
-SUMMED = (
-    "duration_s", "gpu_kwh", "cpu_kwh", "ram_kwh", "energy_kwh", "energy_kwh_low", "energy_kwh_high",
-    "co2_kg", "co2_kg_low", "co2_kg_high",
-)  # fmt: skip
 CSV_COLUMNS = (
-    "run", "epoch", "phase", "status", "start_utc", "duration_s", "samples", "gpu_kwh", "cpu_kwh", "ram_kwh",
-    "energy_kwh", "energy_kwh_low", "energy_kwh_high", "co2_kg", "co2_kg_low", "co2_kg_high", "pue",
-    "carbon_intensity_g_per_kwh", "intensity_method", "gpu_method", "cpu_method", "ram_method",
-)  # fmt: skip
+    "run",
+    "epoch",
+    "phase",
+    "status",
+    "start_utc",
+    "duration_s",
+    "samples",
+    "gpu_kwh",
+    "cpu_kwh",
+    "ram_kwh",
+    "energy_kwh",
+    "energy_kwh_low",
+    "energy_kwh_high",
+    "co2_kg",
+    "co2_kg_low",
+    "co2_kg_high",
+    "pue",
+    "carbon_intensity_g_per_kwh",
+    "intensity_method",
+    "gpu_method",
+    "cpu_method",
+    "ram_method",
+)
 ROW_TABLE = ("epoch", "phase", "status", "duration_s", "gpu_kwh", "cpu_kwh", "ram_kwh", "energy_kwh", "co2_kg")
-FORECAST = ("forecast_total_kwh", "forecast_total_co2_kg", "forecast_total_co2_kg_low", "forecast_total_co2_kg_high",
-            "forecast_total_s")  # fmt: skip
+FORECAST = (
+    "forecast_total_kwh",
+    "forecast_total_co2_kg",
+    "forecast_total_co2_kg_low",
+    "forecast_total_co2_kg_high",
+    "forecast_total_s",
+)
 RATIOS = ("duration_s", "energy_kwh", "kwh_per_epoch", "co2_kg")
 
 
@@ -97,18 +117,28 @@ def metric_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def summarize(run: Run) -> RunSummary:
-    """Read one :class:`~tracker.logs.writer.Run` into a :class:`RunSummary`."""
+    """Read one :class:`~tracker.logs.reader.Run` into a :class:`RunSummary`."""
     rows, info = run.epochs, run.info
-    totals = {name: math.fsum(float(r.get(name) or 0.0) for r in rows) for name in SUMMED}
+    summed = Totals.of(rows)
+    totals = summed.sums()
     grid = info.get("carbon_intensity") or {}
     pue = info.get("pue", rows[0].get("pue") if rows else None)
     return RunSummary(
-        name=run.name, path=str(run.path), status=str(info.get("status") or "unknown"),
-        epochs=sum(1 for r in rows if r.get("phase") == "train" and r.get("status") == COMPLETE),
-        totals=totals, pue=pue, intensity=_intensity(rows, grid, totals, pue), methods=_methods(rows),
-        forecast=_forecast(rows), metrics=_last_metrics(rows), sensors=list(info.get("sensors") or []),
-        devices=_devices(run), version=str((info.get("versions") or {}).get("training-energy-tracker", "")), rows=rows,
-    )  # fmt: skip
+        name=run.name,
+        path=str(run.path),
+        status=str(info.get("status") or "unknown"),
+        epochs=summed.epochs,
+        totals=totals,
+        pue=pue,
+        intensity=_intensity(rows, grid, totals, pue),
+        methods=_methods(rows),
+        forecast=_forecast(rows),
+        metrics=_last_metrics(rows),
+        sensors=list(info.get("sensors") or []),
+        devices=_devices(run),
+        version=str((info.get("versions") or {}).get("training-energy-tracker", "")),
+        rows=rows,
+    )
 
 
 def _intensity(rows: list[dict], grid: dict, totals: dict[str, float], pue: Any) -> dict[str, Any]:
@@ -128,11 +158,10 @@ def _intensity(rows: list[dict], grid: dict, totals: dict[str, float], pue: Any)
 
 
 def _methods(rows: list[dict]) -> dict[str, str]:
-    found = {}
-    for kind in COMPONENTS:
-        seen = (m for r in rows for m in str(r.get(f"{kind}_method") or "absent").split("+") if m != "absent")
-        found[kind] = "+".join(dict.fromkeys(seen)) or "absent"
-    return found
+    return {
+        kind: joined([m for r in rows for m in str(r.get(f"{kind}_method") or ABSENT).split("+")])
+        for kind in COMPONENTS
+    }
 
 
 def _forecast(rows: list[dict]) -> dict[str, float] | None:
@@ -197,11 +226,17 @@ def _summary_or_none(run: Run, skipped: list[tuple[Path, str]] | None) -> RunSum
 def comparison(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:
     """One record per run: epochs, duration, kWh, kWh per epoch, CO2 with band, methods, and ratios to the first run."""
     lines = [
-        {"run": s.name, "epochs": s.epochs, "duration_s": s.totals["duration_s"], "energy_kwh": s.totals["energy_kwh"],
-         "kwh_per_epoch": s.kwh_per_epoch, **{k: s.totals[k] for k in ("co2_kg", "co2_kg_low", "co2_kg_high")},
-         "methods": methods_text(s.methods)}
+        {
+            "run": s.name,
+            "epochs": s.epochs,
+            "duration_s": s.totals["duration_s"],
+            "energy_kwh": s.totals["energy_kwh"],
+            "kwh_per_epoch": s.kwh_per_epoch,
+            **{k: s.totals[k] for k in ("co2_kg", "co2_kg_low", "co2_kg_high")},
+            "methods": methods_text(s.methods),
+        }
         for s in summaries
-    ]  # fmt: skip
+    ]
     for line in lines:
         for name in RATIOS:
             line[f"{name}_ratio"] = _ratio(line[name], lines[0][name])
@@ -214,7 +249,7 @@ def _ratio(value: float | None, base: float | None) -> float | None:
 
 def methods_text(methods: dict[str, str]) -> str:
     """``gpu:energy_counter cpu:tdp_estimate ram:ram_model`` (absent components left out)."""
-    return " ".join(f"{kind}:{m}" for kind, m in methods.items() if m != "absent") or "none"
+    return " ".join(f"{kind}:{m}" for kind, m in methods.items() if m != ABSENT) or "none"
 
 
 # ---- rendering ----------------------------------------------------------------------------------------------------
@@ -293,9 +328,14 @@ def _run_block(s: RunSummary, markdown: bool) -> str:
     ]
     if s.forecast:
         f = s.forecast
-        facts.append(("forecast", f"{num(f['forecast_total_kwh'])} kWh, {num(f['forecast_total_co2_kg'])} kg CO2e "
-                      f"({band(f['forecast_total_co2_kg_low'], f['forecast_total_co2_kg_high'])}), "
-                      f"{num(f['forecast_total_s'])} s"))  # fmt: skip
+        facts.append(
+            (
+                "forecast",
+                f"{num(f['forecast_total_kwh'])} kWh, {num(f['forecast_total_co2_kg'])} kg CO2e "
+                f"({band(f['forecast_total_co2_kg_low'], f['forecast_total_co2_kg_high'])}), "
+                f"{num(f['forecast_total_s'])} s",
+            )
+        )
     if s.metrics:
         facts.append(("metrics", ", ".join(f"{k} {num(v)}" for k, v in s.metrics.items())))
     head = f"## Run {s.name}\n\n`{s.path}`\n\n" if markdown else f"Run {s.name}  ({s.path})\n"
@@ -307,24 +347,39 @@ def _rows_table(s: RunSummary) -> tuple[list[str], list[list[str]]]:
     metrics = s.metric_names
     headers = [*ROW_TABLE, "co2_kg_band", *metrics]
     body = [
-        [num(r.get(c)) for c in ROW_TABLE] + [band(r.get("co2_kg_low"), r.get("co2_kg_high"))]
+        [num(r.get(c)) for c in ROW_TABLE]
+        + [band(r.get("co2_kg_low"), r.get("co2_kg_high"))]
         + [num(r.get(m)) for m in metrics]
         for r in s.rows
-    ]  # fmt: skip
+    ]
     t = s.totals
     total = ["total", "", "", *(num(t[c]) for c in ROW_TABLE[3:]), band(t["co2_kg_low"], t["co2_kg_high"])]
     return headers, [*body, total + [""] * len(metrics)]
 
 
 def _comparison_table(summaries: Sequence[RunSummary]) -> tuple[list[str], list[list[str]]]:
-    headers = ["run", "epochs", "duration_s", "energy_kwh", "kwh_per_epoch", "co2_kg", "co2_kg_band", "methods",
-               *(f"{name}_ratio" for name in RATIOS)]  # fmt: skip
+    headers = [
+        "run",
+        "epochs",
+        "duration_s",
+        "energy_kwh",
+        "kwh_per_epoch",
+        "co2_kg",
+        "co2_kg_band",
+        "methods",
+        *(f"{name}_ratio" for name in RATIOS),
+    ]
     body = [
-        [line["run"], num(line["epochs"]), *(num(line[c]) for c in ("duration_s", "energy_kwh", "kwh_per_epoch",
-         "co2_kg")), band(line["co2_kg_low"], line["co2_kg_high"]), line["methods"],
-         *(num(line[f"{name}_ratio"], 3) for name in RATIOS)]
+        [
+            line["run"],
+            num(line["epochs"]),
+            *(num(line[c]) for c in ("duration_s", "energy_kwh", "kwh_per_epoch", "co2_kg")),
+            band(line["co2_kg_low"], line["co2_kg_high"]),
+            line["methods"],
+            *(num(line[f"{name}_ratio"], 3) for name in RATIOS),
+        ]
         for line in comparison(summaries)
-    ]  # fmt: skip
+    ]
     return headers, body
 
 

@@ -7,19 +7,17 @@ One module per source, each a small class satisfying :class:`Sensor`:
 - ``cpu_estimate``: psutil utilisation x TDP, when RAPL is absent or unreadable.
 - ``ram``: a documented RAM power model, when no RAPL DRAM zone is readable.
 
-:func:`discover` returns the sensors this machine supports and, for each absent source, why.
+:func:`tracker.sensors.discovery.discover` returns the sensors this machine supports and, for each
+absent source, why; :mod:`tracker.sensors.methods` names the ways a figure is obtained.
 Every module is imported lazily: ``import tracker`` does no I/O and initialises nothing.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from numbers import Real
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from tracker.errors import ConfigurationError
@@ -137,85 +135,3 @@ def positive_watts(value: object, argument: str) -> float:
             f"(e.g. {argument}=10.0), or None to estimate it"
         )
     return float(value)
-
-
-def discover(
-    *,
-    nvml: Any = None,
-    visible_devices: str | None = None,
-    gpu_devices: Sequence[int | str] | None = None,
-    powercap_root: Path | str | None = None,
-    cpu_tdp_w: float | None = None,
-    ram_w: float | None = None,
-    gpus: bool = True,
-    cpu: bool = True,
-    ram: bool = True,
-    clock: Clock = time.monotonic,
-) -> Discovery:
-    """Find the sensors this machine supports.
-
-    GPUs come from NVML; CPU from RAPL package zones, else the TDP estimate; RAM from RAPL
-    DRAM zones, else the RAM model. Absent hardware is an empty list plus a reason, never an
-    exception, except for configuration errors (a ``CUDA_VISIBLE_DEVICES`` entry that matches
-    no GPU, a powercap root that does not exist when one was given explicitly).
-
-    Args:
-        nvml: the ``pynvml`` module to use (a fake in tests); imported lazily when ``None``.
-        visible_devices: ``CUDA_VISIBLE_DEVICES`` as a string; read from the environment when ``None``.
-        gpu_devices: measure only these GPUs: logical CUDA indices (as the process sees them, after
-            ``CUDA_VISIBLE_DEVICES``) or UUIDs; ``None`` measures every visible GPU.
-        powercap_root: the powercap sysfs directory; ``None`` is ``/sys/class/powercap`` and may be absent,
-            an explicit root must exist.
-        cpu_tdp_w: the CPU package power in watts to use instead of the table lookup.
-        ram_w: the RAM power in watts to use instead of the RAM model.
-        gpus: whether to look for GPUs.
-        cpu: whether to measure the CPU (RAPL, else the estimate).
-        ram: whether to measure RAM (RAPL DRAM, else the model).
-        clock: monotonic clock in seconds, shared with the sampler.
-
-    Raises:
-        ConfigurationError: a ``CUDA_VISIBLE_DEVICES`` entry or an explicit powercap root is invalid.
-    """
-    from tracker.sensors import cpu_estimate, rapl
-    from tracker.sensors import nvml as nvml_backend
-    from tracker.sensors import ram as ram_backend
-
-    found = Discovery()
-    if visible_devices is None:
-        visible_devices = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if gpus:
-        find = nvml_backend.find_gpus
-        _found(found, "nvml", GPU, lambda: find(nvml=nvml, visible_devices=visible_devices, devices=gpu_devices,
-                                                clock=clock))  # fmt: skip
-    rapl_sensors: list[Sensor] = []
-    if cpu or ram:
-        find_rapl = rapl.find_rapl
-        rapl_sensors = _found(Discovery(absent=found.absent), "rapl", CPU,
-                              lambda: find_rapl(root=powercap_root, clock=clock))  # fmt: skip
-    if cpu:
-        package = [s for s in rapl_sensors if s.kind == CPU and cpu_tdp_w is None]
-        found.sensors.extend(package or _one(found, "cpu_estimate", CPU, lambda: cpu_estimate.CpuEstimateSensor(
-            tdp_w=cpu_tdp_w, clock=clock)))  # fmt: skip
-    if ram:
-        dram = [s for s in rapl_sensors if s.kind == RAM and ram_w is None]
-        found.sensors.extend(dram or _one(found, "ram_model", RAM, lambda: ram_backend.RamModelSensor(
-            power_w=ram_w, clock=clock)))  # fmt: skip
-    return found
-
-
-def _found(into: Discovery, source: str, kind: str, find: Callable[[], tuple[list, list]]) -> list[Sensor]:
-    """Run one backend's ``find``; any exception but a ConfigurationError becomes an absent source with its reason."""
-    try:
-        sensors, absent = find()
-    except ConfigurationError:
-        raise
-    except Exception as exc:  # a binding's or kernel's surprise must not stop the training from starting
-        sensors, absent = [], [Absent(source, kind, "driver error", f"{type(exc).__name__}: {exc}")]
-    into.sensors.extend(sensors)
-    into.absent.extend(absent)
-    return sensors
-
-
-def _one(into: Discovery, source: str, kind: str, make: Callable[[], Sensor]) -> list[Sensor]:
-    """``[make()]``, or ``[]`` with an absent source when it raises anything but a ConfigurationError."""
-    return _found(Discovery(absent=into.absent), source, kind, lambda: ([make()], []))

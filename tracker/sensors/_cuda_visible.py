@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tracker.errors import ConfigurationError, SensorError
+from tracker.sensors.nvml_calls import SOURCE, call, optional, text
 
 __all__ = ["Gpu", "group_by_gpu", "select_gpus", "visible_gpus"]
 
@@ -63,14 +64,12 @@ def _by_prefix(nvml: Any, what: str, prefix: str, choices: list[Gpu]) -> Gpu:
 
 
 def _mig_parent(nvml: Any, what: str, entry: str, gpus: list[Gpu]) -> Gpu:
-    from tracker.sensors.nvml import _SOURCE, _call, _text  # not at the top: tracker.sensors.nvml imports this module
-
     if "/" in entry:  # the pre-R470 form MIG-GPU-<parent uuid>/<GI>/<CI> names its parent
         return _by_prefix(nvml, what, entry[4:].split("/")[0], gpus)
     try:
-        mig = _call(nvml, _SOURCE, "nvmlDeviceGetHandleByUUID", entry)
-        parent = _call(nvml, _SOURCE, "nvmlDeviceGetDeviceHandleFromMigDeviceHandle", mig)
-        uuid = _text(_call(nvml, _SOURCE, "nvmlDeviceGetUUID", parent))
+        mig = call(nvml, SOURCE, "nvmlDeviceGetHandleByUUID", entry)
+        parent = call(nvml, SOURCE, "nvmlDeviceGetDeviceHandleFromMigDeviceHandle", mig)
+        uuid = text(call(nvml, SOURCE, "nvmlDeviceGetUUID", parent))
     except SensorError as e:
         raise _no_match(nvml, what, f"matches no MIG instance ({e})", gpus) from e
     return next(g for g in gpus if g.uuid == uuid)
@@ -109,10 +108,8 @@ def group_by_gpu(chosen: list[Gpu]) -> list[tuple[Gpu, list[str]]]:
 
 
 def _no_match(nvml: Any, what: str, why: str, choices: list[Gpu]) -> ConfigurationError:
-    from tracker.sensors.nvml import _SOURCE, _optional, _text  # not at the top: tracker.sensors.nvml imports this
-
     listed = ", ".join(
-        f"{g.index}: {g.uuid} ({_text(_optional(nvml, _SOURCE, 'nvmlDeviceGetName', g.handle)) or 'unknown'})"
+        f"{g.index}: {g.uuid} ({text(optional(nvml, SOURCE, 'nvmlDeviceGetName', g.handle)) or 'unknown'})"
         for g in choices
     )
     return ConfigurationError(

@@ -39,6 +39,7 @@ import psutil
 from tracker.errors import ConfigurationError
 from tracker.sensors import CPU, Reading, is_positive_number, positive_watts
 from tracker.sensors._cgroup import CGROUP_ROOT, PROC_SELF_CGROUP, cpu_quota
+from tracker.sensors.methods import TDP_DEFAULT, TDP_ESTIMATE, TDP_USER
 
 __all__ = ["DEFAULT_W_PER_CPU", "CpuEstimateSensor", "CpuInfo", "load_factor", "match_tdp", "usable_cpus"]
 
@@ -50,12 +51,16 @@ __all__ = ["DEFAULT_W_PER_CPU", "CpuEstimateSensor", "CpuInfo", "load_factor", "
 DEFAULT_W_PER_CPU = 3.5
 MODEL_FORMULA = "P = tdp_w * (0.1 + 0.9 * u**3), u = busy fraction of all CPUs (codecarbon >= 3.0.5)"
 _TABLE = Path("data") / "hardware" / "cpu_power.csv"
+# Compiled once: a table lookup normalises every candidate row (over a thousand for a bare "Intel Xeon").
 _NOISE = [
-    r"\((?:r|tm)\)|[®™]",  # trademarks
-    r"@.*$",  # clock speed: "CPU @ 2.30GHz"
-    r"\bwith\b.*$",  # "with Radeon Graphics"
-    r"\b\d+(?:st|nd|rd|th) gen\b",  # "11th Gen Intel"
-    r"\b\d+-cores?\b|\bprocessor\b|\bcpu\b",
+    re.compile(pattern)
+    for pattern in (
+        r"\((?:r|tm)\)|[®™]",  # trademarks
+        r"@.*$",  # clock speed: "CPU @ 2.30GHz"
+        r"\bwith\b.*$",  # "with Radeon Graphics"
+        r"\b\d+(?:st|nd|rd|th) gen\b",  # "11th Gen Intel"
+        r"\b\d+-cores?\b|\bprocessor\b|\bcpu\b",
+    )
 ]
 
 
@@ -84,7 +89,7 @@ def normalise(name: str) -> str:
     """A CPU name lower-cased, without trademarks, clock speed, core count or filler words."""
     text = name.lower()
     for pattern in _NOISE:
-        text = re.sub(pattern, " ", text)
+        text = pattern.sub(" ", text)
     return " ".join(text.split())
 
 
@@ -181,15 +186,15 @@ def _busy_total(times: Any) -> tuple[float, float]:
 def resolve_tdp(user_tdp: float | None, cpu: CpuInfo, table: Path | None, usable: float) -> tuple[float, str, dict]:
     """``(P_max in W, method, how it was found)`` for the rules in the module docstring."""
     if user_tdp is not None:
-        return user_tdp, "tdp_user", {"tdp_source": "user (tdp_w)"}
+        return user_tdp, TDP_USER, {"tdp_source": "user (tdp_w)"}
     table = table or codecarbon_table()
     row = match_tdp(cpu.model, _rows(table)) if cpu.model else None
     if row is not None:
         share = min(1.0, usable / cpu.processors) if cpu.processors else 1.0
         source = f"codecarbon cpu_power.csv row {row[0]!r}: {row[1]:g} W per socket x {cpu.sockets} socket(s)"
-        return row[1] * cpu.sockets * share, "tdp_estimate", {"tdp_source": source, "cpu_share": share}
+        return row[1] * cpu.sockets * share, TDP_ESTIMATE, {"tdp_source": source, "cpu_share": share}
     source = f"default {DEFAULT_W_PER_CPU:g} W per logical CPU x {usable:g} ({_why_default(cpu.model, table)})"
-    return DEFAULT_W_PER_CPU * usable, "tdp_default", {"tdp_source": source}
+    return DEFAULT_W_PER_CPU * usable, TDP_DEFAULT, {"tdp_source": source}
 
 
 def _why_default(model: str, table: Path | None) -> str:

@@ -18,7 +18,8 @@ method              source
 
 Polled methods declare ``max_interval_s`` so that the session reads them in a fast lane of their own
 whatever ``interval_s`` the user sets. Readings are in J and W.
-Every ``NVMLError`` is translated into the tracker's exceptions by :func:`nvml_errors`, chained::
+Every ``NVMLError`` is translated into the tracker's exceptions, chained, at one boundary
+(:mod:`tracker.sensors.nvml_calls`)::
 
     NVMLError_NotSupported, _FunctionNotFound,
       _LibraryNotFound, _DriverNotLoaded        -> SensorUnavailable
@@ -29,23 +30,22 @@ Every ``NVMLError`` is translated into the tracker's exceptions by :func:`nvml_e
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tracker.errors import SensorError, SensorGone, SensorPermissionError, SensorReadError, SensorUnavailable
-from tracker.sensors import GPU, Absent, Reading
+from tracker.sensors import GPU, Absent, Reading, nvml_calls
 from tracker.sensors._cuda_visible import Gpu, group_by_gpu, select_gpus, visible_gpus
 from tracker.sensors._power_integrals import AverageCounter, SampleCounter
+from tracker.sensors.methods import ENERGY_COUNTER, POWER_AVERAGE, POWER_INSTANT, POWER_POLLING, POWER_SAMPLES
+from tracker.sensors.nvml_calls import SOURCE, call, optional, text
 
 log = logging.getLogger(__name__)
 
-ENERGY_COUNTER, POWER_POLLING = "energy_counter", "power_polling"
-POWER_SAMPLES, POWER_INSTANT, POWER_AVERAGE = "power_samples", "power_instant", "power_average"
 # The longest a method may wait between readings: polled instantaneous power loses ~ΔP·h/√12 per
 # load change (see default_interval_s); a 1 s mean is smooth, 0.1 s follows it; the sample buffer
 # only has to be read before it overflows (it holds seconds of samples).
@@ -58,66 +58,8 @@ _SOURCES = {
     POWER_AVERAGE: "nvmlDeviceGetFieldValues(NVML_FI_DEV_POWER_AVERAGE), 1 s trailing mean",
 }
 _VALUE_MEMBERS = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")  # by NVML_VALUE_TYPE_*
-_SOURCE = "nvml"
-_HINTS = {
-    "NOT_SUPPORTED": "this GPU or driver does not provide it",
-    "FUNCTION_NOT_FOUND": "the driver is older than the nvidia-ml-py binding; update the driver",
-    "LIBRARY_NOT_FOUND": "no NVIDIA driver here (libnvidia-ml.so.1 not found)",
-    "DRIVER_NOT_LOADED": "the NVIDIA driver is not loaded",
-    "NO_PERMISSION": "this user may not open the GPU; check the permissions of /dev/nvidia*",
-    "GPU_IS_LOST": "the GPU fell off the bus; see `nvidia-smi` and Xid errors in the kernel log",
-    "LIB_RM_VERSION_MISMATCH": "the driver was upgraded without a reboot; reboot or reload the driver",
-}
-_UNAVAILABLE = ("NOT_SUPPORTED", "FUNCTION_NOT_FOUND", "LIBRARY_NOT_FOUND", "DRIVER_NOT_LOADED")
 _INIT_REASONS = {SensorUnavailable: "no driver", SensorPermissionError: "permission denied"}
 _DEVICE_REASONS = {SensorUnavailable: "not supported", SensorPermissionError: "permission denied"}
-
-
-def _codes(nvml: Any, names: Sequence[str]) -> set[int]:
-    # hasattr: old bindings lack some codes (MEASUREMENT.md 1.8: feature-detect, never assume).
-    return {getattr(nvml, f"NVML_ERROR_{name}") for name in names if hasattr(nvml, f"NVML_ERROR_{name}")}
-
-
-@contextlib.contextmanager
-def nvml_errors(nvml: Any, sensor: str, function: str, path: str = "") -> Iterator[None]:
-    """Translate an ``NVMLError`` raised in the block as the module docstring draws it, with ``from``.
-
-    The error names ``sensor`` (``"gpu:0"`` or ``"nvml"``), ``function``, ``path`` (the GPU's UUID) and a hint.
-    """
-    try:
-        yield
-    except nvml.NVMLError as e:
-        code = getattr(e, "value", None)
-        hint = next((text for name, text in _HINTS.items() if code in _codes(nvml, [name])), "")
-        kind = SensorReadError
-        if code in _codes(nvml, _UNAVAILABLE):
-            kind = SensorUnavailable
-        elif code in _codes(nvml, ["NO_PERMISSION"]):
-            kind = SensorPermissionError
-        elif code in _codes(nvml, ["GPU_IS_LOST"]):
-            kind = SensorGone
-        raise kind(f"{function} failed on {sensor}: {e}", sensor=sensor, path=path, hint=hint) from e
-
-
-def _call(nvml: Any, sensor: str, function: str, *args: Any, path: str = "") -> Any:
-    """Call ``nvml.<function>(*args)`` with errors translated; a function the binding lacks is unavailable."""
-    method = getattr(nvml, function, None)
-    if method is None:
-        raise SensorUnavailable(f"{function} is missing from this pynvml", sensor=sensor, hint="update nvidia-ml-py")
-    with nvml_errors(nvml, sensor, function, path):
-        return method(*args)
-
-
-def _optional(nvml: Any, sensor: str, function: str, *args: Any, path: str = "") -> Any:
-    """Like :func:`_call`, but ``None`` where the GPU does not support or allow it."""
-    try:
-        return _call(nvml, sensor, function, *args, path=path)
-    except (SensorUnavailable, SensorPermissionError):
-        return None
-
-
-def _text(value: Any) -> Any:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class NvmlSensor:
@@ -175,14 +117,14 @@ class NvmlSensor:
         self._samples: SampleCounter | None = None
         self._average: AverageCounter | None = None
         self.uuid = ""  # named in the errors of the call that reads it
-        self.uuid = str(_text(self._call("nvmlDeviceGetUUID")))
+        self.uuid = str(text(self._call("nvmlDeviceGetUUID")))
         self.method, source = self._choose_method(method)
         self.max_interval_s = MAX_INTERVAL_S.get(self.method)
         self.info = {**self._describe(index, list(mig_uuids)), "power_source": source}
 
     def _call(self, function: str, *args: Any, optional: bool = False) -> Any:
-        call = _optional if optional else _call
-        return call(self._nvml, self.name, function, self._handle, *args, path=self.uuid)
+        how = nvml_calls.optional if optional else nvml_calls.call
+        return how(self._nvml, self.name, function, self._handle, *args, path=self.uuid)
 
     def _choose_method(self, wanted: str | None) -> tuple[str, str]:
         """The best method this GPU supports (or ``wanted``, if it supports that) and the NVML source behind it.
@@ -226,7 +168,7 @@ class NvmlSensor:
         # NVML: "On Ampere (except GA100) or newer GPUs, the API returns power averaged over 1 sec interval".
         arch = self._call("nvmlDeviceGetArchitecture", optional=True)
         ampere = getattr(self._nvml, "NVML_DEVICE_ARCH_AMPERE", 7)
-        name = str(_text(self._call("nvmlDeviceGetName", optional=True)) or "")
+        name = str(text(self._call("nvmlDeviceGetName", optional=True)) or "")
         ga100 = any(model in name for model in ("A100", "A30", "A800"))
         return isinstance(arch, int) and arch >= ampere and not ga100
 
@@ -271,12 +213,12 @@ class NvmlSensor:
             "index": index,
             "nvml_index": self._call("nvmlDeviceGetIndex", optional=True),
             "uuid": self.uuid,
-            "name": _text(self._call("nvmlDeviceGetName")),
+            "name": text(self._call("nvmlDeviceGetName")),
             "mig": mig,
             "mig_uuids": mig_uuids,
             "scope": "whole GPU, shared by MIG instances" if mig else "whole GPU",
             "power_limit_w": None if limit_mw is None else limit_mw / 1000,
-            "driver_version": _text(_optional(self._nvml, self.name, "nvmlSystemGetDriverVersion")),
+            "driver_version": text(optional(self._nvml, self.name, "nvmlSystemGetDriverVersion")),
         }
 
     def read(self) -> Reading:
@@ -297,7 +239,7 @@ class NvmlSensor:
             raise
 
     def _call_unchecked(self, function: str, *args: Any) -> Any:
-        return _call(self._nvml, self.name, function, *args, path=self.uuid)
+        return nvml_calls.call(self._nvml, self.name, function, *args, path=self.uuid)
 
     def _read(self) -> Reading:
         if self.method == ENERGY_COUNTER:
@@ -381,7 +323,7 @@ class _Session:
             last = self._users == 0
         if last:
             try:
-                _call(self._nvml, _SOURCE, "nvmlShutdown")
+                call(self._nvml, SOURCE, "nvmlShutdown")
             except SensorError as e:
                 log.debug("nvmlShutdown failed: %s", e)
 
@@ -418,7 +360,7 @@ def find_gpus(
         except ImportError as e:
             return [], [_absent("library missing", str(e), "pip install nvidia-ml-py")]
     try:
-        _call(nvml, _SOURCE, "nvmlInit")
+        call(nvml, SOURCE, "nvmlInit")
     except SensorError as e:
         reason = _INIT_REASONS.get(type(e), "driver error")
         if reason == "no driver" and not nvidia_expected(visible_devices):
@@ -470,12 +412,12 @@ def nvidia_expected(visible_devices: str | None, roots: tuple[str, ...] = NVIDIA
 
 
 def _absent(reason: str, detail: str, hint: str = "") -> Absent:
-    return Absent(source=_SOURCE, kind=GPU, reason=reason, detail=detail, hint=hint)
+    return Absent(source=SOURCE, kind=GPU, reason=reason, detail=detail, hint=hint)
 
 
 def _enumerate(nvml: Any) -> list[Gpu]:
     gpus = []
-    for i in range(_call(nvml, _SOURCE, "nvmlDeviceGetCount")):
-        handle = _call(nvml, _SOURCE, "nvmlDeviceGetHandleByIndex", i)
-        gpus.append(Gpu(i, handle, str(_text(_call(nvml, _SOURCE, "nvmlDeviceGetUUID", handle)))))
+    for i in range(call(nvml, SOURCE, "nvmlDeviceGetCount")):
+        handle = call(nvml, SOURCE, "nvmlDeviceGetHandleByIndex", i)
+        gpus.append(Gpu(i, handle, str(text(call(nvml, SOURCE, "nvmlDeviceGetUUID", handle)))))
     return gpus

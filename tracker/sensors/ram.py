@@ -24,6 +24,7 @@ import psutil
 
 from tracker.sensors import RAM, Reading, is_positive_number, positive_watts
 from tracker.sensors._cgroup import CGROUP_ROOT, PROC_SELF_CGROUP, cgroup_dirs, memory_limit_bytes
+from tracker.sensors.methods import RAM_MODEL, RAM_USER
 
 __all__ = ["W_PER_GIB", "RamModelSensor", "cgroup_dirs", "is_positive_number", "memory_limit_bytes", "positive_watts"]
 
@@ -66,7 +67,7 @@ class RamModelSensor:
         size, source = (limit, "cgroup") if limit is not None and limit < physical else (physical, "physical")
         self.power_w = size / GIB * W_PER_GIB if user_w is None else user_w
         self.name, self.kind = "ram", RAM
-        self.method = "ram_model" if user_w is None else "ram_user"
+        self.method = RAM_MODEL if user_w is None else RAM_USER
         self.info = {
             "model": "user-given power" if user_w is not None else f"{W_PER_GIB} W/GiB x memory size",
             "model_source": "codecarbon v2 (3 W per 8 GB, Crucial); Green Algorithms 0.3725 W/GB",

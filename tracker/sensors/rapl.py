@@ -26,6 +26,7 @@ from typing import Any
 
 from tracker.errors import ConfigurationError, SensorError, SensorPermissionError, SensorReadError
 from tracker.sensors import CPU, RAM, Absent, Reading
+from tracker.sensors.methods import RAPL, RAPL_DRAM
 
 __all__ = ["DEFAULT_ROOT", "RaplSensor", "find_rapl"]
 
@@ -97,7 +98,7 @@ class RaplSensor:
         info: dict[str, Any] | None = None,
     ) -> None:
         self.name, self.kind = name, kind
-        self.method = "rapl" if kind == CPU else "rapl_dram"
+        self.method = RAPL if kind == CPU else RAPL_DRAM
         self.info = dict(info or {})
         self.counter_range_j = counter_range_j
         self._energy_file = Path(zone_dir) / "energy_uj"

@@ -1,23 +1,7 @@
 """From joules per sensor to the rows users read: pure functions, no clock, no I/O.
 
-Uncertainty bands come from each sensor's method (the figures and their sources):
-
-========================  ===========  ======================================================
-method                    band         why
-========================  ===========  ======================================================
-``energy_counter``        ±5 %         NVML sensor gain, Yang et al. SC'24 (arXiv:2312.02741)
-``power_polling``         ±5 % + 3σ    the same gain, plus the trapezoid's sampling error (meter)
-``power_instant``         ±5 % + 3σ    the same (NVML_FI_DEV_POWER_INSTANT, polled)
-``power_samples``         ±5 % + edges the same gain, plus the bound at each edge of what the driver
-                                       had not sampled yet (``Reading.energy_error_j``)
-``power_average``         ±5 % + edges the same gain, plus the bound on the trailing mean's lag at each edge
-``rapl``, ``rapl_dram``   ±10 %        Khan et al. 2018 (RAPL vs plug power), judgement
-``tdp_estimate``          ±40 %        Fischer 2025 (arXiv:2509.22092): TDP models err up to 40 %
-``tdp_user``              ±40 %        the same model with the user's TDP
-``tdp_default``           ×0.5 – ×2    unknown CPU: a per-thread default, wider still
-``ram_model``/``ram_user``×0.5 – ×2    published models span 0.08–0.375 W/GB (MEASUREMENT §3.3)
-anything else             ×0.5 – ×2
-========================  ===========  ======================================================
+Uncertainty bands come from each sensor's method (:mod:`tracker.sensors.methods` holds them and
+their sources); polled power adds three standard deviations of the meter's sampling error.
 
 The carbon intensity and PUE are taken as given (their sources are in every row); the band is
 the energy band carried through ``co2 = kWh × PUE × g/kWh / 1000``.
@@ -29,28 +13,16 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from tracker.carbon.intensity import co2_kg
+from tracker.carbon import co2_kg
+from tracker.logs.totals import Totals
 from tracker.measure.meter import SensorTotals, joules_to_kwh
 from tracker.sensors import CPU, GPU, KINDS, RAM
+from tracker.sensors import methods as registry
+from tracker.sensors.methods import ABSENT, ENERGY_COUNTER, RAPL, RAPL_DRAM
 
-METHOD_BAND = {
-    "energy_counter": (0.95, 1.05),
-    "power_polling": (0.95, 1.05),
-    "power_instant": (0.95, 1.05),
-    "power_samples": (0.95, 1.05),
-    "power_average": (0.95, 1.05),
-    "rapl": (0.90, 1.10),
-    "rapl_dram": (0.90, 1.10),
-    "tdp_estimate": (0.60, 1.40),
-    "tdp_user": (0.60, 1.40),
-    "tdp_default": (0.50, 2.00),
-    "ram_model": (0.50, 2.00),
-    "ram_user": (0.50, 2.00),
-}
-DEFAULT_BAND = (0.50, 2.00)
 # Methods whose figure is a cumulative counter: an outage loses no energy, the next reading books it.
-COUNTER_METHODS = frozenset({"energy_counter", "rapl", "rapl_dram"})
-ABSENT = "absent"
+COUNTER_METHODS = frozenset({ENERGY_COUNTER, RAPL, RAPL_DRAM})
+
 SAMPLING_SIGMAS = 3.0
 
 
@@ -96,7 +68,7 @@ class Energy:
 
 def energy_with_band(totals: SensorTotals, method: str) -> Energy:
     """One sensor's energy and band in J, from its method, its sampling variance and its edges' error bounds."""
-    low, high = METHOD_BAND.get(method, DEFAULT_BAND)
+    low, high = registry.band(method)
     sampling = SAMPLING_SIGMAS * math.sqrt(totals.sampling_var_j2) + totals.edge_error_j
     value = totals.energy_j
     return Energy(value, max(0.0, value * low - sampling), value * high + sampling)
@@ -112,11 +84,7 @@ def by_kind(devices: Iterable[DeviceUsage]) -> dict[str, Energy]:
 
 def methods_by_kind(devices: Sequence[DeviceUsage]) -> dict[str, str]:
     """The methods used for each kind, ``+``-joined in first-seen order, or ``absent``."""
-    result = {}
-    for kind in KINDS:
-        seen = list(dict.fromkeys(d.method for d in devices if d.kind == kind))
-        result[kind] = "+".join(seen) if seen else ABSENT
-    return result
+    return {kind: registry.joined([d.method for d in devices if d.kind == kind]) for kind in KINDS}
 
 
 def mean_power_w(energy_j: float, duration_s: float) -> float | None:
@@ -169,27 +137,20 @@ class Forecast:
     total_s: float
 
 
-def forecast(
-    epochs_done: int,
-    epochs: int | None,
-    energy: Energy,
-    co2_kg_: float,
-    co2_band: tuple[float, float],
-    elapsed_s: float,
-) -> Forecast | None:
-    """Scale the totals so far by ``epochs / epochs_done``, once an epoch has finished.
+def forecast(totals: Totals, epochs: int | None, elapsed_s: float) -> Forecast | None:
+    """Scale the totals so far by ``epochs / epochs finished``, once an epoch has finished.
 
     Every epoch is assumed to cost the mean of those finished, the energy between epochs
     included; the band is the band of the totals so far, scaled alike.
     """
-    if not epochs or epochs_done < 1:
+    if not epochs or totals.epochs < 1:
         return None
-    scale = epochs / epochs_done
+    scale = epochs / totals.epochs
     return Forecast(
-        joules_to_kwh(energy.value_j) * scale,
-        co2_kg_ * scale,
-        co2_band[0] * scale,
-        co2_band[1] * scale,
+        totals.energy_kwh * scale,
+        totals.co2_kg * scale,
+        totals.co2_kg_low * scale,
+        totals.co2_kg_high * scale,
         elapsed_s * scale,
     )
 

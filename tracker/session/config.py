@@ -1,24 +1,70 @@
-"""Every user option, validated in one place before any training starts.
+"""Every option of a tracker, declared once, and validated in one place before any training starts.
 
-:class:`Config` is shared by :class:`~tracker.session.energy_tracker.EnergyTracker` and the integrations, so
-a bad option gives the same message whichever way in is used: what was wrong, the value given,
-and what to write instead.
+Each option is a field of :class:`Config` (what to measure and how to account for it) or of
+:class:`Hardware` (what to measure it with: injected sensors, clocks and distributed hooks),
+declared with :func:`option`: its default, its validator, its help text and its command-line
+flag. Everything else derives from these fields:
+
+- ``Config(...)`` and ``Hardware(...)`` run each field's validator (a bad option gives the same
+  message whichever way in is used: what was wrong, the value given, and what to write instead);
+- :class:`~tracker.session.energy_tracker.EnergyTracker` and the integrations accept exactly these
+  names (:func:`split_options`), and the ``Args`` of ``EnergyTracker``'s docstring are
+  :func:`options_doc`;
+- ``energy-tracker run``'s flags are :func:`add_flags`, read back by :func:`options_from_flags`.
+
+**Adding an option** is a one-place change: add a field to :class:`Config` (or :class:`Hardware`)
+with ``option(default, check, "help")`` (``flag=Flag(...)`` to offer it on the command line, no
+flag to keep it off), then read ``config.<name>`` where it is used. A check that spans several
+options goes in ``Config.__post_init__``.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tracker.errors import ConfigurationError
-from tracker.measure.sampler import validate_interval
+from tracker.errors import ConfigurationError, UnknownOptionError
+from tracker.measure.sampler import COUNTER_INTERVAL_S, POLLED_INTERVAL_S, validate_interval, validate_jitter
 from tracker.sensors import KINDS, Sensor, positive_watts
 
 DEFAULT_LOG_DIR = "energy_logs"
+
+Check = Callable[[Any, str], Any]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How an option is given to ``energy-tracker run``.
+
+    Attributes:
+        name: the flag, e.g. ``--pue``.
+        type: converts the flag's text (``float``; ``None``: the text itself).
+        metavar: the flag's value in ``--help``.
+        switch: a flag without a value that sets the option to ``True``.
+    """
+
+    name: str
+    type: Callable[[str], Any] | None = None
+    metavar: str | None = None
+    switch: bool = False
+
+
+def option(default: Any, check: Check | None, help: str, flag: Flag | None = None) -> Any:
+    """Declare an option: a dataclass field carrying its validator, help text and command-line flag.
+
+    Args:
+        default: the value when the option is not given.
+        check: ``check(value, name)`` returns the valid value or raises ``ConfigurationError``;
+            ``None`` for an option checked with others in ``__post_init__``.
+        help: one sentence for the docstring and ``--help``, with units.
+        flag: how ``energy-tracker run`` takes it; ``None`` keeps it off the command line.
+    """
+    return field(default=default, metadata={"check": check, "help": help, "flag": flag})
 
 
 # Plausible magnitudes, W: a machine's CPUs at full load (8 sockets of 400 W fit), and its RAM (2 TB at the
@@ -28,7 +74,7 @@ WATTS_RANGE = {"cpu_tdp_w": (1.0, 4000.0), "ram_w": (0.1, 1000.0)}
 MAX_RUN_NAME_BYTES = 200
 
 
-def _watts(name: str, value: Any) -> float | None:
+def _watts(value: Any, name: str) -> float | None:
     if value is None:
         return None
     watts = positive_watts(value, name)
@@ -42,83 +88,114 @@ def _watts(name: str, value: Any) -> float | None:
     return watts
 
 
-def _epochs(value: Any) -> int | None:
+def _epochs(value: Any, name: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigurationError(
-            f"epochs={value!r}: give the number of epochs the run will have as a positive int, or None if unknown"
+            f"{name}={value!r}: give the number of epochs the run will have as a positive int, or None if unknown"
         )
     return value
 
 
-def _measure(value: Any) -> tuple[str, ...]:
+def _measure(value: Any, name: str) -> tuple[str, ...]:
     kinds = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, (list, tuple, set)) else ()
     unknown = [k for k in kinds if k not in KINDS]
     if unknown or not kinds:
-        raise ConfigurationError(f"measure={value!r}: give some of {list(KINDS)}, e.g. measure=('gpu', 'cpu')")
+        raise ConfigurationError(f"{name}={value!r}: give some of {list(KINDS)}, e.g. {name}=('gpu', 'cpu')")
     return kinds
 
 
-def _gpu_devices(value: Any) -> tuple[int | str, ...] | None:
+def _gpu_devices(value: Any, name: str) -> tuple[int | str, ...] | None:
     if value is None:
         return None
     items = (value,) if isinstance(value, (int, str)) else tuple(value)
     bad = [v for v in items if isinstance(v, bool) or not isinstance(v, (int, str)) or (isinstance(v, int) and v < 0)]
     if bad:
         raise ConfigurationError(
-            f"gpu_devices={value!r}: give CUDA device indices (0, 1, ...) or GPU UUIDs ('GPU-…'), or None for all"
+            f"{name}={value!r}: give CUDA device indices (0, 1, ...) or GPU UUIDs ('GPU-…'), or None for all"
         )
     return items
 
 
-def _run_name(value: Any) -> str | None:
+def _run_name(value: Any, name: str) -> str | None:
     if value is None:
         return None
     plain = "give a plain directory name such as 'baseline-lr3e-4'"
     if not isinstance(value, str) or not value or value.strip() != value or value in (".", ".."):
-        raise ConfigurationError(f"run_name={value!r}: {plain}")
+        raise ConfigurationError(f"{name}={value!r}: {plain}")
     shown = repr(value) if len(value) <= 60 else f"{value[:40]!r}… ({len(value)} characters)"
     bad = sorted({c for c in value if c in "/\\" or c == os.sep or not c.isprintable()})
     if bad:
-        raise ConfigurationError(f"run_name={shown} holds {''.join(bad)!r}, which a directory name cannot; {plain}")
+        raise ConfigurationError(f"{name}={shown} holds {''.join(bad)!r}, which a directory name cannot; {plain}")
     size = len(value.encode("utf-8", errors="surrogatepass"))
     if size > MAX_RUN_NAME_BYTES:
         raise ConfigurationError(
-            f"run_name={shown} is {size} bytes; a directory name may have at most {MAX_RUN_NAME_BYTES} here; {plain}"
+            f"{name}={shown} is {size} bytes; a directory name may have at most {MAX_RUN_NAME_BYTES} here; {plain}"
         )
     return value
 
 
-def _distributed(value: Any) -> bool | None:
+def _distributed(value: Any, name: str) -> bool | None:
     if value is not None and not isinstance(value, bool):
         raise ConfigurationError(
-            f"distributed={value!r}: give True (one job directory, one shard per rank), False (this process "
+            f"{name}={value!r}: give True (one job directory, one shard per rank), False (this process "
             "alone), or None to decide from the launcher's WORLD_SIZE"
         )
     return value
 
 
-def _job_id(value: Any) -> str | None:
+def _job_id(value: Any, name: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise ConfigurationError(
-            f"job_id={value!r}: give the id every process of the job shares as a non-empty str (e.g. the "
+            f"{name}={value!r}: give the id every process of the job shares as a non-empty str (e.g. the "
             "scheduler's job id), or None to take TORCHELASTIC_RUN_ID, SLURM_ARRAY_JOB_ID or SLURM_JOB_ID"
         )
     return value
 
 
-def _jitter(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ConfigurationError(f"jitter={value!r}: give a fraction of the interval between 0 and 1 (default 1.0)")
-    return float(value)
+def _pue(value: Any, name: str) -> float:
+    from tracker.carbon.intensity import validate_pue
+
+    return validate_pue(value)
+
+
+def _interval(value: Any, name: str) -> float | None:
+    return None if value is None else validate_interval(value, name)
+
+
+def _jitter(value: Any, name: str) -> float:
+    return validate_jitter(value)
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name}={value!r}: give True or False")
+    return value
+
+
+def _path(what: str) -> Check:
+    def check(value: Any, name: str) -> Any:
+        if value is not None and (not isinstance(value, (str, os.PathLike)) or not os.fspath(value).strip()):
+            raise ConfigurationError(f"{name}={value!r}: give {what}")  # '' would silently mean the current directory
+        return value
+
+    return check
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def _device_list(text: str) -> tuple[int | str, ...]:
+    return tuple(int(d) if d.isdigit() else d for d in _comma_list(text))
 
 
 @dataclass(frozen=True)
 class Config:
-    """The validated options of a tracker; see :class:`~tracker.session.energy_tracker.EnergyTracker` for each.
+    """The validated options of a tracker: what to measure and how to account for it.
 
     Constructing it validates every field and resolves the carbon intensity (from codecarbon's
     bundled files, never the network).
@@ -127,114 +204,294 @@ class Config:
         ConfigurationError: an option is invalid; the message names the value and what is valid.
     """
 
-    log_dir: str | os.PathLike[str] | None = DEFAULT_LOG_DIR
-    run_name: str | None = None
-    country: str | None = None
-    region: str | None = None
-    cloud_provider: str | None = None
-    cloud_region: str | None = None
-    carbon_intensity_g_per_kwh: float | None = None
-    intensity_csv: str | os.PathLike[str] | None = None
-    pue: float = 1.0
-    interval_s: float | None = None
-    epochs: int | None = None
-    gpu_devices: Sequence[int | str] | None = None
-    cpu_tdp_w: float | None = None
-    ram_w: float | None = None
-    measure: Sequence[str] = KINDS
-    power_trace: bool = False
-    jitter: float = 1.0
-    distributed: bool | None = None
-    job_id: str | None = None
+    log_dir: str | os.PathLike[str] | None = option(
+        DEFAULT_LOG_DIR,
+        _path("a directory path such as 'runs/energy' ('.' for the current directory), or None to write nothing"),
+        f"where run directories are created (default {DEFAULT_LOG_DIR}); None writes nothing.",
+        Flag("--log-dir"),
+    )
+    run_name: str | None = option(
+        None,
+        _run_name,
+        "the run directory's name (default <UTC time>-<host>-<pid>; made unique).",
+        Flag("--run-name"),
+    )
+    country: str | None = option(
+        None,
+        None,
+        "ISO 3166 alpha-3 or alpha-2 code of the grid, for its carbon intensity (default: "
+        "ENERGY_TRACKER_COUNTRY, else the time zone's country, else the world average).",
+        Flag("--country"),
+    )
+    region: str | None = option(None, None, "a sub-national region of country (e.g. CA, a US state).", Flag("--region"))
+    cloud_provider: str | None = option(
+        None,
+        None,
+        "a cloud provider, with cloud_region, for its region's intensity (e.g. gcp).",
+        Flag("--cloud-provider"),
+    )
+    cloud_region: str | None = option(
+        None, None, "the cloud provider's region (e.g. europe-west1).", Flag("--cloud-region")
+    )
+    carbon_intensity_g_per_kwh: float | None = option(
+        None, None, "an explicit carbon intensity, g CO2e/kWh.", Flag("--carbon-intensity", float, "G_PER_KWH")
+    )
+    intensity_csv: str | os.PathLike[str] | None = option(
+        None,
+        _path("a timestamp,g_per_kwh CSV's path"),
+        "an hourly timestamp,g_per_kwh CSV covering the run, applied to each row's hours.",
+        Flag("--intensity-csv"),
+    )
+    pue: float = option(
+        1.0,
+        _pue,
+        "power usage effectiveness of the facility, >= 1.0 (default 1.0: what the machine draws).",
+        Flag("--pue", float),
+    )
+    interval_s: float | None = option(
+        None,
+        _interval,
+        f"seconds between background readings (default {COUNTER_INTERVAL_S} with energy counters, "
+        f"{POLLED_INTERVAL_S} when a GPU has only polled power).",
+        Flag("--interval-s", float),
+    )
+    epochs: int | None = option(None, _epochs, "the number of epochs, for the forecast of the whole run.")
+    gpu_devices: Sequence[int | str] | None = option(
+        None,
+        _gpu_devices,
+        "measure only these CUDA devices, indices or GPU UUIDs (default: all visible).",
+        Flag("--gpu-devices", _device_list, "LIST"),
+    )
+    cpu_tdp_w: float | None = option(
+        None, _watts, "the CPU's power in W for the estimate when RAPL is unreadable.", Flag("--cpu-tdp-w", float)
+    )
+    ram_w: float | None = option(None, _watts, "the RAM's power in W instead of the RAM model.", Flag("--ram-w", float))
+    measure: Sequence[str] = option(
+        KINDS,
+        _measure,
+        f"which kinds to measure, some of {','.join(KINDS)} (default: all).",
+        Flag("--measure", _comma_list, "KINDS"),
+    )
+    power_trace: bool = option(
+        False, _flag, "also write every reading to power.csv.", Flag("--power-trace", switch=True)
+    )
+    jitter: float = option(
+        1.0,
+        _jitter,
+        "how much of each sampling slot the reading time is spread over at random, 0 to 1 (default 1: "
+        "stratified random sampling, which keeps polled power from aliasing with a periodic load).",
+    )
+    distributed: bool | None = option(
+        None,
+        _distributed,
+        "True: a rank of a distributed job (one job directory, a shard per rank, each GPU counted once "
+        "and CPU and RAM once per node, see tracker.session.placement); False: this process alone; "
+        "None (default): True when the launcher's WORLD_SIZE is above 1 (torchrun, accelerate, deepspeed).",
+    )
+    job_id: str | None = option(
+        None,
+        _job_id,
+        "what every process of the job shares; names the job directory and merges runs that share it in "
+        "reports (default TORCHELASTIC_RUN_ID, SLURM_ARRAY_JOB_ID or SLURM_JOB_ID).",
+    )
     intensity: Any = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         from tracker.carbon import intensity as carbon
 
-        set_ = object.__setattr__
-        set_(self, "run_name", _run_name(self.run_name))
-        set_(self, "pue", carbon.validate_pue(self.pue))
-        set_(self, "interval_s", None if self.interval_s is None else validate_interval(self.interval_s))
-        set_(self, "epochs", _epochs(self.epochs))
-        set_(self, "gpu_devices", _gpu_devices(self.gpu_devices))
-        set_(self, "cpu_tdp_w", _watts("cpu_tdp_w", self.cpu_tdp_w))
-        set_(self, "ram_w", _watts("ram_w", self.ram_w))
-        set_(self, "measure", _measure(self.measure))
-        set_(self, "jitter", _jitter(self.jitter))
-        set_(self, "distributed", _distributed(self.distributed))
-        set_(self, "job_id", _job_id(self.job_id))
-        if not isinstance(self.power_trace, bool):
-            raise ConfigurationError(f"power_trace={self.power_trace!r}: give True or False")
-        if self.log_dir is not None and (
-            not isinstance(self.log_dir, (str, os.PathLike)) or not os.fspath(self.log_dir).strip()
-        ):
-            raise ConfigurationError(
-                f"log_dir={self.log_dir!r}: give a directory path such as 'runs/energy' ('.' for the current "
-                "directory), or None to write nothing"
-            )
-        if self.intensity_csv is not None and not isinstance(self.intensity_csv, (str, os.PathLike)):
-            raise ConfigurationError(f"intensity_csv={self.intensity_csv!r}: give a timestamp,g_per_kwh CSV's path")
-        set_(
-            self,
-            "intensity",
-            carbon.resolve_intensity(
-                country=self.country,
-                region=self.region,
-                cloud_provider=self.cloud_provider,
-                cloud_region=self.cloud_region,
-                g_per_kwh=self.carbon_intensity_g_per_kwh,
-                hourly_csv=None if self.intensity_csv is None else Path(self.intensity_csv),
-            ),
+        _validate_fields(self)
+        hourly = None if self.intensity_csv is None else Path(self.intensity_csv)
+        resolved = carbon.resolve_intensity(
+            country=self.country,
+            region=self.region,
+            cloud_provider=self.cloud_provider,
+            cloud_region=self.cloud_region,
+            g_per_kwh=self.carbon_intensity_g_per_kwh,
+            hourly_csv=hourly,
         )
+        object.__setattr__(self, "intensity", resolved)
 
 
-def check_hardware(
-    *,
-    sensors: Any = None,
-    clock: Any = time.monotonic,
-    nvml: Any = None,
-    powercap_root: Any = None,
-    rank: Any = 0,
-    host: Any = None,
-    exchange: Any = None,
-    config: Any = None,
-) -> None:
-    """Check the options that inject hardware, clocks or distributed hooks (tests, custom hardware, DDP).
+def _callable(returns: str, optional: bool) -> Check:
+    def check(value: Any, name: str) -> Any:
+        if not callable(value) and not (optional and value is None):
+            raise ConfigurationError(f"{name}={value!r} is not callable; give a function returning {returns}")
+        return value
 
-    Raises:
-        ConfigurationError: naming the option and the value given, and what would be valid.
-    """
-    if config is not None and not isinstance(config, Config):
-        raise ConfigurationError(f"config={config!r}: give a tracker.session.config.Config, or the options themselves")
-    if sensors is not None:
-        _sensors(sensors)
-    for name, value, what in (("clock", clock, "monotonic seconds"), ("exchange", exchange, "every rank's usages")):
-        if not callable(value) and (name == "clock" or value is not None):
-            raise ConfigurationError(f"{name}={value!r} is not callable; give a function returning {what}")
-    if nvml is not None and not callable(getattr(nvml, "nvmlInit", None)):
-        raise ConfigurationError(f"nvml={nvml!r} is not a pynvml module (no nvmlInit); leave it out to use pynvml")
-    is_path = isinstance(powercap_root, (str, os.PathLike))
-    if powercap_root is not None and (not is_path or not Path(powercap_root).is_dir()):
-        raise ConfigurationError(
-            f"powercap_root={powercap_root!r} is not a directory; give the powercap sysfs class directory, "
-            "normally '/sys/class/powercap', or leave it out"
-        )
-    if isinstance(rank, bool) or not isinstance(rank, int) or rank < 0:
-        raise ConfigurationError(f"rank={rank!r}: give this process's global rank, a non-negative int (0 alone)")
-    if host is not None and (not isinstance(host, str) or not host):
-        raise ConfigurationError(f"host={host!r}: give the host's name as a non-empty str, or None for this machine's")
+    return check
 
 
-def _sensors(sensors: Any) -> None:
+def _sensors(sensors: Any, name: str) -> Any:
+    if sensors is None:
+        return None
     if isinstance(sensors, (str, bytes)) or not isinstance(sensors, (list, tuple)):
-        raise ConfigurationError(f"sensors={sensors!r}: give a list of sensors (see tracker.sensors.Sensor)")
-    names = [getattr(s, "name", None) for s in sensors]
+        raise ConfigurationError(f"{name}={sensors!r}: give a list of sensors (see tracker.sensors.Sensor)")
     for sensor in sensors:
         if not isinstance(sensor, Sensor) or sensor.kind not in KINDS or not isinstance(sensor.name, str):
             raise ConfigurationError(
-                f"sensors: {sensor!r} is not a Sensor; give objects with name, kind (one of {list(KINDS)}), "
+                f"{name}: {sensor!r} is not a Sensor; give objects with name, kind (one of {list(KINDS)}), "
                 "method, info, read() and close(), such as tracker.testing.FakeSensor"
             )
+    names = [s.name for s in sensors]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        raise ConfigurationError(f"sensors: more than one is named {twice[0]!r}; each sensor needs its own name")
+        raise ConfigurationError(f"{name}: more than one is named {twice[0]!r}; each sensor needs its own name")
+    return sensors
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _nvml(value: Any, name: str) -> Any:
+    if value is not None and not callable(getattr(value, "nvmlInit", None)):
+        raise ConfigurationError(f"{name}={value!r} is not a pynvml module (no nvmlInit); leave it out to use pynvml")
+    return value
+
+
+def _powercap_root(value: Any, name: str) -> Any:
+    is_path = isinstance(value, (str, os.PathLike))
+    if value is not None and (not is_path or not Path(value).is_dir()):
+        raise ConfigurationError(
+            f"{name}={value!r} is not a directory; give the powercap sysfs class directory, "
+            "normally '/sys/class/powercap', or leave it out"
+        )
+    return value
+
+
+def _rank(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"{name}={value!r}: give this process's global rank, a non-negative int (0 alone)")
+    return value
+
+
+def _host(value: Any, name: str) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigurationError(
+            f"{name}={value!r}: give the host's name as a non-empty str, or None for this machine's"
+        )
+    return value
+
+
+@dataclass(frozen=True, eq=False)
+class Hardware:
+    """The options that inject hardware, clocks or distributed hooks (tests, custom hardware, DDP).
+
+    Raises:
+        ConfigurationError: an option is invalid, naming the value given and what would be valid.
+    """
+
+    sensors: Sequence[Sensor] | None = option(
+        None, _sensors, "use these sensors instead of discovering the machine's (tests, custom hardware)."
+    )
+    clock: Callable[[], float] = option(
+        time.monotonic,
+        _callable("monotonic seconds", optional=False),
+        "monotonic clock in seconds (tests pass a fake one; it must be the sensors' clock).",
+    )
+    nvml: Any = option(None, _nvml, "the pynvml module for GPU discovery (tests pass a fake).")
+    powercap_root: str | os.PathLike[str] | None = option(
+        None, _powercap_root, "the powercap sysfs directory for RAPL discovery (tests pass a fake)."
+    )
+    utc_clock: Callable[[], datetime] = option(
+        _utc_now,
+        _callable("the time as an aware UTC datetime", optional=False),
+        "the wall clock, returning an aware UTC datetime, for the rows' times (tests pass a fake one).",
+    )
+    rank: int = option(
+        0,
+        _rank,
+        "this process's global rank, for devices.csv in distributed runs (the launcher's RANK when distributed).",
+    )
+    host: str | None = option(None, _host, "this machine's name, for devices.csv (default: the node name).")
+    exchange: Callable[[list[Any]], list[Any] | None] | None = option(
+        None,
+        _callable("every rank's usages", optional=True),
+        "distributed runs only: called with this process's device usages at each row; returns every "
+        "rank's on the writing rank and None on the others. Every rank then writes its other rows at "
+        "the same boundaries, however short, so that the collectives line up.",
+    )
+
+    def __post_init__(self) -> None:
+        _validate_fields(self)
+
+
+def _validate_fields(options: Any) -> None:
+    for f in fields(options):
+        check = f.metadata.get("check")
+        if check is not None:
+            object.__setattr__(options, f.name, check(getattr(options, f.name), f.name))
+
+
+CONFIG_OPTIONS = tuple(f.name for f in fields(Config) if f.init)
+HARDWARE_OPTIONS = tuple(f.name for f in fields(Hardware))
+
+
+def split_options(
+    options: Mapping[str, Any], where: str, hardware: Iterable[str] = HARDWARE_OPTIONS
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split keyword options into :class:`Config`'s and :class:`Hardware`'s.
+
+    Args:
+        options: the keyword arguments given.
+        where: who takes them, for the message (``"EnergyTracker"``).
+        hardware: the :class:`Hardware` options ``where`` accepts (an integration sets some itself).
+
+    Raises:
+        UnknownOptionError: a name is neither (also a ``TypeError``, as Python's own would be).
+    """
+    accepted = (*CONFIG_OPTIONS, *hardware)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise UnknownOptionError(f"{where}({unknown[0]}=...) is not an option; give some of: {', '.join(accepted)}")
+    config = {k: v for k, v in options.items() if k in CONFIG_OPTIONS}
+    return config, {k: v for k, v in options.items() if k not in CONFIG_OPTIONS}
+
+
+def resolve_config(config: Any, options: Mapping[str, Any]) -> Config:
+    """``config`` when given alone, else a :class:`Config` of ``options``.
+
+    Raises:
+        ConfigurationError: ``config`` is not a :class:`Config`, or it is given together with options.
+    """
+    if config is None:
+        return Config(**options)
+    if not isinstance(config, Config):
+        raise ConfigurationError(f"config={config!r}: give a tracker.Config, or the options themselves")
+    if options:
+        given = ", ".join(f"{k}=" for k in options)
+        raise ConfigurationError(
+            f"config= given together with {given}: give either config= or the options, not both "
+            f"(e.g. dataclasses.replace(config, {next(iter(options))}=...))"
+        )
+    return config
+
+
+def options_doc(indent: str = "        ") -> str:
+    """The ``Args`` lines of every option, from the fields' help texts (Google style)."""
+    declared = [*fields(Config), *fields(Hardware)]
+    return "\n".join(f"{indent}{f.name}: {f.metadata['help']}" for f in declared if f.metadata.get("help"))
+
+
+def add_flags(parser: Any) -> None:
+    """Add a flag to ``parser`` (argparse) for every option that declares one.
+
+    A flag not given is left out of the parsed namespace, so that the option keeps its default.
+    """
+    import argparse
+
+    for f in fields(Config):
+        flag: Flag | None = f.metadata.get("flag")
+        if flag is None:
+            continue
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": f.metadata["help"]}
+        if flag.switch:
+            kwargs["action"] = "store_true"
+        else:
+            kwargs.update(type=flag.type or str, metavar=flag.metavar)
+        parser.add_argument(flag.name, **kwargs)
+
+
+def options_from_flags(namespace: Any) -> dict[str, Any]:
+    """The options given as flags (:func:`add_flags`), by option name."""
+    return {name: value for name, value in vars(namespace).items() if name in CONFIG_OPTIONS}

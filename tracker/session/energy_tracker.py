@@ -1,38 +1,40 @@
-"""``EnergyTracker``: start/stop, per-epoch rows, totals, forecast, summary, resume.
+"""``EnergyTracker``: start/stop, epochs and phases, per-epoch rows, totals, forecast, summary, resume.
 
 The session connects the parts: :class:`~tracker.session.timeline.Timeline` (sampler and meter, the stack
-of open segments) hands each closed segment to :meth:`EnergyTracker._emit`, which turns it into
-rows (:mod:`tracker.session.rows`) and writes them (:mod:`tracker.logs.writer`). The epoch and phase methods come
-from :class:`~tracker.session.phases.EpochsAndPhases`, resuming from :mod:`tracker.session.resume`.
+of open segments, and the rules of opening and closing them) hands each closed segment to
+:meth:`EnergyTracker._emit`, which turns it into rows (:mod:`tracker.session.rows`) and writes them
+(:mod:`tracker.logs.writer`). The epoch and phase methods delegate to the timeline; :meth:`summary` and
+``run.json`` are made from an immutable :class:`~tracker.session.summary.RunState`
+(:mod:`tracker.session.summary`); resuming is :mod:`tracker.session.resume`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from tracker.errors import UsageError
+from tracker.errors import ConfigurationError, UsageError
 from tracker.logs import liveness
-from tracker.logs.merge import SHARDS_DIR
-from tracker.logs.schema import COMPLETE, INTERRUPTED
+from tracker.logs.schema import COMPLETE, INTERRUPTED, SHARDS_DIR
 from tracker.logs.writer import RunWriter, check_log_dir, new_run_dir, write_job
 from tracker.measure.meter import joules_to_kwh
-from tracker.sensors import GPU, KINDS, Clock, Discovery, Reading, Sensor, discover
+from tracker.measure.sampler import default_interval_s
+from tracker.sensors import CPU, GPU, RAM, Discovery, Reading
+from tracker.sensors.discovery import discover
+from tracker.sensors.methods import joined
 from tracker.session import placement
 from tracker.session import resume as resuming
 from tracker.session.accounting import DeviceUsage
-from tracker.session.config import DEFAULT_LOG_DIR, Config, check_hardware
-from tracker.session.phases import EpochsAndPhases
+from tracker.session.config import Config, Hardware, options_doc, resolve_config, split_options
 from tracker.session.rows import RowBuilder
 from tracker.session.segments import Segment
-from tracker.session.summary import Summary, run_info
-from tracker.session.timeline import Timeline, check_status, default_interval_s, power_rows
+from tracker.session.summary import RunState, Summary, run_info
+from tracker.session.timeline import Timeline, check_epoch_index, check_phase_name, check_status, power_rows
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +42,11 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_S = 2.0
 
 Exchange = Callable[[list[DeviceUsage]], "list[DeviceUsage] | None"]
+_NOT_GIVEN: Any = object()
+RUNNING = "running"
 
 
-def utc_now() -> str:
-    """The current UTC time in ISO 8601 with milliseconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-class EnergyTracker(EpochsAndPhases):
+class EnergyTracker:
     """Measures the energy and CO2 of a training run, per epoch and phase.
 
     Use it as a context manager (or call :meth:`start` and :meth:`stop`)::
@@ -65,98 +64,44 @@ class EnergyTracker(EpochsAndPhases):
     :class:`~tracker.logs.schema.EpochRecord`) and one row per device to ``devices.csv``.
 
     Args:
-        log_dir: where run directories are created; ``None`` writes nothing.
-        run_name: the run directory's name (default ``<UTC time>-<host>-<pid>``; made unique).
-        country: ISO 3166 alpha-3 or alpha-2 code for the grid's carbon intensity; default:
-            ``ENERGY_TRACKER_COUNTRY``, else the time zone's country, else the world average.
-        region: a sub-national region of ``country`` (e.g. a US state).
-        cloud_provider, cloud_region: a cloud region's intensity instead (e.g. ``"gcp"``, ``"europe-west1"``).
-        carbon_intensity_g_per_kwh: an explicit intensity, g CO2e/kWh.
-        intensity_csv: an hourly ``timestamp,g_per_kwh`` CSV, applied to each row's hours.
-        pue: power usage effectiveness of the facility, ≥ 1.0 (1.0: what the machine draws).
-        interval_s: seconds between background readings; default 1.0 with energy counters,
-            0.1 when a GPU has only polled power.
-        epochs: the number of epochs, for the forecast of the whole run.
-        gpu_devices: measure only these CUDA devices (indices or UUIDs); default all visible.
-        cpu_tdp_w: the CPU's power in W for the estimate when RAPL is unreadable.
-        ram_w: the RAM's power in W instead of the RAM model.
-        measure: which kinds to measure, some of ``("gpu", "cpu", "ram")``.
-        power_trace: also write every reading to ``power.csv``.
-        jitter: how much of each sampling slot the reading time is spread over at random, 0 to 1
-            (1: stratified random sampling, which keeps polled power from aliasing with a periodic load).
-        sensors: use these sensors instead of discovering the machine's (tests, custom hardware).
-        clock: monotonic clock in seconds (tests pass a fake one; it must be the sensors' clock).
-        nvml, powercap_root: hardware roots for discovery (tests pass fakes).
-        distributed: ``True``: a rank of a distributed job (one job directory, a shard per rank, each
-            GPU counted once and CPU and RAM once per node, see :mod:`tracker.session.placement`);
-            ``False``: this process alone; ``None`` (default): ``True`` when the launcher's
-            ``WORLD_SIZE`` is above 1 (torchrun, accelerate, deepspeed).
-        job_id: what every process of the job shares; names the job directory and merges runs that
-            share it in reports; default ``TORCHELASTIC_RUN_ID``, ``SLURM_ARRAY_JOB_ID`` or ``SLURM_JOB_ID``.
-        rank, host: who measures, for ``devices.csv`` in distributed runs (the rank is the
-            launcher's ``RANK`` when ``distributed``).
-        exchange: distributed runs only: called with this process's device usages at each row;
-            returns every rank's on the writing rank and ``None`` on the others. Every rank then
-            writes its ``other`` rows at the same boundaries, however short, so that the
-            collectives line up.
+        log_dir: (may be given first, without its name) {log_dir}
+        config: a :class:`~tracker.session.config.Config` instead of its options (not both).
+        **options: any option of :class:`~tracker.session.config.Config` or
+            :class:`~tracker.session.config.Hardware`, each declared once there:
+
+    {options}
 
     Raises:
         ConfigurationError: an option is invalid, or the hardware named does not exist.
     """
 
-    def __init__(
-        self,
-        log_dir: str | os.PathLike[str] | None = DEFAULT_LOG_DIR,
-        *,
-        run_name: str | None = None,
-        country: str | None = None,
-        region: str | None = None,
-        cloud_provider: str | None = None,
-        cloud_region: str | None = None,
-        carbon_intensity_g_per_kwh: float | None = None,
-        intensity_csv: str | os.PathLike[str] | None = None,
-        pue: float = 1.0,
-        interval_s: float | None = None,
-        epochs: int | None = None,
-        gpu_devices: Sequence[int | str] | None = None,
-        cpu_tdp_w: float | None = None,
-        ram_w: float | None = None,
-        measure: Sequence[str] = KINDS,
-        power_trace: bool = False,
-        jitter: float = 1.0,
-        sensors: Sequence[Sensor] | None = None,
-        clock: Clock = time.monotonic,
-        nvml: Any = None,
-        powercap_root: str | os.PathLike[str] | None = None,
-        distributed: bool | None = None,
-        job_id: str | None = None,
-        rank: int = 0,
-        host: str | None = None,
-        exchange: Exchange | None = None,
-        config: Config | None = None,
-    ) -> None:
-        check_hardware(sensors=sensors, clock=clock, nvml=nvml, powercap_root=powercap_root, rank=rank, host=host,
-                       exchange=exchange, config=config)  # fmt: skip
-        self.config = config or Config(
-            log_dir=log_dir, run_name=run_name, country=country, region=region, cloud_provider=cloud_provider,
-            cloud_region=cloud_region, carbon_intensity_g_per_kwh=carbon_intensity_g_per_kwh,
-            intensity_csv=intensity_csv, pue=pue, interval_s=interval_s, epochs=epochs, gpu_devices=gpu_devices,
-            cpu_tdp_w=cpu_tdp_w, ram_w=ram_w, measure=measure, power_trace=power_trace, jitter=jitter,
-            distributed=distributed, job_id=job_id,
-        )  # fmt: skip
-        cfg = self.config
+    def __init__(self, log_dir: Any = _NOT_GIVEN, *, config: Config | None = None, **options: Any) -> None:
+        given, injected = split_options(options, "EnergyTracker")
+        if log_dir is not _NOT_GIVEN:
+            given["log_dir"] = log_dir
+        if config is not None and not isinstance(config, Config):
+            resolve_config(config, given)  # raises, before the hardware options are looked at
+        hardware = Hardware(**injected)
+        self.config = cfg = resolve_config(config, given)
         self._log_dir = None if cfg.log_dir is None else check_log_dir(cfg.log_dir)
-        self._clock = clock
-        self.launch = self._place(exchange, rank)
-        self.rank, self.host = self.launch.rank, host or os.uname().nodename
-        self.discovery = Discovery(list(sensors)) if sensors is not None else self._discover(nvml, powercap_root)
+        self._clock, self._utc_clock = hardware.clock, hardware.utc_clock
+        self._exchange = hardware.exchange
+        self.launch = self._place(hardware.rank)
+        self.rank, self.host = self.launch.rank, hardware.host or os.uname().nodename
+        sensors = hardware.sensors
+        self.discovery = Discovery(list(sensors)) if sensors is not None else self._discover(hardware)
         self.interval_s = cfg.interval_s or default_interval_s(self.discovery.sensors)
-        self._exchange = exchange
         self._pid = os.getpid()
         self._timeline = Timeline(
-            self.discovery.sensors, self.interval_s, clock=clock, jitter=cfg.jitter, now_utc=utc_now,
-            on_close=self._emit, on_readings=self._trace, every_boundary=exchange is not None,
-        )  # fmt: skip
+            self.discovery.sensors,
+            self.interval_s,
+            clock=self._clock,
+            jitter=cfg.jitter,
+            now_utc=self._now_utc,
+            on_close=self._emit,
+            on_readings=self._trace,
+            every_boundary=self._exchange is not None,
+        )
         self.run_dir: Path | None = None
         self.job_dir: Path | None = None
         self._writer: RunWriter | None = None
@@ -166,17 +111,17 @@ class EnergyTracker(EpochsAndPhases):
         self._stopped = False
         self._stopped_s: float | None = None
         self._stopped_utc: str | None = None
-        self._status = "running"
+        self._status = RUNNING
         self._resume: Mapping[str, Any] | None = None
         self._owner: threading.Thread | None = None
         self._next_beat_s = float("-inf")
         self._beat_lock = threading.Lock()
         self.process = liveness.this_process()
 
-    def _place(self, exchange: Exchange | None, rank: int) -> placement.Launch:
+    def _place(self, rank: int) -> placement.Launch:
         """Where this process sits: the launcher's ranks when sharded, else ``rank`` alone."""
         cfg = self.config
-        if exchange is not None or cfg.distributed is False:
+        if self._exchange is not None or cfg.distributed is False:
             return placement.Launch(rank=rank)  # the caller gathers rows itself (Lightning), or measures alone
         launch = placement.detect(job_id=cfg.job_id)
         if cfg.distributed is None and not launch.distributed:
@@ -186,13 +131,20 @@ class EnergyTracker(EpochsAndPhases):
 
     _sharded = False
 
-    def _discover(self, nvml: Any, powercap_root: Any) -> Discovery:
+    def _discover(self, hardware: Hardware) -> Discovery:
         cfg = self.config
         kinds = placement.assign(cfg.measure, self.launch.local_rank, self.launch.local_world_size).kinds
         return discover(
-            nvml=nvml, gpu_devices=cfg.gpu_devices, powercap_root=powercap_root, cpu_tdp_w=cfg.cpu_tdp_w,
-            ram_w=cfg.ram_w, gpus=GPU in kinds, cpu="cpu" in kinds, ram="ram" in kinds, clock=self._clock,
-        )  # fmt: skip
+            nvml=hardware.nvml,
+            gpu_devices=cfg.gpu_devices,
+            powercap_root=hardware.powercap_root,
+            cpu_tdp_w=cfg.cpu_tdp_w,
+            ram_w=cfg.ram_w,
+            gpus=GPU in kinds,
+            cpu=CPU in kinds,
+            ram=RAM in kinds,
+            clock=self._clock,
+        )
 
     # ---- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -200,18 +152,18 @@ class EnergyTracker(EpochsAndPhases):
         """Create the run directory, take the first readings and start the background sampler."""
         if self._started_s is not None:
             raise UsageError("start() called twice; one EnergyTracker measures one run")
-        self._started_utc = utc_now()
+        self._started_utc = self._now_utc()
         self._owner = threading.current_thread()
         if self._log_dir is not None and self._is_writer:
             self.run_dir = resuming.reopen(self._resume) or self._new_run_dir(self._log_dir)
             if self._sharded and self.run_dir.parent.name == SHARDS_DIR:  # a resumed shard keeps its job
                 self.job_dir = self.run_dir.parent.parent
             self._writer = RunWriter(self.run_dir, power_trace=self.config.power_trace)
-        name = self.job_dir.name if self.job_dir else self.run_dir.name if self.run_dir else self.config.run_name
-        self._rows = RowBuilder(self.config, name or "")
-        self._started_s = self._clock() - self._resumed_elapsed_s()  # the first readings' power.csv rows use it
-        now_s = self._timeline.open(self._started_utc)
-        self._started_s = now_s - self._resumed_elapsed_s()
+        totals, elapsed_s = resuming.continued_totals(self._resume, self.run_dir)
+        run = self.job_dir.name if self.job_dir else self.run_dir.name if self.run_dir else self.config.run_name
+        self._rows = RowBuilder(self.config, run or "", totals)
+        self._started_s = self._clock() - elapsed_s  # the first readings' power.csv rows use it
+        self._started_s = self._timeline.open(self._started_utc) - elapsed_s
         self._write_info()
         self._timeline.start_samplers()
         logger.debug("energy-tracker: measuring %s", [s.name for s in self.discovery.sensors])
@@ -233,7 +185,7 @@ class EnergyTracker(EpochsAndPhases):
         if os.getpid() != self._pid:
             return self.summary()  # a forked child (a DataLoader worker) owns nothing of the parent's run
         self._stopped_s = self._clock()
-        self._stopped_utc = utc_now()
+        self._stopped_utc = self._now_utc()
         try:
             self._timeline.close_all()
         finally:
@@ -255,9 +207,8 @@ class EnergyTracker(EpochsAndPhases):
         Holds the run directory, the cumulative totals and the seconds measured so far.
         """
         if self._rows is None or self._started_s is None:
-            return dict(self._resume) if self._resume else resuming.totals_as_dict(resuming.empty_totals(), 0.0, None)
-        elapsed_s = (self._stopped_s or self._clock()) - self._started_s
-        return resuming.totals_as_dict(self._rows.totals, elapsed_s, self.run_dir)
+            return dict(self._resume) if self._resume else resuming.initial_state()
+        return resuming.totals_as_dict(self._rows.totals, self._elapsed_s(), self.run_dir)
 
     def resume(self, state: Mapping[str, Any]) -> None:
         """Continue the run that an earlier tracker's :meth:`state` describes; call before :meth:`start`.
@@ -272,8 +223,7 @@ class EnergyTracker(EpochsAndPhases):
         """
         if self._started_s is not None:
             raise UsageError("resume() called after start(); call it before start()")
-        resuming.totals_from_state(resuming.check_state(state))
-        self._resume = dict(state)
+        self._resume = resuming.check_state(state)
 
     def __enter__(self) -> EnergyTracker:
         return self.start()
@@ -281,11 +231,106 @@ class EnergyTracker(EpochsAndPhases):
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         self.stop(COMPLETE if exc_type is None else INTERRUPTED)
 
+    # ---- epochs and phases: the rules are the timeline's --------------------------------------------------------
+
+    @contextlib.contextmanager
+    def epoch(self, index: int, samples: int | None = None) -> Iterator[EnergyTracker]:
+        """Measure one epoch; its row is written when the block ends (``interrupted`` if it raised)."""
+        self.begin_epoch(index, samples)
+        with self._closing():
+            yield self
+
+    @contextlib.contextmanager
+    def phase(self, name: str, samples: int | None = None) -> Iterator[EnergyTracker]:
+        """Measure a phase (``validation``, ``test``, ``inference``, ...), inside an epoch or not."""
+        self.begin_phase(name, samples)
+        with self._closing():
+            yield self
+
+    def begin_epoch(self, index: int, samples: int | None = None) -> None:
+        """Open epoch ``index`` (for callbacks; prefer :meth:`epoch`).
+
+        Raises:
+            ConfigurationError: ``index`` is not a non-negative int, or ``samples`` is invalid.
+            UsageError: not started, an epoch is already open, or ``index`` was used before.
+        """
+        check_epoch_index(index)
+        self._require_started(f"epoch({index})")
+        self._timeline.begin_epoch(index, samples)
+
+    def begin_phase(self, name: str, samples: int | None = None, epoch: int | None = None) -> None:
+        """Open a phase (for callbacks; prefer :meth:`phase`).
+
+        Args:
+            name: the phase's name.
+            samples: items it will process, when known.
+            epoch: the epoch its row names when no epoch is open (an evaluation just after its
+                epoch's row closed); an open epoch's index wins.
+
+        Raises:
+            ConfigurationError: ``name`` is empty, ``"other"`` or ``"train"``, or ``samples`` or ``epoch`` is invalid.
+            UsageError: not started, or a phase of that name is already open.
+        """
+        if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
+            raise ConfigurationError(f"epoch={epoch!r}: give the epoch index the phase belongs to (0, 1, ...) or None")
+        check_phase_name(name)
+        self._require_started(f"phase({name!r})")
+        self._timeline.begin_phase(name, samples, epoch)
+
+    def end(self, status: str = COMPLETE) -> None:
+        """Close the innermost open epoch or phase and write its row.
+
+        Raises:
+            ConfigurationError: ``status`` is neither ``"complete"`` nor ``"interrupted"``.
+            UsageError: nothing is open.
+        """
+        self._timeline.end(status)
+
+    def add_samples(self, count: int) -> None:
+        """Count ``count`` more items (images, tokens, queries) in the innermost open epoch or phase."""
+        self._timeline.add_samples(count)
+
+    def log_metrics(self, metrics: Mapping[str, Any]) -> None:
+        """Add the user's metrics (loss, accuracy) to the innermost open epoch or phase's row.
+
+        Raises:
+            UsageError: no epoch or phase is open.
+            ConfigurationError: ``metrics`` is not a mapping, or a name clashes with a tracker column.
+        """
+        self._timeline.log_metrics(metrics)
+
     # ---- results ------------------------------------------------------------------------------------------------
 
     def summary(self) -> Summary:
         """The run's totals so far (or at the end) as a record; ``str()`` gives a short report."""
-        return Summary.build(self, self._rows)
+        return Summary.build(self.run_state())
+
+    def run_state(self) -> RunState:
+        """The run as it is now, an immutable record (what :meth:`summary` and ``run.json`` are made of)."""
+        rows = self._rows
+        sensors = self.discovery.sensors
+        by_sensors = {kind: joined([s.method for s in sensors if s.kind == kind]) for kind in (GPU, CPU, RAM)}
+        return RunState(
+            config=self.config,
+            run=rows.run if rows else "",
+            run_dir=str(self.run_dir) if self.run_dir else None,
+            status=self._status,
+            started_utc=self._started_utc,
+            stopped_utc=self._stopped_utc,
+            duration_s=self._elapsed_s(),
+            host=self.host,
+            launch=self.launch,
+            interval_s=self.interval_s,
+            sensors=tuple({"name": s.name, "kind": s.kind, "method": s.method, "info": dict(s.info)} for s in sensors),
+            absent=tuple(self.discovery.absent),
+            health=dict(self.sensor_health),
+            totals=rows.totals if rows else None,
+            rows=rows.rows if rows else 0,
+            process=self.process,
+            methods=rows.methods if rows and rows.methods else by_sensors,
+            forecast=rows.forecast if rows else None,
+            break_even=rows.break_even if rows else None,
+        )
 
     @property
     def sensor_health(self) -> dict[str, Any]:
@@ -307,44 +352,62 @@ class EnergyTracker(EpochsAndPhases):
         """A run directory of its own; sharded, this rank's shard under the job's directory."""
         if not self._sharded:
             return new_run_dir(log_dir, self.config.run_name)
+        launch = self.launch
         if (
             self._resume is None
-            and self.launch.world_size > self.launch.local_world_size
-            and not (self.config.run_name or self.launch.job_id)
+            and launch.world_size > launch.local_world_size
+            and not (self.config.run_name or launch.job_id)
         ):
             logger.warning(
                 "energy-tracker: a job on several nodes without a job id (TORCHELASTIC_RUN_ID is 'none', no "
                 "SLURM_JOB_ID): each node writes a job directory of its own; give run_name= or job_id=, or "
                 "torchrun --rdzv-id, for one"
-            )  # fmt: skip
-        name = placement.job_dir_name(self.launch, self.config.run_name, self.host, os.getppid())
-        self.job_dir = log_dir / name
+            )
+        self.job_dir = log_dir / placement.job_dir_name(launch, self.config.run_name, self.host, os.getppid())
         shards = self.job_dir / SHARDS_DIR
         shards.mkdir(parents=True, exist_ok=True)  # every rank may come first; none waits for another
         return new_run_dir(shards, placement.shard_name(self.host, self.rank))
+
+    def _now_utc(self) -> str:
+        return self._utc_clock().isoformat(timespec="milliseconds")
+
+    def _elapsed_s(self) -> float:
+        if self._started_s is None:
+            return 0.0
+        return (self._stopped_s if self._stopped_s is not None else self._clock()) - self._started_s
+
+    @contextlib.contextmanager
+    def _closing(self) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:  # Ctrl-C and sys.exit too: the row is written `interrupted`, the exception re-raised
+            self.end(INTERRUPTED)
+            raise
+        self.end(COMPLETE)
+
+    def _require_started(self, what: str) -> None:
+        if self._started_s is None or self._stopped:
+            raise UsageError(f"{what} called on a tracker that is not running; use `with EnergyTracker() as energy:`")
 
     def _warn_unmeasured_gpus(self) -> None:
         # "no device" is the user's choice (CUDA_VISIBLE_DEVICES=""); a missing library or driver is not.
         absent = [a for a in self.discovery.absent if a.kind == GPU and a.reason != "no device"]
         if absent and GPU in self.config.measure:
+            first = absent[0]
             logger.warning(
                 "energy-tracker: GPUs are not measured (%s: %s%s); to measure only CPU and RAM, and not see this, "
                 "give measure=('cpu', 'ram')",
-                absent[0].reason, absent[0].detail, f"; {absent[0].hint}" if absent[0].hint else "",
-            )  # fmt: skip
-
-    def _resumed_elapsed_s(self) -> float:
-        if self._resume is None or self._rows is None:
-            return 0.0
-        self._rows.totals, elapsed_s = resuming.continued_totals(self._resume, self.run_dir)
-        return elapsed_s
+                first.reason,
+                first.detail,
+                f"; {first.hint}" if first.hint else "",
+            )
 
     def _trace(self, readings: list[Reading]) -> None:
         if self._writer is None or os.getpid() != self._pid:
             return
         if self.config.power_trace:
             started_s = self._started_s or 0.0
-            self._writer.write_power(power_rows(readings, started_s, self.host, self.rank, utc_now()))
+            self._writer.write_power(power_rows(readings, started_s, self.host, self.rank, self._now_utc()))
         if threading.current_thread() is self._owner or self._stopped or self._clock() < self._next_beat_s:
             return
         if self._beat_lock.acquire(blocking=False):  # the fast lanes' and edge threads' batches come here too
@@ -358,7 +421,7 @@ class EnergyTracker(EpochsAndPhases):
         """What a reader needs to recover this run if the process dies: who writes it, and the open rows so far."""
         cfg, rows = self.config, []
         for segment, by_kind_j, duration_s in self._timeline.open_segments():
-            kwh = {kind: joules_to_kwh(by_kind_j.get(kind, 0.0)) for kind in KINDS}
+            kwh = {kind: joules_to_kwh(by_kind_j.get(kind, 0.0)) for kind in (GPU, CPU, RAM)}
             energy_kwh = sum(kwh.values())
             g_per_kwh = cfg.intensity.g_per_kwh
             rows.append({
@@ -367,7 +430,7 @@ class EnergyTracker(EpochsAndPhases):
                 "energy_kwh": energy_kwh, "pue": cfg.pue, "carbon_intensity_g_per_kwh": g_per_kwh,
                 "co2_kg": energy_kwh * cfg.pue * g_per_kwh / 1000 if g_per_kwh is not None else None,
             })  # fmt: skip
-        return {"process": self.process, "time_utc": utc_now(), "open": rows}
+        return {"process": self.process, "time_utc": self._now_utc(), "open": rows}
 
     def _emit(self, segment: Segment, status: str) -> None:
         if os.getpid() != self._pid or self._rows is None:
@@ -383,4 +446,12 @@ class EnergyTracker(EpochsAndPhases):
 
     def _write_info(self) -> None:
         if self._writer is not None:
-            self._writer.write_info(run_info(self))
+            self._writer.write_info(run_info(self.run_state()))
+
+
+# The options' help, from their one declaration in tracker.session.config.
+EnergyTracker.__doc__ = (
+    (EnergyTracker.__doc__ or "")
+    .replace("{log_dir}", Config.__dataclass_fields__["log_dir"].metadata["help"])
+    .replace("    {options}", options_doc(indent=" " * 12))
+)

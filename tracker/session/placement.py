@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from tracker.errors import ConfigurationError
-from tracker.logs.merge import keep_once
 from tracker.sensors import CPU, GPU, RAM
 
 # torchrun's default rendezvous id: the same for every job, so it names none.
@@ -88,7 +87,9 @@ def job_id_from(environ: Mapping[str, str], given: str | None = None) -> tuple[s
 
 
 def detect(environ: Mapping[str, str] | None = None, job_id: str | None = None) -> Launch:
-    """This process's place from ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``LOCAL_WORLD_SIZE`` and the job id.
+    """This process's place from the launcher's variables and the job id.
+
+    ``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE`` and ``LOCAL_WORLD_SIZE`` (DeepSpeed: ``LOCAL_SIZE``).
 
     Raises:
         ConfigurationError: a variable is not a non-negative integer, or the rank is not below the size.
@@ -97,7 +98,8 @@ def detect(environ: Mapping[str, str] | None = None, job_id: str | None = None) 
     world = max(1, _int_var(env, "WORLD_SIZE", 1))
     rank = _int_var(env, "RANK", 0)
     local_rank = _int_var(env, "LOCAL_RANK", rank)  # without it, one node is assumed
-    local_world = max(1, _int_var(env, "LOCAL_WORLD_SIZE", world))
+    # DeepSpeed's launcher says LOCAL_SIZE where torchrun says LOCAL_WORLD_SIZE
+    local_world = max(1, _int_var(env, "LOCAL_WORLD_SIZE", _int_var(env, "LOCAL_SIZE", world)))
     if rank >= world or local_rank >= local_world:
         raise ConfigurationError(
             f"RANK={rank}, LOCAL_RANK={local_rank} with WORLD_SIZE={world}, LOCAL_WORLD_SIZE={local_world}: a rank "
@@ -116,9 +118,12 @@ class Assignment:
 
 
 def assign(
-    measure: Sequence[str], local_rank: int, local_world_size: int, own: int | str | None = None,
+    measure: Sequence[str],
+    local_rank: int,
+    local_world_size: int,
+    own: int | str | None = None,
     gpu_devices: Sequence[int | str] | None = None,
-) -> Assignment:  # fmt: skip
+) -> Assignment:
     """What a process measures, by the rules of this module.
 
     Args:
@@ -158,4 +163,4 @@ def shard_name(host: str, rank: int) -> str:
     return f"{_SAFE.sub('_', host)}-r{rank}"
 
 
-__all__ = ["CPU", "GPU", "RAM", "Assignment", "Launch", "assign", "detect", "job_dir_name", "keep_once", "shard_name"]
+__all__ = ["CPU", "GPU", "RAM", "Assignment", "Launch", "assign", "detect", "job_dir_name", "shard_name"]

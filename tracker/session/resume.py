@@ -11,27 +11,24 @@ row written after a mid-epoch checkpoint), which is what the run really cost.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError
-from tracker.logs.reader import EPOCHS_CSV, read_csv_rows
-from tracker.logs.schema import COMPLETE
-from tracker.measure.meter import J_PER_KWH
-from tracker.sensors import KINDS
-from tracker.session.accounting import Energy
-from tracker.session.rows import Totals
+from tracker.logs.schema import EPOCH_TYPES, EPOCHS_CSV
+from tracker.logs.totals import Totals
+from tracker.measure.meter import joules_to_kwh
+from tracker.sensors import CPU, GPU, RAM
 
 logger = logging.getLogger(__name__)
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: totals in kWh, as the records hold them; 1 (totals in J) is still read
 
 
-def empty_totals() -> Totals:
-    """The totals of a run that has measured nothing yet."""
-    return Totals()
+def initial_state() -> dict[str, Any]:
+    """The state of a run that has measured nothing yet."""
+    return totals_as_dict(Totals(), 0.0, None)
 
 
 def totals_as_dict(totals: Totals, elapsed_s: float, run_dir: Path | None) -> dict[str, Any]:
@@ -40,55 +37,54 @@ def totals_as_dict(totals: Totals, elapsed_s: float, run_dir: Path | None) -> di
         "version": STATE_VERSION,
         "run_dir": None if run_dir is None else str(run_dir),
         "elapsed_s": float(elapsed_s),
-        "totals": asdict(totals),
+        "totals": totals.as_dict(),
     }
 
 
-def check_state(state: Any) -> Mapping[str, Any]:
-    """Check a state from :func:`totals_as_dict`.
+def check_state(state: Any) -> dict[str, Any]:
+    """Check a state from :func:`totals_as_dict`; returns a copy.
 
     Raises:
         ConfigurationError: it is not such a state.
     """
     keys = ("version", "run_dir", "elapsed_s", "totals")
-    if not isinstance(state, Mapping) or any(k not in state for k in keys) or state["version"] != STATE_VERSION:
+    if not isinstance(state, Mapping) or any(k not in state for k in keys) or state["version"] not in (1, 2):
         raise ConfigurationError(
             f"resume({state!r:.80}): give the dict that EnergyTracker.state() returned (version {STATE_VERSION})"
         )
-    return state
+    totals_from_state(state)
+    return dict(state)
 
 
 def totals_from_state(state: Mapping[str, Any]) -> Totals:
-    """The :class:`~tracker.session.rows.Totals` saved in a state.
+    """The :class:`~tracker.logs.totals.Totals` saved in a state.
 
     Raises:
         ConfigurationError: the totals are not those of :func:`totals_as_dict`.
     """
-    saved = dict(state["totals"])
-    totals = Totals()
     try:
-        totals.by_kind_j.update(saved.pop("by_kind_j", None) or {})
-        return Totals(energy=Energy(**saved.pop("energy")), by_kind_j=totals.by_kind_j, **saved)
-    except (KeyError, TypeError, ValueError) as exc:
+        saved = state["totals"]
+        return Totals.from_dict(saved) if state["version"] == STATE_VERSION else _from_joules(saved)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ConfigurationError(f"resume(): the state's totals are not EnergyTracker.state()'s ({exc})") from exc
 
 
-def totals_from_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[Totals, float]:
-    """The totals of an ``epochs.csv``'s rows (as :func:`~tracker.logs.reader.read_csv_rows` reads them)."""
-
-    def kwh_to_j(column: str, keep: Any = lambda row: True) -> float:
-        return sum(float(r.get(column) or 0.0) for r in rows if keep(r)) * J_PER_KWH
-
-    totals = Totals(
-        energy=Energy(kwh_to_j("energy_kwh"), kwh_to_j("energy_kwh_low"), kwh_to_j("energy_kwh_high")),
-        co2_kg=sum(float(r.get("co2_kg") or 0.0) for r in rows),
-        co2_kg_low=sum(float(r.get("co2_kg_low") or 0.0) for r in rows),
-        co2_kg_high=sum(float(r.get("co2_kg_high") or 0.0) for r in rows),
-        epochs_done=sum(1 for r in rows if r.get("phase") == "train" and r.get("status") == COMPLETE),
-        training_j=kwh_to_j("energy_kwh", lambda r: r.get("phase") != "inference"),
-        by_kind_j={kind: kwh_to_j(f"{kind}_kwh") for kind in KINDS},
+def _from_joules(saved: Mapping[str, Any]) -> Totals:
+    # Version 1 kept energy in J: {"energy": {"value_j", "low_j", "high_j"}, "by_kind_j", "training_j", ...}.
+    energy, by_kind = saved["energy"], saved.get("by_kind_j") or {}
+    return Totals(
+        gpu_kwh=joules_to_kwh(by_kind.get(GPU, 0.0)),
+        cpu_kwh=joules_to_kwh(by_kind.get(CPU, 0.0)),
+        ram_kwh=joules_to_kwh(by_kind.get(RAM, 0.0)),
+        energy_kwh=joules_to_kwh(energy["value_j"]),
+        energy_kwh_low=joules_to_kwh(energy["low_j"]),
+        energy_kwh_high=joules_to_kwh(energy["high_j"]),
+        co2_kg=float(saved["co2_kg"]),
+        co2_kg_low=float(saved["co2_kg_low"]),
+        co2_kg_high=float(saved["co2_kg_high"]),
+        epochs=int(saved["epochs_done"]),
+        training_kwh=joules_to_kwh(saved["training_j"]),
     )
-    return totals, sum(float(r.get("duration_s") or 0.0) for r in rows)
 
 
 def reopen(state: Mapping[str, Any] | None) -> Path | None:
@@ -102,17 +98,23 @@ def reopen(state: Mapping[str, Any] | None) -> Path | None:
     return None
 
 
-def continued_totals(state: Mapping[str, Any], run_dir: Path | None) -> tuple[Totals, float]:
-    """The totals and seconds (s) a resumed run continues from.
+def continued_totals(state: Mapping[str, Any] | None, run_dir: Path | None) -> tuple[Totals, float]:
+    """The totals and seconds (s) a run continues from (a new run: nothing, 0 s).
 
     Args:
-        state: the checked state from :meth:`EnergyTracker.state <tracker.session.energy_tracker.EnergyTracker.state>`.
+        state: the checked state from :meth:`EnergyTracker.state <tracker.session.energy_tracker.EnergyTracker.state>`,
+            or ``None`` for a run that is not resumed.
         run_dir: the run directory the run goes on in, if it writes one.
 
     Returns:
         The sums of ``run_dir``'s ``epochs.csv`` rows when it has any, else the state's own.
     """
-    on_disk = read_csv_rows(run_dir / EPOCHS_CSV) if run_dir is not None else []
+    if state is None:
+        return Totals(), 0.0
+    from tracker.logs.reader import read_csv_rows  # the reader only for a resumed run
+
+    on_disk = read_csv_rows(run_dir / EPOCHS_CSV, EPOCH_TYPES) if run_dir is not None else []
     if on_disk:
-        return totals_from_rows(on_disk)
+        totals = Totals.of(on_disk)
+        return totals, totals.duration_s
     return totals_from_state(state), float(state["elapsed_s"])

@@ -1,4 +1,4 @@
-"""Builds ``epochs.csv`` and ``devices.csv`` rows, keeping the run's running totals.
+"""Builds ``epochs.csv`` and ``devices.csv`` rows, keeping the run's running totals (of the rows built).
 
 Pure bookkeeping over :mod:`tracker.session.accounting`: no clock, no I/O. The session hands it each
 closed segment with the device usages (gathered from every rank in distributed runs).
@@ -8,32 +8,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from tracker.logs.schema import COMPLETE, DeviceRecord, EpochRecord
-from tracker.measure.meter import joules_to_kwh
-from tracker.sensors import CPU, GPU, KINDS, RAM
+from tracker.logs.schema import INFERENCE, TRAIN, DeviceRecord, EpochRecord
+from tracker.logs.totals import Totals
+from tracker.measure.meter import J_PER_KWH, joules_to_kwh
+from tracker.sensors import CPU, GPU, RAM
+from tracker.sensors.methods import ABSENT
 from tracker.session import accounting
-from tracker.session.accounting import DeviceUsage, Energy, Forecast
+from tracker.session.accounting import DeviceUsage, Forecast
 from tracker.session.config import Config
 from tracker.session.segments import Segment
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Totals:
-    """The run so far: energy with band (J), CO2 with band (kg), epochs finished, training energy (J)."""
-
-    energy: Energy = field(default_factory=Energy)
-    co2_kg: float = 0.0
-    co2_kg_low: float = 0.0
-    co2_kg_high: float = 0.0
-    epochs_done: int = 0
-    training_j: float = 0.0
-    by_kind_j: dict[str, float] = field(default_factory=lambda: dict.fromkeys(KINDS, 0.0))
 
 
 class RowBuilder:
@@ -42,12 +31,13 @@ class RowBuilder:
     Args:
         config: the run's validated options (PUE, intensity, number of epochs).
         run: the run's name, written in every row.
+        totals: the totals the run starts from (a resumed run's so far).
     """
 
-    def __init__(self, config: Config, run: str) -> None:
+    def __init__(self, config: Config, run: str, totals: Totals | None = None) -> None:
         self.config = config
         self.run = run
-        self.totals = Totals()
+        self.totals = totals or Totals()
         self.rows = 0  # rows built (not kept: memory stays flat over a long run)
         self.methods: dict[str, str] = {}
         self.forecast: Forecast | None = None
@@ -61,70 +51,80 @@ class RowBuilder:
         self, segment: Segment, status: str, devices: Sequence[DeviceUsage], elapsed_s: float
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Account one closed segment; returns its ``epochs.csv`` row (with metrics) and device rows."""
+        record = self._record(segment, status, devices)
+        self.totals = self.totals.plus(record.as_row())
+        if segment.phase == INFERENCE:
+            per_sample = record.energy_per_sample_j
+            self.break_even = accounting.break_even_queries(self.totals.training_kwh * J_PER_KWH, per_sample)
+        self.forecast = accounting.forecast(self.totals, self.config.epochs, elapsed_s)
+        self._log_first_forecast()
+        self._warn_resets(devices)
+        self.methods = accounting.methods_by_kind(devices)
+        forecast = self.forecast
+        record = replace(
+            record,
+            break_even_queries=self.break_even if segment.phase == INFERENCE else None,
+            cumulative_energy_kwh=self.totals.energy_kwh,
+            cumulative_co2_kg=self.totals.co2_kg,
+            forecast_total_kwh=forecast.total_kwh if forecast else None,
+            forecast_total_co2_kg=forecast.total_co2_kg if forecast else None,
+            forecast_total_co2_kg_low=forecast.total_co2_kg_low if forecast else None,
+            forecast_total_co2_kg_high=forecast.total_co2_kg_high if forecast else None,
+            forecast_total_s=forecast.total_s if forecast else None,
+        )
+        self.rows += 1
+        duration = segment.active_s
+        return {**record.as_row(), **segment.metrics}, [self._device_row(segment, d, duration) for d in devices]
+
+    def _record(self, segment: Segment, status: str, devices: Sequence[DeviceUsage]) -> EpochRecord:
+        """The segment's row, its own figures only: the cumulative and forecast columns come with the totals."""
         kinds = accounting.by_kind(devices)
         energy = kinds[GPU] + kinds[CPU] + kinds[RAM]
         intensity_g, source = self._intensity(segment)
-        pue = self.config.pue
-        co2 = accounting.co2_kg(energy.kwh, pue, intensity_g)
-        co2_low = accounting.co2_kg(joules_to_kwh(energy.low_j), pue, intensity_g)
-        co2_high = accounting.co2_kg(joules_to_kwh(energy.high_j), pue, intensity_g)
-        self._accumulate(segment, status, energy, kinds, (co2, co2_low, co2_high))
-        per_sample = energy.value_j / segment.samples if segment.samples else None
-        if segment.phase == "inference":
-            self.break_even = accounting.break_even_queries(self.totals.training_j, per_sample)
-        self.forecast = accounting.forecast(
-            self.totals.epochs_done,
-            self.config.epochs,
-            self.totals.energy,
-            self.totals.co2_kg,
-            (self.totals.co2_kg_low, self.totals.co2_kg_high),
-            elapsed_s,
-        )
-        self._log_first_forecast()
-        self._warn_resets(devices)
+        grid, pue, duration = self.config.intensity, self.config.pue, segment.active_s
         methods = accounting.methods_by_kind(devices)
-        self.methods = methods
-        duration = segment.active_s
-        gpu_j = kinds[GPU].value_j
-        record = EpochRecord(
-            run=self.run, epoch=segment.epoch, phase=segment.phase, status=status,
-            start_utc=segment.opened_utc, end_utc=segment.last_utc, duration_s=duration, samples=segment.samples,
-            gpu_kwh=kinds[GPU].kwh, cpu_kwh=kinds[CPU].kwh, ram_kwh=kinds[RAM].kwh, energy_kwh=energy.kwh,
-            energy_kwh_low=joules_to_kwh(energy.low_j), energy_kwh_high=joules_to_kwh(energy.high_j), pue=pue,
-            carbon_intensity_g_per_kwh=intensity_g, intensity_method=self.config.intensity.method,
-            intensity_source=source, country=self.config.intensity.country or "",
-            region=self.config.intensity.region or "", co2_kg=co2, co2_kg_low=co2_low, co2_kg_high=co2_high,
-            gpu_method=methods[GPU], cpu_method=methods[CPU], ram_method=methods[RAM],
-            gpu_power_mean_w=accounting.mean_power_w(gpu_j, duration) if methods[GPU] != "absent" else None,
-            energy_per_sample_j=per_sample,
-            break_even_queries=self.break_even if segment.phase == "inference" else None,
-            cumulative_energy_kwh=self.totals.energy.kwh, cumulative_co2_kg=self.totals.co2_kg,
-            forecast_total_kwh=self.forecast.total_kwh if self.forecast else None,
-            forecast_total_co2_kg=self.forecast.total_co2_kg if self.forecast else None,
-            forecast_total_co2_kg_low=self.forecast.total_co2_kg_low if self.forecast else None,
-            forecast_total_co2_kg_high=self.forecast.total_co2_kg_high if self.forecast else None,
-            forecast_total_s=self.forecast.total_s if self.forecast else None,
+        gpu_measured = methods[GPU] != ABSENT
+        return EpochRecord(
+            run=self.run,
+            epoch=segment.epoch,
+            phase=segment.phase,
+            status=status,
+            start_utc=segment.opened_utc,
+            end_utc=segment.last_utc,
+            duration_s=duration,
+            samples=segment.samples,
+            gpu_kwh=kinds[GPU].kwh,
+            cpu_kwh=kinds[CPU].kwh,
+            ram_kwh=kinds[RAM].kwh,
+            energy_kwh=energy.kwh,
+            energy_kwh_low=joules_to_kwh(energy.low_j),
+            energy_kwh_high=joules_to_kwh(energy.high_j),
+            pue=pue,
+            carbon_intensity_g_per_kwh=intensity_g,
+            intensity_method=grid.method,
+            intensity_source=source,
+            country=grid.country or "",
+            region=grid.region or "",
+            co2_kg=accounting.co2_kg(energy.kwh, pue, intensity_g),
+            co2_kg_low=accounting.co2_kg(joules_to_kwh(energy.low_j), pue, intensity_g),
+            co2_kg_high=accounting.co2_kg(joules_to_kwh(energy.high_j), pue, intensity_g),
+            gpu_method=methods[GPU],
+            cpu_method=methods[CPU],
+            ram_method=methods[RAM],
+            gpu_power_mean_w=accounting.mean_power_w(kinds[GPU].value_j, duration) if gpu_measured else None,
+            energy_per_sample_j=energy.value_j / segment.samples if segment.samples else None,
+            break_even_queries=None,
+            cumulative_energy_kwh=0.0,
+            cumulative_co2_kg=0.0,
+            forecast_total_kwh=None,
+            forecast_total_co2_kg=None,
+            forecast_total_co2_kg_low=None,
+            forecast_total_co2_kg_high=None,
+            forecast_total_s=None,
             gap_s=max((d.totals.gap_s for d in devices), default=0.0),
             covered_fraction=accounting.covered_fraction(devices, duration),
-            notes=";".join(accounting.notes_for(devices, duration if segment.phase == "train" else 0.0)),
-        )  # fmt: skip
-        self.rows += 1
-        return {**record.as_row(), **segment.metrics}, [self._device_row(segment, d, duration) for d in devices]
-
-    def _accumulate(
-        self, segment: Segment, status: str, energy: Energy, kinds: dict[str, Energy], co2: tuple[float, float, float]
-    ) -> None:
-        totals = self.totals
-        totals.energy = totals.energy + energy
-        totals.co2_kg += co2[0]
-        totals.co2_kg_low += co2[1]
-        totals.co2_kg_high += co2[2]
-        for kind, value in kinds.items():
-            totals.by_kind_j[kind] += value.value_j
-        if segment.phase != "inference":
-            totals.training_j += energy.value_j
-        if segment.phase == "train" and status == COMPLETE:
-            totals.epochs_done += 1
+            notes=";".join(accounting.notes_for(devices, duration if segment.phase == TRAIN else 0.0)),
+        )
 
     def _intensity(self, segment: Segment) -> tuple[float, str]:
         intensity = self.config.intensity
@@ -147,8 +147,9 @@ class RowBuilder:
             logger.warning(
                 "energy-tracker: the system clock went back by %s during %s; durations are unaffected "
                 "(monotonic clock), the row's end_utc precedes its start_utc",
-                back, segment.label,
-            )  # fmt: skip
+                back,
+                segment.label,
+            )
 
     def _warn_resets(self, devices: Sequence[DeviceUsage]) -> None:
         for device in devices:
@@ -168,17 +169,36 @@ class RowBuilder:
         f = self.forecast
         logger.info(
             "energy-tracker: forecast for %d epochs: %.3g kWh, %.3g kg CO2e (%.3g–%.3g), %.0f s",
-            self.config.epochs, f.total_kwh, f.total_co2_kg, f.total_co2_kg_low, f.total_co2_kg_high, f.total_s,
-        )  # fmt: skip
+            self.config.epochs,
+            f.total_kwh,
+            f.total_co2_kg,
+            f.total_co2_kg_low,
+            f.total_co2_kg_high,
+            f.total_s,
+        )
 
     def _device_row(self, segment: Segment, device: DeviceUsage, duration_s: float) -> dict[str, Any]:
         totals = device.totals
         return DeviceRecord(
-            run=self.run, epoch=segment.epoch, phase=segment.phase, host=device.host, rank=device.rank,
-            sensor=device.sensor, kind=device.kind, device=device.device, uuid=device.uuid, method=device.method,
-            status=device.status, energy_kwh=joules_to_kwh(totals.energy_j),
+            run=self.run,
+            epoch=segment.epoch,
+            phase=segment.phase,
+            host=device.host,
+            rank=device.rank,
+            sensor=device.sensor,
+            kind=device.kind,
+            device=device.device,
+            uuid=device.uuid,
+            method=device.method,
+            status=device.status,
+            energy_kwh=joules_to_kwh(totals.energy_j),
             integrated_kwh=joules_to_kwh(totals.integrated_j) if totals.integrated_s else None,
-            power_mean_w=accounting.mean_power_w(totals.energy_j, duration_s), power_peak_w=device.peak_w,
-            readings=totals.readings, gap_s=totals.gap_s, resets=totals.resets, covered_s=totals.covered_s,
-            rejected=totals.rejected, glitches=totals.glitches,
-        ).as_row()  # fmt: skip
+            power_mean_w=accounting.mean_power_w(totals.energy_j, duration_s),
+            power_peak_w=device.peak_w,
+            readings=totals.readings,
+            gap_s=totals.gap_s,
+            resets=totals.resets,
+            covered_s=totals.covered_s,
+            rejected=totals.rejected,
+            glitches=totals.glitches,
+        ).as_row()

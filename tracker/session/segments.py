@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tracker.logs.schema import TRAIN
 from tracker.measure.meter import Snapshot, Usage
 
 
@@ -70,6 +71,6 @@ class Segment:
     @property
     def label(self) -> str:
         """How users name it: ``epoch 3``, ``validation of epoch 3``, ``test``."""
-        if self.phase == "train" and self.epoch is not None:
+        if self.phase == TRAIN and self.epoch is not None:
             return f"epoch {self.epoch}"
         return self.phase if self.epoch is None else f"{self.phase} of epoch {self.epoch}"

@@ -1,18 +1,60 @@
-"""The run's totals as a record, and the contents of ``run.json``."""
+"""The run's totals as a record, and the contents of ``run.json``, both made from a :class:`RunState`.
+
+The session hands over an immutable :class:`RunState` (what the run is at one moment); nothing here
+reads the tracker itself.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from tracker.measure.meter import joules_to_kwh
-from tracker.sensors import CPU, GPU, RAM
+from tracker.logs.totals import Totals
+from tracker.sensors import CPU, GPU, RAM, Absent
+from tracker.session.accounting import Forecast
+from tracker.session.config import Config
+from tracker.session.placement import Launch
 
-if TYPE_CHECKING:
-    from tracker.session.energy_tracker import EnergyTracker
-    from tracker.session.rows import RowBuilder
+
+@dataclass(frozen=True)
+class RunState:
+    """A run at one moment: everything :class:`Summary` and ``run.json`` are made of.
+
+    Attributes:
+        config: the run's options; run: its name; run_dir: its directory (``None``: nothing written).
+        status: ``running``, ``complete`` or ``interrupted``.
+        started_utc, stopped_utc: ISO 8601 UTC times of start and stop (``None`` while running).
+        duration_s: seconds measured, s (a resumed run's earlier seconds included).
+        host: the machine; launch: where this process sits in its job; interval_s: seconds between readings.
+        sensors: each sensor's name, kind, method and info; absent: the sources not found, and why.
+        health: how each sensor has fared, by name.
+        totals: the cumulative totals (``None`` before start); rows: rows written.
+        methods: how each kind is measured, ``+``-joined, or ``absent``.
+        forecast: the whole run extrapolated, once known; break_even: inference queries to equal training.
+        process: who writes the run (host, pid, kernel start time), for telling a killed run from a running one.
+    """
+
+    config: Config
+    run: str
+    run_dir: str | None
+    status: str
+    started_utc: str
+    stopped_utc: str | None
+    duration_s: float
+    host: str
+    launch: Launch
+    interval_s: float
+    sensors: tuple[dict[str, Any], ...]
+    absent: tuple[Absent, ...]
+    health: dict[str, Any]
+    totals: Totals | None
+    rows: int
+    methods: dict[str, str]
+    forecast: Forecast | None
+    break_even: float | None
+    process: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -60,32 +102,37 @@ class Summary:
     break_even_queries: float | None = None
 
     @classmethod
-    def build(cls, tracker: EnergyTracker, rows: RowBuilder | None) -> Summary:
-        """The summary of a tracker's run so far."""
-        cfg, intensity = tracker.config, tracker.config.intensity
-        started = tracker._started_s
-        ended = tracker._stopped_s if tracker._stopped_s is not None else tracker._clock()
-        duration = ended - started if started is not None else 0.0
-        totals = rows.totals if rows else None
-        by_kind = totals.by_kind_j if totals else {}
-        methods = rows.methods if rows and rows.methods else _methods(tracker)
-        forecast = rows.forecast if rows else None
+    def build(cls, state: RunState) -> Summary:
+        """The summary of a run's state."""
+        intensity, forecast, methods = state.config.intensity, state.forecast, state.methods
+        totals = state.totals or Totals()
         return cls(
-            run=rows.run if rows else "", run_dir=str(tracker.run_dir) if tracker.run_dir else None,
-            status=tracker._status, epochs=totals.epochs_done if totals else 0, rows=rows.rows if rows else 0,
-            duration_s=duration, gpu_kwh=joules_to_kwh(by_kind.get(GPU, 0.0)),
-            cpu_kwh=joules_to_kwh(by_kind.get(CPU, 0.0)), ram_kwh=joules_to_kwh(by_kind.get(RAM, 0.0)),
-            energy_kwh=totals.energy.kwh if totals else 0.0,
-            energy_kwh_low=joules_to_kwh(totals.energy.low_j) if totals else 0.0,
-            energy_kwh_high=joules_to_kwh(totals.energy.high_j) if totals else 0.0,
-            co2_kg=totals.co2_kg if totals else 0.0, co2_kg_low=totals.co2_kg_low if totals else 0.0,
-            co2_kg_high=totals.co2_kg_high if totals else 0.0, pue=cfg.pue,
-            carbon_intensity_g_per_kwh=intensity.g_per_kwh, intensity_method=intensity.method,
-            intensity_source=intensity.source, gpu_method=methods[GPU], cpu_method=methods[CPU],
-            ram_method=methods[RAM], forecast_total_kwh=forecast.total_kwh if forecast else None,
+            run=state.run,
+            run_dir=state.run_dir,
+            status=state.status,
+            epochs=totals.epochs,
+            rows=state.rows,
+            duration_s=state.duration_s,
+            gpu_kwh=totals.gpu_kwh,
+            cpu_kwh=totals.cpu_kwh,
+            ram_kwh=totals.ram_kwh,
+            energy_kwh=totals.energy_kwh,
+            energy_kwh_low=totals.energy_kwh_low,
+            energy_kwh_high=totals.energy_kwh_high,
+            co2_kg=totals.co2_kg,
+            co2_kg_low=totals.co2_kg_low,
+            co2_kg_high=totals.co2_kg_high,
+            pue=state.config.pue,
+            carbon_intensity_g_per_kwh=intensity.g_per_kwh,
+            intensity_method=intensity.method,
+            intensity_source=intensity.source,
+            gpu_method=methods[GPU],
+            cpu_method=methods[CPU],
+            ram_method=methods[RAM],
+            forecast_total_kwh=forecast.total_kwh if forecast else None,
             forecast_total_co2_kg=forecast.total_co2_kg if forecast else None,
-            break_even_queries=rows.break_even if rows else None,
-        )  # fmt: skip
+            break_even_queries=state.break_even,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The summary as a plain dict (JSON-ready)."""
@@ -121,37 +168,29 @@ class Summary:
         return "\n".join(lines)
 
 
-def _methods(tracker: EnergyTracker) -> dict[str, str]:
-    found: dict[str, list[str]] = {GPU: [], CPU: [], RAM: []}
-    for sensor in tracker.discovery.sensors:
-        found.setdefault(sensor.kind, []).append(sensor.method)
-    return {kind: "+".join(dict.fromkeys(m)) or "absent" for kind, m in found.items()}
-
-
-def run_info(tracker: EnergyTracker) -> dict[str, Any]:
+def run_info(state: RunState) -> dict[str, Any]:
     """What ``run.json`` holds: hardware, sensors and methods, grid, PUE, versions, times, totals."""
     from tracker._version import __version__
 
-    cfg, intensity = tracker.config, tracker.config.intensity
-    summary = tracker.summary()
+    cfg, intensity = state.config, state.config.intensity
     return {
-        "run": summary.run,
-        "status": tracker._status,
-        "start_utc": tracker._started_utc,
-        "end_utc": tracker._stopped_utc,
-        "host": tracker.host,
-        "job_id": tracker.launch.job_id,
+        "run": state.run,
+        "status": state.status,
+        "start_utc": state.started_utc,
+        "end_utc": state.stopped_utc,
+        "host": state.host,
+        "job_id": state.launch.job_id,
         "launch": {
-            "rank": tracker.launch.rank,
-            "local_rank": tracker.launch.local_rank,
-            "world_size": tracker.launch.world_size,
-            "local_world_size": tracker.launch.local_world_size,
-            "job_source": tracker.launch.job_source,
-        },  # fmt: skip
-        "process": tracker.process,
+            "rank": state.launch.rank,
+            "local_rank": state.launch.local_rank,
+            "world_size": state.launch.world_size,
+            "local_world_size": state.launch.local_world_size,
+            "job_source": state.launch.job_source,
+        },
+        "process": state.process,
         "platform": _platform(),
         "versions": {"training-energy-tracker": __version__, "python": sys.version.split()[0]},
-        "interval_s": tracker.interval_s,
+        "interval_s": state.interval_s,
         "jitter": cfg.jitter,
         "epochs_planned": cfg.epochs,
         "pue": cfg.pue,
@@ -162,13 +201,10 @@ def run_info(tracker: EnergyTracker) -> dict[str, Any]:
             "country": intensity.country,
             "region": intensity.region,
         },
-        "sensors": [
-            {"name": s.name, "kind": s.kind, "method": s.method, "info": dict(s.info)}
-            for s in tracker.discovery.sensors
-        ],
-        "absent": [asdict(a) for a in tracker.discovery.absent],
-        "sensor_health": {name: asdict(h) for name, h in tracker.sensor_health.items()},
-        "totals": summary.as_dict(),
+        "sensors": [dict(s) for s in state.sensors],
+        "absent": [asdict(a) for a in state.absent],
+        "sensor_health": {name: asdict(h) for name, h in state.health.items()},
+        "totals": Summary.build(state).as_dict(),
     }
 
 

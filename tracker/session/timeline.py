@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tracker.errors import ConfigurationError, UsageError
-from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS, INTERRUPTED, OTHER_PHASE
+from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS, INTERRUPTED, OTHER_PHASE, RESERVED_PHASES, TRAIN
 from tracker.measure.meter import Meter, SensorTotals, Snapshot, power_cap_w
 from tracker.measure.sampler import Sampler
-from tracker.sensors import GPU, Clock, Reading, Sensor
+from tracker.sensors import Clock, Reading, Sensor
 from tracker.session.accounting import DeviceUsage
 from tracker.session.segments import Segment
 
@@ -63,8 +63,9 @@ class Timeline:
         caps = {s.name: cap for s in sensors if (cap := power_cap_w(s.info)) is not None}
         self.meter = Meter(interval_s, caps_w=caps)
         lanes = lane_intervals(sensors, interval_s)
-        self.sampler = Sampler(lanes.pop(interval_s, []), self._on_readings, interval_s=interval_s, clock=clock,
-                               jitter=jitter)  # fmt: skip
+        self.sampler = Sampler(
+            lanes.pop(interval_s, []), self._on_readings, interval_s=interval_s, clock=clock, jitter=jitter
+        )
         # Sensors that must be read more often than interval_s (polled GPU power) get a sampler of their own.
         self.fast_lanes = [
             Sampler(members, self._on_readings, interval_s=lane_s, clock=clock, jitter=jitter)
@@ -90,12 +91,12 @@ class Timeline:
             UsageError: an epoch is already open, or ``index`` was used before.
             ConfigurationError: ``samples`` is neither ``None`` nor a non-negative int.
         """
-        open_epoch = next((s for s in self.stack if s.phase == "train"), None)
+        open_epoch = next((s for s in self.stack if s.phase == TRAIN), None)
         if open_epoch is not None:
             raise UsageError(f"epoch({index}) opened while {open_epoch.label} is still open; close it first")
         if index in self._epochs_seen:
             raise UsageError(f"epoch({index}) was already measured in this run; epoch indices must be unique")
-        segment = Segment(index, "train", self._now_utc(), check_samples(samples))
+        segment = Segment(index, TRAIN, self._now_utc(), check_samples(samples))
         self._epochs_seen.add(index)
         self.push(segment)
 
@@ -192,7 +193,7 @@ class Timeline:
         segment = self.stack.pop()
         segment.deactivate(snapshot, now_s, peaks, self._now_utc())
         self.stack[-1].activate(snapshot, now_s, self.stale)
-        if segment.phase == "train":
+        if segment.phase == TRAIN:
             self.last_epoch = segment.epoch
         self._on_close(segment, status)
 
@@ -277,7 +278,7 @@ class Timeline:
                 totals=segment.usage.sensors.get(s.name, _EMPTY)
                 + SensorTotals(stale_edges=segment.stale_at_edges.get(s.name, 0)),
                 peak_w=segment.peaks_w.get(s.name),
-            )  # fmt: skip
+            )
             for s in self.sensors
         ]
 
@@ -294,6 +295,31 @@ _EMPTY = SensorTotals()
 TRACKER_COLUMNS = frozenset(EPOCH_COLUMNS)
 
 
+def check_epoch_index(value: Any) -> int:
+    """``value`` if it is an epoch index: a non-negative int.
+
+    Raises:
+        ConfigurationError: it is not.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"epoch index {value!r}: give a non-negative int (0, 1, 2, ...)")
+    return value
+
+
+def check_phase_name(value: Any) -> str:
+    """``value`` if the user may name a phase so: a non-empty str other than the tracker's own.
+
+    Raises:
+        ConfigurationError: it is not.
+    """
+    if not isinstance(value, str) or not value or value in RESERVED_PHASES:
+        raise ConfigurationError(
+            f"phase name {value!r}: give a name such as 'validation', 'test' or 'inference' "
+            f"({TRAIN!r} is the epoch itself, {OTHER_PHASE!r} is what lies outside epochs)"
+        )
+    return value
+
+
 def lane_intervals(sensors: Sequence[Sensor], interval_s: float) -> dict[float, list[Sensor]]:
     """Sensors grouped by how often they are read: ``interval_s``, or faster where a sensor needs it.
 
@@ -307,14 +333,6 @@ def lane_intervals(sensors: Sequence[Sensor], interval_s: float) -> dict[float, 
         lane = min(interval_s, most) if most else interval_s
         lanes.setdefault(lane, []).append(sensor)
     return lanes
-
-
-def default_interval_s(sensors: Sequence[Sensor]) -> float:
-    """Seconds between readings when the user gives none: 0.05 with a power-polled GPU, else 1.0."""
-    # Counters lose nothing between reads, so 1 s suffices. Polled power on a bursty load errs by
-    # about ΔP·h/√12 per transition (see tests/test_accuracy.py): 0.05 s keeps a 60 s epoch of a
-    # 50↔350 W, 0.3 s square wave within ~2.5 % at 3σ, where MEASUREMENT §7.2's 0.1 s gives ~5 %.
-    return 0.05 if any(s.kind == GPU and s.method == "power_polling" for s in sensors) else 1.0
 
 
 def check_status(value: Any) -> str:

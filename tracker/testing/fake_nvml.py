@@ -4,7 +4,8 @@ Public through :mod:`tracker.testing`. :class:`FakeNvml` has the function names,
 ``NVMLError`` classes of NVIDIA's ``pynvml`` (package ``nvidia-ml-py``) that the tracker,
 codecarbon and carbontracker call; :func:`fake_pynvml` wraps one in a module object to install as
 ``sys.modules["pynvml"]``. Units are NVML's: energy in integer mJ, power and limits in integer mW.
-Its constants, errors, structs and :class:`FakeGpu` are in :mod:`tracker.testing.nvml_types`.
+Its constants, errors and structs are pynvml's module-level names; :class:`FakeNvml` carries them as
+class attributes (through :data:`PynvmlNames`), as the module does.
 
 Example:
     >>> from tracker.testing import FakeClock, steady
@@ -21,29 +22,260 @@ from __future__ import annotations
 
 import functools
 import math
+import string
 import threading
 import time
 import types
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tracker.testing.nvml_queries import QUERIES
-from tracker.testing.nvml_types import (
-    CONSTANTS,
-    ERROR_CLASSES,
-    FakeGpu,
-    NVMLError,
-    c_nvmlFieldValue_t,
-    c_nvmlMemory_t,
-    c_nvmlProcessInfo_t,
-    c_nvmlSample_t,
-    c_nvmlUtilization_t,
-    c_nvmlValue_t,
-    nvmlPciInfo_t,
+from tracker.testing.traces import PowerTrace, steady
+
+ERROR_CODES = {
+    "NVML_ERROR_UNINITIALIZED": (1, "Uninitialized"),
+    "NVML_ERROR_INVALID_ARGUMENT": (2, "Invalid Argument"),
+    "NVML_ERROR_NOT_SUPPORTED": (3, "Not Supported"),
+    "NVML_ERROR_NO_PERMISSION": (4, "Insufficient Permissions"),
+    "NVML_ERROR_ALREADY_INITIALIZED": (5, "Already Initialized"),
+    "NVML_ERROR_NOT_FOUND": (6, "Not Found"),
+    "NVML_ERROR_INSUFFICIENT_SIZE": (7, "Insufficient Size"),
+    "NVML_ERROR_INSUFFICIENT_POWER": (8, "Insufficient External Power"),
+    "NVML_ERROR_DRIVER_NOT_LOADED": (9, "Driver Not Loaded"),
+    "NVML_ERROR_TIMEOUT": (10, "Timeout"),
+    "NVML_ERROR_IRQ_ISSUE": (11, "Interrupt Request Issue"),
+    "NVML_ERROR_LIBRARY_NOT_FOUND": (12, "NVML Shared Library Not Found"),
+    "NVML_ERROR_FUNCTION_NOT_FOUND": (13, "Function Not Found"),
+    "NVML_ERROR_CORRUPTED_INFOROM": (14, "Corrupted infoROM"),
+    "NVML_ERROR_GPU_IS_LOST": (15, "GPU is lost"),
+    "NVML_ERROR_RESET_REQUIRED": (16, "GPU requires restart"),
+    "NVML_ERROR_OPERATING_SYSTEM": (17, "The operating system has blocked the request."),
+    "NVML_ERROR_LIB_RM_VERSION_MISMATCH": (18, "RM has detected an NVML/RM version mismatch."),
+    "NVML_ERROR_IN_USE": (19, "In Use"),
+    "NVML_ERROR_MEMORY": (20, "Insufficient Memory"),
+    "NVML_ERROR_NO_DATA": (21, "No Data"),
+    "NVML_ERROR_UNKNOWN": (999, "Unknown Error"),
+}
+CONSTANTS: dict[str, int] = {
+    "NVML_SUCCESS": 0,
+    **{name: code for name, (code, _) in ERROR_CODES.items()},
+    "NVML_TEMPERATURE_GPU": 0,
+    **{f"NVML_CLOCK_{name}": i for i, name in enumerate(("GRAPHICS", "SM", "MEM", "VIDEO"))},
+    "NVML_DEVICE_MIG_DISABLE": 0,
+    "NVML_DEVICE_MIG_ENABLE": 1,
+    "NVML_FEATURE_DISABLED": 0,
+    "NVML_FEATURE_ENABLED": 1,
+    "NVML_COMPUTEMODE_DEFAULT": 0,
+    "NVML_INIT_FLAG_NO_GPUS": 1,
+    "NVML_TOTAL_POWER_SAMPLES": 0,
+    **{
+        f"NVML_VALUE_TYPE_{name}": i
+        for i, name in enumerate(
+            ("DOUBLE", "UNSIGNED_INT", "UNSIGNED_LONG", "UNSIGNED_LONG_LONG", "SIGNED_LONG_LONG", "SIGNED_INT")
+        )
+    },
+    "NVML_FI_DEV_POWER_AVERAGE": 185,
+    "NVML_FI_DEV_POWER_INSTANT": 186,
+    "NVML_POWER_SCOPE_GPU": 0,
+    "NVML_POWER_SCOPE_MODULE": 1,
+    "NVML_POWER_SCOPE_MEMORY": 2,
+    **{
+        f"NVML_DEVICE_ARCH_{name}": i
+        for i, name in enumerate(("KEPLER", "MAXWELL", "PASCAL", "VOLTA", "TURING", "AMPERE", "ADA", "HOPPER"), 2)
+    },
+}
+
+
+class NVMLError(Exception):
+    """Base of the fake's NVML errors; ``NVMLError(code)`` builds the subclass for that code, as pynvml does.
+
+    Attributes:
+        value: the ``NVML_ERROR_*`` code.
+    """
+
+    _valClassMapping: dict[int, type[NVMLError]] = {}
+    value: int
+
+    def __new__(cls, value: int, *args: Any) -> NVMLError:
+        """The subclass of this error code, as pynvml picks it."""
+        if cls is NVMLError:
+            cls = NVMLError._valClassMapping.get(value, cls)
+        error = Exception.__new__(cls)
+        error.value = value
+        return error
+
+    def __str__(self) -> str:
+        return MESSAGES.get(self.value, f"NVML Error with code {self.value}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NVMLError) and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+MESSAGES = {code: message for code, message in ERROR_CODES.values()}
+
+
+def _error_class(constant: str, code: int) -> type[NVMLError]:
+    # The naming rule of pynvml's _extractNVMLErrorsAsClasses: NVML_ERROR_GPU_IS_LOST -> NVMLError_GpuIsLost.
+    name = "NVMLError_" + string.capwords(constant.removeprefix("NVML_ERROR_"), "_").replace("_", "")
+
+    def new(cls: type[NVMLError], *args: Any) -> NVMLError:
+        return NVMLError.__new__(cls, code)
+
+    error_class = type(name, (NVMLError,), {"__new__": new, "__module__": __name__, "__doc__": MESSAGES[code]})
+    NVMLError._valClassMapping[code] = error_class
+    return error_class
+
+
+ERROR_CLASSES = {cls.__name__: cls for cls in (_error_class(name, code) for name, (code, _) in ERROR_CODES.items())}
+globals().update(ERROR_CLASSES)  # module attributes, as in pynvml, so that the errors pickle
+
+
+@dataclass
+class c_nvmlMemory_t:
+    """Device memory in bytes, as ``nvmlDeviceGetMemoryInfo`` returns it."""
+
+    total: int = 0
+    free: int = 0
+    used: int = 0
+
+
+@dataclass
+class c_nvmlUtilization_t:
+    """Utilisation in percent over the last sample period."""
+
+    gpu: int = 0
+    memory: int = 0
+
+
+@dataclass
+class c_nvmlProcessInfo_t:
+    """A process with a context on the GPU; memory in bytes."""
+
+    pid: int = 0
+    usedGpuMemory: int | None = 0
+    gpuInstanceId: int = 0xFFFFFFFF
+    computeInstanceId: int = 0xFFFFFFFF
+
+
+@dataclass
+class nvmlPciInfo_t:
+    """The GPU's PCI address."""
+
+    busId: str = ""
+    domain: int = 0
+    bus: int = 0
+    device: int = 0
+    pciDeviceId: int = 0x20B010DE
+    pciSubSystemId: int = 0x134F10DE
+
+
+@dataclass
+class c_nvmlValue_t:
+    """The union of NVML values; the fake fills the member its value type names (power: ``uiVal``, mW)."""
+
+    dVal: float = 0.0
+    uiVal: int = 0
+    ulVal: int = 0
+    ullVal: int = 0
+    sllVal: int = 0
+    siVal: int = 0
+
+
+@dataclass
+class c_nvmlSample_t:
+    """One sample of the driver's buffer: ``timeStamp`` is the CPU time in µs since the Unix epoch."""
+
+    timeStamp: int = 0
+    sampleValue: c_nvmlValue_t = field(default_factory=c_nvmlValue_t)
+
+
+@dataclass
+class c_nvmlFieldValue_t:
+    """One answer of ``nvmlDeviceGetFieldValues``: each carries its own ``nvmlReturn``.
+
+    ``timestamp`` is the CPU time in µs since the Unix epoch; ``latencyUsec`` how stale the value is.
+    """
+
+    fieldId: int = 0
+    scopeId: int = 0
+    timestamp: int = 0
+    latencyUsec: int = 0
+    valueType: int = 0
+    nvmlReturn: int = 0
+    value: c_nvmlValue_t = field(default_factory=c_nvmlValue_t)
+
+
+@dataclass(frozen=True)
+class FakeGpu:
+    """One fake GPU.
+
+    Args:
+        uuid: its ``GPU-`` UUID; empty gives ``GPU-0000000<i>-…`` by position.
+        name: what ``nvmlDeviceGetName`` returns.
+        trace: the power it draws; trace time 0 is the :class:`FakeNvml`'s construction.
+        has_counter: whether ``nvmlDeviceGetTotalEnergyConsumption`` works (Volta and newer).
+        mig_uuids: ``MIG-`` UUIDs of its MIG instances; non-empty means MIG mode is on.
+        power_limit_w: the enforced power limit in W.
+        memory_total_b: device memory in bytes.
+        architecture: an ``NVML_DEVICE_ARCH_*`` value.
+        pids: processes reported by ``nvmlDeviceGetComputeRunningProcesses``.
+        power_average_s: ``nvmlDeviceGetPowerUsage`` returns the mean power over this trailing window, s
+            (1.0 on Ampere except GA100 and newer); 0 returns instantaneous power (GA100 and older).
+        power_fields: whether ``nvmlDeviceGetFieldValues`` answers ``NVML_FI_DEV_POWER_INSTANT`` and
+            ``NVML_FI_DEV_POWER_AVERAGE`` (the average over 1 s); else each field's ``nvmlReturn`` is NOT_SUPPORTED.
+        sample_period_s: the driver's power sample buffer (``nvmlDeviceGetSamples`` with
+            ``NVML_TOTAL_POWER_SAMPLES``) holds a sample every this many seconds; ``None``: NOT_SUPPORTED.
+        sample_window_s: each buffered sample is the mean power over this trailing window, s (0: instantaneous).
+        sample_buffer: how many samples the driver keeps; older ones are dropped.
+        sample_phase_s: when, within a period, the driver takes its samples (trace time), s.
+        sample_jitter_s: each sample is taken late by a fixed pseudo-random delay below this, s: 0 is a
+            driver exactly periodic (a periodic load can then phase-lock with it), the period spreads
+            each sample anywhere in its slot.
+        counter_start_j: the energy counter's value at trace time 0, J (energy since the driver loaded).
+    """
+
+    uuid: str = ""
+    name: str = "NVIDIA Fake A100"
+    trace: PowerTrace = field(default_factory=lambda: steady(100.0))
+    has_counter: bool = True
+    mig_uuids: Sequence[str] = ()
+    power_limit_w: float = 400.0
+    memory_total_b: int = 40 * 2**30
+    architecture: int = 7
+    pids: Sequence[int] = ()
+    power_average_s: float = 0.0
+    power_fields: bool = False
+    sample_period_s: float | None = None
+    sample_window_s: float = 0.0
+    sample_buffer: int = 120
+    sample_phase_s: float = 0.0
+    sample_jitter_s: float = 0.0
+    counter_start_j: float = 0.0
+
+
+# pynvml's module-level names (constants, error classes, structs), the class attributes of the fake.
+PynvmlNames = type(
+    "PynvmlNames",
+    (),
+    {
+        **CONSTANTS,
+        **ERROR_CLASSES,
+        "NVMLError": NVMLError,
+        "c_nvmlMemory_t": c_nvmlMemory_t,
+        "c_nvmlUtilization_t": c_nvmlUtilization_t,
+        "c_nvmlProcessInfo_t": c_nvmlProcessInfo_t,
+        "c_nvmlSample_t": c_nvmlSample_t,
+        "c_nvmlValue_t": c_nvmlValue_t,
+        "c_nvmlFieldValue_t": c_nvmlFieldValue_t,
+        "nvmlPciInfo_t": nvmlPciInfo_t,
+    },
 )
 
+_CLOCKS_MHZ = (1410, 1410, 1215, 1275)  # graphics, SM, memory, video: an A100's boost clocks
 # Where the fake's CPU wall clock (Unix seconds, the time base of NVML's µs timestamps) stands
 # relative to its monotonic clock: a fixed offset, so that timestamps look like the real ones.
 WALL_OFFSET_S = 1_780_000_000.0
@@ -71,7 +303,7 @@ def _api(*, needs_init: bool = True) -> Callable[[Callable[..., Any]], Callable[
     return wrap
 
 
-class FakeNvml:
+class FakeNvml(PynvmlNames):
     """A stand-in for the ``pynvml`` module: same function names, constants and ``NVMLError`` classes.
 
     Args:
@@ -231,7 +463,7 @@ class FakeNvml:
         answer.value = c_nvmlValue_t(uiVal=round(self._mean_power_w(handle, now, windows[field_id]) * 1000))
         return answer
 
-    # -- the NVML functions with logic; the simple per-device queries are in _fake_nvml_queries --
+    # -- the NVML functions with logic -----------------------------------------------------------
 
     @_api(needs_init=False)
     def nvmlInit(self) -> None:
@@ -347,34 +579,169 @@ class FakeNvml:
             raise NVMLError(CONSTANTS["NVML_ERROR_FUNCTION_NOT_FOUND"])
         return function
 
+    # -- the simple queries: units are NVML's (power in integer mW, memory in bytes, clocks in MHz) --
 
-def _query(name: str, doc: str, answer: Callable[..., Any]) -> Callable[..., Any]:
-    def query(self: FakeNvml, *args: Any) -> Any:
-        if name.startswith("nvmlDevice"):
-            self._spec(args[0])  # an invalid or foreign handle is INVALID_ARGUMENT, as in NVML
-        return answer(self, *args)
+    def _limit_mw(self, handle: _Handle) -> int:
+        return round(self._spec(handle, mig_ok=False).power_limit_w * 1000)
 
-    query.__name__ = query.__qualname__ = name
-    query.__doc__ = doc
-    return _api(needs_init=name != "nvmlErrorString")(query)
+    def _busy_percent(self, handle: _Handle) -> int:
+        return min(100, round(100 * self._power_w(handle) / self._spec(handle).power_limit_w))
 
+    @_api()
+    def nvmlDeviceGetUUID(self, handle: _Handle) -> str:
+        """The ``GPU-`` or ``MIG-`` UUID."""
+        spec = self._spec(handle)
+        return spec.uuid if handle.mig is None else spec.mig_uuids[handle.mig]
 
-for _name, (_doc, _answer) in QUERIES.items():
-    setattr(FakeNvml, _name, _query(_name, _doc, _answer))
+    @_api()
+    def nvmlDeviceGetName(self, handle: _Handle) -> str:
+        """The product name."""
+        return self._spec(handle).name + ("" if handle.mig is None else " MIG 1g.5gb")
 
-for _name, _value in {
-    **CONSTANTS,
-    **ERROR_CLASSES,
-    "NVMLError": NVMLError,
-    "c_nvmlMemory_t": c_nvmlMemory_t,
-    "c_nvmlUtilization_t": c_nvmlUtilization_t,
-    "c_nvmlProcessInfo_t": c_nvmlProcessInfo_t,
-    "c_nvmlSample_t": c_nvmlSample_t,
-    "c_nvmlValue_t": c_nvmlValue_t,
-    "c_nvmlFieldValue_t": c_nvmlFieldValue_t,
-    "nvmlPciInfo_t": nvmlPciInfo_t,
-}.items():
-    setattr(FakeNvml, _name, _value)
+    @_api()
+    def nvmlDeviceIsMigDeviceHandle(self, handle: _Handle) -> bool:
+        """Whether the handle is a MIG instance's."""
+        self._spec(handle)
+        return handle.mig is not None
+
+    @_api()
+    def nvmlDeviceGetMigMode(self, handle: _Handle) -> list[int]:
+        """``[current, pending]``: ``NVML_DEVICE_MIG_ENABLE`` (1) when the GPU has MIG instances."""
+        return [int(bool(self._spec(handle, mig_ok=False).mig_uuids))] * 2
+
+    @_api()
+    def nvmlDeviceGetMaxMigDeviceCount(self, handle: _Handle) -> int:
+        """How many MIG instances."""
+        return len(self._spec(handle, mig_ok=False).mig_uuids)
+
+    @_api()
+    def nvmlDeviceGetIndex(self, handle: _Handle) -> int:
+        """The NVML index of a physical GPU."""
+        self._spec(handle, mig_ok=False)
+        return handle.gpu
+
+    @_api()
+    def nvmlDeviceGetMinorNumber(self, handle: _Handle) -> int:
+        """The N of ``/dev/nvidiaN``."""
+        self._spec(handle, mig_ok=False)
+        return handle.gpu
+
+    @_api()
+    def nvmlDeviceGetArchitecture(self, handle: _Handle) -> int:
+        """An ``NVML_DEVICE_ARCH_*`` value."""
+        return self._spec(handle).architecture
+
+    @_api()
+    def nvmlDeviceGetPciInfo(self, handle: _Handle) -> nvmlPciInfo_t:
+        """The PCI address."""
+        self._spec(handle, mig_ok=False)
+        return nvmlPciInfo_t(busId=f"00000000:{handle.gpu + 1:02X}:00.0", bus=handle.gpu + 1)
+
+    @_api()
+    def nvmlDeviceGetEnforcedPowerLimit(self, handle: _Handle) -> int:
+        """The power limit the driver enforces, in mW."""
+        return self._limit_mw(handle)
+
+    @_api()
+    def nvmlDeviceGetPowerManagementLimit(self, handle: _Handle) -> int:
+        """The power management limit, in mW."""
+        return self._limit_mw(handle)
+
+    @_api()
+    def nvmlDeviceGetPowerManagementDefaultLimit(self, handle: _Handle) -> int:
+        """The default power limit, in mW."""
+        return self._limit_mw(handle)
+
+    @_api()
+    def nvmlDeviceGetPowerManagementLimitConstraints(self, handle: _Handle) -> list[int]:
+        """``[min, max]`` settable power limit, in mW."""
+        return [self._limit_mw(handle) // 4, self._limit_mw(handle)]
+
+    @_api()
+    def nvmlDeviceGetMemoryInfo(self, handle: _Handle) -> c_nvmlMemory_t:
+        """Memory in bytes, 1 GiB used."""
+        total = self._spec(handle).memory_total_b
+        return c_nvmlMemory_t(total, total - 2**30, 2**30)
+
+    @_api()
+    def nvmlDeviceGetTemperature(self, handle: _Handle, sensor: int) -> int:
+        """Temperature in degrees Celsius, rising with power."""
+        self._spec(handle)
+        return 30 + round(self._power_w(handle) / 10)
+
+    @_api()
+    def nvmlDeviceGetUtilizationRates(self, handle: _Handle) -> c_nvmlUtilization_t:
+        """Utilisation in percent: power over power limit."""
+        self._spec(handle)
+        busy = self._busy_percent(handle)
+        return c_nvmlUtilization_t(busy, busy // 2)
+
+    @_api()
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: _Handle) -> list[c_nvmlProcessInfo_t]:
+        """The GPU's ``pids``, each using 1 GiB."""
+        return [c_nvmlProcessInfo_t(pid, 2**30) for pid in self._spec(handle).pids]
+
+    @_api()
+    def nvmlDeviceGetGraphicsRunningProcesses(self, handle: _Handle) -> list[c_nvmlProcessInfo_t]:
+        """No graphics processes."""
+        self._spec(handle)
+        return []
+
+    @_api()
+    def nvmlDeviceGetClockInfo(self, handle: _Handle, kind: int) -> int:
+        """Current clock in MHz (``NVML_CLOCK_*``)."""
+        self._spec(handle)
+        return _CLOCKS_MHZ[kind]
+
+    @_api()
+    def nvmlDeviceGetMaxClockInfo(self, handle: _Handle, kind: int) -> int:
+        """Maximum clock in MHz (``NVML_CLOCK_*``)."""
+        self._spec(handle)
+        return _CLOCKS_MHZ[kind]
+
+    @_api()
+    def nvmlDeviceGetComputeMode(self, handle: _Handle) -> int:
+        """``NVML_COMPUTEMODE_DEFAULT``."""
+        self._spec(handle)
+        return 0
+
+    @_api()
+    def nvmlDeviceGetPowerManagementMode(self, handle: _Handle) -> int:
+        """``NVML_FEATURE_ENABLED``."""
+        self._spec(handle)
+        return 1
+
+    @_api()
+    def nvmlDeviceGetPersistenceMode(self, handle: _Handle) -> int:
+        """``NVML_FEATURE_ENABLED``."""
+        self._spec(handle)
+        return 1
+
+    @_api()
+    def nvmlDeviceGetPerformanceState(self, handle: _Handle) -> int:
+        """P-state 0."""
+        self._spec(handle)
+        return 0
+
+    @_api()
+    def nvmlSystemGetDriverVersion(self) -> str:
+        """The driver version string."""
+        return self.driver_version
+
+    @_api()
+    def nvmlSystemGetNVMLVersion(self) -> str:
+        """The NVML version string."""
+        return "12." + self.driver_version
+
+    @_api()
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        """The CUDA driver version (12040 is 12.4)."""
+        return 12040
+
+    @_api(needs_init=False)
+    def nvmlErrorString(self, code: int) -> str:
+        """The message of an ``NVML_ERROR_*`` code."""
+        return MESSAGES.get(code, "Unknown Error")
 
 
 def fake_pynvml(*args: Any, **kwargs: Any) -> types.ModuleType:

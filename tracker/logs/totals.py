@@ -1,0 +1,104 @@
+"""A run's totals: the one model of them, built from its ``epochs.csv`` records.
+
+The session adds each record as it writes it (the ``cumulative_*`` and ``forecast_*`` columns,
+the summary), a resumed run sums its directory's rows, and the report sums the rows it reads back:
+every total is the sum of the records, whichever way they came.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from tracker.logs.schema import COMPLETE, INFERENCE, TRAIN
+
+# The record columns a total is the sum of, in s, kWh and kg CO2e.
+SUMMED = (
+    "duration_s",
+    "gpu_kwh",
+    "cpu_kwh",
+    "ram_kwh",
+    "energy_kwh",
+    "energy_kwh_low",
+    "energy_kwh_high",
+    "co2_kg",
+    "co2_kg_low",
+    "co2_kg_high",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """The sums of a run's records.
+
+    Attributes:
+        duration_s: seconds attributed to the rows, s.
+        gpu_kwh, cpu_kwh, ram_kwh, energy_kwh: IT energy by component and in all, kWh (before PUE).
+        energy_kwh_low, energy_kwh_high: the band of ``energy_kwh``, kWh.
+        co2_kg, co2_kg_low, co2_kg_high: emissions and their band, kg CO2e.
+        epochs: training epochs finished (``train`` rows with status ``complete``).
+        training_kwh: the energy of every row but ``inference`` ones, kWh (for the break-even).
+    """
+
+    duration_s: float = 0.0
+    gpu_kwh: float = 0.0
+    cpu_kwh: float = 0.0
+    ram_kwh: float = 0.0
+    energy_kwh: float = 0.0
+    energy_kwh_low: float = 0.0
+    energy_kwh_high: float = 0.0
+    co2_kg: float = 0.0
+    co2_kg_low: float = 0.0
+    co2_kg_high: float = 0.0
+    epochs: int = 0
+    training_kwh: float = 0.0
+
+    def plus(self, record: Mapping[str, Any]) -> Totals:
+        """These totals with one more record (an ``epochs.csv`` row as a mapping)."""
+        added = {name: getattr(self, name) + _number(record, name) for name in SUMMED}
+        return replace(
+            self,
+            **added,
+            epochs=self.epochs + _finished_epoch(record),
+            training_kwh=self.training_kwh
+            + (0.0 if record.get("phase") == INFERENCE else _number(record, "energy_kwh")),
+        )
+
+    @classmethod
+    def of(cls, records: Iterable[Mapping[str, Any]]) -> Totals:
+        """The totals of ``records``, each column summed exactly (``math.fsum``)."""
+        rows = list(records)
+        sums = {name: math.fsum(_number(r, name) for r in rows) for name in SUMMED}
+        training = math.fsum(_number(r, "energy_kwh") for r in rows if r.get("phase") != INFERENCE)
+        return cls(**sums, epochs=sum(_finished_epoch(r) for r in rows), training_kwh=training)
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any]) -> Totals:
+        """The totals :meth:`as_dict` gave.
+
+        Raises:
+            TypeError, ValueError: ``saved`` is not such a dict.
+        """
+        names = {f.name for f in fields(cls)}
+        unknown = set(saved) - names
+        if unknown or not names <= set(saved):
+            raise ValueError(f"the fields of Totals are {sorted(names)}, not {sorted(saved)}")
+        return cls(**{name: float(saved[name]) if name != "epochs" else int(saved[name]) for name in names})
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field, JSON-ready."""
+        return asdict(self)
+
+    def sums(self) -> dict[str, float]:
+        """The summed columns alone (:data:`SUMMED`), by name."""
+        return {name: getattr(self, name) for name in SUMMED}
+
+
+def _number(record: Mapping[str, Any], column: str) -> float:
+    return float(record.get(column) or 0.0)
+
+
+def _finished_epoch(record: Mapping[str, Any]) -> int:
+    return int(record.get("phase") == TRAIN and record.get("status") == COMPLETE)

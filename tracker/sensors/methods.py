@@ -1,0 +1,127 @@
+"""The measurement methods: the one registry of how a figure can be obtained.
+
+Every sensor's ``method`` is a name from :data:`METHODS`. Its entry says which kind it serves,
+whether the figure is *measured* (a hardware counter or power reading) or *estimated* (a model
+or a TDP), the uncertainty band applied to its energy, and the words the paper paragraph uses.
+Accounting, the report, the paper paragraph, ``energy-tracker devices`` and the summary read
+this table and nothing else; a new sensor backend adds one line here.
+
+========================  ===========  ======================================================
+method                    band         why
+========================  ===========  ======================================================
+``energy_counter``        ±5 %         NVML sensor gain, Yang et al. SC'24 (arXiv:2312.02741)
+``power_polling``         ±5 % + 3σ    the same gain, plus the trapezoid's sampling error (meter)
+``power_instant``         ±5 % + 3σ    the same (NVML_FI_DEV_POWER_INSTANT, polled)
+``power_samples``         ±5 % + edges the same gain, plus the bound at each edge of what the driver
+                                       had not sampled yet (``Reading.energy_error_j``)
+``power_average``         ±5 % + edges the same gain, plus the bound on the trailing mean's lag at each edge
+``rapl``, ``rapl_dram``   ±10 %        Khan et al. 2018 (RAPL vs plug power), judgement
+``tdp_estimate``          ±40 %        Fischer 2025 (arXiv:2509.22092): TDP models err up to 40 %
+``tdp_user``              ±40 %        the same model with the user's TDP
+``tdp_default``           ×0.5 – ×2    unknown CPU: a per-thread default, wider still
+``ram_model``/``ram_user``×0.5 – ×2    published models span 0.08–0.375 W/GB (MEASUREMENT §3.3)
+anything else             ×0.5 – ×2    an unknown method is treated as an estimate
+========================  ===========  ======================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tracker.sensors import CPU, GPU, RAM
+
+ABSENT = "absent"  # a kind no sensor measured, in the ``<kind>_method`` columns
+ENERGY_COUNTER, POWER_POLLING = "energy_counter", "power_polling"
+POWER_SAMPLES, POWER_INSTANT, POWER_AVERAGE = "power_samples", "power_instant", "power_average"
+RAPL, RAPL_DRAM = "rapl", "rapl_dram"
+TDP_ESTIMATE, TDP_USER, TDP_DEFAULT = "tdp_estimate", "tdp_user", "tdp_default"
+RAM_MODEL, RAM_USER = "ram_model", "ram_user"
+
+DEFAULT_BAND = (0.50, 2.00)
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    """One way of obtaining a component's energy.
+
+    Attributes:
+        name: what sensors carry in ``method`` and the logs in ``<kind>_method``.
+        kind: the component it serves, ``gpu``, ``cpu`` or ``ram``.
+        measured: read from hardware (``True``) or estimated from a model (``False``).
+        band: the low and high factors applied to its energy (before any sampling error).
+        phrase: how the paper paragraph says it was obtained; may hold ``{tdp}``, ``{w_per_gib}``
+            and ``{power_w}``, filled in from the sensor's info.
+    """
+
+    name: str
+    kind: str
+    measured: bool
+    band: tuple[float, float]
+    phrase: str
+
+
+METHODS = {
+    m.name: m
+    for m in (
+        Method(ENERGY_COUNTER, GPU, True, (0.95, 1.05), "measured with NVML energy counters"),
+        Method(
+            POWER_POLLING,
+            GPU,
+            True,
+            (0.95, 1.05),
+            "measured by sampling NVML power readings (integrated over time)",
+        ),
+        Method(
+            POWER_SAMPLES,
+            GPU,
+            True,
+            (0.95, 1.05),
+            "measured from the driver's NVML power sample buffer (integrated at the driver's sampling rate)",
+        ),
+        Method(
+            POWER_INSTANT,
+            GPU,
+            True,
+            (0.95, 1.05),
+            "measured by sampling NVML instantaneous power (integrated over time)",
+        ),
+        Method(
+            POWER_AVERAGE,
+            GPU,
+            True,
+            (0.95, 1.05),
+            "measured from NVML 1 s trailing-mean power (integrated with the mean's lag undone)",
+        ),
+        Method(RAPL, CPU, True, (0.90, 1.10), "measured with RAPL energy counters"),
+        Method(RAPL_DRAM, RAM, True, (0.90, 1.10), "measured with RAPL DRAM energy counters"),
+        Method(TDP_ESTIMATE, CPU, False, (0.60, 1.40), "estimated from CPU utilisation and a TDP of {tdp}"),
+        Method(TDP_USER, CPU, False, (0.60, 1.40), "estimated from CPU utilisation and a TDP of {tdp}"),
+        Method(TDP_DEFAULT, CPU, False, DEFAULT_BAND, "estimated from CPU utilisation and a default TDP of {tdp}"),
+        Method(RAM_MODEL, RAM, False, DEFAULT_BAND, "estimated with a RAM power model ({w_per_gib} W/GiB of memory)"),
+        Method(RAM_USER, RAM, False, DEFAULT_BAND, "estimated from a RAM power given by the user ({power_w} W)"),
+    )
+}
+
+
+def band(name: str) -> tuple[float, float]:
+    """The low and high factors of a method's energy (an unknown method: ×0.5 – ×2)."""
+    method = METHODS.get(name)
+    return method.band if method else DEFAULT_BAND
+
+
+def is_measured(name: str) -> bool:
+    """Whether a method reads hardware; an unknown method counts as an estimate."""
+    method = METHODS.get(name)
+    return method is not None and method.measured
+
+
+def phrase(name: str) -> str:
+    """The paper's words for a method, with its ``{tdp}``-style placeholders unfilled."""
+    method = METHODS.get(name)
+    return method.phrase if method else f"obtained by method {name!r} (an estimate)"
+
+
+def joined(methods: list[str]) -> str:
+    """Methods ``+``-joined in first-seen order, or :data:`ABSENT` when there are none."""
+    seen = [m for m in dict.fromkeys(methods) if m != ABSENT]
+    return "+".join(seen) or ABSENT
