@@ -11,7 +11,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -149,11 +148,9 @@ def spawn_ranks(out: Path, world: int, *script_args: str) -> list[subprocess.Pop
 
 def test_a_rank_killed_mid_epoch_hangs_no_one_and_the_rows_say_what_is_missing(tmp_path):
     ranks = spawn_ranks(tmp_path, 2, "--own", "--gpus", "2", "--epochs", str(EPOCHS), "--kill-rank", "1")
-    start = time.monotonic()
-    finish(ranks[0], timeout=60)  # rank 0 finishes every epoch: the tracker never waits for rank 1
+    finish(ranks[0], timeout=60)  # rank 0 finishes every epoch (a hang fails here): it never waits for rank 1
     ranks[1].wait(timeout=60)
     assert ranks[1].returncode == -signal.SIGKILL
-    assert time.monotonic() - start < 60
     run = the_job(tmp_path)
     train = {r["epoch"]: r for r in run.epochs if r["phase"] == "train"}
     assert train[0]["status"] == "complete" and "no row from" not in train[0]["notes"]
