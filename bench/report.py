@@ -122,7 +122,30 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows.append(_goal("polling error below every other tool's", "every case", not_below, 0, "cases"))
     growth = [m.get("growth_bytes") for m in _get(results, "micro", "memory") or [] if "error" not in m]
     rows.append(_goal("memory growth over the readings", "≤ 2 MB", max(growth) / 1e6 if growth else None, 2, "MB"))
-    return rows
+    return rows + _fault_goals(results)
+
+
+def _fault_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The goals of the ``faults`` scenario, when it ran."""
+    lost = _get(results, "faults", "outage_counter", "epoch_error")
+    hang = _get(results, "faults", "hang", "no_log_dir") or {}
+    slowest = max((hang[k] for k in ("hung_start", "hung_open", "close_while_hung") if k in hang), default=None)
+    polled = _get(results, "faults", "outage_polling", "band_contains")
+    return (
+        [
+            _goal("energy lost across a 2 s NVML outage (counter)", "0 %", lost and abs(lost) * 100, 0.1, "%"),
+            _goal(
+                "truth inside the band across a 2 s outage (polling)",
+                "yes",
+                None if polled is None else int(not polled),
+                0,
+                "misses",
+            ),
+            _goal("start() and epoch edges with a sensor hung 10 s (no log_dir)", "≤ 50 ms", slowest, 50, "ms"),
+        ]
+        if _get(results, "faults")
+        else []
+    )
 
 
 def goals_markdown(rows: list[dict[str, Any]]) -> str:

@@ -1,6 +1,6 @@
 """Run the benchmarks: ``python bench/run.py [--quick | --smoke] [--only NAME[,NAME]] [--trackers NAME[,NAME]]``.
 
-Scenarios (``bench/scenarios/``): ``startup``, ``overhead``, ``micro``, ``accuracy``, ``boundaries``.
+Scenarios (``bench/scenarios/``): ``startup``, ``overhead``, ``micro``, ``accuracy``, ``boundaries``, ``faults``.
 Every measurement runs in a fresh process (``bench/runner.py``). Writes
 ``bench/results/<date>-<host>[-quick].json`` and its PNG chart, prints the markdown, and (full runs
 of every scenario, or ``--readme``) puts it into ``bench/README.md``.
@@ -26,13 +26,14 @@ if str(ROOT) not in sys.path:
 from bench import chart, report  # noqa: E402
 from bench.runner import Context  # noqa: E402
 
-SCENARIOS = ("startup", "overhead", "micro", "accuracy", "boundaries")
+SCENARIOS = ("startup", "overhead", "micro", "accuracy", "boundaries", "faults")
 TITLES = {
     "startup": "Start-up and shutdown (fresh process each, this machine as it is: no GPU, no RAPL)",
     "overhead": "Training overhead and idle cost (CPU-bound torch loop, one thread)",
     "micro": "Our costs: one tick per sensor kind, one epoch, memory over many readings",
     "accuracy": "Accuracy on a fake GPU of known energy (per-epoch and run total)",
     "boundaries": "Epoch boundaries: short epochs",
+    "faults": "Faults: an NVML outage, a hung sensor, costs over 10,000 epochs",
 }
 
 

@@ -167,3 +167,17 @@ def test_boundaries_do_not_change_counters():
     meter.add(counter(1.0, 300.0, power=350.0))
     meter.add(counter(2.0, 400.0, power=50.0), boundary=True)
     assert meter.snapshot().sensors["gpu:0"].energy_j == 400.0
+
+
+def test_a_power_only_gap_is_estimated_with_the_recent_mean_power_and_a_wide_band():
+    meter = Meter(interval_s=0.1)
+    t = 0.0
+    for i in range(400):  # 40 s of a 50/350 W load alternating at every reading
+        meter.add(power(t, 350.0 if i % 2 else 50.0))
+        t += 0.1
+    before = meter.snapshot()
+    meter.add(power(t + 1.9, 350.0))  # two seconds without a reading, both ends at 350 W
+    step = (meter.snapshot() - before).sensors["gpu:0"]
+    assert step.gap_s == pytest.approx(2.0)
+    assert step.energy_j == pytest.approx(200.0 * 2.0, rel=0.02)  # the recent mean, not the ends' 350 W
+    assert 3 * math.sqrt(step.sampling_var_j2) == pytest.approx(3 * 350.0 * 2.0 / math.sqrt(12))

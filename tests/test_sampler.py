@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from tracker.errors import ConfigurationError, SensorReadError
-from tracker.measure.sampler import DISABLED, FAILING, OK, Sampler
+from tracker.errors import ConfigurationError, SensorGone, SensorReadError
+from tracker.measure.sampler import FAILING, LOST, OK, Sampler
 from tracker.testing import FakeSensor, fail_always, fail_on, steady
 
 
@@ -32,20 +32,31 @@ def test_bad_interval_is_a_clear_error(clock, bad):
         Sampler([], lambda batch: None, interval_s=bad, clock=clock)
 
 
-def test_failing_sensor_is_retried_then_disabled_with_one_warning(clock, caplog):
-    bad = FakeSensor("gpu:1", clock=clock, fail=fail_always(SensorReadError("GPU is lost")))
+def test_failing_sensor_is_retried_with_back_off_and_one_warning(clock, caplog):
+    bad = FakeSensor("gpu:1", clock=clock, fail=fail_always(SensorReadError("driver busy")))
     good = FakeSensor("gpu:0", clock=clock)
     sampler, batches = make(clock, good, bad, max_failures=3)
     with caplog.at_level(logging.INFO, logger="tracker"):
-        for _ in range(5):
-            clock.advance(1.0)
+        for _ in range(100):  # 10 s of ticks 0.1 s apart
+            clock.advance(0.1)
             sampler.tick()
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "gpu:1" in warnings[0].getMessage()
-    assert sampler.health["gpu:1"].status == DISABLED
-    assert sampler.health["gpu:1"].failures == 3  # not read again once disabled
+    assert sampler.health["gpu:1"].status == FAILING
+    # Three at once, then 0.1, 0.2, 0.4, 0.8, 1.6, 3.2 s apart (each at the first tick after): 3 + 6 reads.
+    assert bad.calls == 9 and sampler.health["gpu:1"].failures == 9
     assert sampler.health["gpu:0"].status == OK
     assert all(len(batch) == 1 for batch in batches)
+
+
+def test_lost_device_is_reprobed_every_30_s(clock):
+    bad = FakeSensor("gpu:1", clock=clock, fail=fail_always(SensorGone("GPU is lost")))
+    sampler, _ = make(clock, bad)
+    for _ in range(95):
+        clock.advance(1.0)
+        sampler.tick()
+    assert sampler.health["gpu:1"].status == LOST
+    assert bad.calls == 4  # at 1, 31, 61 and 91 s
 
 
 def test_sensor_that_fails_once_recovers(clock, caplog):

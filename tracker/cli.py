@@ -10,7 +10,9 @@ Subcommands (each has ``--help``):
 - ``run [options] -- COMMAND ...``: measures COMMAND as one run (one phase named ``command``),
   prints the summary to stderr and exits with COMMAND's exit code.
 
-Bad input (an invalid option, a path without runs) gives one line on stderr and exit code 2.
+Exit codes: 0 success; 2 bad input (an invalid option, a path without runs), with one line on
+stderr; 3 (``report`` and ``plot``) some runs could not be read: the readable ones are reported,
+and each one skipped is named on stderr with the reason. ``run`` exits with COMMAND's code.
 Only :mod:`argparse` and the option declarations (:mod:`tracker.session.config`, from which
 ``run``'s flags are made) are imported up front, so ``--help`` is quick; each subcommand imports
 what it needs.
@@ -26,13 +28,15 @@ from typing import Any
 
 PROG = "energy-tracker"
 USAGE_ERROR = 2
+SOME_UNREADABLE = 3
 
 
 def _report(args: argparse.Namespace) -> int:
     from tracker.report import paper
     from tracker.report import render as report
 
-    summaries = report.load_summaries(args.runs)
+    skipped: list[tuple[Any, str]] = []
+    summaries = report.load_summaries(args.runs, skipped)
     if not args.paper:
         sys.stdout.write(report.render(summaries, args.format))
     elif args.format == "json":
@@ -40,17 +44,25 @@ def _report(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps({"paper": texts}, indent=2) + "\n")
     else:
         sys.stdout.write("\n\n".join(paper.paragraph(s) for s in summaries) + "\n")
-    return 0
+    return _skipped(args, skipped)
+
+
+def _skipped(args: argparse.Namespace, skipped: list[tuple[Any, str]]) -> int:
+    """Name each run that could not be read on stderr; the exit code: 0, or 3 if any was skipped."""
+    for path, reason in skipped:
+        print(f"{PROG} {args.subcommand}: skipped {path}: {reason}", file=sys.stderr)
+    return SOME_UNREADABLE if skipped else 0
 
 
 def _plot(args: argparse.Namespace) -> int:
     from tracker.report import plot
     from tracker.report import render as report
 
-    summaries = report.load_summaries(args.runs)
+    skipped: list[tuple[Any, str]] = []
+    summaries = report.load_summaries(args.runs, skipped)
     path = plot.plot_runs(summaries, args.output)
     print(f"wrote {path} ({len(summaries)} run{'s' if len(summaries) != 1 else ''})")
-    return 0
+    return _skipped(args, skipped)
 
 
 def _devices(args: argparse.Namespace) -> int:
@@ -94,7 +106,9 @@ def _execute(command: list[str]) -> int:
     """Run ``command``; returns its exit status (``-N`` if signal N ended it).
 
     SIGTERM (``kill``, SLURM's ``scancel``) is passed on to the command, so that the run's row is
-    still written; Ctrl-C reaches the command from the terminal, which is given 10 s to stop.
+    still written. SIGINT too, when it was sent to this process alone (``kill -INT``, a job
+    scheduler): a Ctrl-C at the terminal reaches the whole foreground process group, the command
+    included, and is not sent twice. Either way the command is given 10 s to stop, then killed.
     """
     import signal
     import subprocess
@@ -114,6 +128,8 @@ def _execute(command: list[str]) -> int:
         try:
             return children[0].wait()
         except KeyboardInterrupt:
+            if not _terminal_interrupt():
+                children[0].send_signal(signal.SIGINT)
             try:
                 return children[0].wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -122,6 +138,16 @@ def _execute(command: list[str]) -> int:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _terminal_interrupt() -> bool:
+    """Whether a SIGINT can have come from the terminal to our whole process group (we are its foreground)."""
+    import os
+
+    try:
+        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
 
 
 def _add_report(commands: Any) -> None:

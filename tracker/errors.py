@@ -11,9 +11,10 @@ boundary per backend, always chained with ``from``::
         ├── SensorUnavailable                     the source is absent (no library, no device, not supported)
         ├── SensorPermissionError                 the source exists but may not be read ("forbidden", not "absent")
         └── SensorReadError                       a reading failed after the sensor was set up
+            └── SensorGone                        the device is gone (fell off the bus, unplugged)
 
 After ``start()`` none of these reaches the training thread: the sampler turns a failing
-sensor into one warning and a ``status`` value in the log.
+sensor into one warning and a ``status`` value in the log, and retries it with back-off.
 """
 
 from __future__ import annotations
@@ -71,4 +72,11 @@ class UsageError(TrackerError, RuntimeError):
     """A tracker method called out of order (an epoch index used twice, a phase opened inside itself).
 
     Raised by the call that is out of order, before the epoch or phase it would start.
+    """
+
+
+class SensorGone(SensorReadError):
+    """The device is gone (an NVIDIA GPU fell off the bus, a device was unplugged).
+
+    The sampler marks the sensor ``lost`` and re-probes it rarely instead of retrying at every tick.
     """

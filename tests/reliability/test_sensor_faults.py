@@ -33,11 +33,11 @@ def test_sensor_raising_on_every_read(tmp_path, clock, caplog):
     assert [(r["epoch"], r["status"]) for r in rows] == [(0, "complete"), (1, "complete"), (2, "complete")]
     assert [joules(r["gpu_kwh"]) for r in rows] == pytest.approx([GPU_W * 5] * 3)
     assert [r["cpu_kwh"] for r in rows] == [0.0, 0.0, 0.0]  # nothing was measured, nothing is claimed
-    assert all("cpu disabled" in r["notes"] for r in rows)
-    assert {d["status"] for d in devices(energy) if d["sensor"] == "cpu"} == {"disabled"}
+    assert all("cpu failing" in r["notes"] for r in rows)
+    assert {d["status"] for d in devices(energy) if d["sensor"] == "cpu"} == {"failing"}
     warnings = tracker_warnings(caplog)
     assert len(warnings) == 1 and "cpu" in warnings[0].getMessage()
-    assert energy.sensor_health["cpu"].status == "disabled"
+    assert energy.sensor_health["cpu"].status == "failing"
 
 
 @pytest.mark.parametrize("method", ["energy_counter", "power_polling"])
@@ -158,7 +158,7 @@ def test_nvml_gpu_lost_mid_run(tmp_path, clock, caplog):
     rows = train_rows(epochs(energy))
     assert [joules(r["gpu_kwh"]) for r in rows] == pytest.approx([300 * 5, 100 * 5 + 200 * 2, 100 * 5])
     lost = [(d["epoch"], d["status"]) for d in devices(energy) if d["sensor"] == "gpu:1" and d["phase"] == "train"]
-    assert lost == [(0, "ok"), (1, "disabled"), (2, "disabled")]
+    assert lost == [(0, "ok"), (1, "lost"), (2, "lost")]
     warnings = tracker_warnings(caplog)
     assert len(warnings) == 1 and "gpu:1" in warnings[0].getMessage() and "lost" in warnings[0].getMessage()
 
@@ -259,7 +259,7 @@ def test_rapl_file_unreadable_mid_run(tmp_path, clock, caplog):
     assert [r["cpu_method"] for r in rows] == ["rapl", "rapl"]
     assert [joules(r["cpu_kwh"]) for r in rows] == pytest.approx([50 * 4, 50 * 2])
     assert [joules(r["ram_kwh"]) for r in rows] == pytest.approx([5 * 4, 5 * 6])
-    assert [d["status"] for d in devices(energy) if d["kind"] == "cpu" and d["phase"] == "train"] == ["ok", "disabled"]
+    assert [d["status"] for d in devices(energy) if d["kind"] == "cpu" and d["phase"] == "train"] == ["ok", "failing"]
     warnings = tracker_warnings(caplog)
     assert len(warnings) == 1 and "cpu:package-0" in warnings[0].getMessage()
 

@@ -63,31 +63,39 @@ def _real(value: object) -> float | None:
     return float(value)
 
 
+# Plausible magnitudes. The least efficient data centres surveyed report a PUE of about 2.5 (Uptime
+# Institute 2023); the most carbon-intensive grids (lignite, oil) about 1,100 gCO2e/kWh (Ember 2024).
+MAX_PUE = 3.0
+MAX_G_PER_KWH = 2000.0
+
+
 def validate_pue(pue: object) -> float:
-    """Return ``pue`` as a float after checking it is a real number ≥ 1.0.
+    """Return ``pue`` as a float after checking it is a real number from 1.0 to ``MAX_PUE`` (3.0).
 
     Raises:
-        ConfigurationError: it is not a finite real number, or it is below 1.0.
+        ConfigurationError: it is not a finite real number, or it is outside 1.0 to 3.0.
     """
     value = _real(pue)
-    if value is None or value < 1.0:
+    if value is None or not 1.0 <= value <= MAX_PUE:
         raise ConfigurationError(
-            f"pue={pue!r}: PUE is facility energy / IT energy, so it is a number >= 1.0; use 1.0 for a "
+            f"pue={pue!r}: PUE is facility energy / IT energy, so it is a number >= 1.0, and at most {MAX_PUE:g} "
+            f"(plausible: 1.0 to {MAX_PUE:g}; the least efficient data centres report ~2.5); use 1.0 for a "
             "workstation, ~1.1 for hyperscale clouds, 1.58 for the industry average (Uptime Institute 2023)"
         )
     return value
 
 
 def validate_g_per_kwh(g_per_kwh: object) -> float:
-    """Return ``g_per_kwh`` (gCO2e/kWh) as a float after checking it is a finite real number ≥ 0.
+    """Return ``g_per_kwh`` (gCO2e/kWh) as a float after checking it is from 0 to ``MAX_G_PER_KWH`` (2,000).
 
     Raises:
-        ConfigurationError: it is negative, NaN, infinite, a bool or not a number.
+        ConfigurationError: it is negative, above 2,000, NaN, infinite, a bool or not a number.
     """
     value = _real(g_per_kwh)
-    if value is None or value < 0:
+    if value is None or not 0 <= value <= MAX_G_PER_KWH:
         raise ConfigurationError(
-            f"g_per_kwh={g_per_kwh!r}: the carbon intensity must be a finite number >= 0 in gCO2e/kWh, "
+            f"g_per_kwh={g_per_kwh!r}: the carbon intensity must be a finite number >= 0 and at most "
+            f"{MAX_G_PER_KWH:,.0f} gCO2e/kWh (plausible: 0 to 2,000; the most carbon-intensive grids are ~1,100), "
             "e.g. g_per_kwh=380.95; or pass country='DEU' to use a country's annual figure"
         )
     return value

@@ -3,8 +3,12 @@
 ``<log_dir>/<run>/`` holds ``run.json``, ``epochs.csv``, ``devices.csv`` and, optionally,
 ``power.csv``; :mod:`tracker.logs.writer` writes them. Cells are parsed by the schema's column types
 (:mod:`tracker.logs.schema`): text stays text (a run named ``007`` reads back as ``007``), user metric
-columns are numbers where they parse as one. A final line without its newline, which a killed
-writer may leave, is not read.
+columns are numbers where they parse as one.
+
+Reading is robust to damage: a final line without its newline (a killed writer), a row with more
+cells than the header, binary bytes, or a non-numeric cell in a numeric column is skipped and
+counted (``Run.skipped_rows``), with one warning per file. :func:`load_runs` reads every readable
+run under a directory and names the runs it could not read (``Runs.skipped``) instead of failing.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError
-from tracker.logs import merge
+from tracker.logs import liveness, merge
 from tracker.logs.schema import (
     DEVICE_TYPES,
     DEVICES_CSV,
@@ -44,12 +48,14 @@ class Run:
         info: the contents of ``run.json`` (empty if missing).
         epochs: the rows of ``epochs.csv`` as dicts, numbers converted.
         devices: the rows of ``devices.csv``, likewise.
+        skipped_rows: torn or corrupt rows skipped, by file name (only files that had some).
     """
 
     path: Path
     info: dict[str, Any] = field(default_factory=dict)
     epochs: list[dict[str, Any]] = field(default_factory=list)
     devices: list[dict[str, Any]] = field(default_factory=list)
+    skipped_rows: dict[str, int] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -110,20 +116,68 @@ def parse_cell(text: str, kind: type | None) -> Any:
 
 
 def read_csv_rows(path: Path, types: Mapping[str, type] | None = None) -> list[dict[str, Any]]:
-    """Rows of a CSV file as dicts; a final line without newline is dropped.
+    """Rows of a CSV file as dicts; torn and corrupt rows are skipped (see :func:`read_csv`).
 
     Args:
         path: the file.
         types: the type of each known column (:data:`~tracker.logs.schema.EPOCH_TYPES`, ...); other
             columns (the user's metrics) are numbers where they parse as one, else text.
     """
+    return read_csv(path, types)[0]
+
+
+def read_csv(path: Path, types: Mapping[str, type] | None = None) -> tuple[list[dict[str, Any]], int]:
+    """Rows of a CSV file as dicts, and how many rows were skipped as torn or corrupt.
+
+    Skipped: a final line without its newline, a row with more cells than the header, a cell with
+    a NUL or undecodable bytes, a cell that is not a number in a numeric column of ``types``. One
+    warning per file that had any.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: its header names none of the numeric columns of ``types`` (not a file the tracker wrote).
+    """
     if not path.exists():
-        return []
-    text = path.read_text(encoding="utf-8")
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    types = types or {}
-    return [{k: parse_cell(v, types.get(k)) for k, v in row.items()} for row in csv.DictReader(io.StringIO(text))]
+        return [], 0
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    torn = int(bool(text) and not text.endswith("\n"))
+    rows, skipped = _parse(text[: text.rfind("\n") + 1], types or {})
+    if skipped + torn:
+        logger.warning("energy-tracker: %s: skipped %d torn or corrupt rows", path, skipped + torn)
+    return rows, skipped + torn
+
+
+def _parse(text: str, types: Mapping[str, type]) -> tuple[list[dict[str, Any]], int]:
+    numeric = frozenset(name for name, kind in types.items() if kind in (int, float))
+    reader = csv.reader(io.StringIO(text.replace("\x00", "\ufffd")))
+    header = next(reader, [])
+    if text and numeric and not numeric & set(header):
+        raise ValueError(f"the header names none of the expected columns: {header[:3]!r}")
+    rows, skipped = [], 0
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return rows, skipped
+        except csv.Error:
+            skipped += 1
+            continue
+        row = _row(header, cells, types, numeric)
+        if row is None:
+            skipped += 1
+        else:
+            rows.append(row)
+
+
+def _row(header: list[str], cells: list[str], types: Mapping[str, type], numeric: frozenset[str]) -> dict | None:
+    """One row as a dict, or ``None`` if it is damaged."""
+    if len(cells) > len(header) or any("\ufffd" in cell for cell in cells):
+        return None
+    row = {name: parse_cell(cell, types.get(name)) for name, cell in zip(header, cells, strict=False)}
+    row.update(dict.fromkeys(header[len(cells) :]))
+    if any(isinstance(row.get(name), str) for name in numeric):
+        return None
+    return row
 
 
 def is_run_dir(path: Path) -> bool:
@@ -140,16 +194,20 @@ def _read_info(run_dir: Path) -> dict[str, Any]:
     if not (run_dir / RUN_JSON).is_file():
         return {}
     try:
-        return json.loads((run_dir / RUN_JSON).read_text(encoding="utf-8"))
+        info = json.loads((run_dir / RUN_JSON).read_bytes().decode("utf-8", errors="replace"))
     except json.JSONDecodeError as exc:
         logger.warning("energy-tracker: %s is not valid JSON (%s)", run_dir / RUN_JSON, exc)
         return {}
+    if not isinstance(info, dict):
+        logger.warning("energy-tracker: %s is not a JSON object; ignored", run_dir / RUN_JSON)
+        return {}
+    return info
 
 
 def read_shard(run_dir: Path) -> merge.Shard:
     """One writer's run directory as a :class:`~tracker.logs.merge.Shard`, unmerged."""
-    epochs = read_csv_rows(run_dir / EPOCHS_CSV, EPOCH_TYPES)
-    return merge.Shard(run_dir.name, _read_info(run_dir), epochs, read_csv_rows(run_dir / DEVICES_CSV, DEVICE_TYPES))
+    epochs = read_csv(run_dir / EPOCHS_CSV, EPOCH_TYPES)[0]
+    return merge.Shard(run_dir.name, _read_info(run_dir), epochs, read_csv(run_dir / DEVICES_CSV, DEVICE_TYPES)[0])
 
 
 def shard_dirs(job_dir: Path) -> list[Path]:
@@ -186,35 +244,79 @@ def merge_jobs(runs: list[Run]) -> list[Run]:
 
 
 def load_run(path: str | os.PathLike[str]) -> Run:
-    """Read one run directory.
+    """Read one run directory, skipping torn or corrupt rows (counted in ``Run.skipped_rows``).
 
     Raises:
         ConfigurationError: ``path`` is not a run directory.
+        OSError: a file cannot be read.
+        ValueError: a file's header is not one the tracker writes.
     """
     run_dir = Path(path)
     if not is_run_dir(run_dir):
         raise ConfigurationError(f"{str(path)!r} is not a run directory (no {EPOCHS_CSV} or {RUN_JSON} in it)")
     if is_job_dir(run_dir):
         return load_job(run_dir)
-    epochs = read_csv_rows(run_dir / EPOCHS_CSV, EPOCH_TYPES)
-    return Run(run_dir, _read_info(run_dir), epochs, read_csv_rows(run_dir / DEVICES_CSV, DEVICE_TYPES))
+    epochs, torn_epochs = read_csv(run_dir / EPOCHS_CSV, EPOCH_TYPES)
+    devices, torn_devices = read_csv(run_dir / DEVICES_CSV, DEVICE_TYPES)
+    skipped = {name: n for name, n in ((EPOCHS_CSV, torn_epochs), (DEVICES_CSV, torn_devices)) if n}
+    run = Run(run_dir, _read_info(run_dir), epochs, devices, skipped)
+    if run.info.get("status") == "running":
+        _recover_killed(run)
+    return run
 
 
-def load_runs(path: str | os.PathLike[str]) -> list[Run]:
+def _recover_killed(run: Run) -> None:
+    """A ``running`` run whose process is gone is ``killed``; its open epoch so far becomes an ``interrupted`` row."""
+    heartbeat: Any = {}
+    try:
+        heartbeat = json.loads((run.path / liveness.HEARTBEAT_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass  # killed before its first heartbeat, or during one: run.json still names the process
+    heartbeat = heartbeat if isinstance(heartbeat, dict) else {}
+    if liveness.is_gone(heartbeat.get("process") or run.info.get("process"), heartbeat.get("time_utc")):
+        run.info["status"] = liveness.KILLED
+        run.epochs.extend(liveness.interrupted_rows(run.name, heartbeat, run.epochs))
+
+
+class Runs(list):
+    """The runs :func:`load_runs` read (a list of :class:`Run`), and those it could not.
+
+    Attributes:
+        skipped: ``(path, reason)`` of each run directory that could not be read.
+    """
+
+    def __init__(self, runs: list[Run] = (), skipped: list[tuple[Path, str]] = ()) -> None:  # type: ignore[assignment]
+        super().__init__(runs)
+        self.skipped = list(skipped)
+
+
+def load_runs(path: str | os.PathLike[str]) -> Runs:
     """Read a run directory, or every run directory under ``path`` (sorted by name); a job's shards as one run.
+
+    A run that cannot be read (an unreadable file, a damaged header) does not hide the others:
+    it is left out, named in the result's ``skipped`` with the reason, and warned about once.
 
     Raises:
         ConfigurationError: no run directory was found there.
     """
     root = Path(path)
     if is_run_dir(root):
-        return [load_run(root)]
-    found = sorted({_job_or_run(p.parent) for p in [*root.rglob(EPOCHS_CSV), *root.rglob(RUN_JSON)]})
+        found = [root]
+    else:
+        found = sorted({_job_or_run(p.parent) for p in [*root.rglob(EPOCHS_CSV), *root.rglob(RUN_JSON)]})
     if not found:
         raise ConfigurationError(
             f"no runs in {str(path)!r}: give a run directory or a log_dir that contains runs (each has {EPOCHS_CSV})"
         )
-    return [load_run(p) for p in found]
+    runs = Runs()
+    for run_dir in found:
+        try:
+            runs.append(load_run(run_dir))
+        except (OSError, ValueError) as exc:  # one bad run must not hide every other run
+            reason = f"{type(exc).__name__}: {exc}"
+            logger.warning("energy-tracker: cannot read the run %s (%s); skipped", run_dir, reason)
+            runs.skipped.append((run_dir, reason))
+    return runs
 
 
 def _job_or_run(run_dir: Path) -> Path:

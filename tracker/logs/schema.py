@@ -54,7 +54,11 @@ class EpochRecord:
             from the finished epochs once the number of epochs is known.
         forecast_total_co2_kg_low, forecast_total_co2_kg_high: the forecast's band.
         gap_s: seconds of sampling gaps (longer than three intervals) in this row.
-        notes: ``;``-separated notes: a sensor disabled or failing, a short epoch, a counter reset (named
+        covered_fraction: the share of the row's time covered by good readings, 0 to 1: the least
+            of its devices (an outage, a stale edge or an unmeasured span lowers it); ``None``
+            without devices.
+        notes: ``;``-separated notes: a sensor failing or lost, a short epoch, a counter reset,
+            jitter or glitch, readings rejected as implausible, edges read late, gaps (named
             ``notes``, not ``flags``, which pandas' ``DataFrame.flags`` would shadow).
     """
 
@@ -95,6 +99,7 @@ class EpochRecord:
     forecast_total_co2_kg_high: float | None
     forecast_total_s: float | None
     gap_s: float
+    covered_fraction: float | None
     notes: str
 
     def as_row(self) -> dict[str, Any]:
@@ -111,11 +116,15 @@ class DeviceRecord:
         host: the machine's name; rank: the global rank that measured it (0 outside DDP).
         sensor: the sensor's name (``gpu:0``, ``cpu``, ``ram:dram-0``); kind: gpu, cpu or ram.
         device: what it measures (model name); uuid: the GPU's UUID, if any.
-        method: how the figure was obtained; status: ``ok``, ``failing`` or ``disabled``.
+        method: how the figure was obtained; status: ``ok``, ``failing`` (retried with back-off) or
+            ``lost`` (the device is gone; re-probed).
         energy_kwh: energy in the row, kWh; integrated_kwh: the power trapezoid beside a counter
             (a cross-check), kWh.
         power_mean_w: energy / duration, W; power_peak_w: the highest power reading, W.
         readings: readings taken; gap_s: sampling gaps, s; resets: counter resets seen.
+        covered_s: seconds covered by good readings; rejected: readings rejected as implausible
+            (negative, NaN, infinite, above the device's power limit); glitches: counter steps the
+            device could not have made (estimated from power instead).
     """
 
     run: str
@@ -136,6 +145,9 @@ class DeviceRecord:
     readings: int
     gap_s: float
     resets: int
+    covered_s: float
+    rejected: int
+    glitches: int
 
     def as_row(self) -> dict[str, Any]:
         """The record as a column → value mapping."""

@@ -5,9 +5,11 @@
 epoch on disk) and, optionally, ``power.csv`` (the raw trace, streamed in bounded memory).
 
 A row is written with one ``write`` call on an ``O_APPEND`` descriptor, so a kill never leaves
-half a row. New metric columns rewrite the file through a temporary file and ``os.replace``:
-no ``.bak`` files, no lost rows. If the disk fills or the directory becomes unwritable, one
-warning is logged, rows are kept in memory and the whole file is rewritten at the next chance.
+half a row; a write the disk cuts short is truncated back to the last whole row at once. New
+metric columns rewrite the header through a temporary file and ``os.replace``: no ``.bak`` files,
+no lost rows. If the disk fills or the directory becomes unwritable, one warning is logged and
+the unwritten rows wait in memory for the next write that works (only they: rows on disk are
+not kept).
 
 The readers (:class:`~tracker.logs.reader.Run`, :func:`~tracker.logs.reader.load_run`, ...) live in
 :mod:`tracker.logs.reader`, with the file names.
@@ -22,12 +24,14 @@ import io
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tracker.errors import ConfigurationError
+from tracker.logs.liveness import HEARTBEAT_JSON
 from tracker.logs.schema import (
     DEVICE_COLUMNS,
     DEVICES_CSV,
@@ -39,6 +43,9 @@ from tracker.logs.schema import (
 )
 
 logger = logging.getLogger(__name__)
+
+# A header rewrite copies the rows in pieces of this size, so its memory stays flat however long the run.
+COPY_CHUNK_B = 1 << 20
 
 
 def check_log_dir(log_dir: str | os.PathLike[str]) -> Path:
@@ -116,7 +123,14 @@ class WriteProblem:
 
 
 class CsvLog:
-    """An append-only CSV file whose header may grow (new metric columns).
+    """An append-only CSV file whose header may grow (new metric columns); a row is whole or absent.
+
+    Rows are not kept in memory once on disk: only those a failed write left pending. A row is
+    appended with one ``write`` on an ``O_APPEND`` descriptor and synced; if the write fails
+    part-way (a full disk takes what fits, then refuses the rest), the file is truncated back to
+    its last whole row at once and the rows wait for the next write. New columns rewrite the
+    header: the body is copied as bytes with empty cells added at the end of each row (one
+    ``bytes.replace``, no CSV parsing), through a temporary file and ``os.replace``.
 
     Args:
         path: the file.
@@ -127,70 +141,93 @@ class CsvLog:
     def __init__(self, path: Path, columns: Sequence[str], problem: WriteProblem | None = None) -> None:
         self.path = path
         self.columns = list(columns)
-        self.rows: list[dict[str, Any]] = []
-        self._on_disk = 0
+        self.pending: list[dict[str, Any]] = []
+        self._header_on_disk: list[str] = []
+        self._multiline = False  # a value with a line break: rows are no longer one line each
         self._problem = problem or WriteProblem()
-        if path.is_file():  # a resumed run (EnergyTracker.resume): keep its rows and append after them
+        if path.is_file():  # a resumed run (EnergyTracker.resume): append after its rows
             self._adopt()
 
     def _adopt(self) -> None:
-        text = self.path.read_text(encoding="utf-8")
-        whole = text[: text.rfind("\n") + 1]  # a killed writer may have left half a row
-        reader = csv.reader(io.StringIO(whole))
-        header = next(reader, [])
-        self.rows = [dict(zip(header, values, strict=False)) for values in reader]
+        data = self.path.read_bytes()
+        whole = data[: data.rfind(b"\n") + 1]
+        if whole != data:  # a killed writer left half a row: cut it off before appending
+            with open(self.path, "r+b") as handle:
+                handle.truncate(len(whole))
+        text = whole.decode("utf-8", errors="replace")
+        header = next(csv.reader(io.StringIO(text)), [])
+        self._header_on_disk = header
+        self._multiline = "\r" in text or sum(1 for _ in csv.reader(io.StringIO(text))) != text.count("\n")
         self.columns = header + [c for c in self.columns if c not in header]
-        # -1 makes the next row rewrite the file: it lacks a column or ends in half a row.
-        self._on_disk = len(self.rows) if whole == text and len(self.columns) == len(header) else -1
 
     def append(self, row: Mapping[str, Any]) -> None:
         """Add a row and write it now; see :meth:`extend`."""
         self.extend([row])
 
     def extend(self, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Add rows and write them now, in one write and one sync; never raises OSError.
-
-        The file is rewritten whole when the columns grew or an earlier write failed.
-        """
+        """Add rows and write them now, in one write and one sync; never raises OSError."""
         if not rows:
             return
-        new = list(dict.fromkeys(key for row in rows for key in row if key not in self.columns))
-        self.columns.extend(new)
-        self.rows.extend(dict(row) for row in rows)
+        rows = [{str(key): value for key, value in row.items()} for row in rows]
+        self.columns.extend(dict.fromkeys(key for row in rows for key in row if key not in self.columns))
+        self.pending.extend(rows)
         try:
-            if new or self._on_disk != len(self.rows) - len(rows):
-                self._rewrite()
-            else:
-                self._append_new(len(rows))
+            if self._header_on_disk != self.columns:
+                self._rewrite_header()
+            self._append_pending()
         except OSError as exc:
             self._problem(self.path, exc)
 
     def _values(self, row: Mapping[str, Any]) -> list[Any]:
         return [row.get(column) for column in self.columns]
 
-    def _append_new(self, count: int) -> None:
-        header = [self.columns] if self._on_disk == 0 else []
-        text = _csv_text([*header, *(self._values(row) for row in self.rows[-count:])])
+    def _append_pending(self) -> None:
+        text = _csv_text(self._values(row) for row in self.pending)
+        self._multiline = self._multiline or text.count("\n") != len(self.pending) or "\r" in text
         data = memoryview(text.encode())
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            while data:  # a filling disk takes what fits, then refuses the rest with the real errno
-                written = os.write(fd, data)
-                if not written:
-                    raise OSError(errno.EIO, "write accepted 0 bytes", str(self.path))
-                data = data[written:]
-            _sync(fd)
-        except OSError:
-            self._on_disk = -1  # whatever reached the file, the next row rewrites it whole
-            raise
+            whole = os.lseek(fd, 0, os.SEEK_END)
+            try:
+                _write_all(fd, data, self.path)
+                _sync(fd)
+            except OSError:
+                os.ftruncate(fd, whole)  # back to the last whole row: never half a row on disk
+                raise
         finally:
             os.close(fd)
-        self._on_disk = len(self.rows)
+        self.pending.clear()
 
-    def _rewrite(self) -> None:
-        text = _csv_text([self.columns, *(self._values(r) for r in self.rows)])
-        atomic_write(self.path, text)
-        self._on_disk = len(self.rows)
+    def _rewrite_header(self) -> None:
+        header = _csv_text([self.columns]).encode()
+        old = self._header_on_disk if self.path.is_file() else []
+        added = len(self.columns) - len(old)
+        with atomic_file(self.path) as out:
+            out.write(header)
+            if old:
+                with open(self.path, "rb") as source:
+                    source.readline()
+                    self._copy_body(source, out, added)
+        self._header_on_disk = list(self.columns)
+
+    def _copy_body(self, source: BinaryIO, out: BinaryIO, added: int) -> None:
+        """Copy the rows after the header, each with ``added`` empty cells at its end, in bounded memory."""
+        if added and self._multiline:  # a value spans lines: parse the rows and write them again (rare)
+            rows = csv.reader(io.TextIOWrapper(source, encoding="utf-8", errors="replace", newline=""))
+            for row in rows:
+                out.write(_csv_text([row + [""] * added]).encode())
+            return
+        pad = b"," * added + b"\n"
+        for chunk in iter(lambda: source.read(COPY_CHUNK_B), b""):
+            out.write(chunk.replace(b"\n", pad) if added else chunk)
+
+
+def _write_all(fd: int, data: memoryview, path: Path) -> None:
+    while data:  # a filling disk takes what fits, then refuses the rest with the real errno
+        written = os.write(fd, data)
+        if not written:
+            raise OSError(errno.EIO, "write accepted 0 bytes", str(path))
+        data = data[written:]
 
 
 def _sync(fd: int) -> None:
@@ -200,10 +237,17 @@ def _sync(fd: int) -> None:
 
 def atomic_write(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` through a fsynced temporary file and ``os.replace``."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with atomic_file(path) as handle:
+        handle.write(text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``path`` when the block ends (fsynced, then ``os.replace``), or never."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")  # one per thread
     try:
-        with open(temporary, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with open(temporary, "wb") as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -243,19 +287,30 @@ class RunWriter:
         self.epochs.append(row)
         self.devices.extend(list(devices))
 
+    def write_heartbeat(self, beat: Mapping[str, Any]) -> None:
+        """(Re)write ``heartbeat.json`` atomically (:mod:`tracker.logs.liveness`); a failure is reported, not raised."""
+        try:
+            atomic_write(self.run_dir / HEARTBEAT_JSON, json.dumps(beat, default=str) + "\n")
+        except OSError as exc:
+            self._problem(self.run_dir / HEARTBEAT_JSON, exc)
+
     def write_power(self, rows: Iterable[Sequence[Any]]) -> None:
         """Stream power-trace rows, if the trace is on."""
         if self._power is not None:
             self._power.write(rows)
 
     def close(self) -> None:
-        """Flush and close the power trace."""
+        """Flush and close the power trace; remove the heartbeat (``run.json`` now says how the run ended)."""
         if self._power is not None:
             self._power.close()
+        try:
+            (self.run_dir / HEARTBEAT_JSON).unlink(missing_ok=True)
+        except OSError as exc:
+            logger.debug("removing %s failed: %s", HEARTBEAT_JSON, exc)
 
 
 class PowerTrace:
-    """``power.csv``: raw readings streamed through a small buffer (bounded memory)."""
+    """``power.csv``: raw readings streamed in bounded memory, each batch written (not synced) as it comes."""
 
     def __init__(self, path: Path, problem: WriteProblem | None = None) -> None:
         self.path = path
@@ -263,6 +318,7 @@ class PowerTrace:
         self._handle: io.TextIOWrapper | None = open(path, "a", encoding="utf-8", buffering=64 * 1024)
         if self._handle.tell() == 0:  # a resumed run appends to its trace
             self._handle.write(_csv_text([POWER_COLUMNS]))
+            self._handle.flush()
 
     def write(self, rows: Iterable[Sequence[Any]]) -> None:
         """Append rows; on a write error the trace stops (the epoch logs do not depend on it)."""
@@ -270,6 +326,7 @@ class PowerTrace:
             return
         try:
             self._handle.write(_csv_text(rows))
+            self._handle.flush()  # one write per batch: a killed process leaves every batch before it
         except (OSError, ValueError) as exc:
             self._problem(self.path, exc if isinstance(exc, OSError) else OSError(str(exc)))
             logger.debug("power trace stopped: %s", exc)

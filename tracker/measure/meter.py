@@ -11,13 +11,25 @@ A :class:`Snapshot` is a cheap immutable value; the energy between two moments i
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
+from typing import Any
 
 from tracker.sensors import Reading
 
 J_PER_KWH = 3_600_000
+# Bounds of plausibility. No device draws 5 kW (the largest GPUs are rated ~1.2 kW); a known limit
+# (NVML's enforced power limit, a CPU's TDP) may be exceeded by transients, hence the margin.
+UNKNOWN_CAP_W = 5000.0
+CAP_MARGIN = 1.5
+# A counter may be updated late (NVML and RAPL refresh every few to 100 ms), then catch up.
+COUNTER_LAG_S = 1.0
+# A step back of at most this many seconds at the device's cap is a wobble, not a reset.
+JITTER_S = 1.0
+# A power-only outage is estimated with the sensor's mean power over about this many seconds before it.
+RECENT_S = 10.0
 
 
 def joules_to_kwh(energy_j: float) -> float:
@@ -33,12 +45,55 @@ def counter_delta_j(previous_j: float, current_j: float, range_j: float | None) 
         range wraps back to zero past it (RAPL's ``max_energy_range_uj``); one without a range
         only goes down when it was reset (an NVML driver reload), and then the energy since the
         reset, ``current_j``, is the best lower bound: negative energy is never returned.
+        :func:`classify_counter` tells a reset from jitter and glitches; this is its plain arithmetic.
     """
     if current_j >= previous_j:
         return current_j - previous_j, ""
     if range_j:
         return current_j + range_j - previous_j, "wrap"
     return current_j, "reset"
+
+
+def classify_counter(
+    reference_j: float, current_j: float, range_j: float | None, dt_s: float, cap_w: float
+) -> tuple[float | None, str]:
+    """Energy (J) of one counter interval and its event, with glitches told apart from resets.
+
+    The most a device can add to its counter in ``dt_s`` is ``cap_w·(dt_s + COUNTER_LAG_S)`` (the
+    lag: a counter may be updated late, then catch up). Against that limit:
+
+    - a step forward within it is energy (``""``); a wrap (range given) within it is ``"wrap"``;
+    - a fall to a value within it is a restart near zero, ``"reset"``: the energy since the restart;
+    - a small step back (at most ``cap_w·JITTER_S``) is ``"jitter"``: no energy, and the caller keeps
+      the higher value as its reference so that the wobble books nothing twice;
+    - anything else (a step back to the middle of nowhere, a jump forward the device could not
+      draw) is ``"glitch"``, returned as ``None``: the caller estimates the interval from power.
+
+    Args:
+        reference_j: the counter value energy is counted from (the highest trusted value), J.
+        current_j: the new raw value, J.
+        range_j: the wrap range, J, or ``None``.
+        dt_s: seconds since the reference reading.
+        cap_w: the most the device can draw, W (its power limit or TDP with margin).
+    """
+    limit_j = cap_w * (max(dt_s, 0.0) + COUNTER_LAG_S)
+    delta, event = counter_delta_j(reference_j, current_j, range_j)
+    if event == "" or (event == "wrap" and delta <= limit_j):
+        return (delta, event) if delta <= limit_j else (None, "glitch")
+    if current_j <= limit_j:
+        return current_j, "reset"
+    if reference_j - current_j <= cap_w * JITTER_S:
+        return 0.0, "jitter"
+    return None, "glitch"
+
+
+def power_cap_w(info: Mapping[str, Any]) -> float | None:
+    """The most a device can draw, W: its enforced power limit (NVML) or TDP, times ``CAP_MARGIN``; else None."""
+    for key in ("power_limit_w", "tdp_w"):
+        value = info.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
+            return float(value) * CAP_MARGIN
+    return None
 
 
 def trapezoid_j(p0_w: float, p1_w: float, dt_s: float) -> float:
@@ -75,6 +130,13 @@ class SensorTotals:
         edge_error_j: in a snapshot, the error bound of the newest reading's counter
             (:attr:`~tracker.sensors.Reading.energy_error_j`); in a difference or sum of them, the
             sum of the bounds of its edges, J. It adds whichever way totals are combined.
+        covered_s: seconds covered by good readings (intervals measured and shorter than a gap).
+        rejected: readings (or their power) rejected as implausible: negative, NaN, infinite, or
+            above the device's cap; none of them enters a total.
+        jitters: small backward steps of a counter (no energy booked).
+        glitches: counter steps the device could not have made; their intervals are estimated from power.
+        stale_edges: epoch or phase edges at which this sensor could not be read in time, so that the
+            edge used its last background reading.
     """
 
     energy_j: float = 0.0
@@ -87,6 +149,11 @@ class SensorTotals:
     wraps: int = 0
     resets: int = 0
     edge_error_j: float = 0.0
+    covered_s: float = 0.0
+    rejected: int = 0
+    jitters: int = 0
+    glitches: int = 0
+    stale_edges: int = 0
 
     def __add__(self, other: SensorTotals) -> SensorTotals:
         return _combine(self, other, 1)
@@ -144,44 +211,74 @@ class Meter:
     last one is ignored (two threads may race to hand in readings taken moments apart: a counter
     loses nothing by it, a power sensor one sample).
 
+    Implausible readings never enter a total: a negative, NaN or infinite value, or power above
+    the sensor's cap, is rejected and counted (``rejected``). Counter steps are classified by
+    :func:`classify_counter`: jitter books nothing, a glitch's interval is estimated from power.
+
     Boundary readings (taken when an epoch or phase opens or closes) describe the moment of the
     boundary, where the load often changes (training stops, or starts). A power-only interval
     between a boundary reading and an ordinary one is therefore integrated with the ordinary
     reading's power held (a zero-order hold from inside the segment), not the trapezoid, which
     would mix the two sides of the change: on a load that drops at an epoch's end the trapezoid
-    loses about ΔP·h/4 per edge.
+    loses about ΔP·h/4 per edge. A power-only gap (an outage) is estimated the same way, with a
+    band as wide as the sensor's highest power seen: the mean over the gap is taken as unknown
+    between 0 and that power.
 
     Args:
         interval_s: the sampling interval, s; intervals longer than ``gap_factor`` times it are gaps.
         gap_factor: how many intervals make a gap.
+        caps_w: the most each sensor can draw, W, by sensor name (see :func:`power_cap_w`);
+            ``UNKNOWN_CAP_W`` for the others.
     """
 
-    def __init__(self, interval_s: float, gap_factor: float = 3.0) -> None:
+    def __init__(self, interval_s: float, gap_factor: float = 3.0, caps_w: Mapping[str, float] | None = None) -> None:
         self._gap_s = interval_s * gap_factor
+        self._caps_w = dict(caps_w or {})
         self._last: dict[str, Reading] = {}
+        self._reference_j: dict[str, float] = {}
         self._last_at_boundary: dict[str, bool] = {}
         self._totals: dict[str, SensorTotals] = {}
         self._peaks_w: dict[str, float] = {}
+        self._max_w: dict[str, float] = {}
+        self._recent: dict[str, tuple[float, float]] = {}  # decayed sums of (J, s) of good power intervals
 
     def add(self, reading: Reading, boundary: bool = False) -> None:
         """Fold one reading into its sensor's totals; ``boundary`` marks a reading taken at an epoch edge."""
         previous = self._last.get(reading.sensor)
         if previous is not None and reading.time_s <= previous.time_s:
             return
-        totals = self._totals.get(reading.sensor, SensorTotals())
-        hold = _hold(self._last_at_boundary.get(reading.sensor, False), boundary)
-        step = _step(previous, reading, self._gap_s, hold) if previous else SensorTotals()
-        totals = totals + step + _ONE_READING
-        self._totals[reading.sensor] = replace(totals, edge_error_j=reading.energy_error_j)
+        sensor = reading.sensor
+        checked, rejected = plausible(reading, self.cap_w(sensor))
+        if rejected:
+            self._count(sensor, SensorTotals(rejected=1))
+        if checked is None:
+            return
+        reading = checked
+        step = self._step(previous, reading, boundary) if previous else SensorTotals()
+        self._count(reading.sensor, step + _ONE_READING)
+        self._totals[sensor] = replace(self._totals[sensor], edge_error_j=reading.energy_error_j)
         self._last[reading.sensor] = reading
         self._last_at_boundary[reading.sensor] = boundary
         if reading.power_w is not None:
             self._peaks_w[reading.sensor] = max(self._peaks_w.get(reading.sensor, 0.0), reading.power_w)
+            self._max_w[reading.sensor] = max(self._max_w.get(reading.sensor, 0.0), reading.power_w)
 
     def add_all(self, readings: Iterable[Reading], boundary: bool = False) -> None:
         """Fold several readings, in order."""
         for reading in readings:
             self.add(reading, boundary)
+
+    def reject(self, sensor: str) -> None:
+        """Count a reading of ``sensor`` that was rejected before it reached the meter."""
+        self._count(sensor, SensorTotals(rejected=1))
+
+    def stale_edge(self, sensor: str) -> None:
+        """Count an edge at which ``sensor`` was not read in time (its last background reading stood in)."""
+        self._count(sensor, SensorTotals(stale_edges=1))
+
+    def cap_w(self, sensor: str) -> float:
+        """The most ``sensor`` can draw, W."""
+        return self._caps_w.get(sensor, UNKNOWN_CAP_W)
 
     def last(self, sensor: str) -> Reading | None:
         """The newest reading of a sensor, if any."""
@@ -199,7 +296,36 @@ class Meter:
             MappingProxyType({name: r.time_s for name, r in self._last.items()}),
         )
 
+    def _count(self, sensor: str, step: SensorTotals) -> None:
+        if sensor:
+            self._totals[sensor] = self._totals.get(sensor, _EMPTY) + step
 
+    def _step(self, previous: Reading, current: Reading, boundary: bool) -> SensorTotals:
+        hold = _hold(self._last_at_boundary.get(current.sensor, False), boundary)
+        energy_j, span_s = self._recent.get(current.sensor, (0.0, 0.0))
+        recent = energy_j / span_s if span_s else None
+        power = _power_step(previous, current, self._gap_s, hold, self._max_w.get(current.sensor, 0.0), recent)
+        if power.covered_s and power.integrated_s:  # a good interval: into the recent mean, older ones fading
+            decay = math.exp(-power.integrated_s / RECENT_S)
+            self._recent[current.sensor] = (energy_j * decay + power.integrated_j, span_s * decay + power.integrated_s)
+        if previous.energy_j is None or current.energy_j is None:
+            self._reference_j.pop(current.sensor, None)
+            return power
+        reference = self._reference_j.get(current.sensor, previous.energy_j)
+        dt = current.time_s - previous.time_s
+        energy, event = classify_counter(
+            reference, current.energy_j, current.counter_range_j, dt, self.cap_w(current.sensor)
+        )
+        self._reference_j[current.sensor] = reference if event == "jitter" else current.energy_j
+        if energy is None:  # a glitch: the power beside the counter, else nothing claimed
+            return replace(power, glitches=1, unmeasured_s=0.0 if power.integrated_s else dt)
+        return replace(
+            power, energy_j=energy, sampling_var_j2=0.0, unmeasured_s=0.0, covered_s=0.0 if power.gap_s else dt,
+            wraps=int(event == "wrap"), resets=int(event == "reset"), jitters=int(event == "jitter"),
+        )  # fmt: skip
+
+
+_EMPTY = SensorTotals()
 _ONE_READING = SensorTotals(readings=1)
 
 
@@ -223,28 +349,43 @@ def held_j(previous: Reading, current: Reading, hold: str, dt_s: float) -> tuple
     return (watts or 0.0) * dt_s, (delta * dt_s) ** 2 / 3.0
 
 
-def _step(previous: Reading, current: Reading, gap_s: float, hold: str = "") -> SensorTotals:
-    """The totals contributed by the interval between two readings of one sensor."""
+def _power_step(
+    previous: Reading, current: Reading, gap_s: float, hold: str, max_w: float, recent_w: float | None = None
+) -> SensorTotals:
+    """The totals of the interval between two readings of one sensor, from their power alone.
+
+    A gap (an outage) is estimated with ``recent_w``, the sensor's mean power over the last
+    ``RECENT_S`` seconds (its two end readings are two samples of a load that may swing), with the
+    variance of a mean anywhere between 0 and the highest power seen, ``max_w``.
+    """
     dt = current.time_s - previous.time_s
     gap = dt if dt > gap_s else 0.0
-    integrated = var = covered = 0.0
-    if previous.power_w is not None and current.power_w is not None:
-        integrated = trapezoid_j(previous.power_w, current.power_w, dt)
-        var = trapezoid_variance_j2(previous.power_w, current.power_w, dt)
-        covered = dt
-    if previous.energy_j is not None and current.energy_j is not None:
-        energy, event = counter_delta_j(previous.energy_j, current.energy_j, current.counter_range_j)
-        return SensorTotals(
-            energy_j=energy,
-            integrated_j=integrated,
-            integrated_s=covered,
-            gap_s=gap,
-            wraps=int(event == "wrap"),
-            resets=int(event == "reset"),
-        )
-    if covered:
-        energy, var = held_j(previous, current, hold, dt) if hold else (integrated, var)
-        return SensorTotals(
-            energy_j=energy, integrated_j=integrated, integrated_s=covered, sampling_var_j2=var, gap_s=gap
-        )
-    return SensorTotals(unmeasured_s=dt, gap_s=gap)
+    if previous.power_w is None or current.power_w is None:
+        return SensorTotals(unmeasured_s=dt, gap_s=gap)
+    integrated = trapezoid_j(previous.power_w, current.power_w, dt)
+    energy, var = (integrated, trapezoid_variance_j2(previous.power_w, current.power_w, dt))
+    if hold and not gap:
+        energy, var = held_j(previous, current, hold, dt)
+    if gap:
+        energy = integrated if recent_w is None else recent_w * dt
+        var = (max(max_w, previous.power_w, current.power_w) * dt) ** 2 / 12.0
+    return SensorTotals(
+        energy_j=energy, integrated_j=integrated, integrated_s=dt, sampling_var_j2=var, gap_s=gap,
+        covered_s=0.0 if gap else dt,
+    )  # fmt: skip
+
+
+def plausible(reading: Reading, cap_w: float) -> tuple[Reading | None, bool]:
+    """``reading`` with implausible values removed, and whether any was.
+
+    A counter value that is negative, NaN or infinite rejects the whole reading; so does such a
+    power, or one above ``cap_w``, on a power-only reading. Beside a good counter, a bad power is
+    dropped and the counter kept.
+    """
+    energy_ok = reading.energy_j is None or (math.isfinite(reading.energy_j) and reading.energy_j >= 0)
+    power_ok = reading.power_w is None or (math.isfinite(reading.power_w) and 0 <= reading.power_w <= cap_w)
+    if energy_ok and power_ok:
+        return reading, False
+    if not energy_ok or reading.energy_j is None:
+        return None, True
+    return replace(reading, power_w=None), True

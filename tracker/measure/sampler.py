@@ -5,14 +5,21 @@ it reads every sensor and hands the batch to a ``sink`` callable. Within its slo
 time is random (stratified sampling, ``jitter=1``): a fixed period would phase-lock to a periodic
 training step and bias polled power (aliasing); a small jitter around a fixed period does not
 help, because the phase then drifts as a slow random walk and stays correlated for minutes.
-:meth:`Sampler.sample_now` reads synchronously on the caller's
-thread so that epoch boundaries are exact; it never waits for a sensor that the background
-thread is reading or that has proved slow. :meth:`Sampler.tick` is the loop body, public so that
+:meth:`Sampler.sample_now` reads at once on the caller's behalf so that epoch boundaries are
+exact: the reads are made on an edge thread (:mod:`tracker.measure.edge`) and waited for at most
+``edge_deadline_s`` (10 ms), so that a hung driver never holds the training thread; a sensor being
+read by the background thread, failing, or once slow is not read at an edge at all.
+:meth:`Sampler.tick` is the loop body, public so that
 tests drive it by hand with a fake clock.
 
-A sensor that raises is counted and retried; after ``max_failures`` consecutive failures it is
-disabled. Each sensor produces at most one warning in a run. The training thread never sees a
-sensor's exception.
+A sensor that raises is counted and retried for the whole run, with back-off: after
+``max_failures`` failures in a row, it is read again at the first tick ``BACKOFF_BASE_S·2^k`` seconds
+after its next failure (``k`` counting from 0) (at most
+``BACKOFF_MAX_S`` apart), so that a transient driver error (under load, during Xid recovery) costs
+a few readings, and the sensor comes back when the hardware does. A device that is gone
+(:class:`~tracker.errors.SensorGone`: fell off the bus, unplugged) is ``lost`` and re-probed every
+``BACKOFF_MAX_S``. Each sensor produces at most one warning in a run, and one line when it comes
+back. The training thread never sees a sensor's exception.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tracker.errors import ConfigurationError
+from tracker.errors import ConfigurationError, SensorGone
+from tracker.measure import edge
 from tracker.sensors import GPU, Clock, Reading, Sensor
 from tracker.sensors.methods import POWER_POLLING
 
@@ -43,7 +51,10 @@ COUNTER_INTERVAL_S = 1.0
 POLLED_INTERVAL_S = 0.05
 # A read this slow is a driver hung in the kernel, not a busy interpreter holding the GIL: it is warned.
 HUNG_READ_S = 1.0
-OK, FAILING, DISABLED = "ok", "failing", "disabled"
+OK, FAILING, LOST = "ok", "failing", "lost"
+# Retry schedule of a failing sensor, s: 0.1, 0.2, 0.4, ... up to 30 (a lost device: every 30).
+BACKOFF_BASE_S = 0.1
+BACKOFF_MAX_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,16 +62,19 @@ class SensorHealth:
     """How one sensor has fared.
 
     Attributes:
-        status: ``"ok"``, ``"failing"`` (last read failed, will retry) or ``"disabled"``.
+        status: ``"ok"``, ``"failing"`` (the last read failed; retried with back-off) or ``"lost"``
+            (the device is gone; re-probed every ``BACKOFF_MAX_S``).
         failures: failed reads in all.
         last_error: the last failure's message.
         slow: a read once took longer than ``slow_read_s``; it is now read in the background only.
+        recoveries: times it came back after failing.
     """
 
     status: str = OK
     failures: int = 0
     last_error: str = ""
     slow: bool = False
+    recoveries: int = 0
 
 
 class _Slot:
@@ -71,14 +85,20 @@ class _Slot:
         self.lock = threading.Lock()
         self.consecutive = 0
         self.failures = 0
+        self.recoveries = 0
         self.last_error = ""
-        self.disabled = False
+        self.lost = False
+        self.retry_at = float("-inf")
         self.slow = False
         self.warned = False
 
     def health(self) -> SensorHealth:
-        status = DISABLED if self.disabled else (FAILING if self.consecutive else OK)
-        return SensorHealth(status, self.failures, self.last_error, self.slow)
+        status = LOST if self.lost else (FAILING if self.consecutive else OK)
+        return SensorHealth(status, self.failures, self.last_error, self.slow, self.recoveries)
+
+    def due(self, now_s: float) -> bool:
+        """Whether a failing sensor's back-off has run out (always, for a healthy one)."""
+        return now_s >= self.retry_at
 
 
 def validate_interval(interval_s: object, name: str = "interval_s") -> float:
@@ -128,8 +148,11 @@ class Sampler:
         jitter: the fraction of each slot over which its reading time is spread uniformly at random
             (0: the middle of every slot; 1: anywhere in it, i.e. stratified random sampling).
         seed: seed of the jitter's random numbers, for repeatable tests.
-        max_failures: consecutive failures after which a sensor is disabled.
-        slow_read_s: a read slower than this is never again made on the caller's thread.
+        max_failures: consecutive failures after which the sensor's status stays ``failing`` in the
+            rows; before that, retries come at every tick.
+        slow_read_s: a read slower than this is never again made at an edge.
+        edge_deadline_s: the longest :meth:`sample_now` waits for its readings, s; ``None`` is
+            :data:`tracker.measure.edge.EDGE_DEADLINE_S` (10 ms).
 
     Raises:
         ConfigurationError: an argument is out of range.
@@ -153,6 +176,7 @@ class Sampler:
         seed: int | None = None,
         max_failures: int = 3,
         slow_read_s: float = 0.25,
+        edge_deadline_s: float | None = None,
     ) -> None:
         self.interval_s = validate_interval(interval_s)
         jitter = validate_jitter(jitter)
@@ -165,6 +189,8 @@ class Sampler:
         self._random = random.Random(seed)
         self._max_failures = max_failures
         self._slow_read_s = slow_read_s
+        self._edge_deadline_s = edge_deadline_s
+        self._edge = edge.EdgeReader(self._read_if_free, self._deliver)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
@@ -190,16 +216,18 @@ class Sampler:
         self._thread.start()
 
     def stop(self, timeout_s: float | None = None) -> bool:
-        """Stop the thread; returns whether it ended within ``timeout_s`` (default: one interval + 1 s).
+        """Stop the thread; returns whether it ended within ``timeout_s`` (default 1 s, whatever the interval).
 
         A read in progress is not interrupted: a sensor hung in its driver is left behind on
         the daemon thread rather than blocking the caller, with one warning.
         """
         self._stop.set()
+        if os.getpid() == self._pid:
+            self._edge.close()
         thread = self._thread
         if thread is None or os.getpid() != self._pid or thread is threading.current_thread():
             return True
-        thread.join(self.interval_s + 1.0 if timeout_s is None else timeout_s)
+        thread.join(1.0 if timeout_s is None else timeout_s)  # a tick of healthy reads takes milliseconds
         if not thread.is_alive():
             return True
         for slot in (s for s in self._slots if s.lock.locked()):
@@ -214,14 +242,18 @@ class Sampler:
         return self._deliver([r for r in map(self._read_waiting, self._slots) if r is not None])
 
     def sample_now(self) -> list[Reading]:
-        """Read, on the caller's thread, every sensor that is free and fast; hand them to the sink.
+        """Read every sensor that is free, healthy and fast, within the edge deadline; hand them to the sink.
 
-        A sensor being read by the background thread, disabled, or once slower than
-        ``slow_read_s`` is skipped: the caller never waits for another thread's read.
+        The reads run on an edge thread (see :mod:`tracker.measure.edge`); this returns the
+        readings made within ``edge_deadline_s`` (a later one reaches the sink as an ordinary
+        reading). A sensor being read by the background thread, failing, or once slower than
+        ``slow_read_s`` is skipped: the caller never waits on hardware.
         """
         if os.getpid() != self._pid:
             return []
-        return self._deliver([r for r in map(self._read_if_free, self._slots) if r is not None])
+        slots = [s for s in self._slots if not (s.consecutive or s.slow)]
+        deadline = edge.EDGE_DEADLINE_S if self._edge_deadline_s is None else self._edge_deadline_s
+        return self._deliver(self._edge.read(slots, deadline))
 
     def close_sensors(self) -> None:
         """Close every sensor, once the thread has stopped; errors become debug messages."""
@@ -261,13 +293,13 @@ class Sampler:
         return readings
 
     def _read_waiting(self, slot: _Slot) -> Reading | None:
-        if slot.disabled:
+        if not slot.due(self._clock()):
             return None
         with slot.lock:
             return self._read(slot)
 
     def _read_if_free(self, slot: _Slot) -> Reading | None:
-        if slot.disabled or slot.slow or not slot.lock.acquire(blocking=False):
+        if slot.consecutive or slot.slow or not slot.lock.acquire(blocking=False):
             return None
         try:
             return self._read(slot)
@@ -283,8 +315,16 @@ class Sampler:
             return None
         finally:
             self._timed(slot, time.perf_counter() - started)
-        slot.consecutive = 0
+        if slot.consecutive:
+            self._recovered(slot)
         return reading
+
+    def _recovered(self, slot: _Slot) -> None:
+        logger.info(
+            "energy-tracker: %s is back after %d failed reads (%s)", slot.sensor.name, slot.consecutive, slot.last_error
+        )
+        slot.consecutive, slot.lost, slot.retry_at = 0, False, float("-inf")
+        slot.recoveries += 1
 
     def _timed(self, slot: _Slot, elapsed_s: float) -> None:
         if elapsed_s > self._slow_read_s and not slot.slow:
@@ -310,13 +350,19 @@ class Sampler:
         slot.consecutive += 1
         slot.failures += 1
         slot.last_error = f"{type(exc).__name__}: {exc}"
+        slot.lost = isinstance(exc, SensorGone)
+        if slot.lost:
+            wait_s = BACKOFF_MAX_S
+        elif slot.consecutive < self._max_failures:
+            wait_s = 0.0  # a single bad read is common under load: retry at the next tick
+        else:
+            wait_s = min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0 ** (slot.consecutive - self._max_failures))
+        slot.retry_at = self._clock() + wait_s
         self._warn_once(
             slot,
-            "energy-tracker: reading %s failed (%s); retrying, and disabling it after %d failures in a row",
+            "energy-tracker: reading %s failed (%s); %s",
             slot.sensor.name,
             slot.last_error,
-            self._max_failures,
-        )
-        if slot.consecutive >= self._max_failures:
-            slot.disabled = True
-            logger.info("energy-tracker: %s disabled after %d failures in a row", slot.sensor.name, slot.consecutive)
+            f"the device is gone; probing it again every {BACKOFF_MAX_S:g} s" if slot.lost
+            else f"retrying with back-off (up to {BACKOFF_MAX_S:g} s apart) for the rest of the run",
+        )  # fmt: skip

@@ -180,8 +180,12 @@ def _device_name(sensor: dict[str, Any]) -> str:
     return str(info.get("name") or info.get("model") or "")
 
 
-def load_summaries(paths: Iterable[str]) -> list[RunSummary]:
-    """Every run under each path (a run directory or a directory of runs), each once, in the order given.
+def load_summaries(paths: Iterable[str], skipped: list[tuple[Path, str]] | None = None) -> list[RunSummary]:
+    """Every readable run under each path (a run directory or a directory of runs), each once, in the order given.
+
+    Args:
+        paths: run directories or directories of runs.
+        skipped: if given, receives ``(path, reason)`` for each run that could not be read or summarised.
 
     Runs of separate processes that share a job id are one job (:func:`~tracker.logs.reader.merge_jobs`).
 
@@ -192,9 +196,23 @@ def load_summaries(paths: Iterable[str]) -> list[RunSummary]:
     for path in paths:
         if not Path(path).exists():
             raise ConfigurationError(f"{str(path)!r} does not exist: give a run directory or a log_dir that holds runs")
-        for run in load_runs(path):
+        found = load_runs(path)
+        if skipped is not None:
+            skipped.extend(found.skipped)
+        for run in found:
             runs.setdefault(str(run.path.resolve()), run)
-    return [summarize(run) for run in merge_jobs(list(runs.values()))]
+    summaries = (_summary_or_none(run, skipped) for run in merge_jobs(list(runs.values())))
+    return [s for s in summaries if s is not None]
+
+
+def _summary_or_none(run: Run, skipped: list[tuple[Path, str]] | None) -> RunSummary | None:
+    try:
+        return summarize(run)
+    except (TypeError, ValueError, KeyError, ArithmeticError) as exc:  # rows of the wrong shape: this run only
+        if skipped is None:
+            raise
+        skipped.append((run.path, f"{type(exc).__name__}: {exc}"))
+        return None
 
 
 def comparison(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:

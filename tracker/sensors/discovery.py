@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tracker.sensors import CPU, RAM, Clock, Discovery
+from tracker.errors import ConfigurationError
+from tracker.sensors import CPU, GPU, RAM, Absent, Clock, Discovery
 
 
 def discover(
@@ -54,10 +55,21 @@ def discover(
     """
     found = Discovery()
     if gpus:
-        _gpus(found, nvml, visible_devices, gpu_devices, clock)
+        _guarded(found, "nvml", GPU, lambda: _gpus(found, nvml, visible_devices, gpu_devices, clock))
     if cpu or ram:
-        _cpu_and_ram(found, powercap_root, cpu_tdp_w if cpu else False, ram_w if ram else False, clock)
+        cpu_w, ram_watts = cpu_tdp_w if cpu else False, ram_w if ram else False
+        _guarded(found, "rapl", CPU, lambda: _cpu_and_ram(found, powercap_root, cpu_w, ram_watts, clock))
     return found
+
+
+def _guarded(found: Discovery, source: str, kind: str, look: Any) -> None:
+    """Run one lookup; any exception but a ConfigurationError becomes an absent source with its reason."""
+    try:
+        look()
+    except ConfigurationError:
+        raise
+    except Exception as exc:  # a binding's or kernel's surprise (a UnicodeDecodeError...) must not stop training
+        found.absent.append(Absent(source, kind, "driver error", f"{type(exc).__name__}: {exc}"))
 
 
 def _gpus(found: Discovery, nvml: Any, visible_devices: str | None, gpu_devices: Any, clock: Clock) -> None:

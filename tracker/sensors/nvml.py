@@ -24,7 +24,8 @@ Every ``NVMLError`` is translated into the tracker's exceptions, chained, at one
     NVMLError_NotSupported, _FunctionNotFound,
       _LibraryNotFound, _DriverNotLoaded        -> SensorUnavailable
     NVMLError_NoPermission                      -> SensorPermissionError
-    NVMLError_GpuIsLost and every other code    -> SensorReadError
+    NVMLError_GpuIsLost                         -> SensorGone (a SensorReadError)
+    every other code                            -> SensorReadError
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tracker.errors import SensorError, SensorPermissionError, SensorReadError, SensorUnavailable
+from tracker.errors import SensorError, SensorGone, SensorPermissionError, SensorReadError, SensorUnavailable
 from tracker.sensors import GPU, Absent, Reading, nvml_calls
 from tracker.sensors._cuda_visible import Gpu, group_by_gpu, select_gpus, visible_gpus
 from tracker.sensors._power_integrals import AverageCounter, SampleCounter
@@ -111,6 +112,7 @@ class NvmlSensor:
         # NVML stamps samples with the CPU's wall clock in µs; a fake module brings the clock it stamps with.
         self._wall: Callable[[], float] = getattr(nvml, "wall_clock", time.time)
         self._closed = False
+        self._handle_lost = False
         self._power_beside = True
         self._samples: SampleCounter | None = None
         self._average: AverageCounter | None = None
@@ -227,6 +229,19 @@ class NvmlSensor:
             SensorPermissionError: NVML refused the read.
             SensorReadError: the GPU is lost, or another NVML error.
         """
+        if self._handle_lost:
+            self._handle = self._call_unchecked("nvmlDeviceGetHandleByUUID", self.uuid)
+            self._handle_lost = False
+        try:
+            return self._read()
+        except SensorGone:
+            self._handle_lost = True  # re-probed later through its UUID, as after a GPU reset
+            raise
+
+    def _call_unchecked(self, function: str, *args: Any) -> Any:
+        return nvml_calls.call(self._nvml, self.name, function, *args, path=self.uuid)
+
+    def _read(self) -> Reading:
         if self.method == ENERGY_COUNTER:
             try:
                 energy_mj = self._call("nvmlDeviceGetTotalEnergyConsumption")
@@ -364,6 +379,8 @@ def _open(nvml: Any, session: _Session, visible_devices: str | None, devices: An
         gpus = _enumerate(nvml)
     except SensorError as e:
         return [], [_absent("driver error", e.args[0], e.hint)]
+    except Exception as e:  # whatever the binding raises, discovery reports it and training goes on
+        return [], [_absent("driver error", f"{type(e).__name__}: {e}", "update nvidia-ml-py")]
     chosen = select_gpus(nvml, visible_gpus(nvml, gpus, visible_devices), devices)
     if not chosen:
         why = f"no GPU selected by CUDA_VISIBLE_DEVICES={visible_devices!r} and devices={devices!r}"
@@ -376,6 +393,9 @@ def _open(nvml: Any, session: _Session, visible_devices: str | None, devices: An
         except SensorError as e:
             release()
             absent.append(_absent(_DEVICE_REASONS.get(type(e), "driver error"), e.args[0], e.hint))
+        except Exception as e:  # a binding's own bug (a UnicodeDecodeError from a name) loses this GPU only
+            release()
+            absent.append(_absent("driver error", f"GPU {gpu.index}: {type(e).__name__}: {e}", "update nvidia-ml-py"))
         else:
             sensors.append(sensor)
     return sensors, absent

@@ -6,7 +6,8 @@ the process may use)::
     NVMLError_NotSupported, _FunctionNotFound,
       _LibraryNotFound, _DriverNotLoaded        -> SensorUnavailable
     NVMLError_NoPermission                      -> SensorPermissionError
-    NVMLError_GpuIsLost and every other code    -> SensorReadError
+    NVMLError_GpuIsLost                         -> SensorGone (a SensorReadError)
+    every other code                            -> SensorReadError
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from tracker.errors import SensorPermissionError, SensorReadError, SensorUnavailable
+from tracker.errors import SensorGone, SensorPermissionError, SensorReadError, SensorUnavailable
 
 SOURCE = "nvml"
 _HINTS = {
@@ -51,6 +52,8 @@ def nvml_errors(nvml: Any, sensor: str, function: str, path: str = "") -> Iterat
             kind = SensorUnavailable
         elif code in _codes(nvml, ["NO_PERMISSION"]):
             kind = SensorPermissionError
+        elif code in _codes(nvml, ["GPU_IS_LOST"]):
+            kind = SensorGone
         raise kind(f"{function} failed on {sensor}: {e}", sensor=sensor, path=path, hint=hint) from e
 
 

@@ -18,7 +18,10 @@ from tracker.logs.totals import Totals
 from tracker.measure.meter import SensorTotals, joules_to_kwh
 from tracker.sensors import CPU, GPU, KINDS, RAM
 from tracker.sensors import methods as registry
-from tracker.sensors.methods import ABSENT
+from tracker.sensors.methods import ABSENT, ENERGY_COUNTER, RAPL, RAPL_DRAM
+
+# Methods whose figure is a cumulative counter: an outage loses no energy, the next reading books it.
+COUNTER_METHODS = frozenset({ENERGY_COUNTER, RAPL, RAPL_DRAM})
 
 SAMPLING_SIGMAS = 3.0
 
@@ -90,13 +93,37 @@ def mean_power_w(energy_j: float, duration_s: float) -> float | None:
 
 
 def notes_for(devices: Sequence[DeviceUsage], duration_s: float, short_epoch_s: float = 5.0) -> list[str]:
-    """Notes for a row: sensors not ok, counter resets, unmeasured time, a short epoch."""
+    """Notes for a row: sensors not ok, counter events, rejected readings, late edges, gaps, a short epoch."""
     notes = [f"{d.sensor} {d.status}" for d in devices if d.status != "ok"]
-    notes += [f"{d.sensor} counter reset" for d in devices if d.totals.resets]
-    notes += [f"{d.sensor} unmeasured {d.totals.unmeasured_s:.3g} s" for d in devices if d.totals.unmeasured_s > 0]
+    for device in devices:
+        notes += _device_notes(device)
     if 0 < duration_s < short_epoch_s:
         notes.append(f"short ({duration_s:.3g} s < {short_epoch_s:g} s: boundary effects dominate)")
     return notes
+
+
+def _device_notes(device: DeviceUsage) -> list[str]:
+    t, name = device.totals, device.sensor
+    counter = device.method in COUNTER_METHODS
+    candidates = [
+        (t.resets, f"{name} counter reset"),
+        (t.jitters, f"{name} counter jitter (no energy booked)"),
+        (t.glitches, f"{name} counter glitch x{t.glitches} (estimated from power)"),
+        (t.rejected, f"{name} rejected {t.rejected} implausible readings"),
+        (t.stale_edges, f"{name} read late at {t.stale_edges} edges (background readings used)"),
+        (t.gap_s > 0, f"{name} gap {t.gap_s:.3g} s" + (" (counter: no energy lost)" if counter else " (estimated)")),
+        (t.unmeasured_s > 0, f"{name} unmeasured {t.unmeasured_s:.3g} s"),
+    ]
+    return [note for condition, note in candidates if condition]
+
+
+def covered_fraction(devices: Sequence[DeviceUsage], duration_s: float) -> float | None:
+    """The least share of ``duration_s`` any device covered with good readings, 0 to 1; None without devices."""
+    if not devices:
+        return None
+    if duration_s <= 0:
+        return 1.0
+    return min(1.0, min(d.totals.covered_s for d in devices) / duration_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +173,7 @@ __all__ = [
     "break_even_queries",
     "by_kind",
     "co2_kg",
+    "covered_fraction",
     "energy_with_band",
     "notes_for",
     "forecast",

@@ -67,8 +67,25 @@ def option(default: Any, check: Check | None, help: str, flag: Flag | None = Non
     return field(default=default, metadata={"check": check, "help": help, "flag": flag})
 
 
+# Plausible magnitudes, W: a machine's CPUs at full load (8 sockets of 400 W fit), and its RAM (2 TB at the
+# highest published 0.375 W/GB is 750 W; MEASUREMENT §3.3).
+WATTS_RANGE = {"cpu_tdp_w": (1.0, 4000.0), "ram_w": (0.1, 1000.0)}
+# A run directory's name: a file name in every file system (255 bytes), with room for the "-999" suffix.
+MAX_RUN_NAME_BYTES = 200
+
+
 def _watts(value: Any, name: str) -> float | None:
-    return None if value is None else positive_watts(value, name)
+    if value is None:
+        return None
+    watts = positive_watts(value, name)
+    low, high = WATTS_RANGE[name]
+    if not low <= watts <= high:
+        raise ConfigurationError(
+            f"{name}={value!r} W is implausible: give the power of this machine's "
+            f"{'CPUs at full load' if name == 'cpu_tdp_w' else 'RAM'} in watts, from {low:g} to {high:g} "
+            f"(e.g. {name}={'165' if name == 'cpu_tdp_w' else '10'}), or None to estimate it"
+        )
+    return watts
 
 
 def _epochs(value: Any, name: str) -> int | None:
@@ -104,8 +121,18 @@ def _gpu_devices(value: Any, name: str) -> tuple[int | str, ...] | None:
 def _run_name(value: Any, name: str) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not value or value in (".", "..") or "/" in value or os.sep in value:
-        raise ConfigurationError(f"{name}={value!r}: give a plain directory name such as 'baseline-lr3e-4'")
+    plain = "give a plain directory name such as 'baseline-lr3e-4'"
+    if not isinstance(value, str) or not value or value.strip() != value or value in (".", ".."):
+        raise ConfigurationError(f"{name}={value!r}: {plain}")
+    shown = repr(value) if len(value) <= 60 else f"{value[:40]!r}… ({len(value)} characters)"
+    bad = sorted({c for c in value if c in "/\\" or c == os.sep or not c.isprintable()})
+    if bad:
+        raise ConfigurationError(f"{name}={shown} holds {''.join(bad)!r}, which a directory name cannot; {plain}")
+    size = len(value.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_RUN_NAME_BYTES:
+        raise ConfigurationError(
+            f"{name}={shown} is {size} bytes; a directory name may have at most {MAX_RUN_NAME_BYTES} here; {plain}"
+        )
     return value
 
 
@@ -151,8 +178,8 @@ def _flag(value: Any, name: str) -> bool:
 
 def _path(what: str) -> Check:
     def check(value: Any, name: str) -> Any:
-        if value is not None and not isinstance(value, (str, os.PathLike)):
-            raise ConfigurationError(f"{name}={value!r}: give {what}")
+        if value is not None and (not isinstance(value, (str, os.PathLike)) or not os.fspath(value).strip()):
+            raise ConfigurationError(f"{name}={value!r}: give {what}")  # '' would silently mean the current directory
         return value
 
     return check
@@ -179,7 +206,7 @@ class Config:
 
     log_dir: str | os.PathLike[str] | None = option(
         DEFAULT_LOG_DIR,
-        _path("a directory path such as 'runs/energy'"),
+        _path("a directory path such as 'runs/energy' ('.' for the current directory), or None to write nothing"),
         f"where run directories are created (default {DEFAULT_LOG_DIR}); None writes nothing.",
         Flag("--log-dir"),
     )

@@ -13,13 +13,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError, UsageError
+from tracker.logs import liveness
 from tracker.logs.schema import COMPLETE, INTERRUPTED, SHARDS_DIR
 from tracker.logs.writer import RunWriter, check_log_dir, new_run_dir, write_job
+from tracker.measure.meter import joules_to_kwh
 from tracker.measure.sampler import default_interval_s
 from tracker.sensors import CPU, GPU, RAM, Discovery, Reading
 from tracker.sensors.discovery import discover
@@ -34,6 +37,9 @@ from tracker.session.summary import RunState, Summary, run_info
 from tracker.session.timeline import Timeline, check_epoch_index, check_phase_name, check_status, power_rows
 
 logger = logging.getLogger(__name__)
+
+# How often the open epoch's energy so far is written to heartbeat.json, s (by the sampler's thread).
+HEARTBEAT_S = 2.0
 
 Exchange = Callable[[list[DeviceUsage]], "list[DeviceUsage] | None"]
 _NOT_GIVEN: Any = object()
@@ -107,6 +113,10 @@ class EnergyTracker:
         self._stopped_utc: str | None = None
         self._status = RUNNING
         self._resume: Mapping[str, Any] | None = None
+        self._owner: threading.Thread | None = None
+        self._next_beat_s = float("-inf")
+        self._beat_lock = threading.Lock()
+        self.process = liveness.this_process()
 
     def _place(self, rank: int) -> placement.Launch:
         """Where this process sits: the launcher's ranks when sharded, else ``rank`` alone."""
@@ -143,6 +153,7 @@ class EnergyTracker:
         if self._started_s is not None:
             raise UsageError("start() called twice; one EnergyTracker measures one run")
         self._started_utc = self._now_utc()
+        self._owner = threading.current_thread()
         if self._log_dir is not None and self._is_writer:
             self.run_dir = resuming.reopen(self._resume) or self._new_run_dir(self._log_dir)
             if self._sharded and self.run_dir.parent.name == SHARDS_DIR:  # a resumed shard keeps its job
@@ -314,7 +325,8 @@ class EnergyTracker:
             absent=tuple(self.discovery.absent),
             health=dict(self.sensor_health),
             totals=rows.totals if rows else None,
-            rows=len(rows.rows) if rows else 0,
+            rows=rows.rows if rows else 0,
+            process=self.process,
             methods=rows.methods if rows and rows.methods else by_sensors,
             forecast=rows.forecast if rows else None,
             break_even=rows.break_even if rows else None,
@@ -391,9 +403,34 @@ class EnergyTracker:
             )
 
     def _trace(self, readings: list[Reading]) -> None:
-        if self._writer is not None and self.config.power_trace and os.getpid() == self._pid:
+        if self._writer is None or os.getpid() != self._pid:
+            return
+        if self.config.power_trace:
             started_s = self._started_s or 0.0
             self._writer.write_power(power_rows(readings, started_s, self.host, self.rank, self._now_utc()))
+        if threading.current_thread() is self._owner or self._stopped or self._clock() < self._next_beat_s:
+            return
+        if self._beat_lock.acquire(blocking=False):  # the fast lanes' and edge threads' batches come here too
+            try:
+                self._next_beat_s = self._clock() + HEARTBEAT_S
+                self._writer.write_heartbeat(self._heartbeat())
+            finally:
+                self._beat_lock.release()
+
+    def _heartbeat(self) -> dict[str, Any]:
+        """What a reader needs to recover this run if the process dies: who writes it, and the open rows so far."""
+        cfg, rows = self.config, []
+        for segment, by_kind_j, duration_s in self._timeline.open_segments():
+            kwh = {kind: joules_to_kwh(by_kind_j.get(kind, 0.0)) for kind in (GPU, CPU, RAM)}
+            energy_kwh = sum(kwh.values())
+            g_per_kwh = cfg.intensity.g_per_kwh
+            rows.append({
+                "epoch": segment.epoch, "phase": segment.phase, "start_utc": segment.opened_utc,
+                "duration_s": duration_s, **{f"{kind}_kwh": value for kind, value in kwh.items()},
+                "energy_kwh": energy_kwh, "pue": cfg.pue, "carbon_intensity_g_per_kwh": g_per_kwh,
+                "co2_kg": energy_kwh * cfg.pue * g_per_kwh / 1000 if g_per_kwh is not None else None,
+            })  # fmt: skip
+        return {"process": self.process, "time_utc": self._now_utc(), "open": rows}
 
     def _emit(self, segment: Segment, status: str) -> None:
         if os.getpid() != self._pid or self._rows is None:

@@ -38,7 +38,7 @@ class RowBuilder:
         self.config = config
         self.run = run
         self.totals = totals or Totals()
-        self.rows: list[EpochRecord] = []
+        self.rows = 0  # rows built (not kept: memory stays flat over a long run)
         self.methods: dict[str, str] = {}
         self.forecast: Forecast | None = None
         self.break_even: float | None = None
@@ -72,7 +72,7 @@ class RowBuilder:
             forecast_total_co2_kg_high=forecast.total_co2_kg_high if forecast else None,
             forecast_total_s=forecast.total_s if forecast else None,
         )
-        self.rows.append(record)
+        self.rows += 1
         duration = segment.active_s
         return {**record.as_row(), **segment.metrics}, [self._device_row(segment, d, duration) for d in devices]
 
@@ -122,6 +122,7 @@ class RowBuilder:
             forecast_total_co2_kg_high=None,
             forecast_total_s=None,
             gap_s=max((d.totals.gap_s for d in devices), default=0.0),
+            covered_fraction=accounting.covered_fraction(devices, duration),
             notes=";".join(accounting.notes_for(devices, duration if segment.phase == TRAIN else 0.0)),
         )
 
@@ -197,4 +198,7 @@ class RowBuilder:
             readings=totals.readings,
             gap_s=totals.gap_s,
             resets=totals.resets,
+            covered_s=totals.covered_s,
+            rejected=totals.rejected,
+            glitches=totals.glitches,
         ).as_row()

@@ -30,6 +30,8 @@ class Segment:
         since: the snapshot when it last came on top (``None`` while another segment is on top).
         since_s: the clock reading then, s.
         last_utc: ISO UTC time it was last on top.
+        stale_at_edges: by sensor, the edges at which it came on top without that sensor's reading
+            (the edges at which it left the top are counted in ``usage``).
     """
 
     epoch: int | None
@@ -43,10 +45,13 @@ class Segment:
     since: Snapshot | None = None
     since_s: float = 0.0
     last_utc: str = ""
+    stale_at_edges: dict[str, int] = field(default_factory=dict)
 
-    def activate(self, snapshot: Snapshot, now_s: float) -> None:
-        """It comes on top of the stack at this boundary."""
+    def activate(self, snapshot: Snapshot, now_s: float, stale: frozenset[str] = frozenset()) -> None:
+        """It comes on top of the stack at this boundary, where the sensors ``stale`` were not read in time."""
         self.since, self.since_s = snapshot, now_s
+        for sensor in stale:
+            self.stale_at_edges[sensor] = self.stale_at_edges.get(sensor, 0) + 1
 
     def deactivate(self, snapshot: Snapshot, now_s: float, peaks_w: dict[str, float], now_utc: str) -> None:
         """It leaves the top of the stack at this boundary: fold in the energy since it came on top."""

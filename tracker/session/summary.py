@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tracker.logs.totals import Totals
@@ -33,6 +33,7 @@ class RunState:
         totals: the cumulative totals (``None`` before start); rows: rows written.
         methods: how each kind is measured, ``+``-joined, or ``absent``.
         forecast: the whole run extrapolated, once known; break_even: inference queries to equal training.
+        process: who writes the run (host, pid, kernel start time), for telling a killed run from a running one.
     """
 
     config: Config
@@ -53,6 +54,7 @@ class RunState:
     methods: dict[str, str]
     forecast: Forecast | None
     break_even: float | None
+    process: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,7 @@ def run_info(state: RunState) -> dict[str, Any]:
             "local_world_size": state.launch.local_world_size,
             "job_source": state.launch.job_source,
         },
+        "process": state.process,
         "platform": _platform(),
         "versions": {"training-energy-tracker": __version__, "python": sys.version.split()[0]},
         "interval_s": state.interval_s,

@@ -15,7 +15,7 @@ from typing import Any
 
 from tracker.errors import ConfigurationError, UsageError
 from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS, INTERRUPTED, OTHER_PHASE, RESERVED_PHASES, TRAIN
-from tracker.measure.meter import Meter, SensorTotals, Snapshot
+from tracker.measure.meter import Meter, SensorTotals, Snapshot, power_cap_w
 from tracker.measure.sampler import Sampler
 from tracker.sensors import Clock, Reading, Sensor
 from tracker.session.accounting import DeviceUsage
@@ -60,7 +60,8 @@ class Timeline:
     ) -> None:
         self.sensors = sensors
         self.lock = threading.RLock()
-        self.meter = Meter(interval_s)
+        caps = {s.name: cap for s in sensors if (cap := power_cap_w(s.info)) is not None}
+        self.meter = Meter(interval_s, caps_w=caps)
         lanes = lane_intervals(sensors, interval_s)
         self.sampler = Sampler(
             lanes.pop(interval_s, []), self._on_readings, interval_s=interval_s, clock=clock, jitter=jitter
@@ -72,6 +73,7 @@ class Timeline:
         ]
         self.stack: list[Segment] = []
         self._at_boundary = False
+        self.stale: frozenset[str] = frozenset()
         self.last_epoch: int | None = None
         self._epochs_seen: set[int] = set()
         self._clock = clock
@@ -143,10 +145,15 @@ class Timeline:
             raise ConfigurationError(f"log_metrics({metrics!r}): give a dict of metric names and values")
         if len(self.stack) < 2:
             raise UsageError("log_metrics() called outside an epoch or phase; call it inside `with energy.epoch(i):`")
-        clash = [k for k in metrics if k in TRACKER_COLUMNS]
+        named = {str(key): value for key, value in metrics.items()}  # a CSV header holds text: 1 is "1"
+        if len(named) < len(metrics):
+            twice = sorted({str(k) for k in metrics if sum(str(j) == str(k) for j in metrics) > 1})
+            raise ConfigurationError(f"log_metrics(): keys {twice} name the same column twice (e.g. 1 and '1'); "
+                                     "give each metric one name")  # fmt: skip
+        clash = [k for k in named if k in TRACKER_COLUMNS]
         if clash:
             raise ConfigurationError(f"metric names {clash} are tracker columns; rename them (e.g. 'user_{clash[0]}')")
-        self.stack[-1].metrics.update(metrics)
+        self.stack[-1].metrics.update(named)
 
     # ---- boundaries ---------------------------------------------------------------------------------------------
 
@@ -154,7 +161,7 @@ class Timeline:
         """Take the first readings and open the ``other`` segment; returns the clock then, s."""
         snapshot, now_s, _ = self.boundary()
         self.stack = [Segment(None, OTHER_PHASE, opened_utc)]
-        self.stack[0].activate(snapshot, now_s)
+        self.stack[0].activate(snapshot, now_s, self.stale)
         return now_s
 
     def boundary(self) -> tuple[Snapshot, float, dict[str, float]]:
@@ -162,10 +169,13 @@ class Timeline:
         with self.lock:
             self._at_boundary = True  # the readings that sample_now hands to _on_readings, on this thread
             try:
-                for sampler in self.samplers:
-                    sampler.sample_now()
+                read = {r.sensor for sampler in self.samplers for r in sampler.sample_now()}
             finally:
                 self._at_boundary = False
+            # Not read in time: its last background reading stands in, for both segments at this edge.
+            self.stale = frozenset(s.name for s in self.sensors if s.name not in read)
+            for sensor in self.stale:
+                self.meter.stale_edge(sensor)
             return self.meter.snapshot(), self._clock(), self.meter.take_peaks_w()
 
     def push(self, segment: Segment) -> None:
@@ -175,14 +185,14 @@ class Timeline:
         if len(self.stack) == 1:
             self.flush_other(force=False)
         self.stack.append(segment)
-        segment.activate(snapshot, now_s)
+        segment.activate(snapshot, now_s, self.stale)
 
     def close_top(self, status: str) -> None:
         """Close the segment on top and hand it on with ``status``."""
         snapshot, now_s, peaks = self.boundary()
         segment = self.stack.pop()
         segment.deactivate(snapshot, now_s, peaks, self._now_utc())
-        self.stack[-1].activate(snapshot, now_s)
+        self.stack[-1].activate(snapshot, now_s, self.stale)
         if segment.phase == TRAIN:
             self.last_epoch = segment.epoch
         self._on_close(segment, status)
@@ -207,6 +217,26 @@ class Timeline:
             if other.since is not None:
                 fresh.activate(other.since, other.since_s)
             self.stack[0] = fresh
+
+    def open_segments(self) -> list[tuple[Segment, dict[str, float], float]]:
+        """Each open epoch and phase (outermost first) with its energy so far by kind (J) and its seconds.
+
+        Safe on any thread: a segment closed meanwhile is simply read as it was.
+        """
+        kinds = {s.name: s.kind for s in self.sensors}
+        with self.lock:
+            snapshot, now_s = self.meter.snapshot(), self._clock()
+            result = []
+            for segment in list(self.stack[1:]):
+                usage, since = segment.usage, segment.since
+                live = since is not None
+                if live:
+                    usage = usage + (snapshot - since)
+                by_kind: dict[str, float] = {}
+                for name, totals in usage.sensors.items():
+                    by_kind[kinds.get(name, "")] = by_kind.get(kinds.get(name, ""), 0.0) + totals.energy_j
+                result.append((segment, by_kind, segment.active_s + (now_s - segment.since_s if live else 0.0)))
+            return result
 
     # ---- sensors ------------------------------------------------------------------------------------------------
 
@@ -245,7 +275,8 @@ class Timeline:
                 host=host,
                 rank=rank,
                 status=health[s.name].status,
-                totals=segment.usage.sensors.get(s.name, _EMPTY),
+                totals=segment.usage.sensors.get(s.name, _EMPTY)
+                + SensorTotals(stale_edges=segment.stale_at_edges.get(s.name, 0)),
                 peak_w=segment.peaks_w.get(s.name),
             )
             for s in self.sensors

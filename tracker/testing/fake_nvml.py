@@ -235,6 +235,7 @@ class FakeGpu:
         sample_jitter_s: each sample is taken late by a fixed pseudo-random delay below this, s: 0 is a
             driver exactly periodic (a periodic load can then phase-lock with it), the period spreads
             each sample anywhere in its slot.
+        counter_start_j: the energy counter's value at trace time 0, J (energy since the driver loaded).
     """
 
     uuid: str = ""
@@ -253,6 +254,7 @@ class FakeGpu:
     sample_buffer: int = 120
     sample_phase_s: float = 0.0
     sample_jitter_s: float = 0.0
+    counter_start_j: float = 0.0
 
 
 # pynvml's module-level names (constants, error classes, structs), the class attributes of the fake.
@@ -336,6 +338,7 @@ class FakeNvml(PynvmlNames):
         self._failures: dict[str, tuple[int, int | None]] = {}
         self._lost: set[int] = set()
         self._zero_j = [0.0] * len(self.gpus)
+        self._glitches: dict[int, tuple[float, int]] = {}
 
     # -- switches for tests ------------------------------------------------------------------
 
@@ -355,6 +358,11 @@ class FakeNvml(PynvmlNames):
         """GPU ``index`` raises ``NVMLError_GpuIsLost`` from every call from now on (fell off the bus)."""
         with self._lock:
             self._lost.add(index)
+
+    def glitch_counter(self, index: int, offset_j: float, reads: int = 1) -> None:
+        """GPU ``index``'s next ``reads`` energy-counter reads are off by ``offset_j`` J (a firmware glitch)."""
+        with self._lock:
+            self._glitches[index] = (offset_j, reads)
 
     def reset_counter(self, index: int) -> None:
         """GPU ``index``'s energy counter restarts at 0 now, as after a driver reload."""
@@ -402,7 +410,8 @@ class FakeNvml(PynvmlNames):
         return _Handle(gpu, mig)
 
     def _counter_j(self, index: int) -> float:
-        return self.gpus[index].trace.energy_j(self.clock() - self.origin_s) - self._zero_j[index]
+        gpu = self.gpus[index]
+        return gpu.counter_start_j + gpu.trace.energy_j(self.clock() - self.origin_s) - self._zero_j[index]
 
     def _power_w(self, handle: Any) -> float:
         return self._spec(handle, mig_ok=False).trace.power_w(self.clock() - self.origin_s)
@@ -514,7 +523,10 @@ class FakeNvml(PynvmlNames):
         """Energy since the last driver reload, in integer mJ: the exact integral of the trace, rounded down."""
         if not self._spec(handle, mig_ok=False).has_counter:
             raise NVMLError(CONSTANTS["NVML_ERROR_NOT_SUPPORTED"])
-        return math.floor(self._counter_j(handle.gpu) * 1000)
+        offset_j, reads = self._glitches.pop(handle.gpu, (0.0, 0))
+        if reads > 1:
+            self._glitches[handle.gpu] = (offset_j, reads - 1)
+        return math.floor((self._counter_j(handle.gpu) + offset_j) * 1000)
 
     @_api()
     def nvmlDeviceGetPowerUsage(self, handle: _Handle) -> int:
