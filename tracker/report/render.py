@@ -24,7 +24,7 @@ from typing import Any
 from tracker.errors import ConfigurationError
 from tracker.logs.reader import Run, load_runs, merge_jobs
 from tracker.logs.schema import EPOCH_COLUMNS
-from tracker.logs.totals import Totals
+from tracker.logs.totals import SUMMED, Totals
 from tracker.sensors.methods import ABSENT, joined
 
 FORMATS = ("text", "markdown", "csv", "json")
@@ -37,15 +37,7 @@ CSV_COLUMNS = (
     "start_utc",
     "duration_s",
     "samples",
-    "gpu_kwh",
-    "cpu_kwh",
-    "ram_kwh",
-    "energy_kwh",
-    "energy_kwh_low",
-    "energy_kwh_high",
-    "co2_kg",
-    "co2_kg_low",
-    "co2_kg_high",
+    *SUMMED[1:],  # energy by component, with band, and CO2 with band
     "pue",
     "carbon_intensity_g_per_kwh",
     "intensity_method",
