@@ -9,11 +9,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping
 from functools import partialmethod
 from typing import Any
 
-import torch
 from typing_extensions import override
 
 try:
@@ -22,12 +20,12 @@ except ImportError:  # only the older package name, pytorch_lightning, is instal
     from pytorch_lightning import Callback
 
 from integrations._distributed import Exchange, distributed, gather, placement
+from integrations._metrics import PROGRESS_BAR_KEY, batch_size, epoch_metrics, progress_text, user_metrics
 from tracker import (
     COMPLETE,
     GPU,
     HARDWARE_OPTIONS,
     INTERRUPTED,
-    J_PER_KWH,
     PREDICT,
     SANITY_CHECK,
     TEST,
@@ -45,7 +43,6 @@ from tracker import (
 logger = logging.getLogger(__name__)
 
 _HARDWARE_OPTIONS = tuple(o for o in HARDWARE_OPTIONS if o not in ("rank", "exchange"))  # the callback sets these
-PROGRESS_BAR_KEY = "energy/total_co2_kg"
 
 
 class EnergyCallback(Callback):
@@ -60,13 +57,20 @@ class EnergyCallback(Callback):
     resuming from it appends to the same directory, the totals continued.
 
     **Logged metrics** (to every logger of the Trainer at each training epoch end, reduced with
-    ``max`` across ranks, so every rank sees rank 0's figure):
+    ``max`` across ranks, so every rank sees rank 0's figure). "The epoch's energy" means the same
+    everywhere: the sum of the ``epochs.csv`` rows carrying the epoch's number (its ``train`` row and
+    the ``validation`` run inside it), as ``energy-tracker plot`` stacks them:
 
-    - ``energy/epoch_kwh``: the epoch's energy, its validation included, kWh (IT energy, before PUE)
+    - ``energy/epoch_kwh``: the epoch's energy, kWh (IT energy, before PUE)
     - ``energy/co2_kg``: the epoch's emissions, kg CO2e
     - ``energy/total_kwh``: the run's energy so far, kWh
-    - ``energy/total_co2_kg``: the run's emissions so far, kg CO2e; also shown in the progress bar
-    - ``energy/gpu_power_w``: mean power of all measured GPUs together over the epoch, W (0 without GPU)
+    - ``energy/total_co2_kg``: the run's emissions so far, kg CO2e
+    - ``energy/gpu_power_w``: mean power of all measured GPUs together over the epoch, W; only when
+      a GPU is measured (nothing is logged that was not measured)
+
+    The progress bar shows ``CO2``: the run's emissions so far as text in scaled units (``12.3 g``),
+    so that it moves on a small run. The Trainer's ``callback_metrics`` (your ``self.log`` values,
+    tensors as numbers) go into ``epochs.csv`` beside the energy, at each epoch's and phase's end.
 
     **Distributed** (any ``torch.distributed`` strategy, one or many nodes), by the rules of
     :mod:`tracker.session.placement`: each rank measures the CUDA device it trains on, matched by
@@ -103,11 +107,19 @@ class EnergyCallback(Callback):
         self._samples: dict[str, int] = {}
         self._epoch_start: Any = None
         self._summary: Summary | None = None
+        self._progress = progress_text(None)
 
     @override
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
-        """Check the log directory and create the tracker (sensor discovery), before the first batch."""
+        """Check the log directory and create the tracker (sensor discovery), before the first batch.
+
+        A new ``fit`` starts a run of its own (a checkpoint's state, restored after ``setup``, continues
+        the checkpoint's run instead); validate, test and predict continue the last run.
+        """
         self._release()
+        if stage == "fit":
+            self._state = None
+        self._show_in_progress_bar(trainer)
         self._world = trainer.world_size
         log_dir = self.config.log_dir or os.path.join(trainer.log_dir or ".", "energy")  # a collective: every rank
         problem = None
@@ -121,6 +133,19 @@ class EnergyCallback(Callback):
         if problems:
             self._release()
             raise ConfigurationError(problems[0])
+
+    def _show_in_progress_bar(self, trainer: Any) -> None:
+        # Lightning's progress bar shows logged numbers as "{:.3f}", so a run's kg never leaves 0.000; its
+        # get_metrics() may return text, so the bar is given the scaled figure ("CO2 12.3 g") instead.
+        bar = getattr(trainer, "progress_bar_callback", None)
+        if bar is None or getattr(bar, "_energy_tracker_shown", False):
+            return
+        original = bar.get_metrics
+
+        def get_metrics(trainer: Any, pl_module: Any) -> dict[str, Any]:
+            return {**original(trainer, pl_module), PROGRESS_BAR_KEY: self._progress}
+
+        bar.get_metrics, bar._energy_tracker_shown = get_metrics, True
 
     def _build(self, trainer: Any, log_dir: str) -> EnergyTracker:
         cfg = self.config
@@ -218,12 +243,15 @@ class EnergyCallback(Callback):
         if phase in self._samples:
             self._samples[phase] += batch_size(batch) or 0
 
-    def _end(self, phase: str, *_: Any) -> bool:
+    def _end(self, phase: str, trainer: Any = None, *_: Any) -> bool:
         if phase not in self._open or self.tracker is None:
             return False
+        if trainer is not None and self._open[-1] == phase:
+            self.tracker.log_metrics(user_metrics(trainer.callback_metrics))
         self._open.remove(phase)
         self._add_samples(sum(gather(self._world, self._samples.pop(phase, 0))))
         self.tracker.end()
+        self._progress = progress_text(self.tracker.summary())
         return True
 
     def _add_samples(self, count: int) -> None:
@@ -246,9 +274,9 @@ class EnergyCallback(Callback):
     @override
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """Write the epoch's row and log its energy to the Trainer's loggers."""
-        if self._end(TRAIN) and not trainer.barebones:
+        if self._end(TRAIN, trainer) and not trainer.barebones:
             for key, value in epoch_metrics(self._epoch_start, self.tracker.summary()).items():
-                pl_module.log(key, value, prog_bar=key == PROGRESS_BAR_KEY, sync_dist=True, reduce_fx="max")
+                pl_module.log(key, value, sync_dist=True, reduce_fx="max")
 
     @override
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
@@ -263,7 +291,7 @@ class EnergyCallback(Callback):
     @override
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         """Write the phase's row."""
-        self._end(self._evaluation(trainer))
+        self._end(self._evaluation(trainer), trainer)
 
     def _phase_batch_end(self, phase: str, trainer: Any, pl_module: Any, outputs: Any, batch: Any, *_: Any) -> None:
         self._count(phase, batch)
@@ -275,26 +303,6 @@ class EnergyCallback(Callback):
     on_predict_start = partialmethod(_begin, PREDICT)
     on_predict_batch_end = partialmethod(_phase_batch_end, PREDICT)
     on_predict_end = partialmethod(_end, PREDICT)
-
-
-def epoch_metrics(start: Summary, end: Summary) -> dict[str, float]:
-    """The logged metrics of one epoch, from the run's summaries at its start and its end."""
-    seconds = end.duration_s - start.duration_s
-    return {
-        "energy/epoch_kwh": end.energy_kwh - start.energy_kwh,
-        "energy/co2_kg": end.co2_kg - start.co2_kg,
-        "energy/total_kwh": end.energy_kwh,
-        "energy/total_co2_kg": end.co2_kg,
-        "energy/gpu_power_w": (end.gpu_kwh - start.gpu_kwh) * J_PER_KWH / seconds if seconds > 0 else 0.0,
-    }
-
-
-def batch_size(batch: Any) -> int | None:
-    """The first dimension of the first tensor in a batch (tensors, lists, tuples, dicts), or None."""
-    if isinstance(batch, torch.Tensor):
-        return int(batch.shape[0]) if batch.dim() else 1
-    items = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (list, tuple)) else ()
-    return next((n for n in map(batch_size, items) if n is not None), None)
 
 
 def __getattr__(name: str) -> Any:

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from integrations._distributed import placement
 from integrations.lightning import PROGRESS_BAR_KEY, EnergyCallback, batch_size
-from tracker import EnergyTracker, load_run
+from tracker import EnergyTracker, load_run, units
 from tracker.errors import ConfigurationError
 from tracker.measure.meter import J_PER_KWH
 from tracker.testing import FakeGpu, FakeNvml, FakeSensor, steady
@@ -159,7 +159,58 @@ def test_energy_reaches_the_csv_logger_and_the_progress_bar(tmp_path, clock):
             "energy/gpu_power_w": GPU_W,
         }
         assert {k: float(row[k]) for k in expected} == pytest.approx(expected, rel=1e-6)
-    assert trainer.progress_bar_metrics[PROGRESS_BAR_KEY] == pytest.approx(run.epochs[-1]["cumulative_co2_kg"])
+    assert PROGRESS_BAR_KEY not in trainer.progress_bar_metrics  # shown as text by the bar, not logged
+
+
+def test_the_progress_bar_shows_a_co2_figure_that_moves(tmp_path, clock):
+    callback = callback_for(clock)
+    trainer = trainer_for(tmp_path, callback, enable_progress_bar=True)
+    model = ClockedModel(clock)
+    trainer.fit(model)
+    shown = trainer.progress_bar_callback.get_metrics(trainer, model)[PROGRESS_BAR_KEY]
+    total = only_run(tmp_path).epochs[-1]["cumulative_co2_kg"]
+    assert shown == units.co2(total) == "205 mg"  # Lightning's own {:.3f} kg would read 0.000
+
+
+class LoggingModel(ClockedModel):
+    def training_step(self, batch, batch_idx):
+        out = super().training_step(batch, batch_idx)
+        self.log("loss", out["loss"], on_step=False, on_epoch=True)
+        return out
+
+    def validation_step(self, batch, batch_idx):
+        out = super().validation_step(batch, batch_idx)
+        self.log("val_accuracy", torch.tensor(0.5 + self.current_epoch))
+        return out
+
+
+def test_the_users_logged_metrics_reach_epochs_csv_as_numbers(tmp_path, clock):
+    trainer = trainer_for(tmp_path, callback_for(clock), num_sanity_val_steps=0)
+    trainer.fit(LoggingModel(clock))
+    run = only_run(tmp_path)
+    train = [r for r in run.epochs if r["phase"] == "train"]
+    validation = [r for r in run.epochs if r["phase"] == "validation"]
+    assert [r["val_accuracy"] for r in validation] == [0.5, 1.5]
+    assert all(isinstance(r["loss"], float) for r in train) and train[0]["loss"] != train[1]["loss"]
+    assert not any(key.startswith("energy/") for key in run.epochs[0])
+
+
+def test_no_gpu_power_is_logged_without_a_gpu(tmp_path, clock):
+    sensors = [s for s in fake_sensors(clock) if s.kind != "gpu"]
+    callback = EnergyCallback(sensors=sensors, clock=clock, carbon_intensity_g_per_kwh=INTENSITY)
+    trainer_for(tmp_path, callback).fit(ClockedModel(clock))
+    (metrics_csv,) = tmp_path.rglob("metrics.csv")
+    header = next(csv.reader(metrics_csv.open()))
+    assert "energy/total_kwh" in header and "energy/gpu_power_w" not in header
+
+
+def test_a_second_fit_with_the_same_callback_starts_a_run_of_its_own(tmp_path, clock):
+    callback = callback_for(clock, log_dir=str(tmp_path / "energy"))
+    trainer_for(tmp_path, callback).fit(ClockedModel(clock))
+    trainer_for(tmp_path, callback).fit(ClockedModel(clock))
+    runs = sorted(p.parent for p in (tmp_path / "energy").rglob("epochs.csv"))
+    assert len(runs) == 2
+    assert [keys(load_run(r)) for r in runs] == [FIT_ROWS, FIT_ROWS]
 
 
 def test_resume_from_checkpoint_continues_totals_and_epochs_in_the_same_run_directory(tmp_path, clock):

@@ -123,8 +123,38 @@ def test_forecast_after_first_epoch_and_one_log_line(tmp_path, clock, sensors, c
     assert got[0]["forecast_total_kwh"] == pytest.approx(4 * 336 * 10 / J_PER_KWH)
     assert got[0]["forecast_total_s"] == pytest.approx(40.0)
     assert got[0]["forecast_total_co2_kg"] == pytest.approx(4 * got[0]["co2_kg"])
-    assert len([r for r in caplog.records if "forecast" in r.getMessage()]) == 1
-    assert len(caplog.records) <= 2  # the forecast and the closing summary
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(lines) == 2  # what is measured and the grid, then the forecast
+    assert "measuring GPU (NVML energy counter), CPU (ESTIMATE: utilisation x TDP)" in lines[0]
+    assert "grid 400 g CO2e/kWh for no country [explicit: g_per_kwh argument; given by the user]" in lines[0]
+    assert lines[1] == (
+        "energy-tracker: forecast for the whole run of 4 epochs: 3.73 Wh, 1.49 g CO2e (1.36–1.64 g), 40.0 s"
+    )
+
+
+def test_the_world_average_is_said_loudly_at_start(tmp_path, clock, sensors, caplog, monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    monkeypatch.delenv("ENERGY_TRACKER_COUNTRY", raising=False)
+    with caplog.at_level(logging.INFO, logger="tracker"):
+        EnergyTracker(tmp_path, sensors=sensors, clock=clock).start().stop()
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING and "[world_average: " in record.getMessage()
+    assert "THE WORLD AVERAGE IS A PLACEHOLDER: give country=" in record.getMessage()
+
+
+def test_validation_after_an_epoch_block_belongs_to_that_epoch_and_other_rows_to_none(tmp_path, clock, sensors):
+    with tracker_for(tmp_path, clock, sensors) as energy:
+        for epoch in range(2):
+            with energy.epoch(epoch):
+                run_for(energy, clock, 2.0)
+            with energy.phase("validation"):
+                run_for(energy, clock, 1.0)
+            run_for(energy, clock, 2.0)
+    got = [(r["epoch"], r["phase"]) for r in rows(energy)]
+    assert got == [
+        (0, "train"), (0, "validation"), (None, "other"),
+        (1, "train"), (1, "validation"), (None, "other"),
+    ]  # fmt: skip
 
 
 def test_inference_phase_gives_energy_per_query_and_break_even(tmp_path, clock, sensors):
@@ -277,3 +307,22 @@ def test_notes_column_reads_as_a_pandas_attribute_and_the_grid_is_named(tmp_path
     assert "flags" not in frame.columns
     assert frame.notes.str.contains("short").all()  # `flags` was DataFrame.flags, not the column
     assert (list(frame.country), list(frame.region)) == (["USA"], ["US-CA"])
+
+
+def test_tensor_metrics_are_written_as_numbers(tmp_path, clock, sensors):
+    torch = pytest.importorskip("torch")
+    with tracker_for(tmp_path, clock, sensors) as energy:
+        with energy.epoch(0):
+            run_for(energy, clock, 1.0)
+            energy.log_metrics({"loss": torch.tensor(0.5), "accuracy": torch.tensor([0.25])})
+    (row,) = [r for r in rows(energy) if r["phase"] == "train"]
+    assert (row["loss"], row["accuracy"]) == (0.5, 0.25)
+
+
+def test_run_json_records_framework_carbon_data_and_driver_versions(tmp_path, clock):
+    sensors = [FakeSensor("gpu:0", "gpu", steady(300.0), clock, info={"name": "A", "driver_version": "550.54"})]
+    with tracker_for(tmp_path, clock, sensors):
+        pass
+    versions = json.loads((tmp_path.glob("*/run.json").__next__()).read_text())["versions"]
+    assert {"torch", "lightning", "codecarbon"} <= set(versions)
+    assert versions["nvidia-driver"] == "550.54"

@@ -28,6 +28,7 @@ _EXPORTS = {
     "Sensor": "tracker.sensors",
     "EpochRecord": "tracker.logs.schema",
     "DeviceRecord": "tracker.logs.schema",
+    "EPOCH_COLUMNS": "tracker.logs.schema",
     "COMPLETE": "tracker.logs.schema",
     "INTERRUPTED": "tracker.logs.schema",
     "TRAIN": "tracker.logs.schema",

@@ -33,7 +33,7 @@ from tracker.session.accounting import DeviceUsage
 from tracker.session.config import Config, Hardware, options_doc, resolve_config, split_options
 from tracker.session.rows import RowBuilder
 from tracker.session.segments import Segment
-from tracker.session.summary import RunState, Summary, run_info
+from tracker.session.summary import RunState, Summary, run_info, start_line
 from tracker.session.timeline import Timeline, check_epoch_index, check_phase_name, check_status, power_rows
 
 logger = logging.getLogger(__name__)
@@ -166,7 +166,9 @@ class EnergyTracker:
         self._started_s = self._timeline.open(self._started_utc) - elapsed_s
         self._write_info()
         self._timeline.start_samplers()
-        logger.debug("energy-tracker: measuring %s", [s.name for s in self.discovery.sensors])
+        if self.rank == 0:
+            level, line = start_line(self.run_state())
+            logger.log(level, "energy-tracker: %s", line)
         self._warn_unmeasured_gpus()
         return self
 
@@ -197,8 +199,8 @@ class EnergyTracker:
             if self.job_dir is not None:
                 write_job(self.job_dir)
         summary = self.summary()
-        if self.rank == 0:
-            logger.info("energy-tracker: %s", summary.one_line())
+        if self.rank == 0:  # DEBUG: the start line and the forecast are the run's two lines; summary() has the rest
+            logger.debug("energy-tracker: %s", summary.one_line())
         return summary
 
     def state(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from tracker import units
 from tracker.logs.schema import INFERENCE, TRAIN, DeviceRecord, EpochRecord
 from tracker.logs.totals import Totals
 from tracker.measure.meter import J_PER_KWH, joules_to_kwh
@@ -168,14 +169,10 @@ class RowBuilder:
         self._forecast_logged = True
         f = self.forecast
         logger.info(
-            "energy-tracker: forecast for %d epochs: %.3g kWh, %.3g kg CO2e (%.3g–%.3g), %.0f s",
-            self.config.epochs,
-            f.total_kwh,
-            f.total_co2_kg,
-            f.total_co2_kg_low,
-            f.total_co2_kg_high,
-            f.total_s,
-        )
+            "energy-tracker: forecast for the whole run of %d epochs: %s, %s CO2e (%s), %s",
+            self.config.epochs, units.energy(f.total_kwh), units.co2(f.total_co2_kg),
+            units.co2_band(f.total_co2_kg_low, f.total_co2_kg_high), units.duration(f.total_s),
+        )  # fmt: skip
 
     def _device_row(self, segment: Segment, device: DeviceUsage, duration_s: float) -> dict[str, Any]:
         totals = device.totals

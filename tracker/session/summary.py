@@ -6,11 +6,13 @@ reads the tracker itself.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tracker import units
 from tracker.logs.totals import Totals
 from tracker.sensors import CPU, GPU, RAM, Absent
 from tracker.session.accounting import Forecast
@@ -138,34 +140,84 @@ class Summary:
         """The summary as a plain dict (JSON-ready)."""
         return asdict(self)
 
+    def co2_text(self) -> str:
+        """The CO2e so far in scaled units, ``12.3 g`` (what Lightning's progress bar shows)."""
+        return units.co2(self.co2_kg)
+
     def one_line(self) -> str:
-        """One log line: energy, CO2 with band, and where the figures came from."""
+        """One log line: energy, CO2 with band, and where the figures came from (units scaled to read)."""
         return (
-            f"{self.run or 'run'}: {self.energy_kwh:.4g} kWh, {self.co2_kg:.3g} kg CO2e "
-            f"({self.co2_kg_low:.3g}–{self.co2_kg_high:.3g}) over {self.epochs} epochs in {self.duration_s:.1f} s; "
-            f"gpu {self.gpu_method}, cpu {self.cpu_method}, ram {self.ram_method}"
+            f"{self.run or 'run'}: {units.energy(self.energy_kwh)}, {units.co2(self.co2_kg)} CO2e "
+            f"({units.co2_band(self.co2_kg_low, self.co2_kg_high)}) over {self.epochs} epochs in "
+            f"{units.duration(self.duration_s)}; gpu {self.gpu_method}, cpu {self.cpu_method}, ram {self.ram_method}"
         )
 
     def __str__(self) -> str:
         lines = [
             f"Energy tracker — {self.run or 'run'} ({self.status})",
-            f"  epochs finished   {self.epochs}   ({self.duration_s:.1f} s)",
-            f"  energy            {self.energy_kwh:.6g} kWh  ({self.energy_kwh_low:.3g}–{self.energy_kwh_high:.3g})",
-            f"    gpu             {self.gpu_kwh:.6g} kWh  [{self.gpu_method}]",
-            f"    cpu             {self.cpu_kwh:.6g} kWh  [{self.cpu_method}]",
-            f"    ram             {self.ram_kwh:.6g} kWh  [{self.ram_method}]",
-            f"  CO2e              {self.co2_kg:.6g} kg  ({self.co2_kg_low:.3g}–{self.co2_kg_high:.3g})",
-            f"  grid              {self.carbon_intensity_g_per_kwh:.4g} g/kWh [{self.intensity_method}: "
-            f"{self.intensity_source}], PUE {self.pue:g}",
+            f"  epochs finished   {self.epochs}   ({units.duration(self.duration_s)})",
+            f"  energy            {units.energy(self.energy_kwh)}  "
+            f"({units.energy_band(self.energy_kwh_low, self.energy_kwh_high)})",
+            *(
+                f"    {kind}             {units.energy(value)}  [{method}]"
+                for kind, value, method in (
+                    ("gpu", self.gpu_kwh, self.gpu_method),
+                    ("cpu", self.cpu_kwh, self.cpu_method),
+                    ("ram", self.ram_kwh, self.ram_method),
+                )
+            ),
+            f"  CO2e              {units.co2(self.co2_kg)}  ({units.co2_band(self.co2_kg_low, self.co2_kg_high)})",
+            f"  grid              {units.significant(self.carbon_intensity_g_per_kwh)} g/kWh "
+            f"[{self.intensity_method}: {self.intensity_source}], PUE {self.pue:g}",
         ]
         if self.forecast_total_kwh is not None:
-            kwh, co2 = self.forecast_total_kwh, self.forecast_total_co2_kg
-            lines.append(f"  forecast          {kwh:.4g} kWh, {co2:.3g} kg CO2e")
+            lines.append(
+                f"  forecast          {units.energy(self.forecast_total_kwh)}, "
+                f"{units.co2(self.forecast_total_co2_kg)} CO2e"
+            )
         if self.break_even_queries is not None:
-            lines.append(f"  break-even        {self.break_even_queries:.4g} queries to equal the training energy")
+            lines.append(
+                f"  break-even        {units.significant(self.break_even_queries)} queries to equal the training energy"
+            )
         if self.run_dir:
             lines.append(f"  logs              {self.run_dir}")
         return "\n".join(lines)
+
+
+# How each method reads in the start line (the paper's longer phrases are in tracker.sensors.methods).
+SHORT_METHODS = {
+    "energy_counter": "NVML energy counter", "power_polling": "NVML power, sampled",
+    "power_samples": "NVML driver power samples", "power_instant": "NVML instant power, sampled",
+    "power_average": "NVML 1 s mean power, sampled", "rapl": "RAPL counter", "rapl_dram": "RAPL DRAM counter",
+    "tdp_estimate": "ESTIMATE: utilisation x TDP", "tdp_user": "ESTIMATE: utilisation x your TDP",
+    "tdp_default": "ESTIMATE: utilisation x a default TDP", "ram_model": "ESTIMATE: RAM power model",
+    "ram_user": "ESTIMATE: your RAM power",
+}  # fmt: skip
+LOUD_GRIDS = ("world_average",)
+
+
+def start_line(state: RunState) -> tuple[int, str]:
+    """The run's first log line and its level: what is measured and how, and the grid with its origin.
+
+    WARNING when the grid is the world average (the CO2 is then a placeholder the user should
+    replace by giving ``country=``); INFO otherwise.
+    """
+    measured = ", ".join(
+        f"{kind.upper()} ({' + '.join(SHORT_METHODS.get(m, m) for m in method.split('+'))})"
+        for kind, method in state.methods.items()
+        if method != "absent"
+    )
+    grid = state.config.intensity
+    place = "/".join(p for p in (grid.country, grid.region) if p) or "no country"
+    line = (
+        f"measuring {measured or 'nothing'}; grid {units.significant(grid.g_per_kwh)} g CO2e/kWh for {place} "
+        f"[{grid.method}: {grid.detail or 'default'}; {grid.source}], PUE {state.config.pue:g}"
+    )
+    if grid.method in LOUD_GRIDS:
+        line += "; THE WORLD AVERAGE IS A PLACEHOLDER: give country= (or ENERGY_TRACKER_COUNTRY) for your grid"
+    elif grid.method == "timezone":
+        line += "; the country is guessed from the time zone: give country= to be sure"
+    return (logging.WARNING if grid.method in LOUD_GRIDS else logging.INFO), line
 
 
 def run_info(state: RunState) -> dict[str, Any]:
@@ -189,7 +241,7 @@ def run_info(state: RunState) -> dict[str, Any]:
         },
         "process": state.process,
         "platform": _platform(),
-        "versions": {"training-energy-tracker": __version__, "python": sys.version.split()[0]},
+        "versions": versions(state, __version__),
         "interval_s": state.interval_s,
         "jitter": cfg.jitter,
         "epochs_planned": cfg.epochs,
@@ -206,6 +258,30 @@ def run_info(state: RunState) -> dict[str, Any]:
         "sensor_health": {name: asdict(h) for name, h in state.health.items()},
         "totals": Summary.build(state).as_dict(),
     }
+
+
+VERSIONED = ("torch", "lightning", "pytorch-lightning", "transformers", "codecarbon", "nvidia-ml-py")
+
+
+def versions(state: RunState, own: str) -> dict[str, str]:
+    """Versions of this package, Python, the frameworks, the carbon data and the GPU driver.
+
+    Read from the installed distributions' metadata, so nothing (torch included) is imported.
+    ``codecarbon`` is the carbon data's version (its bundled files); ``nvidia-driver`` comes from NVML.
+    """
+    from importlib import metadata
+
+    found = {"training-energy-tracker": own, "python": sys.version.split()[0]}
+    for name in VERSIONED:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    infos = [s.get("info") or {} for s in state.sensors]
+    drivers = {str(info["driver_version"]) for info in infos if info.get("driver_version")}
+    if drivers:
+        found["nvidia-driver"] = "+".join(sorted(drivers))
+    return found
 
 
 def _platform() -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tracker.errors import ConfigurationError, UsageError
-from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS, INTERRUPTED, OTHER_PHASE, RESERVED_PHASES, TRAIN
+from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS, INTERRUPTED, OTHER_PHASE, RESERVED_PHASES, TRAIN, VALIDATION
 from tracker.measure.meter import Meter, SensorTotals, Snapshot, power_cap_w
 from tracker.measure.sampler import Sampler
 from tracker.sensors import Clock, Reading, Sensor
@@ -110,6 +110,8 @@ class Timeline:
         if any(s.phase == name for s in self.stack):
             raise UsageError(f"phase({name!r}) opened inside itself; close the open {name!r} phase first")
         inside = next((s.epoch for s in reversed(self.stack) if s.epoch is not None), None)
+        if inside is None and epoch is None and name == VALIDATION:
+            epoch = self.last_epoch  # validating after `with energy.epoch(i):` closed validates epoch i
         self.push(Segment(epoch if inside is None else inside, name, self._now_utc(), check_samples(samples)))
 
     def end(self, status: str) -> None:
@@ -153,7 +155,7 @@ class Timeline:
         clash = [k for k in named if k in TRACKER_COLUMNS]
         if clash:
             raise ConfigurationError(f"metric names {clash} are tracker columns; rename them (e.g. 'user_{clash[0]}')")
-        self.stack[-1].metrics.update(named)
+        self.stack[-1].metrics.update({name: plain_number(value) for name, value in named.items()})
 
     # ---- boundaries ---------------------------------------------------------------------------------------------
 
@@ -211,7 +213,6 @@ class Timeline:
             other.deactivate(snapshot, now_s, peaks, self._now_utc())
         due = other.active_s >= MIN_OTHER_ROW_S or (force and other.active_s > 0)
         if due or self._every_boundary:
-            other.epoch = self.last_epoch
             self._on_close(other, COMPLETE)
             fresh = Segment(None, OTHER_PHASE, self._now_utc())
             if other.since is not None:
@@ -333,6 +334,17 @@ def lane_intervals(sensors: Sequence[Sensor], interval_s: float) -> dict[float, 
         lane = min(interval_s, most) if most else interval_s
         lanes.setdefault(lane, []).append(sensor)
     return lanes
+
+
+def plain_number(value: Any) -> Any:
+    """A one-element tensor or array as its number (``tensor(0.5)`` → ``0.5``); anything else unchanged."""
+    item = getattr(value, "item", None)
+    if item is None or isinstance(value, (int, float, str)):
+        return value
+    try:
+        return item()
+    except (ValueError, RuntimeError, TypeError):  # more than one element: written as given
+        return value
 
 
 def check_status(value: Any) -> str:

@@ -1,0 +1,53 @@
+"""What the Lightning callback logs and writes, as pure functions of summaries and metrics (no Lightning)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from tracker import EPOCH_COLUMNS, J_PER_KWH, Summary
+
+TRACKER_COLUMNS = frozenset(EPOCH_COLUMNS)
+
+PROGRESS_BAR_KEY = "CO2"  # the progress bar's entry: the run's CO2e so far, in units that move ("12.3 g")
+ENERGY_PREFIX = "energy/"
+
+
+def epoch_metrics(start: Summary, end: Summary) -> dict[str, float]:
+    """The logged metrics of one epoch, from the run's summaries at its start and its end."""
+    seconds = end.duration_s - start.duration_s
+    metrics = {
+        "energy/epoch_kwh": end.energy_kwh - start.energy_kwh,
+        "energy/co2_kg": end.co2_kg - start.co2_kg,
+        "energy/total_kwh": end.energy_kwh,
+        "energy/total_co2_kg": end.co2_kg,
+    }
+    if end.gpu_method != "absent" and seconds > 0:
+        metrics["energy/gpu_power_w"] = (end.gpu_kwh - start.gpu_kwh) * J_PER_KWH / seconds
+    return metrics
+
+
+def user_metrics(callback_metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The Trainer's metrics for ``epochs.csv``: tensors as numbers, ours left out, tracker names prefixed."""
+    found = {}
+    for key, value in callback_metrics.items():
+        if key.startswith(ENERGY_PREFIX) or key == PROGRESS_BAR_KEY:
+            continue
+        number = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+        found[f"user_{key}" if key in TRACKER_COLUMNS else key] = number
+    return found
+
+
+def progress_text(summary: Summary | None) -> str:
+    """The progress bar's figure: the run's CO2e so far in scaled units (``12.3 g``)."""
+    return summary.co2_text() if summary is not None else "0 kg"
+
+
+def batch_size(batch: Any) -> int | None:
+    """The first dimension of the first tensor in a batch (tensors, lists, tuples, dicts), or None."""
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0]) if batch.dim() else 1
+    items = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (list, tuple)) else ()
+    return next((n for n in map(batch_size, items) if n is not None), None)

@@ -1,0 +1,126 @@
+"""The one formatting rule for every number a person reads: auto-scaled SI units, three significant figures.
+
+Used by the summary, the report's text and markdown, the paper paragraph, the plot and the progress
+bar; the CSV and JSON files keep the fixed units of their column names (kWh, kg, s, W). A leaf
+module (no imports from the package), so every layer can use it.
+
+Example:
+    >>> energy(0.00245432), co2(0.0000301), duration(39000.0), power(1234.0)
+    ('2.45 Wh', '30.1 mg', '10.8 h', '1.23 kW')
+    >>> energy_band(0.00123, 0.00491)
+    '1.23–4.91 Wh'
+"""
+
+from __future__ import annotations
+
+import math
+
+DIGITS = 3
+# (factor to the base unit, symbol), smallest first; the largest whose factor fits the value is used.
+ENERGY_KWH = ((1e-6, "mWh"), (1e-3, "Wh"), (1.0, "kWh"), (1e3, "MWh"), (1e6, "GWh"))
+MASS_KG = ((1e-6, "mg"), (1e-3, "g"), (1.0, "kg"), (1e3, "t"))
+POWER_W = ((1e-3, "mW"), (1.0, "W"), (1e3, "kW"), (1e6, "MW"))
+DURATION_S = ((1e-3, "ms"), (1.0, "s"), (60.0, "min"), (3600.0, "h"), (86400.0, "days"))
+UNKNOWN = "unknown"
+
+
+def significant(value: float, digits: int = DIGITS) -> str:
+    """``value`` to ``digits`` significant figures in fixed notation (``0.000123``, ``1230``, ``12.0``)."""
+    if not math.isfinite(value):
+        return UNKNOWN
+    if value == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(value)))
+    rounded = round(value, digits - 1 - magnitude)
+    magnitude = math.floor(math.log10(abs(rounded))) if rounded else magnitude  # 9.996 rounds up to 10.0
+    return f"{rounded:.{max(0, digits - 1 - magnitude)}f}"
+
+
+def _scale(value: float, scales: tuple[tuple[float, str], ...]) -> tuple[float, str]:
+    chosen = scales[0]
+    for factor, symbol in scales:
+        # Compare the rounded figure, so 999.7 Wh reads 1.00 kWh rather than "1000 Wh".
+        if abs(value) >= factor * (1 - 0.5 * 10.0**-DIGITS):
+            chosen = (factor, symbol)
+    return value / chosen[0], chosen[1]
+
+
+def scaled(value: float | None, scales: tuple[tuple[float, str], ...]) -> str:
+    """``value`` (in the base unit of ``scales``) in the unit that reads best, e.g. ``12.3 g``."""
+    if value is None or not math.isfinite(value):
+        return UNKNOWN
+    if value == 0:
+        return f"0 {next(s for f, s in scales if f == 1.0)}"
+    number, symbol = _scale(value, scales)
+    return f"{significant(number)} {symbol}"
+
+
+def energy(kwh: float | None) -> str:
+    """An energy given in kWh: ``mWh``, ``Wh``, ``kWh``, ``MWh`` or ``GWh``."""
+    return scaled(kwh, ENERGY_KWH)
+
+
+def co2(kg: float | None) -> str:
+    """A mass of CO2e given in kg: ``mg``, ``g``, ``kg`` or ``t`` (write "CO2e" beside it)."""
+    return scaled(kg, MASS_KG)
+
+
+def power(w: float | None) -> str:
+    """A power given in W: ``mW``, ``W``, ``kW`` or ``MW``."""
+    return scaled(w, POWER_W)
+
+
+def duration(s: float | None) -> str:
+    """A duration given in s: ``ms``, ``s``, ``min``, ``h`` or ``days``."""
+    return scaled(s, DURATION_S)
+
+
+def band(low: float | None, high: float | None, scales: tuple[tuple[float, str], ...]) -> str:
+    """``low–high unit``, both in the unit of ``high`` (``1.23–4.91 Wh``), so the pair reads at a glance."""
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return UNKNOWN
+    _, symbol = _scale(high, scales) if high else (1.0, next(s for f, s in scales if f == 1.0))
+    factor = next(f for f, s in scales if s == symbol)
+    return f"{significant(low / factor)}–{significant(high / factor)} {symbol}"
+
+
+def energy_band(low_kwh: float | None, high_kwh: float | None) -> str:
+    """An energy band given in kWh, e.g. ``1.23–4.91 Wh``."""
+    return band(low_kwh, high_kwh, ENERGY_KWH)
+
+
+def co2_band(low_kg: float | None, high_kg: float | None) -> str:
+    """A CO2e band given in kg, e.g. ``12.1–13.0 g``."""
+    return band(low_kg, high_kg, MASS_KG)
+
+
+def unit_of(value: float, scales: tuple[tuple[float, str], ...]) -> tuple[float, str]:
+    """The factor and symbol :func:`scaled` would use for ``value`` (for plot axes sharing one unit)."""
+    number, symbol = _scale(value, scales) if value else (value, next(s for f, s in scales if f == 1.0))
+    return next(f for f, s in scales if s == symbol), symbol
+
+
+def number(value: float | None) -> str:
+    """A plain number (a metric, a ratio) to three significant figures; ``unknown`` when missing."""
+    if value is None:
+        return UNKNOWN
+    return significant(float(value))
+
+
+__all__ = [
+    "DURATION_S",
+    "ENERGY_KWH",
+    "MASS_KG",
+    "POWER_W",
+    "band",
+    "co2",
+    "co2_band",
+    "duration",
+    "energy",
+    "energy_band",
+    "number",
+    "power",
+    "scaled",
+    "significant",
+    "unit_of",
+]
