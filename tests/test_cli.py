@@ -91,31 +91,57 @@ def test_report_text_compares_two_runs(runs: Path, capsys: pytest.CaptureFixture
     assert main(["report", str(runs)]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    start = lines.index("Comparison (ratios to the first run)")
-    header, first, second = (line.split() for line in lines[start + 1 : start + 4])
-    assert header[:4] == ["run", "epochs", "duration_s", "energy_kwh"]
-    assert first[:3] == ["first", "2", "120"] and second[:3] == ["second", "4", "240"]
-    assert second[-4:] == ["2", "0.366", "0.183", "0.366"]  # time, kWh, kWh/epoch, CO2 ratios
+    start = lines.index("Experiment logs: total and comparison (ratios to the first run)")
+    header, first, second, total = (line.split("  ") for line in lines[start + 1 : start + 5])
+    cells = [[c.strip() for c in line if c.strip()] for line in (header, first, second, total)]
+    assert cells[0][:4] == ["run", "epochs", "time (min)", "energy (Wh)"]
+    assert cells[1][:4] == ["first", "2", "2.00", "10.2"] and cells[2][:4] == ["second", "4", "4.00", "3.73"]
+    assert cells[2][-4:] == ["2.00", "0.366", "0.183", "0.366"]  # time, energy, energy per epoch, CO2e ratios
+    assert cells[3][:4] == ["total", "6", "6.00", "13.9"]
 
 
 def test_report_markdown(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(runs), "--format", "markdown"]) == 0
     out = capsys.readouterr().out
-    assert "## Run first" in out and "## Comparison (ratios to the first run)" in out
-    assert "| gpu | 0.008333 kWh [energy_counter] |" in out
+    assert "## Run first" in out and "## Experiment logs: total and comparison (ratios to the first run)" in out
+    assert "| GPU | 8.33 Wh [energy_counter] |" in out
 
 
 def test_report_paper(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(runs / "first"), "--paper"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("Training took 2.00 min on 1 × NVIDIA H100 80GB HBM3 GPU and an AMD EPYC 7763 CPU, ")
-    assert "consuming 0.0102 kWh" in out and "GPU measured with NVML energy counters" in out
-    assert "CPU estimated from CPU utilisation" in out and "RAM estimated with a RAM power model" in out
-    assert "400 g CO2e/kWh (given by the user) and a PUE of 1.5 amounts to 0.00612 kg CO2e" in out
+    assert out.startswith("Training took 2.00 min on 1 × NVIDIA H100 80GB HBM3 GPU and an AMD EPYC 7763 CPU and ")
+    assert "used 10.2 Wh of electricity" in out and "GPU energy was measured with the GPU's built-in energy" in out
+    assert "CPU energy was estimated from CPU utilisation" in out and "RAM energy was estimated at 0.375 W" in out
+    assert "400 g CO2e/kWh, a figure given by the authors, and a PUE of 1.50, this amounts to 6.12 g CO2e" in out
     assert main(["report", str(runs), "--paper", "--format", "json"]) == 0
-    paragraphs = json.loads(capsys.readouterr().out)["paper"]
-    assert [p["run"] for p in paragraphs] == ["first", "second"]
-    assert "consuming an estimated 0.00373 kWh" in paragraphs[1]["paper"]
+    (paragraph,) = json.loads(capsys.readouterr().out)["paper"]  # one experiment: the directory
+    assert paragraph["experiment"] == "logs" and paragraph["runs"] == ["first", "second"]
+    assert "Training (2 runs) took 6.00 min in all" in paragraph["paper"]
+
+
+def test_report_recosts_without_remeasuring(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(runs / "first"), "--country", "FRA", "--pue", "1.1", "--format", "json"]) == 0
+    (run,) = json.loads(capsys.readouterr().out)["runs"]
+    energy = 2 * 60 * 306 / J_PER_KWH
+    assert run["totals"]["co2_kg"] == pytest.approx(energy * 1.5 * 0.4, rel=1e-12)  # as recorded
+    assert run["recosted"]["co2_kg"] == pytest.approx(energy * 1.1 * run["recosted"]["g_per_kwh"] / 1000, rel=1e-12)
+    assert run["recosted"]["country"] == "FRA" and "Ember" in run["recosted"]["source"]
+    assert main(["report", str(runs / "first"), "--region", "US-CA"]) == 0
+    out = capsys.readouterr().out
+    assert "CO2e re-costed  " in out and "for USA/US-CA [argument: codecarbon usa_emissions.json" in out
+    assert "CO2e            6.12 g" in out  # the recorded figure stays
+
+
+def test_report_reads_an_epochs_csv_and_stays_in_the_directory_given(
+    runs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(runs / "first" / "epochs.csv"), "--format", "json"]) == 0
+    assert [r["name"] for r in json.loads(capsys.readouterr().out)["runs"]] == ["first"]
+    assert main(["report", str(runs.parent)]) == 2  # the runs are two levels down
+    assert "add --recursive" in capsys.readouterr().err
+    assert main(["report", str(runs.parent), "--recursive", "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["runs"]) == 2
 
 
 def test_report_paper_with_csv_is_a_usage_error(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -127,9 +153,10 @@ def test_report_paper_with_csv_is_a_usage_error(runs: Path, capsys: pytest.Captu
 def test_report_without_runs_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert (
-        err == f"energy-tracker report: error: no runs in {str(tmp_path)!r}: give a run directory or a log_dir "
-        "that contains runs (each has epochs.csv)\n"
+    assert err == (
+        f"energy-tracker report: error: no runs in {str(tmp_path)!r}: give a run directory, its epochs.csv, or a "
+        "log_dir whose subdirectories are runs (each has epochs.csv); to look in every directory below it, add "
+        "--recursive (recursive=True)\n"
     )
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err

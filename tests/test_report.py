@@ -19,6 +19,7 @@ from tracker import EnergyTracker
 from tracker.report import paper
 from tracker.report import render as report
 from tracker.report.devices import describe, power_w, survey
+from tracker.report.experiments import group
 from tracker.sensors import Reading
 from tracker.testing import FakeClock, FakeGpu, FakeNvml, FakeSensor, build_powercap_tree, steady
 
@@ -137,27 +138,58 @@ def test_json_holds_runs_rows_and_comparison(two_runs: Path) -> None:
 def test_text_and_markdown_tables(two_runs: Path) -> None:
     summaries = report.load_summaries([str(two_runs)])
     text = report.render(summaries, "text")
-    assert "Run a" in text and "Run b" in text and "Comparison (ratios to the first run)" in text
+    assert "Run a" in text and "Run b" in text and "total and comparison (ratios to the first run)" in text
+    assert "2.45432e-06" not in text and "e+0" not in text and "e-0" not in text  # never scientific notation
     total = next(line for line in text.splitlines() if line.strip().startswith("total"))
-    assert total.split()[1:4] == ["120", "0.008333", "0.001667"]  # s, GPU kWh (30 kJ), CPU kWh (6 kJ)
+    assert total.split()[1:4] == ["2.00", "8.33", "1.67"]  # min, GPU Wh (30 kJ), CPU Wh (6 kJ)
     markdown = report.render(summaries, "markdown")
-    assert "## Run a" in markdown and "## Comparison (ratios to the first run)" in markdown
-    assert "| epoch | phase | status | duration_s |" in markdown
+    assert "## Run a" in markdown and "## Experiment " in markdown
+    assert "| epoch | phase | status | time (min) | GPU (Wh) |" in markdown
+
+
+def test_runs_group_into_experiments_by_directory_or_the_name_given(tmp_path: Path) -> None:
+    make_run(tmp_path / "sweep", "a")
+    make_run(tmp_path / "sweep", "b", epochs=2)
+    make_run(tmp_path / "other", "c", epochs=1)
+    info = json.loads((tmp_path / "other" / "c" / "run.json").read_text())
+    (tmp_path / "other" / "c" / "run.json").write_text(json.dumps({**info, "experiment": "sweep"}))
+    summaries = report.load_summaries([str(tmp_path / "sweep"), str(tmp_path / "other")])
+    (experiment,) = group(summaries)
+    assert experiment.name == "sweep" and [s.name for s in experiment.runs] == ["a", "b", "c"]
+    assert experiment.epochs == 6
+    assert experiment.totals["energy_kwh"] == pytest.approx(sum(s.totals["energy_kwh"] for s in summaries))
 
 
 def test_paper_paragraph_states_figures_methods_and_sources(two_runs: Path) -> None:
     a, b = report.load_summaries([str(two_runs)])
     text = paper.paragraph(a)
-    assert text.startswith("Training took 2.00 min on 1 × NVIDIA A100-SXM4-40GB GPU and an Intel Xeon Gold 6248 CPU, ")
-    assert "consuming 0.0102 kWh (range 0.00902–0.0115 kWh; GPU measured with NVML energy counters, " in text
-    assert "CPU estimated from CPU utilisation and a TDP of 150 W (codecarbon cpu_power.csv)" in text
-    assert "RAM estimated with a RAM power model (0.375 W/GiB of memory)" in text
-    assert "grid carbon intensity of 400 g CO2e/kWh (given by the user) and a PUE of 1.2 amounts to 0.00490 kg" in text
-    assert "0.0455 km driven by a new car (EU fleet average; 107.5 gCO2/km, EEA" in text
-    assert text.endswith(f"Measured with training-energy-tracker {tracker.__version__}.")
+    assert text.startswith("Training took 2.00 min on 1 × NVIDIA A100-SXM4-40GB GPU and an Intel Xeon Gold 6248 CPU ")
+    assert "used 10.2 Wh of electricity (range 9.02–11.5 Wh). GPU energy was measured with the GPU's built-in " in text
+    assert "CPU energy was estimated from CPU utilisation and a thermal design power of 150 W" in text
+    assert "RAM energy was estimated at 0.375 W per GiB of memory" in text
+    assert "400 g CO2e/kWh, a figure given by the authors, and a PUE of 1.20, this amounts to 4.90 g CO2e" in text
+    assert "0.0000" not in text and "((" not in text and "http" not in text and ".json" not in text
+    assert f"Energy was recorded per epoch with training-energy-tracker {tracker.__version__}." in text
     cpu_only = paper.paragraph(b)
-    assert "on a CPU-only machine (an Intel Xeon Gold 6248 CPU), consuming an estimated 0.00124 kWh" in cpu_only
-    assert "measured" not in cpu_only.replace("Measured with", "")
+    assert "on a CPU-only machine with an Intel Xeon Gold 6248 CPU and used an estimated 1.24 Wh" in cpu_only
+    assert "measured" not in cpu_only
+
+
+@pytest.mark.parametrize(
+    ("co2_kg", "energy_kwh", "phrase"),
+    [(3.0e-8, 1e-7, None), (0.005, 0.012, "1.00 smartphone charges"), (50.0, 1000.0, "465 km")],
+)
+def test_at_most_one_equivalent_and_only_at_a_meaningful_scale(co2_kg, energy_kwh, phrase) -> None:
+    text = paper.equivalent_text(co2_kg, energy_kwh, paper.References())
+    assert (text == "") if phrase is None else (phrase in text and text.count("about as much as") == 1)
+
+
+def test_a_region_is_named_and_its_source_cited_by_name_and_year() -> None:
+    refs = paper.References()
+    grid = {"g_per_kwh": 179.06, "method": "argument", "country": "USA", "region": "US-CA",
+            "source": "codecarbon usa_emissions.json (EPA eGRID2023, annual CO2e, converted), 2023"}  # fmt: skip
+    assert paper.intensity_text([grid], refs) == "179 g CO2e/kWh for region US-CA, from EPA eGRID2023 (2023) [1]"
+    assert refs.items[0].startswith("EPA eGRID2023 (2023).")
 
 
 def test_interrupted_run_is_reported_as_such(tmp_path: Path) -> None:
@@ -166,15 +198,9 @@ def test_interrupted_run_is_reported_as_such(tmp_path: Path) -> None:
     (summary,) = report.load_summaries([str(tmp_path)])
     assert summary.status == "interrupted" and summary.epochs == 1
     assert [r["status"] for r in summary.rows] == ["complete", "complete", "interrupted"]
-    assert "The run did not finish (status interrupted); the figures cover the 3 rows it logged." in (
+    assert "The run cut did not finish (interrupted); the figures cover the 3 rows it logged." in (
         paper.paragraph(summary)
     )
-
-
-def test_figures_in_fixed_notation() -> None:
-    values = (0.000123456, 0.0102, 1.0, 1234.5, 0.0)
-    assert [paper.fig(v) for v in values] == ["0.000123", "0.0102", "1.00", "1234", "0"]
-    assert [paper.duration_text(s) for s in (30.0, 120.0, 9000.0)] == ["30.0 s", "2.00 min", "2.50 h"]
 
 
 def test_counter_power_handles_wraparound() -> None:

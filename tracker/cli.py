@@ -3,7 +3,9 @@
 Subcommands (each has ``--help``):
 
 - ``report RUN_OR_DIR... [--format text|markdown|csv|json] [--paper]``: a table per run and a
-  comparison of runs; ``--paper`` prints a ready-to-paste paragraph per run instead.
+  comparison of runs, grouped into experiments; ``--paper`` prints a ready-to-paste paragraph per
+  experiment instead; ``--country/--region/--intensity/--pue`` re-cost the recorded energy;
+  ``--recursive`` looks below the directories given.
 - ``plot RUN_OR_DIR... -o out.png``: energy per epoch by component and cumulative CO2e.
 - ``devices [--json]``: the sensors found here, their method and current power, and why each
   absent source is absent.
@@ -34,16 +36,22 @@ SOME_UNREADABLE = 3
 def _report(args: argparse.Namespace) -> int:
     from tracker.report import paper
     from tracker.report import render as report
+    from tracker.report.experiments import Recost, group, recost
 
     skipped: list[tuple[Any, str]] = []
-    summaries = report.load_summaries(args.runs, skipped)
+    cost = Recost.build(args.country, args.region, args.intensity, args.pue)
+    summaries = recost(report.load_summaries(args.runs, skipped, recursive=args.recursive), cost)
     if not args.paper:
         sys.stdout.write(report.render(summaries, args.format))
     elif args.format == "json":
-        texts = [{"run": s.name, "path": s.path, "paper": paper.paragraph(s)} for s in summaries]
+        texts = []
+        for experiment in group(summaries):
+            text, refs = paper.experiment_paragraph(experiment)
+            texts.append({"experiment": experiment.name, "runs": [s.name for s in experiment.runs], "paper": text,
+                          "references": refs.items})  # fmt: skip
         sys.stdout.write(json.dumps({"paper": texts}, indent=2) + "\n")
     else:
-        sys.stdout.write("\n\n".join(paper.paragraph(s) for s in summaries) + "\n")
+        sys.stdout.write(paper.paper_text(summaries))
     return _skipped(args, skipped)
 
 
@@ -59,7 +67,7 @@ def _plot(args: argparse.Namespace) -> int:
     from tracker.report import render as report
 
     skipped: list[tuple[Any, str]] = []
-    summaries = report.load_summaries(args.runs, skipped)
+    summaries = report.load_summaries(args.runs, skipped, recursive=args.recursive)
     path = plot.plot_runs(summaries, args.output)
     print(f"wrote {path} ({len(summaries)} run{'s' if len(summaries) != 1 else ''})")
     return _skipped(args, skipped)
@@ -154,16 +162,23 @@ def _add_report(commands: Any) -> None:
     p = commands.add_parser(
         "report", help="tables of runs and a comparison", description="A table per run and a comparison of runs."
     )
-    p.add_argument("runs", nargs="+", metavar="RUN_OR_DIR", help="a run directory, or a directory of runs")
+    p.add_argument("runs", nargs="+", metavar="RUN_OR_DIR",
+                   help="a run directory, its epochs.csv, or a directory of runs")  # fmt: skip
+    p.add_argument("--format", choices=("text", "markdown", "csv", "json"), default="text",
+                   help="text (default), markdown, csv (the rows of every run) or json (everything)")  # fmt: skip
+    p.add_argument("--paper", action="store_true",
+                   help="print a ready-to-paste paragraph per experiment (text, markdown or json)")  # fmt: skip
     p.add_argument(
-        "--format",
-        choices=("text", "markdown", "csv", "json"),
-        default="text",
-        help="text (default), markdown, csv (the rows of every run) or json (everything)",
+        "--recursive",
+        action="store_true",
+        help="look for runs in every directory below (default: the directories given and their runs)",
     )
-    p.add_argument(
-        "--paper", action="store_true", help="print a ready-to-paste paragraph per run (text, markdown or json)"
-    )
+    recost = p.add_argument_group("re-costing", "CO2e with another grid or PUE, from the recorded energy "
+                                  "(nothing is measured again; the recorded CO2e is shown beside it)")  # fmt: skip
+    recost.add_argument("--country", help="ISO 3166 code of the grid, e.g. FRA")
+    recost.add_argument("--region", help="a region: US-CA, CN-BJ, SE3 (with or without --country)")
+    recost.add_argument("--intensity", type=float, metavar="G_PER_KWH", help="an explicit intensity, g CO2e/kWh")
+    recost.add_argument("--pue", type=float, help="power usage effectiveness, >= 1.0")
     p.set_defaults(handler=_report)
 
 

@@ -290,23 +290,32 @@ class Runs(list):
         self.skipped = list(skipped)
 
 
-def load_runs(path: str | os.PathLike[str]) -> Runs:
-    """Read a run directory, or every run directory under ``path`` (sorted by name); a job's shards as one run.
+def load_runs(path: str | os.PathLike[str], recursive: bool = True) -> Runs:
+    """Read a run directory (or its ``epochs.csv``), or the run directories in ``path`` (sorted by name).
+
+    A distributed job's shards are read as one run. ``recursive=False`` looks only at ``path``'s own
+    subdirectories, so a high-level directory (a home directory) is not crawled.
 
     A run that cannot be read (an unreadable file, a damaged header) does not hide the others:
     it is left out, named in the result's ``skipped`` with the reason, and warned about once.
 
     Raises:
-        ConfigurationError: no run directory was found there.
+        ConfigurationError: no run directory was found there (the message says how to look deeper).
     """
     root = Path(path)
+    if root.is_file() and root.name in (EPOCHS_CSV, RUN_JSON, DEVICES_CSV):
+        root = root.parent
     if is_run_dir(root):
         found = [root]
+    elif recursive:
+        found = sorted({_job_or_run(p.parent) for name in (EPOCHS_CSV, RUN_JSON) for p in root.rglob(name)})
     else:
-        found = sorted({_job_or_run(p.parent) for p in [*root.rglob(EPOCHS_CSV), *root.rglob(RUN_JSON)]})
+        found = sorted(p for p in _subdirs(root) if is_run_dir(p))
     if not found:
+        deeper = "" if recursive else "; to look in every directory below it, add --recursive (recursive=True)"
         raise ConfigurationError(
-            f"no runs in {str(path)!r}: give a run directory or a log_dir that contains runs (each has {EPOCHS_CSV})"
+            f"no runs in {str(path)!r}: give a run directory, its {EPOCHS_CSV}, or a log_dir whose "
+            f"subdirectories are runs (each has {EPOCHS_CSV}){deeper}"
         )
     runs = Runs()
     for run_dir in found:
@@ -317,6 +326,13 @@ def load_runs(path: str | os.PathLike[str]) -> Runs:
             logger.warning("energy-tracker: cannot read the run %s (%s); skipped", run_dir, reason)
             runs.skipped.append((run_dir, reason))
     return runs
+
+
+def _subdirs(root: Path) -> list[Path]:
+    try:
+        return [p for p in root.iterdir() if p.is_dir()]
+    except OSError:
+        return []
 
 
 def _job_or_run(run_dir: Path) -> Path:

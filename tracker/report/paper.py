@@ -1,143 +1,187 @@
-"""A ready-to-paste paragraph stating a run's energy and emissions, with its methods and sources.
+"""A paragraph per experiment that a reviewer would accept, with its references listed after it.
 
-Honest by construction: a component obtained from a model or a TDP is called an estimate, a
-component read from a hardware counter is called measured, and the paragraph says which is which.
+Honest by construction: a component read from a hardware counter is called measured, one from a
+model or a TDP is called estimated, and the paragraph says which is which, in plain words. Sources
+are cited by name and year with numbered references after the paragraph (no file names, no URLs);
+numbers follow :mod:`tracker.units`. At most one everyday equivalent is given, and only when it
+is meaningful at the run's scale (between half a unit and ten thousand).
 
 Example (one GPU with an NVML counter, CPU and RAM estimated)::
 
-    Training took 2.5 h on 1 × NVIDIA A100-SXM4-40GB GPU and an Intel Xeon Gold 6248 CPU, consuming
-    1.23 kWh (range 1.10–1.38 kWh; GPU measured with NVML energy counters, CPU estimated from CPU
-    utilisation and a TDP of 150 W (...), RAM estimated with a RAM power model (0.375 W/GiB)), which
-    at a grid carbon intensity of 381 g CO2e/kWh (...) and a PUE of 1 amounts to 0.469 kg CO2e
-    (0.419–0.526 kg), the equivalent of 4.36 km driven by a new car (...). Measured with
-    training-energy-tracker 0.1.0.
+    Training (3 runs) took 2.50 h in all on 1 × NVIDIA A100-SXM4-40GB GPU and an Intel Xeon Gold
+    6248 CPU and used 1.23 kWh of electricity (range 1.10–1.38 kWh). GPU energy was measured with
+    the GPU's built-in energy counter (NVIDIA NVML); CPU energy was estimated from CPU utilisation
+    and a thermal design power of 150 W; ... At a grid carbon intensity of 381 g CO2e/kWh for
+    Germany, from Our World in Data / Ember (2023) [1], and a PUE of 1.2, this amounts to 563 g
+    CO2e (range 503–631 g), about as much as driving a car for 5.24 km [2]. ...
+
+    [1] Our World in Data / Ember (2023). ...
 """
 
 from __future__ import annotations
 
-import math
+import re
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from tracker import units
 from tracker.logs.schema import COMPLETE
+from tracker.report.experiments import Experiment, group
 from tracker.report.render import RunSummary
 from tracker.sensors import methods as registry
 from tracker.sensors.methods import ABSENT
 
-HOW_CHOSEN = {
-    "explicit": "a figure given by the user",
-    "hourly_csv": "an hourly series given by the user, applied hour by hour",
-    "cloud_region": "the figure of the cloud region{place}",
-    "argument": "the annual figure of the country given by the user{place}",
-    "environment": "the annual figure of the country set in ENERGY_TRACKER_COUNTRY{place}",
-    "timezone": "the annual figure of the country guessed from the system time zone{place}",
-    "world_average": "the world average, as no country was known",
-}
+NAMES = {"DEU": "Germany", "FRA": "France", "USA": "the United States", "GBR": "the United Kingdom"}
 
 
-def fig(value: float | None, digits: int = 3) -> str:
-    """``value`` to ``digits`` significant figures, in fixed notation (``0.000123``, ``1230``)."""
-    if value is None or not math.isfinite(value):
-        return "unknown"
-    if value == 0:
-        return "0"
-    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
-    return f"{value:.{decimals}f}"
+@dataclass
+class References:
+    """Numbered references, each cited once however often it is used."""
+
+    items: list[str] = field(default_factory=list)
+
+    def cite(self, reference: str) -> str:
+        """``[n]`` for ``reference``, numbering it on first use."""
+        if reference not in self.items:
+            self.items.append(reference)
+        return f"[{self.items.index(reference) + 1}]"
+
+    def __str__(self) -> str:
+        return "\n".join(f"[{i}] {text}" for i, text in enumerate(self.items, 1))
 
 
-def duration_text(seconds: float) -> str:
-    """A duration in h, min or s, whichever reads best."""
-    if seconds >= 3600:
-        return f"{fig(seconds / 3600)} h"
-    if seconds >= 60:
-        return f"{fig(seconds / 60)} min"
-    return f"{fig(seconds)} s"
-
-
-def hardware_text(s: RunSummary) -> str:
+def hardware_text(runs: Sequence[RunSummary]) -> str:
     """``2 × NVIDIA A100 GPUs and an AMD EPYC 7763 CPU``, from ``devices.csv`` (else ``run.json``)."""
-    gpus = Counter(device or "unnamed" for kind, device in s.devices if kind == "gpu")
-    cpus = list(dict.fromkeys(device for kind, device in s.devices if kind == "cpu" and device))
+    devices = list(dict.fromkeys(d for s in runs for d in s.devices))
+    gpus = Counter(device or "unnamed" for kind, device in devices if kind == "gpu")
+    cpus = list(dict.fromkeys(device for kind, device in devices if kind == "cpu" and device))
     parts = [f"{n} × {model} GPU{'s' if n > 1 else ''}" for model, n in gpus.items()]
     if cpus:
         parts.append(f"{'an' if cpus[0][:1].lower() in 'aeiou' else 'a'} {' / '.join(cpus)} CPU")
     if not parts:
         return "unrecorded hardware"
-    return " and ".join(parts) if gpus else f"a CPU-only machine ({parts[0]})"
+    return " and ".join(parts) if gpus else f"a CPU-only machine with {parts[0]}"
 
 
-def _sensor_info(s: RunSummary, kind: str) -> dict[str, Any]:
-    return next((dict(x.get("info") or {}) for x in s.sensors if x.get("kind") == kind), {})
+def _sensor_info(runs: Sequence[RunSummary], kind: str) -> dict[str, Any]:
+    return next((dict(x.get("info") or {}) for s in runs for x in s.sensors if x.get("kind") == kind), {})
 
 
-def method_text(s: RunSummary, kind: str, method: str) -> str:
-    """How one component's figure was obtained, in words, with the TDP or model used."""
-    if registry.is_measured(method):
-        return registry.phrase(method)
-    info = _sensor_info(s, kind)
-    tdp = f"{fig(info['tdp_w'])} W" if isinstance(info.get("tdp_w"), (int, float)) else "unrecorded W"
-    if info.get("tdp_source"):
-        tdp += f" ({info['tdp_source']})"
-    values = {"tdp": tdp, "w_per_gib": info.get("w_per_gib", 0.375), "power_w": fig(info.get("power_w"))}
+def method_text(runs: Sequence[RunSummary], kind: str, method: str) -> str:
+    """How one component's figure was obtained: the methods registry's plain words, with the TDP or model used."""
+    info = _sensor_info(runs, kind)
+    tdp = units.power(info["tdp_w"]) if isinstance(info.get("tdp_w"), (int, float)) else "an unrecorded value"
+    power = units.power(info["power_w"]) if isinstance(info.get("power_w"), (int, float)) else "unrecorded power"
+    values = {"tdp": tdp, "w_per_gib": info.get("w_per_gib", 0.375), "power_w": power}
     return registry.phrase(method).format(**values)
 
 
-def components_text(s: RunSummary) -> tuple[str, bool]:
-    """``GPU measured with ..., CPU estimated from ...``, and whether every component is estimated."""
+def components_text(runs: Sequence[RunSummary]) -> tuple[str, bool]:
+    """``GPU energy was measured ...; CPU energy was estimated ...``, and whether every part is estimated."""
     phrases, any_measured = [], False
-    for kind, methods in s.methods.items():
-        if methods == ABSENT:
+    for kind in ("gpu", "cpu", "ram"):
+        names = list(dict.fromkeys(m for s in runs for m in s.methods[kind].split("+") if m != ABSENT))
+        if not names:
             continue
-        names = methods.split("+")
         any_measured = any_measured or any(registry.is_measured(m) for m in names)
-        phrases.append(f"{kind.upper()} " + " and ".join(method_text(s, kind, m) for m in names))
-    return ", ".join(phrases) or "no component recorded", not any_measured
+        phrases.append(f"{kind.upper()} energy was " + " or ".join(method_text(runs, kind, m) for m in names))
+    text = "; ".join(phrases) + "." if phrases else "No component was recorded."
+    return text[0].upper() + text[1:], not any_measured
 
 
-def intensity_text(s: RunSummary) -> str:
-    """``381 g CO2e/kWh (<source>; <how it was chosen>)``."""
-    grid = s.intensity
-    place = ", ".join(str(p) for p in (grid.get("country"), grid.get("region")) if p)
-    how = HOW_CHOSEN.get(str(grid["method"]), f"method {grid['method']}").format(place=f" ({place})" if place else "")
-    source = str(grid["source"])
-    why = source if grid["method"] == "explicit" else f"{source}; {how}"
-    return f"{fig(grid['g_per_kwh'])} g CO2e/kWh ({why})"
+def cited_source(source: str) -> tuple[str, str] | None:
+    """``("Our World in Data / Ember", "2023")`` from a recorded source; None for a user's own figure."""
+    match = re.search(r"\(([^()]*)\)[^()]*?(\d{4})\s*$", source)
+    if not match:
+        return None
+    name = match.group(1).split(",")[0].strip()
+    return name, match.group(2)
 
 
-def car_text(co2_kg: float, energy_kwh: float) -> str:
-    """``12.3 km driven by a new car (EU fleet average; 107.5 gCO2/km, <source>)``."""
+def intensity_text(grids: Sequence[dict[str, Any]], refs: References) -> str:
+    """``381 g CO2e/kWh for Germany, from Our World in Data / Ember (2023) [1]`` (several runs: each figure)."""
+    grid = grids[0]
+    values = sorted({float(g["g_per_kwh"]) for g in grids if isinstance(g.get("g_per_kwh"), (int, float))})
+    figure = " and ".join(units.number(v) for v in values) + " g CO2e/kWh" if values else "an unrecorded intensity"
+    country, region = grid.get("country"), grid.get("region")
+    where = f" for {'region ' + region if region else NAMES.get(str(country), country)}" if country or region else ""
+    if grid.get("method") == "world_average":
+        where = " (the world average, as the location was not known)"
+    cited = cited_source(str(grid.get("source") or ""))
+    if grid.get("method") in ("explicit", "hourly_csv") or cited is None:
+        return f"{figure}{where}, a figure given by the authors"
+    name, year = cited
+    ref = refs.cite(f"{name} ({year}). Carbon intensity of electricity generation, as distributed with CodeCarbon.")
+    return f"{figure}{where}, from {name} ({year}) {ref}"
+
+
+def equivalent_text(co2_kg: float, energy_kwh: float, refs: References) -> str:
+    """``, about as much as driving a car for 5.24 km [2]``, or nothing when no everyday unit fits the scale."""
     from tracker.carbon.intensity import equivalents
 
-    car = next(e for e in equivalents(co2_kg, energy_kwh) if e.unit == "km")
-    name = car.name.replace("driving", "driven by")
-    basis = f"{car.factor:g} {car.factor_unit}, {car.source}"
-    return (
-        f"{fig(car.amount)} km {name[:-1]}; {basis})"
-        if name.endswith(")")
-        else f"{fig(car.amount)} km {name} ({basis})"
+    for e in equivalents(co2_kg, energy_kwh):
+        if 0.5 <= e.amount <= 10_000:
+            what = {"charges": f"{units.significant(e.amount)} smartphone charges",
+                    "km": f"driving a car for {units.significant(e.amount)} km",
+                    "passenger-km": f"flying {units.significant(e.amount)} km in economy class"}[e.unit]  # fmt: skip
+            return f", about as much as {what} {refs.cite(e.source + '.')}"
+    return ""
+
+
+def _pue(runs: Sequence[RunSummary]) -> str:
+    chosen = [s.recosted["pue"] if s.recosted and s.recosted.get("pue") is not None else s.pue for s in runs]
+    values = sorted({float(p) for p in chosen if isinstance(p, (int, float))})
+    return " to ".join(units.number(v) for v in values) if values else "an unrecorded value"
+
+
+def _grids(runs: Sequence[RunSummary]) -> list[dict[str, Any]]:
+    return [s.recosted if s.recosted and s.recosted.get("g_per_kwh") is not None else s.intensity for s in runs]
+
+
+def experiment_paragraph(experiment: Experiment) -> tuple[str, References]:
+    """The paragraph for one experiment and its references."""
+    from tracker._version import __version__
+
+    runs, t, refs = experiment.runs, experiment.totals, References()
+    if not any(s.rows for s in runs):
+        return f"{experiment.name} logged no rows (no epoch or phase finished): there is no energy to report.", refs
+    components, all_estimated = components_text(runs)
+    co2 = experiment.recosted or t
+    count = f" ({len(runs)} runs)" if len(runs) > 1 else ""
+    text = (
+        f"Training{count} took {units.duration(t['duration_s'])}{' in all' if count else ''} on {hardware_text(runs)} "
+        f"and used {'an estimated ' if all_estimated else ''}{units.energy(t['energy_kwh'])} of electricity "
+        f"(range {units.energy_band(t['energy_kwh_low'], t['energy_kwh_high'])}). {components} At a grid carbon "
+        f"intensity of {intensity_text(_grids(runs), refs)}, and a PUE of {_pue(runs)}, this amounts to "
+        f"{units.co2(co2['co2_kg'])} CO2e (range {units.co2_band(co2['co2_kg_low'], co2['co2_kg_high'])})"
+        f"{equivalent_text(co2['co2_kg'], t['energy_kwh'], refs)}. Energy was recorded per epoch with "
+        f"training-energy-tracker {runs[0].version or __version__}."
     )
+    unfinished = [s for s in runs if s.status != COMPLETE]
+    if unfinished:
+        text += f" {_unfinished(unfinished)}"
+    return text, refs
 
 
-def _pue(pue: Any) -> str:
-    return f"{pue:g}" if isinstance(pue, (int, float)) else "unrecorded"
+def _unfinished(runs: Sequence[RunSummary]) -> str:
+    if len(runs) == 1:
+        s = runs[0]
+        return f"The run {s.name} did not finish ({s.status}); the figures cover the {len(s.rows)} rows it logged."
+    return f"{len(runs)} runs did not finish; the figures cover the rows they logged."
+
+
+def paper_text(summaries: Sequence[RunSummary]) -> str:
+    """Every experiment's paragraph, each followed by its references."""
+    blocks = []
+    for experiment in group(summaries):
+        text, refs = experiment_paragraph(experiment)
+        blocks.append(text + (f"\n\nReferences\n{refs}" if refs.items else ""))
+    return "\n\n".join(blocks) + "\n"
 
 
 def paragraph(s: RunSummary) -> str:
-    """The ready-to-paste paragraph for one run."""
-    from tracker._version import __version__
-
-    if not s.rows:
-        return f"Run {s.name} logged no rows (no epoch or phase finished), so there is no energy to report."
-    t = s.totals
-    components, all_estimated = components_text(s)
-    text = (
-        f"Training took {duration_text(t['duration_s'])} on {hardware_text(s)}, consuming "
-        f"{'an estimated ' if all_estimated else ''}{fig(t['energy_kwh'])} kWh (range {fig(t['energy_kwh_low'])}–"
-        f"{fig(t['energy_kwh_high'])} kWh; {components}), which at a grid carbon intensity of {intensity_text(s)} "
-        f"and a PUE of {_pue(s.pue)} amounts to {fig(t['co2_kg'])} kg CO2e "
-        f"({fig(t['co2_kg_low'])}–{fig(t['co2_kg_high'])} kg), the equivalent of "
-        f"{car_text(t['co2_kg'], t['energy_kwh'])}. Measured with training-energy-tracker {s.version or __version__}."
-    )
-    if s.status != COMPLETE:
-        text += f" The run did not finish (status {s.status}); the figures cover the {len(s.rows)} rows it logged."
-    return text
+    """The paragraph for one run alone (its references after it)."""
+    text, refs = experiment_paragraph(group([s])[0])
+    return text + (f"\n\nReferences\n{refs}" if refs.items else "")

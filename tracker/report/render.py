@@ -25,6 +25,7 @@ from tracker.errors import ConfigurationError
 from tracker.logs.reader import Run, load_runs, merge_jobs
 from tracker.logs.schema import EPOCH_COLUMNS
 from tracker.logs.totals import SUMMED, Totals
+from tracker.report.experiments import experiment_of
 from tracker.sensors.methods import ABSENT, joined
 
 FORMATS = ("text", "markdown", "csv", "json")
@@ -74,6 +75,8 @@ class RunSummary:
             device in ``devices.csv`` (all hosts and ranks), once each.
         version: the training-energy-tracker version that wrote the run.
         rows: the rows of ``epochs.csv``.
+        experiment: the experiment it belongs to (:func:`~tracker.report.experiments.experiment_of`).
+        recosted: the CO2e with another grid or PUE (:mod:`tracker.report.experiments`), when asked.
     """
 
     name: str
@@ -90,6 +93,8 @@ class RunSummary:
     devices: list[tuple[str, str]] = field(default_factory=list)
     version: str = ""
     rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    experiment: str = ""
+    recosted: dict[str, Any] | None = None
 
     @property
     def kwh_per_epoch(self) -> float | None:
@@ -130,6 +135,7 @@ def summarize(run: Run) -> RunSummary:
         devices=_devices(run),
         version=str((info.get("versions") or {}).get("training-energy-tracker", "")),
         rows=rows,
+        experiment=experiment_of(str(run.path), info),
     )
 
 
@@ -144,8 +150,8 @@ def _intensity(rows: list[dict], grid: dict, totals: dict[str, float], pue: Any)
         else grid.get("g_per_kwh", first.get("carbon_intensity_g_per_kwh")),
         "method": grid.get("method") or first.get("intensity_method") or "unknown",
         "source": grid.get("source") or first.get("intensity_source") or "unknown",
-        "country": grid.get("country"),
-        "region": grid.get("region"),
+        "country": grid.get("country") or first.get("country") or None,
+        "region": grid.get("region") or first.get("region") or None,
     }
 
 
@@ -180,12 +186,16 @@ def _device_name(sensor: dict[str, Any]) -> str:
     return str(info.get("name") or info.get("model") or "")
 
 
-def load_summaries(paths: Iterable[str], skipped: list[tuple[Path, str]] | None = None) -> list[RunSummary]:
-    """Every readable run under each path (a run directory or a directory of runs), each once, in the order given.
+def load_summaries(
+    paths: Iterable[str], skipped: list[tuple[Path, str]] | None = None, recursive: bool = True
+) -> list[RunSummary]:
+    """Every readable run under each path (a run directory, its ``epochs.csv``, or a directory of runs), each once.
 
     Args:
-        paths: run directories or directories of runs.
+        paths: run directories (or their ``epochs.csv``) or directories of runs.
         skipped: if given, receives ``(path, reason)`` for each run that could not be read or summarised.
+        recursive: look in every directory below each path; ``False`` reads only the runs directly in
+            each directory given (``report``'s default).
 
     Runs of separate processes that share a job id are one job (:func:`~tracker.logs.reader.merge_jobs`).
 
@@ -196,7 +206,7 @@ def load_summaries(paths: Iterable[str], skipped: list[tuple[Path, str]] | None 
     for path in paths:
         if not Path(path).exists():
             raise ConfigurationError(f"{str(path)!r} does not exist: give a run directory or a log_dir that holds runs")
-        found = load_runs(path)
+        found = load_runs(path, recursive=recursive)
         if skipped is not None:
             skipped.extend(found.skipped)
         for run in found:
@@ -247,39 +257,21 @@ def methods_text(methods: dict[str, str]) -> str:
 # ---- rendering ----------------------------------------------------------------------------------------------------
 
 
-def num(value: Any, digits: int = 4) -> str:
-    """A number to ``digits`` significant figures (``""`` for missing; text passes through)."""
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def band(low: Any, high: Any) -> str:
-    """``low–high`` with three significant figures."""
-    return f"{num(low, 3)}–{num(high, 3)}"
-
-
 def render(summaries: Sequence[RunSummary], fmt: str = "text") -> str:
     """The report of ``summaries`` in ``fmt`` (one of :data:`FORMATS`)."""
+    from tracker.report import text
+
     if fmt == "json":
         return to_json(summaries)
     if fmt == "csv":
         return to_csv(summaries)
-    markdown = fmt == "markdown"
-    parts = [_run_block(s, markdown) for s in summaries]
-    if len(summaries) > 1:
-        title = "Comparison (ratios to the first run)"
-        parts.append(
-            (f"## {title}\n\n" if markdown else f"{title}\n") + _table(*_comparison_table(summaries), markdown)
-        )
-    return "\n\n".join(parts) + "\n"
+    return text.render_text(summaries, markdown=fmt == "markdown")
 
 
 def to_json(summaries: Sequence[RunSummary]) -> str:
-    """Every run and the comparison as a JSON document."""
+    """Every run, the experiments' totals and the comparison as a JSON document (fixed units: s, kWh, kg)."""
     from tracker.carbon.intensity import equivalents
+    from tracker.report.experiments import group
 
     runs = []
     for s in summaries:
@@ -287,7 +279,13 @@ def to_json(summaries: Sequence[RunSummary]) -> str:
         record["kwh_per_epoch"] = s.kwh_per_epoch
         record["equivalents"] = [asdict(e) for e in equivalents(s.totals["co2_kg"], s.totals["energy_kwh"])]
         runs.append(record)
-    return json.dumps({"runs": runs, "comparison": comparison(summaries)}, indent=2, default=str) + "\n"
+    experiments = [
+        {"experiment": e.name, "runs": [r.name for r in e.runs], "epochs": e.epochs, "totals": e.totals,
+         "recosted": e.recosted}
+        for e in group(summaries)
+    ]  # fmt: skip
+    document = {"runs": runs, "experiments": experiments, "comparison": comparison(summaries)}
+    return json.dumps(document, indent=2, default=str) + "\n"
 
 
 def to_csv(summaries: Sequence[RunSummary]) -> str:
@@ -304,81 +302,3 @@ def to_csv(summaries: Sequence[RunSummary]) -> str:
 
 def _exact(value: Any) -> str:
     return "" if value is None else repr(value) if isinstance(value, float) else str(value)
-
-
-def _run_block(s: RunSummary, markdown: bool) -> str:
-    t = s.totals
-    facts = [
-        ("status", s.status),
-        ("epochs", f"{s.epochs} finished, {len(s.rows)} rows"),
-        ("time", f"{num(t['duration_s'])} s ({num(t['duration_s'] / 3600, 3)} h)"),
-        ("energy", f"{num(t['energy_kwh'])} kWh ({band(t['energy_kwh_low'], t['energy_kwh_high'])})"),
-        *((kind, f"{num(t[f'{kind}_kwh'])} kWh [{s.methods[kind]}]") for kind in COMPONENTS),
-        ("CO2e", f"{num(t['co2_kg'])} kg ({band(t['co2_kg_low'], t['co2_kg_high'])})"),
-        ("intensity", f"{num(s.intensity['g_per_kwh'])} g/kWh [{s.intensity['method']}: {s.intensity['source']}]"),
-        ("PUE", num(s.pue)),
-    ]
-    if s.forecast:
-        f = s.forecast
-        facts.append(
-            (
-                "forecast",
-                f"{num(f['forecast_total_kwh'])} kWh, {num(f['forecast_total_co2_kg'])} kg CO2e "
-                f"({band(f['forecast_total_co2_kg_low'], f['forecast_total_co2_kg_high'])}), "
-                f"{num(f['forecast_total_s'])} s",
-            )
-        )
-    if s.metrics:
-        facts.append(("metrics", ", ".join(f"{k} {num(v)}" for k, v in s.metrics.items())))
-    head = f"## Run {s.name}\n\n`{s.path}`\n\n" if markdown else f"Run {s.name}  ({s.path})\n"
-    facts_text = _table(["", ""], [list(f) for f in facts], markdown, header=markdown)
-    return head + facts_text + ("\n\n" if markdown else "\n\n") + _table(*_rows_table(s), markdown)
-
-
-def _rows_table(s: RunSummary) -> tuple[list[str], list[list[str]]]:
-    metrics = s.metric_names
-    headers = [*ROW_TABLE, "co2_kg_band", *metrics]
-    body = [
-        [num(r.get(c)) for c in ROW_TABLE]
-        + [band(r.get("co2_kg_low"), r.get("co2_kg_high"))]
-        + [num(r.get(m)) for m in metrics]
-        for r in s.rows
-    ]
-    t = s.totals
-    total = ["total", "", "", *(num(t[c]) for c in ROW_TABLE[3:]), band(t["co2_kg_low"], t["co2_kg_high"])]
-    return headers, [*body, total + [""] * len(metrics)]
-
-
-def _comparison_table(summaries: Sequence[RunSummary]) -> tuple[list[str], list[list[str]]]:
-    headers = [
-        "run",
-        "epochs",
-        "duration_s",
-        "energy_kwh",
-        "kwh_per_epoch",
-        "co2_kg",
-        "co2_kg_band",
-        "methods",
-        *(f"{name}_ratio" for name in RATIOS),
-    ]
-    body = [
-        [
-            line["run"],
-            num(line["epochs"]),
-            *(num(line[c]) for c in ("duration_s", "energy_kwh", "kwh_per_epoch", "co2_kg")),
-            band(line["co2_kg_low"], line["co2_kg_high"]),
-            line["methods"],
-            *(num(line[f"{name}_ratio"], 3) for name in RATIOS),
-        ]
-        for line in comparison(summaries)
-    ]
-    return headers, body
-
-
-def _table(headers: list[str], body: list[list[str]], markdown: bool, header: bool = True) -> str:
-    if markdown:
-        lines = [headers, ["---"] * len(headers), *body]
-        return "\n".join("| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |" for line in lines)
-    lines = [headers, *body] if header else body
-    widths = [max(len(line[i]) for line in lines) for i in range(len(headers))]
-    return "\n".join("  " + "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)

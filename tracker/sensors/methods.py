@@ -63,42 +63,59 @@ class Method:
 METHODS = {
     m.name: m
     for m in (
-        Method(ENERGY_COUNTER, GPU, True, (0.95, 1.05), "measured with NVML energy counters"),
+        Method(
+            ENERGY_COUNTER, GPU, True, (0.95, 1.05), "measured with the GPU's built-in energy counter (NVIDIA NVML)"
+        ),
         Method(
             POWER_POLLING,
             GPU,
             True,
             (0.95, 1.05),
-            "measured by sampling NVML power readings (integrated over time)",
+            "measured by sampling the GPU's power draw through NVIDIA NVML and integrating it over time",
         ),
         Method(
             POWER_SAMPLES,
             GPU,
             True,
             (0.95, 1.05),
-            "measured from the driver's NVML power sample buffer (integrated at the driver's sampling rate)",
+            "measured from the power samples the NVIDIA driver records, integrated over time",
         ),
         Method(
             POWER_INSTANT,
             GPU,
             True,
             (0.95, 1.05),
-            "measured by sampling NVML instantaneous power (integrated over time)",
+            "measured by sampling the GPU's instantaneous power through NVIDIA NVML and integrating it over time",
         ),
         Method(
             POWER_AVERAGE,
             GPU,
             True,
             (0.95, 1.05),
-            "measured from NVML 1 s trailing-mean power (integrated with the mean's lag undone)",
+            "measured from the GPU's one-second average power through NVIDIA NVML, integrated over time",
         ),
-        Method(RAPL, CPU, True, (0.90, 1.10), "measured with RAPL energy counters"),
-        Method(RAPL_DRAM, RAM, True, (0.90, 1.10), "measured with RAPL DRAM energy counters"),
-        Method(TDP_ESTIMATE, CPU, False, (0.60, 1.40), "estimated from CPU utilisation and a TDP of {tdp}"),
-        Method(TDP_USER, CPU, False, (0.60, 1.40), "estimated from CPU utilisation and a TDP of {tdp}"),
-        Method(TDP_DEFAULT, CPU, False, DEFAULT_BAND, "estimated from CPU utilisation and a default TDP of {tdp}"),
-        Method(RAM_MODEL, RAM, False, DEFAULT_BAND, "estimated with a RAM power model ({w_per_gib} W/GiB of memory)"),
-        Method(RAM_USER, RAM, False, DEFAULT_BAND, "estimated from a RAM power given by the user ({power_w} W)"),
+        Method(RAPL, CPU, True, (0.90, 1.10), "measured with the processor's RAPL energy counters"),
+        Method(RAPL_DRAM, RAM, True, (0.90, 1.10), "measured with the memory's RAPL energy counters"),
+        Method(
+            TDP_ESTIMATE, CPU, False, (0.60, 1.40), "estimated from CPU utilisation and a thermal design power of {tdp}"
+        ),
+        Method(
+            TDP_USER,
+            CPU,
+            False,
+            (0.60, 1.40),
+            "estimated from CPU utilisation and a thermal design power of {tdp} given by the authors",
+        ),
+        Method(
+            TDP_DEFAULT,
+            CPU,
+            False,
+            DEFAULT_BAND,
+            "estimated from CPU utilisation and an assumed thermal design power of {tdp}, the processor model "
+            "not being in the TDP table",
+        ),
+        Method(RAM_MODEL, RAM, False, DEFAULT_BAND, "estimated at {w_per_gib} W per GiB of memory"),
+        Method(RAM_USER, RAM, False, DEFAULT_BAND, "estimated as a constant {power_w} given by the authors"),
     )
 }
 
@@ -118,7 +135,7 @@ def is_measured(name: str) -> bool:
 def phrase(name: str) -> str:
     """The paper's words for a method, with its ``{tdp}``-style placeholders unfilled."""
     method = METHODS.get(name)
-    return method.phrase if method else f"obtained by method {name!r} (an estimate)"
+    return method.phrase if method else f"estimated by the method {name!r}"
 
 
 def joined(methods: list[str]) -> str:

@@ -1,0 +1,127 @@
+"""Runs grouped into experiments and totalled, and finished runs re-costed with another grid or PUE.
+
+An experiment is the name given at start (``run.json``'s ``experiment``, like codecarbon's
+``project_name``), else the directory that holds the runs. Re-costing multiplies each row's recorded
+IT energy (and its band) by the new PUE and intensity: nothing is measured again, and the recorded
+CO2e stays beside the re-costed one.
+
+Example:
+    >>> cost = Recost.build(g_per_kwh=100.0, pue=1.5)
+    >>> round(cost.co2_kg(2.0, 400.0, 1.0), 6)
+    0.3
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tracker.carbon.intensity import co2_kg, resolve_intensity, validate_pue
+
+TOTALLED = ("duration_s", "gpu_kwh", "cpu_kwh", "ram_kwh", "energy_kwh", "energy_kwh_low", "energy_kwh_high",
+            "co2_kg", "co2_kg_low", "co2_kg_high")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Recost:
+    """A new grid and/or PUE for finished runs; ``None`` keeps what each run recorded.
+
+    Attributes:
+        g_per_kwh: the new intensity, g CO2e/kWh; method, source, country, region: where it came from.
+        pue: the new PUE.
+    """
+
+    g_per_kwh: float | None = None
+    method: str = ""
+    source: str = ""
+    country: str | None = None
+    region: str | None = None
+    pue: float | None = None
+
+    @classmethod
+    def build(
+        cls,
+        country: str | None = None,
+        region: str | None = None,
+        g_per_kwh: float | None = None,
+        pue: float | None = None,
+    ) -> Recost | None:
+        """Resolve the options of ``report --country/--region/--intensity/--pue`` (None: nothing to re-cost).
+
+        Raises:
+            ConfigurationError: an invalid country, region, intensity or PUE (the tracker's messages).
+        """
+        if country is None and region is None and g_per_kwh is None and pue is None:
+            return None
+        new_pue = None if pue is None else validate_pue(pue)
+        if country is None and region is None and g_per_kwh is None:
+            return cls(pue=new_pue)
+        # An empty environment: a re-cost names its grid, it never falls back to the time zone.
+        grid = resolve_intensity(country=country, region=region, g_per_kwh=g_per_kwh, environ={})
+        return cls(grid.g_per_kwh, grid.method, grid.source, grid.country, grid.region, new_pue)
+
+    def co2_kg(self, energy_kwh: float, recorded_g_per_kwh: float, recorded_pue: float) -> float:
+        """CO2e in kg of ``energy_kwh`` of IT energy, with this grid and PUE where given, else the recorded ones."""
+        g = self.g_per_kwh if self.g_per_kwh is not None else recorded_g_per_kwh
+        return co2_kg(energy_kwh, self.pue if self.pue is not None else recorded_pue, g)
+
+    def apply(self, rows: Sequence[dict[str, Any]], pue: Any) -> dict[str, Any]:
+        """The re-costed CO2e of ``rows`` (kg, with band), the intensity and PUE used."""
+        sums = dict.fromkeys(("co2_kg", "co2_kg_low", "co2_kg_high"), 0.0)
+        for row in rows:
+            g, p = float(row.get("carbon_intensity_g_per_kwh") or 0.0), float(row.get("pue") or pue or 1.0)
+            for name, energy in (("co2_kg", "energy_kwh"), ("co2_kg_low", "energy_kwh_low"),
+                                 ("co2_kg_high", "energy_kwh_high")):  # fmt: skip
+                sums[name] += self.co2_kg(float(row.get(energy) or 0.0), g, p)
+        return {
+            **sums, "g_per_kwh": self.g_per_kwh, "method": self.method, "source": self.source,
+            "country": self.country, "region": self.region, "pue": self.pue,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Runs that belong together, and their totals (s, kWh, kg CO2e; re-costed CO2e too, when asked)."""
+
+    name: str
+    runs: list[Any]
+    totals: dict[str, float] = field(default_factory=dict)
+    recosted: dict[str, float] | None = None
+
+    @property
+    def epochs(self) -> int:
+        """Training epochs finished over every run."""
+        return sum(run.epochs for run in self.runs)
+
+
+def experiment_of(path: str, info: dict[str, Any]) -> str:
+    """The experiment a run belongs to: the name given at start, else its directory's parent's name."""
+    given = info.get("experiment")
+    return str(given) if given else Path(path).parent.name or str(Path(path).parent)
+
+
+def group(summaries: Sequence[Any]) -> list[Experiment]:
+    """``summaries`` grouped by :attr:`experiment`, in first-seen order, each with its totals."""
+    named: dict[str, list[Any]] = {}
+    for summary in summaries:
+        named.setdefault(summary.experiment, []).append(summary)
+    return [_experiment(name, runs) for name, runs in named.items()]
+
+
+def _experiment(name: str, runs: list[Any]) -> Experiment:
+    totals = {key: math.fsum(run.totals[key] for run in runs) for key in TOTALLED}
+    recosted = None
+    if all(run.recosted for run in runs):
+        recosted = {k: math.fsum(run.recosted[k] for run in runs) for k in ("co2_kg", "co2_kg_low", "co2_kg_high")}
+    return Experiment(name, runs, totals, recosted)
+
+
+def recost(summaries: Sequence[Any], cost: Recost | None) -> list[Any]:
+    """``summaries`` with ``recosted`` filled in by ``cost`` (unchanged when ``cost`` is None)."""
+    if cost is None:
+        return list(summaries)
+    return [dataclasses.replace(s, recosted=cost.apply(s.rows, s.pue)) for s in summaries]
