@@ -184,15 +184,17 @@ def _add_report(commands: Any) -> None:
 
 def _add_plot(commands: Any) -> None:
     p = commands.add_parser(
-        "plot",
-        help="plot energy per epoch and cumulative CO2e",
-        description="Energy per epoch by component (stacked bars) and cumulative CO2e with its band. "
-        "Needs matplotlib: pip install 'training-energy-tracker[plot]'.",
-    )
+        "plot", help="a paper figure: energy per epoch and cumulative CO2e",
+        description="A single-column figure: energy per epoch by component (stacked bars, one panel per run, "
+        "one scale) and every run's cumulative CO2e with its band. Needs matplotlib: "
+        "pip install 'training-energy-tracker[plot]'.",
+    )  # fmt: skip
+    p.add_argument("--recursive", action="store_true", help="look for runs in every directory below")
     p.add_argument("runs", nargs="+", metavar="RUN_OR_DIR", help="a run directory, or a directory of runs")
     p.add_argument(
-        "-o", "--output", default="energy.png", help="image file to write (.png, .pdf, .svg; default energy.png)"
-    )
+        "-o", "--output", default="energy.png",
+        help="image file to write (.png at 300 dpi, .pdf, .svg; default energy.png)",
+    )  # fmt: skip
     p.set_defaults(handler=_plot)
 
 

@@ -1,27 +1,37 @@
-"""Plots of runs read back: energy per epoch by component and cumulative CO2 with its band.
+"""A figure for a paper, single-column wide: energy per epoch by component, and cumulative CO2e with its band.
 
-Needs matplotlib (the ``plot`` extra), imported only when a plot is drawn, with the ``Agg``
-backend so that it works on machines without a display. Up to :data:`MAX_PANELS` runs get a
-row of panels each (stacked bars of GPU, CPU and RAM energy per training epoch; cumulative CO2e
-over the run's measured time, shaded between its low and high bounds); more runs share one
-row (total energy per epoch and cumulative CO2e, one line per run).
+Needs matplotlib (the ``plot`` extra), imported only when a figure is drawn, on the ``Agg`` backend.
+
+- One panel per run (up to :data:`MAX_ENERGY_PANELS`, all on the same y scale): the energy of
+  each epoch as stacked bars of GPU, CPU and RAM. "The energy of an epoch" is the sum of the
+  ``epochs.csv`` rows carrying its number (training and the validation inside it), as the
+  Lightning callback logs it; energy outside every epoch (setup, between epochs) is not in the
+  bars, it is in the cumulative CO2e. More runs share one panel: each run's total per epoch.
+- One panel for every run overlaid: cumulative CO2e at the end of each epoch, shaded between its
+  low and high bounds.
+
+Units follow :mod:`tracker.units` (one scaled unit per axis, the one the text uses); legends use
+plain words ("GPU (measured)", "CPU (estimated)"); ticks are thinned so 3 and 300 epochs both read.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tracker import units
 from tracker.errors import TrackerError
-from tracker.logs.schema import TRAIN
 from tracker.report.render import COMPONENTS, RunSummary
+from tracker.sensors import methods as registry
 from tracker.sensors.methods import ABSENT
 
-MAX_PANELS = 4
 INSTALL_HINT = "pip install 'training-energy-tracker[plot]'"
+WIDTH_IN = 3.5  # one column of a two-column paper
+ENERGY_PANEL_IN, CO2_PANEL_IN, LEGENDS_IN = 1.15, 1.6, 0.75
+MAX_ENERGY_PANELS = 4
+FONT_PT = 7.5
 COLOURS = {"gpu": "#4c72b0", "cpu": "#dd8452", "ram": "#55a868"}
 
 
@@ -45,109 +55,158 @@ def pyplot() -> Any:
     return plt
 
 
-def _scale(values: Sequence[float], units: Sequence[tuple[str, float]]) -> tuple[str, float]:
-    """The first unit in which the largest value is at least 1 (else the last), and its divisor."""
-    top = max((abs(v) for v in values), default=0.0)
-    return next(((name, div) for name, div in units if top / div >= 1), units[-1])
+def epoch_energy(s: RunSummary) -> tuple[list[int], dict[str, list[float]]]:
+    """The epochs of a run and, per component, each epoch's energy in kWh (every row with that epoch number)."""
+    epochs = sorted({int(r["epoch"]) for r in s.rows if isinstance(r.get("epoch"), (int, float))})
+    index = {e: i for i, e in enumerate(epochs)}
+    energy = {kind: [0.0] * len(epochs) for kind in COMPONENTS}
+    for row in s.rows:
+        if isinstance(row.get("epoch"), (int, float)):
+            for kind in COMPONENTS:
+                energy[kind][index[int(row["epoch"])]] += float(row.get(f"{kind}_kwh") or 0.0)
+    return epochs, energy
 
 
-def _energy_rows(s: RunSummary) -> tuple[list[dict[str, Any]], list[str]]:
-    train = [r for r in s.rows if r.get("phase") == TRAIN]
-    if train:
-        return train, [str(r.get("epoch")) for r in train]
-    return list(s.rows), [str(r.get("phase")) for r in s.rows]
+def cumulative_co2(s: RunSummary) -> tuple[list[int], list[tuple[float, float, float]]]:
+    """The run's CO2e (kg, low, high) up to the end of each epoch, every row before it included."""
+    points: dict[int, tuple[float, float, float]] = {}
+    total = [0.0, 0.0, 0.0]
+    for row in s.rows:
+        for i, name in enumerate(("co2_kg", "co2_kg_low", "co2_kg_high")):
+            total[i] += float(row.get(name) or 0.0)
+        if isinstance(row.get("epoch"), (int, float)):
+            points[int(row["epoch"])] = (total[0], total[1], total[2])
+    epochs = sorted(points)
+    return epochs, [points[e] for e in epochs]
 
 
-def _cumulative(s: RunSummary, column: str) -> list[float]:
-    return [0.0, *itertools.accumulate(float(r.get(column) or 0.0) for r in s.rows)]
+def component_label(s: Sequence[RunSummary], kind: str) -> str:
+    """``GPU (measured)``, ``CPU (estimated)``, or ``RAM (measured and estimated)`` over the runs."""
+    methods = {m for run in s for m in run.methods[kind].split("+") if m != ABSENT}
+    how = {"measured" if registry.is_measured(m) else "estimated" for m in methods}
+    return f"{kind.upper()} ({' and '.join(sorted(how, reverse=True))})" if how else kind.upper()
 
 
-def plot_runs(summaries: Sequence[RunSummary], out: str | os.PathLike[str]) -> Path:
-    """Draw ``summaries`` to the image file ``out`` (format from its suffix, e.g. ``.png``).
+def figure(summaries: Sequence[RunSummary]) -> Any:
+    """The figure of ``summaries`` (a matplotlib ``Figure``; the caller closes it)."""
+    plt = pyplot()
+    plt.rcParams.update({"font.size": FONT_PT, "axes.titlesize": FONT_PT, "legend.fontsize": FONT_PT - 0.5})
+    panels = len(summaries) if len(summaries) <= MAX_ENERGY_PANELS else 1
+    heights = [ENERGY_PANEL_IN] * panels + [CO2_PANEL_IN]
+    fig, axes = plt.subplots(
+        panels + 1,
+        1,
+        figsize=(WIDTH_IN, sum(heights) + LEGENDS_IN),
+        height_ratios=heights,
+        layout="constrained",
+        sharex=True,
+    )
+    for ax in axes[1:panels]:
+        ax.sharey(axes[0])  # every run's energy on one scale
+    data = [epoch_energy(s) for s in summaries]
+    top = max((sum(e[k][i] for k in COMPONENTS) for _, e in data for i in range(len(e["gpu"]))), default=0.0)
+    factor, unit = units.unit_of(top, units.ENERGY_KWH)
+    if panels == len(summaries):
+        for i, (ax, s, (epochs, energy)) in enumerate(zip(axes, summaries, data, strict=False)):
+            _stacked(ax, s, epochs, energy, factor, unit)
+            ax.title.set_color(f"C{i}" if len(summaries) > 1 else "black")  # the run's colour in the CO2e panel
+        handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[k]) for k in COMPONENTS]
+        labels = [component_label(summaries, k) for k in COMPONENTS]
+        fig.legend(handles, labels, loc="outside upper center", ncol=3, frameon=False, handlelength=1.0)
+    else:
+        _totals(axes[0], data, factor, unit)
+    _co2(axes[-1], summaries)
+    for ax in axes:
+        _thin_ticks(ax)
+    return fig
+
+
+def _short(name: str, limit: int = 48) -> str:
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+def _stacked(ax: Any, s: RunSummary, epochs: list[int], energy: dict[str, list[float]], factor: float, unit: str):
+    bottom = [0.0] * len(epochs)
+    width = 0.8 if len(epochs) <= 60 else 1.0
+    for kind in COMPONENTS:
+        heights = [v / factor for v in energy[kind]]
+        if any(heights):
+            ax.bar(epochs, heights, width, bottom=bottom, color=COLOURS[kind], linewidth=0)
+            bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    ax.set_title(_short(f"Run {s.name}"), loc="left")
+    ax.set_ylabel(f"Energy ({unit})")
+
+
+def _totals(ax: Any, data: list, factor: float, unit: str) -> None:
+    for i, (epochs, energy) in enumerate(data):
+        totals = [sum(energy[k][j] for k in COMPONENTS) / factor for j in range(len(epochs))]
+        ax.plot(epochs, totals, color=f"C{i}", linewidth=1.0, marker="o" if len(epochs) <= 30 else None, ms=2.5)
+    ax.set_title("Energy per epoch, all components", loc="left")
+    ax.set_ylabel(f"Energy ({unit})")
+    ax.set_ylim(bottom=0)
+
+
+def _co2(ax: Any, summaries: Sequence[RunSummary]) -> None:
+    curves = [cumulative_co2(s) for s in summaries]
+    top = max((p[2] for _, points in curves for p in points), default=0.0)
+    factor, unit = units.unit_of(top, units.MASS_KG)
+    for i, (s, (epochs, points)) in enumerate(zip(summaries, curves, strict=True)):
+        value, low, high = ([p[j] / factor for p in points] for j in range(3))
+        marker = "o" if len(epochs) <= 30 else None
+        ax.plot(epochs, value, color=f"C{i}", linewidth=1.2, marker=marker, ms=2.5, label=_short(s.name, 28))
+        ax.fill_between(epochs, low, high, color=f"C{i}", alpha=0.2, linewidth=0)
+    ax.set_title("Cumulative CO2e, shaded: range", loc="left")
+    ax.set_ylabel(f"CO2e ({unit})")
+    ax.set_xlabel("Epoch")
+    ax.set_ylim(bottom=0)
+    ax.figure.legend(
+        *ax.get_legend_handles_labels(), loc="outside lower center", ncol=min(len(summaries), 2), frameon=False
+    )
+
+
+def _thin_ticks(ax: Any) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
+    ax.spines[["top", "right"]].set_visible(False)
+
+
+def drawn_texts(fig: Any) -> list[Any]:
+    """Every text matplotlib draws in ``fig``: titles, axis labels, tick labels inside the view, legends."""
+    texts = [*fig.texts, *(t for legend in fig.legends for t in legend.get_texts())]
+    for ax in fig.axes:
+        texts += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label]
+        for axis in (ax.xaxis, ax.yaxis):
+            low, high = sorted(axis.get_view_interval())
+            texts += [t.label1 for t in axis.get_major_ticks() if low - 1e-9 <= t.get_loc() <= high + 1e-9]
+    return [t for t in texts if t.get_visible() and t.get_text().strip()]
+
+
+def clipped_texts(fig: Any) -> list[str]:
+    """The drawn text elements of ``fig`` that do not lie entirely inside it (none, for a good figure)."""
+    fig.canvas.draw()
+    renderer, box = fig.canvas.get_renderer(), fig.bbox
+    found = []
+    for text in drawn_texts(fig):
+        e = text.get_window_extent(renderer)
+        if e.x0 < box.x0 - 0.5 or e.y0 < box.y0 - 0.5 or e.x1 > box.x1 + 0.5 or e.y1 > box.y1 + 0.5:
+            found.append(text.get_text())
+    return found
+
+
+def plot_runs(summaries: Sequence[RunSummary], out: str | os.PathLike[str], dpi: int = 300) -> Path:
+    """Draw ``summaries`` to the image file ``out`` (format from its suffix: ``.png``, ``.pdf``, ``.svg``).
 
     Raises:
         PlotUnavailable: matplotlib is not installed.
         OSError: the file cannot be written.
     """
     plt = pyplot()
-    rows = [r for s in summaries for r in _energy_rows(s)[0]]
-    energy_unit = _scale([float(r.get("energy_kwh") or 0.0) for r in rows], [("kWh", 1.0), ("Wh", 1e-3)])
-    co2_unit = _scale([s.totals["co2_kg_high"] for s in summaries], [("kg", 1.0), ("g", 1e-3)])
-    time_unit = _scale([s.totals["duration_s"] for s in summaries], [("h", 3600.0), ("min", 60.0), ("s", 1.0)])
-    grouped = len(summaries) > MAX_PANELS
-    n = 1 if grouped else len(summaries)
-    fig, axes = plt.subplots(n, 2, figsize=(12, 3.6 * n), squeeze=False)
+    fig = figure(summaries)
     try:
-        if grouped:
-            _grouped(axes[0], summaries, energy_unit, co2_unit, time_unit)
-        else:
-            for ax_row, s in zip(axes, summaries, strict=False):
-                _bars(ax_row[0], s, energy_unit)
-                _co2(ax_row[1], s, co2_unit, time_unit, colour="#c44e52", label="CO2e")
-        fig.tight_layout()
         path = Path(out)
-        fig.savefig(path, dpi=100)
+        fig.savefig(path, dpi=dpi)
     finally:
         plt.close(fig)
     return path
-
-
-def _bars(ax: Any, s: RunSummary, unit: tuple[str, float]) -> None:
-    rows, labels = _energy_rows(s)
-    positions = list(range(len(rows)))
-    bottom = [0.0] * len(rows)
-    for kind in COMPONENTS:
-        if s.methods[kind] == ABSENT:
-            continue
-        heights = [float(r.get(f"{kind}_kwh") or 0.0) / unit[1] for r in rows]
-        ax.bar(positions, heights, bottom=bottom, color=COLOURS[kind], label=f"{kind.upper()} ({s.methods[kind]})")
-        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
-    ax.set_xticks(positions, labels)
-    ax.set_xlabel("epoch" if any(r.get("phase") == TRAIN for r in rows) else "phase")
-    ax.set_ylabel(f"energy ({unit[0]})")
-    ax.set_title(f"{s.name}: energy per epoch")
-    ax.margins(y=0.2)  # room above the bars for the legend
-    if rows:
-        ax.legend(fontsize="small", loc="upper left", ncol=3)
-
-
-def _co2(ax: Any, s: RunSummary, co2_unit: tuple[str, float], time_unit: tuple[str, float], **style: Any) -> None:
-    x = [t / time_unit[1] for t in _cumulative(s, "duration_s")]
-    low, mid, high = ([v / co2_unit[1] for v in _cumulative(s, c)] for c in ("co2_kg_low", "co2_kg", "co2_kg_high"))
-    ax.fill_between(x, low, high, color=style["colour"], alpha=0.2, linewidth=0)
-    ax.plot(x, mid, color=style["colour"], marker=".", label=style["label"])
-    ax.set_xlabel(f"measured time ({time_unit[0]})")
-    ax.set_ylabel(f"cumulative CO2e ({co2_unit[0]})")
-    ax.set_title(f"{s.name}: cumulative CO2e (band: low–high)" if style["label"] == "CO2e" else "cumulative CO2e")
-    ax.legend(fontsize="small")
-
-
-def _grouped(
-    axes: Any,
-    summaries: Sequence[RunSummary],
-    energy_unit: tuple[str, float],
-    co2_unit: tuple[str, float],
-    time_unit: tuple[str, float],
-) -> None:
-    colours = itertools.cycle(plt_colours())
-    for s, colour in zip(summaries, colours, strict=False):
-        rows, labels = _energy_rows(s)
-        axes[0].plot(
-            labels,
-            [float(r.get("energy_kwh") or 0.0) / energy_unit[1] for r in rows],
-            marker="o",
-            color=colour,
-            label=s.name,
-        )
-        _co2(axes[1], s, co2_unit, time_unit, colour=colour, label=s.name)
-    axes[0].set_xlabel("epoch")
-    axes[0].set_ylabel(f"energy per epoch ({energy_unit[0]})")
-    axes[0].set_title("energy per epoch (GPU + CPU + RAM)")
-    axes[0].legend(fontsize="small")
-
-
-def plt_colours() -> list[str]:
-    """The colours of matplotlib's default cycle."""
-    import matplotlib
-
-    return list(matplotlib.rcParams["axes.prop_cycle"].by_key()["color"])
