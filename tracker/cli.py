@@ -7,6 +7,8 @@ Subcommands (each has ``--help``):
   experiment instead; ``--country/--region/--intensity/--pue`` re-cost the recorded energy;
   ``--recursive`` looks below the directories given.
 - ``plot RUN_OR_DIR... -o out.png``: energy per epoch by component and cumulative CO2e.
+- ``watch RUN_OR_DIR [--interval S]``: a live view of a run while it trains (rows, totals, forecast),
+  ending when the run ends.
 - ``devices [--json]``: the sensors found here, their method and current power, and why each
   absent source is absent.
 - ``run [options] -- COMMAND ...``: measures COMMAND as one run (one phase named ``command``),
@@ -71,6 +73,16 @@ def _plot(args: argparse.Namespace) -> int:
     path = plot.plot_runs(summaries, args.output)
     print(f"wrote {path} ({len(summaries)} run{'s' if len(summaries) != 1 else ''})")
     return _skipped(args, skipped)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from tracker.report.watch import watch
+
+    try:
+        status = watch(args.run, sys.stdout, interval_s=args.interval, redraw=sys.stdout.isatty())
+    except KeyboardInterrupt:
+        return 0
+    return 0 if status == "complete" else 1
 
 
 def _devices(args: argparse.Namespace) -> int:
@@ -198,6 +210,17 @@ def _add_plot(commands: Any) -> None:
     p.set_defaults(handler=_plot)
 
 
+def _add_watch(commands: Any) -> None:
+    p = commands.add_parser(
+        "watch", help="a live view of a run while it trains",
+        description="Refreshes a compact table of the run's rows, its totals and the forecast of the whole run "
+        "while training writes them; ends when the run ends (exit code 0 if complete, 1 if interrupted).",
+    )  # fmt: skip
+    p.add_argument("run", metavar="RUN_OR_DIR", help="a run directory, or the log_dir a run writes into (its newest)")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    p.set_defaults(handler=_watch)
+
+
 def _add_devices(commands: Any) -> None:
     p = commands.add_parser(
         "devices",
@@ -235,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
-    for add in (_add_report, _add_plot, _add_devices, _add_run):
+    for add in (_add_report, _add_plot, _add_watch, _add_devices, _add_run):
         add(commands)
     return parser
 

@@ -1,0 +1,117 @@
+"""``energy-tracker watch``: a live view of a run while training writes its rows.
+
+Every ``interval_s`` it reads the run directory again (only files: it works on a run written by
+another process or machine over a shared filesystem) and shows a compact table, one line per row
+(epoch, phase, time, energy, CO2e), the totals and the forecast of the whole run. It ends when
+``run.json`` says the run has ended (``complete`` or ``interrupted``). On a terminal the table is
+redrawn in place; otherwise (a pipe, a log file) only new lines are written.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from tracker import units
+from tracker.errors import ConfigurationError
+from tracker.logs.reader import RUN_JSON, is_run_dir, load_run
+from tracker.logs.schema import COMPLETE, INTERRUPTED
+
+ENDED = (COMPLETE, INTERRUPTED)
+CLEAR = "\x1b[H\x1b[2J"
+
+
+def find_run(path: str | Path) -> Path:
+    """``path`` itself when it is a run directory, else the run in it whose ``run.json`` changed last.
+
+    Raises:
+        ConfigurationError: there is no run there.
+    """
+    root = Path(path)
+    if root.is_file():
+        root = root.parent
+    if is_run_dir(root):
+        return root
+    runs = [p for p in root.iterdir() if p.is_dir() and is_run_dir(p)] if root.is_dir() else []
+    if not runs:
+        raise ConfigurationError(f"no run in {str(path)!r}: give a run directory, or the log_dir a run writes into")
+    return max(runs, key=lambda p: (p / RUN_JSON).stat().st_mtime if (p / RUN_JSON).exists() else 0.0)
+
+
+def row_line(row: dict[str, Any]) -> str:
+    """One row: ``epoch 3  train  12.0 s  1.23 Wh  456 mg CO2e``."""
+    epoch = "" if row.get("epoch") is None else f"epoch {row['epoch']}"
+    time_text = units.duration(row.get("duration_s"))
+    return (
+        f"  {epoch:<10} {row.get('phase', ''):<12} {row.get('status', ''):<11} {time_text:>9}"
+        f"  {units.energy(row.get('energy_kwh')):>9}  {units.co2(row.get('co2_kg')):>8} CO2e"
+    )
+
+
+def summary_lines(rows: list[dict[str, Any]], status: str) -> list[str]:
+    """The totals so far and, once known, the forecast of the whole run with its band."""
+    if not rows:
+        return [f"  ({status}: no row written yet)"]
+    last = rows[-1]
+    lines = [f"  so far: {units.energy(last.get('cumulative_energy_kwh'))}, {units.co2(last.get('cumulative_co2_kg'))} "
+             f"CO2e ({status})"]  # fmt: skip
+    forecast = next((r for r in reversed(rows) if r.get("forecast_total_kwh") is not None), None)
+    if forecast is not None:
+        band = units.co2_band(forecast.get("forecast_total_co2_kg_low"), forecast.get("forecast_total_co2_kg_high"))
+        lines.append(
+            f"  forecast for the whole run: {units.energy(forecast['forecast_total_kwh'])}, "
+            f"{units.co2(forecast.get('forecast_total_co2_kg'))} CO2e ({band}), "
+            f"{units.duration(forecast.get('forecast_total_s'))}"
+        )
+    return lines
+
+
+def watch(
+    path: str | Path,
+    out: TextIO,
+    interval_s: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+    redraw: bool = False,
+) -> str:
+    """Show the run at ``path`` until it ends; returns its final status.
+
+    Args:
+        path: a run directory, or a log_dir (its most recently changed run).
+        out: where to write.
+        interval_s: seconds between reads.
+        sleep: waits ``interval_s`` (tests pass their own).
+        redraw: redraw the whole view each time (a terminal) instead of writing only new lines.
+    """
+    run_dir = find_run(path)
+    view = _View(out, redraw)
+    while True:
+        run = load_run(run_dir)
+        status = str(run.info.get("status") or "running")
+        view.show(f"Run {run.name} ({run_dir})", run.epochs, status)
+        if status in ENDED:
+            return status
+        sleep(interval_s)
+
+
+class _View:
+    """Writes the view: redrawn whole, or only what is new since the last time (rows, changed totals)."""
+
+    def __init__(self, out: TextIO, redraw: bool) -> None:
+        self.out, self.redraw = out, redraw
+        self.rows_shown = -1  # the title line not shown yet either
+        self.totals: list[str] = []
+
+    def show(self, title: str, rows: list[dict[str, Any]], status: str) -> None:
+        totals = summary_lines(rows, status)
+        if self.redraw:
+            lines = [title, *map(row_line, rows), *totals]
+            self.out.write(CLEAR + "\n".join(lines) + "\n")
+        else:
+            lines = [title] if self.rows_shown < 0 else []
+            lines += [row_line(r) for r in rows[max(self.rows_shown, 0) :]]
+            lines += totals if totals != self.totals else []
+            self.out.write("".join(f"{line}\n" for line in lines))
+            self.rows_shown, self.totals = len(rows), totals
+        self.out.flush()
