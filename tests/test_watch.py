@@ -53,7 +53,9 @@ def test_watch_follows_rows_and_the_forecast_and_ends_with_the_run(tmp_path: Pat
     text = out.getvalue()
     assert status == "complete"
     assert [line.split()[:3] for line in text.splitlines() if line.startswith("  epoch")] == [
-        ["epoch", "0", "train"], ["epoch", "1", "train"], ["epoch", "2", "train"]
+        ["epoch", "0", "train"],
+        ["epoch", "1", "train"],
+        ["epoch", "2", "train"],
     ]  # each row once, in order
     assert "forecast for the whole run: 2.50 Wh, 1.00 g CO2e" in text
     assert text.rstrip().endswith("(complete)") or "(complete)" in text.splitlines()[-2]

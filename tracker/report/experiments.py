@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from tracker.carbon.intensity import co2_kg, resolve_intensity, validate_pue
+from tracker.sensors.methods import ABSENT
 
+COMPONENTS = ("gpu", "cpu", "ram")
+RATIOS = ("duration_s", "energy_kwh", "kwh_per_epoch", "co2_kg")
 TOTALLED = ("duration_s", "gpu_kwh", "cpu_kwh", "ram_kwh", "energy_kwh", "energy_kwh_low", "energy_kwh_high",
             "co2_kg", "co2_kg_low", "co2_kg_high")  # fmt: skip
 
@@ -125,3 +128,32 @@ def recost(summaries: Sequence[Any], cost: Recost | None) -> list[Any]:
     if cost is None:
         return list(summaries)
     return [dataclasses.replace(s, recosted=cost.apply(s.rows, s.pue)) for s in summaries]
+
+
+def comparison(summaries: Sequence[Any]) -> list[dict[str, Any]]:
+    """One record per run: epochs, duration, kWh, kWh per epoch, CO2 with band, methods, and ratios to the first run."""
+    lines = [
+        {
+            "run": s.name,
+            "epochs": s.epochs,
+            "duration_s": s.totals["duration_s"],
+            "energy_kwh": s.totals["energy_kwh"],
+            "kwh_per_epoch": s.kwh_per_epoch,
+            **{k: s.totals[k] for k in ("co2_kg", "co2_kg_low", "co2_kg_high")},
+            "methods": methods_text(s.methods),
+        }
+        for s in summaries
+    ]
+    for line in lines:
+        for name in RATIOS:
+            line[f"{name}_ratio"] = _ratio(line[name], lines[0][name])
+    return lines
+
+
+def _ratio(value: float | None, base: float | None) -> float | None:
+    return value / base if value is not None and base else None
+
+
+def methods_text(methods: dict[str, str]) -> str:
+    """``gpu:energy_counter cpu:tdp_estimate ram:ram_model`` (absent components left out)."""
+    return " ".join(f"{kind}:{m}" for kind, m in methods.items() if m != ABSENT) or "none"

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracker import units
+import tracker.units as units
 from tracker.logs.schema import COMPLETE
 from tracker.report.experiments import Experiment, group
 from tracker.report.render import RunSummary

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tracker import units
+import tracker.units as units
 from tracker.errors import TrackerError
 from tracker.report.render import COMPONENTS, RunSummary
 from tracker.sensors import methods as registry

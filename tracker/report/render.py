@@ -25,11 +25,10 @@ from tracker.errors import ConfigurationError
 from tracker.logs.reader import Run, load_runs, merge_jobs
 from tracker.logs.schema import EPOCH_COLUMNS
 from tracker.logs.totals import SUMMED, Totals
-from tracker.report.experiments import experiment_of
+from tracker.report.experiments import COMPONENTS, comparison, experiment_of
 from tracker.sensors.methods import ABSENT, joined
 
 FORMATS = ("text", "markdown", "csv", "json")
-COMPONENTS = ("gpu", "cpu", "ram")
 CSV_COLUMNS = (
     "run",
     "epoch",
@@ -54,7 +53,6 @@ FORECAST = (
     "forecast_total_co2_kg_high",
     "forecast_total_s",
 )
-RATIOS = ("duration_s", "energy_kwh", "kwh_per_epoch", "co2_kg")
 
 
 @dataclass(frozen=True)
@@ -223,35 +221,6 @@ def _summary_or_none(run: Run, skipped: list[tuple[Path, str]] | None) -> RunSum
             raise
         skipped.append((run.path, f"{type(exc).__name__}: {exc}"))
         return None
-
-
-def comparison(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:
-    """One record per run: epochs, duration, kWh, kWh per epoch, CO2 with band, methods, and ratios to the first run."""
-    lines = [
-        {
-            "run": s.name,
-            "epochs": s.epochs,
-            "duration_s": s.totals["duration_s"],
-            "energy_kwh": s.totals["energy_kwh"],
-            "kwh_per_epoch": s.kwh_per_epoch,
-            **{k: s.totals[k] for k in ("co2_kg", "co2_kg_low", "co2_kg_high")},
-            "methods": methods_text(s.methods),
-        }
-        for s in summaries
-    ]
-    for line in lines:
-        for name in RATIOS:
-            line[f"{name}_ratio"] = _ratio(line[name], lines[0][name])
-    return lines
-
-
-def _ratio(value: float | None, base: float | None) -> float | None:
-    return value / base if value is not None and base else None
-
-
-def methods_text(methods: dict[str, str]) -> str:
-    """``gpu:energy_counter cpu:tdp_estimate ram:ram_model`` (absent components left out)."""
-    return " ".join(f"{kind}:{m}" for kind, m in methods.items() if m != ABSENT) or "none"
 
 
 # ---- rendering ----------------------------------------------------------------------------------------------------

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from tracker import units
-from tracker.report.experiments import Experiment, group
-from tracker.report.render import COMPONENTS, RATIOS, RunSummary, comparison, methods_text
+import tracker.units as units
+from tracker.report.experiments import COMPONENTS, RATIOS, Experiment, comparison, group, methods_text
+
+RunSummary = Any  # tracker.report.render.RunSummary (which imports this module)
 
 
 def render_text(summaries: Sequence[RunSummary], markdown: bool = False) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from tracker import units
+import tracker.units as units
 from tracker.errors import ConfigurationError
 from tracker.logs.reader import RUN_JSON, is_run_dir, load_run
 from tracker.logs.schema import COMPLETE, INTERRUPTED

@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from tracker import units
+import tracker.units as units
 from tracker.logs.schema import INFERENCE, TRAIN, DeviceRecord, EpochRecord
 from tracker.logs.totals import Totals
 from tracker.measure.meter import J_PER_KWH, joules_to_kwh

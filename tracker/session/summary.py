@@ -12,7 +12,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tracker import units
+import tracker.units as units
 from tracker.logs.totals import Totals
 from tracker.sensors import CPU, GPU, RAM, Absent
 from tracker.session.accounting import Forecast
