@@ -263,7 +263,7 @@ def test_devices_csv_has_one_row_per_device_and_epoch(tmp_path, clock, sensors):
     devices = [d for d in load_run(energy.run_dir).devices if d["phase"] == "train"]
     assert [d["sensor"] for d in devices] == ["gpu:0", "cpu", "ram"]
     gpu = devices[0]
-    assert gpu["device"] == "Fake A100" and gpu["uuid"] == "GPU-1"
+    assert gpu["model"] == "Fake A100" and gpu["uuid"] == "GPU-1"
     assert gpu["power_mean_w"] == pytest.approx(300.0) and gpu["power_peak_w"] == 300.0
     assert gpu["readings"] == 4  # the closing boundary coincides with the last tick
 
@@ -326,3 +326,15 @@ def test_run_json_records_framework_carbon_data_and_driver_versions(tmp_path, cl
     versions = json.loads((tmp_path.glob("*/run.json").__next__()).read_text())["versions"]
     assert {"torch", "lightning", "codecarbon"} <= set(versions)
     assert versions["nvidia-driver"] == "550.54"
+
+
+def test_devices_csv_names_the_model_and_never_shows_a_peak_below_the_mean(tmp_path, clock):
+    from tracker.session.rows import _peak
+
+    gpu = FakeSensor("gpu:0", "gpu", steady(300.0), clock, info={"name": "Fake A100"})
+    with tracker_for(tmp_path, clock, [gpu]) as energy:
+        with energy.epoch(0):
+            run_for(energy, clock, 4.0)
+    header = (energy.run_dir / "devices.csv").read_text().splitlines()[0].split(",")
+    assert "model" in header and "device" not in header
+    assert _peak(250.0, 300.0) is None and _peak(350.0, 300.0) == 350.0

@@ -115,12 +115,18 @@ class DeviceRecord:
         run, epoch, phase: as in :class:`EpochRecord`.
         host: the machine's name; rank: the global rank that measured it (0 outside DDP).
         sensor: the sensor's name (``gpu:0``, ``cpu``, ``ram:dram-0``); kind: gpu, cpu or ram.
-        device: what it measures (model name); uuid: the GPU's UUID, if any.
+        model: the device's model name (``NVIDIA A100-SXM4-40GB``, the CPU's brand string); uuid: the
+            GPU's UUID, if any.
         method: how the figure was obtained; status: ``ok``, ``failing`` (retried with back-off) or
             ``lost`` (the device is gone; re-probed).
-        energy_kwh: energy in the row, kWh; integrated_kwh: the power trapezoid beside a counter
-            (a cross-check), kWh.
-        power_mean_w: energy / duration, W; power_peak_w: the highest power reading, W.
+        energy_kwh: energy in the row, kWh (the figure every total uses).
+        integrated_kwh: a cross-check beside a counter, kWh: the power readings integrated over time
+            (trapezoid); written only when the readings cover at least 90 % of the row, so that it is
+            comparable with ``energy_kwh`` (empty otherwise, and for power-only sensors, whose
+            ``energy_kwh`` is that integral).
+        power_mean_w: energy / duration, W; power_peak_w: the highest power reading, W, empty when
+            the readings missed the peak (their highest is below the mean: a counter read only at
+            the row's edges, say), since a peak below the mean cannot be right.
         readings: readings taken; gap_s: sampling gaps, s; resets: counter resets seen.
         covered_s: seconds covered by good readings; rejected: readings rejected as implausible
             (negative, NaN, infinite, above the device's power limit); glitches: counter steps the
@@ -134,7 +140,7 @@ class DeviceRecord:
     rank: int
     sensor: str
     kind: str
-    device: str
+    model: str
     uuid: str
     method: str
     status: str

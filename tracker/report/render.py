@@ -173,7 +173,8 @@ def _last_metrics(rows: list[dict]) -> dict[str, Any]:
 
 
 def _devices(run: Run) -> list[tuple[str, str]]:
-    seen = {(d.get("host"), d.get("rank"), d.get("sensor")): (d.get("kind"), d.get("device")) for d in run.devices}
+    seen = {(d.get("host"), d.get("rank"), d.get("sensor")): (d.get("kind"), d.get("model", d.get("device")))
+            for d in run.devices}  # fmt: skip
     if not seen:
         seen = {s.get("name"): (s.get("kind"), _device_name(s)) for s in run.info.get("sensors") or []}
     return [(str(kind), str(device or "")) for kind, device in seen.values()]

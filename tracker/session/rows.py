@@ -176,6 +176,7 @@ class RowBuilder:
 
     def _device_row(self, segment: Segment, device: DeviceUsage, duration_s: float) -> dict[str, Any]:
         totals = device.totals
+        mean_w = accounting.mean_power_w(totals.energy_j, duration_s)
         return DeviceRecord(
             run=self.run,
             epoch=segment.epoch,
@@ -184,14 +185,14 @@ class RowBuilder:
             rank=device.rank,
             sensor=device.sensor,
             kind=device.kind,
-            device=device.device,
+            model=device.device,
             uuid=device.uuid,
             method=device.method,
             status=device.status,
             energy_kwh=joules_to_kwh(totals.energy_j),
-            integrated_kwh=joules_to_kwh(totals.integrated_j) if totals.integrated_s else None,
-            power_mean_w=accounting.mean_power_w(totals.energy_j, duration_s),
-            power_peak_w=device.peak_w,
+            integrated_kwh=_cross_check(totals, duration_s),
+            power_mean_w=mean_w,
+            power_peak_w=_peak(device.peak_w, mean_w),
             readings=totals.readings,
             gap_s=totals.gap_s,
             resets=totals.resets,
@@ -199,3 +200,18 @@ class RowBuilder:
             rejected=totals.rejected,
             glitches=totals.glitches,
         ).as_row()
+
+
+def _cross_check(totals: Any, duration_s: float) -> float | None:
+    """The trapezoid beside a counter in kWh, when it covers >= 90 % of the row (else not comparable)."""
+    partial = not totals.integrated_s or totals.integrated_s < 0.9 * duration_s
+    if partial or abs(totals.integrated_j - totals.energy_j) < 1e-12:  # equal: a power-only sensor's own figure
+        return None
+    return joules_to_kwh(totals.integrated_j)
+
+
+def _peak(peak_w: float | None, mean_w: float | None) -> float | None:
+    """The highest reading, W; None when it is below the mean, which shows the readings missed the peak."""
+    if peak_w is None or mean_w is None or peak_w >= mean_w * (1 - 1e-9):
+        return peak_w
+    return None
