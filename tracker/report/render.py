@@ -75,6 +75,7 @@ class RunSummary:
         rows: the rows of ``epochs.csv``.
         experiment: the experiment it belongs to (:func:`~tracker.report.experiments.experiment_of`).
         recosted: the CO2e with another grid or PUE (:mod:`tracker.report.experiments`), when asked.
+        tags: the labels given at start.
     """
 
     name: str
@@ -93,6 +94,7 @@ class RunSummary:
     rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
     experiment: str = ""
     recosted: dict[str, Any] | None = None
+    tags: list[str] = field(default_factory=list)
 
     @property
     def kwh_per_epoch(self) -> float | None:
@@ -134,6 +136,7 @@ def summarize(run: Run) -> RunSummary:
         version=str((info.get("versions") or {}).get("training-energy-tracker", "")),
         rows=rows,
         experiment=experiment_of(str(run.path), info),
+        tags=[str(t) for t in info.get("tags") or []],
     )
 
 

@@ -49,8 +49,10 @@ def grid_text(grid: dict[str, Any]) -> str:
 
 def _facts(s: RunSummary) -> list[tuple[str, str]]:
     t = s.totals
+    tags = s.rows and getattr(s, "tags", None)
     facts = [
         ("status", s.status),
+        *([("tags", ", ".join(tags))] if tags else []),
         ("epochs", f"{s.epochs} finished, {len(s.rows)} rows"),
         ("time", units.duration(t["duration_s"])),
         ("energy", f"{units.energy(t['energy_kwh'])} ({units.energy_band(t['energy_kwh_low'], t['energy_kwh_high'])})"),

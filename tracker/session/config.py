@@ -136,6 +136,23 @@ def _run_name(value: Any, name: str) -> str | None:
     return value
 
 
+def _experiment(value: Any, name: str) -> str | None:
+    if value is None or (isinstance(value, str) and value.strip()):
+        return value
+    raise ConfigurationError(f"{name}={value!r}: give the experiment's name as a non-empty str, e.g. 'resnet-sweep'")
+
+
+def _tags(value: Any, name: str) -> tuple[str, ...]:
+    items = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, (list, tuple)) else None
+    if items is None or not all(isinstance(t, str) and t.strip() for t in items):
+        raise ConfigurationError(f"{name}={value!r}: give labels as a list of non-empty str, e.g. ['lr=3e-4']")
+    return items
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
 def _distributed(value: Any, name: str) -> bool | None:
     if value is not None and not isinstance(value, bool):
         raise ConfigurationError(
@@ -293,6 +310,19 @@ class Config:
         _job_id,
         "what every process of the job shares; names the job directory and merges runs that share it in "
         "reports (default TORCHELASTIC_RUN_ID, SLURM_ARRAY_JOB_ID or SLURM_JOB_ID).",
+    )
+    experiment: str | None = option(
+        None,
+        _experiment,
+        "the experiment this run belongs to (like codecarbon's project_name): report groups and totals "
+        "runs by it (default: the directory that holds the runs).",
+        Flag("--experiment"),
+    )
+    tags: Sequence[str] = option(
+        (),
+        _tags,
+        "labels of this run (e.g. ['lr=3e-4', 'seed=1']), written to run.json and shown by report.",
+        Flag("--tags", _comma_list, "A,B"),
     )
     intensity: Any = field(init=False, repr=False, compare=False)
 

@@ -227,6 +227,8 @@ def run_info(state: RunState) -> dict[str, Any]:
     cfg, intensity = state.config, state.config.intensity
     return {
         "run": state.run,
+        "experiment": state.config.experiment,
+        "tags": list(state.config.tags),
         "status": state.status,
         "start_utc": state.started_utc,
         "end_utc": state.stopped_utc,
