@@ -75,6 +75,7 @@ class Summary:
         gpu_method, cpu_method, ram_method: how each component was obtained.
         forecast_total_kwh, forecast_total_co2_kg: the whole run, when the number of epochs is known.
         break_even_queries: inference queries to equal the training energy, when measured.
+        grid_place: the grid's country and region (``USA/US-CA``), empty when unknown.
     """
 
     run: str
@@ -102,6 +103,7 @@ class Summary:
     forecast_total_kwh: float | None = None
     forecast_total_co2_kg: float | None = None
     break_even_queries: float | None = None
+    grid_place: str = ""
 
     @classmethod
     def build(cls, state: RunState) -> Summary:
@@ -128,6 +130,7 @@ class Summary:
             carbon_intensity_g_per_kwh=intensity.g_per_kwh,
             intensity_method=intensity.method,
             intensity_source=intensity.source,
+            grid_place="/".join(p for p in (intensity.country, intensity.region) if p),
             gpu_method=methods[GPU],
             cpu_method=methods[CPU],
             ram_method=methods[RAM],
@@ -159,7 +162,7 @@ class Summary:
             f"  energy            {units.energy(self.energy_kwh)}  "
             f"({units.energy_band(self.energy_kwh_low, self.energy_kwh_high)})",
             *(
-                f"    {kind}             {units.energy(value)}  [{method}]"
+                f"    {kind}             {'not measured' if method == 'absent' else units.energy(value)}  [{method}]"
                 for kind, value, method in (
                     ("gpu", self.gpu_kwh, self.gpu_method),
                     ("cpu", self.cpu_kwh, self.cpu_method),
@@ -167,7 +170,8 @@ class Summary:
                 )
             ),
             f"  CO2e              {units.co2(self.co2_kg)}  ({units.co2_band(self.co2_kg_low, self.co2_kg_high)})",
-            f"  grid              {units.significant(self.carbon_intensity_g_per_kwh)} g/kWh "
+            f"  grid              {units.significant(self.carbon_intensity_g_per_kwh)} g CO2e/kWh for "
+            f"{self.grid_place or 'no country'} "
             f"[{self.intensity_method}: {self.intensity_source}], PUE {self.pue:g}",
         ]
         if self.forecast_total_kwh is not None:
