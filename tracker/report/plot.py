@@ -108,8 +108,8 @@ def figure(summaries: Sequence[RunSummary]) -> Any:
     factor, unit = units.unit_of(top, units.ENERGY_KWH)
     if panels == len(summaries):
         for i, (ax, s, (epochs, energy)) in enumerate(zip(axes, summaries, data, strict=False)):
-            _stacked(ax, s, epochs, energy, factor, unit)
-            ax.title.set_color(f"C{i}" if len(summaries) > 1 else "black")  # the run's colour in the CO2e panel
+            colour = f"C{i}" if len(summaries) > 1 else "black"  # the run's colour in the CO2e panel
+            _stacked(ax, s, epochs, energy, (factor, unit, colour))
         handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[k]) for k in COMPONENTS]
         labels = [component_label(summaries, k) for k in COMPONENTS]
         fig.legend(handles, labels, loc="outside upper center", ncol=3, frameon=False, handlelength=1.0)
@@ -125,7 +125,8 @@ def _short(name: str, limit: int = 48) -> str:
     return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
-def _stacked(ax: Any, s: RunSummary, epochs: list[int], energy: dict[str, list[float]], factor: float, unit: str):
+def _stacked(ax: Any, s: RunSummary, epochs: list[int], energy: dict[str, list[float]], style: tuple) -> None:
+    factor, unit, colour = style
     bottom = [0.0] * len(epochs)
     width = 0.8 if len(epochs) <= 60 else 1.0
     for kind in COMPONENTS:
@@ -133,7 +134,7 @@ def _stacked(ax: Any, s: RunSummary, epochs: list[int], energy: dict[str, list[f
         if any(heights):
             ax.bar(epochs, heights, width, bottom=bottom, color=COLOURS[kind], linewidth=0)
             bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
-    ax.set_title(_short(f"Run {s.name}"), loc="left")
+    ax.set_title(_short(f"Run {s.name}"), loc="left", color=colour)
     ax.set_ylabel(f"Energy ({unit})")
 
 
