@@ -60,7 +60,8 @@ class EnergyTrainerCallback(TrainerCallback):
 
     - ``energy/total_kwh``, ``energy/total_co2_kg``: the job so far, kWh and kg CO2e
     - ``energy/epoch_kwh``, ``energy/epoch_co2_kg``: the last finished epoch (its nested evaluation included)
-    - ``energy/gpu_power_w``: mean power of all measured GPUs together over that epoch, W
+    - ``energy/gpu_power_w``: mean power of all measured GPUs together over that epoch, W (only
+      when a GPU is measured)
     - ``energy/eval_kwh``: the last evaluation
 
     The Trainer runs its reporters (TensorBoard, W&B, MLflow, ...) before callbacks given in
@@ -189,13 +190,15 @@ class EnergyTrainerCallback(TrainerCallback):
 def _from_summaries(start: Summary, end: Summary) -> dict[str, float]:
     """The figures of one epoch without rows on disk (``log_dir=None``): this process's summaries."""
     seconds = end.duration_s - start.duration_s
-    return {
+    figures = {
         "energy/total_kwh": end.energy_kwh,
         "energy/total_co2_kg": end.co2_kg,
         "energy/epoch_kwh": end.energy_kwh - start.energy_kwh,
         "energy/epoch_co2_kg": end.co2_kg - start.co2_kg,
-        "energy/gpu_power_w": (end.gpu_kwh - start.gpu_kwh) * J_PER_KWH / seconds if seconds > 0 else 0.0,
     }
+    if end.gpu_method != "absent" and seconds > 0:  # nothing logged that was not measured
+        figures["energy/gpu_power_w"] = (end.gpu_kwh - start.gpu_kwh) * J_PER_KWH / seconds
+    return figures
 
 
 def _from_rows(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -208,7 +211,8 @@ def _from_rows(rows: list[dict[str, Any]]) -> dict[str, float]:
         nested = [r for r in inside if str(r.get("end_utc")) <= str(epoch.get("end_utc"))]
         figures["energy/epoch_kwh"] = float(epoch["energy_kwh"]) + sum(float(r["energy_kwh"]) for r in nested)
         figures["energy/epoch_co2_kg"] = float(epoch["co2_kg"]) + sum(float(r["co2_kg"]) for r in nested)
-        figures["energy/gpu_power_w"] = float(epoch.get("gpu_power_mean_w") or 0.0)
+        if epoch.get("gpu_power_mean_w") is not None:  # empty without a GPU: nothing logged that was not measured
+            figures["energy/gpu_power_w"] = float(epoch["gpu_power_mean_w"])
     evaluation = next((r for r in reversed(rows) if r.get("phase") == EVALUATION), None)
     if evaluation is not None:
         figures["energy/eval_kwh"] = float(evaluation["energy_kwh"])

@@ -91,3 +91,15 @@ def test_the_example_runs_and_puts_the_figures_in_the_last_log(tmp_path):
     (run_dir,) = tmp_path.glob("*/epochs.csv")
     phases = [(r["epoch"], r["phase"]) for r in load_run(run_dir.parent).epochs if r["phase"] != "other"]
     assert phases == [(0, "train"), (0, "validation")]
+
+
+def test_no_gpu_power_is_logged_without_a_gpu():
+    from types import SimpleNamespace
+
+    from integrations.transformers import _from_rows, _from_summaries
+
+    start = SimpleNamespace(duration_s=0.0, energy_kwh=0.0, co2_kg=0.0, gpu_kwh=0.0)
+    end = SimpleNamespace(duration_s=10.0, energy_kwh=1e-4, co2_kg=4e-5, gpu_kwh=0.0, gpu_method="absent")
+    assert "energy/gpu_power_w" not in _from_summaries(start, end)
+    row = {"phase": "train", "epoch": 0, "energy_kwh": 1e-4, "co2_kg": 4e-5, "gpu_power_mean_w": None}
+    assert "energy/gpu_power_w" not in _from_rows([row])
