@@ -27,13 +27,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import tracker.units as units
+from tracker.errors import ConfigurationError
 from tracker.logs.schema import COMPLETE
 from tracker.report.experiments import Experiment, group
 from tracker.report.render import RunSummary
 from tracker.sensors import methods as registry
 from tracker.sensors.methods import ABSENT
 
-NAMES = {"DEU": "Germany", "FRA": "France", "USA": "the United States", "GBR": "the United Kingdom"}
+THE = {"USA", "GBR", "NLD", "ARE", "PHL", "CZE", "DOM", "BHS", "GMB", "COM", "CAF", "COD", "MDV"}  # "the United States"
 
 
 @dataclass
@@ -91,6 +92,17 @@ def components_text(runs: Sequence[RunSummary]) -> tuple[str, bool]:
     return text[0].upper() + text[1:], not any_measured
 
 
+def country_name(code: str) -> str:
+    """``Germany``, ``the United States`` (codecarbon's names), else the code itself."""
+    try:
+        from tracker.carbon.tables import country_names
+
+        name = country_names().get(code)
+    except ConfigurationError:  # codecarbon's data is not installed: the code is still correct
+        name = None
+    return f"{'the ' if code in THE else ''}{name}" if name else code
+
+
 def cited_source(source: str) -> tuple[str, str] | None:
     """``("Our World in Data / Ember", "2023")`` from a recorded source; None for a user's own figure."""
     match = re.search(r"\(([^()]*)\)[^()]*?(\d{4})\s*$", source)
@@ -106,7 +118,7 @@ def intensity_text(grids: Sequence[dict[str, Any]], refs: References) -> str:
     values = sorted({float(g["g_per_kwh"]) for g in grids if isinstance(g.get("g_per_kwh"), (int, float))})
     figure = " and ".join(units.number(v) for v in values) + " g CO2e/kWh" if values else "an unrecorded intensity"
     country, region = grid.get("country"), grid.get("region")
-    where = f" for {'region ' + region if region else NAMES.get(str(country), country)}" if country or region else ""
+    where = f" for {'region ' + region if region else country_name(str(country))}" if country or region else ""
     if grid.get("method") == "world_average":
         where = " (the world average, as the location was not known)"
     cited = cited_source(str(grid.get("source") or ""))
