@@ -19,6 +19,7 @@ SPECS: dict[str, tuple[str, dict[str, Any]]] = {
     "ours": ("ours", {}),
     "ours-1s": ("ours", {"interval_s": 1.0}),
     "ours-0.1s": ("ours", {"interval_s": 0.1}),
+    "ours-0.05s": ("ours", {"interval_s": 0.05}),
     "codecarbon-15s": ("codecarbon", {"measure_power_secs": 15}),
     "codecarbon-1s": ("codecarbon", {"measure_power_secs": 1}),
     "carbontracker": ("carbontracker", {}),

@@ -12,10 +12,16 @@ import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tracker.testing import PowerTrace, ramp, square_wave, steady
+from tracker.testing import PowerTrace, ramp, sine, square_wave, steady
 
 IDLE_W = 60.0
 SQUARE_PERIOD_S = 0.3
+# The issue's table (#15): name -> (load, its period for the per-epoch phase).
+TABLE_LOADS: dict[str, tuple[Callable[[], PowerTrace], float]] = {
+    "square-0.3": (lambda: square_wave(100.0, 300.0, 0.3), 0.3),
+    "square-7": (lambda: square_wave(80.0, 350.0, 7.0), 7.0),
+    "sine-1.3": (lambda: sine(200.0, 100.0, 1.3), 1.3),
+}
 GOLDEN = 0.6180339887498949
 
 
@@ -75,6 +81,8 @@ def epoch_load(shape: str, gpu: int, run_s: float) -> PowerTrace:
     """
     if gpu > 0:
         return steady(200.0)
+    if shape in TABLE_LOADS:
+        return TABLE_LOADS[shape][0]()
     loads: dict[str, Callable[[], PowerTrace]] = {
         "steady": lambda: steady(250.0),
         "square": lambda: square_wave(50.0, 350.0, SQUARE_PERIOD_S),
@@ -97,6 +105,8 @@ def phase_s(shape: str, gpu: int, k: int, since_start_s: float) -> float:
         return since_start_s
     if shape == "square":
         return (k * GOLDEN % 1.0) * SQUARE_PERIOD_S
+    if shape in TABLE_LOADS:
+        return (k * GOLDEN % 1.0) * TABLE_LOADS[shape][1]
     return 0.0
 
 

@@ -6,16 +6,27 @@ import math
 import pytest
 
 from tracker.sensors import KINDS, Reading, Sensor
+from tracker.sensors.amd import find_amd_gpus
 from tracker.sensors.cpu_estimate import CpuEstimateSensor
+from tracker.sensors.cpu_scope import ProcessScopedSensor
 from tracker.sensors.methods import METHODS
 from tracker.sensors.nvml import find_gpus
 from tracker.sensors.ram import RamModelSensor
 from tracker.sensors.rapl import find_rapl
-from tracker.testing import FakeGpu, FakeNvml, FakeSensor, build_powercap_tree, square_wave, steady
+from tracker.testing import (
+    FakeAmdGpu,
+    FakeAmdSmi,
+    FakeGpu,
+    FakeNvml,
+    FakeSensor,
+    build_powercap_tree,
+    square_wave,
+    steady,
+)
 
 
-def nvml_sensors(clock, has_counter):
-    nvml = FakeNvml([FakeGpu(trace=square_wave(50, 350, 0.3), has_counter=has_counter)], clock=clock)
+def nvml_sensors(clock, has_counter, **gpu):
+    nvml = FakeNvml([FakeGpu(trace=square_wave(50, 350, 0.3), has_counter=has_counter, **gpu)], clock=clock)
     sensors, absent = find_gpus(nvml=nvml, visible_devices=None, clock=clock)
     assert not absent
     return sensors, lambda seconds: None
@@ -32,9 +43,41 @@ def rapl_sensors(clock, tmp_path):
     return sensors, work
 
 
+def amd_sensors(clock, **gpu):
+    sensors, absent = find_amd_gpus(
+        smi=FakeAmdSmi([FakeAmdGpu(trace=square_wave(90, 560, 0.5), **gpu)], clock), clock=clock
+    )
+    assert not absent
+    return sensors, lambda seconds: None
+
+
+class _CpuTimes:
+    """This process's and the machine's CPU seconds, advancing with the work done."""
+
+    def __init__(self):
+        self.mine = self.busy = 0.0
+
+    def work(self, seconds):
+        self.mine += 0.3 * seconds
+        self.busy += 0.9 * seconds
+
+
+def process_scoped(clock):
+    times = _CpuTimes()
+    inner = CpuEstimateSensor(tdp_w=65.0, clock=clock)
+    return [ProcessScopedSensor(inner, process_cpu_s=lambda: times.mine, busy_cpu_s=lambda: times.busy)], times.work
+
+
 FACTORIES = {
     "nvml counter": lambda clock, tmp_path: nvml_sensors(clock, True),
     "nvml polling": lambda clock, tmp_path: nvml_sensors(clock, False),
+    "nvml sample buffer": lambda clock, tmp_path: nvml_sensors(clock, False, sample_period_s=0.02),
+    "nvml instant field": lambda clock, tmp_path: nvml_sensors(clock, False, power_fields=True),
+    "nvml 1 s average": lambda clock, tmp_path: nvml_sensors(clock, False, name="NVIDIA A10", power_average_s=1.0),
+    "amd accumulator": lambda clock, tmp_path: amd_sensors(clock),
+    "amd average socket power": lambda clock, tmp_path: amd_sensors(clock, has_counter=False),
+    "amd current socket power": lambda clock, tmp_path: amd_sensors(clock, has_counter=False, has_current_power=True),
+    "cpu, process scope": lambda clock, tmp_path: process_scoped(clock),
     "rapl": rapl_sensors,
     "cpu estimate": lambda clock, tmp_path: ([CpuEstimateSensor(clock=clock)], lambda s: None),
     "cpu estimate, user tdp": lambda clock, tmp_path: ([CpuEstimateSensor(tdp_w=65.0, clock=clock)], lambda s: None),

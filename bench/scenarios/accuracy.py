@@ -11,6 +11,11 @@ last NVML energy (else power) read that the tool made *on the calling thread* du
 opens or closes the epoch (the bench wraps the fake's read functions to log them), or, for a tool
 that reads nothing there, the call's start (carbontracker stamps ``time.time()`` first thing). A
 boundary call's own duration therefore does not blur the truth.
+
+The issue's table (#15) is re-measured beside: GPUs without an energy counter whose driver keeps a
+power sample buffer as a Pascal card does (a sample every 20 ms, each the mean of the last 10 ms,
+each anywhere in its slot), 3 s epochs, ours at ``interval_s`` 0.05, 0.1 and 1 s against
+carbontracker (1 s); and once more without the buffer (``no-buffer``: polled power, the fast lane).
 """
 
 from __future__ import annotations
@@ -29,6 +34,15 @@ SIZES = {
     "full": {"epochs": 4, "epoch_s": 6.0, "gap_s": 2.0},
 }
 LEAD_S = 0.3
+TABLE_SHAPES = ("square-0.3", "square-7", "sine-1.3", "two-gpus-0.3")
+TABLE_TRACKERS = ("ours-0.05s", "ours-0.1s", "ours-1s", "carbontracker")
+TABLE_SIZES = {
+    "smoke": {"epochs": 2, "epoch_s": 0.6, "gap_s": 0.0},
+    "quick": {"epochs": 3, "epoch_s": 3.0, "gap_s": 0.0},
+    "full": {"epochs": 6, "epoch_s": 3.0, "gap_s": 0.0},
+}
+# A driver that keeps power samples as a Pascal card does (Yang et al., MEASUREMENT.md 1.2).
+BUFFER = {"sample_period_s": 0.02, "sample_window_s": 0.01, "sample_jitter_s": 0.02}
 
 
 def _sleep_until(deadline: float) -> None:
@@ -43,7 +57,8 @@ def _timed(call: Any, *args: Any) -> tuple[float, float]:
     return before, time.monotonic()
 
 
-READS = ("nvmlDeviceGetTotalEnergyConsumption", "nvmlDeviceGetPowerUsage")
+READS = ("nvmlDeviceGetTotalEnergyConsumption", "nvmlDeviceGetPowerUsage", "nvmlDeviceGetSamples",
+         "nvmlDeviceGetFieldValues")  # fmt: skip
 
 
 def _logged(module: Any, name: str, log: list[tuple[int, str, int, float]]) -> None:
@@ -60,12 +75,13 @@ def _logged(module: Any, name: str, log: list[tuple[int, str, int, float]]) -> N
     setattr(module, name, call)
 
 
-def _install_fake(shape: str, gpus: int, counter: bool) -> tuple[Any, list[Any], list[Any]]:
+def _install_fake(shape: str, gpus: int, counter: bool, buffer: bool = False) -> tuple[Any, list[Any], list[Any]]:
     from bench.traces import LateTrace
     from tracker.testing import FakeGpu, fake_pynvml
 
     late = [LateTrace(shape, i) for i in range(gpus)]
-    module = fake_pynvml([FakeGpu(trace=trace.as_trace(), has_counter=counter) for trace in late])
+    driver = BUFFER if buffer else {}
+    module = fake_pynvml([FakeGpu(trace=trace.as_trace(), has_counter=counter, **driver) for trace in late])
     log: list[tuple[int, str, int, float]] = []
     for name in READS:
         _logged(module, name, log)
@@ -77,7 +93,7 @@ def work(params: dict[str, Any]) -> dict[str, Any]:
     from bench import adapters
     from bench.traces import Schedule
 
-    fake, late, log = _install_fake(params["shape"], params["gpus"], params["counter"])
+    fake, late, log = _install_fake(params["shape"], params["gpus"], params["counter"], params.get("buffer", False))
     adapter = adapters.make(params["tracker"])
     adapter.import_tool()
     started = _timed(adapter.start, params["epochs"], Path.cwd(), True)
@@ -187,14 +203,82 @@ def collect(jobs: list[Any], results: list[dict[str, Any]]) -> dict[str, dict[st
     return by_case
 
 
+def table_params(shape: str, buffer: bool, size: dict[str, Any]) -> dict[str, Any]:
+    """A job of the issue's table: ``two-gpus-0.3`` is the 0.3 s square wave beside a steady 200 W GPU."""
+    return {
+        "case": f"{shape}/{'buffer' if buffer else 'no-buffer'}",
+        "shape": "square-0.3" if shape.startswith("two-gpus") else shape,
+        "gpus": 2 if shape.startswith("two-gpus") else 1,
+        "counter": False,
+        "buffer": buffer,
+        "epochs": size["epochs"],
+        "epoch_s": size["epoch_s"],
+        "gap_s": size["gap_s"],
+    }
+
+
 def run(ctx: Any) -> dict[str, Any]:
-    from bench.runner import run_jobs
+    from bench.runner import Job, run_jobs
 
     size = SIZES[ctx.mode]
     cases = [case_params(shape, counter, size) for shape in SHAPES for counter in (True, False)]
     jobs = jobs_for(ctx, cases)
-    results = run_jobs(jobs, parallel=ctx.parallel, progress=ctx.progress)
-    return {"size": size, "cases": collect(jobs, results)}
+    table_size = TABLE_SIZES[ctx.mode]
+    table_cases = [table_params(shape, buffer, table_size) for shape in TABLE_SHAPES for buffer in (True, False)]
+    table_trackers = ctx.pick(TABLE_TRACKERS)
+    if ctx.mode == "smoke":  # that it runs, not what it finds: one case, one tracker
+        table_cases, table_trackers = table_cases[:1], table_trackers[-1:]
+    run_s = table_size["epochs"] * table_size["epoch_s"]
+    table_jobs = [
+        Job("accuracy", {**case, "tracker": name}, fake_gpu_tools=True, timeout_s=run_s + 120)
+        for case in table_cases
+        for name in table_trackers
+    ]
+    results = run_jobs(jobs + table_jobs, parallel=ctx.parallel, progress=ctx.progress)
+    return {
+        "size": size,
+        "cases": collect(jobs, results[: len(jobs)]),
+        "table_size": table_size,
+        "table": collect(table_jobs, results[len(jobs) :]),
+    }
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else 0.5 * (ordered[middle - 1] + ordered[middle])
+
+
+def table_cell(r: dict[str, Any] | None) -> str:
+    """``median, worst`` |per-epoch error|, and whether our band held the truth in every epoch."""
+    from bench.report import pct
+
+    if r is None:
+        return "–"
+    if "error" in r:
+        return "failed"
+    errors = [abs(e) for e in r["epoch_errors"]]
+    if not errors:
+        return "no epochs"
+    band = "" if "band_contains" not in r else (", band ✓" if all(r["band_contains"]) else ", band ✗")
+    return f"{pct(_median(errors), 2, False)}, {pct(max(errors), 2, False)}{band}"
+
+
+def table_markdown(result: dict[str, Any]) -> str:
+    """The issue's table re-measured: rows are traces and drivers, columns the trackers."""
+    from bench.report import table
+
+    per_case = result.get("table") or {}
+    names = [n for n in TABLE_TRACKERS if any(n in per for per in per_case.values())]
+    rows = [[case, *[table_cell(per.get(n)) for n in names]] for case, per in per_case.items()]
+    size = result["table_size"]
+    head = (
+        f"The issue's table: {size['epochs']} epochs of {size['epoch_s']:g} s on GPUs without an energy counter; "
+        "`buffer`: the driver keeps power samples (every 20 ms, 10 ms windows), `no-buffer`: polled power only. "
+        "Per epoch: median, worst |error| against the exact integral; ✓ when our band held the truth in every "
+        "epoch.\n\n"
+    )
+    return head + table(["trace / driver", *names], rows)
 
 
 def cell(r: dict[str, Any] | None, what: str) -> str:
@@ -230,4 +314,5 @@ def markdown(result: dict[str, Any]) -> str:
     )
     epochs = table(["case", *names, "ours: band holds truth"], epoch_rows)
     totals = table(["case", *names, "ours: band holds truth"], total_rows)
-    return head + epochs + "\n\nRun total (from start to stop), error against the truth:\n\n" + totals
+    text = head + epochs + "\n\nRun total (from start to stop), error against the truth:\n\n" + totals
+    return text + ("\n\n" + table_markdown(result) if result.get("table") else "")

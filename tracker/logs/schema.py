@@ -46,6 +46,8 @@ class EpochRecord:
         region: the sub-national or cloud region of that grid (``US-CA``, ``gcp:europe-west1``), else empty.
         co2_kg: ``energy_kwh × pue × intensity / 1000``, kg CO2e; ``co2_kg_low``/``_high`` its band.
         gpu_method, cpu_method, ram_method: how each component was obtained (``absent`` if not).
+        cpu_scope: whose CPU energy ``cpu_kwh`` is: ``machine`` (the whole CPU) or ``process`` (this
+            process tree's share of it, by CPU time); empty when the CPU is not measured.
         gpu_power_mean_w: mean GPU power over the row, W.
         energy_per_sample_j: ``energy × pue / samples`` in J, when samples are known.
         break_even_queries: for inference rows, queries whose energy equals the training so far.
@@ -87,6 +89,7 @@ class EpochRecord:
     co2_kg_high: float
     gpu_method: str
     cpu_method: str
+    cpu_scope: str
     ram_method: str
     gpu_power_mean_w: float | None
     energy_per_sample_j: float | None

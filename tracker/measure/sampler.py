@@ -241,17 +241,20 @@ class Sampler:
         self.ticks += 1
         return self._deliver([r for r in map(self._read_waiting, self._slots) if r is not None])
 
-    def sample_now(self) -> list[Reading]:
+    def sample_now(self, reverse: bool = False) -> list[Reading]:
         """Read every sensor that is free, healthy and fast, within the edge deadline; hand them to the sink.
 
         The reads run on an edge thread (see :mod:`tracker.measure.edge`); this returns the
         readings made within ``edge_deadline_s`` (a later one reaches the sink as an ordinary
         reading). A sensor being read by the background thread, failing, or once slower than
-        ``slow_read_s`` is skipped: the caller never waits on hardware.
+        ``slow_read_s`` is skipped: the caller never waits on hardware. ``reverse`` reads them
+        in the opposite order (the last sensor first).
         """
         if os.getpid() != self._pid:
             return []
         slots = [s for s in self._slots if not (s.consecutive or s.slow)]
+        if reverse:
+            slots.reverse()
         deadline = edge.EDGE_DEADLINE_S if self._edge_deadline_s is None else self._edge_deadline_s
         return self._deliver(self._edge.read(slots, deadline))
 

@@ -1,7 +1,7 @@
 """Discovery: the sensors this machine supports and, for each absent source, why.
 
-Each backend (``nvml``, ``rapl``, ``cpu_estimate``, ``ram``) is imported when it is looked for, so
-``import tracker`` initialises nothing; a new backend adds its lookup here.
+Each backend (``nvml``, ``amd``, ``rapl``, ``cpu_estimate``, ``ram``, ``cpu_scope``) is imported when it
+is looked for, so ``import tracker`` initialises nothing; a new backend adds its lookup here.
 """
 
 from __future__ import annotations
@@ -28,10 +28,12 @@ def discover(
     cpu: bool = True,
     ram: bool = True,
     clock: Clock = time.monotonic,
+    cpu_scope: str = "machine",
+    cpu_scope_root: int | None = None,
 ) -> Discovery:
     """Find the sensors this machine supports.
 
-    GPUs come from NVML; CPU from RAPL package zones, else the TDP estimate; RAM from RAPL
+    GPUs come from NVML, else from ``amdsmi`` (AMD); CPU from RAPL package zones, else the TDP estimate; RAM from RAPL
     DRAM zones, else the RAM model. Absent hardware is an empty list plus a reason, never an
     exception, except for configuration errors (a ``CUDA_VISIBLE_DEVICES`` entry that matches
     no GPU, a powercap root that does not exist when one was given explicitly).
@@ -49,6 +51,9 @@ def discover(
         cpu: whether to measure the CPU (RAPL, else the estimate).
         ram: whether to measure RAM (RAPL DRAM, else the model).
         clock: monotonic clock in seconds, shared with the sampler.
+        cpu_scope: ``"machine"``, or ``"process"`` to count this process tree's share of the CPU's
+            energy (:mod:`tracker.sensors.cpu_scope`).
+        cpu_scope_root: the root of that process tree; this process when ``None``.
 
     Raises:
         ConfigurationError: a ``CUDA_VISIBLE_DEVICES`` entry or an explicit powercap root is invalid.
@@ -59,6 +64,7 @@ def discover(
     if cpu or ram:
         cpu_w, ram_watts = cpu_tdp_w if cpu else False, ram_w if ram else False
         _guarded(found, "rapl", CPU, lambda: _cpu_and_ram(found, powercap_root, cpu_w, ram_watts, clock))
+    _apply_scope(found, cpu_scope, cpu_scope_root)
     return found
 
 
@@ -80,6 +86,15 @@ def _gpus(found: Discovery, nvml: Any, visible_devices: str | None, gpu_devices:
     sensors, absent = nvml_backend.find_gpus(
         nvml=nvml, visible_devices=visible_devices, devices=gpu_devices, clock=clock
     )
+    if not sensors:  # an NVIDIA machine is not searched for AMD GPUs too: their names would clash
+        from tracker.sensors import amd
+
+        env = os.environ
+        sensors, amd_absent = amd.find_amd_gpus(
+            rocr_visible=env.get("ROCR_VISIBLE_DEVICES"), hip_visible=env.get("HIP_VISIBLE_DEVICES"),
+            devices=gpu_devices, clock=clock,
+        )  # fmt: skip
+        absent = [*absent, *amd_absent]
     found.sensors.extend(sensors)
     found.absent.extend(absent)
 
@@ -97,3 +112,11 @@ def _cpu_and_ram(found: Discovery, powercap_root: Any, cpu_tdp_w: Any, ram_w: An
     if ram_w is not False:
         dram = [s for s in rapl_sensors if s.kind == RAM and ram_w is None]
         found.sensors.extend(dram or [ram_backend.RamModelSensor(power_w=ram_w, clock=clock)])
+
+
+def _apply_scope(found: Discovery, scope: str, root_pid: int | None) -> None:
+    if scope != "process":
+        return
+    from tracker.sensors.cpu_scope import ProcessScopedSensor
+
+    found.sensors[:] = [ProcessScopedSensor(s, root_pid=root_pid) if s.kind == CPU else s for s in found.sensors]

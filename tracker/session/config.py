@@ -30,7 +30,7 @@ from typing import Any
 
 from tracker.errors import ConfigurationError, UnknownOptionError
 from tracker.measure.sampler import COUNTER_INTERVAL_S, POLLED_INTERVAL_S, validate_interval, validate_jitter
-from tracker.sensors import KINDS, Sensor, positive_watts
+from tracker.sensors import KINDS, Sensor, cpu_scope, positive_watts
 
 DEFAULT_LOG_DIR = "energy_logs"
 
@@ -179,6 +179,10 @@ def _pue(value: Any, name: str) -> float:
     return validate_pue(value)
 
 
+def _cpu_scope(value: Any, name: str) -> str | None:
+    return cpu_scope.check_scope(value)
+
+
 def _interval(value: Any, name: str) -> float | None:
     return None if value is None else validate_interval(value, name)
 
@@ -324,12 +328,23 @@ class Config:
         "labels of this run (e.g. ['lr=3e-4', 'seed=1']), written to run.json and shown by report.",
         Flag("--tags", _comma_list, "A,B"),
     )
+    cpu_scope: str | None = option(
+        None,
+        _cpu_scope,
+        "whose CPU energy: 'machine' (the whole CPU, other jobs' load included) or 'process' (this process "
+        "tree's share of it, by CPU time); default 'process' when a cgroup CPU quota or an affinity mask "
+        "confines the run to part of the machine, else 'machine'.",
+        Flag("--cpu-scope", None, "machine|process"),
+    )
     intensity: Any = field(init=False, repr=False, compare=False)
+    cpu_scope_choice: tuple[str, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         from tracker.carbon import intensity as carbon
 
         _validate_fields(self)
+        # Resolved here, once, so that the start-up line and every row agree on it.
+        object.__setattr__(self, "cpu_scope_choice", cpu_scope.resolve_scope(self.cpu_scope, cpu_scope.confinement()))
         hourly = None if self.intensity_csv is None else Path(self.intensity_csv)
         resolved = carbon.resolve_intensity(
             country=self.country,

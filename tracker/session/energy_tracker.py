@@ -144,7 +144,13 @@ class EnergyTracker:
             cpu=CPU in kinds,
             ram=RAM in kinds,
             clock=self._clock,
+            cpu_scope=cfg.cpu_scope_choice[0],
+            cpu_scope_root=self._tree_root(),
         )
+
+    def _tree_root(self) -> int:
+        # One process per rank on this node: their parent (the launcher) roots the tree that "process" counts.
+        return os.getppid() if self.launch.local_world_size > 1 else os.getpid()
 
     # ---- lifecycle ----------------------------------------------------------------------------------------------
 

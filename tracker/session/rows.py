@@ -111,6 +111,7 @@ class RowBuilder:
             co2_kg_high=accounting.co2_kg(joules_to_kwh(energy.high_j), pue, intensity_g),
             gpu_method=methods[GPU],
             cpu_method=methods[CPU],
+            cpu_scope=self.config.cpu_scope_choice[0] if methods[CPU] != ABSENT else "",
             ram_method=methods[RAM],
             gpu_power_mean_w=accounting.mean_power_w(kinds[GPU].value_j, duration) if gpu_measured else None,
             energy_per_sample_j=energy.value_j / segment.samples if segment.samples else None,

@@ -213,6 +213,8 @@ def start_line(state: RunState) -> tuple[int, str]:
     )
     grid = state.config.intensity
     place = "/".join(p for p in (grid.country, grid.region) if p) or "no country"
+    if state.methods.get("cpu", "absent") != "absent":
+        measured += "; CPU scope {} ({})".format(*state.config.cpu_scope_choice)
     line = (
         f"measuring {measured or 'nothing'}; grid {units.significant(grid.g_per_kwh)} g CO2e/kWh for {place} "
         f"[{grid.method}: {grid.detail or 'default'}; {grid.source}], PUE {state.config.pue:g}"

@@ -17,7 +17,7 @@ from tracker.errors import ConfigurationError, UsageError
 from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS, INTERRUPTED, OTHER_PHASE, RESERVED_PHASES, TRAIN, VALIDATION
 from tracker.measure.meter import Meter, SensorTotals, Snapshot, power_cap_w
 from tracker.measure.sampler import Sampler
-from tracker.sensors import Clock, Reading, Sensor
+from tracker.sensors import GPU, Clock, Reading, Sensor
 from tracker.session.accounting import DeviceUsage
 from tracker.session.segments import Segment
 
@@ -62,7 +62,8 @@ class Timeline:
         self.lock = threading.RLock()
         caps = {s.name: cap for s in sensors if (cap := power_cap_w(s.info)) is not None}
         self.meter = Meter(interval_s, caps_w=caps)
-        lanes = lane_intervals(sensors, interval_s)
+        # GPUs last in each lane: an opening boundary reads them last, a closing one first (see boundary()).
+        lanes = lane_intervals(sorted(sensors, key=lambda s: s.kind == GPU), interval_s)
         self.sampler = Sampler(
             lanes.pop(interval_s, []), self._on_readings, interval_s=interval_s, clock=clock, jitter=jitter
         )
@@ -161,17 +162,23 @@ class Timeline:
 
     def open(self, opened_utc: str) -> float:
         """Take the first readings and open the ``other`` segment; returns the clock then, s."""
-        snapshot, now_s, _ = self.boundary()
+        snapshot, now_s, _ = self.boundary(opening=True)
         self.stack = [Segment(None, OTHER_PHASE, opened_utc)]
         self.stack[0].activate(snapshot, now_s, self.stale)
         return now_s
 
-    def boundary(self) -> tuple[Snapshot, float, dict[str, float]]:
-        """Read every sensor now; returns the meter's snapshot, the clock (s) and the peaks since (W)."""
+    def boundary(self, opening: bool = False) -> tuple[Snapshot, float, dict[str, float]]:
+        """Read every sensor now; returns the meter's snapshot, the clock (s) and the peaks since (W).
+
+        An epoch's edges are the instants control returns to the user's code and leaves it: an
+        opening boundary reads the GPUs last (the fast lanes after the main one, GPUs last within
+        it), a closing one reads them first, so the other sensors' reads fall outside the epoch.
+        """
         with self.lock:
             self._at_boundary = True  # the readings that sample_now hands to _on_readings, on this thread
             try:
-                read = {r.sensor for sampler in self.samplers for r in sampler.sample_now()}
+                samplers = self.samplers if opening else self.samplers[::-1]
+                read = {r.sensor for sampler in samplers for r in sampler.sample_now(reverse=not opening)}
             finally:
                 self._at_boundary = False
             # Not read in time: its last background reading stands in, for both segments at this edge.
@@ -181,16 +188,24 @@ class Timeline:
             return self.meter.snapshot(), self._clock(), self.meter.take_peaks_w()
 
     def push(self, segment: Segment) -> None:
-        """Put ``segment`` on top: the energy from now on is its own."""
-        snapshot, now_s, peaks = self.boundary()
+        """Put ``segment`` on top: the energy from the last reading on is its own.
+
+        The bookkeeping (the ``other`` row handed on, written to disk) happens between two readings,
+        so that the last thing before control returns to the user's code is the reading that opens
+        the segment; the time it took goes to the ``other`` segment, never to the new one.
+        """
+        snapshot, now_s, peaks = self.boundary(opening=True)
         self.stack[-1].deactivate(snapshot, now_s, peaks, self._now_utc())
-        if len(self.stack) == 1:
-            self.flush_other(force=False)
+        if len(self.stack) == 1 and self.flush_other(force=False):
+            # The fresh ``other`` segment holds the bookkeeping's time, up to the reading that opens ``segment``.
+            self.stack[0].activate(snapshot, now_s, self.stale)
+            snapshot, now_s, peaks = self.boundary(opening=True)
+            self.stack[0].deactivate(snapshot, now_s, peaks, self._now_utc())
         self.stack.append(segment)
         segment.activate(snapshot, now_s, self.stale)
 
     def close_top(self, status: str) -> None:
-        """Close the segment on top and hand it on with ``status``."""
+        """Close the segment on top and hand it on with ``status``: the reading first, the bookkeeping after."""
         snapshot, now_s, peaks = self.boundary()
         segment = self.stack.pop()
         segment.deactivate(snapshot, now_s, peaks, self._now_utc())
@@ -205,8 +220,8 @@ class Timeline:
             self.close_top(INTERRUPTED)
         self.flush_other(force=True)
 
-    def flush_other(self, force: bool) -> None:
-        """Hand on the ``other`` segment when it is due (``force``: at the end, if it holds anything)."""
+    def flush_other(self, force: bool) -> bool:
+        """Hand on the ``other`` segment when due (``force``: at the end, if it holds anything); whether it was."""
         other = self.stack[0]
         if force and other.since is not None:
             snapshot, now_s, peaks = self.boundary()
@@ -218,6 +233,8 @@ class Timeline:
             if other.since is not None:
                 fresh.activate(other.since, other.since_s)
             self.stack[0] = fresh
+            return True
+        return False
 
     def open_segments(self) -> list[tuple[Segment, dict[str, float], float]]:
         """Each open epoch and phase (outermost first) with its energy so far by kind (J) and its seconds.
