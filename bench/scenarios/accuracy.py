@@ -8,7 +8,8 @@ is compared. Ours runs at its default interval with ``measure=("gpu",)`` so that
 
 The truth of an epoch is the trace's exact integral between the tool's own boundary readings: the
 last NVML energy (else power) read that the tool made *on the calling thread* during the call that
-opens or closes the epoch (the bench wraps the fake's read functions to log them), or, for a tool
+opens or closes the epoch (the bench wraps the fake's read functions to log them; ours reads on an
+edge thread while the caller waits, and those reads count as the caller's), or, for a tool
 that reads nothing there, the call's start (carbontracker stamps ``time.time()`` first thing). A
 boundary call's own duration therefore does not blur the truth.
 
@@ -70,7 +71,10 @@ def _logged(module: Any, name: str, log: list[tuple[int, str, int, float]]) -> N
         try:
             return function(handle, *args)
         finally:
-            log.append((threading.get_ident(), name, getattr(handle, "gpu", -1), (before + time.monotonic()) / 2))
+            # Our edge reads run on an edge thread for the calling one (tracker.measure.edge): they count as its own.
+            edge = threading.current_thread().name == "energy-tracker.edge"
+            log.append((EDGE if edge else threading.get_ident(), name, getattr(handle, "gpu", -1),
+                        (before + time.monotonic()) / 2))  # fmt: skip
 
     setattr(module, name, call)
 
@@ -113,12 +117,15 @@ def work(params: dict[str, Any]) -> dict[str, Any]:
     return _score(adapter.results(), truth, windows, (started, stopped))
 
 
+EDGE = -1  # the thread of a read made on an edge thread, on behalf of the calling one
+
+
 class Truth:
     """The exact GPU energy between a tool's boundary readings (see the module docstring)."""
 
     def __init__(self, fake: Any, gpus: int, log: list[tuple[int, str, int, float]], thread: int) -> None:
         self.fake, self.gpus, self.thread = fake, gpus, thread
-        self.log = [entry for entry in log if entry[0] == thread]
+        self.log = [entry for entry in log if entry[0] in (thread, EDGE)]
 
     def moment(self, gpu: int, call: tuple[float, float]) -> tuple[float, str]:
         """When the tool read GPU ``gpu`` during the call, and how that was found."""
