@@ -51,6 +51,7 @@ __all__ = ["DEFAULT_W_PER_CPU", "CpuEstimateSensor", "CpuInfo", "load_factor", "
 DEFAULT_W_PER_CPU = 3.5
 MODEL_FORMULA = "P = tdp_w * (0.1 + 0.9 * u**3), u = busy fraction of all CPUs (codecarbon >= 3.0.5)"
 _TABLE = Path("data") / "hardware" / "cpu_power.csv"
+_DIGIT = re.compile(r"\d")
 # Compiled once: a table lookup normalises every candidate row (over a thousand for a bare "Intel Xeon").
 _NOISE = [
     re.compile(pattern)
@@ -131,7 +132,11 @@ def match_tdp(model: str, table: list[tuple[str, float]]) -> tuple[str, float] |
     # A row can only match if its raw name mentions the model's numbers (or, without numbers, the
     # whole name): filtering the raw text first spares normalising all ~4,900 rows (~50 ms).
     keys = numbers or {wanted}
-    rows = [(normalise(name).split(), name, tdp) for name, tdp in table if any(k in name.lower() for k in keys)]
+    mentions = re.compile("|".join(re.escape(k) for k in sorted(keys))).search
+    near = [(name, tdp) for name, tdp in table if mentions(name.lower())]
+    if not numbers:
+        near = [(name, tdp) for name, tdp in near if _may_lose_digits(name.lower())]
+    rows = [(normalise(name).split(), name, tdp) for name, tdp in near]
     exact = [(name, tdp) for row, name, tdp in rows if " ".join(row) == wanted]
     if exact:
         return _unique(exact)
@@ -142,6 +147,16 @@ def match_tdp(model: str, table: list[tuple[str, float]]) -> tuple[str, float] |
     ]
     best = max((size for size, _, _ in candidates), default=0)
     return _unique([(name, tdp) for size, name, tdp in candidates if size == best])
+
+
+def _may_lose_digits(lower: str) -> bool:
+    """Whether a lower-cased row name could normalise to a name without digits.
+
+    Only the clock speed (after ``@``), a ``with ...`` tail, ``11th gen`` and ``16-core`` take
+    digits away; a row with a digit before any ``@`` and none of those words keeps one, so it
+    cannot be a model without a number (over a thousand rows for a bare "Intel Xeon").
+    """
+    return _DIGIT.search(lower.partition("@")[0]) is None or any(w in lower for w in ("with", "gen", "core"))
 
 
 def _model_numbers(words: Iterable[str]) -> set[str]:

@@ -30,8 +30,10 @@ Every ``NVMLError`` is translated into the tracker's exceptions, chained, at one
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -355,10 +357,9 @@ def find_gpus(
     if visible_devices is not None and not visible_devices.strip():
         return [], [_absent("no device", "CUDA_VISIBLE_DEVICES is empty, which hides every GPU", "unset it")]
     if nvml is None:
-        try:
-            import pynvml as nvml
-        except ImportError as e:
-            return [], [_absent("library missing", str(e), "pip install nvidia-ml-py")]
+        nvml, absent = _import_pynvml(visible_devices)
+        if nvml is None:
+            return [], absent
     try:
         call(nvml, SOURCE, "nvmlInit")
     except SensorError as e:
@@ -372,6 +373,25 @@ def find_gpus(
         return _open(nvml, session, visible_devices, devices, clock)
     finally:
         session.release()
+
+
+def _import_pynvml(visible_devices: str | None) -> tuple[Any, list[Absent]]:
+    """``pynvml``, or why not: not installed, or (on Linux) no sign of an NVIDIA GPU at all.
+
+    Importing ``pynvml`` builds some 300 classes, most of ``start()``'s cost on a machine without a
+    GPU. On Linux NVML cannot reach a GPU without one of :data:`NVIDIA_SIGNS` (the device node, the
+    kernel driver, WSL2's ``/dev/dxg``), so when none exists, and no ``pynvml`` is already loaded (a
+    fake one included), the import is skipped and the outcome is the one ``nvmlInit`` would give.
+    """
+    if sys.platform.startswith("linux") and "pynvml" not in sys.modules and not nvidia_expected(visible_devices):
+        if importlib.util.find_spec("pynvml") is not None:
+            signs = ", ".join(NVIDIA_SIGNS)
+            return None, [_absent("no device", f"no NVIDIA GPU or driver on this machine (none of {signs} exists)")]
+    try:
+        import pynvml
+    except ImportError as e:
+        return None, [_absent("library missing", str(e), "pip install nvidia-ml-py")]
+    return pynvml, []
 
 
 def _open(nvml: Any, session: _Session, visible_devices: str | None, devices: Any, clock: Any) -> tuple[list, list]:

@@ -6,8 +6,10 @@ reads the tracker itself.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import re
 import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -277,19 +279,62 @@ def versions(state: RunState, own: str) -> dict[str, str]:
     Read from the installed distributions' metadata, so nothing (torch included) is imported.
     ``codecarbon`` is the carbon data's version (its bundled files); ``nvidia-driver`` comes from NVML.
     """
-    from importlib import metadata
-
     found = {"training-energy-tracker": own, "python": sys.version.split()[0]}
-    for name in VERSIONED:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
+    found.update(installed_versions(VERSIONED, tuple(sys.path)))
     infos = [s.get("info") or {} for s in state.sensors]
     drivers = {str(info["driver_version"]) for info in infos if info.get("driver_version")}
     if drivers:
         found["nvidia-driver"] = "+".join(sorted(drivers))
     return found
+
+
+@functools.lru_cache(maxsize=4)
+def installed_versions(names: tuple[str, ...], path: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The version of each distribution in ``names`` installed on ``path``, once per process.
+
+    What ``importlib.metadata.version`` answers (the first ``*.dist-info``/``*.egg-info`` directory
+    of that name along ``sys.path``, its ``Version`` header) without importing ``importlib.metadata``
+    and the ``email`` parser, which cost more than the rest of ``start()``. Distributions not found
+    are left out; the others come in the order of ``names``, as ``(name, version)`` pairs.
+    """
+    wanted = {_normalise(name): name for name in names}
+    found: dict[str, str] = {}
+    for root in path:
+        for entry in _listdir(root or "."):
+            stem, dot, suffix = entry.rpartition(".")
+            name = wanted.get(_normalise(stem.partition("-")[0]))
+            if dot and suffix.lower() in ("dist-info", "egg-info") and name and name not in found:
+                version = _version_header(os.path.join(root or ".", entry), suffix.lower())
+                if version is not None:
+                    found[name] = version
+    return tuple((name, found[name]) for name in names if name in found)
+
+
+def _normalise(name: str) -> str:
+    # As importlib.metadata's Prepared.normalize: runs of '-', '_', '.' are one '_', case folded.
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _listdir(root: str) -> list[str]:
+    try:
+        return sorted(os.listdir(root)) if os.path.isdir(root) else []
+    except OSError:
+        return []
+
+
+def _version_header(directory: str, suffix: str) -> str | None:
+    """The ``Version:`` header of a ``METADATA`` (``dist-info``) or ``PKG-INFO`` (``egg-info``) file."""
+    try:
+        with open(os.path.join(directory, "METADATA" if suffix == "dist-info" else "PKG-INFO"), encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                if key.strip().lower() == "version":
+                    return value.strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
 
 
 def _platform() -> str:
