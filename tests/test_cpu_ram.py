@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 from collections import namedtuple
 from pathlib import Path
 
@@ -323,3 +324,22 @@ def test_user_ram_power(tmp_path, clock):
 def test_bad_ram_power_is_a_configuration_error(tmp_path, bad):
     with pytest.raises(ConfigurationError, match="power_w="):
         ram(tmp_path, power_w=bad, total_bytes=GIB)
+
+
+def test_proc_readers_agree_with_psutil(tmp_path):
+    from tracker.sensors._procfs import CPU_TIME_FIELDS, physical_memory_bytes, read_cpu_times, read_mem_total
+
+    stat = tmp_path / "stat"
+    stat.write_text("cpu  100 2 30 400 5 0 6 0\ncpu0 50 1 15 200 2 0 3 0\n")
+    ticks = os.sysconf("SC_CLK_TCK")
+    times = read_cpu_times(str(stat))
+    assert list(times._asdict()) == list(CPU_TIME_FIELDS[:8]) and times.system == 30 / ticks
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemFree:  10 kB\nMemTotal:  2048 kB\n")
+    assert read_mem_total(str(meminfo)) == 2048 * 1024
+    if not sys.platform.startswith("linux"):
+        pytest.skip("/proc is Linux's")
+    assert physical_memory_bytes() == psutil.virtual_memory().total
+    ours, theirs = read_cpu_times(), psutil.cpu_times()
+    assert list(ours._asdict()) == list(theirs._asdict())
+    assert all(abs(ours._asdict()[k] - v) < 5.0 for k, v in theirs._asdict().items())  # a moment apart

@@ -34,11 +34,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import psutil
-
 from tracker.errors import ConfigurationError
 from tracker.sensors import CPU, Reading, is_positive_number, positive_watts
 from tracker.sensors._cgroup import CGROUP_ROOT, PROC_SELF_CGROUP, cpu_quota
+from tracker.sensors._procfs import cpu_times_reader
 from tracker.sensors.methods import TDP_DEFAULT, TDP_ESTIMATE, TDP_USER
 
 __all__ = ["DEFAULT_W_PER_CPU", "CpuEstimateSensor", "CpuInfo", "load_factor", "match_tdp", "usable_cpus"]
@@ -246,7 +245,8 @@ class CpuEstimateSensor:
         clock: monotonic clock in seconds.
         cpuinfo_path: the ``/proc/cpuinfo`` to read the model and sockets from.
         cpu_table: a CSV ``Name,TDP`` to use instead of codecarbon's ``cpu_power.csv``.
-        cpu_times: returns cumulative CPU times in s (``psutil.cpu_times``, or a script in tests).
+        cpu_times: returns cumulative CPU times in s; ``None``: ``/proc/stat`` as ``psutil.cpu_times`` reads it
+            (psutil itself off Linux), or a script in tests.
         logical_cpus: the logical CPUs this process may use; from affinity and cgroup quota when ``None``.
         cgroup_root: the cgroup filesystem, for the CPU quota.
         proc_cgroup: the file naming the process's cgroups.
@@ -267,7 +267,7 @@ class CpuEstimateSensor:
         clock: Callable[[], float] = time.monotonic,
         cpuinfo_path: Path = Path("/proc/cpuinfo"),
         cpu_table: Path | None = None,
-        cpu_times: Callable[[], Any] = psutil.cpu_times,
+        cpu_times: Callable[[], Any] | None = None,
         logical_cpus: int | None = None,
         cgroup_root: Path = CGROUP_ROOT,
         proc_cgroup: Path = PROC_SELF_CGROUP,
@@ -287,7 +287,7 @@ class CpuEstimateSensor:
             "logical_cpus": usable,
             "model_formula": MODEL_FORMULA,
         }
-        self._clock, self._cpu_times = clock, cpu_times
+        self._clock, self._cpu_times = clock, cpu_times or cpu_times_reader()
         self._lock = threading.Lock()
         self._last: tuple[float, Any] | None = None
         self._energy_j = 0.0

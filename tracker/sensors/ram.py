@@ -20,10 +20,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
-
 from tracker.sensors import RAM, Reading, is_positive_number, positive_watts
 from tracker.sensors._cgroup import CGROUP_ROOT, PROC_SELF_CGROUP, cgroup_dirs, memory_limit_bytes
+from tracker.sensors._procfs import physical_memory_bytes
 from tracker.sensors.methods import RAM_MODEL, RAM_USER
 
 __all__ = ["W_PER_GIB", "RamModelSensor", "cgroup_dirs", "is_positive_number", "memory_limit_bytes", "positive_watts"]
@@ -42,7 +41,8 @@ class RamModelSensor:
         power_w: the RAM power in W to use instead of the model (method ``ram_user``).
         clock: monotonic clock in seconds.
         cgroup_root: the cgroup filesystem.
-        total_bytes: physical RAM in bytes; ``psutil.virtual_memory().total`` when ``None``.
+        total_bytes: physical RAM in bytes; when ``None``, ``MemTotal`` of ``/proc/meminfo``
+            (``psutil.virtual_memory().total`` off Linux).
         proc_cgroup: the file naming the process's cgroups.
 
     Raises:
@@ -62,7 +62,7 @@ class RamModelSensor:
         proc_cgroup: Path = PROC_SELF_CGROUP,
     ) -> None:
         user_w = None if power_w is None else positive_watts(power_w, "power_w")
-        physical = psutil.virtual_memory().total if total_bytes is None else int(total_bytes)
+        physical = physical_memory_bytes() if total_bytes is None else int(total_bytes)
         limit = memory_limit_bytes(cgroup_root=Path(cgroup_root), proc_cgroup=Path(proc_cgroup))
         size, source = (limit, "cgroup") if limit is not None and limit < physical else (physical, "physical")
         self.power_w = size / GIB * W_PER_GIB if user_w is None else user_w

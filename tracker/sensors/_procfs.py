@@ -1,0 +1,77 @@
+"""System-wide CPU times and physical memory from Linux's ``/proc``, as psutil reads them.
+
+``import psutil`` costs more than the rest of a tracker's construction (it loads ``socket``,
+``subprocess`` and ``select``). On Linux the two figures the estimates need are one line of
+``/proc/stat`` and one of ``/proc/meminfo``, read here exactly as psutil's ``cpu_times()`` and
+``virtual_memory().total`` read them; elsewhere, or when ``/proc`` is missing, psutil is used.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["CPU_TIME_FIELDS", "cpu_times_reader", "physical_memory_bytes", "read_cpu_times", "read_mem_total"]
+
+#: The fields of the ``cpu`` line of ``/proc/stat``, in order (psutil's ``scputimes``); older
+#: kernels give fewer.
+CPU_TIME_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal", "guest", "guest_nice")
+PROC_STAT = "/proc/stat"
+PROC_MEMINFO = "/proc/meminfo"
+
+
+class CpuTimes(dict):
+    """Cumulative CPU times in s by field name; ``_asdict()`` as on psutil's named tuple."""
+
+    def _asdict(self) -> dict[str, float]:
+        return dict(self)
+
+    def __getattr__(self, name: str) -> float:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def read_cpu_times(path: str = PROC_STAT) -> CpuTimes:
+    """All CPUs' cumulative times in s from the first line of ``/proc/stat`` (ticks / ``SC_CLK_TCK``)."""
+    with open(path, "rb") as f:
+        values = f.readline().split()[1 : len(CPU_TIME_FIELDS) + 1]
+    ticks = os.sysconf("SC_CLK_TCK")
+    return CpuTimes(zip(CPU_TIME_FIELDS, (float(v) / ticks for v in values), strict=False))
+
+
+def read_mem_total(path: str = PROC_MEMINFO) -> int:
+    """Physical memory in bytes: ``MemTotal`` of ``/proc/meminfo`` (given in KiB)."""
+    with open(path, "rb") as f:
+        for line in f:
+            if line.startswith(b"MemTotal:"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"no MemTotal in {path}")
+
+
+def cpu_times_reader() -> Callable[[], Any]:
+    """``read_cpu_times`` where ``/proc/stat`` is readable on Linux, else ``psutil.cpu_times``."""
+    if sys.platform.startswith("linux"):
+        try:
+            read_cpu_times()
+            return read_cpu_times
+        except (OSError, ValueError):
+            pass
+    import psutil
+
+    return psutil.cpu_times
+
+
+def physical_memory_bytes() -> int:
+    """Physical memory in bytes: ``/proc/meminfo`` on Linux, else ``psutil.virtual_memory().total``."""
+    if sys.platform.startswith("linux"):
+        try:
+            return read_mem_total()
+        except (OSError, ValueError, IndexError):
+            pass
+    import psutil
+
+    return psutil.virtual_memory().total
