@@ -302,8 +302,10 @@ def installed_versions(names: tuple[str, ...], path: tuple[str, ...]) -> tuple[t
     for root in path:
         for entry in _listdir(root or "."):
             stem, dot, suffix = entry.rpartition(".")
+            if not dot or suffix.lower() not in ("dist-info", "egg-info"):
+                continue
             name = wanted.get(_normalise(stem.partition("-")[0]))
-            if dot and suffix.lower() in ("dist-info", "egg-info") and name and name not in found:
+            if name and name not in found:
                 version = _version_header(os.path.join(root or ".", entry), suffix.lower())
                 if version is not None:
                     found[name] = version
