@@ -163,6 +163,19 @@ def test_merge_says_which_rank_has_no_row_and_which_never_started():
     assert info["missing_ranks"] == [1, 2] and info["status"] == "interrupted"
 
 
+def test_merge_waits_for_the_device_rows_of_a_row_caught_between_its_two_writes():
+    # rank 1 has appended its epochs.csv row but not yet its devices.csv rows: counting the row now
+    # would count the GPUs that rank 0 already measured a second time
+    zero = shard(0, 3.0, 0.5, [device(0, "gpu:0", uuid="U0", kwh=3.0), device(0, "cpu", "cpu", kwh=0.5)])
+    one = shard(1, 3.0, 0.0, [], status="running")
+    _, (row,), devices = merge("job", [zero, one])
+    assert row["energy_kwh"] == 3.5 and [d["rank"] for d in devices] == [0, 0]
+    assert row["notes"] == "no row from r1@a (its run: killed, or not this far yet)"
+    one.devices.append(device(1, "gpu:0", uuid="U0", kwh=3.0))  # the second write lands
+    _, (row,), _ = merge("job", [zero, one])
+    assert row["energy_kwh"] == 3.5 and row["notes"] == ""
+
+
 def run_on(host, tmp_path, monkeypatch, job="4242"):
     monkeypatch.setenv("SLURM_JOB_ID", job)
     sensors = [FakeSensor("gpu:0", "gpu", steady(100.0)), FakeSensor("cpu", "cpu", steady(20.0), method="rapl")]

@@ -138,11 +138,24 @@ class _Group:
     devices: list[tuple[Shard, dict[str, Any]]] = field(default_factory=list)
 
 
+def _written(epochs: dict[Key, dict[str, Any]], devices: dict[Key, Any], shard: Shard) -> dict[Key, dict[str, Any]]:
+    """A shard's rows less a last row caught between its two writes.
+
+    The writer appends a row to ``epochs.csv``, then its device rows to ``devices.csv``. A merge that
+    reads a running shard between the two would count that row's GPUs without knowing which are
+    another rank's duplicates (counting them twice), so such a row waits for the next merge.
+    """
+    last = next(reversed(epochs), None)
+    if last is None or last in devices or shard.status != "running" or not _num(epochs[last].get("energy_kwh")):
+        return epochs
+    return {key: row for key, row in epochs.items() if key != last}
+
+
 def _groups(shards: Sequence[Shard]) -> dict[Key, _Group]:
     groups: dict[Key, _Group] = {}
     for shard in shards:
         devices = _keyed_devices(shard.devices)
-        for key, row in _keyed_epochs(shard.epochs).items():
+        for key, row in _written(_keyed_epochs(shard.epochs), devices, shard).items():
             group = groups.setdefault(key, _Group())
             group.rows.append((shard, row))
             group.devices.extend((shard, d) for d in devices.get(key, []))
