@@ -146,22 +146,38 @@ def spawn_ranks(out: Path, world: int, *script_args: str) -> list[subprocess.Pop
     ]
 
 
-def test_a_rank_killed_mid_epoch_hangs_no_one_and_the_rows_say_what_is_missing(tmp_path):
-    ranks = spawn_ranks(tmp_path, 2, "--own", "--gpus", "2", "--epochs", str(EPOCHS), "--kill-rank", "1")
+def test_a_rank_killed_mid_epoch_hangs_no_one_and_the_rows_count_its_epoch_so_far(tmp_path):
+    args = ("--own", "--gpus", "2", "--epochs", str(EPOCHS), "--kill-rank", "1", "--interval-s", "0.1")
+    ranks = spawn_ranks(tmp_path, 2, *args)
     finish(ranks[0], timeout=60)  # rank 0 finishes every epoch (a hang fails here): it never waits for rank 1
     ranks[1].wait(timeout=60)
     assert ranks[1].returncode == -signal.SIGKILL
     run = the_job(tmp_path)
     train = {r["epoch"]: r for r in run.epochs if r["phase"] == "train"}
     assert train[0]["status"] == "complete" and "no row from" not in train[0]["notes"]
-    for epoch in (1, 2):  # rank 1 died in epoch 1: its GPU's energy from then on is not in the rows, and they say so
-        assert train[epoch]["status"] == "interrupted"
-        assert "no row from r1@node-a (its run: killed, or not this far yet)" in train[epoch]["notes"]
-        assert [d["rank"] for d in rows_of(run, epoch) if d["kind"] == "gpu"] == [0]
-        assert train[epoch]["samples"] == 8
     assert [d["rank"] for d in rows_of(run, 0) if d["kind"] == "gpu"] == [0, 1]
-    assert run.info["status"] == "running"  # rank 1's shard never recorded an end
-    assert {s["rank"]: s["status"] for s in run.info["shards"]} == {0: "complete", 1: "running"}
+    # rank 1 died in epoch 1: that epoch counts its GPU up to its last heartbeat, and says so
+    shard = next(p for p in (run.path / "ranks").iterdir() if p.name.endswith("-r1"))
+    (beat,) = [r for r in json.loads((shard / "heartbeat.json").read_text())["open"] if r["phase"] == "train"]
+    rank0_j = [d["energy_kwh"] * 3.6e6 for d in rows_of(run, 1) if d["kind"] == "gpu"]
+    assert [d["rank"] for d in rows_of(run, 1) if d["kind"] == "gpu"] == [0]  # a heartbeat has no device rows
+    assert train[1]["gpu_kwh"] * 3.6e6 == pytest.approx(rank0_j[0] + beat["gpu_kwh"] * 3.6e6, rel=1e-9)
+    assert (train[1]["status"], train[1]["samples"]) == ("interrupted", 8)
+    assert "r1: killed: the energy up to the last heartbeat" in train[1]["notes"]
+    assert train[1]["energy_kwh_high"] >= train[1]["energy_kwh"] >= train[1]["energy_kwh_low"]
+    # its GPU's steady 150 W over the epoch's time so far, and no more than it drew from start() to its kill
+    assert beat["gpu_kwh"] * 3.6e6 == pytest.approx(GPU_W[1] * beat["duration_s"], rel=5e-3)
+    assert beat["duration_s"] > 1.0  # the kill came after a heartbeat 1 s or more into epoch 1
+    times = [t for _, t, _ in reads(tmp_path)[("node-a", 1)]]
+    booked_j = (sum(d["energy_kwh"] for d in run.devices if d["rank"] == 1) + beat["gpu_kwh"]) * 3.6e6
+    assert GPU_W[1] * (max(times) - min(times) + 0.2) >= booked_j > GPU_W[1] * (beat["duration_s"] + 0.2)
+    # epoch 2: rank 1 gone; the job: killed, its rank 1 shard too
+    assert train[2]["status"] == "interrupted"
+    assert "no row from r1@node-a (its run: killed)" in train[2]["notes"]
+    assert [d["rank"] for d in rows_of(run, 2) if d["kind"] == "gpu"] == [0]
+    assert run.info["status"] == "killed"
+    assert {s["rank"]: s["status"] for s in run.info["shards"]} == {0: "complete", 1: "killed"}
+    assert run.info["totals"]["gpu_kwh"] == pytest.approx(sum(r["gpu_kwh"] for r in run.epochs))
 
 
 def test_the_torchrun_example_writes_one_job_directory(tmp_path):

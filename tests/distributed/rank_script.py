@@ -1,7 +1,7 @@
 """One rank of a plain training loop under ``EnergyTracker``, launched by ``torchrun`` (or by hand) in the tests.
 
 Usage: ``python rank_script.py OUT [--gpus N] [--own] [--epochs E] [--epoch-s S] [--kill-rank R]
-[--group] [--run-name NAME]``
+[--group] [--run-name NAME] [--interval-s S]``
 
 Each process builds its own fake NVML (the shipped :class:`tracker.testing.FakeNvml`) with ``N`` GPUs
 of steady power; their UUIDs follow the host identity ``ENERGY_TEST_HOST`` (so two simulated nodes
@@ -11,7 +11,8 @@ Every energy-counter reading the rank's fake answers is kept with the fake's tim
 ``OUT/reads-<host>-r<rank>.json`` at the end, so the test knows the true energy exactly.
 ``--group`` joins a gloo process group and all-reduces a tensor each step (the training's own
 collective; the tracker makes none). ``--kill-rank R``: rank R sends itself SIGKILL halfway
-through epoch 1.
+through epoch 1, once its ``heartbeat.json`` shows epoch 1 open for 1 s or more (after writing
+its readings, as above), so the test knows what it measured of that epoch.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--kill-rank", type=int, default=None)
     parser.add_argument("--group", action="store_true")
     parser.add_argument("--run-name", default=None)
+    parser.add_argument("--interval-s", type=float, default=3600.0)
     args = parser.parse_args()
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     host = os.environ.get("ENERGY_TEST_HOST", "node-a")
@@ -84,7 +86,7 @@ def main() -> None:
         cpu_tdp_w=65.0,
         ram_w=5.0,
         carbon_intensity_g_per_kwh=400.0,
-        interval_s=3600.0,
+        interval_s=args.interval_s,
         jitter=0.0,
         host=host,
         epochs=args.epochs,
@@ -93,7 +95,13 @@ def main() -> None:
     with energy:
         for epoch in range(args.epochs):
             with energy.epoch(epoch, samples=8):
-                _work(args, epoch, rank, group)
+                _work(
+                    args,
+                    epoch,
+                    rank,
+                    group,
+                    lambda: _die(energy.run_dir, nvml, args.out / f"reads-{host}-r{rank}.json"),
+                )
     (args.out / f"reads-{host}-r{rank}.json").write_text(json.dumps(nvml.reads))
     if group is not None:
         group.destroy_process_group()
@@ -106,11 +114,27 @@ def _join_group():
     return dist
 
 
-def _work(args: argparse.Namespace, epoch: int, rank: int, group) -> None:
+def _die(shard: Path, nvml: RecordingNvml, reads: Path) -> None:
+    """SIGKILL this process once a heartbeat holds 1 s or more of epoch 1, its readings written first."""
+    deadline = time.monotonic() + 30.0
+    while time.monotonic() < deadline:
+        try:
+            beat = json.loads((shard / "heartbeat.json").read_text())
+        except (OSError, ValueError):
+            beat = {}
+        if any(r["epoch"] == 1 and r["phase"] == "train" and r["duration_s"] >= 1.0 for r in beat.get("open", [])):
+            break
+        time.sleep(0.02)
+    with nvml._lock:  # no reading between the copy and the kill
+        reads.write_text(json.dumps(nvml.reads))
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _work(args: argparse.Namespace, epoch: int, rank: int, group, die) -> None:
     steps = 4
     for step in range(steps):
         if (args.kill_rank, epoch, step) == (rank, 1, steps // 2):
-            os.kill(os.getpid(), signal.SIGKILL)
+            die()
         time.sleep(args.epoch_s / steps)
         if group is not None:
             import torch

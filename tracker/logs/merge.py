@@ -12,6 +12,17 @@ Rows are matched across shards by ``(epoch, phase, n-th such row)``. A device se
 A rank without a row that the others have is named in the row's ``notes``; when that rank did not
 finish (killed, interrupted) the merged row is ``interrupted``.
 
+A rank killed mid-epoch (SIGKILL, OOM, a lost node) leaves its shard ``running``; the reader finds
+its process gone as for a single run (:mod:`tracker.logs.liveness`: same host, pid and start time;
+other host, a heartbeat older than ``STALE_HEARTBEAT_S``), marks the shard ``killed`` and adds its
+open epoch up to the last heartbeat as an ``interrupted`` row. That row merges like any other: the
+epoch's energy so far on that rank is counted (its own figure standing for both ends of its band,
+as a heartbeat carries none; no device rows, as it carries no per-device split; the share of a
+device another rank's rows of that epoch hold left out, by :func:`sensor_shares`), and the merged
+row is ``interrupted`` with ``rN: killed: the energy up to the last heartbeat`` in its ``notes``.
+Later epochs name the rank as ``no row from rN@host (its run: killed)``. The job's status is
+:func:`job_status`.
+
 Pure functions over rows as dicts: no file is read here (:mod:`tracker.logs.reader` does that).
 """
 
@@ -22,9 +33,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tracker.logs.liveness import KILLED
 from tracker.logs.totals import Totals
 
 GPU = "gpu"
+RUNNING = "running"
 KIND_COLUMNS = {"gpu": "gpu_kwh", "cpu": "cpu_kwh", "ram": "ram_kwh"}
 J_PER_KWH = 3.6e6
 
@@ -53,7 +66,7 @@ class Shard:
 
     @property
     def status(self) -> str:
-        """``complete``, ``interrupted``, or ``running`` (still running, or killed)."""
+        """``complete``, ``interrupted``, ``killed`` (its process is gone, found by the reader), or ``running``."""
         return str(self.info.get("status") or "running")
 
 
@@ -126,7 +139,10 @@ def _scaled_part(row: dict[str, Any], dropped: list[Mapping[str, Any]]) -> dict[
     part = {KIND_COLUMNS[k]: max(0.0, v) for k, v in kinds.items() if k in KIND_COLUMNS}
     part["energy_kwh"] = energy
     for column in ("energy_kwh_low", "energy_kwh_high", "co2_kg", "co2_kg_low", "co2_kg_high"):
-        part[column] = _num(row.get(column)) * ratio
+        central = column.removesuffix("_low").removesuffix("_high")
+        # a heartbeat's row (a killed rank's open epoch) has no band: its own figure bounds it both ways
+        value = row.get(column) if row.get(column) is not None else row.get(central)
+        part[column] = _num(value) * ratio
     return part
 
 
@@ -168,6 +184,50 @@ def _joined(values: Iterable[Any]) -> str:
     )
 
 
+def sensor_shares(shard: Shard) -> dict[Key, tuple[str, float]]:
+    """Each device a shard measures (by :func:`_identity`): its kind and its share of that kind's energy.
+
+    The devices are those of its ``run.json`` sensors and its device rows; the shares are from its
+    device rows (equal within a kind where it wrote none yet).
+    """
+    energy: dict[Key, tuple[str, float]] = {}
+    for sensor in shard.info.get("sensors") or []:
+        info = sensor.get("info") if isinstance(sensor, dict) else None
+        if isinstance(info, dict):
+            row = {
+                "kind": sensor.get("kind"),
+                "uuid": info.get("uuid"),
+                "host": shard.host,
+                "sensor": sensor.get("name"),
+            }
+            energy.setdefault(_identity(row), (str(row["kind"]), 0.0))
+    for row in shard.devices:
+        kind, so_far = energy.get(_identity(row), (str(row.get("kind")), 0.0))
+        energy[_identity(row)] = (kind, so_far + _num(row.get("energy_kwh")))
+    by_kind: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
+    for kind, kwh in energy.values():
+        by_kind[kind] += kwh
+        counts[kind] += 1
+    return {
+        key: (kind, kwh / by_kind[kind] if by_kind[kind] > 0 else 1.0 / counts[kind])
+        for key, (kind, kwh) in energy.items()
+    }
+
+
+def _heartbeat_duplicates(shard: Shard, part: Mapping[str, Any], group: _Group) -> list[dict[str, Any]]:
+    """A row without device rows (a killed rank's heartbeat): its share of devices other ranks' rows hold.
+
+    Returned as device-like rows (``kind``, ``energy_kwh``) to take off its figures, like :func:`keep_once`'s.
+    """
+    others = {_identity(d) for s, d in group.devices if s is not shard}
+    dropped = []
+    for key, (kind, share) in sensor_shares(shard).items():
+        if key in others and kind in KIND_COLUMNS:
+            dropped.append({"kind": kind, "energy_kwh": _num(part.get(KIND_COLUMNS[kind])) * share})
+    return dropped
+
+
 def _merged_row(name: str, group: _Group, shards: Sequence[Shard]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     kept, dropped = keep_once([d for _, d in group.devices])
     dropped_ids = {id(d) for d in dropped}
@@ -176,6 +236,8 @@ def _merged_row(name: str, group: _Group, shards: Sequence[Shard]) -> tuple[dict
     sums: Counter[str] = Counter()
     for shard, part in group.rows:
         mine = [d for s, d in group.devices if s is shard and id(d) in dropped_ids]
+        if not any(s is shard for s, _ in group.devices):
+            mine = _heartbeat_duplicates(shard, part, group)
         sums.update(_scaled_part(part, mine))
     row.update(sums)
     rows = [r for _, r in group.rows]
@@ -207,7 +269,7 @@ def _status_and_flags(group: _Group, shards: Sequence[Shard]) -> tuple[str, str]
     for shard in shards:
         if id(shard) in present:
             continue
-        state = "killed, or not this far yet" if shard.status == "running" else shard.status
+        state = "still running: not this far yet" if shard.status == RUNNING else shard.status
         flags.append(f"no row from r{shard.rank}@{shard.host} (its run: {state})")
         interrupted = interrupted or shard.status != "complete"
     return ("interrupted" if interrupted else "complete"), ";".join(flags)
@@ -262,8 +324,7 @@ def merged_info(name: str, shards: Sequence[Shard], epochs: Sequence[Mapping[str
     launch = base.get("launch") or {}
     world = launch.get("world_size") or len(shards)
     missing = sorted(set(range(world)) - {s.rank for s in shards}) if isinstance(world, int) else []
-    statuses = {s.status for s in shards}
-    status = "running" if "running" in statuses else "complete" if statuses == {"complete"} else "interrupted"
+    status = job_status({s.status for s in shards})
     ends = [s.info.get("end_utc") for s in shards]
     return {
         **base,
@@ -281,6 +342,21 @@ def merged_info(name: str, shards: Sequence[Shard], epochs: Sequence[Mapping[str
         ],
         "totals": _totals(epochs),
     }
+
+
+def job_status(statuses: set[str]) -> str:
+    """A job's status from its shards' statuses.
+
+    ``running`` while any rank still runs (its rows may yet come); else ``killed`` if any rank's
+    process was found gone without an end (:mod:`tracker.logs.liveness`), even if the others
+    completed: the job did not finish all its work; else ``complete`` if every rank completed; else
+    ``interrupted`` (a rank stopped by an exception or a Ctrl-C, recorded by the tracker itself).
+    """
+    if RUNNING in statuses:
+        return RUNNING
+    if KILLED in statuses:
+        return KILLED
+    return "complete" if statuses <= {"complete"} else "interrupted"
 
 
 def _totals(epochs: Sequence[Mapping[str, Any]]) -> dict[str, float]:

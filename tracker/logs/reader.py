@@ -205,9 +205,15 @@ def _read_info(run_dir: Path) -> dict[str, Any]:
 
 
 def read_shard(run_dir: Path) -> merge.Shard:
-    """One writer's run directory as a :class:`~tracker.logs.merge.Shard`, unmerged."""
+    """One writer's run directory as a :class:`~tracker.logs.merge.Shard`, unmerged.
+
+    A shard that says ``running`` but whose process is gone is ``killed``, its open epoch up to its
+    last heartbeat an ``interrupted`` row, exactly as a single-process run (:func:`load_run`).
+    """
     epochs = read_csv(run_dir / EPOCHS_CSV, EPOCH_TYPES)[0]
-    return merge.Shard(run_dir.name, _read_info(run_dir), epochs, read_csv(run_dir / DEVICES_CSV, DEVICE_TYPES)[0])
+    shard = merge.Shard(run_dir.name, _read_info(run_dir), epochs, read_csv(run_dir / DEVICES_CSV, DEVICE_TYPES)[0])
+    _recover_killed(run_dir, shard.info, shard.epochs)
+    return shard
 
 
 def shard_dirs(job_dir: Path) -> list[Path]:
@@ -260,22 +266,26 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     devices, torn_devices = read_csv(run_dir / DEVICES_CSV, DEVICE_TYPES)
     skipped = {name: n for name, n in ((EPOCHS_CSV, torn_epochs), (DEVICES_CSV, torn_devices)) if n}
     run = Run(run_dir, _read_info(run_dir), epochs, devices, skipped)
-    if run.info.get("status") == "running":
-        _recover_killed(run)
+    _recover_killed(run_dir, run.info, run.epochs)
     return run
 
 
-def _recover_killed(run: Run) -> None:
-    """A ``running`` run whose process is gone is ``killed``; its open epoch so far becomes an ``interrupted`` row."""
+def _recover_killed(run_dir: Path, info: dict[str, Any], epochs: list[dict[str, Any]]) -> None:
+    """A ``running`` run whose process is gone is ``killed``; its open epoch so far becomes an ``interrupted`` row.
+
+    ``info`` and ``epochs`` (``run.json`` and ``epochs.csv`` of ``run_dir``, as read) are updated in place.
+    """
+    if info.get("status") != "running":
+        return
     heartbeat: Any = {}
     try:
-        heartbeat = json.loads((run.path / liveness.HEARTBEAT_JSON).read_text(encoding="utf-8"))
+        heartbeat = json.loads((run_dir / liveness.HEARTBEAT_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         pass  # killed before its first heartbeat, or during one: run.json still names the process
     heartbeat = heartbeat if isinstance(heartbeat, dict) else {}
-    if liveness.is_gone(heartbeat.get("process") or run.info.get("process"), heartbeat.get("time_utc")):
-        run.info["status"] = liveness.KILLED
-        run.epochs.extend(liveness.interrupted_rows(run.name, heartbeat, run.epochs))
+    if liveness.is_gone(heartbeat.get("process") or info.get("process"), heartbeat.get("time_utc")):
+        info["status"] = liveness.KILLED
+        epochs.extend(liveness.interrupted_rows(run_dir.name, heartbeat, epochs))
 
 
 class Runs(list):
