@@ -70,7 +70,7 @@ def shard(job: Path, rank: int, status: str, epochs: list[dict], devices: list[d
 
 
 def beat(path: Path, process: dict, epoch: int, gpu_j: float, age_s: float = 1.0) -> None:
-    time = (NOW - timedelta(seconds=age_s)).isoformat()
+    time = (datetime.now(timezone.utc) - timedelta(seconds=age_s)).isoformat()  # now: the suite takes minutes
     energy = gpu_j * J
     open_row = {"epoch": epoch, "phase": "train", "start_utc": (NOW - timedelta(seconds=50)).isoformat(),
                 "duration_s": 0.6, "gpu_kwh": energy, "cpu_kwh": 0.0, "ram_kwh": 0.0, "energy_kwh": energy,

@@ -150,7 +150,7 @@ def test_merge_says_which_rank_has_no_row_and_which_never_started():
     one = shard(1, 1.0, 0.0, [device(1, "gpu:1", uuid="U1")], status="running")
     info, rows, _ = merge("job", [zero, one])
     assert [(r["epoch"], r["status"]) for r in rows] == [(0, "complete"), (1, "interrupted")]
-    assert rows[1]["notes"] == "no row from r1@a (its run: killed, or not this far yet)"
+    assert rows[1]["notes"] == "no row from r1@a (its run: still running: not this far yet)"
     # the lowest rank gone: the GPU it shared with rank 1 is still counted, from rank 1's row
     one.epochs.append(epoch_row((1.0, 0.0), epoch=1, end="2026-01-01T00:00:20"))
     one.devices.append({**device(1, "gpu:0", uuid="U0"), "epoch": 1})
