@@ -170,7 +170,7 @@ def test_merge_waits_for_the_device_rows_of_a_row_caught_between_its_two_writes(
     one = shard(1, 3.0, 0.0, [], status="running")
     _, (row,), devices = merge("job", [zero, one])
     assert row["energy_kwh"] == 3.5 and [d["rank"] for d in devices] == [0, 0]
-    assert row["notes"] == "no row from r1@a (its run: killed, or not this far yet)"
+    assert row["notes"] == "no row from r1@a (its run: still running: not this far yet)"
     one.devices.append(device(1, "gpu:0", uuid="U0", kwh=3.0))  # the second write lands
     _, (row,), _ = merge("job", [zero, one])
     assert row["energy_kwh"] == 3.5 and row["notes"] == ""
