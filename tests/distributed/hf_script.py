@@ -19,6 +19,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository
 
+import importlib.util  # noqa: E402
+
+if importlib.util.find_spec("transformers") is None:  # the `transformers` extra (in `test`) brings it
+    sys.exit("hf_script.py needs transformers: pip install -c constraints.txt -e '.[transformers]'")
+
 import torch  # noqa: E402
 from rank_script import RecordingNvml, gpu_uuid  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainerCallback, TrainingArguments  # noqa: E402

@@ -31,13 +31,13 @@ import contextlib
 import logging
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from tracker.errors import ConfigurationError, SensorError, SensorPermissionError, SensorReadError, SensorUnavailable
 from tracker.sensors import GPU, Absent, Reading
+from tracker.sensors._library import LibraryShares
 from tracker.sensors._power_integrals import AverageCounter
 
 log = logging.getLogger(__name__)
@@ -212,28 +212,6 @@ class AmdSmiSensor:
                 self._on_close()
 
 
-class _Session:
-    """One ``amdsmi_init`` shared by the sensors of one :func:`find_amd_gpus` call."""
-
-    def __init__(self, smi: Any) -> None:
-        self._smi, self._users, self._lock = smi, 1, threading.Lock()
-
-    def acquire(self) -> Callable[[], None]:
-        with self._lock:
-            self._users += 1
-        return self.release
-
-    def release(self) -> None:
-        with self._lock:
-            self._users -= 1
-            last = self._users == 0
-        if last:
-            try:
-                _call(self._smi, _SOURCE, "amdsmi_shut_down")
-            except SensorError as e:
-                log.debug("amdsmi_shut_down failed: %s", e)
-
-
 def amd_expected(roots: Sequence[str] = AMD_SIGNS) -> bool:
     """Whether this machine shows signs of an AMD GPU (the ROCm device node or the amdgpu driver)."""
     return any(os.path.exists(root) for root in roots)
@@ -271,14 +249,14 @@ def find_amd_gpus(
         _call(smi, _SOURCE, "amdsmi_init", smi.AmdSmiInitFlags.INIT_AMD_GPUS)
     except SensorError as e:
         return [], [_absent("no driver" if isinstance(e, SensorUnavailable) else "driver error", e.args[0])]
-    session = _Session(smi)
+    session = LibraryShares(lambda: _call(smi, _SOURCE, "amdsmi_shut_down"), "amdsmi_shut_down")
     try:
         return _open(smi, session, rocr_visible, hip_visible, devices, clock)
     finally:
         session.release()
 
 
-def _open(smi: Any, session: _Session, rocr: Any, hip: Any, devices: Any, clock: Any) -> tuple[list, list]:
+def _open(smi: Any, session: LibraryShares, rocr: Any, hip: Any, devices: Any, clock: Any) -> tuple[list, list]:
     try:
         handles = _call(smi, _SOURCE, "amdsmi_get_processor_handles")
         uuids = [str(_call(smi, _SOURCE, "amdsmi_get_gpu_device_uuid", h)) for h in handles]

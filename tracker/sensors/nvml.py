@@ -34,7 +34,6 @@ import importlib.util
 import logging
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -42,6 +41,7 @@ from typing import Any
 from tracker.errors import SensorError, SensorGone, SensorPermissionError, SensorReadError, SensorUnavailable
 from tracker.sensors import GPU, Absent, Reading, nvml_calls
 from tracker.sensors._cuda_visible import Gpu, group_by_gpu, select_gpus, visible_gpus
+from tracker.sensors._library import LibraryShares
 from tracker.sensors._power_integrals import AverageCounter, SampleCounter
 from tracker.sensors.methods import ENERGY_COUNTER, POWER_AVERAGE, POWER_INSTANT, POWER_POLLING, POWER_SAMPLES
 from tracker.sensors.nvml_calls import SOURCE, call, optional, text
@@ -308,28 +308,6 @@ class NvmlSensor:
                 self._on_close()
 
 
-class _Session:
-    """One ``nvmlInit`` shared by the sensors of one :func:`find_gpus` call: ``nvmlShutdown`` after the last."""
-
-    def __init__(self, nvml: Any) -> None:
-        self._nvml, self._users, self._lock = nvml, 1, threading.Lock()  # find_gpus holds the first share
-
-    def acquire(self) -> Callable[[], None]:
-        with self._lock:
-            self._users += 1
-        return self.release
-
-    def release(self) -> None:
-        with self._lock:
-            self._users -= 1
-            last = self._users == 0
-        if last:
-            try:
-                call(self._nvml, SOURCE, "nvmlShutdown")
-            except SensorError as e:
-                log.debug("nvmlShutdown failed: %s", e)
-
-
 def find_gpus(
     *,
     nvml: Any = None,
@@ -368,7 +346,7 @@ def find_gpus(
             # No driver and no sign of an NVIDIA GPU: a CPU-only machine, where that is normal, not a fault.
             return [], [_absent("no device", f"no NVIDIA GPU or driver on this machine ({e.args[0]})")]
         return [], [_absent(reason, e.args[0], e.hint)]
-    session = _Session(nvml)
+    session = LibraryShares(lambda: call(nvml, SOURCE, "nvmlShutdown"), "nvmlShutdown")
     try:
         return _open(nvml, session, visible_devices, devices, clock)
     finally:
@@ -394,7 +372,9 @@ def _import_pynvml(visible_devices: str | None) -> tuple[Any, list[Absent]]:
     return pynvml, []
 
 
-def _open(nvml: Any, session: _Session, visible_devices: str | None, devices: Any, clock: Any) -> tuple[list, list]:
+def _open(
+    nvml: Any, session: LibraryShares, visible_devices: str | None, devices: Any, clock: Any
+) -> tuple[list, list]:
     try:
         gpus = _enumerate(nvml)
     except SensorError as e:
