@@ -6,7 +6,6 @@ the older ``pytorch_lightning`` package (built on first use).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from functools import partialmethod
@@ -156,7 +155,7 @@ class EnergyCallback(Callback):
         self._exchange = Exchange(trainer.global_rank) if distributed(self._world) else None
         log_dir_here = log_dir if trainer.is_global_zero else None
         # rows are gathered to rank 0 by the exchange: no shards
-        cfg = dataclasses.replace(cfg, log_dir=log_dir_here, epochs=cfg.epochs or max_epochs, distributed=False)
+        cfg = cfg.replace(log_dir=log_dir_here, epochs=cfg.epochs or max_epochs, distributed=False)
         try:
             return self._tracker(trainer.global_rank, cfg, kinds, gpus)
         except ConfigurationError as exc:
@@ -169,7 +168,7 @@ class EnergyCallback(Callback):
         hardware = dict(self._hardware)
         if not kinds:  # this rank measures nothing, yet reaches every collective with the others
             hardware["sensors"], kinds = [], cfg.measure
-        cfg = dataclasses.replace(cfg, measure=kinds, gpu_devices=gpus)
+        cfg = cfg.replace(measure=kinds, gpu_devices=gpus)
         return EnergyTracker(config=cfg, rank=rank, exchange=self._exchange, **hardware)
 
     def _start(self, *_: Any) -> None:

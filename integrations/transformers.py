@@ -11,7 +11,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -103,7 +102,7 @@ class EnergyTrainerCallback(TrainerCallback):
         log_dir = self.config.log_dir if self._log_dir_given else os.path.join(args.output_dir, "energy")
         planned = float(args.num_train_epochs)
         epochs = int(planned) if args.max_steps <= 0 and planned.is_integer() and planned > 0 else None
-        cfg = dataclasses.replace(self.config, log_dir=log_dir, epochs=self.config.epochs or epochs)
+        cfg = self.config.replace(log_dir=log_dir, epochs=self.config.epochs or epochs)
         self.tracker = EnergyTracker(config=cfg, **self._hardware).start()
         self.run_dir = self.tracker.job_dir or self.tracker.run_dir
         self._summary = None

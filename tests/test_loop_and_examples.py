@@ -95,3 +95,20 @@ def test_import_tracker_is_light_and_does_no_io():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[] []"
+
+
+# The records are NamedTuples and small classes, not dataclasses: creating a dataclass exec()s its generated
+# methods and `import dataclasses` imports inspect, which cost most of `import tracker` (ARCHITECTURE.md).
+SLOW_TO_IMPORT = ("dataclasses", "inspect")
+
+
+def test_import_tracker_imports_neither_dataclasses_nor_inspect():
+    code = (
+        "import sys\n"
+        "import tracker\n"
+        "from tracker import EnergyTracker\n"
+        f"print(sorted(m for m in {SLOW_TO_IMPORT!r} if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from tracker.logs.liveness import KILLED
@@ -44,14 +43,22 @@ J_PER_KWH = 3.6e6
 Key = tuple[Any, ...]
 
 
-@dataclass
 class Shard:
     """One writer's rows: ``info`` (``run.json``), ``epochs`` and ``devices`` as read back."""
 
-    name: str
-    info: dict[str, Any] = field(default_factory=dict)
-    epochs: list[dict[str, Any]] = field(default_factory=list)
-    devices: list[dict[str, Any]] = field(default_factory=list)
+    __slots__ = ("name", "info", "epochs", "devices")
+
+    def __init__(
+        self,
+        name: str,
+        info: dict[str, Any] | None = None,
+        epochs: list[dict[str, Any]] | None = None,
+        devices: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.name = name
+        self.info: dict[str, Any] = {} if info is None else info
+        self.epochs: list[dict[str, Any]] = [] if epochs is None else epochs
+        self.devices: list[dict[str, Any]] = [] if devices is None else devices
 
     @property
     def host(self) -> str:
@@ -146,12 +153,14 @@ def _scaled_part(row: dict[str, Any], dropped: list[Mapping[str, Any]]) -> dict[
     return part
 
 
-@dataclass
 class _Group:
     """The rows of one key across shards."""
 
-    rows: list[tuple[Shard, dict[str, Any]]] = field(default_factory=list)
-    devices: list[tuple[Shard, dict[str, Any]]] = field(default_factory=list)
+    __slots__ = ("rows", "devices")
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Shard, dict[str, Any]]] = []
+        self.devices: list[tuple[Shard, dict[str, Any]]] = []
 
 
 def _written(epochs: dict[Key, dict[str, Any]], devices: dict[Key, Any], shard: Shard) -> dict[Key, dict[str, Any]]:

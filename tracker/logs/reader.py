@@ -19,7 +19,6 @@ import json
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,6 @@ from tracker.logs.schema import (
 logger = logging.getLogger(__name__)
 
 
-@dataclass
 class Run:
     """A run directory read back.
 
@@ -51,11 +49,24 @@ class Run:
         skipped_rows: torn or corrupt rows skipped, by file name (only files that had some).
     """
 
-    path: Path
-    info: dict[str, Any] = field(default_factory=dict)
-    epochs: list[dict[str, Any]] = field(default_factory=list)
-    devices: list[dict[str, Any]] = field(default_factory=list)
-    skipped_rows: dict[str, int] = field(default_factory=dict)
+    __slots__ = ("path", "info", "epochs", "devices", "skipped_rows")
+
+    def __init__(
+        self,
+        path: Path,
+        info: dict[str, Any] | None = None,
+        epochs: list[dict[str, Any]] | None = None,
+        devices: list[dict[str, Any]] | None = None,
+        skipped_rows: dict[str, int] | None = None,
+    ) -> None:
+        self.path = path
+        self.info: dict[str, Any] = {} if info is None else info
+        self.epochs: list[dict[str, Any]] = [] if epochs is None else epochs
+        self.devices: list[dict[str, Any]] = [] if devices is None else devices
+        self.skipped_rows: dict[str, int] = {} if skipped_rows is None else skipped_rows
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, {len(self.epochs)} epoch rows, {len(self.devices)} device rows)"
 
     @property
     def name(self) -> str:

@@ -7,8 +7,7 @@ Every column name carries its unit (``_kwh``, ``_kg``, ``_w``, ``_s``, ``_j``, `
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, NamedTuple
 
 COMPLETE, INTERRUPTED = "complete", "interrupted"
 
@@ -25,8 +24,7 @@ COMMAND = "command"  # ``energy-tracker run``: the measured command's one phase
 RESERVED_PHASES = (TRAIN, OTHER_PHASE)
 
 
-@dataclass(frozen=True, slots=True)
-class EpochRecord:
+class EpochRecord(NamedTuple):
     """One row of ``epochs.csv``: one finished (or interrupted) epoch and phase.
 
     Attributes:
@@ -110,8 +108,7 @@ class EpochRecord:
         return _as_row(self, EPOCH_COLUMNS)
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceRecord:
+class DeviceRecord(NamedTuple):
     """One row of ``devices.csv``: one device (sensor) in one epoch and phase.
 
     Attributes:
@@ -164,26 +161,27 @@ class DeviceRecord:
 
 
 def _as_row(record: Any, columns: tuple[str, ...]) -> dict[str, Any]:
-    # A shallow mapping: the values are numbers and strings, so asdict()'s deep copy is wasted work.
-    return {column: getattr(record, column) for column in columns}
+    # A record is a tuple in column order; its values are numbers and strings.
+    return dict(zip(columns, record, strict=True))
 
 
 # The run directory's files, and the directory of a distributed job's shards (one run directory per rank).
 RUN_JSON, EPOCHS_CSV, DEVICES_CSV, POWER_CSV = "run.json", "epochs.csv", "devices.csv", "power.csv"
 SHARDS_DIR = "ranks"
 
-EPOCH_COLUMNS = tuple(f.name for f in fields(EpochRecord))
-DEVICE_COLUMNS = tuple(f.name for f in fields(DeviceRecord))
+EPOCH_COLUMNS: tuple[str, ...] = EpochRecord._fields
+DEVICE_COLUMNS: tuple[str, ...] = DeviceRecord._fields
 POWER_COLUMNS = ("time_utc", "elapsed_s", "host", "rank", "sensor", "power_w", "energy_j")
 
 
 def _value_type(annotation: Any) -> type:
-    # The records' annotations are strings ("int | None"): the first type named is the column's.
-    text = str(annotation)
+    # The records' annotations are strings ("int | None", held by NamedTuple as a ForwardRef): the first
+    # type named is the column's.
+    text = str(getattr(annotation, "__forward_arg__", annotation))
     return int if text.startswith("int") else float if text.startswith("float") else str
 
 
 # The type of each column's values, by which the reader parses the files back: text stays text.
-EPOCH_TYPES: dict[str, type] = {f.name: _value_type(f.type) for f in fields(EpochRecord)}
-DEVICE_TYPES: dict[str, type] = {f.name: _value_type(f.type) for f in fields(DeviceRecord)}
+EPOCH_TYPES: dict[str, type] = {name: _value_type(t) for name, t in EpochRecord.__annotations__.items()}
+DEVICE_TYPES: dict[str, type] = {name: _value_type(t) for name, t in DeviceRecord.__annotations__.items()}
 POWER_TYPES: dict[str, type] = dict(zip(POWER_COLUMNS, (str, float, str, int, str, float, float), strict=True))

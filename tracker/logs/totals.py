@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from tracker.logs.schema import COMPLETE, INFERENCE, TRAIN
 
@@ -29,8 +28,7 @@ SUMMED = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Totals:
+class Totals(NamedTuple):
     """The sums of a run's records.
 
     Attributes:
@@ -58,8 +56,7 @@ class Totals:
     def plus(self, record: Mapping[str, Any]) -> Totals:
         """These totals with one more record (an ``epochs.csv`` row as a mapping)."""
         added = {name: getattr(self, name) + _number(record, name) for name in SUMMED}
-        return replace(
-            self,
+        return self._replace(
             **added,
             epochs=self.epochs + _finished_epoch(record),
             training_kwh=self.training_kwh
@@ -81,7 +78,7 @@ class Totals:
         Raises:
             TypeError, ValueError: ``saved`` is not such a dict.
         """
-        names = {f.name for f in fields(cls)}
+        names = set(cls._fields)
         unknown = set(saved) - names
         if unknown or not names <= set(saved):
             raise ValueError(f"the fields of Totals are {sorted(names)}, not {sorted(saved)}")
@@ -89,7 +86,7 @@ class Totals:
 
     def as_dict(self) -> dict[str, Any]:
         """Every field, JSON-ready."""
-        return asdict(self)
+        return self._asdict()
 
     def sums(self) -> dict[str, float]:
         """The summed columns alone (:data:`SUMMED`), by name."""

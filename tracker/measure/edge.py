@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from tracker.sensors import Reading
@@ -33,13 +32,17 @@ Read = Callable[[Any], "Reading | None"]
 Late = Callable[[list[Reading]], None]
 
 
-@dataclass
 class _Job:
-    slots: list[Any]
-    readings: list[Reading] = field(default_factory=list)
-    abandoned: bool = False
-    done: threading.Event = field(default_factory=threading.Event)
-    started: threading.Event = field(default_factory=threading.Event)
+    """One edge's reads: its slots, the readings made so far, and whether its caller stopped waiting."""
+
+    __slots__ = ("slots", "readings", "abandoned", "done", "started")
+
+    def __init__(self, slots: list[Any]) -> None:
+        self.slots = slots
+        self.readings: list[Reading] = []
+        self.abandoned = False
+        self.done = threading.Event()
+        self.started = threading.Event()
 
 
 class _Worker:

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
 from tracker.sensors import Reading
 
@@ -112,8 +111,7 @@ def trapezoid_variance_j2(p0_w: float, p1_w: float, dt_s: float) -> float:
     return ((p1_w - p0_w) * dt_s) ** 2 / 12.0
 
 
-@dataclass(frozen=True, slots=True)
-class SensorTotals:
+class SensorTotals(NamedTuple):
     """Cumulative figures of one sensor.
 
     Attributes:
@@ -162,7 +160,7 @@ class SensorTotals:
         return _combine(self, other, -1)
 
 
-_FIELDS = tuple(f.name for f in fields(SensorTotals) if f.name != "edge_error_j")
+_FIELDS = tuple(name for name in SensorTotals._fields if name != "edge_error_j")
 
 
 def _combine(a: SensorTotals, b: SensorTotals, sign: int) -> SensorTotals:
@@ -170,8 +168,10 @@ def _combine(a: SensorTotals, b: SensorTotals, sign: int) -> SensorTotals:
     return SensorTotals(**combined, edge_error_j=a.edge_error_j + b.edge_error_j)
 
 
-@dataclass(frozen=True, slots=True)
-class Snapshot:
+_NOTHING: Mapping[str, Any] = MappingProxyType({})  # the shared, immutable empty default
+
+
+class Snapshot(NamedTuple):
     """Cumulative totals of every sensor at one moment.
 
     Attributes:
@@ -179,19 +179,18 @@ class Snapshot:
         last_time_s: time of the newest reading of each sensor (the sensor's clock).
     """
 
-    sensors: Mapping[str, SensorTotals] = field(default_factory=dict)
-    last_time_s: Mapping[str, float] = field(default_factory=dict)
+    sensors: Mapping[str, SensorTotals] = _NOTHING
+    last_time_s: Mapping[str, float] = _NOTHING
 
     def __sub__(self, earlier: Snapshot) -> Usage:
         empty = SensorTotals()
         return Usage({name: totals - earlier.sensors.get(name, empty) for name, totals in self.sensors.items()})
 
 
-@dataclass(frozen=True, slots=True)
-class Usage:
+class Usage(NamedTuple):
     """Energy of every sensor over an interval (a difference of snapshots, or a sum of them)."""
 
-    sensors: Mapping[str, SensorTotals] = field(default_factory=dict)
+    sensors: Mapping[str, SensorTotals] = _NOTHING
 
     def __add__(self, other: Usage) -> Usage:
         names = list(self.sensors) + [n for n in other.sensors if n not in self.sensors]
@@ -256,7 +255,7 @@ class Meter:
         reading = checked
         step = self._step(previous, reading, boundary) if previous else SensorTotals()
         self._count(reading.sensor, step + _ONE_READING)
-        self._totals[sensor] = replace(self._totals[sensor], edge_error_j=reading.energy_error_j)
+        self._totals[sensor] = self._totals[sensor]._replace(edge_error_j=reading.energy_error_j)
         self._last[reading.sensor] = reading
         self._last_at_boundary[reading.sensor] = boundary
         if reading.power_w is not None:
@@ -318,9 +317,9 @@ class Meter:
         )
         self._reference_j[current.sensor] = reference if event == "jitter" else current.energy_j
         if energy is None:  # a glitch: the power beside the counter, else nothing claimed
-            return replace(power, glitches=1, unmeasured_s=0.0 if power.integrated_s else dt)
-        return replace(
-            power, energy_j=energy, sampling_var_j2=0.0, unmeasured_s=0.0, covered_s=0.0 if power.gap_s else dt,
+            return power._replace(glitches=1, unmeasured_s=0.0 if power.integrated_s else dt)
+        return power._replace(
+            energy_j=energy, sampling_var_j2=0.0, unmeasured_s=0.0, covered_s=0.0 if power.gap_s else dt,
             wraps=int(event == "wrap"), resets=int(event == "reset"), jitters=int(event == "jitter"),
         )  # fmt: skip
 
@@ -388,4 +387,4 @@ def plausible(reading: Reading, cap_w: float) -> tuple[Reading | None, bool]:
         return reading, False
     if not energy_ok or reading.energy_j is None:
         return None, True
-    return replace(reading, power_w=None), True
+    return reading._replace(power_w=None), True

@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from tracker.errors import ConfigurationError, SensorGone
 from tracker.measure import edge
@@ -57,8 +57,7 @@ BACKOFF_BASE_S = 0.1
 BACKOFF_MAX_S = 30.0
 
 
-@dataclass(frozen=True, slots=True)
-class SensorHealth:
+class SensorHealth(NamedTuple):
     """How one sensor has fared.
 
     Attributes:

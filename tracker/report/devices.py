@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from typing import Any
 
 from tracker.errors import SensorError
@@ -77,7 +76,7 @@ def survey(
         {"name": s.name, "kind": s.kind, "method": s.method, "info": dict(s.info), "power_w": p, "error": error}
         for s, (p, error) in zip(discovery.sensors, powers, strict=True)
     ]
-    return {"sensors": sensors, "absent": [asdict(a) for a in discovery.absent], "verdict": verdict(sensors)}
+    return {"sensors": sensors, "absent": [a._asdict() for a in discovery.absent], "verdict": verdict(sensors)}
 
 
 def verdict(sensors: Sequence[dict[str, Any]]) -> str:

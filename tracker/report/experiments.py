@@ -13,12 +13,10 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tracker.carbon.intensity import co2_kg, resolve_intensity, validate_pue
 from tracker.sensors.methods import ABSENT
@@ -29,8 +27,7 @@ TOTALLED = ("duration_s", "gpu_kwh", "cpu_kwh", "ram_kwh", "energy_kwh", "energy
             "co2_kg", "co2_kg_low", "co2_kg_high")  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Recost:
+class Recost(NamedTuple):
     """A new grid and/or PUE for finished runs; ``None`` keeps what each run recorded.
 
     Attributes:
@@ -86,14 +83,13 @@ class Recost:
         }  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Experiment:
+class Experiment(NamedTuple):
     """Runs that belong together, and their totals (s, kWh, kg CO2e; re-costed CO2e too, when asked)."""
 
     name: str
     runs: list[Any]
-    totals: dict[str, float] = field(default_factory=dict)
-    recosted: dict[str, float] | None = None
+    totals: dict[str, float]
+    recosted: dict[str, float] | None
 
     @property
     def epochs(self) -> int:
@@ -127,7 +123,7 @@ def recost(summaries: Sequence[Any], cost: Recost | None) -> list[Any]:
     """``summaries`` with ``recosted`` filled in by ``cost`` (unchanged when ``cost`` is None)."""
     if cost is None:
         return list(summaries)
-    return [dataclasses.replace(s, recosted=cost.apply(s.rows, s.pue)) for s in summaries]
+    return [s._replace(recosted=cost.apply(s.rows, s.pue)) for s in summaries]
 
 
 def comparison(summaries: Sequence[Any]) -> list[dict[str, Any]]:

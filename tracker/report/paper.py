@@ -23,7 +23,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import tracker.units as units
@@ -37,11 +36,13 @@ from tracker.sensors.methods import ABSENT
 THE = {"USA", "GBR", "NLD", "ARE", "PHL", "CZE", "DOM", "BHS", "GMB", "COM", "CAF", "COD", "MDV"}  # "the United States"
 
 
-@dataclass
 class References:
     """Numbered references, each cited once however often it is used."""
 
-    items: list[str] = field(default_factory=list)
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
 
     def cite(self, reference: str) -> str:
         """``[n]`` for ``reference``, numbering it on first use."""

@@ -17,9 +17,8 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from tracker.errors import ConfigurationError
 from tracker.logs.reader import Run, load_runs, merge_jobs
@@ -55,8 +54,7 @@ FORECAST = (
 )
 
 
-@dataclass(frozen=True)
-class RunSummary:
+class RunSummary(NamedTuple):
     """One run read back.
 
     Attributes:
@@ -88,13 +86,13 @@ class RunSummary:
     methods: dict[str, str]
     forecast: dict[str, float] | None
     metrics: dict[str, Any]
-    sensors: list[dict[str, Any]] = field(default_factory=list)
-    devices: list[tuple[str, str]] = field(default_factory=list)
-    version: str = ""
-    rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
-    experiment: str = ""
-    recosted: dict[str, Any] | None = None
-    tags: list[str] = field(default_factory=list)
+    sensors: list[dict[str, Any]]
+    devices: list[tuple[str, str]]
+    version: str
+    rows: list[dict[str, Any]]
+    experiment: str
+    recosted: dict[str, Any] | None
+    tags: list[str]
 
     @property
     def kwh_per_epoch(self) -> float | None:
@@ -136,6 +134,7 @@ def summarize(run: Run) -> RunSummary:
         version=str((info.get("versions") or {}).get("training-energy-tracker", "")),
         rows=rows,
         experiment=experiment_of(str(run.path), info),
+        recosted=None,
         tags=[str(t) for t in info.get("tags") or []],
     )
 
@@ -248,9 +247,9 @@ def to_json(summaries: Sequence[RunSummary]) -> str:
 
     runs = []
     for s in summaries:
-        record = asdict(s)
+        record = s._asdict()
         record["kwh_per_epoch"] = s.kwh_per_epoch
-        record["equivalents"] = [asdict(e) for e in equivalents(s.totals["co2_kg"], s.totals["energy_kwh"])]
+        record["equivalents"] = [_plain(e) for e in equivalents(s.totals["co2_kg"], s.totals["energy_kwh"])]
         runs.append(record)
     experiments = [
         {"experiment": e.name, "runs": [r.name for r in e.runs], "epochs": e.epochs, "totals": e.totals,
@@ -259,6 +258,16 @@ def to_json(summaries: Sequence[RunSummary]) -> str:
     ]  # fmt: skip
     document = {"runs": runs, "experiments": experiments, "comparison": comparison(summaries)}
     return json.dumps(document, indent=2, default=str) + "\n"
+
+
+def _plain(record: Any) -> dict[str, Any]:
+    # A record as a dict: tracker.carbon's equivalents are dataclasses until that package follows the
+    # records convention (ARCHITECTURE.md) too.
+    if hasattr(record, "_asdict"):
+        return record._asdict()
+    from dataclasses import asdict
+
+    return asdict(record)
 
 
 def to_csv(summaries: Sequence[RunSummary]) -> str:

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from numbers import Real
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from tracker.errors import ConfigurationError
 
@@ -28,8 +27,7 @@ KINDS = (GPU, CPU, RAM)
 Clock = Callable[[], float]
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(NamedTuple):
     """One reading of one sensor.
 
     Attributes:
@@ -85,8 +83,7 @@ class Sensor(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Absent:
+class Absent(NamedTuple):
     """A source that is not measured here, and why.
 
     Attributes:
@@ -105,12 +102,19 @@ class Absent:
     hint: str = ""
 
 
-@dataclass(frozen=True, slots=True)
 class Discovery:
-    """The sensors found on this machine and the sources that are absent."""
+    """The sensors found on this machine and the sources that are absent (discovery appends to both).
 
-    sensors: list[Sensor] = field(default_factory=list)
-    absent: list[Absent] = field(default_factory=list)
+    Attributes:
+        sensors: the sensors found.
+        absent: the sources not found, and why.
+    """
+
+    __slots__ = ("sensors", "absent")
+
+    def __init__(self, sensors: list[Sensor] | None = None, absent: list[Absent] | None = None) -> None:
+        self.sensors: list[Sensor] = [] if sensors is None else sensors
+        self.absent: list[Absent] = [] if absent is None else absent
 
     def close(self) -> None:
         """Close every sensor found."""

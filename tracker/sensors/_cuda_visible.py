@@ -10,8 +10,7 @@ renumbered by logical CUDA index: NVML indices, ``GPU-`` UUIDs or unique prefixe
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from tracker.errors import ConfigurationError, SensorError
 from tracker.sensors.nvml_calls import SOURCE, call, optional, text
@@ -19,12 +18,11 @@ from tracker.sensors.nvml_calls import SOURCE, call, optional, text
 __all__ = ["Gpu", "group_by_gpu", "select_gpus", "visible_gpus"]
 
 
-@dataclass(frozen=True)
-class Gpu:
+class Gpu(NamedTuple):
     """A GPU as NVML lists it, or as CUDA shows it (then ``mig_uuid`` names the MIG instance it was chosen by)."""
 
     index: int  # NVML index in the list of all GPUs, logical CUDA index in the list of visible ones
-    handle: Any = field(compare=False)
+    handle: Any  # the same object in every Gpu made from one NVML listing
     uuid: str
     mig_uuid: str | None = None
 
@@ -38,7 +36,7 @@ def visible_gpus(nvml: Any, gpus: list[Gpu], spec: str | None) -> list[Gpu]:
         if entry.startswith("-") and entry[1:].isdigit():
             break  # CUDA stops at an invalid ordinal: "-1" is the usual way to hide every GPU
         if entry:
-            visible.append(replace(_resolve(nvml, gpus, entry), index=len(visible)))
+            visible.append(_resolve(nvml, gpus, entry)._replace(index=len(visible)))
     return visible
 
 
@@ -51,7 +49,7 @@ def _resolve(nvml: Any, gpus: list[Gpu], entry: str) -> Gpu:
     if entry.upper().startswith("GPU-"):
         return _by_prefix(nvml, what, entry, gpus)
     if entry.upper().startswith("MIG-"):
-        return replace(_mig_parent(nvml, what, entry, gpus), mig_uuid=entry)
+        return _mig_parent(nvml, what, entry, gpus)._replace(mig_uuid=entry)
     raise _no_match(nvml, what, "is neither an index nor a GPU-/MIG- UUID", gpus)
 
 

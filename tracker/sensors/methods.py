@@ -26,7 +26,7 @@ anything else             ×0.5 – ×2    an unknown method is treated as an es
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from tracker.sensors import CPU, GPU, RAM
 
@@ -40,8 +40,7 @@ RAM_MODEL, RAM_USER = "ram_model", "ram_user"
 DEFAULT_BAND = (0.50, 2.00)
 
 
-@dataclass(frozen=True, slots=True)
-class Method:
+class Method(NamedTuple):
     """One way of obtaining a component's energy.
 
     Attributes:

@@ -34,7 +34,7 @@ DEFAULT_ROOT = Path("/sys/class/powercap")
 
 # ``intel-rapl:N`` only: subzones (``intel-rapl:N:M``) are found inside their package, and the
 # ``intel-rapl-mmio:N`` zones repeat the packages' energy through another interface.
-_PACKAGE_ZONE = re.compile(r"intel-rapl:(\d+)")
+_PACKAGE_ZONE = r"intel-rapl:(\d+)"  # a pattern string: re compiles it on first use, not at import
 
 PERMISSION_HINT = (
     "energy_uj is readable by root only since Linux 5.10 (CVE-2020-8694); to measure instead of "
@@ -177,7 +177,7 @@ def _package_zones(base: Path) -> list[Path]:
     """The top-level ``intel-rapl:N`` zones whose name is a package (never psys), by N."""
     found = []
     for entry in base.iterdir():
-        match = _PACKAGE_ZONE.fullmatch(entry.name)
+        match = re.fullmatch(_PACKAGE_ZONE, entry.name)
         if match and _zone_name(entry).startswith("package"):
             found.append((int(match.group(1)), entry))
     return [path for _, path in sorted(found)]

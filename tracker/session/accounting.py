@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from tracker.carbon import co2_kg
 from tracker.logs.totals import Totals
@@ -26,8 +26,7 @@ COUNTER_METHODS = frozenset({ENERGY_COUNTER, RAPL, RAPL_DRAM})
 SAMPLING_SIGMAS = 3.0
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceUsage:
+class DeviceUsage(NamedTuple):
     """The energy of one sensor over one row, with what is needed to describe it.
 
     Picklable, so that DDP ranks can send theirs to rank 0.
@@ -45,8 +44,7 @@ class DeviceUsage:
     peak_w: float | None
 
 
-@dataclass(frozen=True, slots=True)
-class Energy:
+class Energy(NamedTuple):
     """Energy with its band, J."""
 
     value_j: float = 0.0
@@ -126,8 +124,7 @@ def covered_fraction(devices: Sequence[DeviceUsage], duration_s: float) -> float
     return min(1.0, min(d.totals.covered_s for d in devices) / duration_s)
 
 
-@dataclass(frozen=True, slots=True)
-class Forecast:
+class Forecast(NamedTuple):
     """The whole run extrapolated from the finished epochs."""
 
     total_kwh: float

@@ -15,7 +15,10 @@ flag. Everything else derives from these fields:
 **Adding an option** is a one-place change: add a field to :class:`Config` (or :class:`Hardware`)
 with ``option(default, check, "help")`` (``flag=Flag(...)`` to offer it on the command line, no
 flag to keep it off), then read ``config.<name>`` where it is used. A check that spans several
-options goes in ``Config.__post_init__``.
+options goes in ``Config.__init__``.
+
+:class:`Options`, their small base, is not a ``dataclass``: creating a dataclass ``exec``s its
+generated methods and imports ``inspect``, which would cost most of ``import tracker``.
 """
 
 from __future__ import annotations
@@ -23,10 +26,9 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from tracker.errors import ConfigurationError, UnknownOptionError
 from tracker.measure.sampler import COUNTER_INTERVAL_S, POLLED_INTERVAL_S, validate_interval, validate_jitter
@@ -37,8 +39,7 @@ DEFAULT_LOG_DIR = "energy_logs"
 Check = Callable[[Any, str], Any]
 
 
-@dataclass(frozen=True)
-class Flag:
+class Flag(NamedTuple):
     """How an option is given to ``energy-tracker run``.
 
     Attributes:
@@ -54,17 +55,130 @@ class Flag:
     switch: bool = False
 
 
+class Option:
+    """One option's declaration: its default, validator, help text and flag; its name comes from the class body.
+
+    Attributes:
+        name: the option's name, the attribute it is declared as.
+        default: the value when the option is not given.
+        check: ``check(value, name)`` returns the valid value or raises ``ConfigurationError``;
+            ``None`` for an option checked with others in ``Config.__init__``.
+        help: one sentence for the docstring and ``--help``, with units.
+        flag: how ``energy-tracker run`` takes it; ``None`` keeps it off the command line.
+    """
+
+    __slots__ = ("name", "default", "check", "help", "flag")
+
+    def __init__(self, default: Any, check: Check | None, help: str, flag: Flag | None) -> None:
+        self.name = ""
+        self.default, self.check, self.help, self.flag = default, check, help, flag
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"Option({self.name!r}, default={self.default!r})"
+
+
 def option(default: Any, check: Check | None, help: str, flag: Flag | None = None) -> Any:
-    """Declare an option: a dataclass field carrying its validator, help text and command-line flag.
+    """Declare an option of a :class:`Options` class: its validator, help text and command-line flag.
 
     Args:
         default: the value when the option is not given.
         check: ``check(value, name)`` returns the valid value or raises ``ConfigurationError``;
-            ``None`` for an option checked with others in ``__post_init__``.
+            ``None`` for an option checked with others in ``Config.__init__``.
         help: one sentence for the docstring and ``--help``, with units.
         flag: how ``energy-tracker run`` takes it; ``None`` keeps it off the command line.
+
+    Returns:
+        An :class:`Option` (typed ``Any``, so that the annotation beside it is the option's type).
     """
-    return field(default=default, metadata={"check": check, "help": help, "flag": flag})
+    return Option(default, check, help, flag)
+
+
+if TYPE_CHECKING:  # type checkers then see each class's options as its constructor's keyword arguments
+    from typing_extensions import dataclass_transform
+else:
+
+    def dataclass_transform(**_: Any) -> Callable[[type], type]:
+        """At run time, nothing: the decorator is for type checkers (PEP 681)."""
+        return lambda cls: cls
+
+
+@dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(option,))
+class Options:
+    """A frozen set of declared options: ``Cls(**options)`` validates each, in declaration order.
+
+    A subclass declares each option once, as ``name: type = option(...)``; :attr:`OPTIONS` lists
+    them in order (the docstring, ``split_options`` and the command line are made from it).
+    Instances compare equal when their options are.
+
+    Raises:
+        ConfigurationError: an option is invalid (from its check).
+        UnknownOptionError: a name is not an option (also a ``TypeError``).
+    """
+
+    OPTIONS: ClassVar[tuple[Option, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.OPTIONS = tuple(value for value in vars(cls).values() if isinstance(value, Option))
+
+    def __init__(self, **options: Any) -> None:
+        names = type(self).names()
+        unknown = [name for name in options if name not in names]
+        if unknown:
+            raise UnknownOptionError(
+                f"{type(self).__name__}({unknown[0]}=...) is not an option; give some of: {', '.join(names)}"
+            )
+        for declared in self.OPTIONS:
+            object.__setattr__(self, declared.name, options.get(declared.name, declared.default))
+        for declared in self.OPTIONS:
+            if declared.check is not None:
+                value = declared.check(getattr(self, declared.name), declared.name)
+                object.__setattr__(self, declared.name, value)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The options' names, in declaration order."""
+        return tuple(declared.name for declared in cls.OPTIONS)
+
+    @classmethod
+    def declaration(cls, name: str) -> Option:
+        """The declaration of the option ``name``.
+
+        Raises:
+            KeyError: ``name`` is not an option of this class.
+        """
+        found = vars(cls).get(name)
+        if not isinstance(found, Option):
+            raise KeyError(name)
+        return found
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options as given to the constructor, by name."""
+        return {declared.name: getattr(self, declared.name) for declared in self.OPTIONS}
+
+    def replace(self, **changes: Any) -> Any:
+        """A new instance with ``changes`` (validated again, as the constructor does)."""
+        return type(self)(**{**self.as_dict(), **changes})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"cannot assign to {type(self).__name__}.{name}: it is frozen; use .replace({name}=...)")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"cannot delete {type(self).__name__}.{name}: it is frozen")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.as_dict().items())})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return tuple(self.as_dict().values()) == tuple(other.as_dict().values())  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.as_dict().values()))
 
 
 # Plausible magnitudes, W: a machine's CPUs at full load (8 sockets of 400 W fit), and its RAM (2 TB at the
@@ -214,8 +328,7 @@ def _device_list(text: str) -> tuple[int | str, ...]:
     return tuple(int(d) if d.isdigit() else d for d in _comma_list(text))
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Options):
     """The validated options of a tracker: what to measure and how to account for it.
 
     Constructing it validates every field and resolves the carbon intensity (from codecarbon's
@@ -336,15 +449,13 @@ class Config:
         "confines the run to part of the machine, else 'machine'.",
         Flag("--cpu-scope", None, "machine|process"),
     )
-    intensity: Any = field(init=False, repr=False, compare=False)
-    cpu_scope_choice: tuple[str, str] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
         from tracker.carbon import intensity as carbon
 
-        _validate_fields(self)
+        super().__init__(**options)
         # Resolved here, once, so that the start-up line and every row agree on it.
-        object.__setattr__(self, "cpu_scope_choice", cpu_scope.resolve_scope(self.cpu_scope, cpu_scope.confinement()))
+        self.__dict__["_cpu_scope_choice"] = cpu_scope.resolve_scope(self.cpu_scope, cpu_scope.confinement())
         hourly = None if self.intensity_csv is None else Path(self.intensity_csv)
         resolved = carbon.resolve_intensity(
             country=self.country,
@@ -354,7 +465,18 @@ class Config:
             g_per_kwh=self.carbon_intensity_g_per_kwh,
             hourly_csv=hourly,
         )
-        object.__setattr__(self, "intensity", resolved)
+        self.__dict__["_intensity"] = resolved
+
+    # Derived from the options once, at construction; not options themselves (nor in repr or ==).
+    @property
+    def intensity(self) -> Any:
+        """The grid's carbon intensity, resolved (a ``tracker.carbon.intensity.Intensity``)."""
+        return self.__dict__["_intensity"]
+
+    @property
+    def cpu_scope_choice(self) -> tuple[str, str]:
+        """The CPU scope in effect (``machine`` or ``process``) and why."""
+        return self.__dict__["_cpu_scope_choice"]
 
 
 def _callable(returns: str, optional: bool) -> Check:
@@ -418,9 +540,10 @@ def _host(value: Any, name: str) -> str | None:
     return value
 
 
-@dataclass(frozen=True, eq=False)
-class Hardware:
+class Hardware(Options):
     """The options that inject hardware, clocks or distributed hooks (tests, custom hardware, DDP).
+
+    Compared by identity (it holds functions and modules).
 
     Raises:
         ConfigurationError: an option is invalid, naming the value given and what would be valid.
@@ -457,19 +580,12 @@ class Hardware:
         "the same boundaries, however short, so that the collectives line up.",
     )
 
-    def __post_init__(self) -> None:
-        _validate_fields(self)
+    __eq__ = object.__eq__
+    __hash__ = object.__hash__
 
 
-def _validate_fields(options: Any) -> None:
-    for f in fields(options):
-        check = f.metadata.get("check")
-        if check is not None:
-            object.__setattr__(options, f.name, check(getattr(options, f.name), f.name))
-
-
-CONFIG_OPTIONS = tuple(f.name for f in fields(Config) if f.init)
-HARDWARE_OPTIONS = tuple(f.name for f in fields(Hardware))
+CONFIG_OPTIONS = Config.names()
+HARDWARE_OPTIONS = Hardware.names()
 
 
 def split_options(
@@ -507,15 +623,15 @@ def resolve_config(config: Any, options: Mapping[str, Any]) -> Config:
         given = ", ".join(f"{k}=" for k in options)
         raise ConfigurationError(
             f"config= given together with {given}: give either config= or the options, not both "
-            f"(e.g. dataclasses.replace(config, {next(iter(options))}=...))"
+            f"(e.g. config.replace({next(iter(options))}=...))"
         )
     return config
 
 
 def options_doc(indent: str = "        ") -> str:
-    """The ``Args`` lines of every option, from the fields' help texts (Google style)."""
-    declared = [*fields(Config), *fields(Hardware)]
-    return "\n".join(f"{indent}{f.name}: {f.metadata['help']}" for f in declared if f.metadata.get("help"))
+    """The ``Args`` lines of every option, from their help texts (Google style)."""
+    declared = [*Config.OPTIONS, *Hardware.OPTIONS]
+    return "\n".join(f"{indent}{o.name}: {o.help}" for o in declared if o.help)
 
 
 def add_flags(parser: Any) -> None:
@@ -525,11 +641,11 @@ def add_flags(parser: Any) -> None:
     """
     import argparse
 
-    for f in fields(Config):
-        flag: Flag | None = f.metadata.get("flag")
+    for declared in Config.OPTIONS:
+        flag = declared.flag
         if flag is None:
             continue
-        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": f.metadata["help"]}
+        kwargs: dict[str, Any] = {"dest": declared.name, "default": argparse.SUPPRESS, "help": declared.help}
         if flag.switch:
             kwargs["action"] = "store_true"
         else:

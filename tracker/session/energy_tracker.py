@@ -460,6 +460,6 @@ class EnergyTracker:
 # The options' help, from their one declaration in tracker.session.config.
 EnergyTracker.__doc__ = (
     (EnergyTracker.__doc__ or "")
-    .replace("{log_dir}", Config.__dataclass_fields__["log_dir"].metadata["help"])
+    .replace("{log_dir}", Config.declaration("log_dir").help)
     .replace("    {options}", options_doc(indent=" " * 12))
 )

@@ -19,18 +19,19 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from tracker.errors import ConfigurationError
 from tracker.sensors import CPU, GPU, RAM
 
 # torchrun's default rendezvous id: the same for every job, so it names none.
 _NO_RUN_ID = ("", "none")
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# Runs of what a directory name should not hold; a pattern string, so that re compiles it on first use
+# (and caches it), not at import.
+_UNSAFE = r"[^A-Za-z0-9._-]+"
 
 
-@dataclass(frozen=True)
-class Launch:
+class Launch(NamedTuple):
     """Where this process sits in its job.
 
     Attributes:
@@ -109,8 +110,7 @@ def detect(environ: Mapping[str, str] | None = None, job_id: str | None = None) 
     return Launch(rank, local_rank, world, local_world, found, source)
 
 
-@dataclass(frozen=True)
-class Assignment:
+class Assignment(NamedTuple):
     """What one process measures: ``kinds`` (some of gpu, cpu, ram) and which GPUs (``None``: all it sees)."""
 
     kinds: tuple[str, ...]
@@ -154,13 +154,13 @@ def job_dir_name(launch: Launch, run_name: str | None, host: str, parent_pid: in
     if launch.job_id:
         prefix = {"TORCHELASTIC_RUN_ID": "torchrun", "SLURM_JOB_ID": "slurm", "SLURM_ARRAY_JOB_ID": "slurm"}
         label = prefix.get(launch.job_source or "", "job")
-        return f"{label}-{_SAFE.sub('_', launch.job_id)}"
-    return f"job-{_SAFE.sub('_', host)}-{parent_pid}"
+        return f"{label}-{re.sub(_UNSAFE, '_', launch.job_id)}"
+    return f"job-{re.sub(_UNSAFE, '_', host)}-{parent_pid}"
 
 
 def shard_name(host: str, rank: int) -> str:
     """A rank's shard directory name under ``<job>/ranks/``."""
-    return f"{_SAFE.sub('_', host)}-r{rank}"
+    return f"{re.sub(_UNSAFE, '_', host)}-r{rank}"
 
 
 __all__ = ["CPU", "GPU", "RAM", "Assignment", "Launch", "assign", "detect", "job_dir_name", "shard_name"]

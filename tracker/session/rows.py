@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -62,8 +61,7 @@ class RowBuilder:
         self._warn_resets(devices)
         self.methods = accounting.methods_by_kind(devices)
         forecast = self.forecast
-        record = replace(
-            record,
+        record = record._replace(
             break_even_queries=self.break_even if segment.phase == INFERENCE else None,
             cumulative_energy_kwh=self.totals.energy_kwh,
             cumulative_co2_kg=self.totals.co2_kg,

@@ -7,14 +7,12 @@ the ``other`` segment (setup, checkpoints, the time between epochs), so no energ
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from tracker.logs.schema import TRAIN
 from tracker.measure.meter import Snapshot, Usage
 
 
-@dataclass
 class Segment:
     """An open epoch or phase and the energy attributed to it so far.
 
@@ -34,18 +32,24 @@ class Segment:
             (the edges at which it left the top are counted in ``usage``).
     """
 
-    epoch: int | None
-    phase: str
-    opened_utc: str
-    samples: int | None = None
-    metrics: dict[str, Any] = field(default_factory=dict)
-    usage: Usage = field(default_factory=Usage)
-    active_s: float = 0.0
-    peaks_w: dict[str, float] = field(default_factory=dict)
-    since: Snapshot | None = None
-    since_s: float = 0.0
-    last_utc: str = ""
-    stale_at_edges: dict[str, int] = field(default_factory=dict)
+    __slots__ = (
+        "epoch", "phase", "opened_utc", "samples", "metrics", "usage", "active_s", "peaks_w", "since", "since_s",
+        "last_utc", "stale_at_edges",
+    )  # fmt: skip
+
+    def __init__(self, epoch: int | None, phase: str, opened_utc: str, samples: int | None = None) -> None:
+        self.epoch = epoch
+        self.phase = phase
+        self.opened_utc = opened_utc
+        self.samples = samples
+        self.metrics: dict[str, Any] = {}
+        self.usage = Usage()
+        self.active_s = 0.0
+        self.peaks_w: dict[str, float] = {}
+        self.since: Snapshot | None = None
+        self.since_s = 0.0
+        self.last_utc = ""
+        self.stale_at_edges: dict[str, int] = {}
 
     def activate(self, snapshot: Snapshot, now_s: float, stale: frozenset[str] = frozenset()) -> None:
         """It comes on top of the stack at this boundary, where the sensors ``stale`` were not read in time."""

@@ -11,8 +11,7 @@ import logging
 import os
 import re
 import sys
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import tracker.units as units
 from tracker.logs.totals import Totals
@@ -22,8 +21,7 @@ from tracker.session.config import Config
 from tracker.session.placement import Launch
 
 
-@dataclass(frozen=True)
-class RunState:
+class RunState(NamedTuple):
     """A run at one moment: everything :class:`Summary` and ``run.json`` are made of.
 
     Attributes:
@@ -58,11 +56,10 @@ class RunState:
     methods: dict[str, str]
     forecast: Forecast | None
     break_even: float | None
-    process: dict[str, Any] = field(default_factory=dict)
+    process: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Summary:
+class Summary(NamedTuple):
     """A run's totals.
 
     Attributes:
@@ -143,7 +140,7 @@ class Summary:
 
     def as_dict(self) -> dict[str, Any]:
         """The summary as a plain dict (JSON-ready)."""
-        return asdict(self)
+        return self._asdict()
 
     def co2_text(self) -> str:
         """The CO2e so far in scaled units, ``12.3 g`` (what Lightning's progress bar shows)."""
@@ -264,8 +261,8 @@ def run_info(state: RunState) -> dict[str, Any]:
             "region": intensity.region,
         },
         "sensors": [dict(s) for s in state.sensors],
-        "absent": [asdict(a) for a in state.absent],
-        "sensor_health": {name: asdict(h) for name, h in state.health.items()},
+        "absent": [a._asdict() for a in state.absent],
+        "sensor_health": {name: h._asdict() for name, h in state.health.items()},
         "totals": Summary.build(state).as_dict(),
     }
 
