@@ -13,7 +13,7 @@ import threading
 import pynvml as real_pynvml
 import pytest
 
-from tracker.testing import FakeGpu, FakeNvml, fake_pynvml, square_wave, steady
+from tracker.testing import FakeGpu, FakeNvml, fake_pynvml, piecewise, square_wave, steady
 from tracker.testing.fake_nvml import NVMLError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -118,6 +118,66 @@ def test_polled_power_follows_the_trace(nvml, clock):
     assert seen == [350_000, 50_000] * 3
     with pytest.raises(nvml.NVMLError_NotSupported):
         nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+
+
+def test_power_readings_hold_the_drivers_newest_refresh(clock):
+    # A Pascal-like driver: a refresh every 20 ms, each the mean of the 10 ms before it; a step at 0.105 s.
+    trace = piecewise([(0.0, 100.0), (0.105, 300.0)])
+    nvml = FakeNvml([FakeGpu(trace=trace, has_counter=False, power_fields=True)], clock)
+    nvml.nvmlInit()
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    instant = nvml.NVML_FI_DEV_POWER_INSTANT
+
+    def both():
+        (field,) = nvml.nvmlDeviceGetFieldValues(handle, [instant])
+        return nvml.nvmlDeviceGetPowerUsage(handle), field.value.uiVal
+
+    clock.advance(0.109)  # refreshes at 0.1 (100 W) and then 0.12: the step is not seen yet
+    assert both() == (100_000, 100_000)
+    clock.advance(0.01)  # 0.119 s: still the 0.1 s refresh
+    assert both() == (100_000, 100_000)
+    clock.advance(0.002)  # 0.121 s: the 0.12 s refresh, the mean of 0.11-0.12 s
+    assert both() == (300_000, 300_000)
+
+
+def test_a_refresh_whose_window_straddles_a_step_reads_the_mean(clock):
+    trace = piecewise([(0.0, 100.0), (0.115, 300.0)])
+    nvml = FakeNvml([FakeGpu(trace=trace, has_counter=False)], clock)
+    nvml.nvmlInit()
+    clock.advance(0.125)  # the 0.12 s refresh averages 0.11-0.12 s: half at 100 W, half at 300 W
+    assert nvml.nvmlDeviceGetPowerUsage(nvml.nvmlDeviceGetHandleByIndex(0)) == 200_000
+
+
+def test_power_update_zero_is_the_continuous_trace(clock):
+    trace = piecewise([(0.0, 100.0), (0.105, 300.0)])
+    nvml = FakeNvml([FakeGpu(trace=trace, has_counter=False, power_update_s=0.0)], clock)
+    nvml.nvmlInit()
+    clock.advance(0.106)
+    assert nvml.nvmlDeviceGetPowerUsage(nvml.nvmlDeviceGetHandleByIndex(0)) == 300_000
+
+
+def test_jittered_refreshes_stay_in_their_slots_and_in_order(clock):
+    trace = piecewise([(0.0, 0.0), *[(0.001 * k, float(k)) for k in range(1, 2001)]])  # power = ms since 0
+    gpu = FakeGpu(trace=trace, has_counter=False, power_window_s=0.0, sample_phase_s=0.003, sample_jitter_s=0.02)
+    nvml = FakeNvml([gpu], clock)
+    nvml.nvmlInit()
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    seen = []
+    for _ in range(1000):
+        clock.advance(0.001)
+        seen.append(nvml.nvmlDeviceGetPowerUsage(handle) / 1000)
+    refreshes = sorted(set(seen))
+    assert seen == sorted(seen)  # the reading never goes back to an older refresh
+    assert 40 <= len(refreshes) <= 51  # about one per 20 ms slot over 1 s
+    assert all(w <= 1000 * 0.001 * (i + 1) for i, w in enumerate(seen))  # never a refresh from the future
+
+
+def test_averaged_readings_are_refreshed_too(clock):
+    trace = piecewise([(0.0, 100.0), (1.5, 300.0)])
+    nvml = FakeNvml([FakeGpu(trace=trace, power_average_s=1.0, sample_phase_s=0.005)], clock)
+    nvml.nvmlInit()
+    clock.advance(2.0)  # the newest refresh is at 1.985 s: the mean of 0.985-1.985 s
+    assert nvml.nvmlDeviceGetPowerUsage(nvml.nvmlDeviceGetHandleByIndex(0)) == 197_000
 
 
 def test_reset_counter_restarts_at_zero(nvml, clock):

@@ -14,9 +14,11 @@ of the load, 3.3 % for 100/300 W. No reader of the buffer can do better (the dri
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import random
+import threading
 import time
 
 import pytest
@@ -24,9 +26,10 @@ import pytest
 from tests.helpers import run_lanes
 from tracker import EnergyTracker, load_run
 from tracker.measure.meter import J_PER_KWH
-from tracker.sensors._power_integrals import AverageCounter, SampleCounter
+from tracker.sensors._power_integrals import AverageCounter, SampleCounter, UpdatePeriod
 from tracker.sensors.nvml import (
     ENERGY_COUNTER,
+    POLL_FLOOR_S,
     POWER_AVERAGE,
     POWER_INSTANT,
     POWER_POLLING,
@@ -48,8 +51,17 @@ INTERVALS = (0.05, 0.1, 1.0)
 
 def pascal(trace, rng, **kwargs):
     """A GPU without a counter that keeps power samples as a Pascal card does."""
+    return no_buffer(trace, rng, sample_period_s=0.02, sample_window_s=0.01, **kwargs)
+
+
+def no_buffer(trace, rng, **kwargs):
+    """A GPU with neither a counter nor a sample buffer.
+
+    Its power reading is refreshed every 20 ms, each refresh the mean of the 10 ms before it (the
+    fake's default: a Pascal card), anywhere in its slot.
+    """
     options = {"sample_phase_s": rng.uniform(0.0, 0.02), "sample_jitter_s": 0.02, **kwargs}
-    return FakeGpu(trace=trace, has_counter=False, sample_period_s=0.02, sample_window_s=0.01, **options)
+    return FakeGpu(trace=trace, has_counter=False, **options)
 
 
 def measure(tmp_path, clock, nvml, interval_s, seed, epochs=5, epoch_s=3.0):
@@ -85,6 +97,47 @@ def test_sample_buffer_is_within_3_percent_per_epoch_at_any_interval(tmp_path, c
         assert row["gpu_method"] == POWER_SAMPLES
         assert row["gpu_kwh"] == pytest.approx(truth, rel=0.03)
         assert row["energy_kwh_low"] <= truth <= row["energy_kwh_high"]
+
+
+# Per-epoch |error| (median, worst) of the test below on its seeds: the issue's table without a buffer.
+HELD = {
+    ("square 100/300 W, 0.3 s", 0.05): (0.0115, 0.0163),
+    ("square 100/300 W, 0.3 s", 0.1): (0.0049, 0.0178),
+    ("square 100/300 W, 0.3 s", 1.0): (0.0031, 0.0059),
+    ("square 80/350 W, 7 s", 0.05): (0.0045, 0.0150),
+    ("square 80/350 W, 7 s", 0.1): (0.0071, 0.0167),
+    ("square 80/350 W, 7 s", 1.0): (0.0067, 0.0175),
+    ("sine 200 ± 100 W, 1.3 s", 0.05): (0.0040, 0.0049),
+    ("sine 200 ± 100 W, 1.3 s", 0.1): (0.0044, 0.0050),
+    ("sine 200 ± 100 W, 1.3 s", 1.0): (0.0035, 0.0051),
+    ("two GPUs (steady + fast square)", 0.05): (0.0041, 0.0082),
+    ("two GPUs (steady + fast square)", 0.1): (0.0050, 0.0060),
+    ("two GPUs (steady + fast square)", 1.0): (0.0026, 0.0063),
+}
+
+
+@pytest.mark.parametrize("interval_s", INTERVALS, ids=[f"interval {i:g} s" for i in INTERVALS])
+@pytest.mark.parametrize("trace", list(TABLE), ids=list(TABLE))
+def test_held_power_polled_at_the_drivers_rate_is_within_3_percent_per_epoch_at_any_interval(
+    tmp_path, clock, trace, interval_s
+):
+    # No counter, no buffer: only nvmlDeviceGetPowerUsage, refreshed by the driver every 20 ms.
+    rng = random.Random(f"{trace}/{interval_s}/{0}")
+    nvml = FakeNvml([no_buffer(t, rng) for t in TABLE[trace]], clock=clock)
+    energy, rows, truths = measure(tmp_path, clock, nvml, interval_s, seed=f"{trace}/{interval_s}/{0}")
+    assert [s.method for s in energy.discovery.sensors] == [POWER_POLLING] * len(TABLE[trace])
+    (lane,) = energy._timeline.fast_lanes
+    assert lane.interval_s == POLL_FLOOR_S  # half of a 20 ms refresh is below the floor
+    errors = []
+    for row, truth_j in zip(rows, truths, strict=True):
+        truth = truth_j / J_PER_KWH
+        assert row["gpu_method"] == POWER_POLLING
+        assert row["gpu_kwh"] == pytest.approx(truth, rel=0.03)
+        assert row["energy_kwh_low"] <= truth <= row["energy_kwh_high"]
+        errors.append(abs(row["gpu_kwh"] / truth - 1))
+    # Seeded, so the figures repeat; the slack is for an edge read that a loaded machine makes late (its
+    # background reading then stands in at that edge: tracker.measure.edge).
+    assert (sorted(errors)[len(errors) // 2], max(errors)) == pytest.approx(HELD[trace, interval_s], abs=0.002)
 
 
 @pytest.mark.parametrize("phase_s", [0.0, 0.005, 0.012])
@@ -134,7 +187,7 @@ def test_polled_gpu_gets_a_fast_lane_that_interval_s_does_not_slow(tmp_path, clo
     energy = EnergyTracker(tmp_path, sensors=[*gpus, cpu], clock=clock, carbon_intensity_g_per_kwh=100.0, interval_s=1)
     assert energy.interval_s == 1.0
     (lane,) = energy._timeline.fast_lanes
-    assert lane.interval_s == 0.05 and list(lane.health) == ["gpu:0"]
+    assert lane.interval_s == POLL_FLOOR_S and list(lane.health) == ["gpu:0"]  # until the driver's rate is known
     assert list(energy._sampler.health) == ["cpu:fake"]
     rng = random.Random(3)
     with energy:
@@ -148,6 +201,87 @@ def test_polled_gpu_gets_a_fast_lane_that_interval_s_does_not_slow(tmp_path, clo
     assert row["energy_kwh"] == pytest.approx(truth, rel=0.03)
     assert row["energy_kwh_low"] <= truth <= row["energy_kwh_high"]
     assert set(energy.sensor_health) == {"gpu:0", "cpu:fake"}
+
+
+def _polls(period, changes_every, seconds, step_s=0.001):
+    """Polls ``(time, watts)`` every ``step_s`` of a reading refreshed every ``period`` s, new every n-th."""
+    times = [k * step_s for k in range(round(seconds / step_s))]
+    return [(t, float((int(t / period) // changes_every) % 2)) for t in times]
+
+
+def test_update_period_is_the_shortest_gap_between_changes_and_polled_at_half_of_it():
+    refresh = UpdatePeriod(0.01, 0.05)
+    for time_s, watts in _polls(0.06, 1, 3.0):  # a driver refreshing every 60 ms, each refresh a new value
+        interval = refresh.observe(time_s, watts)
+    assert refresh.period_s == pytest.approx(0.06, abs=0.0011) and interval == pytest.approx(0.03, abs=0.001)
+    assert refresh.changes >= 32
+
+
+@pytest.mark.parametrize(
+    ("period", "expected"), [(0.004, 0.01), (0.2, 0.05)], ids=["below the floor", "above the ceiling"]
+)
+def test_update_period_polls_within_its_floor_and_ceiling(period, expected):
+    refresh = UpdatePeriod(0.01, 0.05)
+    for time_s, watts in _polls(period, 1, 8.0):
+        refresh.observe(time_s, watts)
+    assert refresh.interval_s == expected
+
+
+def test_a_reading_that_rarely_changes_is_polled_at_the_floor_until_the_period_is_trusted():
+    refresh = UpdatePeriod(0.01, 0.05)
+    for time_s, watts in _polls(0.02, 50, 10.0):  # changes every second: 10 changes, too few to trust
+        refresh.observe(time_s, watts)
+    assert refresh.changes == 9 and refresh.period_s is None and refresh.interval_s == 0.01
+
+
+def test_a_steady_reading_is_polled_at_the_ceiling_after_calibration_and_sped_up_when_it_moves():
+    refresh = UpdatePeriod(0.01, 0.05, calibration_s=1.0)
+    assert refresh.observe(0.0, 100.0) == 0.01
+    assert refresh.observe(0.5, 100.0) == 0.01  # calibrating
+    assert refresh.observe(1.0, 100.0) == 0.05  # nothing moves: nothing lost by polling slower
+    assert refresh.observe(1.05, 120.0) == 0.01  # it moves: fast again until its refreshes are known
+
+
+def test_the_rate_is_inferred_on_the_background_threads_and_start_does_not_wait_for_it(tmp_path):
+    # Real time: the fast lane's own thread (and the edge thread) read the GPU; the caller's thread never does.
+    nvml = FakeNvml([FakeGpu(trace=sine(200.0, 100.0, 1.3), has_counter=False, sample_jitter_s=0.02)])
+    nvml.nvmlInit()
+    threads = []
+    read = nvml.nvmlDeviceGetPowerUsage
+
+    def logged(handle):
+        threads.append(threading.current_thread().name)
+        return read(handle)
+
+    nvml.nvmlDeviceGetPowerUsage = logged
+    energy = EnergyTracker(tmp_path, nvml=nvml, measure=("gpu",), carbon_intensity_g_per_kwh=100.0)
+    (sensor,) = energy.discovery.sensors
+    (lane,) = energy._timeline.fast_lanes
+    threads.clear()  # discovery probed the GPU once, on this thread: that is construction, not a reading
+    with energy:
+        assert sensor.info["power_update_s"] is None  # start() returned before anything was inferred
+        deadline = time.monotonic() + 30.0
+        while sensor.info["power_update_s"] is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert sensor.info["power_update_s"] is not None and sensor.info["power_update_s"] < 0.05
+    assert lane.interval_s == sensor.max_interval_s == POLL_FLOOR_S
+    assert threads and set(threads) <= {"energy-tracker.sampler", "energy-tracker.edge"}
+    nvml.nvmlShutdown()
+
+
+def test_a_sensor_failing_while_its_rate_is_inferred_is_one_warning(tmp_path, clock, caplog):
+    rng = random.Random(5)
+    nvml = FakeNvml([no_buffer(TABLE["sine 200 ± 100 W, 1.3 s"][0], rng)], clock=clock)
+    energy = EnergyTracker(tmp_path, nvml=nvml, clock=clock, measure=("gpu",), carbon_intensity_g_per_kwh=100.0)
+    (sensor,) = energy.discovery.sensors
+    with caplog.at_level(logging.WARNING, logger="tracker"), energy:
+        nvml.fail("nvmlDeviceGetPowerUsage", nvml.NVML_ERROR_UNKNOWN, times=5)
+        for _ in range(8):
+            run_lanes(energy, clock, 0.25, rng)
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "gpu:0" in r.getMessage()]
+    assert len(warnings) == 1 and "nvmlDeviceGetPowerUsage" in warnings[0].getMessage()
+    assert sensor.info["power_update_s"] is not None  # inferred from the reads that worked
+    assert energy.sensor_health["gpu:0"].status == "ok"
 
 
 def test_counters_need_no_fast_lane(tmp_path, clock):
@@ -164,10 +298,10 @@ def test_counters_need_no_fast_lane(tmp_path, clock):
     [
         (FakeGpu(), ENERGY_COUNTER, None, "nvmlDeviceGetTotalEnergyConsumption"),
         (FakeGpu(has_counter=False, sample_period_s=0.1, power_fields=True), POWER_SAMPLES, 1.0, "GetSamples"),
-        (FakeGpu(has_counter=False, power_fields=True), POWER_INSTANT, 0.05, "POWER_INSTANT"),
+        (FakeGpu(has_counter=False, power_fields=True), POWER_INSTANT, POLL_FLOOR_S, "POWER_INSTANT"),
         (FakeGpu(has_counter=False, name="NVIDIA A10", power_average_s=1.0), POWER_AVERAGE, 0.1, "trailing mean"),
-        (FakeGpu(has_counter=False, name="Tesla P100", architecture=4), POWER_POLLING, 0.05, "instantaneous"),
-        (FakeGpu(has_counter=False), POWER_POLLING, 0.05, "instantaneous (GA100 and older)"),
+        (FakeGpu(has_counter=False, name="Tesla P100", architecture=4), POWER_POLLING, POLL_FLOOR_S, "instantaneous"),
+        (FakeGpu(has_counter=False), POWER_POLLING, POLL_FLOOR_S, "instantaneous (GA100 and older)"),
     ],
     ids=["counter", "sample buffer", "instant field", "ampere usage is a mean", "pascal", "a100 usage"],
 )

@@ -152,6 +152,9 @@ class Sampler:
         slow_read_s: a read slower than this is never again made at an edge.
         edge_deadline_s: the longest :meth:`sample_now` waits for its readings, s; ``None`` is
             :data:`tracker.measure.edge.EDGE_DEADLINE_S` (10 ms).
+        slowest_s: when given, the interval follows the sensors after every tick: the shortest
+            ``max_interval_s`` they declare now (a polled GPU's follows its driver's refresh period),
+            never above ``slowest_s`` nor below ``MIN_INTERVAL_S``.
 
     Raises:
         ConfigurationError: an argument is out of range.
@@ -176,8 +179,10 @@ class Sampler:
         max_failures: int = 3,
         slow_read_s: float = 0.25,
         edge_deadline_s: float | None = None,
+        slowest_s: float | None = None,
     ) -> None:
         self.interval_s = validate_interval(interval_s)
+        self._slowest_s = slowest_s
         jitter = validate_jitter(jitter)
         if max_failures < 1:
             raise ConfigurationError(f"max_failures={max_failures!r}; give 1 or more")
@@ -238,7 +243,14 @@ class Sampler:
         if os.getpid() != self._pid:
             return []  # a forked child (a DataLoader worker) inherits no sampler
         self.ticks += 1
-        return self._deliver([r for r in map(self._read_waiting, self._slots) if r is not None])
+        readings = self._deliver([r for r in map(self._read_waiting, self._slots) if r is not None])
+        if self._slowest_s is not None:
+            self._retune(self._slowest_s)
+        return readings
+
+    def _retune(self, slowest_s: float) -> None:
+        wanted = [w for slot in self._slots if (w := getattr(slot.sensor, "max_interval_s", None))]
+        self.interval_s = max(MIN_INTERVAL_S, min([slowest_s, *wanted]))
 
     def sample_now(self, reverse: bool = False) -> list[Reading]:
         """Read every sensor that is free, healthy and fast, within the edge deadline; hand them to the sink.
@@ -266,7 +278,7 @@ class Sampler:
                 logger.debug("closing %s failed: %s", slot.sensor.name, exc)
 
     def _run(self) -> None:
-        origin = self._clock()
+        origin, interval = self._clock(), self.interval_s
         slot = 0
         while not self._stop.wait(max(0.0, self.deadline(origin, slot) - self._clock())):
             try:
@@ -275,6 +287,9 @@ class Sampler:
                 if sys.is_finalizing():
                     return
                 logger.debug("sampler tick failed", exc_info=True)
+            if self.interval_s != interval:  # retuned: slots of the new length from now on
+                origin, interval, slot = self._clock(), self.interval_s, 0
+                continue
             # The next slot, or the current one if we fell behind (suspend, stall): no backlog of ticks.
             slot = max(slot + 1, int((self._clock() - origin) / self.interval_s) + 1)
 

@@ -110,3 +110,62 @@ class AverageCounter:
         self._reported_j = max(self._reported_j, self.integral_j + half * mean_w)
         means = [w for _, w in self._recent]
         return self._reported_j, half * (max(means) - min(means))
+
+
+class UpdatePeriod:
+    """How often a driver refreshes a polled power reading, inferred from the polls; how often to poll it, s.
+
+    A driver refreshes its power reading every ``τ`` (20 ms before Volta, 100 ms on A100 and H100;
+    MEASUREMENT.md 1.2) and a read in between returns the newest refresh, so polling faster than
+    ``τ`` only adds cost, and polling slower misses refreshes. As Zeus's power monitor does, ``τ``
+    is the shortest time seen between two changes of the reading (each change is a refresh), and
+    the reading is polled at half of it (no refresh is seen late by more than ``τ/2``), within
+    ``[floor_s, ceiling_s]``.
+
+    A load that holds still between changes hides the refreshes in between, so ``τ`` is only
+    trusted after ``min_changes`` changes (the shortest gap among that many); until then a reading
+    that changes is polled at ``floor_s`` (the safe side: faster), and one that has not changed
+    in ``calibration_s`` at ``ceiling_s`` (a steady load loses nothing to slower polling). The poll
+    speeds up again as soon as changes come closer.
+
+    Args:
+        floor_s: the fastest poll, s (also the poll while calibrating).
+        ceiling_s: the slowest poll, s.
+        calibration_s: how long to poll at ``floor_s`` while the reading does not change, s.
+        min_changes: changes of the reading needed before ``τ`` is trusted.
+
+    Attributes:
+        period_s: the inferred refresh period ``τ``, s; ``None`` until ``min_changes`` changes were seen.
+        interval_s: how often to poll now, s.
+        changes: changes of the reading seen so far.
+    """
+
+    def __init__(self, floor_s: float, ceiling_s: float, calibration_s: float = 1.0, min_changes: int = 32) -> None:
+        self.floor_s, self.ceiling_s = floor_s, ceiling_s
+        self.period_s: float | None = None
+        self.interval_s = floor_s
+        self.changes = 0
+        self._calibration_s, self._min_changes = calibration_s, min_changes
+        self._shortest_s = float("inf")
+        self._first_s: float | None = None
+        self._last_w: float | None = None
+        self._last_change_s: float | None = None
+
+    def observe(self, time_s: float, watts: float) -> float:
+        """Fold in one poll (its time, s, and the power it read, W); returns the interval to poll at now, s."""
+        if self._first_s is None:
+            self._first_s = time_s
+        if self._last_w is not None and watts != self._last_w:
+            if self._last_change_s is not None and time_s > self._last_change_s:
+                self._shortest_s = min(self._shortest_s, time_s - self._last_change_s)
+            self._last_change_s = time_s
+            self.changes += 1
+        self._last_w = watts
+        if self.changes >= self._min_changes:
+            self.period_s = self._shortest_s
+            self.interval_s = min(self.ceiling_s, max(self.floor_s, self.period_s / 2))
+        elif self.changes == 0 and time_s - self._first_s >= self._calibration_s:
+            self.interval_s = self.ceiling_s
+        else:
+            self.interval_s = self.floor_s
+        return self.interval_s

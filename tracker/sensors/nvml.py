@@ -42,7 +42,7 @@ from tracker.errors import SensorError, SensorGone, SensorPermissionError, Senso
 from tracker.sensors import GPU, Absent, Reading, nvml_calls
 from tracker.sensors._cuda_visible import Gpu, group_by_gpu, select_gpus, visible_gpus
 from tracker.sensors._library import LibraryShares
-from tracker.sensors._power_integrals import AverageCounter, SampleCounter
+from tracker.sensors._power_integrals import AverageCounter, SampleCounter, UpdatePeriod
 from tracker.sensors.methods import ENERGY_COUNTER, POWER_AVERAGE, POWER_INSTANT, POWER_POLLING, POWER_SAMPLES
 from tracker.sensors.nvml_calls import SOURCE, call, optional, text
 
@@ -52,6 +52,12 @@ log = logging.getLogger(__name__)
 # load change (see default_interval_s); a 1 s mean is smooth, 0.1 s follows it; the sample buffer
 # only has to be read before it overflows (it holds seconds of samples).
 MAX_INTERVAL_S = {POWER_POLLING: 0.05, POWER_INSTANT: 0.05, POWER_AVERAGE: 0.1, POWER_SAMPLES: 1.0}
+# Instantaneous power is polled at half the driver's refresh period, inferred from the readings
+# (UpdatePeriod), within [POLL_FLOOR_S, MAX_INTERVAL_S]. The floor: a driver refreshing every 20 ms
+# (pre-Volta, the GPUs without a counter) is seen at most 10 ms late; polling faster gains under
+# 12 % of the error (√(τ² + h²) against τ) for each halving's doubled cost (bench/README.md, micro).
+POLL_FLOOR_S = 0.01
+_HELD = (POWER_POLLING, POWER_INSTANT)
 AVERAGE_WINDOW_S = 1.0  # NVML: "averaged over 1 sec interval" (NVML_FI_DEV_POWER_AVERAGE, GetPowerUsage on Ampere+)
 _SOURCES = {
     ENERGY_COUNTER: "nvmlDeviceGetTotalEnergyConsumption",
@@ -90,6 +96,10 @@ class NvmlSensor:
             ``power_limit_w`` (enforced limit in W, ``None`` if unsupported), ``driver_version``,
             ``power_source`` (the NVML call behind the figure).
         max_interval_s: the longest the sampler may wait between readings, s; ``None`` for a counter.
+            Polled instantaneous power starts at ``POLL_FLOOR_S`` and follows half the driver's refresh
+            period as the background reads infer it (:class:`~tracker.sensors._power_integrals.UpdatePeriod`);
+            ``info["power_update_s"]`` is that period (``None`` until known), ``info["poll_interval_s"]``
+            the poll it calls for.
 
     Raises:
         SensorUnavailable: the GPU has neither an energy counter nor power readings (or not ``method``).
@@ -123,6 +133,15 @@ class NvmlSensor:
         self.method, source = self._choose_method(method)
         self.max_interval_s = MAX_INTERVAL_S.get(self.method)
         self.info = {**self._describe(index, list(mig_uuids)), "power_source": source}
+        self._refresh: UpdatePeriod | None = None
+        if self.method in _HELD:
+            self._follow_refresh()
+
+    def _follow_refresh(self) -> None:
+        """Poll at the driver's refresh rate: from the floor, as :class:`UpdatePeriod` infers it from the reads."""
+        self._refresh = UpdatePeriod(POLL_FLOOR_S, MAX_INTERVAL_S[self.method])
+        self.max_interval_s = self._refresh.interval_s
+        self.info.update(power_update_s=None, poll_interval_s=self.max_interval_s)
 
     def _call(self, function: str, *args: Any, optional: bool = False) -> Any:
         how = nvml_calls.optional if optional else nvml_calls.call
@@ -250,6 +269,7 @@ class NvmlSensor:
             except SensorUnavailable as e:
                 log.warning("%s: energy counter no longer available (%s); polling power from now on", self.name, e)
                 self.method = POWER_POLLING
+                self._follow_refresh()
             else:
                 now = self._clock()
                 return Reading(self.name, GPU, now, energy_j=energy_mj / 1000, power_w=self._power_beside_w())
@@ -261,9 +281,19 @@ class NvmlSensor:
             watts = self._field_w("NVML_FI_DEV_POWER_INSTANT")
             if watts is None:
                 raise SensorReadError(f"NVML_FI_DEV_POWER_INSTANT failed on {self.name}", sensor=self.name)
-            return Reading(self.name, GPU, self._clock(), power_w=watts)
-        power_mw = self._call("nvmlDeviceGetPowerUsage")
-        return Reading(self.name, GPU, self._clock(), power_w=power_mw / 1000)
+            return self._held(watts)
+        return self._held(self._call("nvmlDeviceGetPowerUsage") / 1000)
+
+    def _held(self, watts: float) -> Reading:
+        """A polled reading, which also tells the refresh period of the driver behind it (on the reading thread)."""
+        now = self._clock()
+        refresh = self._refresh
+        if refresh is not None:
+            self.max_interval_s = refresh.observe(now, watts)
+            if refresh.period_s is not None:
+                self.info["power_update_s"] = refresh.period_s
+            self.info["poll_interval_s"] = self.max_interval_s
+        return Reading(self.name, GPU, now, power_w=watts)
 
     def _read_samples(self) -> Reading:
         counter = self._samples

@@ -67,9 +67,10 @@ class Timeline:
         self.sampler = Sampler(
             lanes.pop(interval_s, []), self._on_readings, interval_s=interval_s, clock=clock, jitter=jitter
         )
-        # Sensors that must be read more often than interval_s (polled GPU power) get a sampler of their own.
+        # Sensors that must be read more often than interval_s (polled GPU power) get a sampler of their own,
+        # whose interval follows what they ask for as they run (a polled GPU: its driver's refresh period).
         self.fast_lanes = [
-            Sampler(members, self._on_readings, interval_s=lane_s, clock=clock, jitter=jitter)
+            Sampler(members, self._on_readings, interval_s=lane_s, clock=clock, jitter=jitter, slowest_s=interval_s)
             for lane_s, members in sorted(lanes.items())
         ]
         self.stack: list[Segment] = []
@@ -341,9 +342,10 @@ def check_phase_name(value: Any) -> str:
 def lane_intervals(sensors: Sequence[Sensor], interval_s: float) -> dict[float, list[Sensor]]:
     """Sensors grouped by how often they are read: ``interval_s``, or faster where a sensor needs it.
 
-    A sensor may declare ``max_interval_s`` (polled GPU power: 0.05 s): then it is read at the
-    smaller of that and ``interval_s``, so a user who reads counters every second for less
-    overhead does not slow the polled GPUs down with them.
+    A sensor may declare ``max_interval_s`` (polled GPU power: from 0.01 s, then half its driver's
+    refresh period): then it is read at the smaller of that and ``interval_s``, so a user who reads
+    counters every second for less overhead does not slow the polled GPUs down with them. The lane
+    is grouped by what the sensors ask for at the start; its sampler then follows them.
     """
     lanes: dict[float, list[Sensor]] = {interval_s: []}
     for sensor in sensors:

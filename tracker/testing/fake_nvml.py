@@ -227,6 +227,14 @@ class FakeGpu:
             (1.0 on Ampere except GA100 and newer); 0 returns instantaneous power (GA100 and older).
         power_fields: whether ``nvmlDeviceGetFieldValues`` answers ``NVML_FI_DEV_POWER_INSTANT`` and
             ``NVML_FI_DEV_POWER_AVERAGE`` (the average over 1 s); else each field's ``nvmlReturn`` is NOT_SUPPORTED.
+        power_update_s: the driver refreshes its power readings (``nvmlDeviceGetPowerUsage`` and the
+            ``NVML_FI_DEV_POWER_*`` fields) every this many seconds, and a read returns the newest refresh:
+            0.02 with ``power_window_s`` 0.01 is a Kepler/Maxwell/Pascal/Volta card, the GPUs without an
+            energy counter (Yang et al. SC'24, MEASUREMENT.md 1.2; A100 and H100: 0.1 and 0.025). The
+            refreshes follow ``sample_phase_s`` and ``sample_jitter_s``. 0: every read returns the trace at
+            the moment of the call (a continuous reading, as no driver has).
+        power_window_s: each refresh of the instantaneous reading is the mean power over this trailing
+            window, s (a reading averaged over ``power_average_s`` keeps that window).
         sample_period_s: the driver's power sample buffer (``nvmlDeviceGetSamples`` with
             ``NVML_TOTAL_POWER_SAMPLES``) holds a sample every this many seconds; ``None``: NOT_SUPPORTED.
         sample_window_s: each buffered sample is the mean power over this trailing window, s (0: instantaneous).
@@ -249,6 +257,8 @@ class FakeGpu:
     pids: Sequence[int] = ()
     power_average_s: float = 0.0
     power_fields: bool = False
+    power_update_s: float = 0.02
+    power_window_s: float = 0.01
     sample_period_s: float | None = None
     sample_window_s: float = 0.0
     sample_buffer: int = 120
@@ -434,20 +444,39 @@ class FakeNvml(PynvmlNames):
         """
         return self.clock() + WALL_OFFSET_S
 
+    @staticmethod
+    def _driver_time(gpu: FakeGpu, period_s: float, k: int) -> float:
+        """When the driver takes its ``k``-th sample (trace time, s): on a grid, each late by a fixed amount."""
+        # Knuth's multiplicative hash: a fixed, evenly spread delay per sample, the same on every call.
+        late = gpu.sample_jitter_s * ((k * 2654435761) % 2**32) / 2**32
+        return gpu.sample_phase_s + k * period_s + late
+
     def _samples(self, gpu: FakeGpu, handle: _Handle, last_seen_us: int) -> list[c_nvmlSample_t]:
         period, now = gpu.sample_period_s, self.clock() - self.origin_s
         newest = math.floor((now - gpu.sample_phase_s) / period)
         oldest = max(newest - gpu.sample_buffer + 1, math.ceil(-gpu.sample_phase_s / period))
         samples = []
         for k in range(oldest, newest + 1):
-            # Knuth's multiplicative hash: a fixed, evenly spread delay per sample, the same on every call.
-            late = gpu.sample_jitter_s * ((k * 2654435761) % 2**32) / 2**32
-            t = gpu.sample_phase_s + k * period + late
+            t = self._driver_time(gpu, period, k)
             stamp = self._stamp_us(t)
             if stamp > last_seen_us and t <= now:
                 milliwatts = round(self._mean_power_w(handle, t, gpu.sample_window_s) * 1000)
                 samples.append(c_nvmlSample_t(stamp, c_nvmlValue_t(uiVal=milliwatts)))
         return samples
+
+    def _held_power_w(self, handle: _Handle, average_s: float) -> float:
+        """What a power reading returns now: the driver's newest refresh (see ``FakeGpu.power_update_s``), W.
+
+        ``average_s`` 0 is the instantaneous reading (the mean over ``power_window_s``), else a trailing mean.
+        """
+        gpu, now = self._spec(handle, mig_ok=False), self.clock() - self.origin_s
+        window = average_s or gpu.power_window_s
+        if not gpu.power_update_s:
+            return self._mean_power_w(handle, now, average_s)
+        k = math.floor((now - gpu.sample_phase_s) / gpu.power_update_s)
+        while k > 0 and self._driver_time(gpu, gpu.power_update_s, k) > now:
+            k -= 1  # a jittered refresh of this slot has not happened yet
+        return self._mean_power_w(handle, max(0.0, self._driver_time(gpu, gpu.power_update_s, k)), window)
 
     def _field(self, handle: _Handle, field_id: int, scope: int) -> c_nvmlFieldValue_t:
         gpu, now = self._spec(handle, mig_ok=False), self.clock() - self.origin_s
@@ -460,7 +489,7 @@ class FakeNvml(PynvmlNames):
             answer.nvmlReturn = CONSTANTS["NVML_ERROR_NOT_SUPPORTED"]
             return answer
         answer.valueType = CONSTANTS["NVML_VALUE_TYPE_UNSIGNED_INT"]
-        answer.value = c_nvmlValue_t(uiVal=round(self._mean_power_w(handle, now, windows[field_id]) * 1000))
+        answer.value = c_nvmlValue_t(uiVal=round(self._held_power_w(handle, windows[field_id]) * 1000))
         return answer
 
     # -- the NVML functions with logic -----------------------------------------------------------
@@ -530,9 +559,11 @@ class FakeNvml(PynvmlNames):
 
     @_api()
     def nvmlDeviceGetPowerUsage(self, handle: _Handle) -> int:
-        """Board power in integer mW: now, or the mean over the GPU's ``power_average_s`` (Ampere and newer)."""
-        window = self._spec(handle, mig_ok=False).power_average_s
-        return round(self._mean_power_w(handle, self.clock() - self.origin_s, window) * 1000)
+        """Board power in integer mW, as of the driver's newest refresh.
+
+        Instantaneous, or the mean over the GPU's ``power_average_s`` (Ampere and newer).
+        """
+        return round(self._held_power_w(handle, self._spec(handle, mig_ok=False).power_average_s) * 1000)
 
     @_api()
     def nvmlDeviceGetSamples(self, handle: _Handle, sampling_type: int, last_seen_us: int) -> tuple[int, list]:
