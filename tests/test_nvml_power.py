@@ -14,6 +14,7 @@ of the load, 3.3 % for 100/300 W. No reader of the buffer can do better (the dri
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -282,6 +283,32 @@ def test_a_sensor_failing_while_its_rate_is_inferred_is_one_warning(tmp_path, cl
     assert len(warnings) == 1 and "nvmlDeviceGetPowerUsage" in warnings[0].getMessage()
     assert sensor.info["power_update_s"] is not None  # inferred from the reads that worked
     assert energy.sensor_health["gpu:0"].status == "ok"
+
+
+def test_the_start_line_and_run_json_say_how_often_the_gpu_is_polled(tmp_path, clock, caplog):
+    nvml = FakeNvml([no_buffer(TABLE["sine 200 ± 100 W, 1.3 s"][0], random.Random(2))], clock=clock)
+    energy = EnergyTracker(
+        tmp_path, nvml=nvml, clock=clock, measure=("gpu",), carbon_intensity_g_per_kwh=100.0, interval_s=1.0
+    )
+    with caplog.at_level(logging.INFO, logger="tracker"), energy:
+        run_lanes(energy, clock, 2.0, random.Random(2))
+    lines = [r.getMessage() for r in caplog.records]
+    assert "GPU (NVML power, sampled); GPU power polled every 0.01 s, then at half the driver's refresh" in lines[0]
+    assert any("gpu:0 refreshes its power every" in line and "polled every 0.01 s" in line for line in lines[1:])
+    (gpu,) = json.loads((energy.run_dir / "run.json").read_text())["sensors"]
+    assert gpu["info"]["poll_interval_s"] == POLL_FLOOR_S and 0 < gpu["info"]["power_update_s"] <= 0.02
+
+
+def test_devices_polls_a_gpu_at_its_drivers_rate_and_says_so(clock):
+    from tracker.report.devices import describe, survey
+
+    refreshed = FakeGpu(trace=sine(200.0, 100.0, 1.3), has_counter=False, power_update_s=0.06, power_window_s=0.0)
+    found = survey(sleep=clock.advance, wait_s=3.0, nvml=FakeNvml([refreshed], clock=clock), clock=clock,
+                   cpu=False, ram=False)  # fmt: skip
+    (gpu,) = found["sensors"]
+    assert gpu["info"]["power_update_s"] == pytest.approx(0.06, abs=0.011)  # within a poll of the true 60 ms
+    assert gpu["info"]["poll_interval_s"] == pytest.approx(gpu["info"]["power_update_s"] / 2)
+    assert "poll_interval_s: 0.0" in describe(found)
 
 
 def test_counters_need_no_fast_lane(tmp_path, clock):

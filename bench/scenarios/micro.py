@@ -93,7 +93,33 @@ def _ticks(calls: int, epochs: int) -> dict[str, Any]:
         handle = fake.nvmlDeviceGetHandleByIndex(0)
         fake_call = per_call_us(lambda: fake.nvmlDeviceGetPowerUsage(handle), calls)
         epoch = _epoch_cost(Path(tmp), epochs)
-        return {"kinds": kinds, "fake_nvml_call_us": fake_call, "epoch": epoch, "stop_ms": _stop_ms(Path(tmp))}
+        lane = _lane_cpu()
+        return {
+            "kinds": kinds, "fake_nvml_call_us": fake_call, "epoch": epoch, "stop_ms": _stop_ms(Path(tmp)),
+            "lane_cpu": lane,
+        }  # fmt: skip
+
+
+def _lane_cpu(seconds: float = 3.0) -> dict[str, float]:
+    """Share of one core (%) taken by a polled GPU's fast lane (its thread, the fake NVML read, the meter), by rate.
+
+    0.01 s is the floor a 20 ms driver refresh calls for, 0.05 s the ceiling (the lane before it followed the driver).
+    """
+    from tracker.sensors import nvml
+    from tracker.testing import FakeGpu, FakeNvml, sine
+
+    shares = {}
+    for interval_s in (0.01, 0.02, 0.05):
+        gpu = FakeGpu(trace=sine(200.0, 100.0, 1.3), has_counter=False)
+        (sensor,), _ = nvml.find_gpus(nvml=FakeNvml([gpu]), visible_devices=None)
+        sampler = _meter_sampler([sensor], interval_s=interval_s)
+        sampler.start()
+        cpu, wall = time.process_time(), time.perf_counter()
+        threading.Event().wait(seconds)
+        shares[f"{interval_s:g}"] = 100 * (time.process_time() - cpu) / (time.perf_counter() - wall)
+        sampler.stop()
+        sensor.close()
+    return shares
 
 
 def _stop_ms(tmp: Path, interval_s: float = 0.01, repeats: int = 5) -> dict[str, float]:
@@ -192,6 +218,10 @@ def markdown(result: dict[str, Any]) -> str:
             f"calls per read). One epoch opened and closed on this machine's sensors: "
             f"{epoch['with_logs_us']:.0f} µs writing the logs, {epoch['no_logs_us']:.0f} µs with `log_dir=None`."
         )
+        lane = ticks.get("lane_cpu")
+        if lane:
+            shares = ", ".join(f"{share:.2f} % every {rate} s" for rate, share in lane.items())
+            tick_md += f" A polled GPU's fast lane takes {shares} of one core (the fake NVML's cost included)."
         stop = ticks.get("stop_ms")
         if stop:
             tick_md += (

@@ -214,6 +214,7 @@ def start_line(state: RunState) -> tuple[int, str]:
     place = "/".join(p for p in (grid.country, grid.region) if p) or "no country"
     if state.methods.get("cpu", "absent") != "absent":
         measured += "; CPU scope {} ({})".format(*state.config.cpu_scope_choice)
+    measured += _fast_lane(state)
     line = (
         f"measuring {measured or 'nothing'}; grid {units.significant(grid.g_per_kwh)} g CO2e/kWh for {place} "
         f"[{grid.method}: {grid.detail or 'default'}; {grid.source}], PUE {state.config.pue:g}"
@@ -223,6 +224,15 @@ def start_line(state: RunState) -> tuple[int, str]:
     elif grid.method == "timezone":
         line += "; the country is guessed from the time zone: give country= to be sure"
     return (logging.WARNING if grid.method in LOUD_GRIDS else logging.INFO), line
+
+
+def _fast_lane(state: RunState) -> str:
+    """How often polled GPU power is read: from the floor, then half the driver's refresh period once inferred."""
+    polls = [info["poll_interval_s"] for s in state.sensors if (info := s.get("info") or {}).get("poll_interval_s")]
+    if not polls:
+        return ""
+    first = min(min(polls), state.interval_s)
+    return f"; GPU power polled every {first:g} s, then at half the driver's refresh period as it is inferred"
 
 
 def run_info(state: RunState) -> dict[str, Any]:
