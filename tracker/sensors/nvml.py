@@ -17,7 +17,10 @@ method              source
 ==================  ==========================================================================
 
 Polled methods declare ``max_interval_s`` so that the session reads them in a fast lane of their own
-whatever ``interval_s`` the user sets. Readings are in J and W.
+whatever ``interval_s`` the user sets. A driver refreshes instantaneous power every few tens of ms
+and a read returns its newest refresh, so ``power_polling`` and ``power_instant`` ask for half the
+refresh period, inferred from their own reads on the threads that make them (``POLL_FLOOR_S`` until
+it is known). Readings are in J and W.
 Every ``NVMLError`` is translated into the tracker's exceptions, chained, at one boundary
 (:mod:`tracker.sensors.nvml_calls`)::
 
