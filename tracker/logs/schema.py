@@ -5,8 +5,6 @@ Every column name carries its unit (``_kwh``, ``_kg``, ``_w``, ``_s``, ``_j``, `
 ``devices.csv`` those of :class:`DeviceRecord`.
 """
 
-from __future__ import annotations
-
 from typing import Any, NamedTuple
 
 COMPLETE, INTERRUPTED = "complete", "interrupted"
@@ -175,10 +173,9 @@ POWER_COLUMNS = ("time_utc", "elapsed_s", "host", "rank", "sensor", "power_w", "
 
 
 def _value_type(annotation: Any) -> type:
-    # The records' annotations are strings ("int | None", held by NamedTuple as a ForwardRef): the first
-    # type named is the column's.
-    text = str(getattr(annotation, "__forward_arg__", annotation))
-    return int if text.startswith("int") else float if text.startswith("float") else str
+    # The records' annotations are types (``int | None``): the first type named is the column's.
+    first = getattr(annotation, "__args__", (annotation,))[0]
+    return first if first in (int, float) else str
 
 
 # The type of each column's values, by which the reader parses the files back: text stays text.

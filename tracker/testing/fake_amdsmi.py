@@ -27,8 +27,7 @@ import time
 import types
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from tracker.testing.traces import PowerTrace, steady
 
@@ -108,8 +107,7 @@ class AmdSmiInitFlags(enum.IntEnum):
     INIT_NON_AMD_GPUS = 8
 
 
-@dataclass(frozen=True)
-class FakeAmdGpu:
+class FakeAmdGpu(NamedTuple):
     """One fake AMD GPU.
 
     Args:
@@ -127,7 +125,7 @@ class FakeAmdGpu:
 
     uuid: str = ""
     market_name: str = "AMD Instinct MI250X"
-    trace: PowerTrace = field(default_factory=lambda: steady(300.0))
+    trace: PowerTrace = steady(300.0)  # immutable, so one is shared
     has_counter: bool = True
     counter_resolution_uj: float = 15.3
     counter_bits: int = 64
@@ -137,8 +135,7 @@ class FakeAmdGpu:
     bdf: str = ""
 
 
-@dataclass(frozen=True)
-class processor_handle:  # noqa: N801 - the binding's amdsmi_wrapper.amdsmi_processor_handle, by role
+class processor_handle(NamedTuple):  # noqa: N801 - the binding's amdsmi_wrapper.amdsmi_processor_handle, by role
     """An opaque handle of one GPU."""
 
     index: int
@@ -169,7 +166,7 @@ class FakeAmdSmi:
     ) -> None:
         specs = [FakeAmdGpu() for _ in range(gpus)] if isinstance(gpus, int) else list(gpus)
         self.gpus = [
-            replace(g, uuid=g.uuid or f"{i:08x}-74a1-1000-80ff-ffffffffffff", bdf=g.bdf or f"0000:{0xC1 + i:02x}:00.0")
+            g._replace(uuid=g.uuid or f"{i:08x}-74a1-1000-80ff-ffffffffffff", bdf=g.bdf or f"0000:{0xC1 + i:02x}:00.0")
             for i, g in enumerate(specs)
         ]
         self.clock, self.origin_s, self.library_missing = clock, clock(), library_missing

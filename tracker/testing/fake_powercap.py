@@ -13,7 +13,6 @@ Zones are addressed by a label: ``package-N``, ``core-N``, ``uncore-N``, ``dram-
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["PowercapTree", "build_powercap_tree"]
@@ -22,7 +21,6 @@ __all__ = ["PowercapTree", "build_powercap_tree"]
 INTEL_RANGE_UJ = 262143328850
 
 
-@dataclass
 class PowercapTree:
     """A fake powercap tree on disk; every change is written in place, as sysfs updates.
 
@@ -32,9 +30,12 @@ class PowercapTree:
         max_energy_range_uj: the counter range of every zone, in µJ; counters wrap to 0 on reaching it.
     """
 
-    root: Path
-    zones: dict[str, Path] = field(default_factory=dict)
-    max_energy_range_uj: int = INTEL_RANGE_UJ
+    __slots__ = ("root", "zones", "max_energy_range_uj")
+
+    def __init__(self, root: Path, max_energy_range_uj: int = INTEL_RANGE_UJ) -> None:
+        self.root = root
+        self.zones: dict[str, Path] = {}
+        self.max_energy_range_uj = max_energy_range_uj
 
     def zone_dir(self, zone: str) -> Path:
         """The directory of a zone, by label or directory name."""

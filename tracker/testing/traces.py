@@ -8,11 +8,10 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class PowerTrace:
+class PowerTrace(NamedTuple):
     """Power in watts as a function of time in seconds, with its exact integral.
 
     Attributes:
