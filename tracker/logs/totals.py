@@ -5,8 +5,6 @@ the summary), a resumed run sums its directory's rows, and the report sums the r
 every total is the sum of the records, whichever way they came.
 """
 
-from __future__ import annotations
-
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
@@ -53,7 +51,7 @@ class Totals(NamedTuple):
     epochs: int = 0
     training_kwh: float = 0.0
 
-    def plus(self, record: Mapping[str, Any]) -> Totals:
+    def plus(self, record: Mapping[str, Any]) -> "Totals":
         """These totals with one more record (an ``epochs.csv`` row as a mapping)."""
         added = {name: getattr(self, name) + _number(record, name) for name in SUMMED}
         return self._replace(
@@ -64,7 +62,7 @@ class Totals(NamedTuple):
         )
 
     @classmethod
-    def of(cls, records: Iterable[Mapping[str, Any]]) -> Totals:
+    def of(cls, records: Iterable[Mapping[str, Any]]) -> "Totals":
         """The totals of ``records``, each column summed exactly (``math.fsum``)."""
         rows = list(records)
         sums = {name: math.fsum(_number(r, name) for r in rows) for name in SUMMED}
@@ -72,7 +70,7 @@ class Totals(NamedTuple):
         return cls(**sums, epochs=sum(_finished_epoch(r) for r in rows), training_kwh=training)
 
     @classmethod
-    def from_dict(cls, saved: Mapping[str, Any]) -> Totals:
+    def from_dict(cls, saved: Mapping[str, Any]) -> "Totals":
         """The totals :meth:`as_dict` gave.
 
         Raises:

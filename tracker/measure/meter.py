@@ -9,8 +9,6 @@ A :class:`Snapshot` is a cheap immutable value; the energy between two moments i
 ``later - earlier``, exactly additive: ``(c - b) + (b - a) == c - a``.
 """
 
-from __future__ import annotations
-
 import math
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
@@ -153,10 +151,10 @@ class SensorTotals(NamedTuple):
     glitches: int = 0
     stale_edges: int = 0
 
-    def __add__(self, other: SensorTotals) -> SensorTotals:
+    def __add__(self, other: "SensorTotals") -> "SensorTotals":
         return _combine(self, other, 1)
 
-    def __sub__(self, other: SensorTotals) -> SensorTotals:
+    def __sub__(self, other: "SensorTotals") -> "SensorTotals":
         return _combine(self, other, -1)
 
 
@@ -182,7 +180,7 @@ class Snapshot(NamedTuple):
     sensors: Mapping[str, SensorTotals] = _NOTHING
     last_time_s: Mapping[str, float] = _NOTHING
 
-    def __sub__(self, earlier: Snapshot) -> Usage:
+    def __sub__(self, earlier: "Snapshot") -> "Usage":
         empty = SensorTotals()
         return Usage({name: totals - earlier.sensors.get(name, empty) for name, totals in self.sensors.items()})
 
@@ -192,7 +190,7 @@ class Usage(NamedTuple):
 
     sensors: Mapping[str, SensorTotals] = _NOTHING
 
-    def __add__(self, other: Usage) -> Usage:
+    def __add__(self, other: "Usage") -> "Usage":
         names = list(self.sensors) + [n for n in other.sensors if n not in self.sensors]
         empty = SensorTotals()
         return Usage({n: self.sensors.get(n, empty) + other.sensors.get(n, empty) for n in names})

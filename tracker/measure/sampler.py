@@ -22,8 +22,6 @@ a few readings, and the sensor comes back when the hardware does. A device that 
 back. The training thread never sees a sensor's exception.
 """
 
-from __future__ import annotations
-
 import logging
 import os
 import random

@@ -12,8 +12,6 @@ absent source, why; :mod:`tracker.sensors.methods` names the ways a figure is ob
 Every module is imported lazily: ``import tracker`` does no I/O and initialises nothing.
 """
 
-from __future__ import annotations
-
 import math
 from collections.abc import Callable, Mapping
 from numbers import Real

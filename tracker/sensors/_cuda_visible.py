@@ -7,8 +7,6 @@ renumbered by logical CUDA index: NVML indices, ``GPU-`` UUIDs or unique prefixe
 :class:`~tracker.errors.ConfigurationError` listing the valid choices.
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 

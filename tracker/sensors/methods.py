@@ -24,8 +24,6 @@ anything else             ×0.5 – ×2    an unknown method is treated as an es
 ========================  ===========  ======================================================
 """
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 from tracker.sensors import CPU, GPU, RAM

@@ -7,8 +7,6 @@ The carbon intensity and PUE are taken as given (their sources are in every row)
 the energy band carried through ``co2 = kWh × PUE × g/kWh / 1000``.
 """
 
-from __future__ import annotations
-
 import math
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
@@ -51,10 +49,10 @@ class Energy(NamedTuple):
     low_j: float = 0.0
     high_j: float = 0.0
 
-    def __add__(self, other: Energy) -> Energy:
+    def __add__(self, other: "Energy") -> "Energy":
         return Energy(self.value_j + other.value_j, self.low_j + other.low_j, self.high_j + other.high_j)
 
-    def scaled(self, factor: float) -> Energy:
+    def scaled(self, factor: float) -> "Energy":
         """The same energy times ``factor``."""
         return Energy(self.value_j * factor, self.low_j * factor, self.high_j * factor)
 

@@ -21,8 +21,6 @@ options goes in ``Config.__init__``.
 generated methods and imports ``inspect``, which would cost most of ``import tracker``.
 """
 
-from __future__ import annotations
-
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence

@@ -14,8 +14,6 @@ The launcher's environment (``torchrun``, ``accelerate launch``, ``deepspeed``, 
 scripts that set the same variables) says where a process sits; reading it makes no collective.
 """
 
-from __future__ import annotations
-
 import os
 import re
 from collections.abc import Mapping, Sequence

@@ -4,8 +4,6 @@ The session hands over an immutable :class:`RunState` (what the run is at one mo
 reads the tracker itself.
 """
 
-from __future__ import annotations
-
 import functools
 import logging
 import os
@@ -105,7 +103,7 @@ class Summary(NamedTuple):
     grid_place: str = ""
 
     @classmethod
-    def build(cls, state: RunState) -> Summary:
+    def build(cls, state: RunState) -> "Summary":
         """The summary of a run's state."""
         intensity, forecast, methods = state.config.intensity, state.forecast, state.methods
         totals = state.totals or Totals()
