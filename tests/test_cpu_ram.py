@@ -18,6 +18,7 @@ from tracker.sensors.cpu_estimate import (
     DEFAULT_W_PER_CPU,
     CpuEstimateSensor,
     busy_fraction,
+    candidate_rows,
     codecarbon_table,
     cpu_quota,
     load_table,
@@ -133,6 +134,86 @@ def test_user_tdp_is_used_as_given(tmp_path, table):
 def test_codecarbon_table(model, tdp):
     row = match_tdp(model, load_table(codecarbon_table()))
     assert (row and row[1]) == tdp
+
+
+# /proc/cpuinfo model names seen on real machines (cloud VMs, workstations, laptops, clusters).
+REAL_MODELS = [
+    "Intel(R) Xeon(R) Processor",
+    "Intel(R) Xeon(R) CPU @ 2.20GHz",
+    "Intel Xeon Processor (Icelake)",
+    "Intel Xeon Processor (Skylake, IBRS)",
+    "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz",
+    "Intel(R) Xeon(R) Platinum 8259CL CPU @ 2.50GHz",
+    "Intel(R) Xeon(R) Gold 6248 CPU @ 2.50GHz",
+    "Intel(R) Xeon(R) CPU E5-2686 v4 @ 2.30GHz",
+    "Intel(R) Xeon(R) CPU E5-2690 v3 @ 2.60GHz",
+    "Intel(R) Xeon(R) Silver 4214R CPU @ 2.40GHz",
+    "Intel(R) Xeon(R) W-2295 CPU @ 3.00GHz",
+    "Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz",
+    "Intel(R) Core(TM) i9-9900K CPU @ 3.60GHz",
+    "11th Gen Intel(R) Core(TM) i7-1165G7 @ 2.80GHz",
+    "12th Gen Intel(R) Core(TM) i7-12700H",
+    "13th Gen Intel(R) Core(TM) i9-13900K",
+    "Intel(R) Core(TM) Ultra 7 155H",
+    "Intel(R) Celeron(R) N4020 CPU @ 1.10GHz",
+    "Intel(R) Pentium(R) CPU G4560 @ 3.50GHz",
+    "Intel(R) Atom(TM) CPU N270 @ 1.60GHz",
+    "AMD EPYC",
+    "AMD EPYC Processor",
+    "AMD EPYC Processor (with IBPB)",
+    "AMD EPYC 7763 64-Core Processor",
+    "AMD EPYC 7B13",
+    "AMD EPYC 9654 96-Core Processor",
+    "AMD EPYC 7R32",
+    "AMD Ryzen 9 5950X 16-Core Processor",
+    "AMD Ryzen 7 PRO 4750U with Radeon Graphics",
+    "AMD Ryzen 5 3600 6-Core Processor",
+    "AMD Ryzen Threadripper PRO 3995WX 64-Cores",
+    "AMD Opteron(tm) Processor 6174",
+    "Common KVM processor",
+    "QEMU Virtual CPU version 2.5+",
+    "Intel Aubrey Isle",
+    "Intel(R) Aubrey Isle",
+    "Intel Xeon MP 7020 Dual-Core",
+    "Intel Core i5+8400",
+    "",
+]
+
+
+@needs_codecarbon
+def test_candidate_rows_change_no_match_on_codecarbons_table():
+    """The pre-filter picks what the full table picks: real model names, and every 20th row's name as a model."""
+    path = codecarbon_table()
+    rows = load_table(path)
+    names = [name for name, _ in rows[::20]]
+    models = REAL_MODELS + names + [f"{name} CPU @ 2.00GHz" for name in names[::5]]
+    picked = {model: match_tdp(model, candidate_rows(path, model)) for model in models}
+    assert picked == {model: match_tdp(model, rows) for model in models}
+    assert sum(row is not None for row in picked.values()) > len(names) / 2  # not a table that matches nothing
+
+
+def test_candidate_rows_keep_every_row_a_model_without_number_may_match(tmp_path):
+    """Lines whose name has no digit, or loses it to ``@``, ``with``, ``gen`` or ``-core``, are kept, quoted or not."""
+    path = tmp_path / "cpu_power.csv"
+    lines = [
+        "Name,TDP",
+        "Foo Chip 100,10",  # a digit in the name: never "foo chip"
+        "Foo Chip,20",
+        "Foo Chip @ 3.0GHz,30",
+        "Foo Chip with 2 cores,40",
+        "11th Gen Foo Chip,50",
+        "Foo Chip 8-Core,60",
+        '"Foo Chip, 2 sockets",70',
+        '"Foo Chip 2, boxed",75',  # quoted, with a digit before its first comma
+        "Bar Chip,80",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    kept = [name for name, _ in candidate_rows(path, "Foo(R) Chip(TM) Processor")]
+    assert kept == ["Foo Chip", "Foo Chip @ 3.0GHz", "Foo Chip with 2 cores", "11th Gen Foo Chip", "Foo Chip 8-Core",
+                    "Foo Chip, 2 sockets"]  # fmt: skip
+    assert candidate_rows(path, "Foo Chip 100") == [("Foo Chip 100", 10.0)]
+    for model in ["Foo Chip", "Foo Chip 100", "Bar Chip", "Foo Chip 8-Core Processor", "Baz"]:
+        assert match_tdp(model, candidate_rows(path, model)) == match_tdp(model, load_table(path))
 
 
 def test_malformed_table_rows_are_skipped(table):
