@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tracker.carbon import tables as carbon_data
+from tracker.carbon import timezones
 from tracker.carbon.hourly import HourlySeries
 from tracker.carbon.intensity import (
     ENV_COUNTRY,
@@ -42,7 +43,7 @@ CACHED = [
     carbon_data.world_average,
     carbon_data.regions,
     carbon_data.cloud_regions,
-    carbon_data.zone_countries,
+    timezones.tz_text,
 ]
 
 
@@ -141,6 +142,45 @@ def test_tz_variable_is_used_when_no_timezone_name():
 
 def test_timezone_link_names_are_followed():
     assert resolve(timezone_name="US/Pacific").country == "USA"
+
+
+def whole_map(zones: str, links: str) -> dict[str, str]:
+    """The map of every zone and link to its country, built as the tracker built it before it looked up one name."""
+    table: dict[str, str] = {}
+    for line in zones.splitlines():
+        fields = line.split("\t")
+        if not line.startswith("#") and len(fields) >= 3:
+            table[fields[2]] = fields[0]
+    for line in links.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[0] == "L" and fields[1] in table:
+            table.setdefault(fields[2], table[fields[1]])
+    return table
+
+
+def test_one_zone_lookup_agrees_with_the_whole_map_of_the_tz_database():
+    zones, links = timezones.tz_text("zone.tab"), timezones.tz_text("tzdata.zi")
+    if zones is None or links is None:
+        pytest.skip("no tz database (zone.tab, tzdata.zi) on this machine")
+    table = whole_map(zones, links)
+    names = [*table, "Etc/UTC", "UTC", "Nowhere/Land", "Europe", "Berlin", "L", "Z", "Rule", "#"]
+    assert {name: timezones.country_in(zones, links, name) for name in names} == {n: table.get(n) for n in names}
+    assert len(table) > 500 and table["US/Pacific"] == "US"
+
+
+def test_one_zone_lookup_follows_links_in_file_order():
+    zones = "# CC\t+0\tC/Three\nAA\t+0\tA/One\nBB\t+0\tB/Two\nDD\t+0\tA/One\n"
+    links = (
+        "Z A/One 0 - AO\nL A/One X/Link\nL X/Link Y/Chain\nL Late/Target W/Early\nL B/Two Late/Target\n"
+        "L A/One B/Two\nL B/Two  Tab/Spaced\nL A/One Y/Chain\nL C/Three C/Four\n\tL  A/One Indented/Link\n"
+    )
+    table = whole_map(zones, links)
+    assert table == {
+        "A/One": "DD", "B/Two": "BB", "X/Link": "DD", "Y/Chain": "DD", "Late/Target": "BB", "Tab/Spaced": "BB",
+        "Indented/Link": "DD",
+    }  # fmt: skip
+    names = [*table, "W/Early", "C/Three", "C/Four", "AO", "Nowhere"]
+    assert {name: timezones.country_in(zones, links, name) for name in names} == {n: table.get(n) for n in names}
 
 
 def test_system_timezone_from_localtime_symlink(tmp_path):

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracker.carbon.timezones import system_timezone, zone_countries
+from tracker.carbon.timezones import system_timezone, zone_country
 from tracker.errors import ConfigurationError
 
 # 1 lb = 0.45359237 kg exactly (international yard and pound agreement, 1959), so 1 lb/MWh = 0.45359237 g/kWh.
@@ -269,7 +269,7 @@ def cloud_figure(provider: object, region: object) -> Figure:
 def timezone_country(environ: Mapping[str, str], timezone_name: str | None) -> tuple[Figure | None, str]:
     """Guess the country from a time zone through ``zone.tab``; return its figure (or None) and an explanation."""
     name, origin = (timezone_name, "timezone_name") if timezone_name else system_timezone(environ)
-    alpha2 = zone_countries().get(name or "")
+    alpha2 = zone_country(name or "")
     figure = _lookup_country(alpha2) if alpha2 else None
     if figure is not None:
         return figure, f"time zone {name!r} (from {origin}) is in {alpha2} per the tz database's zone.tab"
