@@ -38,8 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 CACHED = [
-    carbon_data.countries,
-    carbon_data.country_names,
+    carbon_data.energy_mix,
     carbon_data.world_average,
     carbon_data.regions,
     carbon_data.cloud_regions,
@@ -406,6 +405,17 @@ def test_mean_over_is_additive_and_bounded(values, a, b, c):
     if b and c:
         parts = intensity.mean_over(start, mid) * b + intensity.mean_over(mid, end) * c
         assert whole * (b + c) == pytest.approx(parts, rel=1e-9, abs=1e-6)
+
+
+def test_intensity_is_a_record_whose_repr_leaves_the_series_out():
+    series = HourlySeries(T0, (100.0, 200.0))
+    intensity = Intensity(150.0, "hourly_csv", "test", series=series)
+    assert intensity._replace(series=None) == Intensity(150.0, "hourly_csv", "test")
+    assert intensity.series == HourlySeries(T0, (100.0, 200.0)) and intensity.coverage == (T0, T0 + timedelta(hours=2))
+    assert (
+        repr(intensity)
+        == "Intensity(g_per_kwh=150.0, method='hourly_csv', source='test', country=None, region=None, detail='')"
+    )
 
 
 # --- PUE, CO2, units, equivalents --------------------------------------------------------------

@@ -9,13 +9,12 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["EQUIVALENTS", "Equivalent", "EquivalentFactor", "equivalents"]
 
 
-@dataclass(frozen=True)
-class EquivalentFactor:
+class EquivalentFactor(NamedTuple):
     """A conversion factor for the report, with its source.
 
     Attributes:
@@ -35,8 +34,7 @@ class EquivalentFactor:
     source: str
 
 
-@dataclass(frozen=True)
-class Equivalent:
+class Equivalent(NamedTuple):
     """An amount of CO2 or energy restated as an everyday quantity (rhetoric: print the factor beside it)."""
 
     name: str

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -17,24 +16,35 @@ from tracker.errors import ConfigurationError
 HOUR = timedelta(hours=1)
 
 
-@dataclass(frozen=True)
 class HourlySeries:
     """Carbon intensity hour by hour: ``values[i]`` (g/kWh) applies to the hour starting ``start_utc + i h``.
+
+    Not changed once made (a plain class, not a named tuple, for the sums it computes once).
 
     Attributes:
         start_utc: first hour, timezone-aware UTC.
         values: one intensity per consecutive hour, gCO2(e)/kWh.
     """
 
-    start_utc: datetime
-    values: tuple[float, ...]
-    _sums: tuple[float, ...] = field(init=False, repr=False, compare=False)
+    __slots__ = ("start_utc", "values", "_sums")
 
-    def __post_init__(self) -> None:
+    def __init__(self, start_utc: datetime, values: tuple[float, ...]) -> None:
+        self.start_utc, self.values = start_utc, values
         sums = [0.0]
-        for value in self.values:
+        for value in values:
             sums.append(sums[-1] + value * 3600.0)
-        object.__setattr__(self, "_sums", tuple(sums))  # g/kWh × s up to each hour boundary
+        self._sums = tuple(sums)  # g/kWh × s up to each hour boundary
+
+    def __repr__(self) -> str:
+        return f"HourlySeries(start_utc={self.start_utc!r}, values={self.values!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, HourlySeries):
+            return NotImplemented
+        return (self.start_utc, self.values) == (other.start_utc, other.values)
+
+    def __hash__(self) -> int:
+        return hash((self.start_utc, self.values))
 
     @property
     def end_utc(self) -> datetime:

@@ -8,7 +8,8 @@ of the system time zone, or the world average; the :class:`Intensity` returned s
 
 Figures are read from codecarbon's bundled data files (see :mod:`tracker.carbon.tables`);
 nothing here opens a network connection, and importing this module reads no file. The
-equivalents are defined in :mod:`tracker.carbon.equivalents` and re-exported here.
+equivalents are defined in :mod:`tracker.carbon.equivalents` and re-exported here, imported on
+first use (only the report needs them).
 
 Example:
     >>> intensity = resolve_intensity(country="DE", environ={})
@@ -24,32 +25,39 @@ import math
 import numbers
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 from tracker.carbon import co2_kg
 from tracker.carbon import tables as carbon_data
-from tracker.carbon.equivalents import EQUIVALENTS, Equivalent, EquivalentFactor, equivalents
 from tracker.carbon.hourly import HourlySeries, read_hourly_csv, to_utc
 from tracker.errors import ConfigurationError
 from tracker.measure.meter import J_PER_KWH
 from tracker.measure.meter import joules_to_kwh as kwh
 
+_EQUIVALENTS = ("EQUIVALENTS", "Equivalent", "EquivalentFactor", "equivalents")
 __all__ = [
     "ENV_COUNTRY",
-    "EQUIVALENTS",
     "J_PER_KWH",
-    "Equivalent",
-    "EquivalentFactor",
     "HourlySeries",
     "Intensity",
     "co2_kg",
-    "equivalents",
     "kwh",
     "resolve_intensity",
     "validate_g_per_kwh",
     "validate_pue",
+    *_EQUIVALENTS,
 ]
+
+
+def __getattr__(name: str) -> object:
+    # PEP 562: the equivalents' module is imported when the report first asks for one of its names.
+    if name in _EQUIVALENTS:
+        from tracker.carbon import equivalents as module
+
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 ENV_COUNTRY = "ENERGY_TRACKER_COUNTRY"
 REGION_PREFIXES = {"US": "USA", "CN": "CHN", "SE": "SWE", "NO": "NOR"}
@@ -101,8 +109,7 @@ def validate_g_per_kwh(g_per_kwh: object) -> float:
     return value
 
 
-@dataclass(frozen=True)
-class Intensity:
+class Intensity(NamedTuple):
     """A carbon intensity and how it was chosen; built by :func:`resolve_intensity`.
 
     Attributes:
@@ -124,7 +131,12 @@ class Intensity:
     country: str | None = None
     region: str | None = None
     detail: str = ""
-    series: HourlySeries | None = field(default=None, repr=False)
+    series: HourlySeries | None = None
+
+    def __repr__(self) -> str:
+        # The series is left out: a year of hours would fill a log line.
+        shown = ", ".join(f"{name}={value!r}" for name, value in zip(self._fields[:-1], self, strict=False))
+        return f"Intensity({shown})"
 
     @property
     def coverage(self) -> tuple[datetime, datetime] | None:

@@ -17,8 +17,8 @@ import importlib.util
 import io
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from tracker.carbon.timezones import system_timezone, zone_country
 from tracker.errors import ConfigurationError
@@ -28,8 +28,7 @@ G_PER_LB = 0.45359237
 REGION_TABLES = "USA (states, EPA eGRID2023), CHN (provinces, MEE 2023), SWE and NOR (bidding zones, ENTSO-E 2025)"
 
 
-@dataclass(frozen=True)
-class Figure:
+class Figure(NamedTuple):
     """One intensity figure read from a table.
 
     Attributes:
@@ -82,24 +81,23 @@ def _read_json(relative: str) -> dict:
 
 
 @functools.cache
-def countries() -> dict[str, Figure]:
-    """Per-country intensity from codecarbon's ``global_energy_mix.json``, keyed by alpha-3 code."""
-    table = _read_json("private_infra/global_energy_mix.json")
-    return {
-        code: Figure(
-            float(row["carbon_intensity"]),
-            f"codecarbon global_energy_mix.json (Our World in Data / Ember), {row['year']}",
-            country=code,
-        )
-        for code, row in table.items()
-    }
+def energy_mix() -> dict[str, dict]:
+    """The rows of codecarbon's ``global_energy_mix.json`` by alpha-3 code, parsed once per process."""
+    return _read_json("private_infra/global_energy_mix.json")
 
 
-@functools.cache
+def _national(code: str) -> Figure | None:
+    """The national figure of an alpha-3 code (upper case) from :func:`energy_mix`, or None if it has no row."""
+    row = energy_mix().get(code)
+    if row is None:
+        return None
+    source = f"codecarbon global_energy_mix.json (Our World in Data / Ember), {row['year']}"
+    return Figure(float(row["carbon_intensity"]), source, country=code)
+
+
 def country_names() -> dict[str, str]:
     """Country names from ``global_energy_mix.json``, keyed by alpha-3 code."""
-    table = _read_json("private_infra/global_energy_mix.json")
-    return {code: row["country_name"] for code, row in table.items()}
+    return {code: row["country_name"] for code, row in energy_mix().items()}
 
 
 @functools.cache
@@ -202,7 +200,7 @@ def _lookup_country(code: str) -> Figure | None:
     code = code.strip().upper()
     if len(code) == 2:
         code = alpha2_to_alpha3(code) or code
-    return countries().get(code)
+    return _national(code)
 
 
 def _suggest(value: object) -> str:

@@ -249,7 +249,7 @@ def to_json(summaries: Sequence[RunSummary]) -> str:
     for s in summaries:
         record = s._asdict()
         record["kwh_per_epoch"] = s.kwh_per_epoch
-        record["equivalents"] = [_plain(e) for e in equivalents(s.totals["co2_kg"], s.totals["energy_kwh"])]
+        record["equivalents"] = [e._asdict() for e in equivalents(s.totals["co2_kg"], s.totals["energy_kwh"])]
         runs.append(record)
     experiments = [
         {"experiment": e.name, "runs": [r.name for r in e.runs], "epochs": e.epochs, "totals": e.totals,
@@ -258,16 +258,6 @@ def to_json(summaries: Sequence[RunSummary]) -> str:
     ]  # fmt: skip
     document = {"runs": runs, "experiments": experiments, "comparison": comparison(summaries)}
     return json.dumps(document, indent=2, default=str) + "\n"
-
-
-def _plain(record: Any) -> dict[str, Any]:
-    # A record as a dict: tracker.carbon's equivalents are dataclasses until that package follows the
-    # records convention (ARCHITECTURE.md) too.
-    if hasattr(record, "_asdict"):
-        return record._asdict()
-    from dataclasses import asdict
-
-    return asdict(record)
 
 
 def to_csv(summaries: Sequence[RunSummary]) -> str:
