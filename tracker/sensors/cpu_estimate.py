@@ -50,19 +50,16 @@ __all__ = ["DEFAULT_W_PER_CPU", "CpuEstimateSensor", "CpuInfo", "load_factor", "
 DEFAULT_W_PER_CPU = 3.5
 MODEL_FORMULA = "P = tdp_w * (0.1 + 0.9 * u**3), u = busy fraction of all CPUs (codecarbon >= 3.0.5)"
 _TABLE = Path("data") / "hardware" / "cpu_power.csv"
-_DIGIT = re.compile(r"\d")
-_DIGIT_IN_NAME = re.compile(r"[^\d@,]*\d").match  # on a CSV line: a digit before the first "@" or ","
-# Compiled once: a table lookup normalises every candidate row (over a thousand for a bare "Intel Xeon").
-_NOISE = [
-    re.compile(pattern)
-    for pattern in (
-        r"\((?:r|tm)\)|[®™]",  # trademarks
-        r"@.*$",  # clock speed: "CPU @ 2.30GHz"
-        r"\bwith\b.*$",  # "with Radeon Graphics"
-        r"\b\d+(?:st|nd|rd|th) gen\b",  # "11th Gen Intel"
-        r"\b\d+-cores?\b|\bprocessor\b|\bcpu\b",
-    )
-]
+_DIGIT = r"\d"
+_DIGIT_IN_NAME = r"[^\d@,]*\d"  # on a CSV line: a digit before the first "@" or ","
+# Pattern strings, compiled on first use by re's cache (nothing is compiled at import).
+_NOISE = (
+    r"\((?:r|tm)\)|[®™]",  # trademarks
+    r"@.*$",  # clock speed: "CPU @ 2.30GHz"
+    r"\bwith\b.*$",  # "with Radeon Graphics"
+    r"\b\d+(?:st|nd|rd|th) gen\b",  # "11th Gen Intel"
+    r"\b\d+-cores?\b|\bprocessor\b|\bcpu\b",
+)
 
 
 class CpuInfo(NamedTuple):
@@ -90,7 +87,7 @@ def normalise(name: str) -> str:
     """A CPU name lower-cased, without trademarks, clock speed, core count or filler words."""
     text = name.lower()
     for pattern in _NOISE:
-        text = pattern.sub(" ", text)
+        text = re.sub(pattern, " ", text)
     return " ".join(text.split())
 
 
@@ -166,7 +163,7 @@ def _may_lose_digits(lower: str) -> bool:
     digits away; a row with a digit before any ``@`` and none of those words keeps one, so it
     cannot be a model without a number (over a thousand rows for a bare "Intel Xeon").
     """
-    return _DIGIT.search(lower.partition("@")[0]) is None or any(w in lower for w in ("with", "gen", "core"))
+    return re.search(_DIGIT, lower.partition("@")[0]) is None or any(w in lower for w in ("with", "gen", "core"))
 
 
 def _model_numbers(words: Iterable[str]) -> set[str]:
@@ -248,10 +245,9 @@ def candidate_rows(table: Path | None, model: str) -> list[tuple[str, float]]:
     if _model_numbers(normalise(model).split()):
         return _parse_rows(csv.reader(text[a:b] for a, b in _lines_mentioning(lower, keys)))
     (key,) = keys  # no model number: the key is the whole normalised name, and only an exact match wins
-    texts = text.split("\n")
-    return _parse_rows(
-        csv.reader(texts[i] for i, line in enumerate(lower.split("\n")) if key in line and _may_lose(line))
-    )
+    texts, digit_in_name = text.split("\n"), re.compile(_DIGIT_IN_NAME).match
+    lines = (texts[i] for i, line in enumerate(lower.split("\n")) if key in line and _may_lose(line, digit_in_name))
+    return _parse_rows(csv.reader(lines))
 
 
 def _lines_mentioning(lower: str, keys: set[str]) -> list[tuple[int, int]]:
@@ -265,14 +261,15 @@ def _lines_mentioning(lower: str, keys: set[str]) -> list[tuple[int, int]]:
     return list(spans.items())
 
 
-def _may_lose(line: str) -> bool:
+def _may_lose(line: str, digit_in_name: Callable[[str], object]) -> bool:
     """Whether the name on a lower-cased CSV line may lose its digits: ``False`` only if :func:`_may_lose_digits` is.
 
     The text before the line's first ``@`` or ``,`` is the start of the name, quoted or not (a
     quoted name only adds quote marks), so a digit there is a digit of the name before any ``@``;
-    the words are looked for in the whole line, which holds the name.
+    the words are looked for in the whole line, which holds the name. ``digit_in_name``: the
+    compiled ``_DIGIT_IN_NAME``'s ``match``.
     """
-    return not _DIGIT_IN_NAME(line) or "with" in line or "gen" in line or "core" in line
+    return not digit_in_name(line) or "with" in line or "gen" in line or "core" in line
 
 
 @functools.lru_cache(maxsize=4)
