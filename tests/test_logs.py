@@ -1,9 +1,11 @@
 import json
+import os
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pytest
 
+import tracker.logs.writer
 from tests.helpers import run_for
 from tracker import EnergyTracker, load_run, load_runs
 from tracker.errors import ConfigurationError
@@ -19,6 +21,48 @@ def test_csv_log_appends_rows_and_rewrites_header_for_new_columns(tmp_path):
     log.append({"epoch": 2, "energy_kwh": None, "loss": 0.05})
     assert (tmp_path / "epochs.csv").read_text() == ("epoch,energy_kwh,loss\n0,0.5,\n1,0.25,0.1\n2,,0.05\n")
     assert [p.name for p in tmp_path.iterdir()] == ["epochs.csv"]
+
+
+class RecordingOs:
+    """The ``os`` module as ``tracker.logs.writer`` sees it, recording ``write`` and ``replace`` calls."""
+
+    def __init__(self, accept: int | None = None) -> None:
+        self.calls: list[tuple] = []
+        self.accept = accept  # bytes a write takes before the disk is "full" (None: all)
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def write(self, fd, data):
+        self.calls.append(("write", bytes(data)))
+        if self.accept is None:
+            return os.write(fd, data)
+        return os.write(fd, bytes(data[: self.accept])) and 0  # then "accepted 0 bytes": the disk is full
+
+    def replace(self, src, dst):
+        self.calls.append(("replace",))
+        return os.replace(src, dst)
+
+
+def test_a_new_file_gets_its_header_and_first_rows_in_one_synced_write(tmp_path, monkeypatch):
+    disk = RecordingOs()
+    monkeypatch.setattr(tracker.logs.writer, "os", disk)
+    log = CsvLog(tmp_path / "epochs.csv", ["epoch", "energy_kwh"])
+    log.extend([{"epoch": 0, "energy_kwh": 0.5}, {"epoch": 1, "energy_kwh": 0.25}])
+    assert disk.calls == [("write", b"epoch,energy_kwh\n0,0.5\n1,0.25\n")]  # no temporary file, no os.replace
+    log.append({"epoch": 2, "energy_kwh": 0.125, "loss": 0.1})  # a new column: the header of the rows on disk grows
+    assert ("replace",) in disk.calls
+    assert (tmp_path / "epochs.csv").read_text() == "epoch,energy_kwh,loss\n0,0.5,\n1,0.25,\n2,0.125,0.1\n"
+
+
+def test_a_first_write_that_fails_leaves_no_half_header_and_is_retried_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(tracker.logs.writer, "os", RecordingOs(accept=5))
+    log = CsvLog(tmp_path / "epochs.csv", ["epoch", "energy_kwh"])
+    log.append({"epoch": 0, "energy_kwh": 0.5})
+    assert (tmp_path / "epochs.csv").read_bytes() == b"" and len(log.pending) == 1
+    monkeypatch.undo()
+    log.append({"epoch": 1, "energy_kwh": 0.25})
+    assert (tmp_path / "epochs.csv").read_text() == "epoch,energy_kwh\n0,0.5\n1,0.25\n"
 
 
 def test_floats_are_written_exactly(tmp_path):

@@ -128,9 +128,10 @@ class CsvLog:
     Rows are not kept in memory once on disk: only those a failed write left pending. A row is
     appended with one ``write`` on an ``O_APPEND`` descriptor and synced; if the write fails
     part-way (a full disk takes what fits, then refuses the rest), the file is truncated back to
-    its last whole row at once and the rows wait for the next write. New columns rewrite the
-    header: the body is copied as bytes with empty cells added at the end of each row (one
-    ``bytes.replace``, no CSV parsing), through a temporary file and ``os.replace``.
+    its last whole row at once and the rows wait for the next write. A new (or empty) file gets
+    its header in the same write as its first rows. New columns rewrite the header: the body is
+    copied as bytes with empty cells added at the end of each row (one ``bytes.replace``, no CSV
+    parsing), through a temporary file and ``os.replace``.
 
     Args:
         path: the file.
@@ -172,8 +173,8 @@ class CsvLog:
         self.columns.extend(dict.fromkeys(key for row in rows for key in row if key not in self.columns))
         self.pending.extend(rows)
         try:
-            if self._header_on_disk != self.columns:
-                self._rewrite_header()
+            if self._header_on_disk != self.columns and _size(self.path):
+                self._rewrite_header()  # rows on disk: their header grows, through a temporary file
             self._append_pending()
         except OSError as exc:
             self._problem(self.path, exc)
@@ -184,7 +185,8 @@ class CsvLog:
     def _append_pending(self) -> None:
         text = _csv_text(self._values(row) for row in self.pending)
         self._multiline = self._multiline or text.count("\n") != len(self.pending) or "\r" in text
-        data = memoryview(text.encode())
+        header = self._header_on_disk != self.columns  # an empty file: the header goes with the rows
+        data = memoryview(((_csv_text([self.columns]) if header else "") + text).encode())
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             whole = os.lseek(fd, 0, os.SEEK_END)
@@ -197,6 +199,8 @@ class CsvLog:
         finally:
             os.close(fd)
         self.pending.clear()
+        if header:
+            self._header_on_disk = list(self.columns)
 
     def _rewrite_header(self) -> None:
         header = _csv_text([self.columns]).encode()
@@ -220,6 +224,14 @@ class CsvLog:
         pad = b"," * added + b"\n"
         for chunk in iter(lambda: source.read(COPY_CHUNK_B), b""):
             out.write(chunk.replace(b"\n", pad) if added else chunk)
+
+
+def _size(path: Path) -> int:
+    """The size of ``path`` in bytes; 0 if there is no such file."""
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _write_all(fd: int, data: memoryview, path: Path) -> None:
