@@ -39,6 +39,7 @@ UTC = timezone.utc
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 CACHED = [
     carbon_data.energy_mix,
+    carbon_data._energy_mix_text,
     carbon_data.world_average,
     carbon_data.regions,
     carbon_data.cloud_regions,
@@ -155,6 +156,31 @@ def whole_map(zones: str, links: str) -> dict[str, str]:
         if len(fields) == 3 and fields[0] == "L" and fields[1] in table:
             table.setdefault(fields[2], table[fields[1]])
     return table
+
+
+def test_a_country_row_decoded_alone_is_the_row_of_the_whole_file():
+    clear_caches()
+    whole = carbon_data.energy_mix()
+    alone = {code: carbon_data._mix_row(code) for code in whole}
+    assert alone == whole and len(whole) > 200
+    assert carbon_data._mix_row("XXX") is None and carbon_data._mix_row("carbon_intensity") is None
+
+
+def test_a_country_row_is_decoded_alone_only_where_a_top_level_key_can_stand(monkeypatch):
+    rows = {
+        "AAA": {"iso_code": "AAA", "carbon_intensity": 1.0, "BBB": {"iso_code": "BBB"}},  # after a scalar: not a key
+        "BBB": {"iso_code": "BBB", "carbon_intensity": 2.0},
+        "CCC": {"carbon_intensity": 3.0},  # no iso_code to confirm it
+        "DDD": {"EEE": {"iso_code": "EEE"}, "iso_code": "DDD"},  # after a "{": it might be, so the whole parse decides
+        "EEE": {"iso_code": "EEE", "carbon_intensity": 5.0},
+    }
+    clear_caches()
+    for layout in ({"indent": 1}, {"separators": (",", ":")}):
+        monkeypatch.setattr(carbon_data, "_energy_mix_text", lambda layout=layout: json.dumps(rows, **layout))
+        assert [carbon_data._mix_row(code) for code in rows] == [rows["AAA"], rows["BBB"], None, rows["DDD"], None]
+    doubled = json.dumps(rows)[:-1] + ', "BBB": {"iso_code": "BBB", "carbon_intensity": 4.0}}'
+    monkeypatch.setattr(carbon_data, "_energy_mix_text", lambda: doubled)
+    assert carbon_data._mix_row("BBB") is None  # twice at the top level: the whole parse decides (the last)
 
 
 def test_one_zone_lookup_agrees_with_the_whole_map_of_the_tz_database():
