@@ -193,27 +193,41 @@ def test_candidate_rows_change_no_match_on_codecarbons_table():
 
 
 def test_candidate_rows_keep_every_row_a_model_without_number_may_match(tmp_path):
-    """Lines whose name has no digit, or loses it to ``@``, ``with``, ``gen`` or ``-core``, are kept, quoted or not."""
+    """Lines whose name has no digit, may lose it to ``@``, ``with``, ``gen`` or ``-core``, or is quoted, are kept."""
     path = tmp_path / "cpu_power.csv"
     lines = [
         "Name,TDP",
         "Foo Chip 100,10",  # a digit in the name: never "foo chip"
         "Foo Chip,20",
+        "Foo Chip Processor,25",
         "Foo Chip @ 3.0GHz,30",
         "Foo Chip with 2 cores,40",
         "11th Gen Foo Chip,50",
+        "11th Gen Foo Chip 2,55",  # "gen": kept, though its last digit stays
         "Foo Chip 8-Core,60",
+        "Foo Chip 8 Core,65",  # "8 core" keeps its digit
         '"Foo Chip, 2 sockets",70',
-        '"Foo Chip 2, boxed",75',  # quoted, with a digit before its first comma
-        "Bar Chip,80",
+        '"Foo Chip 2, boxed",75',
+        "Foo(R) Chip(TM) @ Foo Chip 2GHz,80",  # the name mentioned only after the clock speed
+        "Bar Chip,90",
     ]
     path.write_text("\n".join(lines) + "\n")
     kept = [name for name, _ in candidate_rows(path, "Foo(R) Chip(TM) Processor")]
-    assert kept == ["Foo Chip", "Foo Chip @ 3.0GHz", "Foo Chip with 2 cores", "11th Gen Foo Chip", "Foo Chip 8-Core",
-                    "Foo Chip, 2 sockets"]  # fmt: skip
+    assert kept == [
+        "Foo Chip", "Foo Chip Processor", "Foo Chip @ 3.0GHz", "Foo Chip with 2 cores", "11th Gen Foo Chip",
+        "11th Gen Foo Chip 2", "Foo Chip 8-Core", "Foo Chip, 2 sockets", "Foo Chip 2, boxed",
+        "Foo(R) Chip(TM) @ Foo Chip 2GHz",
+    ]  # fmt: skip
     assert candidate_rows(path, "Foo Chip 100") == [("Foo Chip 100", 10.0)]
-    for model in ["Foo Chip", "Foo Chip 100", "Bar Chip", "Foo Chip 8-Core Processor", "Baz"]:
+    models = ["Foo Chip", "Foo Chip 100", "Bar Chip", "Foo Chip 8-Core Processor", "Foo Chip Processor", "Baz"]
+    for model in models:
         assert match_tdp(model, candidate_rows(path, model)) == match_tdp(model, load_table(path))
+    ambiguous = tmp_path / "ambiguous.csv"
+    ambiguous.write_text("Name,TDP\nFoo(R) Chip(TM) @ Foo Chip 2GHz,80\nFoo Chip,20\n")
+    assert match_tdp("Foo Chip", candidate_rows(ambiguous, "Foo Chip")) is None  # two rows, two TDPs
+    alone = tmp_path / "alone.csv"  # (tables are read once per path and process)
+    alone.write_text("Name,TDP\nFoo(R) Chip(TM) @ Foo Chip 2GHz,80\n")
+    assert match_tdp("Foo Chip", candidate_rows(alone, "Foo Chip")) == ("Foo(R) Chip(TM) @ Foo Chip 2GHz", 80.0)
 
 
 def test_malformed_table_rows_are_skipped(table):

@@ -51,7 +51,6 @@ DEFAULT_W_PER_CPU = 3.5
 MODEL_FORMULA = "P = tdp_w * (0.1 + 0.9 * u**3), u = busy fraction of all CPUs (codecarbon >= 3.0.5)"
 _TABLE = Path("data") / "hardware" / "cpu_power.csv"
 _DIGIT = r"\d"
-_DIGIT_IN_NAME = r"[^\d@,]*\d"  # on a CSV line: a digit before the first "@" or ","
 # Pattern strings, compiled on first use by re's cache (nothing is compiled at import).
 _NOISE = (
     r"\((?:r|tm)\)|[®™]",  # trademarks
@@ -233,21 +232,18 @@ def candidate_rows(table: Path | None, model: str) -> list[tuple[str, float]]:
     """The rows of ``table`` that :func:`match_tdp` could pick for ``model``, in table order, parsed.
 
     ``match_tdp(model, candidate_rows(table, model))`` is ``match_tdp(model, load_table(table))``:
-    a line is left out only when, as plain text, it fails a test that ``match_tdp`` applies to the
-    row's name: it mentions none of :func:`_keys` or, for a model without a number, its name cannot
-    lose its digits (:func:`_may_lose_digits`). That spares parsing and normalising the ~1,300 rows
-    that mention a bare "Intel Xeon"; ``tests/test_cpu_ram.py`` checks the equality on codecarbon's table.
+    a line is left out only when, as plain text, it shows that its row cannot be picked. With a
+    model number, every line that mentions none of :func:`_keys` is; without one (a bare "Intel
+    Xeon", whose name mentions ~1,300 rows), :func:`_lines_named` keeps only the few whose name
+    may normalise to the model's. ``tests/test_cpu_ram.py`` checks the equality on codecarbon's table.
     """
     text, lower = _table_text(table)
     if len(text) != len(lower):  # lower-casing moved the offsets: parse every row
         return _parse_rows(csv.reader(text.splitlines()))
     keys = _keys(model)
-    if _model_numbers(normalise(model).split()):
-        return _parse_rows(csv.reader(text[a:b] for a, b in _lines_mentioning(lower, keys)))
-    (key,) = keys  # no model number: the key is the whole normalised name, and only an exact match wins
-    texts, digit_in_name = text.split("\n"), re.compile(_DIGIT_IN_NAME).match
-    lines = (texts[i] for i, line in enumerate(lower.split("\n")) if key in line and _may_lose(line, digit_in_name))
-    return _parse_rows(csv.reader(lines))
+    named = not _model_numbers(normalise(model).split())
+    spans = _lines_named(lower, next(iter(keys))) if named else _lines_mentioning(lower, keys)
+    return _parse_rows(csv.reader(text[a:b] for a, b in spans))
 
 
 def _lines_mentioning(lower: str, keys: set[str]) -> list[tuple[int, int]]:
@@ -261,15 +257,32 @@ def _lines_mentioning(lower: str, keys: set[str]) -> list[tuple[int, int]]:
     return list(spans.items())
 
 
-def _may_lose(line: str, digit_in_name: Callable[[str], object]) -> bool:
-    """Whether the name on a lower-cased CSV line may lose its digits: ``False`` only if :func:`_may_lose_digits` is.
+def _lines_named(lower: str, name: str) -> list[tuple[int, int]]:
+    """The lines of ``lower`` whose row's name contains ``name`` and may normalise to it, in order (a superset).
 
-    The text before the line's first ``@`` or ``,`` is the start of the name, quoted or not (a
-    quoted name only adds quote marks), so a digit there is a digit of the name before any ``@``;
-    the words are looked for in the whole line, which holds the name. ``digit_in_name``: the
-    compiled ``_DIGIT_IN_NAME``'s ``match``.
+    ``name`` is a normalised name without digits, so such a row's name holds no digit that
+    :func:`normalise` keeps. Only ``@ ...``, ``with ...``, ``11th gen`` and ``16-core`` remove
+    digits (each puts a space where it cuts, so the words are in the raw line as they are), and
+    a quoted name may hold commas. So the line has ``@``, ``with``, ``gen``, ``-core`` or a quote,
+    or its name has no digit at all and then, unquoted, it ends at the first comma: ``name``
+    followed by no digit up to that comma.
     """
-    return not digit_in_name(line) or "with" in line or "gen" in line or "core" in line
+    spans = {}
+    for match in re.finditer(re.escape(name) + r"[^\d@,\n]*(?:[@,\n]|\Z)", lower):
+        spans[lower.rfind("\n", 0, match.start()) + 1] = _line_end(lower, match.start())
+    for word in ('"', "@", "with", "gen", "-core"):  # a few lines each: a find per line, no parsing
+        at = lower.find(word)
+        while at >= 0:
+            start, end = lower.rfind("\n", 0, at) + 1, _line_end(lower, at)
+            if name in lower[start:end]:
+                spans[start] = end
+            at = lower.find(word, end)
+    return sorted(spans.items())
+
+
+def _line_end(text: str, at: int) -> int:
+    end = text.find("\n", at)
+    return len(text) if end < 0 else end
 
 
 @functools.lru_cache(maxsize=4)
