@@ -64,8 +64,9 @@ def codecarbon_data_dir() -> Path:
 def _read(relative: str) -> str:
     path = codecarbon_data_dir() / relative
     try:
-        # utf-8-sig: cloud/impact.csv starts with a byte-order mark, which would otherwise prefix "provider".
-        return path.read_text(encoding="utf-8-sig")
+        # cloud/impact.csv starts with a byte-order mark, which would otherwise prefix "provider"; dropped as
+        # utf-8-sig drops it, without importing that codec.
+        return path.read_text(encoding="utf-8").removeprefix("\ufeff")
     except (OSError, ValueError) as e:
         # Older codecarbon releases lack some tables (the 2023 US, China and Nordic files).
         raise ConfigurationError(

@@ -289,8 +289,8 @@ def _line_end(text: str, at: int) -> int:
 def _table_text(table: Path | None) -> tuple[str, str]:
     # Read once per process (trackers may be created many times); the text and its lower case.
     try:
-        with open(table, newline="", encoding="utf-8-sig") as f:  # type: ignore[arg-type]
-            text = f.read()
+        with open(table, newline="", encoding="utf-8") as f:  # type: ignore[arg-type]
+            text = f.read().removeprefix("\ufeff")  # what utf-8-sig does, without importing that codec
     except (OSError, TypeError, UnicodeDecodeError):
         text = ""
     return text, text.lower()
