@@ -194,15 +194,16 @@ def test_one_zone_lookup_agrees_with_the_whole_map_of_the_tz_database():
 
 
 def test_one_zone_lookup_follows_links_in_file_order():
-    zones = "# CC\t+0\tC/Three\nAA\t+0\tA/One\nBB\t+0\tB/Two\nDD\t+0\tA/One\n"
+    zones = "# CC\t+0\tC/Three\nAA\t+0\tA/One\nBB\t+0\tB/Two\nDD\t+0\tA/One\n\t+0\tNo/Code\n"
     links = (
         "Z A/One 0 - AO\nL A/One X/Link\nL X/Link Y/Chain\nL Late/Target W/Early\nL B/Two Late/Target\n"
         "L A/One B/Two\nL B/Two  Tab/Spaced\nL A/One Y/Chain\nL C/Three C/Four\n\tL  A/One Indented/Link\n"
+        "L A/One No/Code\nL No/Code Coded/Link\n"
     )
     table = whole_map(zones, links)
     assert table == {
         "A/One": "DD", "B/Two": "BB", "X/Link": "DD", "Y/Chain": "DD", "Late/Target": "BB", "Tab/Spaced": "BB",
-        "Indented/Link": "DD",
+        "Indented/Link": "DD", "No/Code": "", "Coded/Link": "",
     }  # fmt: skip
     names = [*table, "W/Early", "C/Three", "C/Four", "AO", "Nowhere"]
     assert {name: timezones.country_in(zones, links, name) for name in names} == {n: table.get(n) for n in names}

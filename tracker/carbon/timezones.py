@@ -64,7 +64,8 @@ def country_in(zones: str, links: str, name: str) -> str | None:
     """The country of ``name`` by the text of ``zone.tab`` and of ``tzdata.zi`` (see :func:`zone_country`)."""
     if not name:
         return None
-    return _zone_tab_country(zones, name) or _link_country(zones, links, name, len(links))
+    found = _zone_tab_country(zones, name)
+    return found if found is not None else _link_country(zones, links, name, len(links))
 
 
 def _zone_tab_country(zones: str, name: str) -> str | None:
@@ -85,8 +86,8 @@ def _link_country(zones: str, links: str, name: str, before: int) -> str | None:
     for start, line in _lines_with(links, name, before):
         fields = line.split()
         if len(fields) == 3 and fields[0] == "L" and fields[2] == name:
-            target = fields[1]
-            country = _zone_tab_country(zones, target) or _link_country(zones, links, target, start)
+            country = _zone_tab_country(zones, fields[1])
+            country = country if country is not None else _link_country(zones, links, fields[1], start)
             if country is not None:
                 return country
     return None
