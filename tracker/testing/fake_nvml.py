@@ -28,8 +28,7 @@ import time
 import types
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from tracker.testing.traces import PowerTrace, steady
 
@@ -134,83 +133,90 @@ ERROR_CLASSES = {cls.__name__: cls for cls in (_error_class(name, code) for name
 globals().update(ERROR_CLASSES)  # module attributes, as in pynvml, so that the errors pickle
 
 
-@dataclass
 class c_nvmlMemory_t:
     """Device memory in bytes, as ``nvmlDeviceGetMemoryInfo`` returns it."""
 
-    total: int = 0
-    free: int = 0
-    used: int = 0
+    __slots__ = ("total", "free", "used")
+
+    def __init__(self, total: int = 0, free: int = 0, used: int = 0) -> None:
+        self.total, self.free, self.used = total, free, used
 
 
-@dataclass
 class c_nvmlUtilization_t:
     """Utilisation in percent over the last sample period."""
 
-    gpu: int = 0
-    memory: int = 0
+    __slots__ = ("gpu", "memory")
+
+    def __init__(self, gpu: int = 0, memory: int = 0) -> None:
+        self.gpu, self.memory = gpu, memory
 
 
-@dataclass
 class c_nvmlProcessInfo_t:
     """A process with a context on the GPU; memory in bytes."""
 
-    pid: int = 0
-    usedGpuMemory: int | None = 0
-    gpuInstanceId: int = 0xFFFFFFFF
-    computeInstanceId: int = 0xFFFFFFFF
+    __slots__ = ("pid", "usedGpuMemory", "gpuInstanceId", "computeInstanceId")
+
+    def __init__(
+        self, pid: int = 0, usedGpuMemory: int | None = 0, gpuInstanceId: int = 0xFFFFFFFF,
+        computeInstanceId: int = 0xFFFFFFFF,
+    ) -> None:  # fmt: skip
+        self.pid, self.usedGpuMemory = pid, usedGpuMemory
+        self.gpuInstanceId, self.computeInstanceId = gpuInstanceId, computeInstanceId
 
 
-@dataclass
 class nvmlPciInfo_t:
     """The GPU's PCI address."""
 
-    busId: str = ""
-    domain: int = 0
-    bus: int = 0
-    device: int = 0
-    pciDeviceId: int = 0x20B010DE
-    pciSubSystemId: int = 0x134F10DE
+    __slots__ = ("busId", "domain", "bus", "device", "pciDeviceId", "pciSubSystemId")
+
+    def __init__(
+        self, busId: str = "", domain: int = 0, bus: int = 0, device: int = 0,
+        pciDeviceId: int = 0x20B010DE, pciSubSystemId: int = 0x134F10DE,
+    ) -> None:  # fmt: skip
+        self.busId, self.domain, self.bus, self.device = busId, domain, bus, device
+        self.pciDeviceId, self.pciSubSystemId = pciDeviceId, pciSubSystemId
 
 
-@dataclass
 class c_nvmlValue_t:
     """The union of NVML values; the fake fills the member its value type names (power: ``uiVal``, mW)."""
 
-    dVal: float = 0.0
-    uiVal: int = 0
-    ulVal: int = 0
-    ullVal: int = 0
-    sllVal: int = 0
-    siVal: int = 0
+    __slots__ = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal")
+
+    def __init__(
+        self, dVal: float = 0.0, uiVal: int = 0, ulVal: int = 0, ullVal: int = 0, sllVal: int = 0, siVal: int = 0
+    ) -> None:
+        self.dVal, self.uiVal, self.ulVal = dVal, uiVal, ulVal
+        self.ullVal, self.sllVal, self.siVal = ullVal, sllVal, siVal
 
 
-@dataclass
 class c_nvmlSample_t:
     """One sample of the driver's buffer: ``timeStamp`` is the CPU time in µs since the Unix epoch."""
 
-    timeStamp: int = 0
-    sampleValue: c_nvmlValue_t = field(default_factory=c_nvmlValue_t)
+    __slots__ = ("timeStamp", "sampleValue")
+
+    def __init__(self, timeStamp: int = 0, sampleValue: c_nvmlValue_t | None = None) -> None:
+        self.timeStamp = timeStamp
+        self.sampleValue = c_nvmlValue_t() if sampleValue is None else sampleValue
 
 
-@dataclass
 class c_nvmlFieldValue_t:
     """One answer of ``nvmlDeviceGetFieldValues``: each carries its own ``nvmlReturn``.
 
     ``timestamp`` is the CPU time in µs since the Unix epoch; ``latencyUsec`` how stale the value is.
     """
 
-    fieldId: int = 0
-    scopeId: int = 0
-    timestamp: int = 0
-    latencyUsec: int = 0
-    valueType: int = 0
-    nvmlReturn: int = 0
-    value: c_nvmlValue_t = field(default_factory=c_nvmlValue_t)
+    __slots__ = ("fieldId", "scopeId", "timestamp", "latencyUsec", "valueType", "nvmlReturn", "value")
+
+    def __init__(
+        self, fieldId: int = 0, scopeId: int = 0, timestamp: int = 0, latencyUsec: int = 0, valueType: int = 0,
+        nvmlReturn: int = 0, value: c_nvmlValue_t | None = None,
+    ) -> None:  # fmt: skip
+        self.fieldId, self.scopeId, self.timestamp, self.latencyUsec = fieldId, scopeId, timestamp, latencyUsec
+        self.valueType, self.nvmlReturn = valueType, nvmlReturn
+        self.value = c_nvmlValue_t() if value is None else value
 
 
-@dataclass(frozen=True)
-class FakeGpu:
+class FakeGpu(NamedTuple):
     """One fake GPU.
 
     Args:
@@ -248,7 +254,7 @@ class FakeGpu:
 
     uuid: str = ""
     name: str = "NVIDIA Fake A100"
-    trace: PowerTrace = field(default_factory=lambda: steady(100.0))
+    trace: PowerTrace = steady(100.0)  # immutable, so one is shared
     has_counter: bool = True
     mig_uuids: Sequence[str] = ()
     power_limit_w: float = 400.0
@@ -292,8 +298,7 @@ WALL_OFFSET_S = 1_780_000_000.0
 _AVERAGE_FIELD_S = 1.0  # NVML_FI_DEV_POWER_AVERAGE: "GPU power averaged over 1 sec interval"
 
 
-@dataclass(frozen=True)
-class _Handle:
+class _Handle(NamedTuple):
     gpu: int
     mig: int | None = None
 
@@ -335,7 +340,7 @@ class FakeNvml(PynvmlNames):
     ) -> None:
         specs = [FakeGpu() for _ in range(gpus)] if isinstance(gpus, int) else list(gpus)
         self.gpus = [
-            g if g.uuid else replace(g, uuid=f"GPU-{i:08x}-fa6e-4c1d-8e5a-{i:012x}") for i, g in enumerate(specs)
+            g if g.uuid else g._replace(uuid=f"GPU-{i:08x}-fa6e-4c1d-8e5a-{i:012x}") for i, g in enumerate(specs)
         ]
         uuids = [uuid for gpu in self.gpus for uuid in (gpu.uuid, *gpu.mig_uuids)]
         if len(set(uuids)) != len(uuids):
