@@ -535,3 +535,23 @@ def test_real_sample_buffer_agrees_with_the_energy_counter():
     finally:
         for sensor in sensors:
             sensor.close()
+
+
+@pytest.mark.gpu
+def test_real_power_reading_refresh_period_is_inferred():
+    # Yang et al. (MEASUREMENT.md 1.2): 20 ms before Volta, 100 ms on Turing, A100 and H100. Polled every 1 ms
+    # for up to 5 s; an idle GPU's reading may not move at all, which is a skip, not a failure.
+    pynvml = _real_nvml()
+    try:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        refresh = UpdatePeriod(POLL_FLOOR_S, 0.05)
+        deadline = time.monotonic() + 5.0
+        while refresh.period_s is None and time.monotonic() < deadline:
+            refresh.observe(time.monotonic(), pynvml.nvmlDeviceGetPowerUsage(handle))
+            time.sleep(0.001)
+        if refresh.period_s is None:
+            pytest.skip(f"the power reading changed {refresh.changes} times in 5 s: too few to infer its period")
+        assert 0.001 < refresh.period_s <= 0.15
+        assert POLL_FLOOR_S <= refresh.interval_s <= 0.05
+    finally:
+        pynvml.nvmlShutdown()

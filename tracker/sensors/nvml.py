@@ -59,6 +59,10 @@ MAX_INTERVAL_S = {POWER_POLLING: 0.05, POWER_INSTANT: 0.05, POWER_AVERAGE: 0.1, 
 # (UpdatePeriod), within [POLL_FLOOR_S, MAX_INTERVAL_S]. The floor: a driver refreshing every 20 ms
 # (pre-Volta, the GPUs without a counter) is seen at most 10 ms late; polling faster gains under
 # 12 % of the error (√(τ² + h²) against τ) for each halving's doubled cost (bench/README.md, micro).
+# The band: the meter's 3σ counts the trapezoid's error between polls (ΔP·h/√12 per load step), not the
+# driver's own lag (a step is seen up to τ + its window late), which reaches ~2 % of a 3 s epoch on the
+# issue's traces (3σ alone falls short on a smooth sine or a lone step); it is left to the ±5 % sensor
+# band, since a bound of its own needs τ, which a steady or noiseless load hides.
 POLL_FLOOR_S = 0.01
 _HELD = (POWER_POLLING, POWER_INSTANT)
 AVERAGE_WINDOW_S = 1.0  # NVML: "averaged over 1 sec interval" (NVML_FI_DEV_POWER_AVERAGE, GetPowerUsage on Ampere+)
