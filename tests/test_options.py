@@ -82,3 +82,23 @@ def test_jitter_is_validated_once_with_one_message():
     with pytest.raises(ConfigurationError) as by_sampler:
         Sampler([], lambda readings: None, jitter=1.5)
     assert str(by_config.value) == str(by_sampler.value)
+
+
+def test_options_are_frozen_compared_by_value_and_replaced_with_validation():
+    config = Config(log_dir=None, carbon_intensity_g_per_kwh=300.0, tags=["a"])
+    with pytest.raises(AttributeError, match=r"frozen; use \.replace\(pue=\.\.\.\)"):
+        config.pue = 2.0
+    assert config == Config(log_dir=None, carbon_intensity_g_per_kwh=300.0, tags=("a",))
+    changed = config.replace(pue=1.5)
+    assert (changed.pue, config.pue, changed.tags, changed.intensity.g_per_kwh) == (1.5, 1.0, ("a",), 300.0)
+    with pytest.raises(ConfigurationError, match="pue"):
+        config.replace(pue=0.5)
+    with pytest.raises(UnknownOptionError, match=r"Config\(cuntry=\.\.\.\) is not an option"):
+        Config(cuntry="DEU")
+
+
+def test_every_option_is_declared_once_in_order_with_its_name():
+    assert CONFIG_OPTIONS == tuple(o.name for o in Config.OPTIONS) and CONFIG_OPTIONS[:2] == ("log_dir", "run_name")
+    assert HARDWARE_OPTIONS == tuple(o.name for o in Hardware.OPTIONS) and "sensors" in HARDWARE_OPTIONS
+    assert Config.declaration("pue").flag.name == "--pue" and Config.declaration("pue").default == 1.0
+    assert not set(CONFIG_OPTIONS) & set(HARDWARE_OPTIONS)
