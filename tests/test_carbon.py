@@ -40,6 +40,7 @@ T0 = datetime(2024, 1, 1, tzinfo=UTC)
 CACHED = [
     carbon_data.energy_mix,
     carbon_data._energy_mix_text,
+    carbon_data._alpha3_by_alpha2,
     carbon_data.world_average,
     carbon_data.regions,
     carbon_data.cloud_regions,
@@ -181,6 +182,17 @@ def test_a_country_row_is_decoded_alone_only_where_a_top_level_key_can_stand(mon
     doubled = json.dumps(rows)[:-1] + ', "BBB": {"iso_code": "BBB", "carbon_intensity": 4.0}}'
     monkeypatch.setattr(carbon_data, "_energy_mix_text", lambda: doubled)
     assert carbon_data._mix_row("BBB") is None  # twice at the top level: the whole parse decides (the last)
+
+
+def test_alpha2_codes_read_from_pycountrys_file_are_pycountrys():
+    import pycountry
+
+    clear_caches()
+    codes = [country.alpha_2 for country in pycountry.countries]
+    assert len(codes) > 240
+    for code in [*codes, *(code.lower() for code in codes)]:
+        assert carbon_data.alpha2_to_alpha3(code) == pycountry.countries.get(alpha_2=code.upper()).alpha_3
+    assert carbon_data.alpha2_to_alpha3("XX") is None and carbon_data._alpha3_by_alpha2() is not None
 
 
 def test_one_zone_lookup_agrees_with_the_whole_map_of_the_tz_database():
@@ -544,6 +556,32 @@ def test_import_is_cheap_and_never_imports_codecarbon():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_a_tracker_starts_without_compiling_annotations_or_importing_zoneinfo_or_pycountry(tmp_path):
+    """Construct, start and stop compile no annotation (a NamedTuple compiles each string annotation into a
+    ForwardRef: a module declaring one must evaluate its annotations), nor import :mod:`zoneinfo` (~4 ms) or
+    pycountry (~30 ms), though the time zone (Europe/Berlin) gives an alpha-2 code."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        compiled = []
+        def hook(event, args):
+            source = args[0].decode() if event == "compile" and isinstance(args[0], bytes) else str(args[0])
+            # What a NamedTuple compiles for its __new__ ("lambda _cls, ...") is not an annotation.
+            if event == "compile" and args[1] == "<string>" and not source.startswith("lambda _cls"):
+                compiled.append(source)
+        sys.addaudithook(hook)
+        from tracker import EnergyTracker
+        for options in ({{}}, {{"country": "DEU"}}):
+            EnergyTracker({str(tmp_path)!r}, interval_s=1, **options).start().stop()
+        print(compiled, [name for name in ("zoneinfo", "pycountry") if name in sys.modules])
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TZ": "Europe/Berlin"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[] []"
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ Example:
     [100.0, 10.0, 6.3]
 """
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 __all__ = ["EQUIVALENTS", "Equivalent", "EquivalentFactor", "equivalents"]

@@ -19,8 +19,6 @@ Example:
     1.0
 """
 
-from __future__ import annotations
-
 import math
 import numbers
 import os

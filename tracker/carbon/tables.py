@@ -9,8 +9,6 @@ The tz database is read in :mod:`tracker.carbon.timezones`.
 Units: every intensity here is in gCO2(e)/kWh.
 """
 
-from __future__ import annotations
-
 import csv
 import functools
 import importlib.util
@@ -205,10 +203,32 @@ def cloud_regions() -> dict[str, dict[str, Figure]]:
 
 def alpha2_to_alpha3(code: str) -> str | None:
     """Return the alpha-3 code of an ISO 3166-1 alpha-2 code (any case), or None if there is none."""
-    import pycountry  # imported here: it loads its databases and is only needed for alpha-2 codes
+    table = _alpha3_by_alpha2()
+    if table is not None:
+        return table.get(code.lower())
+    import pycountry  # only if its database file is not where pycountry keeps it
 
     country = pycountry.countries.get(alpha_2=code.upper())
     return country.alpha_3 if country is not None else None
+
+
+@functools.cache
+def _alpha3_by_alpha2() -> dict[str, str] | None:
+    """The ISO 3166-1 table of pycountry as lower-case alpha-2 -> alpha-3, read from its JSON file; None if absent.
+
+    What ``pycountry.countries.get(alpha_2=...)`` looks up (case-insensitively, the file's last entry
+    of a code winning, as in its index), without importing pycountry: its import imports
+    ``importlib.metadata`` and the ``email`` package (~30 ms), for a time zone's country too.
+    """
+    spec = importlib.util.find_spec("pycountry")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "databases" / "iso3166-1.json"
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))["3166-1"]
+        return {entry["alpha_2"].lower(): entry["alpha_3"] for entry in entries if "alpha_2" in entry}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def country_figure(value: object, name: str) -> Figure:

@@ -21,8 +21,6 @@ mid load the cubic sits well below a linear curve (50 % busy gives 21 % of ``P_m
   with different TDPs.
 """
 
-from __future__ import annotations
-
 import csv
 import functools
 import importlib.util
