@@ -49,16 +49,9 @@ class Shard:
     __slots__ = ("name", "info", "epochs", "devices")
 
     def __init__(
-        self,
-        name: str,
-        info: dict[str, Any] | None = None,
-        epochs: list[dict[str, Any]] | None = None,
-        devices: list[dict[str, Any]] | None = None,
+        self, name: str, info: dict[str, Any], epochs: list[dict[str, Any]], devices: list[dict[str, Any]]
     ) -> None:
-        self.name = name
-        self.info: dict[str, Any] = {} if info is None else info
-        self.epochs: list[dict[str, Any]] = [] if epochs is None else epochs
-        self.devices: list[dict[str, Any]] = [] if devices is None else devices
+        self.name, self.info, self.epochs, self.devices = name, info, epochs, devices
 
     @property
     def host(self) -> str:
