@@ -101,6 +101,7 @@ def test_totals_are_the_sums_of_the_rows(two_runs: Path) -> None:
     assert a.forecast["forecast_total_kwh"] == pytest.approx(A_J / J_PER_KWH, rel=1e-12)
     assert b.methods["gpu"] == "absent"
     assert b.totals["energy_kwh"] == pytest.approx(B_J / J_PER_KWH, rel=1e-12)
+    assert repr(a).startswith("RunSummary(name='a', path=") and "rows=" not in repr(a)
 
 
 def test_comparison_ratios_to_the_first_run(two_runs: Path) -> None:

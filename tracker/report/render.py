@@ -94,6 +94,10 @@ class RunSummary(NamedTuple):
     recosted: dict[str, Any] | None
     tags: list[str]
 
+    def __repr__(self) -> str:
+        # A named tuple's repr less the rows: a run has one per epoch and phase, thousands in long runs.
+        return f"RunSummary({', '.join(f'{k}={v!r}' for k, v in self._asdict().items() if k != 'rows')})"
+
     @property
     def kwh_per_epoch(self) -> float | None:
         """All the run's energy per finished epoch, kWh (``None`` without a finished epoch)."""
