@@ -59,6 +59,23 @@ def rows_of(run, epoch, phase="train"):
     return [d for d in run.devices if (d["epoch"], d["phase"]) == (epoch, phase)]
 
 
+def test_process_scope_under_torchrun_counts_every_rank_of_the_node(tmp_path):
+    # cpu_scope="process" takes the tree's share of the CPU time: under torchrun its root must be the
+    # launcher, whose children are every rank of the node, not the measuring rank alone (a share of 1/N).
+    args = ("--gpus", "1", "--epochs", "2", "--epoch-s", "0.4", "--cpu-scope", "process", "--burn")
+    finish(torchrun(tmp_path, "--standalone", "--nproc-per-node=2", script_args=args))
+    run = the_job(tmp_path)
+    ranks = [json.loads((tmp_path / f"process-r{rank}.json").read_text()) for rank in (0, 1)]
+    (launcher,) = {r["ppid"] for r in ranks}  # torchrun's agent started both ranks
+    shard = json.loads((run.path / "ranks" / "node-a-r0" / "run.json").read_text())
+    (cpu,) = [s for s in shard["sensors"] if s["kind"] == "cpu"]
+    assert cpu["info"]["cpu_scope"] == "process" and cpu["info"]["cpu_scope_root_pid"] == launcher
+    assert launcher not in {r["pid"] for r in ranks}
+    cpu_rows = [r for r in run.epochs if r["phase"] == "train"]
+    assert [r["cpu_scope"] for r in cpu_rows] == ["process", "process"]
+    assert all(r["cpu_kwh"] > 0 for r in cpu_rows)  # the ranks' busy CPU time reached the rows
+
+
 @pytest.mark.parametrize(("processes", "own"), [(2, False), (2, True), (4, False), (4, True)])
 def test_one_node_each_gpu_once_cpu_and_ram_once(tmp_path, processes, own):
     gpus = processes if own else 2  # each rank its own GPU, or every rank seeing the node's two

@@ -1,7 +1,7 @@
 """One rank of a plain training loop under ``EnergyTracker``, launched by ``torchrun`` (or by hand) in the tests.
 
 Usage: ``python rank_script.py OUT [--gpus N] [--own] [--epochs E] [--epoch-s S] [--kill-rank R]
-[--group] [--run-name NAME] [--interval-s S]``
+[--group] [--run-name NAME] [--interval-s S] [--cpu-scope machine|process] [--burn]``
 
 Each process builds its own fake NVML (the shipped :class:`tracker.testing.FakeNvml`) with ``N`` GPUs
 of steady power; their UUIDs follow the host identity ``ENERGY_TEST_HOST`` (so two simulated nodes
@@ -12,7 +12,8 @@ Every energy-counter reading the rank's fake answers is kept with the fake's tim
 ``--group`` joins a gloo process group and all-reduces a tensor each step (the training's own
 collective; the tracker makes none). ``--kill-rank R``: rank R sends itself SIGKILL halfway
 through epoch 1, once its ``heartbeat.json`` shows epoch 1 open for 1 s or more (after writing
-its readings, as above), so the test knows what it measured of that epoch.
+its readings, as above), so the test knows what it measured of that epoch. Every rank writes its
+pid and its parent's to ``OUT/process-r<rank>.json``. ``--burn``: the steps keep a CPU busy instead of sleeping.
 """
 
 from __future__ import annotations
@@ -70,9 +71,12 @@ def main() -> None:
     parser.add_argument("--group", action="store_true")
     parser.add_argument("--run-name", default=None)
     parser.add_argument("--interval-s", type=float, default=3600.0)
+    parser.add_argument("--cpu-scope", default=None)
+    parser.add_argument("--burn", action="store_true")
     args = parser.parse_args()
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     host = os.environ.get("ENERGY_TEST_HOST", "node-a")
+    (args.out / f"process-r{rank}.json").write_text(json.dumps({"pid": os.getpid(), "ppid": os.getppid()}))
     if args.own:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(local_rank)
     group = _join_group() if args.group else None
@@ -90,6 +94,7 @@ def main() -> None:
         jitter=0.0,
         host=host,
         epochs=args.epochs,
+        cpu_scope=args.cpu_scope,
     )
     nvml.reads.clear()  # discovery's probe: the measured span starts with start()'s first reading
     with energy:
@@ -135,11 +140,20 @@ def _work(args: argparse.Namespace, epoch: int, rank: int, group, die) -> None:
     for step in range(steps):
         if (args.kill_rank, epoch, step) == (rank, 1, steps // 2):
             die()
-        time.sleep(args.epoch_s / steps)
+        _wait(args.epoch_s / steps, args.burn)
         if group is not None:
             import torch
 
             group.all_reduce(torch.ones(4))
+
+
+def _wait(seconds: float, burn: bool) -> None:
+    if not burn:
+        time.sleep(seconds)
+        return
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sum(range(1000))
 
 
 if __name__ == "__main__":
