@@ -1,8 +1,11 @@
-"""Helpers shared by tests: driving a tracker on a fake clock."""
+"""Helpers shared by tests: driving a tracker on a fake clock, and the real NVML where there is one."""
 
 from __future__ import annotations
 
 import random
+from typing import Any
+
+import pytest
 
 from tracker.session.energy_tracker import EnergyTracker
 from tracker.testing import FakeClock
@@ -44,3 +47,13 @@ def run_lanes(tracker: EnergyTracker, clock: FakeClock, seconds: float, rng: ran
         clock.advance(max(0.0, when - clock()))
         sampler.tick()
     clock.advance(max(0.0, start + seconds - clock()))
+
+
+def real_nvml() -> Any:
+    """The real ``pynvml``, initialised; the test is skipped where it or an NVIDIA driver is missing."""
+    pynvml = pytest.importorskip("pynvml")
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as e:
+        pytest.skip(f"no NVIDIA driver here: {e}")
+    return pynvml

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests.helpers import real_nvml
 from tracker.errors import ConfigurationError, SensorPermissionError, SensorReadError, SensorUnavailable
 from tracker.sensors import Sensor
 from tracker.sensors.nvml import ENERGY_COUNTER, POWER_POLLING, find_gpus, nvidia_expected
@@ -395,12 +396,7 @@ def test_importing_the_module_does_not_import_pynvml():
 
 @pytest.mark.gpu
 def test_real_nvml_counter_increases():
-    pynvml = pytest.importorskip("pynvml")
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as e:
-        pytest.skip(f"no NVIDIA driver here: {e}")
-    pynvml.nvmlShutdown()
+    real_nvml().nvmlShutdown()
     sensors, absent = find_gpus(visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"))
     try:
         assert sensors, absent

@@ -298,8 +298,8 @@ class NvmlSensor:
         if refresh is not None:
             self.max_interval_s = refresh.observe(now, watts)
             if refresh.period_s is not None:
-                if self.info["power_update_s"] is None:
-                    log.info("energy-tracker: %s refreshes its power every %.3g s or less; polled every %.3g s",
+                if self.info["power_update_s"] is None:  # debug: one line per GPU would break the 2-line budget
+                    log.debug("energy-tracker: %s refreshes its power every %.3g s or less; polled every %.3g s",
                              self.name, refresh.period_s, self.max_interval_s)  # fmt: skip
                 self.info["power_update_s"] = round(refresh.period_s, 4)
             self.info["poll_interval_s"] = self.max_interval_s
