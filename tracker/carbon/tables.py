@@ -74,8 +74,12 @@ def _read(relative: str) -> str:
 
 
 def _read_json(relative: str) -> dict:
+    return _parse_json(relative, _read(relative))
+
+
+def _parse_json(relative: str, text: str) -> dict:
     try:
-        return json.loads(_read(relative))
+        return json.loads(text)
     except ValueError as e:
         raise ConfigurationError(f"codecarbon's data file {relative} is not valid JSON ({e})") from e
 
@@ -86,7 +90,7 @@ ENERGY_MIX = "private_infra/global_energy_mix.json"
 @functools.cache
 def energy_mix() -> dict[str, dict]:
     """The rows of codecarbon's ``global_energy_mix.json`` by alpha-3 code, parsed once per process."""
-    return _read_json(ENERGY_MIX)
+    return _parse_json(ENERGY_MIX, _energy_mix_text())  # the text _mix_row searched: the file is read once
 
 
 @functools.cache
