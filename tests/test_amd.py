@@ -59,7 +59,10 @@ def test_one_gpu_with_the_accumulator_is_exact_to_its_resolution(tmp_path, clock
 def test_the_old_key_power_is_read_where_energy_accumulator_is_missing(clock):
     smi = FakeAmdSmi([FakeAmdGpu(trace=steady(400.0))], clock=clock)
     original = smi.amdsmi_get_energy_count
-    smi.amdsmi_get_energy_count = lambda h: {k: v for k, v in original(h).items() if k != "energy_accumulator"}
+    # A binding before 6.4 named the accumulator ``power``.
+    smi.amdsmi_get_energy_count = lambda h: {
+        ("power" if k == "energy_accumulator" else k): v for k, v in original(h).items()
+    }
     (sensor,), _ = open_gpus(smi, clock)
     first = sensor.read()
     clock.advance(2.0)

@@ -31,31 +31,32 @@ from typing import Any, NamedTuple
 
 from tracker.testing.traces import PowerTrace, steady
 
-# amdsmi_wrapper.AMDSMI_STATUS_* (ROCm/amdsmi py-interface/amdsmi_wrapper.py)
-STATUS = {
-    "AMDSMI_STATUS_SUCCESS": 0,
-    "AMDSMI_STATUS_INVAL": 1,
-    "AMDSMI_STATUS_NOT_SUPPORTED": 2,
-    "AMDSMI_STATUS_NOT_YET_IMPLEMENTED": 3,
-    "AMDSMI_STATUS_FAIL_LOAD_MODULE": 4,
-    "AMDSMI_STATUS_FAIL_LOAD_SYMBOL": 5,
-    "AMDSMI_STATUS_DRM_ERROR": 6,
-    "AMDSMI_STATUS_API_FAILED": 7,
-    "AMDSMI_STATUS_TIMEOUT": 8,
-    "AMDSMI_STATUS_RETRY": 9,
-    "AMDSMI_STATUS_NO_PERM": 10,
-    "AMDSMI_STATUS_INTERRUPT": 11,
-    "AMDSMI_STATUS_IO": 12,
-    "AMDSMI_STATUS_INIT_ERROR": 18,
-    "AMDSMI_STATUS_BUSY": 30,
-    "AMDSMI_STATUS_NOT_FOUND": 31,
-    "AMDSMI_STATUS_NOT_INIT": 32,
-    "AMDSMI_STATUS_DRIVER_NOT_LOADED": 34,
-    "AMDSMI_STATUS_NO_DATA": 40,
-    "AMDSMI_STATUS_NO_DRV": 51,
-    "AMDSMI_STATUS_UNKNOWN_ERROR": 4294967295,
+# amdsmi_wrapper.AMDSMI_STATUS_* and the words amdsmi_exception.AmdSmiLibraryException gives each (amdsmi 7).
+_STATUS = {
+    "AMDSMI_STATUS_SUCCESS": (0, "Success"),
+    "AMDSMI_STATUS_INVAL": (1, "Invalid parameters"),
+    "AMDSMI_STATUS_NOT_SUPPORTED": (2, "Feature not supported"),
+    "AMDSMI_STATUS_NOT_YET_IMPLEMENTED": (3, "Feature not yet implemented"),
+    "AMDSMI_STATUS_FAIL_LOAD_MODULE": (4, "Fail to load lib"),
+    "AMDSMI_STATUS_FAIL_LOAD_SYMBOL": (5, "Fail to load symbol"),
+    "AMDSMI_STATUS_DRM_ERROR": (6, "Error when called libdrm"),
+    "AMDSMI_STATUS_API_FAILED": (7, "API call failed"),
+    "AMDSMI_STATUS_TIMEOUT": (8, "Timeout in API call"),
+    "AMDSMI_STATUS_RETRY": (9, "Retry operation"),
+    "AMDSMI_STATUS_NO_PERM": (10, "Permission Denied"),
+    "AMDSMI_STATUS_INTERRUPT": (11, "Interrupt ocurred during execution"),
+    "AMDSMI_STATUS_IO": (12, "I/O Error"),
+    "AMDSMI_STATUS_INIT_ERROR": (18, "Initialization error"),
+    "AMDSMI_STATUS_BUSY": (30, "Device busy"),
+    "AMDSMI_STATUS_NOT_FOUND": (31, "Device Not found"),
+    "AMDSMI_STATUS_NOT_INIT": (32, "Device not initialized"),
+    "AMDSMI_STATUS_DRIVER_NOT_LOADED": (34, "Driver not loaded"),
+    "AMDSMI_STATUS_NO_DATA": (40, "No data was found for given input"),
+    "AMDSMI_STATUS_NO_DRV": (51, "No Energy and HSMP driver present"),
+    "AMDSMI_STATUS_UNKNOWN_ERROR": (4294967295, "An unknown error occurred"),
 }
-_INFO = {code: name for name, code in STATUS.items()}
+STATUS = {name: code for name, (code, _) in _STATUS.items()}
+_INFO = {code: f"{name} - {words}" for name, (code, words) in _STATUS.items()}
 
 
 class AmdSmiException(Exception):
@@ -69,10 +70,10 @@ class AmdSmiLibraryException(AmdSmiException):
         err_code = abs(err_code)
         super().__init__(err_code)
         self.err_code = err_code
-        self.err_info = _INFO.get(err_code, "AMDSMI_STATUS_UNKNOWN_ERROR")
+        self.err_info = _INFO.get(err_code, _INFO[STATUS["AMDSMI_STATUS_UNKNOWN_ERROR"]])
 
     def __str__(self) -> str:
-        return f"An error occured with code: {self.err_code}({self.err_info})"
+        return f"Error code:\n\t{self.err_code} | {self.err_info}"
 
     def get_error_code(self) -> int:
         """The ``AMDSMI_STATUS_*`` code."""
@@ -250,7 +251,7 @@ class FakeAmdSmi:
     def amdsmi_get_energy_count(self, handle: processor_handle) -> dict[str, Any]:
         """The energy accumulator: ``energy_accumulator`` counts of ``counter_resolution`` µJ, ``timestamp`` ns.
 
-        ``power`` repeats the accumulator (its old, misleading name, kept by the binding until 6.4).
+        The keys of amdsmi 7 (``power``, the accumulator's old name before 6.4, is gone).
 
         Raises:
             AmdSmiLibraryException: AMDSMI_STATUS_NOT_SUPPORTED on a GPU without the counter.
@@ -262,8 +263,7 @@ class FakeAmdSmi:
             counts = math.floor(gpu.trace.energy_j(self._now()) * 1e6 / gpu.counter_resolution_uj)
             counts %= 2**gpu.counter_bits
             stamp = round(self.clock() * 1e9)
-            return {"power": counts, "energy_accumulator": counts, "counter_resolution": gpu.counter_resolution_uj,
-                    "timestamp": stamp}  # fmt: skip
+            return {"energy_accumulator": counts, "counter_resolution": gpu.counter_resolution_uj, "timestamp": stamp}
 
     def amdsmi_get_power_info(self, handle: processor_handle) -> dict[str, Any]:
         """Socket power in W: ``average_socket_power`` (trailing mean), ``current_socket_power`` or ``"N/A"``."""
