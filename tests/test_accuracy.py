@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import run_for, run_lanes
 from tracker import EnergyTracker, load_run
-from tracker.measure.meter import J_PER_KWH
+from tracker.energy import J_PER_KWH
 from tracker.testing import FakeGpu, FakeNvml, square_wave, steady
 
 TRACES = {"steady 250 W": steady(250.0), "square 50-350 W, 0.3 s": square_wave(50.0, 350.0, 0.3)}

@@ -10,8 +10,8 @@ import pytest
 
 from tests.helpers import run_lanes
 from tracker import EnergyTracker, load_run
+from tracker.energy import J_PER_KWH
 from tracker.errors import ConfigurationError
-from tracker.measure.meter import J_PER_KWH
 from tracker.report import devices as report_devices
 from tracker.sensors import Sensor
 from tracker.sensors.amd import ENERGY_COUNTER, POWER_AVERAGE, POWER_POLLING, find_amd_gpus

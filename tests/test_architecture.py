@@ -1,6 +1,6 @@
 """The architecture, checked from the source (``ast``): imports point down the layers, no cycles, small functions.
 
-Layers, lowest first (ARCHITECTURE.md): ``errors``/``_version``/``units`` -> ``sensors`` -> ``measure`` ->
+Layers, lowest first (ARCHITECTURE.md): ``errors``/``_version``/``units``/``energy`` -> ``sensors`` -> ``measure`` ->
 ``carbon`` -> ``logs`` -> ``session`` -> ``report`` -> ``cli`` -> the package face (``tracker``) ->
 ``integrations``. ``testing`` (fakes at the hardware boundary) sits on ``sensors`` and nothing in the
 library imports it. Every import counts, at the top of a module or inside a function.
@@ -42,7 +42,7 @@ def layer(module: str) -> str:
         return "integrations"
     if module == "tracker":
         return "face"
-    if parts[1] in ("errors", "_version", "units"):
+    if parts[1] in ("errors", "_version", "units", "energy"):
         return "base"
     if parts[1] in ("cli", "__main__"):
         return "cli"

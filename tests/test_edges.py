@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from tracker import EnergyTracker, load_run
-from tracker.measure.meter import J_PER_KWH
+from tracker.energy import J_PER_KWH
 from tracker.testing import FakeSensor, steady
 
 GPU_W, READ_S, WRITE_S, USER_S = 300.0, 0.01, 0.05, 5.0

@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader
 from integrations._distributed import placement
 from integrations.lightning import PROGRESS_BAR_KEY, EnergyCallback, batch_size
 from tracker import EnergyTracker, load_run, units
+from tracker.energy import J_PER_KWH
 from tracker.errors import ConfigurationError
-from tracker.measure.meter import J_PER_KWH
 from tracker.testing import FakeGpu, FakeNvml, FakeSensor, steady
 
 GPU_W, CPU_W, RAM_W = 300.0, 30.0, 6.0

@@ -9,8 +9,8 @@ import pytest
 from integrations.loop import EnergyLoopCallback
 from tests.helpers import run_for
 from tracker import load_run
+from tracker.energy import J_PER_KWH
 from tracker.errors import ConfigurationError, UsageError
-from tracker.measure.meter import J_PER_KWH
 from tracker.testing import FakeSensor, steady
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,15 +2,7 @@ import math
 
 import pytest
 
-from tracker.measure.meter import (
-    J_PER_KWH,
-    Meter,
-    SensorTotals,
-    counter_delta_j,
-    joules_to_kwh,
-    trapezoid_j,
-    trapezoid_variance_j2,
-)
+from tracker.measure.meter import Meter, SensorTotals, trapezoid_variance_j2
 from tracker.sensors import Reading
 
 
@@ -22,21 +14,9 @@ def power(t, w, sensor="gpu:0"):
     return Reading(sensor, "gpu", t, power_w=w)
 
 
-def test_counter_delta_plain_wrap_and_reset():
-    assert counter_delta_j(10.0, 25.0, None) == (15.0, "")
-    assert counter_delta_j(90.0, 5.0, 100.0) == (15.0, "wrap")
-    assert counter_delta_j(90.0, 5.0, None) == (5.0, "reset")
-
-
-def test_trapezoid_and_its_variance():
-    assert trapezoid_j(100.0, 300.0, 2.0) == 400.0
+def test_trapezoid_variance():
     assert trapezoid_variance_j2(100.0, 300.0, 2.0) == pytest.approx((200.0 * 2.0) ** 2 / 12)
     assert trapezoid_variance_j2(50.0, 50.0, 1.0) == 0.0
-
-
-def test_kwh_is_exact():
-    assert J_PER_KWH == 3_600_000
-    assert joules_to_kwh(3_600_000) == 1.0
 
 
 def test_counter_readings_give_differences_and_power_cross_check():

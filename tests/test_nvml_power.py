@@ -26,7 +26,7 @@ import pytest
 
 from tests.helpers import real_nvml, run_lanes
 from tracker import EnergyTracker, load_run
-from tracker.measure.meter import J_PER_KWH
+from tracker.energy import J_PER_KWH
 from tracker.sensors._power_integrals import AverageCounter, SampleCounter, UpdatePeriod
 from tracker.sensors.nvml import (
     ENERGY_COUNTER,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tracker.energy import counter_delta_j
 from tracker.errors import ConfigurationError, SensorPermissionError, SensorReadError
-from tracker.measure.meter import counter_delta_j
 from tracker.sensors import Absent, Sensor, cpu_estimate, nvml, ram, rapl  # noqa: F401 (imported before forking)
 from tracker.sensors.discovery import discover
 from tracker.sensors.rapl import find_rapl

@@ -7,9 +7,9 @@ import pytest
 
 from tests.helpers import run_for
 from tracker import EnergyTracker, load_run
+from tracker.energy import J_PER_KWH
 from tracker.errors import ConfigurationError, UsageError
 from tracker.logs.schema import EPOCH_COLUMNS
-from tracker.measure.meter import J_PER_KWH
 from tracker.testing import FakeSensor, piecewise, steady
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from tests.helpers import run_for
 from tracker import EnergyTracker, load_run
+from tracker.energy import J_PER_KWH
 from tracker.errors import ConfigurationError, UsageError
-from tracker.measure.meter import J_PER_KWH
 from tracker.testing import FakeClock, FakeSensor, steady
 
 WATTS = 100.0

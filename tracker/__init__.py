@@ -39,7 +39,7 @@ _EXPORTS = {
     "TEST": "tracker.logs.schema",
     "PREDICT": "tracker.logs.schema",
     "check_log_dir": "tracker.logs.writer",
-    "J_PER_KWH": "tracker.measure.meter",
+    "J_PER_KWH": "tracker.energy",
     "GPU": "tracker.sensors",
     "CPU": "tracker.sensors",
     "RAM": "tracker.sensors",

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker import EnergyTracker, load_run
-from tracker.measure.meter import J_PER_KWH
+from tracker.energy import J_PER_KWH
 from tracker.testing import FakeClock
 
 # The background thread must not tick while a test drives ticks by hand: a 3600 s interval with

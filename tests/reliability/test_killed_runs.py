@@ -21,8 +21,8 @@ import pytest
 
 from tests.reliability.test_kills import launch, printed, run_dir_of, wait_for_line
 from tracker import cli, load_run, load_runs
+from tracker.energy import J_PER_KWH
 from tracker.logs import liveness
-from tracker.measure.meter import J_PER_KWH
 
 GPU_W, CPU_W = 250.0, 25.0  # train_script.py's fake sensors
 

@@ -11,7 +11,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracker.measure.meter import UNKNOWN_CAP_W, Meter, SensorTotals, Usage, counter_delta_j
+from tracker.energy import counter_delta_j
+from tracker.measure.meter import UNKNOWN_CAP_W, Meter, SensorTotals, Usage
 from tracker.sensors import Reading
 
 FIELDS = list(SensorTotals._fields)

@@ -26,12 +26,11 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import NamedTuple
 
-from tracker.carbon import co2_kg
 from tracker.carbon import tables as carbon_data
 from tracker.carbon.hourly import HourlySeries, read_hourly_csv, to_utc
+from tracker.energy import J_PER_KWH, co2_kg
+from tracker.energy import joules_to_kwh as kwh
 from tracker.errors import ConfigurationError
-from tracker.measure.meter import J_PER_KWH
-from tracker.measure.meter import joules_to_kwh as kwh
 
 _EQUIVALENTS = ("EQUIVALENTS", "Equivalent", "EquivalentFactor", "equivalents")
 __all__ = [

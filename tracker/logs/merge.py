@@ -32,13 +32,13 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from tracker.energy import ABSENT, J_PER_KWH, joined
 from tracker.logs.liveness import KILLED
 from tracker.logs.totals import Totals
 
 GPU = "gpu"
 RUNNING = "running"
 KIND_COLUMNS = {"gpu": "gpu_kwh", "cpu": "cpu_kwh", "ram": "ram_kwh"}
-J_PER_KWH = 3.6e6
 
 Key = tuple[Any, ...]
 
@@ -180,12 +180,6 @@ def _groups(shards: Sequence[Shard]) -> dict[Key, _Group]:
     return groups
 
 
-def _joined(values: Iterable[Any]) -> str:
-    return "+".join(dict.fromkeys(v for part in values if part for v in str(part).split("+") if v != "absent")) or (
-        "absent"
-    )
-
-
 def sensor_shares(shard: Shard) -> dict[Key, tuple[str, float]]:
     """Each device a shard measures (by :func:`_identity`): its kind and its share of that kind's energy.
 
@@ -249,7 +243,7 @@ def _merged_row(name: str, group: _Group, shards: Sequence[Shard]) -> tuple[dict
     samples = [r.get("samples") for r in rows if isinstance(r.get("samples"), int)]
     row["samples"] = sum(samples) if samples else None
     for kind in KIND_COLUMNS:
-        row[f"{kind}_method"] = _joined(r.get(f"{kind}_method") for r in rows)
+        row[f"{kind}_method"] = joined(r.get(f"{kind}_method") for r in rows)
     row["gap_s"] = max(_num(r.get("gap_s")) for r in rows)
     _derived(row)
     row["status"], row["notes"] = _status_and_flags(group, shards)
@@ -258,7 +252,7 @@ def _merged_row(name: str, group: _Group, shards: Sequence[Shard]) -> tuple[dict
 
 def _derived(row: dict[str, Any]) -> None:
     duration, energy_j = _num(row.get("duration_s")), row["energy_kwh"] * J_PER_KWH
-    gpu_measured = row.get("gpu_method") != "absent"
+    gpu_measured = row.get("gpu_method") != ABSENT
     row["gpu_power_mean_w"] = row["gpu_kwh"] * J_PER_KWH / duration if gpu_measured and duration > 0 else None
     samples = row.get("samples")
     row["energy_per_sample_j"] = energy_j * _num(row.get("pue") or 1.0) / samples if samples else None

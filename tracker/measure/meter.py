@@ -14,9 +14,9 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from tracker.energy import counter_delta_j, trapezoid_j
 from tracker.sensors import Reading
 
-J_PER_KWH = 3_600_000
 # Bounds of plausibility. No device draws 5 kW (the largest GPUs are rated ~1.2 kW); a known limit
 # (NVML's enforced power limit, a CPU's TDP) may be exceeded by transients, hence the margin.
 UNKNOWN_CAP_W = 5000.0
@@ -27,28 +27,6 @@ COUNTER_LAG_S = 1.0
 JITTER_S = 1.0
 # A power-only outage is estimated with the sensor's mean power over about this many seconds before it.
 RECENT_S = 10.0
-
-
-def joules_to_kwh(energy_j: float) -> float:
-    """Convert joules to kilowatt-hours."""
-    return energy_j / J_PER_KWH
-
-
-def counter_delta_j(previous_j: float, current_j: float, range_j: float | None) -> tuple[float, str]:
-    """Energy between two raw counter values, in J, and what happened to the counter.
-
-    Returns:
-        ``(delta_j, event)`` where event is ``""``, ``"wrap"`` or ``"reset"``. A counter with a
-        range wraps back to zero past it (RAPL's ``max_energy_range_uj``); one without a range
-        only goes down when it was reset (an NVML driver reload), and then the energy since the
-        reset, ``current_j``, is the best lower bound: negative energy is never returned.
-        :func:`classify_counter` tells a reset from jitter and glitches; this is its plain arithmetic.
-    """
-    if current_j >= previous_j:
-        return current_j - previous_j, ""
-    if range_j:
-        return current_j + range_j - previous_j, "wrap"
-    return current_j, "reset"
 
 
 def classify_counter(
@@ -91,11 +69,6 @@ def power_cap_w(info: Mapping[str, Any]) -> float | None:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0:
             return float(value) * CAP_MARGIN
     return None
-
-
-def trapezoid_j(p0_w: float, p1_w: float, dt_s: float) -> float:
-    """Energy in J between two instantaneous power readings ``dt_s`` apart (trapezoid rule)."""
-    return 0.5 * (p0_w + p1_w) * dt_s
 
 
 def trapezoid_variance_j2(p0_w: float, p1_w: float, dt_s: float) -> float:

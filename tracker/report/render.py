@@ -20,12 +20,12 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from tracker.energy import effective_g_per_kwh, joined
 from tracker.errors import ConfigurationError
 from tracker.logs.reader import Run, load_runs, merge_jobs
 from tracker.logs.schema import EPOCH_COLUMNS
 from tracker.logs.totals import SUMMED, Totals
 from tracker.report.experiments import COMPONENTS, comparison, experiment_of
-from tracker.sensors.methods import ABSENT, joined
 
 FORMATS = ("text", "markdown", "csv", "json")
 CSV_COLUMNS = (
@@ -144,9 +144,8 @@ def summarize(run: Run) -> RunSummary:
 
 
 def _intensity(rows: list[dict], grid: dict, totals: dict[str, float], pue: Any) -> dict[str, Any]:
-    energy = totals["energy_kwh"] * float(pue or 1.0)
     # An hourly series gives each row its own figure; the energy-weighted mean is what the total used.
-    effective = totals["co2_kg"] * 1000 / energy if energy > 0 else None
+    effective = effective_g_per_kwh(totals["co2_kg"], totals["energy_kwh"], float(pue or 1.0))
     first = rows[0] if rows else {}
     return {
         "g_per_kwh": effective
@@ -160,10 +159,7 @@ def _intensity(rows: list[dict], grid: dict, totals: dict[str, float], pue: Any)
 
 
 def _methods(rows: list[dict]) -> dict[str, str]:
-    return {
-        kind: joined([m for r in rows for m in str(r.get(f"{kind}_method") or ABSENT).split("+")])
-        for kind in COMPONENTS
-    }
+    return {kind: joined(r.get(f"{kind}_method") for r in rows) for kind in COMPONENTS}
 
 
 def _forecast(rows: list[dict]) -> dict[str, float] | None:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import tracker.units as units
+from tracker.energy import joined
 from tracker.report.experiments import COMPONENTS, RATIOS, Experiment, comparison, group, methods_text
 
 RunSummary = Any  # tracker.report.render.RunSummary (which imports this module)
@@ -145,14 +146,9 @@ def _comparison_table(experiment: Experiment) -> tuple[list[str], list[list[str]
              _scaled(t["energy_kwh"] / experiment.epochs, p_f) if experiment.epochs else "", _scaled(t["co2_kg"], c_f),
              f"{_scaled(t['co2_kg_low'], c_f)}–{_scaled(t['co2_kg_high'], c_f)}",
              *([_scaled(experiment.recosted["co2_kg"], c_f)] if recost else []),
-             methods_text({k: _joined(r.methods[k] for r in experiment.runs) for k in COMPONENTS}),
+             methods_text({k: joined(r.methods[k] for r in experiment.runs) for k in COMPONENTS}),
              "", "", "", ""]  # fmt: skip
     return headers, [*body, total]
-
-
-def _joined(methods: Any) -> str:
-    seen = dict.fromkeys(m for joined in methods for m in joined.split("+") if m != "absent")
-    return "+".join(seen) or "absent"
 
 
 def _table(headers: list[str], body: list[list[str]], markdown: bool, header: bool = True) -> str:

@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
+from tracker.energy import trapezoid_j
+
 
 class SampleCounter:
     """Energy from a buffer of timestamped power samples, in J.
@@ -63,7 +65,7 @@ class SampleCounter:
             self.gaps += 1
         else:
             self.typical_dt_s = dt_s if self.typical_dt_s is None else min(self.typical_dt_s, dt_s)
-        self.integral_j += 0.5 * (self.last_w + watts) * dt_s
+        self.integral_j += trapezoid_j(self.last_w, watts, dt_s)
 
     def energy(self, now_s: float) -> tuple[float, float]:
         """Energy up to ``now_s`` (same time base as the samples) and a bound on its error, J.
@@ -101,7 +103,7 @@ class AverageCounter:
         ``u`` seconds ago moved the mean by ``ΔP·u/w`` while the counter is off by ``ΔP·u(w-u)/(2w)``.
         """
         if self._last is not None and time_s > self._last[0]:
-            self.integral_j += 0.5 * (self._last[1] + mean_w) * (time_s - self._last[0])
+            self.integral_j += trapezoid_j(self._last[1], mean_w, time_s - self._last[0])
         self._last = (time_s, mean_w)
         self._recent.append((time_s, mean_w))
         while self._recent[0][0] < time_s - self.window_s:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tracker.energy import counter_delta_j, trapezoid_j
 from tracker.errors import ConfigurationError
 from tracker.sensors import Reading, Sensor
 from tracker.sensors._cgroup import CGROUP_ROOT, PROC_SELF_CGROUP, cpu_quota
@@ -165,11 +166,7 @@ SHARE_RULE = "energy x (tree CPU time / busy CPU time of all CPUs), per interval
 def _delta_j(before: Reading, after: Reading) -> float:
     """The wrapped sensor's energy between two readings, J: counter difference (wrap, reset) or trapezoid."""
     if before.energy_j is not None and after.energy_j is not None:
-        if after.energy_j >= before.energy_j:
-            return after.energy_j - before.energy_j
-        if after.counter_range_j:
-            return after.energy_j + after.counter_range_j - before.energy_j
-        return after.energy_j  # reset: what was counted since
+        return counter_delta_j(before.energy_j, after.energy_j, after.counter_range_j)[0]
     if before.power_w is not None and after.power_w is not None:
-        return 0.5 * (before.power_w + after.power_w) * max(0.0, after.time_s - before.time_s)
+        return trapezoid_j(before.power_w, after.power_w, max(0.0, after.time_s - before.time_s))
     return 0.0

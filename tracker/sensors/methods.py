@@ -26,9 +26,9 @@ anything else             ×0.5 – ×2    an unknown method is treated as an es
 
 from typing import NamedTuple
 
+from tracker.energy import ABSENT as ABSENT  # a kind no sensor measured, in the ``<kind>_method`` columns
 from tracker.sensors import CPU, GPU, RAM
 
-ABSENT = "absent"  # a kind no sensor measured, in the ``<kind>_method`` columns
 ENERGY_COUNTER, POWER_POLLING = "energy_counter", "power_polling"
 POWER_SAMPLES, POWER_INSTANT, POWER_AVERAGE = "power_samples", "power_instant", "power_average"
 RAPL, RAPL_DRAM = "rapl", "rapl_dram"
@@ -133,9 +133,3 @@ def phrase(name: str) -> str:
     """The paper's words for a method, with its ``{tdp}``-style placeholders unfilled."""
     method = METHODS.get(name)
     return method.phrase if method else f"estimated by the method {name!r}"
-
-
-def joined(methods: list[str]) -> str:
-    """Methods ``+``-joined in first-seen order, or :data:`ABSENT` when there are none."""
-    seen = [m for m in dict.fromkeys(methods) if m != ABSENT]
-    return "+".join(seen) or ABSENT

@@ -11,9 +11,9 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
-from tracker.carbon import co2_kg
+from tracker.energy import co2_kg, joined, joules_to_kwh
 from tracker.logs.totals import Totals
-from tracker.measure.meter import SensorTotals, joules_to_kwh
+from tracker.measure.meter import SensorTotals
 from tracker.sensors import CPU, GPU, KINDS, RAM
 from tracker.sensors import methods as registry
 from tracker.sensors.methods import ABSENT, ENERGY_COUNTER, RAPL, RAPL_DRAM
@@ -80,7 +80,7 @@ def by_kind(devices: Iterable[DeviceUsage]) -> dict[str, Energy]:
 
 def methods_by_kind(devices: Sequence[DeviceUsage]) -> dict[str, str]:
     """The methods used for each kind, ``+``-joined in first-seen order, or ``absent``."""
-    return {kind: registry.joined([d.method for d in devices if d.kind == kind]) for kind in KINDS}
+    return {kind: joined([d.method for d in devices if d.kind == kind]) for kind in KINDS}
 
 
 def mean_power_w(energy_j: float, duration_s: float) -> float | None:

@@ -18,15 +18,14 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from tracker.energy import co2_kg, joined, joules_to_kwh
 from tracker.errors import ConfigurationError, UsageError
 from tracker.logs import liveness
 from tracker.logs.schema import COMPLETE, INTERRUPTED, SHARDS_DIR
 from tracker.logs.writer import RunWriter, check_log_dir, new_run_dir, write_job
-from tracker.measure.meter import joules_to_kwh
 from tracker.measure.sampler import default_interval_s
 from tracker.sensors import CPU, GPU, RAM, Discovery, Reading
 from tracker.sensors.discovery import discover
-from tracker.sensors.methods import joined
 from tracker.session import placement
 from tracker.session import resume as resuming
 from tracker.session.accounting import DeviceUsage
@@ -436,7 +435,7 @@ class EnergyTracker:
                 "epoch": segment.epoch, "phase": segment.phase, "start_utc": segment.opened_utc,
                 "duration_s": duration_s, **{f"{kind}_kwh": value for kind, value in kwh.items()},
                 "energy_kwh": energy_kwh, "pue": cfg.pue, "carbon_intensity_g_per_kwh": g_per_kwh,
-                "co2_kg": energy_kwh * cfg.pue * g_per_kwh / 1000 if g_per_kwh is not None else None,
+                "co2_kg": co2_kg(energy_kwh, cfg.pue, g_per_kwh) if g_per_kwh is not None else None,
             })  # fmt: skip
         return {"process": self.process, "time_utc": self._now_utc(), "open": rows}
 

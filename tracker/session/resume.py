@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tracker.energy import joules_to_kwh
 from tracker.errors import ConfigurationError
 from tracker.logs.schema import EPOCH_TYPES, EPOCHS_CSV
 from tracker.logs.totals import Totals
-from tracker.measure.meter import joules_to_kwh
 from tracker.sensors import CPU, GPU, RAM
 
 logger = logging.getLogger(__name__)

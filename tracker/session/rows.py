@@ -12,9 +12,9 @@ from datetime import datetime
 from typing import Any
 
 import tracker.units as units
+from tracker.energy import J_PER_KWH, joules_to_kwh
 from tracker.logs.schema import INFERENCE, TRAIN, DeviceRecord, EpochRecord
 from tracker.logs.totals import Totals
-from tracker.measure.meter import J_PER_KWH, joules_to_kwh
 from tracker.sensors import CPU, GPU, RAM
 from tracker.sensors.methods import ABSENT
 from tracker.session import accounting
