@@ -14,6 +14,7 @@ import pytest
 
 from tracker.errors import ConfigurationError
 from tracker.sensors import Sensor
+from tracker.sensors._procfs import busy_and_total_s, machine_busy_s, read_cpu_times
 from tracker.sensors.cpu_estimate import (
     DEFAULT_W_PER_CPU,
     CpuEstimateSensor,
@@ -288,6 +289,11 @@ def test_guest_time_is_not_counted_twice_and_iowait_is_idle():
     before = Times(0, 0, 0, 0, 0, 0, 0)
     assert busy_fraction(before, Times(4, 0, 0, 0, 0, 4, 0)) == 1.0
     assert busy_fraction(before, Times(1, 1, 0, 1, 1, 0, 0)) == 0.5
+
+
+def test_one_busy_time_rule_for_the_estimate_and_cpu_scope():
+    assert busy_and_total_s(Times(3, 1, 2, 10, 4, 2, 1)) == (6, 20)  # guest in user; idle, iowait not busy
+    assert busy_and_total_s(read_cpu_times())[0] == pytest.approx(machine_busy_s(), abs=5.0)
 
 
 def test_does_not_touch_psutil_cpu_percent(monkeypatch, clock):

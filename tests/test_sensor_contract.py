@@ -124,3 +124,11 @@ def test_every_sensor_honours_the_contract(sensors, clock):
             with pytest.raises(AttributeError):
                 reading.energy_j = 0.0  # readings are immutable values
             previous[sensor.name] = reading
+
+
+def test_every_method_says_in_the_start_line_whether_it_is_an_estimate():
+    from tracker.sensors.methods import short
+
+    for method in METHODS.values():
+        assert method.short and method.short.startswith("ESTIMATE") == (not method.measured), method.name
+    assert short("some_new_method") == "some_new_method"

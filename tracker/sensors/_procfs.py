@@ -8,12 +8,21 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["CPU_TIME_FIELDS", "cpu_times_reader", "physical_memory_bytes", "read_cpu_times", "read_mem_total"]
+__all__ = [
+    "CPU_TIME_FIELDS",
+    "busy_and_total_s",
+    "cpu_times_reader",
+    "machine_busy_s",
+    "physical_memory_bytes",
+    "read_cpu_times",
+    "read_mem_total",
+]
 
 #: The fields of the ``cpu`` line of ``/proc/stat``, in order (psutil's ``scputimes``); older
 #: kernels give fewer.
@@ -63,6 +72,28 @@ def cpu_times_reader() -> Callable[[], Any]:
     import psutil
 
     return psutil.cpu_times
+
+
+def busy_and_total_s(times: Any) -> tuple[float, float]:
+    """Busy and total CPU seconds in one cumulative ``cpu_times()`` result (all CPUs since boot).
+
+    As psutil's ``cpu_percent`` counts them: guest time is already in user time on Linux, so it is
+    left out of the total; idle and iowait are not busy. The CPU estimate takes the busy fraction of
+    an interval from two of them, ``cpu_scope`` the busy seconds the process tree's share is of.
+    """
+    fields = times._asdict()
+    total = sum(fields.values()) - fields.get("guest", 0.0) - fields.get("guest_nice", 0.0)
+    return total - fields.get("idle", 0.0) - fields.get("iowait", 0.0), total
+
+
+def machine_busy_s() -> float:
+    """Busy CPU seconds of all CPUs together since boot, s (:func:`busy_and_total_s` of the times now)."""
+    return busy_and_total_s(_reader()())[0]
+
+
+@functools.cache
+def _reader() -> Callable[[], Any]:
+    return cpu_times_reader()  # chosen once per process
 
 
 def physical_memory_bytes() -> int:

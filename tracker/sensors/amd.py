@@ -39,10 +39,10 @@ from tracker.errors import ConfigurationError, SensorError, SensorPermissionErro
 from tracker.sensors import GPU, Absent, Reading
 from tracker.sensors._library import LibraryShares
 from tracker.sensors._power_integrals import AverageCounter
+from tracker.sensors.methods import ENERGY_COUNTER, POWER_AVERAGE, POWER_POLLING
 
 log = logging.getLogger(__name__)
 
-ENERGY_COUNTER, POWER_AVERAGE, POWER_POLLING = "energy_counter", "power_average", "power_polling"
 MAX_INTERVAL_S = {POWER_AVERAGE: 0.1, POWER_POLLING: 0.05}
 AVERAGE_WINDOW_S = 1.0
 _SOURCE = "amdsmi"

@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 from tracker.errors import ConfigurationError
 from tracker.sensors import CPU, Reading, is_positive_number, positive_watts
 from tracker.sensors._cgroup import CGROUP_ROOT, PROC_SELF_CGROUP, cpu_quota
-from tracker.sensors._procfs import cpu_times_reader
+from tracker.sensors._procfs import busy_and_total_s, cpu_times_reader
 from tracker.sensors.methods import TDP_DEFAULT, TDP_ESTIMATE, TDP_USER
 
 __all__ = ["DEFAULT_W_PER_CPU", "CpuEstimateSensor", "CpuInfo", "load_factor", "match_tdp", "usable_cpus"]
@@ -184,22 +184,12 @@ def load_factor(u: float) -> float:
 
 
 def busy_fraction(before: Any, after: Any) -> float:
-    """The busy fraction of all CPUs between two ``psutil.cpu_times()`` results, in [0, 1].
-
-    As psutil's ``cpu_percent`` computes it: guest time is already counted in user time on
-    Linux, so it is left out of the total; idle and iowait are not busy.
-    """
-    busy0, total0 = _busy_total(before)
-    busy1, total1 = _busy_total(after)
+    """The busy fraction of all CPUs between two ``cpu_times()`` results, in [0, 1] (:func:`busy_and_total_s`)."""
+    busy0, total0 = busy_and_total_s(before)
+    busy1, total1 = busy_and_total_s(after)
     if total1 - total0 <= 0:
         return 0.0
     return min(1.0, max(0.0, (busy1 - busy0) / (total1 - total0)))
-
-
-def _busy_total(times: Any) -> tuple[float, float]:
-    fields = times._asdict()
-    total = sum(fields.values()) - fields.get("guest", 0.0) - fields.get("guest_nice", 0.0)
-    return total - fields.get("idle", 0.0) - fields.get("iowait", 0.0), total
 
 
 def resolve_tdp(user_tdp: float | None, cpu: CpuInfo, table: Path | None, usable: float) -> tuple[float, str, dict]:

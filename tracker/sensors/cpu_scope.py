@@ -27,6 +27,7 @@ from tracker.energy import counter_delta_j, trapezoid_j
 from tracker.errors import ConfigurationError
 from tracker.sensors import Reading, Sensor
 from tracker.sensors._cgroup import CGROUP_ROOT, PROC_SELF_CGROUP, cpu_quota
+from tracker.sensors._procfs import machine_busy_s
 
 MACHINE, PROCESS = "machine", "process"
 SCOPES = (MACHINE, PROCESS)
@@ -90,15 +91,6 @@ def tree_cpu_s(pid: int) -> float:
 def _cpu_s(process: Any) -> float:
     times = process.cpu_times()
     return times.user + times.system + times.children_user + times.children_system
-
-
-def machine_busy_s() -> float:
-    """Busy CPU seconds of all CPUs together since boot (idle and iowait are not busy; guest is in user)."""
-    import psutil
-
-    fields = psutil.cpu_times()._asdict()
-    total = sum(fields.values()) - fields.get("guest", 0.0) - fields.get("guest_nice", 0.0)
-    return total - fields.get("idle", 0.0) - fields.get("iowait", 0.0)
 
 
 def share_of(process_s: float, busy_s: float) -> float:

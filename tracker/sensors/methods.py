@@ -3,7 +3,7 @@
 Every sensor's ``method`` is a name from :data:`METHODS`. Its entry says which kind it serves,
 whether the figure is *measured* (a hardware counter or power reading) or *estimated* (a model
 or a TDP), the uncertainty band applied to its energy, and the words the paper paragraph uses.
-Accounting, the report, the paper paragraph, ``energy-tracker devices`` and the summary read
+Accounting, the report, the paper paragraph, ``energy-tracker devices``, the summary and the start line read
 this table and nothing else; a new sensor backend adds one line here.
 
 ========================  ===========  ======================================================
@@ -48,6 +48,7 @@ class Method(NamedTuple):
         band: the low and high factors applied to its energy (before any sampling error).
         phrase: how the paper paragraph says it was obtained; may hold ``{tdp}``, ``{w_per_gib}``
             and ``{power_w}``, filled in from the sensor's info.
+        short: how the run's first log line says it (an estimate in capitals, never read as measured).
     """
 
     name: str
@@ -55,13 +56,19 @@ class Method(NamedTuple):
     measured: bool
     band: tuple[float, float]
     phrase: str
+    short: str
 
 
 METHODS = {
     m.name: m
     for m in (
         Method(
-            ENERGY_COUNTER, GPU, True, (0.95, 1.05), "measured with the GPU's built-in energy counter (NVIDIA NVML)"
+            ENERGY_COUNTER,
+            GPU,
+            True,
+            (0.95, 1.05),
+            "measured with the GPU's built-in energy counter (NVIDIA NVML)",
+            "NVML energy counter",
         ),
         Method(
             POWER_POLLING,
@@ -69,6 +76,7 @@ METHODS = {
             True,
             (0.95, 1.05),
             "measured by sampling the GPU's power draw through NVIDIA NVML and integrating it over time",
+            "NVML power, sampled",
         ),
         Method(
             POWER_SAMPLES,
@@ -76,6 +84,7 @@ METHODS = {
             True,
             (0.95, 1.05),
             "measured from the power samples the NVIDIA driver records, integrated over time",
+            "NVML driver power samples",
         ),
         Method(
             POWER_INSTANT,
@@ -83,6 +92,7 @@ METHODS = {
             True,
             (0.95, 1.05),
             "measured by sampling the GPU's instantaneous power through NVIDIA NVML and integrating it over time",
+            "NVML instant power, sampled",
         ),
         Method(
             POWER_AVERAGE,
@@ -90,11 +100,19 @@ METHODS = {
             True,
             (0.95, 1.05),
             "measured from the GPU's one-second average power through NVIDIA NVML, integrated over time",
+            "NVML 1 s mean power, sampled",
         ),
-        Method(RAPL, CPU, True, (0.90, 1.10), "measured with the processor's RAPL energy counters"),
-        Method(RAPL_DRAM, RAM, True, (0.90, 1.10), "measured with the memory's RAPL energy counters"),
+        Method(RAPL, CPU, True, (0.90, 1.10), "measured with the processor's RAPL energy counters", "RAPL counter"),
         Method(
-            TDP_ESTIMATE, CPU, False, (0.60, 1.40), "estimated from CPU utilisation and a thermal design power of {tdp}"
+            RAPL_DRAM, RAM, True, (0.90, 1.10), "measured with the memory's RAPL energy counters", "RAPL DRAM counter"
+        ),
+        Method(
+            TDP_ESTIMATE,
+            CPU,
+            False,
+            (0.60, 1.40),
+            "estimated from CPU utilisation and a thermal design power of {tdp}",
+            "ESTIMATE: utilisation x TDP",
         ),
         Method(
             TDP_USER,
@@ -102,6 +120,7 @@ METHODS = {
             False,
             (0.60, 1.40),
             "estimated from CPU utilisation and a thermal design power of {tdp} given by the authors",
+            "ESTIMATE: utilisation x your TDP",
         ),
         Method(
             TDP_DEFAULT,
@@ -110,9 +129,24 @@ METHODS = {
             DEFAULT_BAND,
             "estimated from CPU utilisation and an assumed thermal design power of {tdp}, the processor model "
             "not being in the TDP table",
+            "ESTIMATE: utilisation x a default TDP",
         ),
-        Method(RAM_MODEL, RAM, False, DEFAULT_BAND, "estimated at {w_per_gib} W per GiB of memory"),
-        Method(RAM_USER, RAM, False, DEFAULT_BAND, "estimated as a constant {power_w} given by the authors"),
+        Method(
+            RAM_MODEL,
+            RAM,
+            False,
+            DEFAULT_BAND,
+            "estimated at {w_per_gib} W per GiB of memory",
+            "ESTIMATE: RAM power model",
+        ),
+        Method(
+            RAM_USER,
+            RAM,
+            False,
+            DEFAULT_BAND,
+            "estimated as a constant {power_w} given by the authors",
+            "ESTIMATE: your RAM power",
+        ),
     )
 }
 
@@ -133,3 +167,9 @@ def phrase(name: str) -> str:
     """The paper's words for a method, with its ``{tdp}``-style placeholders unfilled."""
     method = METHODS.get(name)
     return method.phrase if method else f"estimated by the method {name!r}"
+
+
+def short(name: str) -> str:
+    """The start line's words for a method (an unknown method: its name)."""
+    method = METHODS.get(name)
+    return method.short if method else name

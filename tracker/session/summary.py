@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import tracker.units as units
 from tracker.logs.totals import Totals
 from tracker.sensors import CPU, GPU, RAM, Absent
+from tracker.sensors import methods as registry
 from tracker.session.accounting import Forecast
 from tracker.session.config import Config
 from tracker.session.placement import Launch
@@ -185,15 +186,6 @@ class Summary(NamedTuple):
         return "\n".join(lines)
 
 
-# How each method reads in the start line (the paper's longer phrases are in tracker.sensors.methods).
-SHORT_METHODS = {
-    "energy_counter": "NVML energy counter", "power_polling": "NVML power, sampled",
-    "power_samples": "NVML driver power samples", "power_instant": "NVML instant power, sampled",
-    "power_average": "NVML 1 s mean power, sampled", "rapl": "RAPL counter", "rapl_dram": "RAPL DRAM counter",
-    "tdp_estimate": "ESTIMATE: utilisation x TDP", "tdp_user": "ESTIMATE: utilisation x your TDP",
-    "tdp_default": "ESTIMATE: utilisation x a default TDP", "ram_model": "ESTIMATE: RAM power model",
-    "ram_user": "ESTIMATE: your RAM power",
-}  # fmt: skip
 LOUD_GRIDS = ("world_average",)
 
 
@@ -204,7 +196,7 @@ def start_line(state: RunState) -> tuple[int, str]:
     replace by giving ``country=``); INFO otherwise.
     """
     measured = ", ".join(
-        f"{kind.upper()} ({' + '.join(SHORT_METHODS.get(m, m) for m in method.split('+'))})"
+        f"{kind.upper()} ({' + '.join(registry.short(m) for m in method.split('+'))})"
         for kind, method in state.methods.items()
         if method != "absent"
     )
