@@ -1,4 +1,4 @@
-"""Golden outputs: the report's text and markdown and the paper paragraph of a fixed run directory.
+"""Golden outputs: the report's text, markdown, JSON and CSV and the paper paragraph of a fixed run directory.
 
 ``tests/data/golden/resnet-sweep`` holds two finished runs (one GPU run, one CPU-only run, Germany's
 grid) written by ``EnergyTracker`` with fake sensors; the expected renderings sit beside them in
@@ -29,7 +29,10 @@ def rendered(kind: str) -> str:
     return text.replace(str(RUNS), "<RUNS>")
 
 
-@pytest.mark.parametrize("kind", ["report.text", "report.markdown", "paper.txt", "recosted.txt"])
+KINDS = ["report.text", "report.markdown", "report.json", "report.csv", "paper.txt", "recosted.txt"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_renderings_match_the_golden_files(kind):
     expected = DATA / "expected" / kind
     got = rendered(kind)
