@@ -89,18 +89,18 @@ A_HIGH_J = 120 * (1.05 * GPU_W + 1.4 * CPU_W + 2.0 * RAM_W)
 def test_totals_are_the_sums_of_the_rows(two_runs: Path) -> None:
     a, b = report.load_summaries([str(two_runs)])
     assert (a.name, a.epochs, len(a.rows), a.status) == ("a", 3, 6, "complete")
-    assert a.totals["duration_s"] == 120.0
-    assert a.totals["energy_kwh"] == pytest.approx(A_J / J_PER_KWH, rel=1e-12)
-    assert a.totals["gpu_kwh"] == pytest.approx(120 * GPU_W / J_PER_KWH, rel=1e-12)
-    assert a.totals["energy_kwh_low"] == pytest.approx(A_LOW_J / J_PER_KWH, rel=1e-12)
-    assert a.totals["co2_kg"] == pytest.approx(A_J / J_PER_KWH * 1.2 * 400 / 1000, rel=1e-12)
-    assert a.totals["co2_kg"] == math.fsum(r["co2_kg"] for r in a.rows)
+    assert a.totals.duration_s == 120.0
+    assert a.totals.energy_kwh == pytest.approx(A_J / J_PER_KWH, rel=1e-12)
+    assert a.totals.gpu_kwh == pytest.approx(120 * GPU_W / J_PER_KWH, rel=1e-12)
+    assert a.totals.energy_kwh_low == pytest.approx(A_LOW_J / J_PER_KWH, rel=1e-12)
+    assert a.totals.co2_kg == pytest.approx(A_J / J_PER_KWH * 1.2 * 400 / 1000, rel=1e-12)
+    assert a.totals.co2_kg == math.fsum(r["co2_kg"] for r in a.rows)
     assert a.intensity["g_per_kwh"] == pytest.approx(400.0, rel=1e-12)
     assert a.methods == {"gpu": "energy_counter", "cpu": "tdp_estimate", "ram": "ram_model"}
     assert a.metrics == {"loss": 1 / 3, "accuracy": 0.7}
     assert a.forecast["forecast_total_kwh"] == pytest.approx(A_J / J_PER_KWH, rel=1e-12)
     assert b.methods["gpu"] == "absent"
-    assert b.totals["energy_kwh"] == pytest.approx(B_J / J_PER_KWH, rel=1e-12)
+    assert b.totals.energy_kwh == pytest.approx(B_J / J_PER_KWH, rel=1e-12)
     assert repr(a).startswith("RunSummary(name='a', path=") and "rows=" not in repr(a)
 
 
@@ -158,7 +158,7 @@ def test_runs_group_into_experiments_by_directory_or_the_name_given(tmp_path: Pa
     (experiment,) = group(summaries)
     assert experiment.name == "sweep" and [s.name for s in experiment.runs] == ["a", "b", "c"]
     assert experiment.epochs == 6
-    assert experiment.totals["energy_kwh"] == pytest.approx(sum(s.totals["energy_kwh"] for s in summaries))
+    assert experiment.totals.energy_kwh == pytest.approx(sum(s.totals.energy_kwh for s in summaries))
 
 
 def test_paper_paragraph_states_figures_methods_and_sources(two_runs: Path) -> None:

@@ -1,14 +1,18 @@
 """A run's totals: the one model of them, built from its ``epochs.csv`` records.
 
 The session adds each record as it writes it (the ``cumulative_*`` and ``forecast_*`` columns,
-the summary), a resumed run sums its directory's rows, and the report sums the rows it reads back:
-every total is the sum of the records, whichever way they came.
+the summary), a resumed run sums its directory's rows, and the report sums the rows it reads back
+and the runs of an experiment: every total is the sum of the records, whichever way they came.
+The session's ``Summary`` and the report's ``RunSummary`` and ``Experiment`` are views over a
+:class:`Totals`: each figure (a sum, the epochs, the energy per epoch, the effective intensity) is
+computed here once.
 """
 
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from tracker.energy import effective_g_per_kwh
 from tracker.logs.schema import COMPLETE, INFERENCE, TRAIN
 
 # The record columns a total is the sum of, in s, kWh and kg CO2e.
@@ -24,6 +28,9 @@ SUMMED = (
     "co2_kg_low",
     "co2_kg_high",
 )
+# What a run's summary reports from its totals: the epochs finished and the sums but the duration
+# (a summary's duration is the run's measured time, which counts the seconds of open rows too).
+FIGURES = ("epochs", *SUMMED[1:])
 
 
 class Totals(NamedTuple):
@@ -81,6 +88,26 @@ class Totals(NamedTuple):
         if unknown or not names <= set(saved):
             raise ValueError(f"the fields of Totals are {sorted(names)}, not {sorted(saved)}")
         return cls(**{name: float(saved[name]) if name != "epochs" else int(saved[name]) for name in names})
+
+    @classmethod
+    def combined(cls, parts: Iterable["Totals"]) -> "Totals":
+        """The totals of several runs (an experiment): each field summed exactly (``math.fsum``)."""
+        parts = list(parts)
+        sums = {name: math.fsum(getattr(p, name) for p in parts) for name in cls._fields if name != "epochs"}
+        return cls(**sums, epochs=sum(p.epochs for p in parts))
+
+    @property
+    def kwh_per_epoch(self) -> float | None:
+        """All the energy per finished training epoch, kWh (``None`` without a finished epoch)."""
+        return self.energy_kwh / self.epochs if self.epochs else None
+
+    def g_per_kwh(self, pue: float) -> float | None:
+        """The intensity the CO2e was costed at, g CO2e/kWh, at ``pue`` (hourly: the energy-weighted mean)."""
+        return effective_g_per_kwh(self.co2_kg, self.energy_kwh, pue)
+
+    def figures(self) -> dict[str, float]:
+        """The figures a run's summary reports (:data:`FIGURES`), by name."""
+        return {name: getattr(self, name) for name in FIGURES}
 
     def as_dict(self) -> dict[str, Any]:
         """Every field, JSON-ready."""

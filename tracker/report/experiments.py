@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from tracker.carbon.intensity import co2_kg, resolve_intensity, validate_pue
+from tracker.carbon.intensity import resolve_intensity, validate_pue
+from tracker.energy import co2_kg
+from tracker.logs.totals import Totals
 from tracker.sensors.methods import ABSENT
 
 COMPONENTS = ("gpu", "cpu", "ram")
 RATIOS = ("duration_s", "energy_kwh", "kwh_per_epoch", "co2_kg")
-TOTALLED = ("duration_s", "gpu_kwh", "cpu_kwh", "ram_kwh", "energy_kwh", "energy_kwh_low", "energy_kwh_high",
-            "co2_kg", "co2_kg_low", "co2_kg_high")  # fmt: skip
 
 
 class Recost(NamedTuple):
@@ -84,17 +84,17 @@ class Recost(NamedTuple):
 
 
 class Experiment(NamedTuple):
-    """Runs that belong together, and their totals (s, kWh, kg CO2e; re-costed CO2e too, when asked)."""
+    """Runs that belong together, and their totals (s, kWh, kg CO2e, epochs; re-costed CO2e too, when asked)."""
 
     name: str
     runs: list[Any]
-    totals: dict[str, float]
+    totals: Totals
     recosted: dict[str, float] | None
 
     @property
     def epochs(self) -> int:
         """Training epochs finished over every run."""
-        return sum(run.epochs for run in self.runs)
+        return self.totals.epochs
 
 
 def experiment_of(path: str, info: dict[str, Any]) -> str:
@@ -112,7 +112,7 @@ def group(summaries: Sequence[Any]) -> list[Experiment]:
 
 
 def _experiment(name: str, runs: list[Any]) -> Experiment:
-    totals = {key: math.fsum(run.totals[key] for run in runs) for key in TOTALLED}
+    totals = Totals.combined(run.totals for run in runs)
     recosted = None
     if all(run.recosted for run in runs):
         recosted = {k: math.fsum(run.recosted[k] for run in runs) for k in ("co2_kg", "co2_kg_low", "co2_kg_high")}
@@ -132,10 +132,12 @@ def comparison(summaries: Sequence[Any]) -> list[dict[str, Any]]:
         {
             "run": s.name,
             "epochs": s.epochs,
-            "duration_s": s.totals["duration_s"],
-            "energy_kwh": s.totals["energy_kwh"],
+            "duration_s": s.totals.duration_s,
+            "energy_kwh": s.totals.energy_kwh,
             "kwh_per_epoch": s.kwh_per_epoch,
-            **{k: s.totals[k] for k in ("co2_kg", "co2_kg_low", "co2_kg_high")},
+            "co2_kg": s.totals.co2_kg,
+            "co2_kg_low": s.totals.co2_kg_low,
+            "co2_kg_high": s.totals.co2_kg_high,
             "methods": methods_text(s.methods),
         }
         for s in summaries

@@ -161,15 +161,15 @@ def experiment_paragraph(experiment: Experiment) -> tuple[str, References]:
     if not any(s.rows for s in runs):
         return f"{experiment.name} logged no rows (no epoch or phase finished): there is no energy to report.", refs
     components, all_estimated = components_text(runs)
-    co2 = experiment.recosted or t
+    co2 = experiment.recosted or t.sums()
     count = f" ({len(runs)} runs)" if len(runs) > 1 else ""
     text = (
-        f"Training{count} took {units.duration(t['duration_s'])}{' in all' if count else ''} on {hardware_text(runs)} "
-        f"and used {'an estimated ' if all_estimated else ''}{units.energy(t['energy_kwh'])} of electricity "
-        f"(range {units.energy_band(t['energy_kwh_low'], t['energy_kwh_high'])}). {components} At a grid carbon "
+        f"Training{count} took {units.duration(t.duration_s)}{' in all' if count else ''} on {hardware_text(runs)} "
+        f"and used {'an estimated ' if all_estimated else ''}{units.energy(t.energy_kwh)} of electricity "
+        f"(range {units.energy_band(t.energy_kwh_low, t.energy_kwh_high)}). {components} At a grid carbon "
         f"intensity of {intensity_text(_grids(runs), refs)}, and a PUE of {_pue(runs)}, this amounts to "
         f"{units.co2(co2['co2_kg'])} CO2e (range {units.co2_band(co2['co2_kg_low'], co2['co2_kg_high'])})"
-        f"{equivalent_text(co2['co2_kg'], t['energy_kwh'], refs)}. Energy was recorded per epoch with "
+        f"{equivalent_text(co2['co2_kg'], t.energy_kwh, refs)}. Energy was recorded per epoch with "
         f"training-energy-tracker {runs[0].version or __version__}."
     )
     unfinished = [s for s in runs if s.status != COMPLETE]

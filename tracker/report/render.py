@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from tracker.energy import effective_g_per_kwh, joined
+from tracker.energy import joined
 from tracker.errors import ConfigurationError
 from tracker.logs.reader import Run, load_runs, merge_jobs
 from tracker.logs.schema import EPOCH_COLUMNS
@@ -55,13 +55,12 @@ FORECAST = (
 
 
 class RunSummary(NamedTuple):
-    """One run read back.
+    """One run read back: its :class:`~tracker.logs.totals.Totals` and what the report shows beside them.
 
     Attributes:
         name, path: the run directory's name and path.
         status: ``complete``, ``interrupted``, or ``running`` when the process never stopped (killed).
-        epochs: training epochs finished (``train`` rows with status ``complete``).
-        totals: the sums of the rows' ``SUMMED`` columns (s, kWh, kg CO2e).
+        totals: the sums of the rows (s, kWh, kg CO2e) and the training epochs finished.
         pue: the PUE applied; intensity: ``g_per_kwh`` (effective: CO2 / (energy × PUE)), ``method``,
             ``source``, ``country``, ``region``.
         methods: how each component (gpu, cpu, ram) was obtained, ``+``-joined, or ``absent``.
@@ -79,8 +78,7 @@ class RunSummary(NamedTuple):
     name: str
     path: str
     status: str
-    epochs: int
-    totals: dict[str, float]
+    totals: Totals
     pue: float | None
     intensity: dict[str, Any]
     methods: dict[str, str]
@@ -99,9 +97,14 @@ class RunSummary(NamedTuple):
         return f"RunSummary({', '.join(f'{k}={v!r}' for k, v in self._asdict().items() if k != 'rows')})"
 
     @property
+    def epochs(self) -> int:
+        """Training epochs finished (``train`` rows with status ``complete``)."""
+        return self.totals.epochs
+
+    @property
     def kwh_per_epoch(self) -> float | None:
         """All the run's energy per finished epoch, kWh (``None`` without a finished epoch)."""
-        return self.totals["energy_kwh"] / self.epochs if self.epochs else None
+        return self.totals.kwh_per_epoch
 
     @property
     def metric_names(self) -> list[str]:
@@ -118,15 +121,13 @@ def metric_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 def summarize(run: Run) -> RunSummary:
     """Read one :class:`~tracker.logs.reader.Run` into a :class:`RunSummary`."""
     rows, info = run.epochs, run.info
-    summed = Totals.of(rows)
-    totals = summed.sums()
+    totals = Totals.of(rows)
     grid = info.get("carbon_intensity") or {}
     pue = info.get("pue", rows[0].get("pue") if rows else None)
     return RunSummary(
         name=run.name,
         path=str(run.path),
         status=str(info.get("status") or "unknown"),
-        epochs=summed.epochs,
         totals=totals,
         pue=pue,
         intensity=_intensity(rows, grid, totals, pue),
@@ -143,9 +144,9 @@ def summarize(run: Run) -> RunSummary:
     )
 
 
-def _intensity(rows: list[dict], grid: dict, totals: dict[str, float], pue: Any) -> dict[str, Any]:
+def _intensity(rows: list[dict], grid: dict, totals: Totals, pue: Any) -> dict[str, Any]:
     # An hourly series gives each row its own figure; the energy-weighted mean is what the total used.
-    effective = effective_g_per_kwh(totals["co2_kg"], totals["energy_kwh"], float(pue or 1.0))
+    effective = totals.g_per_kwh(float(pue or 1.0))
     first = rows[0] if rows else {}
     return {
         "g_per_kwh": effective
@@ -247,12 +248,13 @@ def to_json(summaries: Sequence[RunSummary]) -> str:
 
     runs = []
     for s in summaries:
-        record = s._asdict()
+        record = {"name": s.name, "path": s.path, "status": s.status, "epochs": s.epochs, **s._asdict()}
+        record["totals"] = s.totals.sums()
         record["kwh_per_epoch"] = s.kwh_per_epoch
-        record["equivalents"] = [e._asdict() for e in equivalents(s.totals["co2_kg"], s.totals["energy_kwh"])]
+        record["equivalents"] = [e._asdict() for e in equivalents(s.totals.co2_kg, s.totals.energy_kwh)]
         runs.append(record)
     experiments = [
-        {"experiment": e.name, "runs": [r.name for r in e.runs], "epochs": e.epochs, "totals": e.totals,
+        {"experiment": e.name, "runs": [r.name for r in e.runs], "epochs": e.epochs, "totals": e.totals.sums(),
          "recosted": e.recosted}
         for e in group(summaries)
     ]  # fmt: skip

@@ -55,10 +55,10 @@ def _facts(s: RunSummary) -> list[tuple[str, str]]:
         ("status", s.status),
         *([("tags", ", ".join(tags))] if tags else []),
         ("epochs", f"{s.epochs} finished, {len(s.rows)} rows"),
-        ("time", units.duration(t["duration_s"])),
-        ("energy", f"{units.energy(t['energy_kwh'])} ({units.energy_band(t['energy_kwh_low'], t['energy_kwh_high'])})"),
-        *((kind.upper(), _component(t[f"{kind}_kwh"], s.methods[kind])) for kind in COMPONENTS),
-        ("CO2e", f"{units.co2(t['co2_kg'])} ({units.co2_band(t['co2_kg_low'], t['co2_kg_high'])})"),
+        ("time", units.duration(t.duration_s)),
+        ("energy", f"{units.energy(t.energy_kwh)} ({units.energy_band(t.energy_kwh_low, t.energy_kwh_high)})"),
+        *((kind.upper(), _component(getattr(t, f"{kind}_kwh"), s.methods[kind])) for kind in COMPONENTS),
+        ("CO2e", f"{units.co2(t.co2_kg)} ({units.co2_band(t.co2_kg_low, t.co2_kg_high)})"),
         ("grid", grid_text(s.intensity)),
         ("PUE", units.number(s.pue)),
     ]
@@ -108,9 +108,9 @@ def _scaled(value: Any, factor: float) -> str:
 
 def _rows_table(s: RunSummary) -> tuple[list[str], list[list[str]]]:
     t, rows, metrics = s.totals, s.rows, s.metric_names
-    time_f, time_u = _column([t["duration_s"]], units.DURATION_S)
-    e_f, e_u = _column([t["energy_kwh"]], units.ENERGY_KWH)
-    c_f, c_u = _column([t["co2_kg"]], units.MASS_KG)
+    time_f, time_u = _column([t.duration_s], units.DURATION_S)
+    e_f, e_u = _column([t.energy_kwh], units.ENERGY_KWH)
+    c_f, c_u = _column([t.co2_kg], units.MASS_KG)
     headers = ["epoch", "phase", "status", f"time ({time_u})", *(f"{k.upper()} ({e_u})" for k in COMPONENTS),
                f"energy ({e_u})", f"CO2e ({c_u})", f"CO2e band ({c_u})", *metrics]  # fmt: skip
 
@@ -121,16 +121,16 @@ def _rows_table(s: RunSummary) -> tuple[list[str], list[list[str]]]:
 
     body = [line(r, (_cell(r.get("epoch")), str(r.get("phase")), str(r.get("status")))) + [_cell(r.get(m))
             for m in metrics] for r in rows]  # fmt: skip
-    return headers, [*body, line(t, ("total", "", "")) + [""] * len(metrics)]
+    return headers, [*body, line(t.sums(), ("total", "", "")) + [""] * len(metrics)]
 
 
 def _comparison_table(experiment: Experiment) -> tuple[list[str], list[list[str]]]:
     lines = comparison(experiment.runs)
     t = experiment.totals
-    time_f, time_u = _column([t["duration_s"]], units.DURATION_S)
-    e_f, e_u = _column([t["energy_kwh"]], units.ENERGY_KWH)
+    time_f, time_u = _column([t.duration_s], units.DURATION_S)
+    e_f, e_u = _column([t.energy_kwh], units.ENERGY_KWH)
     p_f, p_u = _column([x["kwh_per_epoch"] for x in lines], units.ENERGY_KWH)
-    c_f, c_u = _column([t["co2_kg"]], units.MASS_KG)
+    c_f, c_u = _column([t.co2_kg], units.MASS_KG)
     recost = experiment.recosted is not None
     headers = ["run", "epochs", f"time ({time_u})", f"energy ({e_u})", f"energy per epoch ({p_u})", f"CO2e ({c_u})",
                f"CO2e band ({c_u})", *([f"CO2e re-costed ({c_u})"] if recost else []), "methods",
@@ -142,9 +142,9 @@ def _comparison_table(experiment: Experiment) -> tuple[list[str], list[list[str]
                      f"{_scaled(x['co2_kg_low'], c_f)}–{_scaled(x['co2_kg_high'], c_f)}",
                      *([_scaled(s.recosted["co2_kg"], c_f)] if recost else []), x["methods"],
                      *(units.number(x[f"{name}_ratio"]) for name in RATIOS)])  # fmt: skip
-    total = ["total", str(experiment.epochs), _scaled(t["duration_s"], time_f), _scaled(t["energy_kwh"], e_f),
-             _scaled(t["energy_kwh"] / experiment.epochs, p_f) if experiment.epochs else "", _scaled(t["co2_kg"], c_f),
-             f"{_scaled(t['co2_kg_low'], c_f)}–{_scaled(t['co2_kg_high'], c_f)}",
+    total = ["total", str(t.epochs), _scaled(t.duration_s, time_f), _scaled(t.energy_kwh, e_f),
+             _scaled(t.kwh_per_epoch, p_f), _scaled(t.co2_kg, c_f),
+             f"{_scaled(t.co2_kg_low, c_f)}–{_scaled(t.co2_kg_high, c_f)}",
              *([_scaled(experiment.recosted["co2_kg"], c_f)] if recost else []),
              methods_text({k: joined(r.methods[k] for r in experiment.runs) for k in COMPONENTS}),
              "", "", "", ""]  # fmt: skip

@@ -59,7 +59,7 @@ class RunState(NamedTuple):
 
 
 class Summary(NamedTuple):
-    """A run's totals.
+    """A run's totals: a view of its :class:`~tracker.logs.totals.Totals` (the figures of ``FIGURES``) and state.
 
     Attributes:
         run: the run's name; run_dir: its directory (``None`` when nothing is written).
@@ -107,23 +107,13 @@ class Summary(NamedTuple):
     def build(cls, state: RunState) -> "Summary":
         """The summary of a run's state."""
         intensity, forecast, methods = state.config.intensity, state.forecast, state.methods
-        totals = state.totals or Totals()
         return cls(
             run=state.run,
             run_dir=state.run_dir,
             status=state.status,
-            epochs=totals.epochs,
             rows=state.rows,
             duration_s=state.duration_s,
-            gpu_kwh=totals.gpu_kwh,
-            cpu_kwh=totals.cpu_kwh,
-            ram_kwh=totals.ram_kwh,
-            energy_kwh=totals.energy_kwh,
-            energy_kwh_low=totals.energy_kwh_low,
-            energy_kwh_high=totals.energy_kwh_high,
-            co2_kg=totals.co2_kg,
-            co2_kg_low=totals.co2_kg_low,
-            co2_kg_high=totals.co2_kg_high,
+            **(state.totals or Totals()).figures(),
             pue=state.config.pue,
             carbon_intensity_g_per_kwh=intensity.g_per_kwh,
             intensity_method=intensity.method,
