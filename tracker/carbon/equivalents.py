@@ -9,6 +9,8 @@ Example:
 
 from typing import NamedTuple
 
+from tracker.energy import G_PER_KG
+
 __all__ = ["EQUIVALENTS", "Equivalent", "EquivalentFactor", "equivalents"]
 
 
@@ -76,6 +78,6 @@ def equivalents(co2_kg: float, energy_kwh: float) -> list[Equivalent]:
     """Restate ``co2_kg`` (kg CO2e) and ``energy_kwh`` (kWh) with every factor in :data:`EQUIVALENTS`."""
     found = []
     for f in EQUIVALENTS:
-        amount = energy_kwh / f.factor if f.basis == "energy" else co2_kg * 1000 / f.factor
+        amount = energy_kwh / f.factor if f.basis == "energy" else co2_kg * G_PER_KG / f.factor
         found.append(Equivalent(f.name, amount, f.unit, f.factor, f.factor_unit, f.source))
     return found

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tracker.energy import counter_delta_j
 from tracker.errors import SensorError
 from tracker.sensors import CPU, GPU, RAM, Reading, Sensor
 from tracker.sensors.discovery import discover
@@ -26,10 +27,8 @@ def power_w(first: Reading, second: Reading) -> float | None:
     """
     dt = second.time_s - first.time_s
     if first.energy_j is not None and second.energy_j is not None and dt > 0:
-        delta = second.energy_j - first.energy_j
-        if delta < 0 and second.counter_range_j:
-            delta += second.counter_range_j
-        if delta >= 0:
+        delta, event = counter_delta_j(first.energy_j, second.energy_j, second.counter_range_j)
+        if event != "reset" and delta >= 0:
             return delta / dt
     return second.power_w
 
