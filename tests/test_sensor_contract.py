@@ -132,3 +132,10 @@ def test_every_method_says_in_the_start_line_whether_it_is_an_estimate():
     for method in METHODS.values():
         assert method.short and method.short.startswith("ESTIMATE") == (not method.measured), method.name
     assert short("some_new_method") == "some_new_method"
+
+
+def test_the_counter_methods_are_the_hardware_counters():
+    from tracker.sensors.methods import is_counter
+
+    assert {m.name for m in METHODS.values() if is_counter(m.name)} == {"energy_counter", "rapl", "rapl_dram"}
+    assert not is_counter("some_new_method")

@@ -49,6 +49,8 @@ class Method(NamedTuple):
         phrase: how the paper paragraph says it was obtained; may hold ``{tdp}``, ``{w_per_gib}``
             and ``{power_w}``, filled in from the sensor's info.
         short: how the run's first log line says it (an estimate in capitals, never read as measured).
+        counter: its figure is a cumulative hardware counter, so an outage loses no energy (the next
+            reading books it).
     """
 
     name: str
@@ -57,6 +59,7 @@ class Method(NamedTuple):
     band: tuple[float, float]
     phrase: str
     short: str
+    counter: bool = False
 
 
 METHODS = {
@@ -69,6 +72,7 @@ METHODS = {
             (0.95, 1.05),
             "measured with the GPU's built-in energy counter (NVIDIA NVML)",
             "NVML energy counter",
+            counter=True,
         ),
         Method(
             POWER_POLLING,
@@ -102,9 +106,23 @@ METHODS = {
             "measured from the GPU's one-second average power through NVIDIA NVML, integrated over time",
             "NVML 1 s mean power, sampled",
         ),
-        Method(RAPL, CPU, True, (0.90, 1.10), "measured with the processor's RAPL energy counters", "RAPL counter"),
         Method(
-            RAPL_DRAM, RAM, True, (0.90, 1.10), "measured with the memory's RAPL energy counters", "RAPL DRAM counter"
+            RAPL,
+            CPU,
+            True,
+            (0.90, 1.10),
+            "measured with the processor's RAPL energy counters",
+            "RAPL counter",
+            counter=True,
+        ),
+        Method(
+            RAPL_DRAM,
+            RAM,
+            True,
+            (0.90, 1.10),
+            "measured with the memory's RAPL energy counters",
+            "RAPL DRAM counter",
+            counter=True,
         ),
         Method(
             TDP_ESTIMATE,
@@ -167,6 +185,12 @@ def phrase(name: str) -> str:
     """The paper's words for a method, with its ``{tdp}``-style placeholders unfilled."""
     method = METHODS.get(name)
     return method.phrase if method else f"estimated by the method {name!r}"
+
+
+def is_counter(name: str) -> bool:
+    """Whether a method's figure is a cumulative hardware counter (an outage loses no energy)."""
+    method = METHODS.get(name)
+    return method is not None and method.counter
 
 
 def short(name: str) -> str:

@@ -16,10 +16,7 @@ from tracker.logs.totals import Totals
 from tracker.measure.meter import SensorTotals
 from tracker.sensors import CPU, GPU, KINDS, RAM
 from tracker.sensors import methods as registry
-from tracker.sensors.methods import ABSENT, ENERGY_COUNTER, RAPL, RAPL_DRAM
-
-# Methods whose figure is a cumulative counter: an outage loses no energy, the next reading books it.
-COUNTER_METHODS = frozenset({ENERGY_COUNTER, RAPL, RAPL_DRAM})
+from tracker.sensors.methods import ABSENT
 
 SAMPLING_SIGMAS = 3.0
 
@@ -100,7 +97,7 @@ def notes_for(devices: Sequence[DeviceUsage], duration_s: float, short_epoch_s: 
 
 def _device_notes(device: DeviceUsage) -> list[str]:
     t, name = device.totals, device.sensor
-    counter = device.method in COUNTER_METHODS
+    counter = registry.is_counter(device.method)
     candidates = [
         (t.resets, f"{name} counter reset"),
         (t.jitters, f"{name} counter jitter (no energy booked)"),
