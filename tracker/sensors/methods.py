@@ -62,111 +62,35 @@ class Method(NamedTuple):
     counter: bool = False
 
 
-METHODS = {
-    m.name: m
-    for m in (
-        Method(
-            ENERGY_COUNTER,
-            GPU,
-            True,
-            (0.95, 1.05),
-            "measured with the GPU's built-in energy counter (NVIDIA NVML)",
-            "NVML energy counter",
-            counter=True,
-        ),
-        Method(
-            POWER_POLLING,
-            GPU,
-            True,
-            (0.95, 1.05),
-            "measured by sampling the GPU's power draw through NVIDIA NVML and integrating it over time",
-            "NVML power, sampled",
-        ),
-        Method(
-            POWER_SAMPLES,
-            GPU,
-            True,
-            (0.95, 1.05),
-            "measured from the power samples the NVIDIA driver records, integrated over time",
-            "NVML driver power samples",
-        ),
-        Method(
-            POWER_INSTANT,
-            GPU,
-            True,
-            (0.95, 1.05),
-            "measured by sampling the GPU's instantaneous power through NVIDIA NVML and integrating it over time",
-            "NVML instant power, sampled",
-        ),
-        Method(
-            POWER_AVERAGE,
-            GPU,
-            True,
-            (0.95, 1.05),
-            "measured from the GPU's one-second average power through NVIDIA NVML, integrated over time",
-            "NVML 1 s mean power, sampled",
-        ),
-        Method(
-            RAPL,
-            CPU,
-            True,
-            (0.90, 1.10),
-            "measured with the processor's RAPL energy counters",
-            "RAPL counter",
-            counter=True,
-        ),
-        Method(
-            RAPL_DRAM,
-            RAM,
-            True,
-            (0.90, 1.10),
-            "measured with the memory's RAPL energy counters",
-            "RAPL DRAM counter",
-            counter=True,
-        ),
-        Method(
-            TDP_ESTIMATE,
-            CPU,
-            False,
-            (0.60, 1.40),
-            "estimated from CPU utilisation and a thermal design power of {tdp}",
-            "ESTIMATE: utilisation x TDP",
-        ),
-        Method(
-            TDP_USER,
-            CPU,
-            False,
-            (0.60, 1.40),
-            "estimated from CPU utilisation and a thermal design power of {tdp} given by the authors",
-            "ESTIMATE: utilisation x your TDP",
-        ),
-        Method(
-            TDP_DEFAULT,
-            CPU,
-            False,
-            DEFAULT_BAND,
-            "estimated from CPU utilisation and an assumed thermal design power of {tdp}, the processor model "
-            "not being in the TDP table",
-            "ESTIMATE: utilisation x a default TDP",
-        ),
-        Method(
-            RAM_MODEL,
-            RAM,
-            False,
-            DEFAULT_BAND,
-            "estimated at {w_per_gib} W per GiB of memory",
-            "ESTIMATE: RAM power model",
-        ),
-        Method(
-            RAM_USER,
-            RAM,
-            False,
-            DEFAULT_BAND,
-            "estimated as a constant {power_w} given by the authors",
-            "ESTIMATE: your RAM power",
-        ),
-    )
-}
+GPU_GAIN, RAPL_BAND, TDP_BAND = (0.95, 1.05), (0.90, 1.10), (0.60, 1.40)
+METHODS = {m.name: m for m in (
+    Method(ENERGY_COUNTER, GPU, True, GPU_GAIN, short="NVML energy counter", counter=True,
+           phrase="measured with the GPU's built-in energy counter (NVIDIA NVML)"),
+    Method(POWER_POLLING, GPU, True, GPU_GAIN, short="NVML power, sampled",
+           phrase="measured by sampling the GPU's power draw through NVIDIA NVML and integrating it over time"),
+    Method(POWER_SAMPLES, GPU, True, GPU_GAIN, short="NVML driver power samples",
+           phrase="measured from the power samples the NVIDIA driver records, integrated over time"),
+    Method(POWER_INSTANT, GPU, True, GPU_GAIN, short="NVML instant power, sampled",
+           phrase="measured by sampling the GPU's instantaneous power through NVIDIA NVML and integrating it "
+           "over time"),
+    Method(POWER_AVERAGE, GPU, True, GPU_GAIN, short="NVML 1 s mean power, sampled",
+           phrase="measured from the GPU's one-second average power through NVIDIA NVML, integrated over time"),
+    Method(RAPL, CPU, True, RAPL_BAND, short="RAPL counter", counter=True,
+           phrase="measured with the processor's RAPL energy counters"),
+    Method(RAPL_DRAM, RAM, True, RAPL_BAND, short="RAPL DRAM counter", counter=True,
+           phrase="measured with the memory's RAPL energy counters"),
+    Method(TDP_ESTIMATE, CPU, False, TDP_BAND, short="ESTIMATE: utilisation x TDP",
+           phrase="estimated from CPU utilisation and a thermal design power of {tdp}"),
+    Method(TDP_USER, CPU, False, TDP_BAND, short="ESTIMATE: utilisation x your TDP",
+           phrase="estimated from CPU utilisation and a thermal design power of {tdp} given by the authors"),
+    Method(TDP_DEFAULT, CPU, False, DEFAULT_BAND, short="ESTIMATE: utilisation x a default TDP",
+           phrase="estimated from CPU utilisation and an assumed thermal design power of {tdp}, the processor "
+           "model not being in the TDP table"),
+    Method(RAM_MODEL, RAM, False, DEFAULT_BAND, short="ESTIMATE: RAM power model",
+           phrase="estimated at {w_per_gib} W per GiB of memory"),
+    Method(RAM_USER, RAM, False, DEFAULT_BAND, short="ESTIMATE: your RAM power",
+           phrase="estimated as a constant {power_w} given by the authors"),
+)}  # fmt: skip
 
 
 def band(name: str) -> tuple[float, float]:
