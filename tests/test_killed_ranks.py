@@ -9,6 +9,7 @@ merged row as an ``interrupted`` contribution.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import subprocess
 from datetime import datetime, timedelta, timezone
@@ -19,10 +20,12 @@ import pytest
 from tracker import cli, load_run, load_runs
 from tracker.logs import liveness
 from tracker.logs.merge import job_status
+from tracker.testing import FakeClock
 
 J = 1 / 3.6e6  # kWh per joule
 NOW = datetime.now(timezone.utc)
 GPU_A, GPU_B = "GPU-aaaa", "GPU-bbbb"
+SEQ = itertools.count(1)  # a heartbeat's count, which only grows
 
 
 def dead_process() -> dict:
@@ -75,7 +78,9 @@ def beat(path: Path, process: dict, epoch: int, gpu_j: float, age_s: float = 1.0
     open_row = {"epoch": epoch, "phase": "train", "start_utc": (NOW - timedelta(seconds=50)).isoformat(),
                 "duration_s": 0.6, "gpu_kwh": energy, "cpu_kwh": 0.0, "ram_kwh": 0.0, "energy_kwh": energy,
                 "pue": 1.0, "carbon_intensity_g_per_kwh": 400.0, "co2_kg": energy * 0.4}  # fmt: skip
-    (path / liveness.HEARTBEAT_JSON).write_text(json.dumps({"process": process, "time_utc": time, "open": [open_row]}))
+    (path / liveness.HEARTBEAT_JSON).write_text(
+        json.dumps({"process": process, "seq": next(SEQ), "time_utc": time, "open": [open_row]})
+    )
 
 
 def three_epochs_rank0(job: Path, uuid: str = GPU_A) -> None:
@@ -140,21 +145,26 @@ def test_a_killed_rank_0_s_heartbeat_stands_alone_when_no_other_rank_measured_th
     assert run.info["status"] == "killed"
 
 
-def test_a_rank_on_another_host_is_killed_only_once_its_heartbeat_is_stale(tmp_path):
-    elsewhere = {"host": "node-b-not-this-host", "pid": 4242, "start_ticks": 1}
-    stale = tmp_path / "stale"
-    three_epochs_rank0(stale)
-    killed_rank1(stale, process=elsewhere, age_s=liveness.STALE_HEARTBEAT_S + 30)
-    assert load_run(stale).info["status"] == "killed"
-    fresh = tmp_path / "fresh"
-    three_epochs_rank0(fresh)
-    killed_rank1(fresh, process=elsewhere, age_s=1.0)
-    run = load_run(fresh)
-    assert run.info["status"] == "running"  # its heartbeat is recent: it may still be working
+def test_a_rank_on_another_host_is_killed_once_the_reader_sees_its_heartbeat_stand_still(tmp_path, monkeypatch):
+    # no wall clock of another host is compared with the reader's: only the reader's own clock, over time
+    clock = FakeClock()
+    monkeypatch.setattr(liveness, "OBSERVER", liveness.Observer(clock))
+    elsewhere = {"host": "node-b-not-this-host", "pid": 4242, "start_ticks": 1, "uuid": "b1"}
+    job = tmp_path / "job"
+    three_epochs_rank0(job)
+    path = killed_rank1(job, process=elsewhere, age_s=liveness.STALE_HEARTBEAT_S + 30)  # its clock is behind
+    run = load_run(job)
+    assert run.info["status"] == "running"  # looked at once: it may still be working
     assert [(s["rank"], s["status"]) for s in run.info["shards"]] == [(0, "complete"), (1, "running")]
     train = {r["epoch"]: r for r in run.epochs}
     assert train[1]["gpu_kwh"] == pytest.approx(100.0 * J)  # no heartbeat row while it runs
     assert train[1]["notes"] == "no row from r1@node-a (its run: still running: not this far yet)"
+    clock.advance(liveness.STALE_HEARTBEAT_S / 2)
+    beat(path, elsewhere, 1, 95.0, age_s=3600)  # it beat again: alive, however far its clock is off
+    clock.advance(liveness.STALE_HEARTBEAT_S / 2 + 1)
+    assert load_run(job).info["status"] == "running"
+    clock.advance(liveness.STALE_HEARTBEAT_S + 1)  # and then stood still for the whole window
+    assert load_run(job).info["status"] == "killed"
 
 
 def test_a_rank_killed_before_its_first_heartbeat_is_killed_from_run_json(tmp_path):

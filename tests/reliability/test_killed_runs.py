@@ -23,6 +23,7 @@ from tests.reliability.test_kills import launch, printed, run_dir_of, wait_for_l
 from tracker import cli, load_run, load_runs
 from tracker.energy import J_PER_KWH
 from tracker.logs import liveness
+from tracker.testing import FakeClock
 
 GPU_W, CPU_W = 250.0, 25.0  # train_script.py's fake sensors
 
@@ -83,8 +84,13 @@ def test_a_reused_pid_or_a_silent_other_host_means_gone():
     if me["start_ticks"] is not None:  # Linux: the same pid started at another time is another process
         assert liveness.is_gone({**me, "start_ticks": me["start_ticks"] + 1}, None)
     elsewhere = {**me, "host": me["host"] + "-elsewhere"}
-    assert liveness.is_gone(elsewhere, "2000-01-01T00:00:00+00:00")
-    assert not liveness.is_gone(elsewhere, None)  # no heartbeat to judge by: not declared dead
+    clock = FakeClock()
+    observer = liveness.Observer(clock)
+    old = {"seq": 7, "time_utc": "2000-01-01T00:00:00+00:00"}  # its clock is not compared with ours
+    assert not liveness.is_gone(elsewhere, old, observer)
+    clock.advance(liveness.STALE_HEARTBEAT_S)
+    assert liveness.is_gone(elsewhere, old, observer)  # it stood still as long as we watched
+    assert not liveness.is_gone(elsewhere, {**old, "seq": 8}, observer)  # it beat again
 
 
 def test_a_run_killed_before_its_first_heartbeat_is_killed_from_run_json(tmp_path):

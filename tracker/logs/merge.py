@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tracker.energy import ABSENT, J_PER_KWH, joined
-from tracker.logs.liveness import KILLED
+from tracker.logs.liveness import KILLED, machine_of
 from tracker.logs.totals import Totals
 
 GPU = "gpu"
@@ -69,12 +69,30 @@ class Shard:
         """``complete``, ``interrupted``, ``killed`` (its process is gone, found by the reader), or ``running``."""
         return str(self.info.get("status") or "running")
 
+    @property
+    def machine(self) -> str:
+        """The machine it ran on: host and kernel id (two nodes may share a hostname); the host for older shards."""
+        return machine_of(self.info.get("process"), self.host)
 
-def _identity(row: Mapping[str, Any]) -> Key:
+    def launch(self, name: str, default: Any = 0) -> Any:
+        """A field of its ``launch`` record (``restart``, ``world_size``, ...)."""
+        value = (self.info.get("launch") or {}).get(name, default)
+        return value if isinstance(value, type(default)) else default
+
+    @property
+    def launcher(self) -> tuple[Any, ...] | None:
+        """The process that started it (the parent every rank of a node shares), when recorded."""
+        process = self.info.get("process")
+        if not isinstance(process, dict) or not isinstance(process.get("ppid"), int):
+            return None
+        return (self.machine, process["ppid"], process.get("ppid_start_ticks"))
+
+
+def _identity(row: Mapping[str, Any], machine: str | None = None) -> Key:
     uuid = row.get("uuid")
     if row.get("kind") == GPU and uuid:
         return (GPU, uuid)  # a UUID names one physical device from wherever it is seen
-    return (row.get("kind"), row.get("host"), row.get("sensor"))
+    return (row.get("kind"), machine or row.get("host"), row.get("sensor"))
 
 
 def _rank(row: Mapping[str, Any]) -> int:
@@ -88,9 +106,12 @@ def keep_once(rows: Sequence[Mapping[str, Any]]) -> tuple[list[Mapping[str, Any]
     A GPU is the same device wherever its UUID is seen; CPU and RAM sensors are the same when their
     host and sensor name are. Of several rows of one device, the lowest rank's is kept.
     """
+    return _keep_once(rows, [_identity(row) for row in rows])
+
+
+def _keep_once(rows: Sequence[Mapping[str, Any]], keys: Sequence[Key]) -> tuple[list[Any], list[Any]]:
     best: dict[Key, Mapping[str, Any]] = {}
-    for row in rows:
-        key = _identity(row)
+    for row, key in zip(rows, keys, strict=True):
         if key not in best or _rank(row) < _rank(best[key]):
             best[key] = row
     kept = {id(row) for row in best.values()}
@@ -190,16 +211,12 @@ def sensor_shares(shard: Shard) -> dict[Key, tuple[str, float]]:
     for sensor in shard.info.get("sensors") or []:
         info = sensor.get("info") if isinstance(sensor, dict) else None
         if isinstance(info, dict):
-            row = {
-                "kind": sensor.get("kind"),
-                "uuid": info.get("uuid"),
-                "host": shard.host,
-                "sensor": sensor.get("name"),
-            }
-            energy.setdefault(_identity(row), (str(row["kind"]), 0.0))
+            row = {"kind": sensor.get("kind"), "uuid": info.get("uuid"), "sensor": sensor.get("name")}
+            energy.setdefault(_identity(row, shard.machine), (str(row["kind"]), 0.0))
     for row in shard.devices:
-        kind, so_far = energy.get(_identity(row), (str(row.get("kind")), 0.0))
-        energy[_identity(row)] = (kind, so_far + _num(row.get("energy_kwh")))
+        key = _identity(row, shard.machine)
+        kind, so_far = energy.get(key, (str(row.get("kind")), 0.0))
+        energy[key] = (kind, so_far + _num(row.get("energy_kwh")))
     by_kind: Counter[str] = Counter()
     counts: Counter[str] = Counter()
     for kind, kwh in energy.values():
@@ -216,7 +233,7 @@ def _heartbeat_duplicates(shard: Shard, part: Mapping[str, Any], group: _Group) 
 
     Returned as device-like rows (``kind``, ``energy_kwh``) to take off its figures, like :func:`keep_once`'s.
     """
-    others = {_identity(d) for s, d in group.devices if s is not shard}
+    others = {_identity(d, s.machine) for s, d in group.devices if s is not shard}
     dropped = []
     for key, (kind, share) in sensor_shares(shard).items():
         if key in others and kind in KIND_COLUMNS:
@@ -225,7 +242,7 @@ def _heartbeat_duplicates(shard: Shard, part: Mapping[str, Any], group: _Group) 
 
 
 def _merged_row(name: str, group: _Group, shards: Sequence[Shard]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    kept, dropped = keep_once([d for _, d in group.devices])
+    kept, dropped = _keep_once([d for _, d in group.devices], [_identity(d, s.machine) for s, d in group.devices])
     dropped_ids = {id(d) for d in dropped}
     first = min(group.rows, key=lambda pair: pair[0].rank)[1]
     row: dict[str, Any] = {**first, "run": name}
@@ -293,6 +310,9 @@ def _cumulative(rows: list[dict[str, Any]]) -> None:
 def merge(name: str, shards: Sequence[Shard]) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
     """The job's ``run.json``, ``epochs.csv`` and ``devices.csv`` contents from its shards.
 
+    The shards are first split into attempts (:func:`attempts`); devices seen twice are dropped only
+    within an attempt, and every attempt's rows are counted, each saying which attempt it is.
+
     Args:
         name: the job's name, written in every row.
         shards: every writer's rows (ranks of one job, or runs sharing a job id).
@@ -300,6 +320,20 @@ def merge(name: str, shards: Sequence[Shard]) -> tuple[dict[str, Any], list[dict
     Returns:
         ``(info, epochs, devices)`` as :class:`~tracker.logs.reader.Run` holds them.
     """
+    split = attempts(shards)
+    epochs, devices = [], []
+    for number, attempt in enumerate(split, 1):
+        rows, kept = _merge_attempt(name, attempt)
+        if len(split) > 1:
+            for row in rows:
+                row["notes"] = ";".join(filter(None, [_attempt_note(number, len(split), attempt), row["notes"]]))
+        epochs.extend(rows)
+        devices.extend(kept)
+    _cumulative(epochs)
+    return merged_info(name, split, epochs), epochs, devices
+
+
+def _merge_attempt(name: str, shards: Sequence[Shard]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     groups = _groups(shards)
     # rows are written as they close: the order in which they end (a phase's row ends before its epoch's)
     ordered = sorted(groups.items(), key=lambda item: min(str(r.get("end_utc") or "") for _, r in item[1].rows))
@@ -308,19 +342,68 @@ def merge(name: str, shards: Sequence[Shard]) -> tuple[dict[str, Any], list[dict
         row, kept = _merged_row(name, group, shards)
         epochs.append(row)
         devices.extend(kept)
-    _cumulative(epochs)
-    return merged_info(name, shards, epochs), epochs, devices
+    return epochs, devices
 
 
-def merged_info(name: str, shards: Sequence[Shard], epochs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """The job's ``run.json``: the lowest rank's, with every shard's status, sensors, times and what is missing."""
+def _attempt_note(number: int, count: int, attempt: Sequence[Shard]) -> str:
+    ranks = ",".join(f"r{s.rank}" for s in attempt)
+    restart = attempt[0].launch("restart")
+    return (
+        f"attempt {number} of {count} in this directory (restart {restart}, {ranks}): merged with no other "
+        "attempt's rows, its energy counted whole"
+    )
+
+
+def attempts(shards: Sequence[Shard]) -> list[list[Shard]]:
+    """The shards split into attempts: the sets of ranks that provably ran together, first started first.
+
+    A shard joins an attempt only when it has the same restart count (``TORCHELASTIC_RESTART_COUNT``)
+    and world size, its rank is not taken there, and, on a machine where the attempt already has a
+    shard, it has the same launcher (the parent process every rank of a node shares). Anything else
+    (a second job in an existing directory, an elastic restart, a rank reused) is an attempt of its
+    own: no device is dropped against another attempt's rows.
+    """
+    found: list[list[Shard]] = []
+    ordered = sorted(shards, key=lambda s: (s.launch("restart"), str(s.info.get("start_utc") or ""), s.rank))
+    for shard in ordered:
+        home = next((group for group in found if _admits(group, shard)), None)
+        if home is None:
+            found.append([shard])
+        else:
+            home.append(shard)
+    return [sorted(group, key=lambda s: (s.rank, s.name)) for group in found]
+
+
+def _admits(group: Sequence[Shard], shard: Shard) -> bool:
+    if _attempt_key(group[0]) != _attempt_key(shard):
+        return False
+    if any(s.rank == shard.rank for s in group):
+        return False
+    launcher = shard.launcher
+    same_machine = [s.launcher for s in group if s.machine == shard.machine]
+    return launcher is None or all(other is None or other == launcher for other in same_machine)
+
+
+def _attempt_key(shard: Shard) -> tuple[int, int]:
+    return shard.launch("restart"), shard.launch("world_size", 1)
+
+
+def merged_info(name: str, split: Sequence[Sequence[Shard]], epochs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The job's ``run.json``: the lowest rank's of the last attempt, with every shard, attempt and what is missing.
+
+    The job's status is its last attempt's (an elastic restart that finished is ``complete``; the
+    attempts before it are listed in ``attempts`` and named in their rows' notes).
+    """
+    shards = [s for attempt in split for s in attempt]
     if not shards:
         return {"run": name, "status": "running", "shards": []}
-    base = min(shards, key=lambda s: s.rank).info
-    launch = base.get("launch") or {}
-    world = launch.get("world_size") or len(shards)
-    missing = sorted(set(range(world)) - {s.rank for s in shards}) if isinstance(world, int) else []
-    status = job_status({s.status for s in shards})
+    last = split[-1]
+    base = min(last, key=lambda s: s.rank).info
+    world = (base.get("launch") or {}).get("world_size") or len(last)
+    missing = sorted(set(range(world)) - {s.rank for s in last}) if isinstance(world, int) else []
+    status = job_status({s.status for s in last})
+    if RUNNING in {s.status for s in shards}:
+        status = RUNNING
     ends = [s.info.get("end_utc") for s in shards]
     return {
         **base,
@@ -334,7 +417,17 @@ def merged_info(name: str, shards: Sequence[Shard], epochs: Sequence[Mapping[str
         "host": ",".join(dict.fromkeys(s.host for s in shards)),
         "sensors": [dict(x, host=s.host, rank=s.rank) for s in shards for x in s.info.get("sensors") or []],
         "shards": [
-            {"name": s.name, "host": s.host, "rank": s.rank, "status": s.status, "rows": len(s.epochs)} for s in shards
+            {"name": s.name, "host": s.host, "rank": s.rank, "status": s.status, "rows": len(s.epochs), "attempt": n}
+            for n, attempt in enumerate(split, 1)
+            for s in attempt
+        ],
+        "attempts": [
+            {
+                "restart": a[0].launch("restart"),
+                "ranks": [s.rank for s in a],
+                "status": job_status({s.status for s in a}),
+            }  # noqa: E501
+            for a in split
         ],
         "totals": _totals(epochs),
     }
@@ -367,15 +460,21 @@ def job_of(info: Mapping[str, Any]) -> str | None:
 
 
 def group_by_job(runs: Sequence[Any]) -> list[list[Any]]:
-    """Runs in groups: those sharing a job id together (in order of first appearance), the others alone.
+    """Runs in groups: ranks of one distributed job written as runs of their own together, the others alone.
+
+    A lone run (``world_size`` 1) is never merged with another, whatever job id it shares: three
+    runs one after another in one SLURM allocation are three runs, and two tasks of an array on one
+    node each keep their CPU energy. Runs that record ranks of a larger world and one job id are
+    grouped; :func:`merge` then splits them into attempts.
 
     Args:
         runs: objects with an ``info`` mapping (:class:`~tracker.logs.reader.Run`).
     """
     groups: dict[Any, list[Any]] = {}
     for index, run in enumerate(runs):
-        if (run.info.get("shards") is not None) or job_of(run.info) is None:
-            groups[("alone", index)] = [run]  # a job already merged from its ranks, or no job id
+        world = (run.info.get("launch") or {}).get("world_size")
+        if run.info.get("shards") is not None or job_of(run.info) is None or not (isinstance(world, int) and world > 1):
+            groups[("alone", index)] = [run]  # a job already merged from its ranks, a lone run, or no job id
         else:
             groups.setdefault(("job", job_of(run.info)), []).append(run)
     return list(groups.values())

@@ -294,7 +294,7 @@ def _recover_killed(run_dir: Path, info: dict[str, Any], epochs: list[dict[str, 
     except (OSError, ValueError):
         pass  # killed before its first heartbeat, or during one: run.json still names the process
     heartbeat = heartbeat if isinstance(heartbeat, dict) else {}
-    if liveness.is_gone(heartbeat.get("process") or info.get("process"), heartbeat.get("time_utc")):
+    if liveness.is_gone(heartbeat.get("process") or info.get("process"), heartbeat):
         info["status"] = liveness.KILLED
         epochs.extend(liveness.interrupted_rows(run_dir.name, heartbeat, epochs))
 

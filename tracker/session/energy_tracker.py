@@ -115,6 +115,8 @@ class EnergyTracker:
         self._owner: threading.Thread | None = None
         self._next_beat_s = float("-inf")
         self._beat_lock = threading.Lock()
+        self._beats = 0
+        self._idle_beat: threading.Event | None = None
         self.process = liveness.this_process()
 
     def _place(self, rank: int) -> placement.Launch:
@@ -171,6 +173,7 @@ class EnergyTracker:
         self._started_s = self._timeline.open(self._started_utc) - elapsed_s
         self._write_info()
         self._timeline.start_samplers()
+        self._start_idle_beat()
         if self.rank == 0:
             level, line = start_line(self.run_state())
             logger.log(level, "energy-tracker: %s", line)
@@ -196,11 +199,14 @@ class EnergyTracker:
         try:
             self._timeline.close_all()
         finally:
+            if self._idle_beat is not None:
+                self._idle_beat.set()
             self._timeline.stop_sampler()
             self._status = status
             self._write_info()
             if self._writer is not None:
-                self._writer.close()
+                with self._beat_lock:  # no heartbeat written after the writer removed it
+                    self._writer.close()
             if self.job_dir is not None:
                 write_job(self.job_dir)
         summary = self.summary()
@@ -417,12 +423,29 @@ class EnergyTracker:
             self._writer.write_power(power_rows(readings, started_s, self.host, self.rank, self._now_utc()))
         if threading.current_thread() is self._owner or self._stopped or self._clock() < self._next_beat_s:
             return
+        self._beat()
+
+    def _beat(self) -> None:
         if self._beat_lock.acquire(blocking=False):  # the fast lanes' and edge threads' batches come here too
             try:
                 self._next_beat_s = self._clock() + HEARTBEAT_S
-                self._writer.write_heartbeat(self._heartbeat())
+                self._beats += 1
+                if self._writer is not None and not self._stopped:
+                    self._writer.write_heartbeat(self._heartbeat())
             finally:
                 self._beat_lock.release()
+
+    def _start_idle_beat(self) -> None:
+        """A process with no sensor has no readings to beat with: a thread of its own beats every ``HEARTBEAT_S``."""
+        if self.discovery.sensors or self._writer is None:
+            return
+        stopped = self._idle_beat = threading.Event()
+
+        def beat() -> None:
+            while not stopped.wait(HEARTBEAT_S):
+                self._beat()
+
+        threading.Thread(target=beat, name="energy-tracker.heartbeat", daemon=True).start()
 
     def _heartbeat(self) -> dict[str, Any]:
         """What a reader needs to recover this run if the process dies: who writes it, and the open rows so far."""
@@ -437,7 +460,8 @@ class EnergyTracker:
                 "energy_kwh": energy_kwh, "pue": cfg.pue, "carbon_intensity_g_per_kwh": g_per_kwh,
                 "co2_kg": co2_kg(energy_kwh, cfg.pue, g_per_kwh) if g_per_kwh is not None else None,
             })  # fmt: skip
-        return {"process": self.process, "time_utc": self._now_utc(), "open": rows}
+        # seq only grows: a reader on another machine judges liveness by its change, never by comparing clocks
+        return {"process": self.process, "seq": self._beats, "time_utc": self._now_utc(), "open": rows}
 
     def _emit(self, segment: Segment, status: str) -> None:
         if os.getpid() != self._pid or self._rows is None:

@@ -38,6 +38,10 @@ class Launch(NamedTuple):
         job_id: what every process of the job shares (``TORCHELASTIC_RUN_ID``, ``SLURM_ARRAY_JOB_ID``,
             ``SLURM_JOB_ID``, or a name given), ``None`` when none is known.
         job_source: where ``job_id`` came from (the variable's name, or ``given``).
+        restart: which attempt of an elastic job this is (``TORCHELASTIC_RESTART_COUNT``, 0 first).
+        node_known: whether the launcher said which ranks share this node; when it did not (``RANK``
+            and ``WORLD_SIZE`` without ``LOCAL_RANK``: srun, MPI), every rank measures its node's CPU
+            and RAM and the merge keeps one rank's per machine.
     """
 
     rank: int = 0
@@ -46,6 +50,8 @@ class Launch(NamedTuple):
     local_world_size: int = 1
     job_id: str | None = None
     job_source: str | None = None
+    restart: int = 0
+    node_known: bool = True
 
     @property
     def distributed(self) -> bool:
@@ -96,16 +102,43 @@ def detect(environ: Mapping[str, str] | None = None, job_id: str | None = None) 
     env = os.environ if environ is None else environ
     world = max(1, _int_var(env, "WORLD_SIZE", 1))
     rank = _int_var(env, "RANK", 0)
-    local_rank = _int_var(env, "LOCAL_RANK", rank)  # without it, one node is assumed
-    # DeepSpeed's launcher says LOCAL_SIZE where torchrun says LOCAL_WORLD_SIZE
-    local_world = max(1, _int_var(env, "LOCAL_WORLD_SIZE", _int_var(env, "LOCAL_SIZE", world)))
+    local_rank, local_world, node_known = _on_node(env, rank, world)
     if rank >= world or local_rank >= local_world:
         raise ConfigurationError(
             f"RANK={rank}, LOCAL_RANK={local_rank} with WORLD_SIZE={world}, LOCAL_WORLD_SIZE={local_world}: a rank "
             "must be below its size; launch with torchrun (which sets them), or give distributed=False"
         )
     found, source = job_id_from(env, job_id)
-    return Launch(rank, local_rank, world, local_world, found, source)
+    restart = _int_var(env, "TORCHELASTIC_RESTART_COUNT", 0)
+    return Launch(rank, local_rank, world, local_world, found, source, restart, node_known)
+
+
+# Where a launcher says a process's rank on its node, and how many its node runs; DeepSpeed says
+# LOCAL_SIZE where torchrun says LOCAL_WORLD_SIZE; srun and Open MPI name their own.
+_LOCAL = (
+    ("LOCAL_RANK", ("LOCAL_WORLD_SIZE", "LOCAL_SIZE")),
+    ("SLURM_LOCALID", ()),
+    ("OMPI_COMM_WORLD_LOCAL_RANK", ("OMPI_COMM_WORLD_LOCAL_SIZE",)),
+)
+
+
+def _on_node(env: Mapping[str, str], rank: int, world: int) -> tuple[int, int, bool]:
+    """``(local rank, processes on the node, whether the launcher said so)``.
+
+    A launcher that gives no local rank leaves the node unknown: the process then counts as first
+    and alone on its node (it measures the node's CPU and RAM), and the merge keeps one such
+    measurement per machine (:mod:`tracker.logs.merge`). A local rank without the node's size counts
+    up to its rank.
+    """
+    for rank_var, size_vars in _LOCAL:
+        if env.get(rank_var, "") != "":
+            local_rank = _int_var(env, rank_var, 0)
+            sizes = [_int_var(env, name, 0) for name in size_vars]
+            local_world = next((size for size in sizes if size), world if rank_var == "LOCAL_RANK" else 0)
+            return local_rank, max(1, local_world, local_rank + 1), True
+    if world == 1:
+        return rank, 1, True
+    return 0, 1, False
 
 
 class Assignment(NamedTuple):

@@ -235,6 +235,8 @@ def run_info(state: RunState) -> dict[str, Any]:
             "world_size": state.launch.world_size,
             "local_world_size": state.launch.local_world_size,
             "job_source": state.launch.job_source,
+            "restart": state.launch.restart,
+            "node_known": state.launch.node_known,
         },
         "process": state.process,
         "platform": _platform(),
