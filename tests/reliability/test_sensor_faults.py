@@ -240,7 +240,8 @@ def break_file(path):
 
 
 def test_rapl_file_unreadable_mid_run(tmp_path, clock, caplog):
-    tree = build_powercap_tree(tmp_path / "powercap", packages=1, dram=True)
+    # A range that cannot wrap within the test, so that RAPL is read in the main lane the test ticks.
+    tree = build_powercap_tree(tmp_path / "powercap", packages=1, dram=True, max_energy_range_uj=2**62)
 
     def draw(second):
         if tree.energy_file("package-0").is_file():

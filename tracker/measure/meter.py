@@ -289,8 +289,13 @@ class Meter:
         self._reference_j[current.sensor] = reference if event == "jitter" else current.energy_j
         if energy is None:  # a glitch: the power beside the counter, else nothing claimed
             return power._replace(glitches=1, unmeasured_s=0.0 if power.integrated_s else dt)
+        # A counter the sensor built from power may hold estimates (Reading.estimated_s): that is the gap, with
+        # their variance; the rest of the interval is counted whatever the readings' spacing.
+        estimated_s = max(0.0, current.estimated_s - previous.estimated_s)
         return power._replace(
-            energy_j=energy, sampling_var_j2=0.0, unmeasured_s=0.0, covered_s=0.0 if power.gap_s else dt,
+            energy_j=energy, sampling_var_j2=max(0.0, current.estimated_var_j2 - previous.estimated_var_j2),
+            unmeasured_s=0.0, gap_s=estimated_s or power.gap_s,
+            covered_s=max(0.0, dt - estimated_s) if estimated_s or not power.gap_s else 0.0,
             wraps=int(event == "wrap"), resets=int(event == "reset"), jitters=int(event == "jitter"),
         )  # fmt: skip
 

@@ -41,6 +41,10 @@ class Reading(NamedTuple):
             counter; for a counter the sensor builds from power (a driver's sample buffer, a trailing
             mean) what the power not yet seen could add or remove. It does not accumulate: the
             energy between two readings is off by at most the sum of their two bounds.
+        estimated_s: seconds of ``energy_j`` the sensor estimated rather than measured, since it opened
+            (a hole in a driver's sample buffer, a stretch whose timestamps could not be trusted); 0 for
+            a hardware counter. Cumulative, like ``energy_j``: the meter books the difference as a gap.
+        estimated_var_j2: the variance of those estimates, J², cumulative; its difference widens the band.
     """
 
     sensor: str
@@ -50,6 +54,8 @@ class Reading(NamedTuple):
     power_w: float | None = None
     counter_range_j: float | None = None
     energy_error_j: float = 0.0
+    estimated_s: float = 0.0
+    estimated_var_j2: float = 0.0
 
 
 @runtime_checkable

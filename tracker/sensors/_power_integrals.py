@@ -22,8 +22,10 @@ reported before is held until the integral overtakes it, which delays energy, ne
 
 from __future__ import annotations
 
+import statistics
 from collections import deque
 from collections.abc import Iterable
+from itertools import pairwise
 
 from tracker.energy import trapezoid_j
 
@@ -31,9 +33,28 @@ from tracker.energy import trapezoid_j
 class SampleCounter:
     """Energy from a buffer of timestamped power samples, in J.
 
+    Samples come in batches (one fetch of the driver's buffer each), in seconds of the reader's own
+    clock. Within a batch the buffer is contiguous; between two batches it may have overflowed (the
+    reader came late): a first sample more than ``HOLE_FACTOR`` typical spacings after the last one
+    seen opens a hole, which is not bridged by the trapezoid of its two ends (a load that changed in
+    it would be booked wrong by up to the whole hole) but estimated with the mean power of the samples
+    around it, with the variance of a mean anywhere between 0 and the highest of them,
+    ``(peak·Δt)²/12``. :meth:`bridge` estimates a stretch the same way from one polled power reading
+    (when the samples' timestamps cannot be trusted). ``estimated_s`` and ``estimated_var_j2`` add up
+    what was estimated, for the rows.
+
     Args:
         memory_s: how far back the spread of recent samples is taken for the error bound, s.
+
+    Attributes:
+        last_s: time of the newest sample (or bridge) counted, s; ``None`` before the first.
+        last_w: its power, W.
+        gaps: holes estimated so far.
+        estimated_s: seconds estimated rather than integrated from samples, so far.
+        estimated_var_j2: the variance of those estimates, J², so far.
     """
+
+    HOLE_FACTOR = 2.5
 
     def __init__(self, memory_s: float = 1.0) -> None:
         self.last_s: float | None = None
@@ -42,30 +63,55 @@ class SampleCounter:
         self.samples = 0
         self.gaps = 0
         self.typical_dt_s: float | None = None
+        self.estimated_s = 0.0
+        self.estimated_var_j2 = 0.0
         self._reported_j = 0.0
         self._recent: deque[tuple[float, float]] = deque()
+        self._spacings: deque[float] = deque(maxlen=64)
         self._memory_s = memory_s
 
     def add(self, samples: Iterable[tuple[float, float]]) -> None:
-        """Fold in samples ``(time_s, watts)``, oldest first; ones not newer than the last are ignored."""
-        for time_s, watts in samples:
-            if self.last_s is not None and time_s <= self.last_s:
-                continue
-            if self.last_s is not None:
-                self._integrate(time_s - self.last_s, watts)
-            self.last_s, self.last_w = time_s, watts
-            self.samples += 1
-            self._recent.append((time_s, watts))
-        while self._recent and self.last_s is not None and self._recent[0][0] < self.last_s - self._memory_s:
+        """Fold in one batch of samples ``(time_s, watts)``; ones not newer than the last are ignored."""
+        batch = sorted(s for s in samples if self.last_s is None or s[0] > self.last_s)
+        if not batch:
+            return
+        self._spacings.extend(b[0] - a[0] for a, b in pairwise(batch))
+        if self._spacings:  # the mean of the recent spacings, the period: a driver's jitter spreads them (0, 2 periods)
+            self.typical_dt_s = statistics.fmean(self._spacings)
+        first_s, first_w = batch[0]
+        if self.last_s is not None:
+            dt = first_s - self.last_s
+            if self.typical_dt_s is not None and dt > self.HOLE_FACTOR * self.typical_dt_s:
+                self.gaps += 1
+                self._estimate(dt, [w for _, w in self._recent] or [self.last_w], [w for _, w in batch])
+            else:
+                self.integral_j += trapezoid_j(self.last_w, first_w, dt)
+        previous_w = first_w
+        for (t0, _), (t1, watts) in pairwise(batch):
+            self.integral_j += trapezoid_j(previous_w, watts, t1 - t0)
+            previous_w = watts
+        self.last_s, self.last_w = batch[-1]
+        self.samples += len(batch)
+        self._recent.extend(batch)
+        while self._recent and self._recent[0][0] < self.last_s - self._memory_s:
             self._recent.popleft()
 
-    def _integrate(self, dt_s: float, watts: float) -> None:
-        # A gap longer than twice the usual spacing means the buffer overflowed between two reads.
-        if self.typical_dt_s is not None and dt_s > 2.5 * self.typical_dt_s:
-            self.gaps += 1
-        else:
-            self.typical_dt_s = dt_s if self.typical_dt_s is None else min(self.typical_dt_s, dt_s)
-        self.integral_j += trapezoid_j(self.last_w, watts, dt_s)
+    def bridge(self, time_s: float, watts: float | None) -> None:
+        """Count up to ``time_s`` without samples: estimated from the recent power and one polled now (or ``None``)."""
+        if self.last_s is None or time_s <= self.last_s:
+            self.last_s, self.last_w = time_s, self.last_w if watts is None else watts
+            return
+        now_w = self.last_w if watts is None else watts
+        self._estimate(time_s - self.last_s, [w for _, w in self._recent] or [self.last_w], [now_w])
+        self.last_s, self.last_w = time_s, now_w
+        self._recent.clear()
+        self._recent.append((time_s, now_w))
+
+    def _estimate(self, dt_s: float, before_w: list[float], after_w: list[float]) -> None:
+        """Estimate ``dt_s`` unseen seconds by the mean of the power on either side (each side's mean, halved)."""
+        self.integral_j += 0.5 * (statistics.fmean(before_w) + statistics.fmean(after_w)) * dt_s
+        self.estimated_s += dt_s
+        self.estimated_var_j2 += (max(*before_w, *after_w) * dt_s) ** 2 / 12.0
 
     def energy(self, now_s: float) -> tuple[float, float]:
         """Energy up to ``now_s`` (same time base as the samples) and a bound on its error, J.

@@ -64,6 +64,12 @@ MAX_INTERVAL_S = {POWER_POLLING: 0.05, POWER_INSTANT: 0.05, POWER_AVERAGE: 0.1, 
 # issue's traces (3σ alone falls short on a smooth sine or a lone step); it is left to the ±5 % sensor
 # band, since a bound of its own needs τ, which a steady or noiseless load hides.
 POLL_FLOOR_S = 0.01
+# The driver stamps its power samples with the CPU's wall clock (µs), which NTP or an operator may step.
+# They are read in the monotonic clock's time base, through the offset (wall - monotonic) of each read;
+# a change of that offset beyond CLOCK_STEP_S between two reads is a step (ntpd slews an error below
+# its step threshold of 128 ms, RFC 5905's STEPT, and steps one above it), and a sample stamped more
+# than CLOCK_STEP_S after the read that fetched it is impossible (a wrong stamp: it is dropped).
+CLOCK_STEP_S = 0.1
 _HELD = (POWER_POLLING, POWER_INSTANT)
 AVERAGE_WINDOW_S = 1.0  # NVML: "averaged over 1 sec interval" (NVML_FI_DEV_POWER_AVERAGE, GetPowerUsage on Ampere+)
 _SOURCES = {
@@ -134,6 +140,10 @@ class NvmlSensor:
         self._handle_lost = False
         self._power_beside = True
         self._samples: SampleCounter | None = None
+        self._offset_s: float | None = None  # wall - monotonic at the last read of the sample buffer, s
+        self._distrust_until_s = -float("inf")  # samples' stamps are not trusted before this monotonic time
+        self._future_us = 0  # the latest future-stamped sample dropped so far
+        self._warned = False
         self._average: AverageCounter | None = None
         self.uuid = ""  # named in the errors of the call that reads it
         self.uuid = str(text(self._call("nvmlDeviceGetUUID")))
@@ -206,8 +216,10 @@ class NvmlSensor:
             found = self._fetch_samples(0)
         except (SensorUnavailable, SensorPermissionError):
             return ""
+        now = self._clock()
+        self._offset_s = self._wall() - now
         self._samples = SampleCounter()
-        self._samples.add(found[-1:])
+        self._samples.add(self._in_time_base(found, now))
         return _SOURCES[POWER_SAMPLES]
 
     def _fetch_samples(self, last_seen_us: int) -> list[tuple[float, float]]:
@@ -220,6 +232,17 @@ class NvmlSensor:
             raise
         member = _VALUE_MEMBERS[kind] if 0 <= kind < len(_VALUE_MEMBERS) else "uiVal"
         return [(s.timeStamp / 1e6, getattr(s.sampleValue, member) / 1000) for s in samples]
+
+    def _in_time_base(self, samples: list[tuple[float, float]], now: float) -> list[tuple[float, float]]:
+        """Samples moved to the monotonic clock (through this read's offset), sorted; future stamps dropped."""
+        assert self._offset_s is not None
+        moved = sorted((stamp - self._offset_s, watts) for stamp, watts in samples)
+        future = [t for t, _ in moved if t > now + CLOCK_STEP_S]
+        if future and round((future[-1] + self._offset_s) * 1e6) > self._future_us:
+            self._future_us = round((future[-1] + self._offset_s) * 1e6)
+            self._warn_once("a power sample is stamped %.3g s after it was read; such samples are dropped",
+                            future[-1] - now)  # fmt: skip
+        return moved[: len(moved) - len(future)]
 
     def _field_w(self, field: str) -> float | None:
         """A power field (``NVML_FI_DEV_POWER_*``, GPU scope) in W, or ``None`` where the driver lacks it."""
@@ -308,11 +331,49 @@ class NvmlSensor:
     def _read_samples(self) -> Reading:
         counter = self._samples
         assert counter is not None
-        last_us = 0 if counter.last_s is None else round(counter.last_s * 1e6)
-        counter.add(self._fetch_samples(last_us))
-        now, wall = self._clock(), self._wall()
-        energy_j, error_j = counter.energy(wall)
-        return Reading(self.name, GPU, now, energy_j=energy_j, power_w=counter.last_w, energy_error_j=error_j)
+        now = self._clock()
+        if self._stamps_trusted(self._wall() - now, now):
+            assert self._offset_s is not None
+            last_us = 0 if counter.last_s is None else round((counter.last_s + self._offset_s) * 1e6)
+            gaps = counter.gaps
+            counter.add(self._in_time_base(self._fetch_samples(last_us), now))
+            if counter.gaps > gaps:
+                self._warn_once("the driver's power sample buffer overflowed between two reads; the hole is "
+                                "estimated from the power around it (the row says gap ... (estimated))")  # fmt: skip
+        else:
+            counter.bridge(now, self._polled_w())
+        energy_j, error_j = counter.energy(now)
+        return Reading(
+            self.name, GPU, now, energy_j=energy_j, power_w=counter.last_w, energy_error_j=error_j,
+            estimated_s=counter.estimated_s, estimated_var_j2=counter.estimated_var_j2,
+        )  # fmt: skip
+
+    def _stamps_trusted(self, offset_s: float, now: float) -> bool:
+        """Whether the samples' stamps can be read now: not if the wall clock stepped since the last read, or lately.
+
+        After a step, samples taken before it (up to ``now`` in the old clock) are still in the buffer with
+        stamps the new clock will only reach later: until then no stamp is trusted, and power is polled.
+        """
+        previous, self._offset_s = self._offset_s, offset_s
+        if previous is not None and abs(offset_s - previous) > CLOCK_STEP_S:
+            self._distrust_until_s = max(self._distrust_until_s, now + max(0.0, previous - offset_s))
+            self._warn_once("the wall clock stepped by %+.3g s; the driver stamps its power samples with it, so "
+                            "power is polled until their stamps can be trusted again", offset_s - previous)  # fmt: skip
+            return False
+        last_s = self._samples.last_s if self._samples is not None else None
+        return last_s is None or last_s >= self._distrust_until_s
+
+    def _polled_w(self) -> float | None:
+        """Power now, W, read as the polling method does; ``None`` when that fails too."""
+        try:
+            return self._call("nvmlDeviceGetPowerUsage") / 1000
+        except SensorError:
+            return None
+
+    def _warn_once(self, message: str, *args: object) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning("energy-tracker: %s: " + message, self.name, *args)
 
     def _read_average(self) -> Reading:
         counter = self._average

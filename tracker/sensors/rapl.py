@@ -18,6 +18,7 @@ its fine-grained readings leak secrets (PLATYPUS, CVE-2020-8694).
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -43,6 +44,12 @@ PERMISSION_HINT = (
     "mode 0444 keeps it)"
 )
 _FALLBACK = {CPU: "meanwhile the CPU is estimated from its TDP", RAM: "meanwhile RAM power is modelled"}
+# More than any one RAPL zone draws (the largest server packages are rated 500 W): the counter cannot
+# wrap faster than range / MAX_ZONE_W, so a zone read at least that often wraps at most once between
+# two reads, and a wrap is told from a delta without ambiguity.
+MAX_ZONE_W = 1000.0
+
+log = logging.getLogger(__name__)
 
 
 def read_uj(path: Path, sensor: str) -> int:
@@ -76,7 +83,10 @@ class RaplSensor:
     ``energy_uj / 1e6`` in J and ``counter_range_j`` is ``max_energy_range_uj / 1e6`` in J (the
     kernel's modulus is one energy unit, about 61 µJ, more: a negligible error per wrap).
     At 300 W a typical Intel range (262 kJ) wraps in about 15 minutes, an AMD one (65 kJ) in
-    about 4, so the sampler must read at least every couple of minutes.
+    about 4: two wraps between reads look like none. So the zone declares ``max_interval_s``, half
+    the time its counter takes to wrap at ``MAX_ZONE_W`` (two jittered reads of one sampler may be
+    two slots apart), and the session reads it at least that often whatever ``interval_s`` says; a
+    read that comes later than one wrap time anyway (a stalled process) is warned about, once.
 
     Args:
         zone_dir: the zone's directory, e.g. ``/sys/class/powercap/intel-rapl:0``.
@@ -85,6 +95,9 @@ class RaplSensor:
         counter_range_j: ``max_energy_range_uj`` in J.
         clock: monotonic clock in seconds.
         info: what the zone is, for the log.
+
+    Attributes:
+        max_interval_s: the longest the sampler may wait between readings, s (see above).
     """
 
     def __init__(
@@ -101,8 +114,11 @@ class RaplSensor:
         self.method = RAPL if kind == CPU else RAPL_DRAM
         self.info = dict(info or {})
         self.counter_range_j = counter_range_j
+        self.max_interval_s = counter_range_j / MAX_ZONE_W / 2
         self._energy_file = Path(zone_dir) / "energy_uj"
         self._clock = clock
+        self._last_s: float | None = None
+        self._warned = False
 
     def read(self) -> Reading:
         """Read the zone's energy counter.
@@ -112,9 +128,17 @@ class RaplSensor:
             SensorReadError: the zone vanished or returned garbage.
         """
         energy_uj = read_uj(self._energy_file, self.name)
-        return Reading(
-            self.name, self.kind, self._clock(), energy_j=energy_uj / 1e6, counter_range_j=self.counter_range_j
-        )
+        now = self._clock()
+        wrap_s = self.counter_range_j / MAX_ZONE_W
+        if self._last_s is not None and now - self._last_s > wrap_s and not self._warned:
+            self._warned = True
+            log.warning(
+                "energy-tracker: %s was not read for %.3g s, longer than its counter takes to wrap at %g W (%.3g s): "
+                "that stretch may miss whole wraps of %.3g J each",
+                self.name, now - self._last_s, MAX_ZONE_W, wrap_s, self.counter_range_j,
+            )  # fmt: skip
+        self._last_s = now
+        return Reading(self.name, self.kind, now, energy_j=energy_uj / 1e6, counter_range_j=self.counter_range_j)
 
     def close(self) -> None:
         """Nothing to release: no file is held open between reads."""

@@ -250,6 +250,10 @@ class FakeGpu(NamedTuple):
             driver exactly periodic (a periodic load can then phase-lock with it), the period spreads
             each sample anywhere in its slot.
         counter_start_j: the energy counter's value at trace time 0, J (energy since the driver loaded).
+        samples_newest_first: ``nvmlDeviceGetSamples`` returns the buffer newest sample first (NVML's
+            documentation promises no order).
+        min_poll_s: the driver refuses a power reading (``nvmlDeviceGetPowerUsage``, a power field) asked
+            for within this many seconds of the last one it answered, with ``NVML_ERROR_NOT_SUPPORTED``.
     """
 
     uuid: str = ""
@@ -271,6 +275,8 @@ class FakeGpu(NamedTuple):
     sample_phase_s: float = 0.0
     sample_jitter_s: float = 0.0
     counter_start_j: float = 0.0
+    samples_newest_first: bool = False
+    min_poll_s: float = 0.0
 
 
 # pynvml's module-level names (constants, error classes, structs), the class attributes of the fake.
@@ -354,6 +360,10 @@ class FakeNvml(PynvmlNames):
         self._lost: set[int] = set()
         self._zero_j = [0.0] * len(self.gpus)
         self._glitches: dict[int, tuple[float, int]] = {}
+        self._wall_steps: list[tuple[float, float]] = []  # (trace time, wall-clock offset from then on, s)
+        self._misstamped: dict[tuple[int, int], float] = {}  # (GPU, sample number) -> seconds off
+        self._frozen: dict[int, float] = {}  # GPU -> trace time its power readings stopped being refreshed
+        self._answered: dict[int, float] = {}  # GPU -> clock time of its last power reading answered
 
     # -- switches for tests ------------------------------------------------------------------
 
@@ -378,6 +388,33 @@ class FakeNvml(PynvmlNames):
         """GPU ``index``'s next ``reads`` energy-counter reads are off by ``offset_j`` J (a firmware glitch)."""
         with self._lock:
             self._glitches[index] = (offset_j, reads)
+
+    def step_wall_clock(self, seconds: float) -> None:
+        """Step the CPU wall clock by ``seconds`` now (negative: back), as NTP or an operator does.
+
+        Samples taken from now on are stamped with the stepped clock; those already in the buffer keep
+        their stamps, as NVML's do (``timeStamp`` is the CPU time when the driver took the sample).
+        """
+        with self._lock:
+            self._wall_steps.append((self.clock() - self.origin_s, self._wall_offset_s() + seconds))
+
+    def misstamp_sample(self, index: int, at_s: float, off_s: float) -> None:
+        """GPU ``index``'s first buffered sample at or after clock time ``at_s`` is stamped ``off_s`` seconds off."""
+        with self._lock:
+            gpu = self.gpus[index]
+            if gpu.sample_period_s is None:
+                raise ValueError(f"misstamp_sample: GPU {index} keeps no power samples")
+            k = math.ceil((at_s - self.origin_s - gpu.sample_phase_s) / gpu.sample_period_s)
+            self._misstamped[(index, k)] = off_s
+
+    def freeze_power(self, index: int) -> None:
+        """GPU ``index``'s driver stops refreshing its power readings now: every read returns the last refresh.
+
+        ``nvmlDeviceGetPowerUsage`` and the ``NVML_FI_DEV_POWER_*`` fields keep their value, and each
+        field's ``timestamp`` the time of that refresh (the energy counter and the sample buffer go on).
+        """
+        with self._lock:
+            self._frozen[index] = self.clock() - self.origin_s
 
     def reset_counter(self, index: int) -> None:
         """GPU ``index``'s energy counter restarts at 0 now, as after a driver reload."""
@@ -438,8 +475,12 @@ class FakeNvml(PynvmlNames):
         return trace.power_w(t) if t <= start else trace.between_j(start, t) / (t - start)
 
     def _stamp_us(self, t: float) -> int:
-        """The NVML timestamp (µs of the wall clock) of trace time ``t``."""
-        return round((self.origin_s + t + WALL_OFFSET_S) * 1e6)
+        """The NVML timestamp (µs of the wall clock) of trace time ``t``, as the wall clock stood then."""
+        return round((self.origin_s + t + WALL_OFFSET_S + self._wall_offset_s(t)) * 1e6)
+
+    def _wall_offset_s(self, t: float | None = None) -> float:
+        """How far :meth:`step_wall_clock` has moved the wall clock by trace time ``t`` (now if ``None``), s."""
+        return next((offset for when, offset in reversed(self._wall_steps) if t is None or when <= t), 0.0)
 
     def wall_clock(self) -> float:
         """The CPU wall clock that NVML's timestamps count, in Unix seconds: the fake clock plus a fixed offset.
@@ -447,7 +488,7 @@ class FakeNvml(PynvmlNames):
         The real ``pynvml`` has no such function (its timestamps follow ``time.time()``); the NVML sensor
         uses this one when the module offers it, so that a fake clock and the timestamps agree.
         """
-        return self.clock() + WALL_OFFSET_S
+        return self.clock() + WALL_OFFSET_S + self._wall_offset_s()
 
     @staticmethod
     def _driver_time(gpu: FakeGpu, period_s: float, k: int) -> float:
@@ -463,38 +504,56 @@ class FakeNvml(PynvmlNames):
         samples = []
         for k in range(oldest, newest + 1):
             t = self._driver_time(gpu, period, k)
-            stamp = self._stamp_us(t)
+            stamp = self._stamp_us(t) + round(self._misstamped.get((handle.gpu, k), 0.0) * 1e6)
             if stamp > last_seen_us and t <= now:
                 milliwatts = round(self._mean_power_w(handle, t, gpu.sample_window_s) * 1000)
                 samples.append(c_nvmlSample_t(stamp, c_nvmlValue_t(uiVal=milliwatts)))
-        return samples
+        return samples[::-1] if gpu.samples_newest_first else samples
 
     def _held_power_w(self, handle: _Handle, average_s: float) -> float:
-        """What a power reading returns now: the driver's newest refresh (see ``FakeGpu.power_update_s``), W.
+        """What a power reading returns now: the driver's newest refresh (see ``FakeGpu.power_update_s``), W."""
+        return self._refresh(handle, average_s)[1]
 
-        ``average_s`` 0 is the instantaneous reading (the mean over ``power_window_s``), else a trailing mean.
+    def _refuse_fast_polls(self, handle: _Handle) -> None:
+        gpu, now = self._spec(handle, mig_ok=False), self.clock()
+        if gpu.min_poll_s and now - self._answered.get(handle.gpu, -math.inf) < gpu.min_poll_s:
+            raise NVMLError(CONSTANTS["NVML_ERROR_NOT_SUPPORTED"])
+        self._answered[handle.gpu] = now
+
+    def _refresh(self, handle: _Handle, average_s: float) -> tuple[float, float]:
+        """The driver's newest refresh of a power reading: its trace time, s, and its value, W.
+
+        ``average_s`` 0 is the instantaneous reading (the mean over ``power_window_s``), else a trailing
+        mean. A GPU frozen by :meth:`freeze_power` keeps its last refresh before the freeze.
         """
-        gpu, now = self._spec(handle, mig_ok=False), self.clock() - self.origin_s
+        gpu = self._spec(handle, mig_ok=False)
+        now = min(self.clock() - self.origin_s, self._frozen.get(handle.gpu, math.inf))
         window = average_s or gpu.power_window_s
         if not gpu.power_update_s:
-            return self._mean_power_w(handle, now, average_s)
+            return now, self._mean_power_w(handle, now, average_s)
         k = math.floor((now - gpu.sample_phase_s) / gpu.power_update_s)
         while k > 0 and self._driver_time(gpu, gpu.power_update_s, k) > now:
             k -= 1  # a jittered refresh of this slot has not happened yet
-        return self._mean_power_w(handle, max(0.0, self._driver_time(gpu, gpu.power_update_s, k)), window)
+        when = max(0.0, self._driver_time(gpu, gpu.power_update_s, k))
+        return when, self._mean_power_w(handle, when, window)
 
     def _field(self, handle: _Handle, field_id: int, scope: int) -> c_nvmlFieldValue_t:
-        gpu, now = self._spec(handle, mig_ok=False), self.clock() - self.origin_s
+        gpu = self._spec(handle, mig_ok=False)
         windows = {
             CONSTANTS["NVML_FI_DEV_POWER_INSTANT"]: 0.0,
             CONSTANTS["NVML_FI_DEV_POWER_AVERAGE"]: _AVERAGE_FIELD_S,
         }
-        answer = c_nvmlFieldValue_t(fieldId=field_id, scopeId=scope, timestamp=self._stamp_us(now))
+        answer = c_nvmlFieldValue_t(
+            fieldId=field_id, scopeId=scope, timestamp=self._stamp_us(self.clock() - self.origin_s)
+        )
         if not gpu.power_fields or field_id not in windows or scope != CONSTANTS["NVML_POWER_SCOPE_GPU"]:
             answer.nvmlReturn = CONSTANTS["NVML_ERROR_NOT_SUPPORTED"]
             return answer
+        self._refuse_fast_polls(handle)
+        when, watts = self._refresh(handle, windows[field_id])
+        answer.timestamp = self._stamp_us(when)  # when the driver refreshed the value
         answer.valueType = CONSTANTS["NVML_VALUE_TYPE_UNSIGNED_INT"]
-        answer.value = c_nvmlValue_t(uiVal=round(self._held_power_w(handle, windows[field_id]) * 1000))
+        answer.value = c_nvmlValue_t(uiVal=round(watts * 1000))
         return answer
 
     # -- the NVML functions with logic -----------------------------------------------------------
@@ -568,6 +627,7 @@ class FakeNvml(PynvmlNames):
 
         Instantaneous, or the mean over the GPU's ``power_average_s`` (Ampere and newer).
         """
+        self._refuse_fast_polls(handle)
         return round(self._held_power_w(handle, self._spec(handle, mig_ok=False).power_average_s) * 1000)
 
     @_api()
