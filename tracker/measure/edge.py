@@ -90,8 +90,10 @@ class EdgeReader:
     def read(self, slots: Sequence[Any], deadline_s: float) -> list[Reading]:
         """Read ``slots``; returns the readings made within ``deadline_s`` seconds, in slot order."""
         job = _Job(list(slots))
+        if not job.slots:  # a thread taken for nothing would never be handed back: after MAX_THREADS, no edge read
+            return []
         worker = self._take()
-        if worker is None or not job.slots:
+        if worker is None:
             return []
         worker.job = job
         worker.wake.set()
