@@ -146,12 +146,17 @@ def is_gone(process: Any, heartbeat: dict[str, Any] | None = None, observer: Obs
     return recorded is not None and start_ticks(pid) not in (None, recorded)
 
 
+def _row_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return row.get("epoch"), row.get("phase"), row.get("start_utc"), row.get("first_step")
+
+
 def interrupted_rows(run: str, heartbeat: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The open epochs and phases of a heartbeat as ``interrupted`` rows, leaving out those ``rows`` already hold."""
-    written = {(r.get("epoch"), r.get("phase")) for r in rows}
+    # An epoch cut into rows (row_every_n_steps) has several of one epoch and phase: its start tells them apart.
+    written = {_row_key(r) for r in rows}
     result = []
     for segment in heartbeat.get("open") or []:
-        if not isinstance(segment, dict) or (segment.get("epoch"), segment.get("phase")) in written:
+        if not isinstance(segment, dict) or _row_key(segment) in written:
             continue
         result.append({"run": run, **segment, "status": "interrupted", "end_utc": heartbeat.get("time_utc"),
                        "notes": "killed: the energy up to the last heartbeat"})  # fmt: skip

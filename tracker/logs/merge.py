@@ -34,6 +34,7 @@ from typing import Any
 
 from tracker.energy import ABSENT, J_PER_KWH, joined
 from tracker.logs.liveness import KILLED, machine_of
+from tracker.logs.schema import PARTIAL
 from tracker.logs.totals import Totals
 
 GPU = "gpu"
@@ -278,14 +279,16 @@ def _derived(row: dict[str, Any]) -> None:
 def _status_and_flags(group: _Group, shards: Sequence[Shard]) -> tuple[str, str]:
     present = {id(s) for s, _ in group.rows}
     flags = [f"r{s.rank}: {flag}" for s, r in group.rows for flag in str(r.get("notes") or "").split(";") if flag]
-    interrupted = any(r.get("status") != "complete" for _, r in group.rows)
+    interrupted = any(r.get("status") not in ("complete", PARTIAL) for _, r in group.rows)
     for shard in shards:
         if id(shard) in present:
             continue
         state = "still running: not this far yet" if shard.status == RUNNING else shard.status
         flags.append(f"no row from r{shard.rank}@{shard.host} (its run: {state})")
         interrupted = interrupted or shard.status != "complete"
-    return ("interrupted" if interrupted else "complete"), ";".join(flags)
+    # a part of an epoch cut by steps or time stays partial once merged: the epoch is finished by its last row
+    partial = all(r.get("status") == PARTIAL for _, r in group.rows)
+    return ("interrupted" if interrupted else PARTIAL if partial else "complete"), ";".join(flags)
 
 
 def _cumulative(rows: list[dict[str, Any]]) -> None:

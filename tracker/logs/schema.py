@@ -8,6 +8,9 @@ Every column name carries its unit (``_kwh``, ``_kg``, ``_w``, ``_s``, ``_j``, `
 from typing import Any, NamedTuple
 
 COMPLETE, INTERRUPTED = "complete", "interrupted"
+# A ``train`` row cut from an epoch that goes on in the next row (``row_every_n_steps``/``row_every_s``):
+# finished as a row, not as an epoch (an epoch is finished by its last row, ``complete``).
+PARTIAL = "partial"
 
 # Phase names, the ``phase`` column. An epoch's own row is ``train``.
 TRAIN = "train"
@@ -29,10 +32,13 @@ class EpochRecord(NamedTuple):
         run: the run's name (its directory).
         epoch: the user's epoch index; ``None`` for energy before the first epoch.
         phase: ``train``, ``validation``, ``test``, ``inference``, ... or ``other``.
-        status: ``complete`` or ``interrupted``.
+        status: ``complete`` or ``interrupted``; ``partial`` for a ``train`` row cut from an epoch
+            that goes on in the next row (``row_every_n_steps``, ``row_every_s``).
         start_utc, end_utc: ISO 8601 UTC times the row was opened and closed.
         duration_s: seconds attributed to this row (nested phases excluded), s.
         samples: items processed (images, tokens, queries), when known.
+        first_step, last_step: global numbers of the first and last optimizer step counted in the row
+            (``EnergyTracker.step``); empty where no step was counted.
         gpu_kwh, cpu_kwh, ram_kwh: energy by component, kWh (IT energy, before PUE).
         energy_kwh: their sum, kWh; ``energy_kwh_low``/``_high`` its band.
         pue: power usage effectiveness applied to the row.
@@ -68,6 +74,8 @@ class EpochRecord(NamedTuple):
     end_utc: str
     duration_s: float
     samples: int | None
+    first_step: int | None
+    last_step: int | None
     gpu_kwh: float
     cpu_kwh: float
     ram_kwh: float

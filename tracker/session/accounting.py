@@ -120,13 +120,17 @@ def covered_fraction(devices: Sequence[DeviceUsage], duration_s: float) -> float
 
 
 class Forecast(NamedTuple):
-    """The whole run extrapolated from the finished epochs."""
+    """The whole run extrapolated from the finished epochs or from the step rate (kWh, kg CO2e, s).
+
+    ``basis`` says from what, for people: ``10 epochs`` or ``200000 steps``.
+    """
 
     total_kwh: float
     total_co2_kg: float
     total_co2_kg_low: float
     total_co2_kg_high: float
     total_s: float
+    basis: str = ""
 
 
 def forecast(totals: Totals, epochs: int | None, elapsed_s: float) -> Forecast | None:
@@ -144,6 +148,36 @@ def forecast(totals: Totals, epochs: int | None, elapsed_s: float) -> Forecast |
         totals.co2_kg_low * scale,
         totals.co2_kg_high * scale,
         elapsed_s * scale,
+        f"{epochs} epochs",
+    )
+
+
+class StepMark(NamedTuple):
+    """The run at the end of the first window of steps (the first row that counted steps): whence the rate."""
+
+    totals: Totals
+    steps: int
+    elapsed_s: float
+
+
+def step_forecast(totals: Totals, mark: StepMark | None, steps: int, total_steps: int | None, elapsed_s: float
+                  ) -> Forecast | None:  # fmt: skip
+    """The totals so far, plus the steps left at the rate since ``mark`` (energy, CO2e and band, time).
+
+    The first window (compilation, caches warming, the first batches loaded) is left out of the
+    rate; everything after it, validations and checkpoints included, is in it.
+    """
+    if not total_steps or mark is None or steps <= mark.steps:
+        return None
+    left = max(total_steps - steps, 0) / (steps - mark.steps)
+    base = mark.totals
+    return Forecast(
+        totals.energy_kwh + (totals.energy_kwh - base.energy_kwh) * left,
+        totals.co2_kg + (totals.co2_kg - base.co2_kg) * left,
+        totals.co2_kg_low + (totals.co2_kg_low - base.co2_kg_low) * left,
+        totals.co2_kg_high + (totals.co2_kg_high - base.co2_kg_high) * left,
+        elapsed_s + (elapsed_s - mark.elapsed_s) * left,
+        f"{total_steps} steps",
     )
 
 
@@ -162,6 +196,7 @@ __all__ = [
     "DeviceUsage",
     "Energy",
     "Forecast",
+    "StepMark",
     "break_even_queries",
     "by_kind",
     "co2_kg",
@@ -169,6 +204,7 @@ __all__ = [
     "energy_with_band",
     "notes_for",
     "forecast",
+    "step_forecast",
     "mean_power_w",
     "methods_by_kind",
 ]

@@ -210,6 +210,27 @@ def _epochs(value: Any, name: str) -> int | None:
     return value
 
 
+def _steps(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        what = "optimizer steps the run will have" if name == "total_steps" else "optimizer steps per row"
+        raise ConfigurationError(f"{name}={value!r}: give the number of {what} as a positive int (e.g. "
+                                 f"{name}={100_000 if name == 'total_steps' else 100}), or None")  # fmt: skip
+    return value
+
+
+def _row_seconds(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or value == float("inf"):
+        raise ConfigurationError(
+            f"{name}={value!r}: give the seconds after which a row of the open epoch is written as a positive "
+            f"number (e.g. {name}=600 for a row every 10 minutes), or None"
+        )
+    return float(value)
+
+
 def _measure(value: Any, name: str) -> tuple[str, ...]:
     kinds = (value,) if isinstance(value, str) else tuple(value) if isinstance(value, (list, tuple, set)) else ()
     unknown = [k for k in kinds if k not in KINDS]
@@ -388,6 +409,27 @@ class Config(Options):
         Flag("--interval-s", float),
     )
     epochs: int | None = option(None, _epochs, "the number of epochs, for the forecast of the whole run.")
+    total_steps: int | None = option(
+        None,
+        _steps,
+        "the number of optimizer steps the run will have, for the forecast of the whole run from the step "
+        "rate (counted with step(); Lightning and Hugging Face: max_steps).",
+        Flag("--total-steps", int),
+    )
+    row_every_n_steps: int | None = option(
+        None,
+        _steps,
+        "write the open epoch's energy as a row every this many optimizer steps (counted with step()), "
+        "so a long epoch has rows as it runs; the epoch is the sum of its rows.",
+        Flag("--row-every-n-steps", int),
+    )
+    row_every_s: float | None = option(
+        None,
+        _row_seconds,
+        "write the open epoch's energy as a row at the first step() this many seconds after the row "
+        "opened, s; with row_every_n_steps, whichever comes first.",
+        Flag("--row-every-s", float),
+    )
     gpu_devices: Sequence[int | str] | None = option(
         None,
         _gpu_devices,

@@ -91,16 +91,7 @@ class EnergyTracker:
         self.discovery = Discovery(list(sensors)) if sensors is not None else self._discover(hardware)
         self.interval_s = cfg.interval_s or default_interval_s(self.discovery.sensors)
         self._pid = os.getpid()
-        self._timeline = Timeline(
-            self.discovery.sensors,
-            self.interval_s,
-            clock=self._clock,
-            jitter=cfg.jitter,
-            now_utc=self._now_utc,
-            on_close=self._emit,
-            on_readings=self._trace,
-            every_boundary=self._exchange is not None,
-        )
+        self._timeline = self._new_timeline()
         self.run_dir: Path | None = None
         self.job_dir: Path | None = None
         self._writer: RunWriter | None = None
@@ -118,6 +109,27 @@ class EnergyTracker:
         self._beats = 0
         self._idle_beat: threading.Event | None = None
         self.process = liveness.this_process()
+
+    def _new_timeline(self) -> Timeline:
+        cfg = self.config
+        if cfg.row_every_s is not None and self._exchange is not None:
+            logger.warning(
+                "energy-tracker: row_every_s is ignored when the ranks gather their rows (every rank must cut "
+                "its rows at the same step); give row_every_n_steps instead"
+            )
+        return Timeline(
+            self.discovery.sensors,
+            self.interval_s,
+            clock=self._clock,
+            jitter=cfg.jitter,
+            now_utc=self._now_utc,
+            on_close=self._emit,
+            on_readings=self._trace,
+            every_boundary=self._exchange is not None,
+            row_every_n_steps=cfg.row_every_n_steps,
+            # every rank must cut at the same step, whatever its own clock: steps alone under an exchange
+            row_every_s=cfg.row_every_s if self._exchange is None else None,
+        )
 
     def _place(self, rank: int) -> placement.Launch:
         """Where this process sits: the launcher's ranks when sharded, else ``rank`` alone."""
@@ -166,7 +178,7 @@ class EnergyTracker:
             if self._sharded and self.run_dir.parent.name == SHARDS_DIR:  # a resumed shard keeps its job
                 self.job_dir = self.run_dir.parent.parent
             self._writer = RunWriter(self.run_dir, power_trace=self.config.power_trace)
-        totals, elapsed_s = resuming.continued_totals(self._resume, self.run_dir)
+        totals, elapsed_s, self._timeline.steps = resuming.continued_totals(self._resume, self.run_dir)
         run = self.job_dir.name if self.job_dir else self.run_dir.name if self.run_dir else self.config.run_name
         self._rows = RowBuilder(self.config, run or "", totals)
         self._started_s = self._clock() - elapsed_s  # the first readings' power.csv rows use it
@@ -217,11 +229,11 @@ class EnergyTracker:
     def state(self) -> dict[str, Any]:
         """What a later tracker needs to continue this run with :meth:`resume` (JSON-ready, picklable).
 
-        Holds the run directory, the cumulative totals and the seconds measured so far.
+        Holds the run directory, the cumulative totals, the seconds measured and the steps counted so far.
         """
         if self._rows is None or self._started_s is None:
             return dict(self._resume) if self._resume else resuming.initial_state()
-        return resuming.totals_as_dict(self._rows.totals, self._elapsed_s(), self.run_dir)
+        return resuming.totals_as_dict(self._rows.totals, self._elapsed_s(), self.run_dir, self._timeline.steps)
 
     def resume(self, state: Mapping[str, Any]) -> None:
         """Continue the run that an earlier tracker's :meth:`state` describes; call before :meth:`start`.
@@ -303,6 +315,35 @@ class EnergyTracker:
         """Count ``count`` more items (images, tokens, queries) in the innermost open epoch or phase."""
         self._timeline.add_samples(count)
 
+    def step(self, samples: int | None = None, *, global_step: int | None = None) -> None:
+        """Count one optimizer step (and ``samples`` items: sequences, tokens) in the open epoch.
+
+        On the training thread this costs a counter increment (no lock, no I/O, no hardware), but
+        when ``row_every_n_steps`` or ``row_every_s`` makes the open epoch's row due: then its row is
+        written here, the epoch going on in the next row, at an edge read as an epoch's edges are.
+        With no epoch open, the step counts in the innermost open phase (or the ``other`` row).
+
+        Args:
+            samples: items the step processed, added to the row's ``samples``.
+            global_step: the step's number when the trainer keeps one (its ``global_step``, continued
+                after a resume); default: the step after the last one counted.
+
+        Raises:
+            ConfigurationError: ``samples`` or ``global_step`` is not a non-negative int.
+            UsageError: the tracker is not running.
+        """
+        if self._started_s is None or self._stopped:
+            self._require_started("step()")
+        if global_step is not None and (isinstance(global_step, bool) or not isinstance(global_step, int)
+                                        or global_step < 0):  # fmt: skip
+            raise ConfigurationError(f"global_step={global_step!r}: give the trainer's step number, an int >= 0")
+        self._timeline.step(samples, global_step)
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps counted so far (the last step's number; a resumed run's earlier ones included)."""
+        return self._timeline.steps
+
     def log_metrics(self, metrics: Mapping[str, Any]) -> None:
         """Add the user's metrics (loss, accuracy) to the innermost open epoch or phase's row.
 
@@ -343,6 +384,7 @@ class EnergyTracker:
             methods=rows.methods if rows and rows.methods else by_sensors,
             forecast=rows.forecast if rows else None,
             break_even=rows.break_even if rows else None,
+            steps=self._timeline.steps,
         )
 
     @property

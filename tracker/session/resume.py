@@ -31,13 +31,14 @@ def initial_state() -> dict[str, Any]:
     return totals_as_dict(Totals(), 0.0, None)
 
 
-def totals_as_dict(totals: Totals, elapsed_s: float, run_dir: Path | None) -> dict[str, Any]:
-    """The state of a run: its directory, totals and seconds measured (JSON-ready, picklable)."""
+def totals_as_dict(totals: Totals, elapsed_s: float, run_dir: Path | None, steps: int = 0) -> dict[str, Any]:
+    """The state of a run: its directory, totals, seconds measured and optimizer steps counted (JSON-ready)."""
     return {
         "version": STATE_VERSION,
         "run_dir": None if run_dir is None else str(run_dir),
         "elapsed_s": float(elapsed_s),
         "totals": totals.as_dict(),
+        "steps": int(steps),
     }
 
 
@@ -98,8 +99,8 @@ def reopen(state: Mapping[str, Any] | None) -> Path | None:
     return None
 
 
-def continued_totals(state: Mapping[str, Any] | None, run_dir: Path | None) -> tuple[Totals, float]:
-    """The totals and seconds (s) a run continues from (a new run: nothing, 0 s).
+def continued_totals(state: Mapping[str, Any] | None, run_dir: Path | None) -> tuple[Totals, float, int]:
+    """The totals, seconds (s) and optimizer steps a run continues from (a new run: nothing, 0 s, 0 steps).
 
     Args:
         state: the checked state from :meth:`EnergyTracker.state <tracker.session.energy_tracker.EnergyTracker.state>`,
@@ -107,14 +108,17 @@ def continued_totals(state: Mapping[str, Any] | None, run_dir: Path | None) -> t
         run_dir: the run directory the run goes on in, if it writes one.
 
     Returns:
-        The sums of ``run_dir``'s ``epochs.csv`` rows when it has any, else the state's own.
+        The sums of ``run_dir``'s ``epochs.csv`` rows when it has any, else the state's own; the steps:
+        the state's (a state without them: 0), or the rows' last step when higher.
     """
     if state is None:
-        return Totals(), 0.0
+        return Totals(), 0.0, 0
     from tracker.logs.reader import read_csv_rows  # the reader only for a resumed run
 
     on_disk = read_csv_rows(run_dir / EPOCHS_CSV, EPOCH_TYPES) if run_dir is not None else []
+    saved = state.get("steps")
+    steps = max([saved if isinstance(saved, int) and saved >= 0 else 0, *(r.get("last_step") or 0 for r in on_disk)])
     if on_disk:
         totals = Totals.of(on_disk)
-        return totals, totals.duration_s
-    return totals_from_state(state), float(state["elapsed_s"])
+        return totals, totals.duration_s, steps
+    return totals_from_state(state), float(state["elapsed_s"]), steps

@@ -18,7 +18,7 @@ from tracker.logs.totals import Totals
 from tracker.sensors import CPU, GPU, RAM
 from tracker.sensors.methods import ABSENT
 from tracker.session import accounting
-from tracker.session.accounting import DeviceUsage, Forecast
+from tracker.session.accounting import DeviceUsage, Forecast, StepMark
 from tracker.session.config import Config
 from tracker.session.segments import Segment
 
@@ -46,6 +46,8 @@ class RowBuilder:
         self._clock_warned = False
         self._reset_warned: set[tuple[str, int, str]] = set()
         self._forecast_logged = False
+        self.steps = 0  # the last optimizer step counted in a row
+        self._mark: StepMark | None = None
 
     def add(
         self, segment: Segment, status: str, devices: Sequence[DeviceUsage], elapsed_s: float
@@ -56,7 +58,7 @@ class RowBuilder:
         if segment.phase == INFERENCE:
             per_sample = record.energy_per_sample_j
             self.break_even = accounting.break_even_queries(self.totals.training_kwh * J_PER_KWH, per_sample)
-        self.forecast = accounting.forecast(self.totals, self.config.epochs, elapsed_s)
+        self.forecast = self._forecast(segment, elapsed_s)
         self._log_first_forecast()
         self._warn_resets(devices)
         self.methods = accounting.methods_by_kind(devices)
@@ -75,14 +77,21 @@ class RowBuilder:
         duration = segment.active_s
         return {**record.as_row(), **segment.metrics}, [self._device_row(segment, d, duration) for d in devices]
 
+    def _forecast(self, segment: Segment, elapsed_s: float) -> Forecast | None:
+        """From the step rate when ``total_steps`` is known and a window has passed, else from the epochs."""
+        if segment.last_step is not None and segment.last_step > self.steps:
+            self.steps = segment.last_step
+            if self._mark is None:
+                self._mark = StepMark(self.totals, self.steps, elapsed_s)
+        by_steps = accounting.step_forecast(self.totals, self._mark, self.steps, self.config.total_steps, elapsed_s)
+        return by_steps or accounting.forecast(self.totals, self.config.epochs, elapsed_s)
+
     def _record(self, segment: Segment, status: str, devices: Sequence[DeviceUsage]) -> EpochRecord:
         """The segment's row, its own figures only: the cumulative and forecast columns come with the totals."""
         kinds = accounting.by_kind(devices)
         energy = kinds[GPU] + kinds[CPU] + kinds[RAM]
         intensity_g, source = self._intensity(segment)
-        grid, pue, duration = self.config.intensity, self.config.pue, segment.active_s
-        methods = accounting.methods_by_kind(devices)
-        gpu_measured = methods[GPU] != ABSENT
+        grid, pue, duration, methods = self.config.intensity, self.config.pue, segment.active_s, by_method(devices)
         return EpochRecord(
             run=self.run,
             epoch=segment.epoch,
@@ -92,6 +101,8 @@ class RowBuilder:
             end_utc=segment.last_utc,
             duration_s=duration,
             samples=segment.samples,
+            first_step=segment.first_step,
+            last_step=segment.last_step,
             gpu_kwh=kinds[GPU].kwh,
             cpu_kwh=kinds[CPU].kwh,
             ram_kwh=kinds[RAM].kwh,
@@ -111,7 +122,7 @@ class RowBuilder:
             cpu_method=methods[CPU],
             cpu_scope=self.config.cpu_scope_choice[0] if methods[CPU] != ABSENT else "",
             ram_method=methods[RAM],
-            gpu_power_mean_w=accounting.mean_power_w(kinds[GPU].value_j, duration) if gpu_measured else None,
+            gpu_power_mean_w=accounting.mean_power_w(kinds[GPU].value_j, duration) if methods[GPU] != ABSENT else None,
             energy_per_sample_j=energy.value_j / segment.samples if segment.samples else None,
             break_even_queries=None,
             cumulative_energy_kwh=0.0,
@@ -168,8 +179,8 @@ class RowBuilder:
         self._forecast_logged = True
         f = self.forecast
         logger.info(
-            "energy-tracker: forecast for the whole run of %d epochs: %s, %s CO2e (%s), %s",
-            self.config.epochs, units.energy(f.total_kwh), units.co2(f.total_co2_kg),
+            "energy-tracker: forecast for the whole run of %s: %s, %s CO2e (%s), %s",
+            f.basis, units.energy(f.total_kwh), units.co2(f.total_co2_kg),
             units.co2_band(f.total_co2_kg_low, f.total_co2_kg_high), units.duration(f.total_s),
         )  # fmt: skip
 
@@ -199,6 +210,9 @@ class RowBuilder:
             rejected=totals.rejected,
             glitches=totals.glitches,
         ).as_row()
+
+
+by_method = accounting.methods_by_kind
 
 
 def _cross_check(totals: Any, duration_s: float) -> float | None:

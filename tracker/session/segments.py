@@ -30,11 +30,14 @@ class Segment:
         last_utc: ISO UTC time it was last on top.
         stale_at_edges: by sensor, the edges at which it came on top without that sensor's reading
             (the edges at which it left the top are counted in ``usage``).
+        first_step, last_step: global numbers of the first and last optimizer step counted in it
+            (``None`` before its first).
+        opened_s: the clock when it was first put on the stack, s.
     """
 
     __slots__ = (
         "epoch", "phase", "opened_utc", "samples", "metrics", "usage", "active_s", "peaks_w", "since", "since_s",
-        "last_utc", "stale_at_edges",
+        "last_utc", "stale_at_edges", "first_step", "last_step", "opened_s",
     )  # fmt: skip
 
     def __init__(self, epoch: int | None, phase: str, opened_utc: str, samples: int | None = None) -> None:
@@ -50,10 +53,15 @@ class Segment:
         self.since_s = 0.0
         self.last_utc = ""
         self.stale_at_edges: dict[str, int] = {}
+        self.first_step: int | None = None
+        self.last_step: int | None = None
+        self.opened_s: float | None = None
 
     def activate(self, snapshot: Snapshot, now_s: float, stale: frozenset[str] = frozenset()) -> None:
         """It comes on top of the stack at this boundary, where the sensors ``stale`` were not read in time."""
         self.since, self.since_s = snapshot, now_s
+        if self.opened_s is None:
+            self.opened_s = now_s
         for sensor in stale:
             self.stale_at_edges[sensor] = self.stale_at_edges.get(sensor, 0) + 1
 
@@ -71,6 +79,16 @@ class Segment:
     def add_samples(self, count: int) -> None:
         """Count ``count`` more items processed."""
         self.samples = (self.samples or 0) + count
+
+    def count_step(self, number: int) -> None:
+        """Count the optimizer step numbered ``number`` (global) in it."""
+        if self.first_step is None:
+            self.first_step = number
+        self.last_step = number
+
+    def continued(self, opened_utc: str) -> Segment:
+        """A fresh segment for the same epoch and phase, going on where this one is cut (nothing counted yet)."""
+        return Segment(self.epoch, self.phase, opened_utc)
 
     @property
     def label(self) -> str:

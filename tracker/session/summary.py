@@ -35,6 +35,7 @@ class RunState(NamedTuple):
         methods: how each kind is measured, ``+``-joined, or ``absent``.
         forecast: the whole run extrapolated, once known; break_even: inference queries to equal training.
         process: who writes the run (host, pid, kernel start time), for telling a killed run from a running one.
+        steps: optimizer steps counted (the last step's number).
     """
 
     config: Config
@@ -56,6 +57,7 @@ class RunState(NamedTuple):
     forecast: Forecast | None
     break_even: float | None
     process: dict[str, Any]
+    steps: int = 0
 
 
 class Summary(NamedTuple):
@@ -71,7 +73,10 @@ class Summary(NamedTuple):
         co2_kg, co2_kg_low, co2_kg_high: emissions and band, kg CO2e.
         pue: the PUE applied; carbon_intensity_g_per_kwh, intensity_method, intensity_source: the grid.
         gpu_method, cpu_method, ram_method: how each component was obtained.
-        forecast_total_kwh, forecast_total_co2_kg: the whole run, when the number of epochs is known.
+        forecast_total_kwh, forecast_total_co2_kg: the whole run, when the number of epochs (or of
+            steps, ``total_steps``) is known; forecast_total_co2_kg_low, forecast_total_co2_kg_high its
+            band, forecast_total_s its time, s; forecast_basis what it is extrapolated to
+            (``10 epochs``, ``200000 steps``).
         break_even_queries: inference queries to equal the training energy, when measured.
         grid_place: the grid's country and region (``USA/US-CA``), empty when unknown.
     """
@@ -102,6 +107,11 @@ class Summary(NamedTuple):
     forecast_total_co2_kg: float | None = None
     break_even_queries: float | None = None
     grid_place: str = ""
+    forecast_total_co2_kg_low: float | None = None
+    forecast_total_co2_kg_high: float | None = None
+    forecast_total_s: float | None = None
+    forecast_basis: str = ""
+    steps: int = 0
 
     @classmethod
     def build(cls, state: RunState) -> "Summary":
@@ -124,7 +134,12 @@ class Summary(NamedTuple):
             ram_method=methods[RAM],
             forecast_total_kwh=forecast.total_kwh if forecast else None,
             forecast_total_co2_kg=forecast.total_co2_kg if forecast else None,
+            forecast_total_co2_kg_low=forecast.total_co2_kg_low if forecast else None,
+            forecast_total_co2_kg_high=forecast.total_co2_kg_high if forecast else None,
+            forecast_total_s=forecast.total_s if forecast else None,
+            forecast_basis=forecast.basis if forecast else "",
             break_even_queries=state.break_even,
+            steps=state.steps,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -162,10 +177,14 @@ class Summary(NamedTuple):
             f"{self.grid_place or 'no country'} "
             f"[{self.intensity_method}: {self.intensity_source}], PUE {self.pue:g}",
         ]
+        if self.steps:
+            lines.insert(2, f"  steps             {self.steps}")
         if self.forecast_total_kwh is not None:
             lines.append(
                 f"  forecast          {units.energy(self.forecast_total_kwh)}, "
-                f"{units.co2(self.forecast_total_co2_kg)} CO2e"
+                f"{units.co2(self.forecast_total_co2_kg)} CO2e "
+                f"({units.co2_band(self.forecast_total_co2_kg_low, self.forecast_total_co2_kg_high)}), "
+                f"{units.duration(self.forecast_total_s)} for {self.forecast_basis or 'the whole run'}"
             )
         if self.break_even_queries is not None:
             lines.append(

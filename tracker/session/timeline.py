@@ -14,7 +14,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from tracker.errors import ConfigurationError, UsageError
-from tracker.logs.schema import COMPLETE, EPOCH_COLUMNS, INTERRUPTED, OTHER_PHASE, RESERVED_PHASES, TRAIN, VALIDATION
+from tracker.logs.schema import (
+    COMPLETE,
+    EPOCH_COLUMNS,
+    INTERRUPTED,
+    OTHER_PHASE,
+    PARTIAL,
+    RESERVED_PHASES,
+    TRAIN,
+    VALIDATION,
+)
 from tracker.measure.meter import Meter, SensorTotals, Snapshot, power_cap_w
 from tracker.measure.sampler import Sampler
 from tracker.sensors import GPU, Clock, Reading, Sensor
@@ -44,6 +53,10 @@ class Timeline:
             on the sampler's thread or the caller's.
         every_boundary: hand on the ``other`` segment at every boundary, however short (distributed
             runs: every rank must reach the same collectives, whatever its own timing).
+        row_every_n_steps: cut the open epoch's row once it holds steps up to a multiple of this many
+            (``None``: no cut by steps).
+        row_every_s: cut the open epoch's row at the first step this many seconds after it opened
+            (``None``: no cut by time).
     """
 
     def __init__(
@@ -57,6 +70,8 @@ class Timeline:
         on_close: OnClose,
         on_readings: OnReadings,
         every_boundary: bool = False,
+        row_every_n_steps: int | None = None,
+        row_every_s: float | None = None,
     ) -> None:
         self.sensors = sensors
         self.lock = threading.RLock()
@@ -83,6 +98,9 @@ class Timeline:
         self._on_close = on_close
         self._tap = on_readings
         self._every_boundary = every_boundary
+        self._every_n, self._every_s = row_every_n_steps, row_every_s
+        self.steps = 0  # optimizer steps counted in the run (a resumed run's before it included)
+        self._epoch: Segment | None = None  # the open epoch's current row
 
     # ---- the user's segments ------------------------------------------------------------------------------------
 
@@ -101,6 +119,45 @@ class Timeline:
         segment = Segment(index, TRAIN, self._now_utc(), check_samples(samples))
         self._epochs_seen.add(index)
         self.push(segment)
+        self._epoch = segment
+
+    def step(self, samples: int | None = None, number: int | None = None) -> None:
+        """Count one optimizer step (``number``, else the next) and its ``samples`` in the open epoch's row.
+
+        With no epoch open, the innermost open segment counts it. On the caller's thread this is a
+        counter increment; only when the open epoch's row is due (``row_every_n_steps``,
+        ``row_every_s``) and on top of the stack is it cut, at an edge read as an epoch's edges are.
+
+        Raises:
+            ConfigurationError: ``samples`` is neither ``None`` nor a non-negative int.
+        """
+        self.steps = n = self.steps + 1 if number is None else number
+        segment = self._epoch or self.stack[-1]
+        segment.count_step(n)
+        if samples is not None:
+            segment.add_samples(check_samples(samples))
+        if segment is self._epoch and self.stack[-1] is segment and self._due(segment, n):
+            self.cut()
+
+    def _due(self, segment: Segment, step: int) -> bool:
+        """Whether the epoch's row ``segment`` ends with ``step``: a multiple of the steps, or the time, reached."""
+        every_n, every_s = self._every_n, self._every_s
+        if every_n is not None and step >= ((segment.first_step or step) - 1) // every_n * every_n + every_n:
+            return True
+        return every_s is not None and self._clock() - (segment.opened_s or 0.0) >= every_s
+
+    def cut(self) -> None:
+        """Write the open epoch's row (on top of the stack) as ``partial``; the epoch goes on in a fresh row.
+
+        The edge is read first, as when an epoch closes; the bookkeeping after it is the fresh row's.
+        """
+        snapshot, now_s, peaks = self.boundary()
+        segment = self.stack[-1]
+        segment.deactivate(snapshot, now_s, peaks, self._now_utc())
+        fresh = segment.continued(self._now_utc())
+        self.stack[-1] = self._epoch = fresh
+        fresh.activate(snapshot, now_s, self.stale)
+        self._on_close(segment, PARTIAL)
 
     def begin_phase(self, name: str, samples: Any, epoch: int | None = None) -> None:
         """Open phase ``name`` on top of the stack, in the innermost open epoch if any (else ``epoch``).
@@ -213,6 +270,8 @@ class Timeline:
         self.stack[-1].activate(snapshot, now_s, self.stale)
         if segment.phase == TRAIN:
             self.last_epoch = segment.epoch
+        if segment is self._epoch:
+            self._epoch = None
         self._on_close(segment, status)
 
     def close_all(self) -> None:
