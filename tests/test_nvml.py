@@ -342,6 +342,9 @@ def test_power_not_supported_on_the_polling_path_is_unavailable(opened, clock):
     nvml = FakeNvml([FakeGpu(has_counter=False)], clock)
     (sensor,), _ = opened(nvml)
     nvml.fail("nvmlDeviceGetPowerUsage", nvml.NVML_ERROR_NOT_SUPPORTED)
+    # Moments after an answer, NOT_SUPPORTED is a driver refusing polls this fast: nothing new, polled slower.
+    assert sensor.read().time_s == clock() and sensor.max_interval_s == 0.02
+    clock.advance(1.0)
     with pytest.raises(SensorUnavailable, match="nvmlDeviceGetPowerUsage failed on gpu:0"):
         sensor.read()
 

@@ -176,6 +176,11 @@ class UpdatePeriod:
     in ``calibration_s`` at ``ceiling_s`` (a steady load loses nothing to slower polling). The poll
     speeds up again as soon as changes come closer.
 
+    A reading that changes at (nearly) every poll, ``CONTINUOUS`` of them or more, shows no refresh
+    period at all (a noisy or continuous reading: the shortest gap is then only the shortest time
+    between two polls, which says nothing of the driver); ``τ`` stays unknown and the reading is
+    polled at ``ceiling_s``. A driver that refuses polls this fast (:meth:`slow_down`) doubles the floor.
+
     Args:
         floor_s: the fastest poll, s (also the poll while calibrating).
         ceiling_s: the slowest poll, s.
@@ -183,16 +188,21 @@ class UpdatePeriod:
         min_changes: changes of the reading needed before ``τ`` is trusted.
 
     Attributes:
-        period_s: the inferred refresh period ``τ``, s; ``None`` until ``min_changes`` changes were seen.
+        period_s: the inferred refresh period ``τ``, s; ``None`` until ``min_changes`` changes were seen,
+            or while the reading changes at nearly every poll.
         interval_s: how often to poll now, s.
         changes: changes of the reading seen so far.
+        polls: polls after the first, so far.
     """
+
+    CONTINUOUS = 0.9
 
     def __init__(self, floor_s: float, ceiling_s: float, calibration_s: float = 1.0, min_changes: int = 32) -> None:
         self.floor_s, self.ceiling_s = floor_s, ceiling_s
         self.period_s: float | None = None
         self.interval_s = floor_s
         self.changes = 0
+        self.polls = 0
         self._calibration_s, self._min_changes = calibration_s, min_changes
         self._shortest_s = float("inf")
         self._first_s: float | None = None
@@ -203,17 +213,27 @@ class UpdatePeriod:
         """Fold in one poll (its time, s, and the power it read, W); returns the interval to poll at now, s."""
         if self._first_s is None:
             self._first_s = time_s
-        if self._last_w is not None and watts != self._last_w:
-            if self._last_change_s is not None and time_s > self._last_change_s:
-                self._shortest_s = min(self._shortest_s, time_s - self._last_change_s)
-            self._last_change_s = time_s
-            self.changes += 1
+        if self._last_w is not None:
+            self.polls += 1
+            if watts != self._last_w:
+                if self._last_change_s is not None and time_s > self._last_change_s:
+                    self._shortest_s = min(self._shortest_s, time_s - self._last_change_s)
+                self._last_change_s = time_s
+                self.changes += 1
         self._last_w = watts
-        if self.changes >= self._min_changes:
+        if self.changes >= self._min_changes and self.changes >= self.CONTINUOUS * self.polls:
+            self.period_s, self.interval_s = None, self.ceiling_s
+        elif self.changes >= self._min_changes:
             self.period_s = self._shortest_s
             self.interval_s = min(self.ceiling_s, max(self.floor_s, self.period_s / 2))
         elif self.changes == 0 and time_s - self._first_s >= self._calibration_s:
             self.interval_s = self.ceiling_s
         else:
             self.interval_s = self.floor_s
+        return self.interval_s
+
+    def slow_down(self) -> float:
+        """Double the floor (up to the ceiling): a driver refused a poll as too fast; returns the interval now, s."""
+        self.floor_s = min(self.ceiling_s, 2 * self.floor_s)
+        self.interval_s = max(self.interval_s, self.floor_s)
         return self.interval_s

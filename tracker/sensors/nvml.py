@@ -70,6 +70,10 @@ POLL_FLOOR_S = 0.01
 # its step threshold of 128 ms, RFC 5905's STEPT, and steps one above it), and a sample stamped more
 # than CLOCK_STEP_S after the read that fetched it is impossible (a wrong stamp: it is dropped).
 CLOCK_STEP_S = 0.1
+# A power field whose timestamp (when the driver refreshed it) stands still this long is frozen: the
+# slowest driver refreshes every 100 ms (A100), so this is five refreshes missed. Until then the
+# value is held as polled (at most FROZEN_S·ΔP of error), then the reads fail and the meter estimates.
+FROZEN_S = 0.5
 _HELD = (POWER_POLLING, POWER_INSTANT)
 AVERAGE_WINDOW_S = 1.0  # NVML: "averaged over 1 sec interval" (NVML_FI_DEV_POWER_AVERAGE, GetPowerUsage on Ampere+)
 _SOURCES = {
@@ -147,10 +151,12 @@ class NvmlSensor:
         self._average: AverageCounter | None = None
         self.uuid = ""  # named in the errors of the call that reads it
         self.uuid = str(text(self._call("nvmlDeviceGetUUID")))
+        self._last_held: Reading | None = None  # the newest polled reading (or the probe's)
         self.method, source = self._choose_method(method)
         self.max_interval_s = MAX_INTERVAL_S.get(self.method)
         self.info = {**self._describe(index, list(mig_uuids)), "power_source": source}
         self._refresh: UpdatePeriod | None = None
+        self._field_stamp: tuple[int, float] = (0, 0.0)  # the power field's timestamp, µs, and when it was first seen
         if self.method in _HELD:
             self._follow_refresh()
 
@@ -173,7 +179,7 @@ class NvmlSensor:
         probes = {
             ENERGY_COUNTER: self._probe_counter,
             POWER_SAMPLES: self._open_samples,
-            POWER_INSTANT: lambda: self._field_w("NVML_FI_DEV_POWER_INSTANT") is not None and _SOURCES[POWER_INSTANT],
+            POWER_INSTANT: self._probe_instant,
             POWER_AVERAGE: self._probe_average,
             POWER_POLLING: self._probe_usage,
         }
@@ -187,6 +193,13 @@ class NvmlSensor:
         found = self._call("nvmlDeviceGetTotalEnergyConsumption", optional=True) is not None
         return _SOURCES[ENERGY_COUNTER] if found else ""
 
+    def _probe_instant(self) -> str:
+        watts = self._field_w("NVML_FI_DEV_POWER_INSTANT")
+        if watts is None:
+            return ""
+        self._last_held = Reading(self.name, GPU, self._clock(), power_w=watts)
+        return _SOURCES[POWER_INSTANT]
+
     def _probe_average(self) -> str:
         if self._field_w("NVML_FI_DEV_POWER_AVERAGE") is not None:
             self._average = AverageCounter(AVERAGE_WINDOW_S)
@@ -197,7 +210,8 @@ class NvmlSensor:
         return ""
 
     def _probe_usage(self) -> str:
-        self._call("nvmlDeviceGetPowerUsage")  # the last resort: its error says why nothing can be measured
+        watts = self._call("nvmlDeviceGetPowerUsage") / 1000  # the last resort: its error says why nothing can be
+        self._last_held = Reading(self.name, GPU, self._clock(), power_w=watts)  # measured
         if self._usage_is_averaged():
             return "nvmlDeviceGetPowerUsage, a 1 s trailing mean integrated as if instantaneous"
         return "nvmlDeviceGetPowerUsage, instantaneous (GA100 and older)"
@@ -246,6 +260,11 @@ class NvmlSensor:
 
     def _field_w(self, field: str) -> float | None:
         """A power field (``NVML_FI_DEV_POWER_*``, GPU scope) in W, or ``None`` where the driver lacks it."""
+        found = self._field(field)
+        return None if found is None else found[0]
+
+    def _field(self, field: str) -> tuple[float, int] | None:
+        """A power field in W and its timestamp (µs of the wall clock, when the driver refreshed it), or ``None``."""
         field_id = getattr(self._nvml, field, None)
         if field_id is None:
             return None
@@ -254,7 +273,7 @@ class NvmlSensor:
         if not values or values[0].nvmlReturn != getattr(self._nvml, "NVML_SUCCESS", 0):
             return None  # the call succeeds when any field does; each field carries its own return code
         member = _VALUE_MEMBERS[values[0].valueType] if 0 <= values[0].valueType < len(_VALUE_MEMBERS) else "uiVal"
-        return getattr(values[0].value, member) / 1000
+        return getattr(values[0].value, member) / 1000, int(getattr(values[0], "timestamp", 0) or 0)
 
     def _describe(self, index: int, mig_uuids: list[str]) -> dict[str, Any]:
         mode = self._call("nvmlDeviceGetMigMode", optional=True)
@@ -307,12 +326,47 @@ class NvmlSensor:
             return self._read_samples()
         if self.method == POWER_AVERAGE:
             return self._read_average()
-        if self.method == POWER_INSTANT:
-            watts = self._field_w("NVML_FI_DEV_POWER_INSTANT")
-            if watts is None:
-                raise SensorReadError(f"NVML_FI_DEV_POWER_INSTANT failed on {self.name}", sensor=self.name)
-            return self._held(watts)
-        return self._held(self._call("nvmlDeviceGetPowerUsage") / 1000)
+        try:
+            return self._held(self._poll_w())
+        except SensorUnavailable as e:  # NOT_SUPPORTED from a call that answered moments ago
+            if not self._refused(e):
+                raise
+            assert self._last_held is not None
+            return self._last_held  # not newer than the last one: nothing to count
+
+    def _poll_w(self) -> float:
+        """Power now, W, by the polled method; a power field that stopped being refreshed is an error."""
+        if self.method != POWER_INSTANT:
+            return self._call("nvmlDeviceGetPowerUsage") / 1000
+        found = self._field("NVML_FI_DEV_POWER_INSTANT")
+        if found is None:
+            raise SensorReadError(f"NVML_FI_DEV_POWER_INSTANT failed on {self.name}", sensor=self.name)
+        watts, stamp_us = found
+        now = self._clock()
+        if stamp_us != self._field_stamp[0]:
+            self._field_stamp = (stamp_us, now)
+        elif stamp_us and now - self._field_stamp[1] > FROZEN_S:
+            raise SensorReadError(
+                f"NVML_FI_DEV_POWER_INSTANT on {self.name} has not been refreshed for "
+                f"{now - self._field_stamp[1]:.3g} s (frozen at {watts:g} W); its power is estimated meanwhile",
+                sensor=self.name, path=self.uuid,
+            )  # fmt: skip
+        return watts
+
+    def _refused(self, error: SensorError) -> bool:
+        """Whether a poll the driver says it does not support is one it refused as too fast (it answered moments ago).
+
+        A driver may turn a poll down soon after the last one it answered (the sampler's jitter brings two
+        polls up to two intervals apart, and as close as it likes): the poll is slowed down, never failed.
+        """
+        last, refresh = self._last_held, self._refresh
+        if last is None or refresh is None or self._clock() - last.time_s > 2 * refresh.ceiling_s:
+            return False
+        self.max_interval_s = refresh.slow_down()
+        self.info["poll_interval_s"] = self.max_interval_s
+        log.debug("%s refused a poll %.3g s after the last (%s); polled every %.3g s or more from now on",
+                  self.name, self._clock() - last.time_s, error, self.max_interval_s)  # fmt: skip
+        return True
 
     def _held(self, watts: float) -> Reading:
         """A polled reading, which also tells the refresh period of the driver behind it (on the reading thread)."""
@@ -326,7 +380,8 @@ class NvmlSensor:
                              self.name, refresh.period_s, self.max_interval_s)  # fmt: skip
                 self.info["power_update_s"] = round(refresh.period_s, 4)
             self.info["poll_interval_s"] = self.max_interval_s
-        return Reading(self.name, GPU, now, power_w=watts)
+        self._last_held = Reading(self.name, GPU, now, power_w=watts)
+        return self._last_held
 
     def _read_samples(self) -> Reading:
         counter = self._samples

@@ -416,6 +416,11 @@ class FakeNvml(PynvmlNames):
         with self._lock:
             self._frozen[index] = self.clock() - self.origin_s
 
+    def thaw_power(self, index: int) -> None:
+        """GPU ``index``'s driver refreshes its power readings again (undoes :meth:`freeze_power`)."""
+        with self._lock:
+            self._frozen.pop(index, None)
+
     def reset_counter(self, index: int) -> None:
         """GPU ``index``'s energy counter restarts at 0 now, as after a driver reload."""
         with self._lock:
