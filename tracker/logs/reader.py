@@ -7,8 +7,10 @@ columns are numbers where they parse as one.
 
 Reading is robust to damage: a final line without its newline (a killed writer), a row with more
 cells than the header, binary bytes, or a non-numeric cell in a numeric column is skipped and
-counted (``Run.skipped_rows``), with one warning per file. :func:`load_runs` reads every readable
-run under a directory and names the runs it could not read (``Runs.skipped``) instead of failing.
+counted (``Run.skipped_rows``), with one warning per file. Unreadable bytes or NUL in a text cell
+of an otherwise whole row cost nothing: the row is kept and its ``notes`` name the cell.
+:func:`load_runs` reads every readable run under a directory and names the runs it could not
+read (``Runs.skipped``) instead of failing.
 """
 
 from __future__ import annotations
@@ -30,10 +32,13 @@ from tracker.logs.schema import (
     EPOCH_COLUMNS,
     EPOCH_TYPES,
     EPOCHS_CSV,
+    MORE_METRICS,
     RUN_JSON,
     SHARDS_DIR,
     EpochRecord,
 )
+
+UNREADABLE = "\ufffd"  # what undecodable bytes (and NUL) read as
 
 logger = logging.getLogger(__name__)
 
@@ -140,9 +145,10 @@ def read_csv_rows(path: Path, types: Mapping[str, type] | None = None) -> list[d
 def read_csv(path: Path, types: Mapping[str, type] | None = None) -> tuple[list[dict[str, Any]], int]:
     """Rows of a CSV file as dicts, and how many rows were skipped as torn or corrupt.
 
-    Skipped: a final line without its newline, a row with more cells than the header, a cell with
-    a NUL or undecodable bytes, a cell that is not a number in a numeric column of ``types``. One
-    warning per file that had any.
+    Skipped: a final line without its newline, a row with more cells than the header, a cell that
+    is not a number in a numeric column of ``types``, a row narrower than the header with NUL or
+    undecodable bytes. A whole row with them in a text cell is kept, the cell named in its ``notes``.
+    One warning per file that had any skipped.
 
     Raises:
         OSError: the file cannot be read.
@@ -160,7 +166,7 @@ def read_csv(path: Path, types: Mapping[str, type] | None = None) -> tuple[list[
 
 def _parse(text: str, types: Mapping[str, type]) -> tuple[list[dict[str, Any]], int]:
     numeric = frozenset(name for name, kind in types.items() if kind in (int, float))
-    reader = csv.reader(io.StringIO(text.replace("\x00", "\ufffd")))
+    reader = csv.reader(io.StringIO(text.replace("\x00", UNREADABLE)))
     header = next(reader, [])
     if text and numeric and not numeric & set(header):
         raise ValueError(f"the header names none of the expected columns: {header[:3]!r}")
@@ -181,14 +187,41 @@ def _parse(text: str, types: Mapping[str, type]) -> tuple[list[dict[str, Any]], 
 
 
 def _row(header: list[str], cells: list[str], types: Mapping[str, type], numeric: frozenset[str]) -> dict | None:
-    """One row as a dict, or ``None`` if it is damaged."""
-    if len(cells) > len(header) or any("\ufffd" in cell for cell in cells):
+    """One row as a dict, or ``None`` if it is damaged.
+
+    Unreadable bytes (and NUL) in a text cell cost the row nothing: its figures are kept and its
+    ``notes`` name the cells (a row that is not as wide as the header, or whose numbers do not parse,
+    is damaged, not merely unreadable in places).
+    """
+    unreadable = [name for name, cell in zip(header, cells, strict=False) if UNREADABLE in cell]
+    if len(cells) > len(header) or (unreadable and len(cells) != len(header)):
         return None
     row = {name: parse_cell(cell, types.get(name)) for name, cell in zip(header, cells, strict=False)}
     row.update(dict.fromkeys(header[len(cells) :]))
     if any(isinstance(row.get(name), str) for name in numeric):
         return None
+    if MORE_METRICS in row:
+        _expand_more_metrics(row, types)
+    if unreadable:
+        note = f"unreadable bytes in {', '.join(unreadable)} (shown as U+FFFD)"
+        row["notes"] = f"{row['notes']}; {note}" if row.get("notes") else note
     return row
+
+
+def _expand_more_metrics(row: dict[str, Any], types: Mapping[str, type]) -> None:
+    """Metrics kept in the row's JSON cell (:data:`~tracker.logs.schema.MORE_METRICS`) as keys of the row."""
+    cell = row.pop(MORE_METRICS)
+    if cell is None:
+        return
+    try:
+        more = json.loads(cell) if isinstance(cell, str) else None
+    except ValueError:
+        more = None
+    if not isinstance(more, dict):
+        note = f"{MORE_METRICS} unreadable: {str(cell)[:40]!r}"
+        row["notes"] = f"{row['notes']}; {note}" if row.get("notes") else note
+        return
+    row.update({k: v for k, v in more.items() if k not in types and k not in row})
 
 
 def is_run_dir(path: Path) -> bool:

@@ -5,7 +5,10 @@ Every column name carries its unit (``_kwh``, ``_kg``, ``_w``, ``_s``, ``_j``, `
 ``devices.csv`` those of :class:`DeviceRecord`.
 """
 
+from collections.abc import Iterable
 from typing import Any, NamedTuple
+
+from tracker.errors import ConfigurationError
 
 COMPLETE, INTERRUPTED = "complete", "interrupted"
 # A ``train`` row cut from an epoch that goes on in the next row (``row_every_n_steps``/``row_every_s``):
@@ -190,3 +193,34 @@ def _value_type(annotation: Any) -> type:
 EPOCH_TYPES: dict[str, type] = {name: _value_type(t) for name, t in EpochRecord.__annotations__.items()}
 DEVICE_TYPES: dict[str, type] = {name: _value_type(t) for name, t in DeviceRecord.__annotations__.items()}
 POWER_TYPES: dict[str, type] = dict(zip(POWER_COLUMNS, (str, float, str, int, str, float, float), strict=True))
+
+# ``epochs.csv``'s last column once a metric key first appears after its first WIDE_ROWS rows: the
+# keys that have no column of their own, as one JSON object per row. A new column means rewriting
+# the whole file under a new header, which stays cheap only while the file is short.
+MORE_METRICS, WIDE_ROWS = "more_metrics", 100
+
+# A cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV Injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def check_metric_names(names: Iterable[str]) -> None:
+    """Refuse metric names that a CSV header cannot hold as one plain cell.
+
+    Raises:
+        ConfigurationError: a name is a tracker column, holds a line break or NUL, or starts like a
+            spreadsheet formula (``=``, ``+``, ``-``, ``@``, tab); the message names it and a name to use instead.
+    """
+    for name in names:
+        if name in EPOCH_COLUMNS or name == MORE_METRICS:
+            raise ConfigurationError(f"metric name {name!r} is a tracker column; write e.g. {'user_' + name!r} instead")
+        plain = name.replace("\r", "_").replace("\n", "_").replace("\x00", "")
+        if plain != name:
+            raise ConfigurationError(
+                f"metric name {name!r} holds a line break or NUL, which would break the CSV header; "
+                f"write {plain!r} instead"
+            )
+        if name.startswith(FORMULA_STARTS):
+            raise ConfigurationError(
+                f"metric name {name!r} starts with {name[0]!r}, which a spreadsheet runs as a formula; "
+                f"write {name.lstrip(''.join(FORMULA_STARTS)) or 'metric'!r} instead"
+            )

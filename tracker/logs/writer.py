@@ -7,7 +7,10 @@ epoch on disk) and, optionally, ``power.csv`` (the raw trace, streamed in bounde
 A row is written with one ``write`` call on an ``O_APPEND`` descriptor, so a kill never leaves
 half a row; a write the disk cuts short is truncated back to the last whole row at once. New
 metric columns rewrite the header through a temporary file and ``os.replace``: no ``.bak`` files,
-no lost rows. If the disk fills or the directory becomes unwritable, one warning is logged and
+no lost rows. That rewrite copies the whole file, so it happens only while ``epochs.csv`` is short
+(its first ``WIDE_ROWS`` rows); a metric key first logged later goes, with any others like it, into
+one JSON object per row in the last column, ``more_metrics`` (added once), and a row's cost stays flat.
+If the disk fills or the directory becomes unwritable, one warning is logged and
 the unwritten rows wait in memory for the next write that works (only they: rows on disk are
 not kept).
 
@@ -37,9 +40,11 @@ from tracker.logs.schema import (
     DEVICES_CSV,
     EPOCH_COLUMNS,
     EPOCHS_CSV,
+    MORE_METRICS,
     POWER_COLUMNS,
     POWER_CSV,
     RUN_JSON,
+    WIDE_ROWS,
 )
 
 logger = logging.getLogger(__name__)
@@ -139,10 +144,14 @@ class CsvLog:
         problem: reports write failures (shared by the files of a run directory: one warning).
     """
 
-    def __init__(self, path: Path, columns: Sequence[str], problem: WriteProblem | None = None) -> None:
+    def __init__(
+        self, path: Path, columns: Sequence[str], problem: WriteProblem | None = None, more: str | None = None
+    ) -> None:
         self.path = path
         self.columns = list(columns)
         self.pending: list[dict[str, Any]] = []
+        self._more = more
+        self._rows_on_disk = 0
         self._header_on_disk: list[str] = []
         self._multiline = False  # a value with a line break: rows are no longer one line each
         self._problem = problem or WriteProblem()
@@ -158,7 +167,9 @@ class CsvLog:
         text = whole.decode("utf-8", errors="replace")
         header = next(csv.reader(io.StringIO(text)), [])
         self._header_on_disk = header
-        self._multiline = "\r" in text or sum(1 for _ in csv.reader(io.StringIO(text))) != text.count("\n")
+        records = sum(1 for _ in csv.reader(io.StringIO(text)))
+        self._multiline = "\r" in text or records != text.count("\n")
+        self._rows_on_disk = max(records - 1, 0)
         self.columns = header + [c for c in self.columns if c not in header]
 
     def append(self, row: Mapping[str, Any]) -> None:
@@ -169,7 +180,7 @@ class CsvLog:
         """Add rows and write them now, in one write and one sync; never raises OSError."""
         if not rows:
             return
-        rows = [{str(key): value for key, value in row.items()} for row in rows]
+        rows = [self._fold({str(key): value for key, value in row.items()}) for row in rows]
         self.columns.extend(dict.fromkeys(key for row in rows for key in row if key not in self.columns))
         self.pending.extend(rows)
         try:
@@ -178,6 +189,21 @@ class CsvLog:
             self._append_pending()
         except OSError as exc:
             self._problem(self.path, exc)
+
+    def _fold(self, row: dict[str, Any]) -> dict[str, Any]:
+        """Once the file holds WIDE_ROWS rows, keys without a column go into the row's JSON cell (``more``).
+
+        A new column rewrites the whole file, so a key new in every epoch would make each row cost
+        as much as the file so far; the JSON cell keeps the cost of a row flat.
+        """
+        if self._more is None or self._rows_on_disk + len(self.pending) < WIDE_ROWS:
+            return row
+        extra = {key: value for key, value in row.items() if key not in self.columns}
+        if not extra:
+            return row
+        kept = {key: value for key, value in row.items() if key in self.columns}
+        kept[self._more] = json.dumps(extra, default=str, separators=(",", ":"))
+        return kept
 
     def _values(self, row: Mapping[str, Any]) -> list[Any]:
         return [row.get(column) for column in self.columns]
@@ -198,6 +224,7 @@ class CsvLog:
                 raise
         finally:
             os.close(fd)
+        self._rows_on_disk += len(self.pending)
         self.pending.clear()
         if header:
             self._header_on_disk = list(self.columns)
@@ -279,7 +306,7 @@ class RunWriter:
     def __init__(self, run_dir: Path, power_trace: bool = False) -> None:
         self.run_dir = run_dir
         self._problem = WriteProblem()
-        self.epochs = CsvLog(run_dir / EPOCHS_CSV, EPOCH_COLUMNS, self._problem)
+        self.epochs = CsvLog(run_dir / EPOCHS_CSV, EPOCH_COLUMNS, self._problem, more=MORE_METRICS)
         self.devices = CsvLog(run_dir / DEVICES_CSV, DEVICE_COLUMNS, self._problem)
         self._power = PowerTrace(run_dir / POWER_CSV, self._problem) if power_trace else None
 

@@ -5,7 +5,10 @@ between them), so a run killed in epoch 5 reports epochs 1–4 as written. Forma
 
 - ``text``: aligned plain text; ``markdown``: headings and pipe tables;
 - ``csv``: the rows of every run in one table (``run`` column first, user metrics last), numbers
-  written exactly as read (``repr``), so ``pandas.read_csv`` gives back the logged values;
+  written exactly as read (``repr``), so ``pandas.read_csv`` gives back the logged values; a text
+  cell (a run or metric name, a text metric) that starts with ``=``, ``+``, ``-``, ``@``, tab or
+  CR gets a ``'`` before it, so that a spreadsheet shows it as text and runs no formula (OWASP's
+  advice on CSV injection); numbers, negative ones included, are never changed;
 - ``json``: every run (totals, methods, intensity, forecast, metrics, hardware, rows) and the comparison.
 
 The paragraph for papers lives in :mod:`tracker.report.paper`.
@@ -23,7 +26,7 @@ from typing import Any, NamedTuple
 from tracker.energy import joined
 from tracker.errors import ConfigurationError
 from tracker.logs.reader import Run, load_runs, merge_jobs
-from tracker.logs.schema import EPOCH_COLUMNS
+from tracker.logs.schema import EPOCH_COLUMNS, FORMULA_STARTS
 from tracker.logs.totals import SUMMED, Totals
 from tracker.report.experiments import COMPONENTS, comparison, experiment_of
 
@@ -267,7 +270,7 @@ def to_csv(summaries: Sequence[RunSummary]) -> str:
     metrics = list(dict.fromkeys(m for s in summaries for m in s.metric_names))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*CSV_COLUMNS, *metrics])
+    writer.writerow([_inert(c) for c in (*CSV_COLUMNS, *metrics)])
     for s in summaries:
         for row in s.rows:
             writer.writerow([_exact(row.get(c)) for c in (*CSV_COLUMNS, *metrics)])
@@ -275,4 +278,11 @@ def to_csv(summaries: Sequence[RunSummary]) -> str:
 
 
 def _exact(value: Any) -> str:
-    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else str(value) if isinstance(value, int) else _inert(str(value))
+
+
+def _inert(text: str) -> str:
+    """A text cell a spreadsheet shows as text: ``'`` before a leading ``=``, ``+``, ``-``, ``@``, tab or CR (OWASP)."""
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text

@@ -16,13 +16,13 @@ from typing import Any
 from tracker.errors import ConfigurationError, UsageError
 from tracker.logs.schema import (
     COMPLETE,
-    EPOCH_COLUMNS,
     INTERRUPTED,
     OTHER_PHASE,
     PARTIAL,
     RESERVED_PHASES,
     TRAIN,
     VALIDATION,
+    check_metric_names,
 )
 from tracker.measure.meter import Meter, SensorTotals, Snapshot, power_cap_w
 from tracker.measure.sampler import Sampler
@@ -211,9 +211,7 @@ class Timeline:
             twice = sorted({str(k) for k in metrics if sum(str(j) == str(k) for j in metrics) > 1})
             raise ConfigurationError(f"log_metrics(): keys {twice} name the same column twice (e.g. 1 and '1'); "
                                      "give each metric one name")  # fmt: skip
-        clash = [k for k in named if k in TRACKER_COLUMNS]
-        if clash:
-            raise ConfigurationError(f"metric names {clash} are tracker columns; rename them (e.g. 'user_{clash[0]}')")
+        check_metric_names(named)
         self.stack[-1].metrics.update({name: plain_number(value) for name, value in named.items()})
 
     # ---- boundaries ---------------------------------------------------------------------------------------------
@@ -367,10 +365,6 @@ class Timeline:
 
 
 _EMPTY = SensorTotals()
-
-
-# Column names the tracker writes, which user metrics may not reuse.
-TRACKER_COLUMNS = frozenset(EPOCH_COLUMNS)
 
 
 def check_epoch_index(value: Any) -> int:
