@@ -96,7 +96,7 @@ class EnergyCallback(Callback):
     def __init__(self, **options: Any) -> None:
         given, self._hardware = split_options(options, "EnergyCallback", _HARDWARE_OPTIONS)
         Hardware(**self._hardware)
-        self.config = Config(**{"log_dir": None, **given})
+        self.config = Config(**{"log_dir": None, **given}).resolve()
         self.tracker: EnergyTracker | None = None
         self._running = False
         self._state: dict[str, Any] | None = None

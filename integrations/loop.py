@@ -50,7 +50,7 @@ class EnergyLoopCallback:
     def __init__(self, **options: Any) -> None:
         given, hardware = split_options(options, "EnergyLoopCallback", _HARDWARE_OPTIONS)
         Hardware(**hardware)
-        self.config = Config(**given)
+        self.config = Config(**given).resolve()
         if self.config.log_dir is not None:
             check_log_dir(self.config.log_dir)  # a file, /proc, unwritable: fail here, not at the first hook
         self._hardware = hardware

@@ -80,7 +80,7 @@ class EnergyTrainerCallback(TrainerCallback):
         given, self._hardware = split_options(options, "EnergyTrainerCallback", _HARDWARE_OPTIONS)
         Hardware(**self._hardware)
         self._log_dir_given = "log_dir" in given
-        self.config = Config(**{"log_dir": None, **given})
+        self.config = Config(**{"log_dir": None, **given}).resolve()
         self.tracker: EnergyTracker | None = None
         self._open: list[str] = []
         self._figures: dict[str, float] = {}

@@ -558,32 +558,6 @@ def test_import_is_cheap_and_never_imports_codecarbon():
     assert result.stdout.strip() == "ok"
 
 
-def test_a_tracker_starts_without_compiling_annotations_or_importing_zoneinfo_or_pycountry(tmp_path):
-    """Construct, start and stop compile no annotation (a NamedTuple compiles each string annotation into a
-    ForwardRef: a module declaring one must evaluate its annotations), nor import :mod:`zoneinfo` (~4 ms) or
-    pycountry (~30 ms), though the time zone (Europe/Berlin) gives an alpha-2 code."""
-    script = textwrap.dedent(
-        f"""
-        import sys
-        compiled = []
-        def hook(event, args):
-            source = args[0].decode() if event == "compile" and isinstance(args[0], bytes) else str(args[0])
-            # What a NamedTuple compiles for its __new__ ("lambda _cls, ...") is not an annotation.
-            if event == "compile" and args[1] == "<string>" and not source.startswith("lambda _cls"):
-                compiled.append(source)
-        sys.addaudithook(hook)
-        from tracker import EnergyTracker
-        for options in ({{}}, {{"country": "DEU"}}):
-            EnergyTracker({str(tmp_path)!r}, interval_s=1, **options).start().stop()
-        print(compiled, [name for name in ("zoneinfo", "pycountry") if name in sys.modules])
-        """
-    )
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TZ": "Europe/Berlin"}
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[] []"
-
-
 @pytest.fixture
 def without_codecarbon(monkeypatch):
     real = importlib.util.find_spec

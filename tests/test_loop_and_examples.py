@@ -95,34 +95,3 @@ def test_import_tracker_is_light_and_does_no_io():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[] []"
-
-
-# The records are NamedTuples and small classes, not dataclasses: creating a dataclass exec()s its generated
-# methods and `import dataclasses` imports inspect, which cost most of `import tracker` (ARCHITECTURE.md).
-SLOW_TO_IMPORT = ("dataclasses", "inspect")
-
-
-def test_import_and_a_run_import_neither_dataclasses_nor_inspect(tmp_path):
-    code = (
-        "import sys, time\n"
-        "import tracker\n"
-        "from tracker import EnergyTracker, Reading\n"
-        f"slow = {SLOW_TO_IMPORT!r}\n"
-        "print(sorted(m for m in slow if m in sys.modules))\n"
-        "class Counter:  # at the hardware boundary: a 100 W energy counter, without tracker.testing\n"
-        "    name, kind, method, info = 'cpu', 'cpu', 'rapl', {}\n"
-        "    def read(self):\n"
-        "        now = time.monotonic()\n"
-        "        return Reading('cpu', 'cpu', now, energy_j=100.0 * now)\n"
-        "    def close(self):\n"
-        "        pass\n"
-        f"energy = EnergyTracker({str(tmp_path)!r}, sensors=[Counter()], country='DEU', epochs=1)\n"
-        "energy.start()\n"
-        "with energy.epoch(0):\n"
-        "    pass\n"
-        "energy.stop()\n"
-        "print(sorted(m for m in slow if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split("\n")[:2] == ["[]", "[]"], out.stdout

@@ -1,9 +1,10 @@
 """Every option of a tracker, declared once, and validated in one place before any training starts.
 
 Each option is a field of :class:`Config` (what to measure and how to account for it) or of
-:class:`Hardware` (what to measure it with: injected sensors, clocks and distributed hooks),
-declared with :func:`option`: its default, its validator, its help text and its command-line
-flag. Everything else derives from these fields:
+:class:`Hardware` (what to measure it with: injected sensors, clocks and distributed hooks), both
+frozen keyword-only dataclasses, declared with :func:`option`: its default, and in the field's
+metadata its validator, its help text and its command-line flag. Everything else derives from
+these fields (``dataclasses.fields``):
 
 - ``Config(...)`` and ``Hardware(...)`` run each field's validator (a bad option gives the same
   message whichever way in is used: what was wrong, the value given, and what to write instead);
@@ -15,18 +16,19 @@ flag. Everything else derives from these fields:
 **Adding an option** is a one-place change: add a field to :class:`Config` (or :class:`Hardware`)
 with ``option(default, check, "help")`` (``flag=Flag(...)`` to offer it on the command line, no
 flag to keep it off), then read ``config.<name>`` where it is used. A check that spans several
-options goes in ``Config.__init__``.
-
-:class:`Options`, their small base, is not a ``dataclass``: creating a dataclass ``exec``s its
-generated methods and imports ``inspect``, which would cost most of ``import tracker``.
+options goes in ``__post_init__``. ``Config`` is a value: constructing it reads no file; what the
+options name on this machine (the carbon intensity, the CPU scope) is worked out by
+:meth:`Config.resolve`, which ``EnergyTracker`` calls at construction.
 """
 
+import functools
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+from typing import Any, NamedTuple
 
 from tracker.errors import ConfigurationError, UnknownOptionError
 from tracker.measure.sampler import COUNTER_INTERVAL_S, POLLED_INTERVAL_S, validate_interval, validate_jitter
@@ -53,130 +55,45 @@ class Flag(NamedTuple):
     switch: bool = False
 
 
-class Option:
-    """One option's declaration: its default, validator, help text and flag; its name comes from the class body.
-
-    Attributes:
-        name: the option's name, the attribute it is declared as.
-        default: the value when the option is not given.
-        check: ``check(value, name)`` returns the valid value or raises ``ConfigurationError``;
-            ``None`` for an option checked with others in ``Config.__init__``.
-        help: one sentence for the docstring and ``--help``, with units.
-        flag: how ``energy-tracker run`` takes it; ``None`` keeps it off the command line.
-    """
-
-    __slots__ = ("name", "default", "check", "help", "flag")
-
-    def __init__(self, default: Any, check: Check | None, help: str, flag: Flag | None) -> None:
-        self.name = ""
-        self.default, self.check, self.help, self.flag = default, check, help, flag
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"Option({self.name!r}, default={self.default!r})"
-
-
 def option(default: Any, check: Check | None, help: str, flag: Flag | None = None) -> Any:
-    """Declare an option of a :class:`Options` class: its validator, help text and command-line flag.
+    """Declare an option: a dataclass field whose metadata holds its validator, help text and flag.
 
     Args:
         default: the value when the option is not given.
         check: ``check(value, name)`` returns the valid value or raises ``ConfigurationError``;
-            ``None`` for an option checked with others in ``Config.__init__``.
+            ``None`` for an option checked elsewhere (the carbon options, by :meth:`Config.resolve`).
         help: one sentence for the docstring and ``--help``, with units.
         flag: how ``energy-tracker run`` takes it; ``None`` keeps it off the command line.
-
-    Returns:
-        An :class:`Option` (typed ``Any``, so that the annotation beside it is the option's type).
     """
-    return Option(default, check, help, flag)
+    return field(default=default, metadata={"check": check, "help": help, "flag": flag})
 
 
-if TYPE_CHECKING:  # type checkers then see each class's options as its constructor's keyword arguments
-    from typing_extensions import dataclass_transform
-else:
-
-    def dataclass_transform(**_: Any) -> Callable[[type], type]:
-        """At run time, nothing: the decorator is for type checkers (PEP 681)."""
-        return lambda cls: cls
-
-
-@dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(option,))
 class Options:
-    """A frozen set of declared options: ``Cls(**options)`` validates each, in declaration order.
+    """The base of :class:`Config` and :class:`Hardware`, frozen dataclasses of keyword-only options.
 
-    A subclass declares each option once, as ``name: type = option(...)``; :attr:`OPTIONS` lists
-    them in order (the docstring, ``split_options`` and the command line are made from it).
-    Instances compare equal when their options are.
-
-    Raises:
-        ConfigurationError: an option is invalid (from its check).
-        UnknownOptionError: a name is not an option (also a ``TypeError``).
+    ``Cls(**options)`` names an unknown option in an :class:`UnknownOptionError` (also a ``TypeError``)
+    and then validates each option in declaration order (each field's ``check``).
     """
 
-    OPTIONS: ClassVar[tuple[Option, ...]] = ()
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.OPTIONS = tuple(value for value in vars(cls).values() if isinstance(value, Option))
-
-    def __init__(self, **options: Any) -> None:
-        names = type(self).names()
+    def __new__(cls, *args: Any, **options: Any) -> Any:
+        """Refuse an unknown option by name, before the dataclass's ``__init__`` would say less."""
+        names = [f.name for f in fields(cls)]
         unknown = [name for name in options if name not in names]
         if unknown:
             raise UnknownOptionError(
-                f"{type(self).__name__}({unknown[0]}=...) is not an option; give some of: {', '.join(names)}"
+                f"{cls.__name__}({unknown[0]}=...) is not an option; give some of: {', '.join(names)}"
             )
-        for declared in self.OPTIONS:
-            object.__setattr__(self, declared.name, options.get(declared.name, declared.default))
-        for declared in self.OPTIONS:
-            if declared.check is not None:
-                value = declared.check(getattr(self, declared.name), declared.name)
-                object.__setattr__(self, declared.name, value)
+        return super().__new__(cls)
 
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        """The options' names, in declaration order."""
-        return tuple(declared.name for declared in cls.OPTIONS)
-
-    @classmethod
-    def declaration(cls, name: str) -> Option:
-        """The declaration of the option ``name``.
-
-        Raises:
-            KeyError: ``name`` is not an option of this class.
-        """
-        found = vars(cls).get(name)
-        if not isinstance(found, Option):
-            raise KeyError(name)
-        return found
-
-    def as_dict(self) -> dict[str, Any]:
-        """The options as given to the constructor, by name."""
-        return {declared.name: getattr(self, declared.name) for declared in self.OPTIONS}
+    def __post_init__(self) -> None:
+        for declared in fields(self):
+            check = declared.metadata["check"]
+            if check is not None:
+                object.__setattr__(self, declared.name, check(getattr(self, declared.name), declared.name))
 
     def replace(self, **changes: Any) -> Any:
         """A new instance with ``changes`` (validated again, as the constructor does)."""
-        return type(self)(**{**self.as_dict(), **changes})
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError(f"cannot assign to {type(self).__name__}.{name}: it is frozen; use .replace({name}=...)")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"cannot delete {type(self).__name__}.{name}: it is frozen")
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.as_dict().items())})"
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return tuple(self.as_dict().values()) == tuple(other.as_dict().values())  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash(tuple(self.as_dict().values()))
+        return replace(self, **changes)  # type: ignore[type-var]
 
 
 # Plausible magnitudes, W: a machine's CPUs at full load (8 sockets of 400 W fit), and its RAM (2 TB at the
@@ -339,19 +256,16 @@ def _path(what: str) -> Check:
     return check
 
 
-def _comma_list(text: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in text.split(",") if item.strip())
-
-
 def _device_list(text: str) -> tuple[int | str, ...]:
     return tuple(int(d) if d.isdigit() else d for d in _comma_list(text))
 
 
+@dataclass(frozen=True, kw_only=True)
 class Config(Options):
     """The validated options of a tracker: what to measure and how to account for it.
 
-    Constructing it validates every field and resolves the carbon intensity (from codecarbon's
-    bundled files, never the network).
+    Constructing it validates every field and reads nothing; :meth:`resolve` works out the carbon
+    intensity (from codecarbon's bundled files, never the network) and the CPU scope.
 
     Raises:
         ConfigurationError: an option is invalid; the message names the value and what is valid.
@@ -490,33 +404,38 @@ class Config(Options):
         Flag("--cpu-scope", None, "machine|process"),
     )
 
-    def __init__(self, **options: Any) -> None:
-        from tracker.carbon import intensity as carbon
+    def resolve(self) -> "Config":
+        """Resolve what the options name on this machine, reading files; returns ``self``.
 
-        super().__init__(**options)
-        # Resolved here, once, so that the start-up line and every row agree on it.
-        self.__dict__["_cpu_scope_choice"] = cpu_scope.resolve_scope(self.cpu_scope, cpu_scope.confinement())
-        hourly = None if self.intensity_csv is None else Path(self.intensity_csv)
-        resolved = carbon.resolve_intensity(
+        The CPU scope (cgroup quota, affinity) and the grid's carbon intensity (codecarbon's bundled
+        files, an hourly CSV, the time zone) are worked out here, once per instance, so that the
+        start-up line and every row agree on them. ``EnergyTracker`` and the integrations call it at
+        construction; constructing a ``Config`` reads nothing.
+
+        Raises:
+            ConfigurationError: a carbon option is invalid or unknown (the value and what to write instead).
+        """
+        _ = self.cpu_scope_choice, self.intensity
+        return self
+
+    @functools.cached_property
+    def cpu_scope_choice(self) -> tuple[str, str]:
+        """The CPU scope in effect (``machine`` or ``process``) and why (see :meth:`resolve`)."""
+        return cpu_scope.resolve_scope(self.cpu_scope, cpu_scope.confinement())
+
+    @functools.cached_property
+    def intensity(self) -> Any:
+        """The grid's carbon intensity, a ``tracker.carbon.intensity.Intensity`` (see :meth:`resolve`)."""
+        from tracker.carbon.intensity import resolve_intensity
+
+        return resolve_intensity(
             country=self.country,
             region=self.region,
             cloud_provider=self.cloud_provider,
             cloud_region=self.cloud_region,
             g_per_kwh=self.carbon_intensity_g_per_kwh,
-            hourly_csv=hourly,
+            hourly_csv=None if self.intensity_csv is None else Path(self.intensity_csv),
         )
-        self.__dict__["_intensity"] = resolved
-
-    # Derived from the options once, at construction; not options themselves (nor in repr or ==).
-    @property
-    def intensity(self) -> Any:
-        """The grid's carbon intensity, resolved (a ``tracker.carbon.intensity.Intensity``)."""
-        return self.__dict__["_intensity"]
-
-    @property
-    def cpu_scope_choice(self) -> tuple[str, str]:
-        """The CPU scope in effect (``machine`` or ``process``) and why."""
-        return self.__dict__["_cpu_scope_choice"]
 
 
 def _callable(returns: str, optional: bool) -> Check:
@@ -580,6 +499,7 @@ def _host(value: Any, name: str) -> str | None:
     return value
 
 
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Hardware(Options):
     """The options that inject hardware, clocks or distributed hooks (tests, custom hardware, DDP).
 
@@ -620,12 +540,9 @@ class Hardware(Options):
         "the same boundaries, however short, so that the collectives line up.",
     )
 
-    __eq__ = object.__eq__
-    __hash__ = object.__hash__
 
-
-CONFIG_OPTIONS = Config.names()
-HARDWARE_OPTIONS = Hardware.names()
+CONFIG_OPTIONS = tuple(f.name for f in fields(Config))
+HARDWARE_OPTIONS = tuple(f.name for f in fields(Hardware))
 
 
 def split_options(
@@ -668,10 +585,19 @@ def resolve_config(config: Any, options: Mapping[str, Any]) -> Config:
     return config
 
 
+def option_help(name: str) -> str:
+    """The help text of the :class:`Config` option ``name``.
+
+    Raises:
+        KeyError: ``name`` is not an option of :class:`Config`.
+    """
+    return {f.name: f for f in fields(Config)}[name].metadata["help"]
+
+
 def options_doc(indent: str = "        ") -> str:
     """The ``Args`` lines of every option, from their help texts (Google style)."""
-    declared = [*Config.OPTIONS, *Hardware.OPTIONS]
-    return "\n".join(f"{indent}{o.name}: {o.help}" for o in declared if o.help)
+    declared = [*fields(Config), *fields(Hardware)]
+    return "\n".join(f"{indent}{o.name}: {o.metadata['help']}" for o in declared)
 
 
 def add_flags(parser: Any) -> None:
@@ -681,11 +607,12 @@ def add_flags(parser: Any) -> None:
     """
     import argparse
 
-    for declared in Config.OPTIONS:
-        flag = declared.flag
+    for declared in fields(Config):
+        flag = declared.metadata["flag"]
         if flag is None:
             continue
-        kwargs: dict[str, Any] = {"dest": declared.name, "default": argparse.SUPPRESS, "help": declared.help}
+        kwargs: dict[str, Any] = {"dest": declared.name, "default": argparse.SUPPRESS}
+        kwargs["help"] = declared.metadata["help"]
         if flag.switch:
             kwargs["action"] = "store_true"
         else:

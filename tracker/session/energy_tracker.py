@@ -29,7 +29,7 @@ from tracker.sensors.discovery import discover
 from tracker.session import placement
 from tracker.session import resume as resuming
 from tracker.session.accounting import DeviceUsage
-from tracker.session.config import Config, Hardware, options_doc, resolve_config, split_options
+from tracker.session.config import Config, Hardware, option_help, options_doc, resolve_config, split_options
 from tracker.session.rows import RowBuilder
 from tracker.session.segments import Segment
 from tracker.session.summary import RunState, Summary, run_info, start_line
@@ -81,7 +81,7 @@ class EnergyTracker:
         if config is not None and not isinstance(config, Config):
             resolve_config(config, given)  # raises, before the hardware options are looked at
         hardware = Hardware(**injected)
-        self.config = cfg = resolve_config(config, given)
+        self.config = cfg = resolve_config(config, given).resolve()  # reads codecarbon's tables, an hourly CSV
         self._log_dir = None if cfg.log_dir is None else check_log_dir(cfg.log_dir)
         self._clock, self._utc_clock = hardware.clock, hardware.utc_clock
         self._exchange = hardware.exchange
@@ -525,6 +525,6 @@ class EnergyTracker:
 # The options' help, from their one declaration in tracker.session.config.
 EnergyTracker.__doc__ = (
     (EnergyTracker.__doc__ or "")
-    .replace("{log_dir}", Config.declaration("log_dir").help)
+    .replace("{log_dir}", option_help("log_dir"))
     .replace("    {options}", options_doc(indent=" " * 12))
 )
