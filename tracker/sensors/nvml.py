@@ -21,6 +21,11 @@ whatever ``interval_s`` the user sets. A driver refreshes instantaneous power ev
 and a read returns its newest refresh, so ``power_polling`` and ``power_instant`` ask for half the
 refresh period, inferred from their own reads on the threads that make them (``POLL_FLOOR_S`` until
 it is known). Readings are in J and W.
+No clock or value of the driver is trusted blindly: sample stamps (the CPU's wall clock) are read in
+the monotonic time base, sorted, future ones dropped, and polled power replaces them while a step of
+the wall clock makes them ambiguous (``CLOCK_STEP_S``); a buffer that overflowed leaves a hole that is
+estimated and says so (``Reading.estimated_s``); a power field whose timestamp stands still is frozen
+(``FROZEN_S``); a driver that refuses polls this fast is polled slower.
 Every ``NVMLError`` is translated into the tracker's exceptions, chained, at one boundary
 (:mod:`tracker.sensors.nvml_calls`)::
 
