@@ -30,8 +30,6 @@ from tracker import (
     EnergyTracker,
     Hardware,
     Summary,
-    Totals,
-    load_run,
     split_options,
 )
 
@@ -174,16 +172,16 @@ class EnergyTrainerCallback(TrainerCallback):
             self._figures.update(_from_summaries(self._epoch_start, self.tracker.summary()))
 
     def figures(self) -> dict[str, float]:
-        """The logged figures (see the class), read again from the rows after each row closes."""
+        """The logged figures (see the class), from the job's rows after each row closes.
+
+        Only global rank 0 reads them (the Trainer's reporters run there; the other ranks keep their
+        own summaries' figures), and only the rows appended since its last look.
+        """
         if self._fresh and self.tracker is not None:
             self._fresh = False
-            rows = self._rows()
-            if rows is not None:
-                self._figures.update(_from_rows(rows))
+            if self.tracker.rank == 0 and self.run_dir is not None:
+                self._figures.update(_from_rows(self.tracker.job_rows()))
         return dict(self._figures)
-
-    def _rows(self) -> list[dict[str, Any]] | None:
-        return load_run(self.run_dir).epochs if self.run_dir is not None else None
 
 
 def _from_summaries(start: Summary, end: Summary) -> dict[str, float]:
@@ -202,8 +200,10 @@ def _from_summaries(start: Summary, end: Summary) -> dict[str, float]:
 
 def _from_rows(rows: list[dict[str, Any]]) -> dict[str, float]:
     """The figures from ``epochs.csv`` rows (the job's, merged from every rank's shard under DDP)."""
-    totals = Totals.of(rows)
-    figures = {"energy/total_kwh": totals.energy_kwh, "energy/total_co2_kg": totals.co2_kg}
+    figures = {
+        "energy/total_kwh": math.fsum(float(r["energy_kwh"]) for r in rows),
+        "energy/total_co2_kg": math.fsum(float(r["co2_kg"]) for r in rows),
+    }
     epoch = next((r for r in reversed(rows) if r.get("phase") == TRAIN), None)
     if epoch is not None:
         inside = [r for r in rows if r.get("phase") == EVALUATION and r.get("epoch") == epoch.get("epoch")]

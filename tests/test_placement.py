@@ -233,3 +233,27 @@ def test_a_resumed_shard_continues_its_job(tmp_path, monkeypatch):
     assert again.run_dir == first.run_dir == tmp_path / "torchrun-r" / "ranks" / "h-r1"
     assert again.job_dir == first.job_dir
     assert [r["epoch"] for r in load_run(first.job_dir).epochs if r["phase"] == "train"] == [0, 1]
+
+
+def test_job_rows_follow_the_job_as_the_merge_counts_it(tmp_path, monkeypatch):
+    # both ranks see both GPUs: the rows followed as they come drop rank 1's duplicates, as the full merge does
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "follow")
+    trackers = []
+    for rank in (0, 1):
+        for name, value in {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}.items():
+            monkeypatch.setenv(name, value)
+        sensors = [FakeSensor(f"gpu:{i}", "gpu", steady(100.0 + 50 * i), info={"uuid": f"U{i}"}) for i in (0, 1)]
+        trackers.append(EnergyTracker(tmp_path, sensors=sensors, host="h", carbon_intensity_g_per_kwh=1.0).start())
+    for epoch in range(3):
+        for energy in trackers:
+            energy.begin_epoch(epoch)
+        for energy in trackers:
+            energy.end()
+        followed = trackers[0].job_rows()
+        merged = [r for r in load_run(trackers[0].job_dir).epochs]
+        assert [(r["epoch"], r["phase"]) for r in followed] == [(r["epoch"], r["phase"]) for r in merged]
+        for mine, theirs in zip(followed, merged, strict=True):
+            assert mine["energy_kwh"] == pytest.approx(theirs["energy_kwh"], rel=1e-9)
+            assert mine["gpu_power_mean_w"] == pytest.approx(theirs["gpu_power_mean_w"], rel=1e-9)
+    for energy in trackers:
+        energy.stop()

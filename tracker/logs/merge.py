@@ -150,21 +150,32 @@ def _num(value: Any) -> float:
     return float(value) if isinstance(value, (int, float)) else 0.0
 
 
+# Each banded or derived figure of a row and the central figure that stands for it when it is empty
+# (a heartbeat's row, a killed rank's open epoch, has no band: its own figure bounds it both ways).
+_SCALED = (
+    ("energy_kwh_low", "energy_kwh"),
+    ("energy_kwh_high", "energy_kwh"),
+    ("co2_kg", "co2_kg"),
+    ("co2_kg_low", "co2_kg"),
+    ("co2_kg_high", "co2_kg"),
+)
+
+
 def _scaled_part(row: dict[str, Any], dropped: list[Mapping[str, Any]]) -> dict[str, float]:
     """A shard row's figures less the energy of its duplicate devices (CO2 and band scaled with the energy)."""
-    kinds = {kind: _num(row.get(column)) for kind, column in KIND_COLUMNS.items()}
+    get = row.get
+    part = {column: max(0.0, _num(get(column))) for column in KIND_COLUMNS.values()}
     for device in dropped:
-        kinds[device.get("kind")] = kinds.get(device.get("kind"), 0.0) - _num(device.get("energy_kwh"))
-    energy = sum(max(0.0, v) for v in kinds.values())
-    total = _num(row.get("energy_kwh"))
+        column = KIND_COLUMNS.get(device.get("kind"))
+        if column is not None:
+            part[column] = max(0.0, part[column] - _num(device.get("energy_kwh")))
+    energy = sum(part.values())
+    total = _num(get("energy_kwh"))
     ratio = energy / total if total > 0 else 1.0
-    part = {KIND_COLUMNS[k]: max(0.0, v) for k, v in kinds.items() if k in KIND_COLUMNS}
     part["energy_kwh"] = energy
-    for column in ("energy_kwh_low", "energy_kwh_high", "co2_kg", "co2_kg_low", "co2_kg_high"):
-        central = column.removesuffix("_low").removesuffix("_high")
-        # a heartbeat's row (a killed rank's open epoch) has no band: its own figure bounds it both ways
-        value = row.get(column) if row.get(column) is not None else row.get(central)
-        part[column] = _num(value) * ratio
+    for column, central in _SCALED:
+        value = get(column)
+        part[column] = _num(value if value is not None else get(central)) * ratio
     return part
 
 
@@ -247,12 +258,16 @@ def _merged_row(name: str, group: _Group, shards: Sequence[Shard]) -> tuple[dict
     dropped_ids = {id(d) for d in dropped}
     first = min(group.rows, key=lambda pair: pair[0].rank)[1]
     row: dict[str, Any] = {**first, "run": name}
-    sums: Counter[str] = Counter()
+    by_shard: dict[int, list[dict[str, Any]]] = {}
+    for s, d in group.devices:  # indexed once: a job of N ranks is not N x N work per row
+        by_shard.setdefault(id(s), []).append(d)
+    sums: dict[str, float] = {}
     for shard, part in group.rows:
-        mine = [d for s, d in group.devices if s is shard and id(d) in dropped_ids]
-        if not any(s is shard for s, _ in group.devices):
+        mine = [d for d in by_shard.get(id(shard), ()) if id(d) in dropped_ids]
+        if id(shard) not in by_shard:
             mine = _heartbeat_duplicates(shard, part, group)
-        sums.update(_scaled_part(part, mine))
+        for column, value in _scaled_part(part, mine).items():
+            sums[column] = sums.get(column, 0.0) + value
     row.update(sums)
     rows = [r for _, r in group.rows]
     row["start_utc"] = min(str(r.get("start_utc") or "") for r in rows)

@@ -21,6 +21,7 @@ from typing import Any
 from tracker.energy import co2_kg, joined, joules_to_kwh
 from tracker.errors import ConfigurationError, UsageError
 from tracker.logs import liveness
+from tracker.logs.follow import JobFollower
 from tracker.logs.schema import COMPLETE, INTERRUPTED, SHARDS_DIR
 from tracker.logs.writer import RunWriter, check_log_dir, new_run_dir, write_job
 from tracker.measure.sampler import default_interval_s
@@ -108,6 +109,7 @@ class EnergyTracker:
         self._beat_lock = threading.Lock()
         self._beats = 0
         self._idle_beat: threading.Event | None = None
+        self._follower: JobFollower | None = None
         self.process = liveness.this_process()
 
     def _new_timeline(self) -> Timeline:
@@ -386,6 +388,22 @@ class EnergyTracker:
             break_even=rows.break_even if rows else None,
             steps=self._timeline.steps,
         )
+
+    def job_rows(self) -> list[dict[str, Any]]:
+        """The rows so far of this run, or under a distributed launcher of its whole job, merged as they come.
+
+        Each look reads only what every rank appended since the last (:mod:`tracker.logs.follow`), so
+        calling it after every row costs the same at the thousandth row as at the first. One dict per
+        epoch and phase: ``epoch``, ``phase``, ``end_utc``, ``duration_s``, ``energy_kwh``, ``co2_kg``,
+        ``gpu_kwh``, ``cpu_kwh``, ``ram_kwh`` (kWh, kg CO2e) and ``gpu_power_mean_w`` (W, ``None``
+        when no GPU is measured). Empty without a log directory.
+        """
+        where = self.job_dir or self.run_dir
+        if where is None:
+            return []
+        if self._follower is None:
+            self._follower = JobFollower(where)
+        return self._follower.rows()
 
     @property
     def sensor_health(self) -> dict[str, Any]:
