@@ -52,6 +52,8 @@ OPTIONS = {
     "pue-str": ({"pue": "1.2"}, ConfigurationError, "'1.2'"),
     "pue-nan": ({"pue": math.nan}, ConfigurationError, "nan"),
     "pue-inf": ({"pue": math.inf}, ConfigurationError, "inf"),
+    "discovery-timeout-zero": ({"discovery_timeout_s": 0}, ConfigurationError, "discovery_timeout_s=0"),
+    "discovery-timeout-str": ({"discovery_timeout_s": "1"}, ConfigurationError, "'1'"),
     "interval-zero": ({"interval_s": 0}, ConfigurationError, "interval_s=0"),
     "interval-small": ({"interval_s": 0.001}, ConfigurationError, "0.001"),
     "interval-large": ({"interval_s": 4000}, ConfigurationError, "4000"),

@@ -268,7 +268,25 @@ class Sampler:
         return self._deliver(self._edge.read(slots, deadline))
 
     def close_sensors(self) -> None:
-        """Close every sensor, once the thread has stopped; errors become debug messages."""
+        """Close every sensor, once the thread has stopped; errors become debug messages.
+
+        While a read is still hung in its driver (see :meth:`stop`), closing would wait behind it (a
+        driver holds its lock through the hang, and ``nvmlShutdown`` needs it): the sensors are then
+        closed on a daemon thread once that read returns, and the caller does not wait.
+        """
+        if any(slot.lock.locked() for slot in self._slots):
+            closer = threading.Thread(target=self._close_after_reads, name="energy-tracker.close", daemon=True)
+            closer.start()
+            return
+        self._close_all()
+
+    def _close_after_reads(self) -> None:
+        for slot in self._slots:
+            with slot.lock:  # the hung read returns first
+                pass
+        self._close_all()
+
+    def _close_all(self) -> None:
         for slot in self._slots:
             try:
                 slot.sensor.close()

@@ -3,8 +3,10 @@
 Every ``interval_s`` it reads the run directory again (only files: it works on a run written by
 another process or machine over a shared filesystem) and shows a compact table, one line per row
 (epoch, phase, time, energy, CO2e), the totals and the forecast of the whole run. It ends when
-``run.json`` says the run has ended (``complete`` or ``interrupted``). On a terminal the table is
-redrawn in place; otherwise (a pipe, a log file) only new lines are written.
+``run.json`` says the run has ended (``complete`` or ``interrupted``), or when the reader finds
+the process that writes it gone (``killed``: its pid gone on this machine, or its heartbeat standing
+still for a minute when it runs on another, :mod:`tracker.logs.liveness`); then no row will come.
+On a terminal the table is redrawn in place; otherwise (a pipe, a log file) only new lines are written.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from typing import Any, TextIO
 
 import tracker.units as units
 from tracker.errors import ConfigurationError
+from tracker.logs.liveness import KILLED
 from tracker.logs.reader import RUN_JSON, is_run_dir, load_run
 from tracker.logs.schema import COMPLETE, INTERRUPTED
 
-ENDED = (COMPLETE, INTERRUPTED)
+ENDED = (COMPLETE, INTERRUPTED, KILLED)
+GONE_LINE = "  the process writing this run is gone (killed): its open epoch is shown up to its last heartbeat"
 CLEAR = "\x1b[H\x1b[2J"
 
 
@@ -75,7 +79,7 @@ def watch(
     sleep: Callable[[float], None] = time.sleep,
     redraw: bool = False,
 ) -> str:
-    """Show the run at ``path`` until it ends; returns its final status.
+    """Show the run at ``path`` until it ends; returns its final status (``killed``: its writer is gone).
 
     Args:
         path: a run directory, or a log_dir (its most recently changed run).
@@ -91,6 +95,9 @@ def watch(
         status = str(run.info.get("status") or "running")
         view.show(f"Run {run.name} ({run_dir})", run.epochs, status)
         if status in ENDED:
+            if status == KILLED:
+                view.out.write(GONE_LINE + "\n")
+                view.out.flush()
             return status
         sleep(interval_s)
 

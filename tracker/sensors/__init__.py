@@ -94,7 +94,7 @@ class Absent(NamedTuple):
         source: ``"nvml"``, ``"rapl"``, ...
         kind: the kind it would have measured.
         reason: ``"library missing"``, ``"no driver"``, ``"no device"``, ``"permission denied"``,
-            ``"not supported"`` or ``"driver error"``.
+            ``"not supported"``, ``"driver error"`` or ``"driver hung"`` (no answer within discovery's deadline).
         detail: the underlying message.
         hint: what the user could do, if anything.
     """

@@ -2,11 +2,19 @@
 
 Each backend (``nvml``, ``amd``, ``rapl``, ``cpu_estimate``, ``ram``, ``cpu_scope``) is imported when it
 is looked for, so ``import tracker`` initialises nothing; a new backend adds its lookup here.
+
+The GPU driver is asked on a thread of its own, waited for at most ``timeout_s``: a driver hung
+in ``nvmlInit`` (Xid recovery, a stuck PCIe read) cannot be interrupted from Python, so past the
+deadline discovery goes on without GPUs, says why (``"driver hung"``) and warns once; the lookup
+closes what it found if it ever returns.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,6 +22,12 @@ from typing import Any
 
 from tracker.errors import ConfigurationError
 from tracker.sensors import CPU, GPU, RAM, Absent, Clock, Discovery
+
+logger = logging.getLogger(__name__)
+
+# The longest discovery waits for the GPU driver, s. With persistence mode a healthy nvmlInit and
+# device enumeration take tens of ms; past a second the driver is hung (the sampler's own bound on a read).
+DISCOVERY_TIMEOUT_S = 1.0
 
 
 def discover(
@@ -30,21 +44,19 @@ def discover(
     clock: Clock = time.monotonic,
     cpu_scope: str = "machine",
     cpu_scope_root: int | None = None,
+    timeout_s: float | None = None,
 ) -> Discovery:
     """Find the sensors this machine supports.
 
-    GPUs come from NVML, else from ``amdsmi`` (AMD); CPU from RAPL package zones, else the TDP estimate; RAM from RAPL
-    DRAM zones, else the RAM model. Absent hardware is an empty list plus a reason, never an
-    exception, except for configuration errors (a ``CUDA_VISIBLE_DEVICES`` entry that matches
-    no GPU, a powercap root that does not exist when one was given explicitly).
+    GPUs come from NVML, else from ``amdsmi`` (AMD); CPU from RAPL package zones, else the TDP estimate; RAM from
+    RAPL DRAM zones, else the RAM model. Absent hardware is an empty list plus a reason, never an exception, except
+    for configuration errors (a ``CUDA_VISIBLE_DEVICES`` entry that matches no GPU, an explicit powercap root missing).
 
     Args:
         nvml: the ``pynvml`` module to use (a fake in tests); imported lazily when ``None``.
         visible_devices: ``CUDA_VISIBLE_DEVICES`` as a string; read from the environment when ``None``.
-        gpu_devices: measure only these GPUs: logical CUDA indices (as the process sees them, after
-            ``CUDA_VISIBLE_DEVICES``) or UUIDs; ``None`` measures every visible GPU.
-        powercap_root: the powercap sysfs directory; ``None`` is ``/sys/class/powercap`` and may be absent,
-            an explicit root must exist.
+        gpu_devices: measure only these GPUs: logical CUDA indices (after ``CUDA_VISIBLE_DEVICES``) or UUIDs.
+        powercap_root: the powercap sysfs directory; ``None`` is ``/sys/class/powercap`` (an explicit one must exist).
         cpu_tdp_w: the CPU package power in watts to use instead of the table lookup.
         ram_w: the RAM power in watts to use instead of the RAM model.
         gpus: whether to measure GPUs.
@@ -54,13 +66,15 @@ def discover(
         cpu_scope: ``"machine"``, or ``"process"`` to count this process tree's share of the CPU's
             energy (:mod:`tracker.sensors.cpu_scope`).
         cpu_scope_root: the root of that process tree; this process when ``None``.
+        timeout_s: the longest the GPU driver is waited for, s (``None``: ``DISCOVERY_TIMEOUT_S``).
 
     Raises:
         ConfigurationError: a ``CUDA_VISIBLE_DEVICES`` entry or an explicit powercap root is invalid.
     """
     found = Discovery()
     if gpus:
-        _guarded(found, "nvml", GPU, lambda: _gpus(found, nvml, visible_devices, gpu_devices, clock))
+        look = functools.partial(_gpus, nvml, visible_devices, gpu_devices, clock)
+        _guarded(found, "nvml", GPU, functools.partial(_within, found, timeout_s, look))
     if cpu or ram:
         cpu_w, ram_watts = cpu_tdp_w if cpu else False, ram_w if ram else False
         _guarded(found, "rapl", CPU, lambda: _cpu_and_ram(found, powercap_root, cpu_w, ram_watts, clock))
@@ -78,7 +92,46 @@ def _guarded(found: Discovery, source: str, kind: str, look: Any) -> None:
         found.absent.append(Absent(source, kind, "driver error", f"{type(exc).__name__}: {exc}"))
 
 
-def _gpus(found: Discovery, nvml: Any, visible_devices: str | None, gpu_devices: Any, clock: Clock) -> None:
+class _Lookup:
+    """One lookup on a thread of its own: what it found, or raised, and whether its caller gave up on it."""
+
+    def __init__(self, look: Any) -> None:
+        self.look, self.found, self.error = look, Discovery(), None
+        self.done, self.late, self.lock = threading.Event(), False, threading.Lock()
+
+    def run(self) -> None:
+        try:
+            self.look(self.found)
+        except BaseException as exc:  # handed to the caller, who judges it (a ConfigurationError is raised)
+            self.error = exc
+        with self.lock:
+            late = self.late
+            self.done.set()
+        if late:  # nobody will use them: release the driver
+            self.found.close()
+
+
+def _within(found: Discovery, timeout_s: float | None, look: Any) -> None:
+    """Run ``look(discovery)`` on a daemon thread and merge what it finds in ``timeout_s`` seconds into ``found``."""
+    timeout_s = DISCOVERY_TIMEOUT_S if timeout_s is None else timeout_s
+    lookup = _Lookup(look)
+    threading.Thread(target=lookup.run, name="energy-tracker.discovery", daemon=True).start()
+    lookup.done.wait(timeout_s)
+    with lookup.lock:
+        lookup.late = not lookup.done.is_set()
+    if lookup.late:
+        detail = f"the GPU driver did not answer within {timeout_s:g} s"
+        hint = "check nvidia-smi; a driver slow to initialise needs persistence mode (nvidia-smi -pm 1)"
+        found.absent.append(Absent("nvml", GPU, "driver hung", detail, hint))
+        logger.warning("energy-tracker: %s; GPUs are not measured in this run (%s)", detail, hint)
+        return
+    if lookup.error is not None:
+        raise lookup.error
+    found.sensors.extend(lookup.found.sensors)
+    found.absent.extend(lookup.found.absent)
+
+
+def _gpus(nvml: Any, visible_devices: str | None, gpu_devices: Any, clock: Clock, found: Discovery) -> None:
     from tracker.sensors import nvml as nvml_backend
 
     if visible_devices is None:

@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 from tracker.errors import ConfigurationError, UnknownOptionError
 from tracker.measure.sampler import COUNTER_INTERVAL_S, POLLED_INTERVAL_S, validate_interval, validate_jitter
 from tracker.sensors import KINDS, Sensor, cpu_scope, positive_watts
+from tracker.sensors.discovery import DISCOVERY_TIMEOUT_S
 
 DEFAULT_LOG_DIR = "energy_logs"
 
@@ -237,6 +238,12 @@ def _interval(value: Any, name: str) -> float | None:
     return None if value is None else validate_interval(value, name)
 
 
+def _timeout(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 600:
+        raise ConfigurationError(f"{name}={value!r}: give seconds, more than 0 and at most 600 (e.g. {name}=10.0)")
+    return float(value)
+
+
 def _jitter(value: Any, name: str) -> float:
     return validate_jitter(value)
 
@@ -402,6 +409,12 @@ class Config(Options):
         "tree's share of it, by CPU time); default 'process' when a cgroup CPU quota or an affinity mask "
         "confines the run to part of the machine, else 'machine'.",
         Flag("--cpu-scope", None, "machine|process"),
+    )
+    discovery_timeout_s: float = option(
+        DISCOVERY_TIMEOUT_S,
+        _timeout,
+        f"seconds the GPU driver is waited for at construction (default {DISCOVERY_TIMEOUT_S:g}); past them a hung "
+        "driver leaves the GPUs unmeasured, with a warning. Raise it where the driver initialises slowly.",
     )
 
     def resolve(self) -> "Config":

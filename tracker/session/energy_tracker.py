@@ -161,6 +161,7 @@ class EnergyTracker:
             clock=self._clock,
             cpu_scope=cfg.cpu_scope_choice[0],
             cpu_scope_root=self._tree_root(),
+            timeout_s=cfg.discovery_timeout_s,
         )
 
     def _tree_root(self) -> int:

@@ -309,6 +309,10 @@ class _Handle(NamedTuple):
     mig: int | None = None
 
 
+# The longest a scripted hang lasts if the test never releases it, s.
+HANG_MAX_S = 30.0
+
+
 def _api(*, needs_init: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Make a method an NVML call: counted, thread-safe, scripted failures, init and lost-GPU checks."""
 
@@ -364,6 +368,7 @@ class FakeNvml(PynvmlNames):
         self._misstamped: dict[tuple[int, int], float] = {}  # (GPU, sample number) -> seconds off
         self._frozen: dict[int, float] = {}  # GPU -> trace time its power readings stopped being refreshed
         self._answered: dict[int, float] = {}  # GPU -> clock time of its last power reading answered
+        self._hangs: dict[str, threading.Event] = {}
 
     # -- switches for tests ------------------------------------------------------------------
 
@@ -373,6 +378,16 @@ class FakeNvml(PynvmlNames):
             raise ValueError(f"fail({function!r}): not an NVML function of this fake")
         with self._lock:
             self._failures[function] = (code, times)
+
+    def hang(self, function: str, release: threading.Event) -> None:
+        """``function``'s calls block, holding the driver's lock, until ``release`` is set (at most ``HANG_MAX_S``).
+
+        A driver hung in the kernel (Xid recovery, a stuck PCIe read) holds its lock: every other NVML
+        call, ``nvmlShutdown`` included, waits behind it. Set ``release`` to end the hang.
+        """
+        if not function.startswith("nvml") or not callable(getattr(self, function, None)):
+            raise ValueError(f"hang({function!r}): not an NVML function of this fake")
+        self._hangs[function] = release
 
     def clear_failures(self) -> None:
         """Forget every scripted failure."""
@@ -434,6 +449,9 @@ class FakeNvml(PynvmlNames):
 
     def _enter(self, function: str, args: tuple[Any, ...], needs_init: bool) -> None:
         self.calls[function] += 1
+        release = self._hangs.get(function)
+        if release is not None:
+            release.wait(HANG_MAX_S)  # under self._lock, as a hung driver holds its own
         rule = self._failures.get(function)
         if rule is not None:
             code, left = rule
