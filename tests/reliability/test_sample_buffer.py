@@ -6,8 +6,8 @@ three 10 s epochs are measured through the meter, and the rows' notes come from 
 Before the fix (bf1c16a), with this file's traces: a wall clock stepped back 30 s gave epochs of
 -64 %, -100 %, -100 %, -42 %; one sample stamped 1 h ahead, -70 %, -100 %, -100 % (noted as a
 counter glitch); a buffer that overflowed in a 5 s stall, +10.2 % outside its band; a buffer
-returned newest-first, -25 %, -15 %, -20 %. After: within 1 % (the hole: +10.2 % inside a band
-that holds it, and the row says how many seconds were estimated).
+returned newest-first, -25 %, -15 %, -20 %. After: within 1 % (the step: 4 s polled, noted; the
+hole: +10.2 % inside a band that holds it, and the row says how many seconds were estimated).
 """
 
 from __future__ import annotations
@@ -60,18 +60,21 @@ def errors(rows):
     return [round(measured / truth - 1, 3) for measured, truth, _, _ in rows]
 
 
-def test_a_wall_clock_stepped_back_polls_power_until_the_stamps_can_be_trusted():
-    def step_back(nvml, t):
+@pytest.mark.parametrize("step_s", [-30.0, -3600.0, -0.5, 30.0])
+def test_a_stepped_wall_clock_polls_power_until_the_stamps_can_be_trusted(step_s):
+    def step(nvml, t):
         if t == 3.0:
-            nvml.step_wall_clock(-30.0)
+            nvml.step_wall_clock(step_s)
 
-    rows = epochs(pascal(sine(200.0, 100.0, 13.0)), step_back, count=5)
-    # bf1c16a: [-0.644, -1.0, -1.0, -0.416, 0.0]: new samples looked 30 s old, and were ignored
+    rows = epochs(pascal(sine(200.0, 100.0, 13.0)), step, count=5)
+    # bf1c16a, -30 s: [-0.644, -1.0, -1.0, -0.416, 0.0]: new samples looked 30 s old, and were ignored
     for measured, truth, (low, high), _ in rows:
         assert measured == pytest.approx(truth, rel=0.03)
         assert low <= truth <= high
-    assert all(any(note.startswith("gpu:0 gap") and "(estimated)" in note for note in r[3]) for r in rows[:4])
-    assert not any(note.startswith("gpu:0 gap") for note in rows[4][3])  # trusted again 30 s after the step
+    # Polled until the buffer holds no sample stamped ahead of the clock (evicted within its 2.4 s).
+    (note,) = rows[0][3]
+    assert note.startswith("gpu:0 gap") and note.endswith("s (estimated)") and float(note.split()[2]) <= 4.1
+    assert all(r[3] == [] for r in rows[1:])
 
 
 def test_a_sample_stamped_an_hour_ahead_is_dropped():

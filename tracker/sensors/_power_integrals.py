@@ -35,8 +35,8 @@ class SampleCounter:
 
     Samples come in batches (one fetch of the driver's buffer each), in seconds of the reader's own
     clock. Within a batch the buffer is contiguous; between two batches it may have overflowed (the
-    reader came late): a first sample more than ``HOLE_FACTOR`` typical spacings after the last one
-    seen opens a hole, which is not bridged by the trapezoid of its two ends (a load that changed in
+    reader came late): a first sample more than ``HOLE_FACTOR`` typical spacings (and ``MIN_HOLE_S``)
+    after the last one seen opens a hole, which is not bridged by the trapezoid of its two ends (a load that changed in
     it would be booked wrong by up to the whole hole) but estimated with the mean power of the samples
     around it, with the variance of a mean anywhere between 0 and the highest of them,
     ``(peak·Δt)²/12``. :meth:`bridge` estimates a stretch the same way from one polled power reading
@@ -55,6 +55,7 @@ class SampleCounter:
     """
 
     HOLE_FACTOR = 2.5
+    MIN_HOLE_S = 0.1  # shorter, the trapezoid errs by little, and a driver's irregular sampling raises no note
 
     def __init__(self, memory_s: float = 1.0) -> None:
         self.last_s: float | None = None
@@ -81,7 +82,7 @@ class SampleCounter:
         first_s, first_w = batch[0]
         if self.last_s is not None:
             dt = first_s - self.last_s
-            if self.typical_dt_s is not None and dt > self.HOLE_FACTOR * self.typical_dt_s:
+            if self.typical_dt_s is not None and dt > max(self.HOLE_FACTOR * self.typical_dt_s, self.MIN_HOLE_S):
                 self.gaps += 1
                 self._estimate(dt, [w for _, w in self._recent] or [self.last_w], [w for _, w in batch])
             else:

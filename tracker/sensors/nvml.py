@@ -150,7 +150,7 @@ class NvmlSensor:
         self._power_beside = True
         self._samples: SampleCounter | None = None
         self._offset_s: float | None = None  # wall - monotonic at the last read of the sample buffer, s
-        self._distrust_until_s = -float("inf")  # samples' stamps are not trusted before this monotonic time
+        self._distrusted = False  # the wall clock stepped and samples stamped in the old clock may remain
         self._future_us = 0  # the latest future-stamped sample dropped so far
         self._warned = False
         self._average: AverageCounter | None = None
@@ -402,6 +402,9 @@ class NvmlSensor:
                                 "estimated from the power around it (the row says gap ... (estimated))")  # fmt: skip
         else:
             counter.bridge(now, self._polled_w())
+            # Stamps are trusted again once none lies ahead of the wall clock: the next fetch starts at now.
+            assert self._offset_s is not None
+            self._distrusted = bool(self._fetch_samples(round((now + self._offset_s) * 1e6)))
         energy_j, error_j = counter.energy(now)
         return Reading(
             self.name, GPU, now, energy_j=energy_j, power_w=counter.last_w, energy_error_j=error_j,
@@ -411,17 +414,16 @@ class NvmlSensor:
     def _stamps_trusted(self, offset_s: float, now: float) -> bool:
         """Whether the samples' stamps can be read now: not if the wall clock stepped since the last read, or lately.
 
-        After a step, samples taken before it (up to ``now`` in the old clock) are still in the buffer with
-        stamps the new clock will only reach later: until then no stamp is trusted, and power is polled.
+        After a step, samples taken before it are still in the buffer stamped in the old clock: after a
+        step back, some lie ahead of the new clock (and would be taken for samples still to come). Until
+        the buffer holds none (they are evicted, or the clock passes them) power is polled instead.
         """
         previous, self._offset_s = self._offset_s, offset_s
         if previous is not None and abs(offset_s - previous) > CLOCK_STEP_S:
-            self._distrust_until_s = max(self._distrust_until_s, now + max(0.0, previous - offset_s))
+            self._distrusted = True
             self._warn_once("the wall clock stepped by %+.3g s; the driver stamps its power samples with it, so "
                             "power is polled until their stamps can be trusted again", offset_s - previous)  # fmt: skip
-            return False
-        last_s = self._samples.last_s if self._samples is not None else None
-        return last_s is None or last_s >= self._distrust_until_s
+        return not self._distrusted
 
     def _polled_w(self) -> float | None:
         """Power now, W, read as the polling method does; ``None`` when that fails too."""
