@@ -19,6 +19,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from integrations._guard import guarded
 from tracker import (
     COMPLETE,
     HARDWARE_OPTIONS,
@@ -65,13 +66,21 @@ class EnergyTrainerCallback(TrainerCallback):
     ``callbacks=[...]``, so those see the figures one log late; :meth:`attach` puts this callback
     first, and then they see each figure in the same log. ``trainer.state.log_history`` holds them either way.
 
+    **Resuming and retrying**: the row of epoch ``k`` is the Trainer's float epoch rounded down, so
+    ``train(resume_from_checkpoint=...)`` from a checkpoint taken mid-epoch (epoch 1.5) measures the
+    rest of epoch 1 as epoch 1, its ``notes`` saying where it resumed (the part before is in the earlier
+    run's rows). A second ``train()`` after one that raised continues the same run: the failed try's open
+    rows are written ``interrupted``, and the retry's epochs follow them. Nothing the tracker raises in a
+    hook reaches the training loop: the first such failure is a warning, later ones are DEBUG lines.
+
     Args:
         **options: every :class:`~tracker.EnergyTracker` option (``log_dir``, ``country``, ``pue``,
             ``epochs`` (default: ``num_train_epochs``), ...), and ``sensors``, ``clock``, ``nvml``,
             ``powercap_root``, ``host`` for tests and custom hardware.
 
     Raises:
-        ConfigurationError: an option is invalid (``EnergyTracker``'s messages).
+        ConfigurationError: an option is invalid (``EnergyTracker``'s messages); at ``on_train_begin``,
+            before the first step, the log directory cannot be used.
     """
 
     def __init__(self, **options: Any) -> None:
@@ -85,6 +94,7 @@ class EnergyTrainerCallback(TrainerCallback):
         self._fresh = False
         self._epoch_start: Summary | None = None
         self._summary: Summary | None = None
+        self._state: dict[str, Any] | None = None  # the run a retried train() continues
         self.run_dir: Path | None = None  # where the rows go: the job's directory under DDP
 
     def attach(self, trainer: Any) -> EnergyTrainerCallback:
@@ -94,28 +104,45 @@ class EnergyTrainerCallback(TrainerCallback):
         return self
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Start measuring: sensor discovery, the run directory (this rank's shard under DDP)."""
+        """Start measuring: sensor discovery, the run directory (this rank's shard under DDP).
+
+        After a ``train()`` that raised (no ``on_train_end``, no :meth:`close`), its open rows are written
+        ``interrupted`` and this ``train()`` continues its run.
+        """
+        retried = None
         if self.tracker is not None:
-            return
+            self._guarded_close(INTERRUPTED)
+            retried = self._state
         log_dir = self.config.log_dir if self._log_dir_given else os.path.join(args.output_dir, "energy")
         planned = float(args.num_train_epochs)
         epochs = int(planned) if args.max_steps <= 0 and planned.is_integer() and planned > 0 else None
         cfg = self.config.replace(log_dir=log_dir, epochs=self.config.epochs or epochs)
-        self.tracker = EnergyTracker(config=cfg, **self._hardware).start()
-        self.run_dir = self.tracker.job_dir or self.tracker.run_dir
+        tracker = EnergyTracker(config=cfg, **self._hardware)  # a bad log_dir raises here, before the first step
+        self._start(tracker, retried)
+
+    @guarded
+    def _start(self, tracker: EnergyTracker, retried: dict[str, Any] | None) -> None:
+        if retried:
+            tracker.resume(retried)
+        self.tracker = tracker.start()
+        self.run_dir = tracker.job_dir or tracker.run_dir
         self._summary = None
 
+    @guarded
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Open the epoch's row."""
+        """Open the epoch's row: epoch ``floor(state.epoch)``, noted as resumed when that is not a whole number."""
         if self.tracker is not None:
-            self.tracker.begin_epoch(round(state.epoch or 0))
+            index, note = _epoch_index(state.epoch)
+            self.tracker.begin_epoch(index, note=note)
             self._epoch_start = self.tracker.summary()
             self._open.append(TRAIN)
 
+    @guarded
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Write the epoch's row (an evaluation still open inside it is written first)."""
         self._close(TRAIN)
 
+    @guarded
     def on_prediction_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Open an evaluation phase at its first step."""
         if self.tracker is not None and EVALUATION not in self._open:
@@ -123,10 +150,12 @@ class EnergyTrainerCallback(TrainerCallback):
             self.tracker.begin_phase(EVALUATION, epoch=max(0, math.ceil(state.epoch or 0) - 1))
             self._open.append(EVALUATION)
 
+    @guarded
     def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Write the evaluation's row, if its log did not already."""
         self._close(EVALUATION)
 
+    @guarded
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         """Put the energy figures in the log (and in ``state.log_history``)."""
         if logs is None or self.tracker is None:
@@ -140,7 +169,11 @@ class EnergyTrainerCallback(TrainerCallback):
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Stop measuring and finish the run directory."""
-        self.close()
+        self._guarded_close(COMPLETE)
+
+    @guarded
+    def _guarded_close(self, status: str) -> None:
+        self.close(status)
 
     def close(self, status: str = COMPLETE) -> Summary | None:
         """Stop measuring; after an exception in ``trainer.train()``, call ``close("interrupted")``.
@@ -148,12 +181,14 @@ class EnergyTrainerCallback(TrainerCallback):
         Returns:
             This process's summary (its shard's, under DDP), or ``None`` if it never started.
         """
-        tracker, self.tracker = self.tracker, None
+        tracker, self.tracker, opened, self._open = self.tracker, None, self._open, []
         if tracker is not None:
-            for _ in self._open:
-                tracker.end(INTERRUPTED if status != COMPLETE else COMPLETE)
-            self._open = []
-            self._summary = tracker.stop(status)
+            try:
+                for _ in opened:
+                    tracker.end(INTERRUPTED if status != COMPLETE else COMPLETE)
+            finally:
+                self._summary = tracker.stop(status)
+                self._state = tracker.state()
         return self._summary
 
     def summary(self) -> Summary | None:
@@ -182,6 +217,19 @@ class EnergyTrainerCallback(TrainerCallback):
             if self.tracker.rank == 0 and self.run_dir is not None:
                 self._figures.update(_from_rows(self.tracker.job_rows()))
         return dict(self._figures)
+
+
+def _epoch_index(epoch: float | None) -> tuple[int, str]:
+    """The row's epoch index for the Trainer's float ``state.epoch`` at an epoch's start, and its note.
+
+    A whole number (a fresh epoch) is its own index; 1.5 (resumed from a checkpoint taken mid-epoch)
+    is the rest of epoch 1. Rounding would call it epoch 2, and the next epoch 2 again.
+    """
+    value = float(epoch or 0.0)
+    index = math.floor(value + 1e-9)  # 2.9999999999 from a sum of step fractions is epoch 3's start
+    if value - index <= 1e-6:
+        return index, ""
+    return index, f"resumed at epoch {value:.4g}: the rest of epoch {index}, its start in an earlier run"
 
 
 def _from_summaries(start: Summary, end: Summary) -> dict[str, float]:

@@ -275,16 +275,24 @@ class EnergyTracker:
         with self._closing():
             yield self
 
-    def begin_epoch(self, index: int, samples: int | None = None) -> None:
+    def begin_epoch(self, index: int, samples: int | None = None, note: str = "") -> None:
         """Open epoch ``index`` (for callbacks; prefer :meth:`epoch`).
 
+        Args:
+            index: the epoch's index.
+            samples: items it will process, when known.
+            note: a line of text its row's ``notes`` start with (an integration's word on it: a resumed
+                epoch's rest), without ``;`` or a line break.
+
         Raises:
-            ConfigurationError: ``index`` is not a non-negative int, or ``samples`` is invalid.
+            ConfigurationError: ``index`` is not a non-negative int, or ``samples`` or ``note`` is invalid.
             UsageError: not started, an epoch is already open, or ``index`` was used before.
         """
         check_epoch_index(index)
+        if not isinstance(note, str) or any(c in note for c in ";\r\n"):
+            raise ConfigurationError(f"note={note!r}: give one line of text without ';' (it joins the row's notes)")
         self._require_started(f"epoch({index})")
-        self._timeline.begin_epoch(index, samples)
+        self._timeline.begin_epoch(index, samples, note)
 
     def begin_phase(self, name: str, samples: int | None = None, epoch: int | None = None) -> None:
         """Open a phase (for callbacks; prefer :meth:`phase`).

@@ -134,7 +134,7 @@ class RowBuilder:
             forecast_total_s=None,
             gap_s=max((d.totals.gap_s for d in devices), default=0.0),
             covered_fraction=accounting.covered_fraction(devices, duration),
-            notes=";".join(accounting.notes_for(devices, duration if segment.phase == TRAIN else 0.0)),
+            notes=_notes(segment, devices, duration),
         )
 
     def _intensity(self, segment: Segment) -> tuple[float, str]:
@@ -228,3 +228,9 @@ def _peak(peak_w: float | None, mean_w: float | None) -> float | None:
     if peak_w is None or mean_w is None or peak_w >= mean_w * (1 - 1e-9):
         return peak_w
     return None
+
+
+def _notes(segment: Segment, devices: Sequence[DeviceUsage], duration_s: float) -> str:
+    """A row's ``notes``: the segment's own (a resumed epoch), then the tracker's on its devices and length."""
+    trained_s = duration_s if segment.phase == TRAIN else 0.0  # the "short" note is for epochs only
+    return ";".join(filter(None, [segment.note, *accounting.notes_for(devices, trained_s)]))

@@ -33,14 +33,17 @@ class Segment:
         first_step, last_step: global numbers of the first and last optimizer step counted in it
             (``None`` before its first).
         opened_s: the clock when it was first put on the stack, s.
+        note: what its row's ``notes`` say of it beside the tracker's own (a resumed epoch), or ``""``.
     """
 
     __slots__ = (
         "epoch", "phase", "opened_utc", "samples", "metrics", "usage", "active_s", "peaks_w", "since", "since_s",
-        "last_utc", "stale_at_edges", "first_step", "last_step", "opened_s",
+        "last_utc", "stale_at_edges", "first_step", "last_step", "opened_s", "note",
     )  # fmt: skip
 
-    def __init__(self, epoch: int | None, phase: str, opened_utc: str, samples: int | None = None) -> None:
+    def __init__(
+        self, epoch: int | None, phase: str, opened_utc: str, samples: int | None = None, note: str = ""
+    ) -> None:
         self.epoch = epoch
         self.phase = phase
         self.opened_utc = opened_utc
@@ -56,6 +59,7 @@ class Segment:
         self.first_step: int | None = None
         self.last_step: int | None = None
         self.opened_s: float | None = None
+        self.note = note
 
     def activate(self, snapshot: Snapshot, now_s: float, stale: frozenset[str] = frozenset()) -> None:
         """It comes on top of the stack at this boundary, where the sensors ``stale`` were not read in time."""

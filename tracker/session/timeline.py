@@ -104,8 +104,8 @@ class Timeline:
 
     # ---- the user's segments ------------------------------------------------------------------------------------
 
-    def begin_epoch(self, index: int, samples: Any) -> None:
-        """Open epoch ``index`` on top of the stack.
+    def begin_epoch(self, index: int, samples: Any, note: str = "") -> None:
+        """Open epoch ``index`` on top of the stack (``note``: for its row's ``notes``).
 
         Raises:
             UsageError: an epoch is already open, or ``index`` was used before.
@@ -116,7 +116,7 @@ class Timeline:
             raise UsageError(f"epoch({index}) opened while {open_epoch.label} is still open; close it first")
         if index in self._epochs_seen:
             raise UsageError(f"epoch({index}) was already measured in this run; epoch indices must be unique")
-        segment = Segment(index, TRAIN, self._now_utc(), check_samples(samples))
+        segment = Segment(index, TRAIN, self._now_utc(), check_samples(samples), note)
         self._epochs_seen.add(index)
         self.push(segment)
         self._epoch = segment
