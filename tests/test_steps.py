@@ -240,3 +240,24 @@ def test_forecast_from_the_step_rate_matches_the_known_trace(tmp_path, clock, ca
     assert live.forecast_total_s == pytest.approx(truth_s, rel=0.02)
     assert "100 steps" in str(live)
     assert any("forecast for the whole run of 100 steps" in r.getMessage() for r in caplog.records)
+
+
+def test_summary_inside_an_open_epoch_holds_its_energy_so_far_and_says_it_is_open(tmp_path, clock, sensors):
+    with tracker_for(tmp_path, clock, sensors) as energy:
+        started = clock()
+        with energy.epoch(0):
+            clock.advance(10.0)
+            inside = energy.summary()
+            with energy.phase("validation"):
+                clock.advance(2.0)
+                nested = energy.summary()
+        after = energy.summary()
+    truth = sum(s.true_energy_j(started, started + 10.0) for s in sensors) / J_PER_KWH
+    assert inside.energy_kwh == pytest.approx(truth, rel=1e-6)
+    assert inside.gpu_kwh == pytest.approx(kwh(10.0, GPU_W), rel=1e-6)
+    assert inside.energy_kwh_low < inside.energy_kwh <= inside.energy_kwh_high
+    assert inside.open == "epoch 0" and "epoch 0 open" in str(inside) and inside.epochs == 0
+    assert nested.open == "epoch 0, validation of epoch 0"
+    assert nested.energy_kwh == pytest.approx(kwh(12.0), rel=1e-6)
+    assert after.open == "" and after.epochs == 1 and after.energy_kwh == pytest.approx(kwh(12.0), rel=1e-6)
+    assert energy.summary() == energy.stop()

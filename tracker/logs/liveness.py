@@ -152,12 +152,22 @@ def _row_key(row: dict[str, Any]) -> tuple[Any, ...]:
 
 def interrupted_rows(run: str, heartbeat: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The open epochs and phases of a heartbeat as ``interrupted`` rows, leaving out those ``rows`` already hold."""
+    return [
+        {**row, "status": "interrupted", "end_utc": heartbeat.get("time_utc"),
+         "notes": "killed: the energy up to the last heartbeat"}
+        for row in open_rows(run, heartbeat, rows)
+    ]  # fmt: skip
+
+
+def open_rows(run: str, heartbeat: dict[str, Any], rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The open epochs and phases of a heartbeat as rows of status ``running`` (their energy so far).
+
+    Those ``rows`` already hold (written after the heartbeat) are left out.
+    """
     # An epoch cut into rows (row_every_n_steps) has several of one epoch and phase: its start tells them apart.
     written = {_row_key(r) for r in rows}
-    result = []
-    for segment in heartbeat.get("open") or []:
-        if not isinstance(segment, dict) or _row_key(segment) in written:
-            continue
-        result.append({"run": run, **segment, "status": "interrupted", "end_utc": heartbeat.get("time_utc"),
-                       "notes": "killed: the energy up to the last heartbeat"})  # fmt: skip
-    return result
+    return [
+        {"run": run, **segment, "status": "running"}
+        for segment in heartbeat.get("open") or []
+        if isinstance(segment, dict) and _row_key(segment) not in written
+    ]

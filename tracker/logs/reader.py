@@ -52,9 +52,12 @@ class Run:
         epochs: the rows of ``epochs.csv`` as dicts, numbers converted.
         devices: the rows of ``devices.csv``, likewise.
         skipped_rows: torn or corrupt rows skipped, by file name (only files that had some).
+        open: while the run goes on, its open epochs and phases so far (``heartbeat.json``), as rows
+            of status ``running``; empty once it has ended (or was killed: then they are ``interrupted``
+            rows of ``epochs``).
     """
 
-    __slots__ = ("path", "info", "epochs", "devices", "skipped_rows")
+    __slots__ = ("path", "info", "epochs", "devices", "skipped_rows", "open")
 
     def __init__(
         self,
@@ -69,6 +72,7 @@ class Run:
         self.epochs: list[dict[str, Any]] = [] if epochs is None else epochs
         self.devices: list[dict[str, Any]] = [] if devices is None else devices
         self.skipped_rows: dict[str, int] = {} if skipped_rows is None else skipped_rows
+        self.open: list[dict[str, Any]] = []
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, {len(self.epochs)} epoch rows, {len(self.devices)} device rows)"
@@ -357,17 +361,18 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     devices, torn_devices = read_csv(run_dir / DEVICES_CSV, DEVICE_TYPES)
     skipped = {name: n for name, n in ((EPOCHS_CSV, torn_epochs), (DEVICES_CSV, torn_devices)) if n}
     run = Run(run_dir, _read_info(run_dir), epochs, devices, skipped)
-    _recover_killed(run_dir, run.info, run.epochs)
+    run.open = _recover_killed(run_dir, run.info, run.epochs)
     return run
 
 
-def _recover_killed(run_dir: Path, info: dict[str, Any], epochs: list[dict[str, Any]]) -> None:
+def _recover_killed(run_dir: Path, info: dict[str, Any], epochs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A ``running`` run whose process is gone is ``killed``; its open epoch so far becomes an ``interrupted`` row.
 
     ``info`` and ``epochs`` (``run.json`` and ``epochs.csv`` of ``run_dir``, as read) are updated in place.
+    Returns the open rows so far of a run still running (the heartbeat's, status ``running``), else none.
     """
     if info.get("status") != "running":
-        return
+        return []
     heartbeat: Any = {}
     try:
         heartbeat = json.loads((run_dir / liveness.HEARTBEAT_JSON).read_text(encoding="utf-8"))
@@ -377,6 +382,8 @@ def _recover_killed(run_dir: Path, info: dict[str, Any], epochs: list[dict[str, 
     if liveness.is_gone(heartbeat.get("process") or info.get("process"), heartbeat):
         info["status"] = liveness.KILLED
         epochs.extend(liveness.interrupted_rows(run_dir.name, heartbeat, epochs))
+        return []
+    return liveness.open_rows(run_dir.name, heartbeat, epochs)
 
 
 class Runs(list):

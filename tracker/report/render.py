@@ -62,7 +62,8 @@ class RunSummary(NamedTuple):
 
     Attributes:
         name, path: the run directory's name and path.
-        status: ``complete``, ``interrupted``, or ``running`` when the process never stopped (killed).
+        status: ``complete``, ``interrupted``, ``running`` (its open rows so far are counted) or
+            ``killed`` (the process is gone without an end).
         totals: the sums of the rows (s, kWh, kg CO2e) and the training epochs finished.
         pue: the PUE applied; intensity: ``g_per_kwh`` (effective: CO2 / (energy × PUE)), ``method``,
             ``source``, ``country``, ``region``.
@@ -72,7 +73,7 @@ class RunSummary(NamedTuple):
         sensors: ``run.json``'s sensors (name, kind, method, info); devices: ``(kind, device)`` of each
             device in ``devices.csv`` (all hosts and ranks), once each.
         version: the training-energy-tracker version that wrote the run.
-        rows: the rows of ``epochs.csv``.
+        rows: the rows of ``epochs.csv``, then (a run going on) its open rows so far, status ``running``.
         experiment: the experiment it belongs to (:func:`~tracker.report.experiments.experiment_of`).
         recosted: the CO2e with another grid or PUE (:mod:`tracker.report.experiments`), when asked.
         tags: the labels given at start.
@@ -122,8 +123,12 @@ def metric_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def summarize(run: Run) -> RunSummary:
-    """Read one :class:`~tracker.logs.reader.Run` into a :class:`RunSummary`."""
-    rows, info = run.epochs, run.info
+    """Read one :class:`~tracker.logs.reader.Run` into a :class:`RunSummary`.
+
+    A run still going on counts its open epochs and phases so far (``heartbeat.json``): rows of
+    status ``running`` after those written.
+    """
+    rows, info = [*run.epochs, *run.open], run.info
     totals = Totals.of(rows)
     grid = info.get("carbon_intensity") or {}
     pue = info.get("pue", rows[0].get("pue") if rows else None)
@@ -134,7 +139,7 @@ def summarize(run: Run) -> RunSummary:
         totals=totals,
         pue=pue,
         intensity=_intensity(rows, grid, totals, pue),
-        methods=_methods(rows),
+        methods=_methods(rows, info.get("sensors") or []),
         forecast=_forecast(rows),
         metrics=_last_metrics(rows),
         sensors=list(info.get("sensors") or []),
@@ -162,7 +167,9 @@ def _intensity(rows: list[dict], grid: dict, totals: Totals, pue: Any) -> dict[s
     }
 
 
-def _methods(rows: list[dict]) -> dict[str, str]:
+def _methods(rows: list[dict], sensors: list[dict]) -> dict[str, str]:
+    if not rows:  # nothing measured into a row yet: what run.json says is measured
+        rows = [{f"{s.get('kind')}_method": s.get("method")} for s in sensors if isinstance(s, dict)]
     return {kind: joined(r.get(f"{kind}_method") for r in rows) for kind in COMPONENTS}
 
 

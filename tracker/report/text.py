@@ -54,7 +54,7 @@ def _facts(s: RunSummary) -> list[tuple[str, str]]:
     facts = [
         ("status", s.status),
         *([("tags", ", ".join(tags))] if tags else []),
-        ("epochs", f"{s.epochs} finished, {len(s.rows)} rows"),
+        ("epochs", f"{s.epochs} finished, {len(s.rows)} rows{_open_text(s.rows)}"),
         ("time", units.duration(t.duration_s)),
         ("energy", f"{units.energy(t.energy_kwh)} ({units.energy_band(t.energy_kwh_low, t.energy_kwh_high)})"),
         *((kind.upper(), _component(getattr(t, f"{kind}_kwh"), s.methods[kind])) for kind in COMPONENTS),
@@ -72,6 +72,11 @@ def _facts(s: RunSummary) -> list[tuple[str, str]]:
     if s.metrics:
         facts.append(("metrics", ", ".join(f"{k} {_cell(v)}" for k, v in s.metrics.items())))
     return facts
+
+
+def _open_text(rows: Sequence[dict[str, Any]]) -> str:
+    still = sum(r.get("status") == "running" for r in rows)
+    return f" ({still} still open, counted so far)" if still else ""
 
 
 def _component(kwh: float, method: str) -> str:

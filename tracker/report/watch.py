@@ -2,11 +2,13 @@
 
 Every ``interval_s`` it reads the run directory again (only files: it works on a run written by
 another process or machine over a shared filesystem) and shows a compact table, one line per row
-(epoch, phase, time, energy, CO2e), the totals and the forecast of the whole run. It ends when
-``run.json`` says the run has ended (``complete`` or ``interrupted``), or when the reader finds
-the process that writes it gone (``killed``: its pid gone on this machine, or its heartbeat standing
-still for a minute when it runs on another, :mod:`tracker.logs.liveness`); then no row will come.
-On a terminal the table is redrawn in place; otherwise (a pipe, a log file) only new lines are written.
+(epoch, phase, time, energy, CO2e), the totals and the forecast of the whole run. The open epoch
+or phase is shown with its energy so far (from ``heartbeat.json``, rewritten every 2 s), and the
+totals count it. It ends when ``run.json`` says the run has ended (``complete`` or ``interrupted``),
+or when the reader finds the process that writes it gone (``killed``: its pid gone on this machine,
+or its heartbeat standing still for a minute when it runs on another, :mod:`tracker.logs.liveness`);
+then no row will come. A run that has not started writing yet is waited for. On a terminal the
+table is redrawn in place; otherwise (a pipe, a log file) only new lines are written.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tracker.errors import ConfigurationError
 from tracker.logs.liveness import KILLED
 from tracker.logs.reader import RUN_JSON, is_run_dir, load_run
 from tracker.logs.schema import COMPLETE, INTERRUPTED
+from tracker.logs.totals import Totals
 
 ENDED = (COMPLETE, INTERRUPTED, KILLED)
 GONE_LINE = "  the process writing this run is gone (killed): its open epoch is shown up to its last heartbeat"
@@ -44,9 +47,25 @@ def find_run(path: str | Path) -> Path:
     return max(runs, key=lambda p: (p / RUN_JSON).stat().st_mtime if (p / RUN_JSON).exists() else 0.0)
 
 
+def wait_for_run(path: str | Path, out: TextIO, interval_s: float, sleep: Callable[[float], None]) -> Path:
+    """The run at ``path`` (:func:`find_run`), waiting for one to start writing there, with a message once."""
+    said = False
+    while True:
+        try:
+            return find_run(path)
+        except ConfigurationError:
+            if not said:
+                out.write(f"waiting for a run to start writing in {path} (Ctrl-C to stop) ...\n")
+                out.flush()
+                said = True
+        sleep(interval_s)
+
+
 def row_line(row: dict[str, Any]) -> str:
-    """One row: ``epoch 3  train  12.0 s  1.23 Wh  456 mg CO2e``."""
+    """One row: ``epoch 3  train  12.0 s  1.23 Wh  456 mg CO2e``; steps ``1-100`` when counted."""
     epoch = "" if row.get("epoch") is None else f"epoch {row['epoch']}"
+    if row.get("first_step") is not None:
+        epoch += f" [{row['first_step']}-{row.get('last_step')}]"
     time_text = units.duration(row.get("duration_s"))
     return (
         f"  {epoch:<10} {row.get('phase', ''):<12} {row.get('status', ''):<11} {time_text:>9}"
@@ -55,12 +74,13 @@ def row_line(row: dict[str, Any]) -> str:
 
 
 def summary_lines(rows: list[dict[str, Any]], status: str) -> list[str]:
-    """The totals so far and, once known, the forecast of the whole run with its band."""
+    """The totals so far (open rows included, as they stand) and, once known, the forecast of the whole run."""
     if not rows:
         return [f"  ({status}: no row written yet)"]
-    last = rows[-1]
-    lines = [f"  so far: {units.energy(last.get('cumulative_energy_kwh'))}, {units.co2(last.get('cumulative_co2_kg'))} "
-             f"CO2e ({status})"]  # fmt: skip
+    totals = Totals.of(rows)
+    still = [r for r in rows if r.get("status") == "running"]
+    lines = [f"  so far: {units.energy(totals.energy_kwh)}, {units.co2(totals.co2_kg)} CO2e ({status}"
+             f"{'; the open row counted as it stands' if still else ''})"]  # fmt: skip
     forecast = next((r for r in reversed(rows) if r.get("forecast_total_kwh") is not None), None)
     if forecast is not None:
         band = units.co2_band(forecast.get("forecast_total_co2_kg_low"), forecast.get("forecast_total_co2_kg_high"))
@@ -82,18 +102,19 @@ def watch(
     """Show the run at ``path`` until it ends; returns its final status (``killed``: its writer is gone).
 
     Args:
-        path: a run directory, or a log_dir (its most recently changed run).
+        path: a run directory, or a log_dir (its most recently changed run); waited for until a run
+            starts writing there.
         out: where to write.
         interval_s: seconds between reads.
         sleep: waits ``interval_s`` (tests pass their own).
         redraw: redraw the whole view each time (a terminal) instead of writing only new lines.
     """
-    run_dir = find_run(path)
+    run_dir = wait_for_run(path, out, interval_s, sleep)
     view = _View(out, redraw)
     while True:
         run = load_run(run_dir)
         status = str(run.info.get("status") or "running")
-        view.show(f"Run {run.name} ({run_dir})", run.epochs, status)
+        view.show(f"Run {run.name} ({run_dir})", run.epochs, status, run.open)
         if status in ENDED:
             if status == KILLED:
                 view.out.write(GONE_LINE + "\n")
@@ -110,12 +131,12 @@ class _View:
         self.rows_shown = -1  # the title line not shown yet either
         self.totals: list[str] = []
 
-    def show(self, title: str, rows: list[dict[str, Any]], status: str) -> None:
-        totals = summary_lines(rows, status)
+    def show(self, title: str, rows: list[dict[str, Any]], status: str, still: list[dict[str, Any]]) -> None:
+        totals = summary_lines([*rows, *still], status)
         if self.redraw:
-            lines = [title, *map(row_line, rows), *totals]
+            lines = [title, *map(row_line, [*rows, *still]), *totals]
             self.out.write(CLEAR + "\n".join(lines) + "\n")
-        else:
+        else:  # open rows change at every heartbeat: they are in the totals, not written line by line
             lines = [title] if self.rows_shown < 0 else []
             lines += [row_line(r) for r in rows[max(self.rows_shown, 0) :]]
             lines += totals if totals != self.totals else []

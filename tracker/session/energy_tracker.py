@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from tracker.energy import co2_kg, joined, joules_to_kwh
+from tracker.energy import joined
 from tracker.errors import ConfigurationError, UsageError
 from tracker.logs import liveness
 from tracker.logs.follow import JobFollower
@@ -31,7 +31,7 @@ from tracker.session import placement
 from tracker.session import resume as resuming
 from tracker.session.accounting import DeviceUsage
 from tracker.session.config import Config, Hardware, option_help, options_doc, resolve_config, split_options
-from tracker.session.rows import RowBuilder
+from tracker.session.rows import RUNNING, RowBuilder
 from tracker.session.segments import Segment
 from tracker.session.summary import RunState, Summary, run_info, start_line
 from tracker.session.timeline import Timeline, check_epoch_index, check_phase_name, check_status, power_rows
@@ -43,7 +43,6 @@ HEARTBEAT_S = 2.0
 
 Exchange = Callable[[list[DeviceUsage]], "list[DeviceUsage] | None"]
 _NOT_GIVEN: Any = object()
-RUNNING = "running"
 
 
 class EnergyTracker:
@@ -367,7 +366,13 @@ class EnergyTracker:
     # ---- results ------------------------------------------------------------------------------------------------
 
     def summary(self) -> Summary:
-        """The run's totals so far (or at the end) as a record; ``str()`` gives a short report."""
+        """The run's totals so far (or at the end) as a record; ``str()`` gives a short report.
+
+        While the run goes on, the figures include the open epochs and phases up to now (a reading
+        is taken, as at an epoch's edge: never waiting on a busy or slow sensor), and ``open`` names them.
+        """
+        if self._started_s is not None and not self._stopped and os.getpid() == self._pid:
+            self._timeline.read_now()
         return Summary.build(self.run_state())
 
     def run_state(self) -> RunState:
@@ -396,6 +401,8 @@ class EnergyTracker:
             forecast=rows.forecast if rows else None,
             break_even=rows.break_even if rows else None,
             steps=self._timeline.steps,
+            so_far=tuple(self._so_far()),
+            open=tuple(s.label for s in list(self._timeline.stack)[1:]) if not self._stopped else (),
         )
 
     def job_rows(self) -> list[dict[str, Any]]:
@@ -518,19 +525,17 @@ class EnergyTracker:
 
     def _heartbeat(self) -> dict[str, Any]:
         """What a reader needs to recover this run if the process dies: who writes it, and the open rows so far."""
-        cfg, rows = self.config, []
-        for segment, by_kind_j, duration_s in self._timeline.open_segments():
-            kwh = {kind: joules_to_kwh(by_kind_j.get(kind, 0.0)) for kind in (GPU, CPU, RAM)}
-            energy_kwh = sum(kwh.values())
-            g_per_kwh = cfg.intensity.g_per_kwh
-            rows.append({
-                "epoch": segment.epoch, "phase": segment.phase, "start_utc": segment.opened_utc,
-                "duration_s": duration_s, **{f"{kind}_kwh": value for kind, value in kwh.items()},
-                "energy_kwh": energy_kwh, "pue": cfg.pue, "carbon_intensity_g_per_kwh": g_per_kwh,
-                "co2_kg": co2_kg(energy_kwh, cfg.pue, g_per_kwh) if g_per_kwh is not None else None,
-            })  # fmt: skip
+        rows = self._so_far()[1:]  # the open epochs and phases; the ``other`` row goes on being written as it is due
         # seq only grows: a reader on another machine judges liveness by its change, never by comparing clocks
-        return {"process": self.process, "seq": self._beats, "time_utc": self._now_utc(), "open": rows}
+        return {"process": self.process, "seq": self._beats, "time_utc": self._now_utc(), "steps": self.steps,
+                "open": rows}  # fmt: skip
+
+    def _so_far(self) -> list[dict[str, Any]]:
+        """Each open segment's row as it stands (``other`` first, status ``running``); none once stopped."""
+        rows, timeline = self._rows, self._timeline
+        if rows is None or self._stopped or os.getpid() != self._pid:
+            return []
+        return [rows.preview(s, timeline.device_usages(s, self.host, self.rank)) for s in timeline.so_far()]
 
     def _emit(self, segment: Segment, status: str) -> None:
         if os.getpid() != self._pid or self._rows is None:

@@ -24,6 +24,13 @@ from tracker.session.segments import Segment
 
 logger = logging.getLogger(__name__)
 
+RUNNING = "running"  # the status of a row still open (summary, heartbeat.json), never written to epochs.csv
+# The columns that come with the totals (cumulative, forecast): not in an open row's preview.
+AFTER_TOTALS = frozenset(
+    ("break_even_queries", "cumulative_energy_kwh", "cumulative_co2_kg", "forecast_total_kwh", "forecast_total_co2_kg",
+     "forecast_total_co2_kg_low", "forecast_total_co2_kg_high", "forecast_total_s")
+)  # fmt: skip
+
 
 class RowBuilder:
     """Turns closed segments into rows and keeps the cumulative totals.
@@ -76,6 +83,14 @@ class RowBuilder:
         self.rows += 1
         duration = segment.active_s
         return {**record.as_row(), **segment.metrics}, [self._device_row(segment, d, duration) for d in devices]
+
+    def preview(self, segment: Segment, devices: Sequence[DeviceUsage]) -> dict[str, Any]:
+        """An open segment's row as it stands (status ``running``), without the columns that need the totals.
+
+        Nothing is added to the totals: the segment's row is written when it closes.
+        """
+        row = self._record(segment, RUNNING, devices).as_row()
+        return {name: value for name, value in row.items() if name not in AFTER_TOTALS}
 
     def _forecast(self, segment: Segment, elapsed_s: float) -> Forecast | None:
         """From the step rate when ``total_steps`` is known and a window has passed, else from the epochs."""

@@ -90,6 +90,19 @@ class Segment:
             self.first_step = number
         self.last_step = number
 
+    def so_far(self, snapshot: Snapshot, now_s: float, now_utc: str) -> Segment:
+        """A copy closed at this moment (its energy and seconds up to ``snapshot``); this one is unchanged."""
+        copy = Segment(self.epoch, self.phase, self.opened_utc, self.samples)
+        for name in ("usage", "active_s", "since", "since_s", "last_utc", "first_step", "last_step", "opened_s"):
+            setattr(copy, name, getattr(self, name))
+        copy.metrics, copy.peaks_w, copy.stale_at_edges = (
+            dict(self.metrics),
+            dict(self.peaks_w),
+            dict(self.stale_at_edges),
+        )
+        copy.deactivate(snapshot, now_s, {}, now_utc)
+        return copy
+
     def continued(self, opened_utc: str) -> Segment:
         """A fresh segment for the same epoch and phase, going on where this one is cut (nothing counted yet)."""
         return Segment(self.epoch, self.phase, opened_utc)

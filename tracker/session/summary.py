@@ -36,6 +36,8 @@ class RunState(NamedTuple):
         forecast: the whole run extrapolated, once known; break_even: inference queries to equal training.
         process: who writes the run (host, pid, kernel start time), for telling a killed run from a running one.
         steps: optimizer steps counted (the last step's number).
+        so_far: the rows of the segments still open (``other`` first), as they stand, status ``running``.
+        open: how users name the open epochs and phases (``epoch 3``, ``validation of epoch 3``).
     """
 
     config: Config
@@ -58,6 +60,8 @@ class RunState(NamedTuple):
     break_even: float | None
     process: dict[str, Any]
     steps: int = 0
+    so_far: tuple[dict[str, Any], ...] = ()
+    open: tuple[str, ...] = ()
 
 
 class Summary(NamedTuple):
@@ -78,6 +82,8 @@ class Summary(NamedTuple):
             band, forecast_total_s its time, s; forecast_basis what it is extrapolated to
             (``10 epochs``, ``200000 steps``).
         break_even_queries: inference queries to equal the training energy, when measured.
+        open: the epochs and phases still open (``epoch 3``), whose energy so far the figures include;
+            empty when none is.
         grid_place: the grid's country and region (``USA/US-CA``), empty when unknown.
     """
 
@@ -112,18 +118,22 @@ class Summary(NamedTuple):
     forecast_total_s: float | None = None
     forecast_basis: str = ""
     steps: int = 0
+    open: str = ""
 
     @classmethod
     def build(cls, state: RunState) -> "Summary":
-        """The summary of a run's state."""
+        """The summary of a run's state: its rows written and, while it runs, the open ones so far."""
         intensity, forecast, methods = state.config.intensity, state.forecast, state.methods
+        totals = state.totals or Totals()
+        for row in state.so_far:
+            totals = totals.plus(row)
         return cls(
             run=state.run,
             run_dir=state.run_dir,
             status=state.status,
             rows=state.rows,
             duration_s=state.duration_s,
-            **(state.totals or Totals()).figures(),
+            **totals.figures(),
             pue=state.config.pue,
             carbon_intensity_g_per_kwh=intensity.g_per_kwh,
             intensity_method=intensity.method,
@@ -140,6 +150,7 @@ class Summary(NamedTuple):
             forecast_basis=forecast.basis if forecast else "",
             break_even_queries=state.break_even,
             steps=state.steps,
+            open=", ".join(state.open),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -160,7 +171,8 @@ class Summary(NamedTuple):
 
     def __str__(self) -> str:
         lines = [
-            f"Energy tracker — {self.run or 'run'} ({self.status})",
+            f"Energy tracker — {self.run or 'run'} ({self.status}"
+            f"{f'; {self.open} open, its energy so far included' if self.open else ''})",
             f"  epochs finished   {self.epochs}   ({units.duration(self.duration_s)})",
             f"  energy            {units.energy(self.energy_kwh)}  "
             f"({units.energy_band(self.energy_kwh_low, self.energy_kwh_high)})",

@@ -294,25 +294,16 @@ class Timeline:
             return True
         return False
 
-    def open_segments(self) -> list[tuple[Segment, dict[str, float], float]]:
-        """Each open epoch and phase (outermost first) with its energy so far by kind (J) and its seconds.
+    def read_now(self) -> None:
+        """Take a reading of every sensor now, as an edge does (never waiting on a busy or slow one), edge or not."""
+        for sampler in self.samplers:
+            sampler.sample_now()
 
-        Safe on any thread: a segment closed meanwhile is simply read as it was.
-        """
-        kinds = {s.name: s.kind for s in self.sensors}
+    def so_far(self) -> list[Segment]:
+        """Every open segment, ``other`` first, as a copy closed now (energy and seconds so far); safe on any thread."""
         with self.lock:
-            snapshot, now_s = self.meter.snapshot(), self._clock()
-            result = []
-            for segment in list(self.stack[1:]):
-                usage, since = segment.usage, segment.since
-                live = since is not None
-                if live:
-                    usage = usage + (snapshot - since)
-                by_kind: dict[str, float] = {}
-                for name, totals in usage.sensors.items():
-                    by_kind[kinds.get(name, "")] = by_kind.get(kinds.get(name, ""), 0.0) + totals.energy_j
-                result.append((segment, by_kind, segment.active_s + (now_s - segment.since_s if live else 0.0)))
-            return result
+            snapshot, now_s, now_utc = self.meter.snapshot(), self._clock(), self._now_utc()
+            return [segment.so_far(snapshot, now_s, now_utc) for segment in list(self.stack)]
 
     # ---- sensors ------------------------------------------------------------------------------------------------
 
