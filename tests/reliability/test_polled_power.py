@@ -118,9 +118,11 @@ def test_a_frozen_power_field_is_caught_by_its_timestamp_and_estimated(caplog):
     assert any("has not been refreshed" in r.getMessage() for r in caplog.records)
 
 
-def test_a_driver_refusing_fast_polls_is_polled_slower_not_failed(caplog):
+@pytest.mark.parametrize("fields", [False, True], ids=["nvmlDeviceGetPowerUsage", "NVML_FI_DEV_POWER_INSTANT"])
+def test_a_driver_refusing_fast_polls_is_polled_slower_not_failed(caplog, fields):
     gpu = FakeGpu(trace=square_wave(100.0, 300.0, 0.3), has_counter=False, sample_jitter_s=0.02, sample_phase_s=0.007)
-    lane = Lane(gpu._replace(min_poll_s=0.02))
+    lane = Lane(gpu._replace(min_poll_s=0.02, power_fields=fields))
+    assert lane.sensor.method == (POWER_INSTANT if fields else POWER_POLLING)
     with caplog.at_level(logging.WARNING):
         lane.run(5.0)
         measured, truth, (low, high), notes = lane.epoch(10.0, edge_every_s=2.0)

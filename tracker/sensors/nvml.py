@@ -344,8 +344,8 @@ class NvmlSensor:
         if self.method != POWER_INSTANT:
             return self._call("nvmlDeviceGetPowerUsage") / 1000
         found = self._field("NVML_FI_DEV_POWER_INSTANT")
-        if found is None:
-            raise SensorReadError(f"NVML_FI_DEV_POWER_INSTANT failed on {self.name}", sensor=self.name)
+        if found is None:  # not answered (or refused) now, though it was at the probe
+            raise SensorUnavailable(f"NVML_FI_DEV_POWER_INSTANT failed on {self.name}", sensor=self.name)
         watts, stamp_us = found
         now = self._clock()
         if stamp_us != self._field_stamp[0]:
