@@ -257,3 +257,29 @@ def test_job_rows_follow_the_job_as_the_merge_counts_it(tmp_path, monkeypatch):
             assert mine["gpu_power_mean_w"] == pytest.approx(theirs["gpu_power_mean_w"], rel=1e-9)
     for energy in trackers:
         energy.stop()
+
+
+def test_a_rank_stopping_while_another_merges_leaves_a_mark_and_the_merge_is_done_again(tmp_path, monkeypatch):
+    # no rank's stop waits behind the others' merges; the rank that merges merges again for the latecomer
+    import fcntl
+
+    from tracker.logs.writer import write_job
+
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "marks")
+    for name, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}.items():
+        monkeypatch.setenv(name, value)
+    sensors = [FakeSensor("gpu:0", "gpu", steady(100.0), info={"uuid": "U0"})]
+    with EnergyTracker(tmp_path, sensors=sensors, host="h", carbon_intensity_g_per_kwh=1.0) as energy:
+        with energy.epoch(0):
+            pass
+    job = energy.job_dir
+    (job / "epochs.csv").unlink()
+    with open(job / ".merge.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another rank is merging
+        write_job(job)  # returns at once
+        assert (job / ".merge.pending").exists() and not (job / "epochs.csv").exists()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    write_job(job)  # the merging rank's next look: the mark is taken, the merge done
+    assert not (job / ".merge.pending").exists()
+    assert [r["epoch"] for r in load_run(job).epochs if r["phase"] == "train"] == [0]
+    assert (job / "epochs.csv").exists()
