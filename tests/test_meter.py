@@ -161,3 +161,21 @@ def test_a_power_only_gap_is_estimated_with_the_recent_mean_power_and_a_wide_ban
     assert step.gap_s == pytest.approx(2.0)
     assert step.energy_j == pytest.approx(200.0 * 2.0, rel=0.02)  # the recent mean, not the ends' 350 W
     assert 3 * math.sqrt(step.sampling_var_j2) == pytest.approx(3 * 350.0 * 2.0 / math.sqrt(12))
+
+
+def test_a_counter_out_at_an_edge_is_estimated_there_and_the_rest_booked_on_its_return():
+    meter = Meter(1.0, caps_w={"gpu": 400.0})
+    meter.add(Reading("gpu", "gpu", 0.0, energy_j=0.0))
+    meter.add(Reading("gpu", "gpu", 10.0, energy_j=1000.0))  # 100 W
+    meter.stale_edge("gpu", 20.0, out=False)  # only busy: nothing estimated
+    assert meter.snapshot().sensors["gpu"].split_s == 0.0
+    meter.stale_edge("gpu", 20.0, out=True)  # failing: 10 s at the recent 100 W, the band of 0 to 400 W
+    edge = meter.snapshot()
+    meter.add(Reading("gpu", "gpu", 30.0, energy_j=5000.0))  # back: 4000 J in 20 s, 1000 J of it estimated before
+    after = meter.snapshot() - edge
+    before = edge.sensors["gpu"]
+    assert (before.energy_j, before.split_s, before.sampling_var_j2) == (2000.0, 10.0, (400.0 * 10) ** 2 / 12)
+    totals = after.sensors["gpu"]
+    assert (totals.energy_j, totals.split_s, totals.gap_s, totals.covered_s) == (3000.0, 10.0, 0.0, 0.0)
+    assert totals.sampling_var_j2 == before.sampling_var_j2  # the rest errs by the estimate's error
+    assert meter.snapshot().sensors["gpu"].energy_j == 5000.0  # the counter's total, nothing lost or doubled

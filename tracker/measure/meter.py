@@ -106,6 +106,9 @@ class SensorTotals(NamedTuple):
         glitches: counter steps the device could not have made; their intervals are estimated from power.
         stale_edges: epoch or phase edges at which this sensor could not be read in time, so that the
             edge used its last background reading.
+        split_s: seconds of a counter's outage that span an edge: the part before the edge is estimated
+            there from the sensor's recent power (the counter's figure comes later), the part after it is
+            what the counter then shows less that estimate; both err by the estimate's error.
     """
 
     energy_j: float = 0.0
@@ -123,6 +126,7 @@ class SensorTotals(NamedTuple):
     jitters: int = 0
     glitches: int = 0
     stale_edges: int = 0
+    split_s: float = 0.0
 
     def __add__(self, other: "SensorTotals") -> "SensorTotals":
         return _combine(self, other, 1)
@@ -211,6 +215,7 @@ class Meter:
         self._peaks_w: dict[str, float] = {}
         self._max_w: dict[str, float] = {}
         self._recent: dict[str, tuple[float, float]] = {}  # decayed sums of (J, s) of good power intervals
+        self._booked: dict[str, tuple[float, SensorTotals]] = {}  # an out counter: estimated up to when, and what
 
     def add(self, reading: Reading, boundary: bool = False) -> None:
         """Fold one reading into its sensor's totals; ``boundary`` marks a reading taken at an epoch edge."""
@@ -225,6 +230,8 @@ class Meter:
             return
         reading = checked
         step = self._step(previous, reading, boundary) if previous else SensorTotals()
+        if sensor in self._booked:
+            step = _less_booked(step, self._booked.pop(sensor)[1], reading.time_s - previous.time_s)
         self._count(reading.sensor, step + _ONE_READING)
         self._totals[sensor] = self._totals[sensor]._replace(edge_error_j=reading.energy_error_j)
         self._last[reading.sensor] = reading
@@ -242,9 +249,32 @@ class Meter:
         """Count a reading of ``sensor`` that was rejected before it reached the meter."""
         self._count(sensor, SensorTotals(rejected=1))
 
-    def stale_edge(self, sensor: str) -> None:
-        """Count an edge at which ``sensor`` was not read in time (its last background reading stood in)."""
+    def stale_edge(self, sensor: str, now_s: float | None = None, out: bool = False) -> None:
+        """Count an edge at which ``sensor`` was not read in time (its last background reading stood in).
+
+        When the sensor is ``out`` (failing: its reads raise, and it will be read again) and counts
+        energy, the energy since its last reading (or the last such edge) up to ``now_s`` is estimated
+        here from its recent power: its counter loses nothing, but the energy it shows on its return
+        would otherwise all go to the segment it returns in. The band is that of a mean power anywhere
+        between 0 and the sensor's cap (the load may have changed unseen); what the counter shows on
+        its return is then less this estimate. A lost device (gone from the bus) is not estimated.
+        """
         self._count(sensor, SensorTotals(stale_edges=1))
+        last = self._last.get(sensor)
+        if not out or now_s is None or last is None or last.energy_j is None:
+            return
+        since_s, booked = self._booked.get(sensor, (last.time_s, _EMPTY))
+        dt = now_s - since_s
+        if dt <= 0:
+            return
+        energy_j, span_s = self._recent.get(sensor, (0.0, 0.0))
+        estimate = SensorTotals(
+            energy_j=(energy_j / span_s if span_s else 0.0) * dt,
+            sampling_var_j2=(self.cap_w(sensor) * dt) ** 2 / 12.0,
+            split_s=dt,
+        )
+        self._count(sensor, estimate)
+        self._booked[sensor] = (now_s, booked + estimate)
 
     def cap_w(self, sensor: str) -> float:
         """The most ``sensor`` can draw, W."""
@@ -270,16 +300,21 @@ class Meter:
         if sensor:
             self._totals[sensor] = self._totals.get(sensor, _EMPTY) + step
 
+    def _remember(self, sensor: str, energy_j: float, span_s: float) -> None:
+        """Fold a good interval into the sensor's recent mean power, older intervals fading over ``RECENT_S``."""
+        total_j, total_s = self._recent.get(sensor, (0.0, 0.0))
+        decay = math.exp(-span_s / RECENT_S)
+        self._recent[sensor] = (total_j * decay + energy_j, total_s * decay + span_s)
+
     def _step(self, previous: Reading, current: Reading, boundary: bool) -> SensorTotals:
         hold = _hold(self._last_at_boundary.get(current.sensor, False), boundary)
         energy_j, span_s = self._recent.get(current.sensor, (0.0, 0.0))
         recent = energy_j / span_s if span_s else None
         power = _power_step(previous, current, self._gap_s, hold, self._max_w.get(current.sensor, 0.0), recent)
-        if power.covered_s and power.integrated_s:  # a good interval: into the recent mean, older ones fading
-            decay = math.exp(-power.integrated_s / RECENT_S)
-            self._recent[current.sensor] = (energy_j * decay + power.integrated_j, span_s * decay + power.integrated_s)
         if previous.energy_j is None or current.energy_j is None:
             self._reference_j.pop(current.sensor, None)
+            if power.covered_s and power.integrated_s:  # a good interval: into the recent mean, older ones fading
+                self._remember(current.sensor, power.integrated_j, power.integrated_s)
             return power
         reference = self._reference_j.get(current.sensor, previous.energy_j)
         dt = current.time_s - previous.time_s
@@ -289,6 +324,8 @@ class Meter:
         self._reference_j[current.sensor] = reference if event == "jitter" else current.energy_j
         if energy is None:  # a glitch: the power beside the counter, else nothing claimed
             return power._replace(glitches=1, unmeasured_s=0.0 if power.integrated_s else dt)
+        if dt > 0 and current.estimated_s == previous.estimated_s:  # a counter's mean power is exact, gap or not
+            self._remember(current.sensor, energy, dt)
         # A counter the sensor built from power may hold estimates (Reading.estimated_s): that is the gap, with
         # their variance; the rest of the interval is counted whatever the readings' spacing.
         estimated_s = max(0.0, current.estimated_s - previous.estimated_s)
@@ -302,6 +339,21 @@ class Meter:
 
 _EMPTY = SensorTotals()
 _ONE_READING = SensorTotals(readings=1)
+
+
+def _less_booked(step: SensorTotals, booked: SensorTotals, dt_s: float) -> SensorTotals:
+    """The interval a counter returns with, less the part of its outage estimated at edges (``booked``).
+
+    The rest of the outage is the counter's energy less the estimate: it errs by the estimate's error, the
+    other way, hence the same variance. None of the interval is covered by good readings.
+    """
+    return step._replace(
+        energy_j=step.energy_j - booked.energy_j,
+        sampling_var_j2=step.sampling_var_j2 + booked.sampling_var_j2,
+        split_s=max(0.0, dt_s - booked.split_s),
+        gap_s=0.0,
+        covered_s=0.0,
+    )
 
 
 def _hold(previous_at_boundary: bool, current_at_boundary: bool) -> str:

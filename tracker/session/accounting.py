@@ -105,6 +105,7 @@ def _device_notes(device: DeviceUsage) -> list[str]:
         (t.rejected, f"{name} rejected {t.rejected} implausible readings"),
         (t.stale_edges, f"{name} read late at {t.stale_edges} edges (background readings used)"),
         (t.gap_s > 0, f"{name} gap {t.gap_s:.3g} s" + (" (counter: no energy lost)" if counter else " (estimated)")),
+        (t.split_s > 0, f"{name} out across an edge {t.split_s:.3g} s (split estimated from its recent power)"),
         (t.unmeasured_s > 0, f"{name} unmeasured {t.unmeasured_s:.3g} s"),
     ]
     return [note for condition, note in candidates if condition]

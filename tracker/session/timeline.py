@@ -25,7 +25,7 @@ from tracker.logs.schema import (
     check_metric_names,
 )
 from tracker.measure.meter import Meter, SensorTotals, Snapshot, power_cap_w
-from tracker.measure.sampler import Sampler
+from tracker.measure.sampler import FAILING, Sampler
 from tracker.sensors import GPU, Clock, Reading, Sensor
 from tracker.session.accounting import DeviceUsage
 from tracker.session.segments import Segment
@@ -239,9 +239,10 @@ class Timeline:
                 self._at_boundary = False
             # Not read in time: its last background reading stands in, for both segments at this edge.
             self.stale = frozenset(s.name for s in self.sensors if s.name not in read)
+            now_s, health = self._clock(), self.health
             for sensor in self.stale:
-                self.meter.stale_edge(sensor)
-            return self.meter.snapshot(), self._clock(), self.meter.take_peaks_w()
+                self.meter.stale_edge(sensor, now_s, out=health[sensor].status == FAILING)
+            return self.meter.snapshot(), now_s, self.meter.take_peaks_w()
 
     def push(self, segment: Segment) -> None:
         """Put ``segment`` on top: the energy from the last reading on is its own.
