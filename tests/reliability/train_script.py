@@ -1,6 +1,9 @@
 """A tiny training loop under ``EnergyTracker``, for the kill and interrupt tests (run as a subprocess).
 
-Usage: ``python train_script.py LOG_DIR [--epochs N] [--epoch-s S] [--no-tracker]``
+Usage: ``python train_script.py LOG_DIR [--epochs N] [--epoch-s S] [--no-tracker] [--state FILE [--first-epoch K]]``
+
+``--state FILE`` checkpoints ``EnergyTracker.state()`` to FILE when measuring starts and after each
+epoch, and resumes from FILE when it exists (a restarted job), from epoch ``--first-epoch``.
 
 Prints ``begin K`` once epoch K is open and ``end K`` once its row is on disk, flushed, so that the
 parent knows where a signal lands. Sensors are fakes on the real monotonic clock. Odd epochs hold a
@@ -11,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -52,6 +57,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--epoch-s", type=float, default=0.05)
     parser.add_argument("--no-tracker", action="store_true")
+    parser.add_argument("--state", type=Path)
+    parser.add_argument("--first-epoch", type=int, default=0)
     args = parser.parse_args()
     sensors = [FakeSensor("gpu:0", "gpu", steady(250.0)), FakeSensor("cpu", "cpu", steady(25.0), method="rapl")]
     energy = (
@@ -61,8 +68,11 @@ def main() -> None:
             args.log_dir, sensors=sensors, interval_s=0.01, carbon_intensity_g_per_kwh=300.0, epochs=args.epochs
         )
     )
+    if args.state is not None and args.state.exists():
+        energy.resume(json.loads(args.state.read_text()))
     with energy:
-        for epoch in range(args.epochs):
+        checkpoint(energy, args.state)
+        for epoch in range(args.first_epoch, args.epochs):
             with energy.epoch(epoch):
                 print(f"begin {epoch}", flush=True)
                 work(args.epoch_s)
@@ -70,7 +80,15 @@ def main() -> None:
                     with energy.phase("validation"):
                         work(args.epoch_s / 4)
                 energy.log_metrics({"loss": 1.0 / (epoch + 1), **({"accuracy": 0.5} if epoch >= 2 else {})})
+            checkpoint(energy, args.state)
             print(f"end {epoch}", flush=True)
+
+
+def checkpoint(energy: EnergyTracker, path: Path | None) -> None:
+    """Save the tracker's state as a training checkpoint would (written whole, then renamed)."""
+    if path is not None:
+        path.with_suffix(".tmp").write_text(json.dumps(energy.state()))
+        os.replace(path.with_suffix(".tmp"), path)
 
 
 if __name__ == "__main__":

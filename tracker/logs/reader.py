@@ -365,6 +365,18 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     return run
 
 
+def killed_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """What a killed run's ``heartbeat.json`` holds beyond its ``epochs.csv``: its open rows, ``interrupted``.
+
+    The rows :func:`load_run` adds for a run whose process is gone (none while it lives, or once it
+    ended), for a resumed run to write back before it appends (:mod:`tracker.session.resume`).
+    """
+    info, epochs = _read_info(run_dir), read_csv_rows(run_dir / EPOCHS_CSV, EPOCH_TYPES)
+    written = len(epochs)
+    _recover_killed(run_dir, info, epochs)
+    return epochs[written:]
+
+
 def _recover_killed(run_dir: Path, info: dict[str, Any], epochs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A ``running`` run whose process is gone is ``killed``; its open epoch so far becomes an ``interrupted`` row.
 

@@ -326,6 +326,17 @@ class RunWriter:
         self.epochs.append(row)
         self.devices.extend(list(devices))
 
+    def write_recovered(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Append a killed process's rows recovered from its heartbeat in one write, then remove that heartbeat.
+
+        A kill between the two leaves the heartbeat behind, and its rows are matched to those on disk
+        (:func:`tracker.logs.liveness.interrupted_rows`): they are never written twice.
+        """
+        self.epochs.extend(rows)
+        if not self.epochs.pending:  # not written (a full disk): they stay pending, and the heartbeat is kept
+            with contextlib.suppress(OSError):
+                (self.run_dir / HEARTBEAT_JSON).unlink(missing_ok=True)
+
     def write_heartbeat(self, beat: Mapping[str, Any]) -> None:
         """(Re)write ``heartbeat.json`` atomically (:mod:`tracker.logs.liveness`); a failure is reported, not raised."""
         try:

@@ -180,6 +180,8 @@ class EnergyTracker:
             if self._sharded and self.run_dir.parent.name == SHARDS_DIR:  # a resumed shard keeps its job
                 self.job_dir = self.run_dir.parent.parent
             self._writer = RunWriter(self.run_dir, power_trace=self.config.power_trace)
+            if self._resume is not None:
+                resuming.recover_killed(self.run_dir, self._writer)
         totals, elapsed_s, self._timeline.steps = resuming.continued_totals(self._resume, self.run_dir)
         run = self.job_dir.name if self.job_dir else self.run_dir.name if self.run_dir else self.config.run_name
         self._rows = RowBuilder(self.config, run or "", totals)

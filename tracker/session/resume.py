@@ -6,6 +6,10 @@
 totals. When that directory still holds ``epochs.csv``, the totals are summed from its rows
 instead: they include everything spent after the checkpoint was taken (an epoch that crashed, a
 row written after a mid-epoch checkpoint), which is what the run really cost.
+
+A run whose process was killed (SIGKILL, the OOM killer) left its open epoch only in ``heartbeat.json``;
+before the resumed run appends, :func:`recover_killed` writes that epoch back as the ``interrupted`` rows
+the reader shows for a killed run (:func:`tracker.logs.reader.killed_rows`), so the totals hold it.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from tracker.energy import joules_to_kwh
 from tracker.errors import ConfigurationError
 from tracker.logs.schema import EPOCH_TYPES, EPOCHS_CSV
 from tracker.logs.totals import Totals
+from tracker.logs.writer import RunWriter
 from tracker.sensors import CPU, GPU, RAM
 
 logger = logging.getLogger(__name__)
@@ -122,3 +127,19 @@ def continued_totals(state: Mapping[str, Any] | None, run_dir: Path | None) -> t
         totals = Totals.of(on_disk)
         return totals, totals.duration_s, steps
     return totals_from_state(state), float(state["elapsed_s"]), steps
+
+
+def recover_killed(run_dir: Path, writer: RunWriter) -> None:
+    """Write back the open rows of the killed process that last wrote ``run_dir``, once, before this one appends.
+
+    They are the reader's rows for a killed run (``interrupted``, their ``notes`` saying they end at the
+    last heartbeat), appended in one write; the heartbeat is removed after. Nothing when the run ended
+    (``stop()`` removed its heartbeat) or its process still lives.
+    """
+    from tracker.logs.reader import killed_rows  # the reader only for a resumed run
+
+    rows = killed_rows(run_dir)
+    if rows:
+        writer.write_recovered(rows)
+        kwh = sum(float(r.get("energy_kwh") or 0.0) for r in rows)
+        logger.info("energy-tracker: %s: the killed run's open rows (%.4g kWh) written back, interrupted", run_dir, kwh)
