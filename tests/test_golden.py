@@ -2,7 +2,10 @@
 
 ``tests/data/golden/resnet-sweep`` holds two finished runs (one GPU run, one CPU-only run, Germany's
 grid) written by ``EnergyTracker`` with fake sensors; the expected renderings sit beside them in
-``tests/data/golden/expected``. After an intended change, regenerate them with
+``tests/data/golden/expected``. Three more sets, written by ``tests/data/golden/make_runs.py``, have their
+paper paragraphs checked: ``grids-mixed`` (France twice, California, the world average, the authors' own
+figure), ``grids-world`` (four runs on the world average) and ``pue-mixed`` (one grid, PUEs 1.1 and 1.5).
+After an intended change, regenerate them with
 ``UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py`` and read the diff before committing.
 """
 
@@ -22,6 +25,9 @@ RUNS = DATA / "resnet-sweep"
 
 
 def rendered(kind: str) -> str:
+    if kind.startswith("paper-"):  # paper-<set>.txt: the paragraph of another set of runs
+        runs = DATA / kind.removeprefix("paper-").removesuffix(".txt")
+        return paper.paper_text(report.load_summaries([str(runs)], recursive=False))
     summaries = report.load_summaries([str(RUNS)], recursive=False)
     if kind == "recosted.txt":
         summaries = recost(summaries, Recost.build(country="FRA", pue=1.1))
@@ -29,7 +35,8 @@ def rendered(kind: str) -> str:
     return text.replace(str(RUNS), "<RUNS>")
 
 
-KINDS = ["report.text", "report.markdown", "report.json", "report.csv", "paper.txt", "recosted.txt"]
+KINDS = ["report.text", "report.markdown", "report.json", "report.csv", "paper.txt", "recosted.txt",
+         "paper-grids-mixed.txt", "paper-grids-world.txt", "paper-pue-mixed.txt"]  # fmt: skip
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -193,6 +193,27 @@ def test_a_region_is_named_and_its_source_cited_by_name_and_year() -> None:
     assert refs.items[0].startswith("EPA eGRID2023 (2023).")
 
 
+def test_each_grid_is_stated_with_its_own_place_and_source_and_each_figure_once() -> None:
+    fra = {"g_per_kwh": 56.04, "method": "argument", "country": "FRA", "region": None,
+           "source": "codecarbon global_energy_mix.json (Our World in Data / Ember), 2023"}  # fmt: skip
+    world = {
+        "g_per_kwh": 475.00000000000006,
+        "method": "world_average",
+        "country": None,
+        "region": None,
+        "source": "codecarbon carbon_intensity_per_source.json world_average (IEA 2019: https://www.iea.org/x)",
+    }
+    refs = paper.References()
+    text = paper.intensity_text([fra, world, {**world, "g_per_kwh": 475.0}, world], refs)
+    assert text == (
+        "56.0 g CO2e/kWh for France (1 run), from Our World in Data / Ember (2023) [1]; 475 g CO2e/kWh (the world "
+        "average, a placeholder as the location was not known; 3 runs), from IEA (2019) [2]"
+    )
+    assert refs.items[1].startswith("IEA (2019). Global Energy & CO2 Status Report 2019")
+    alone = paper.intensity_text([world, {**world, "g_per_kwh": 475.0}], paper.References())
+    assert alone.startswith("475 g CO2e/kWh (the world average, ") and alone.count("475") == 1
+
+
 def test_interrupted_run_is_reported_as_such(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         make_run(tmp_path, "cut", fail_in=1)

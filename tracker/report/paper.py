@@ -33,6 +33,13 @@ from tracker.report.render import RunSummary
 from tracker.sensors import methods as registry
 from tracker.sensors.methods import ABSENT
 
+WORLD_AVERAGE_TAG = "world_average (IEA 2019"  # in codecarbon's world-average source (tracker.carbon.tables)
+WORLD_AVERAGE_NOTE = "the world average, a placeholder as the location was not known"
+REFERENCE_TEXT = {
+    "IEA": "Global Energy & CO2 Status Report 2019: world average carbon intensity of electricity generation, "
+    "as distributed with CodeCarbon.",
+    "": "Carbon intensity of electricity generation, as distributed with CodeCarbon.",
+}
 THE = {"USA", "GBR", "NLD", "ARE", "PHL", "CZE", "DOM", "BHS", "GMB", "COM", "CAF", "COD", "MDV"}  # "the United States"
 
 
@@ -105,7 +112,12 @@ def country_name(code: str) -> str:
 
 
 def cited_source(source: str) -> tuple[str, str] | None:
-    """``("Our World in Data / Ember", "2023")`` from a recorded source; None for a user's own figure."""
+    """``("Our World in Data / Ember", "2023")`` from a recorded source; None for a user's own figure.
+
+    The world average (codecarbon's, whose source ends in a URL) is cited to the IEA (2019).
+    """
+    if WORLD_AVERAGE_TAG in source:
+        return "IEA", "2019"
     match = re.search(r"\(([^()]*)\)[^()]*?(\d{4})\s*$", source)
     if not match:
         return None
@@ -113,21 +125,52 @@ def cited_source(source: str) -> tuple[str, str] | None:
     return name, match.group(2)
 
 
-def intensity_text(grids: Sequence[dict[str, Any]], refs: References) -> str:
-    """``381 g CO2e/kWh for Germany, from Our World in Data / Ember (2023) [1]`` (several runs: each figure)."""
-    grid = grids[0]
-    values = sorted({float(g["g_per_kwh"]) for g in grids if isinstance(g.get("g_per_kwh"), (int, float))})
-    figure = " and ".join(units.number(v) for v in values) + " g CO2e/kWh" if values else "an unrecorded intensity"
-    country, region = grid.get("country"), grid.get("region")
-    where = f" for {'region ' + region if region else country_name(str(country))}" if country or region else ""
+def _where(grid: dict[str, Any]) -> str:
     if grid.get("method") == "world_average":
-        where = " (the world average, as the location was not known)"
+        return ""  # said in the parenthesis after the figure (WORLD_AVERAGE_NOTE)
+    country, region = grid.get("country"), grid.get("region")
+    if region:
+        return f" for region {region}"
+    return f" for {country_name(str(country))}" if country else ""
+
+
+def _origin(grid: dict[str, Any], refs: References) -> str:
+    """``, from Our World in Data / Ember (2023) [1]``, or ``, a figure given by the authors``."""
     cited = cited_source(str(grid.get("source") or ""))
     if grid.get("method") in ("explicit", "hourly_csv") or cited is None:
-        return f"{figure}{where}, a figure given by the authors"
+        return ", a figure given by the authors"
     name, year = cited
-    ref = refs.cite(f"{name} ({year}). Carbon intensity of electricity generation, as distributed with CodeCarbon.")
-    return f"{figure}{where}, from {name} ({year}) {ref}"
+    what = REFERENCE_TEXT.get(name, REFERENCE_TEXT[""])
+    return f", from {name} ({year}) {refs.cite(f'{name} ({year}). {what}')}"
+
+
+def intensity_text(grids: Sequence[dict[str, Any]], refs: References) -> str:
+    """``381 g CO2e/kWh for Germany, from Our World in Data / Ember (2023) [1]`` (several grids: ``;``-joined)."""
+    return "; ".join(grid_phrases(grids, refs))
+
+
+def grid_phrases(grids: Sequence[dict[str, Any]], refs: References) -> list[str]:
+    """Each grid with its own place and source; with several grids, each says how many runs used it.
+
+    A figure is given once however many runs used it (compared as printed: 475.00000000000006 is 475).
+    """
+    places: dict[tuple[str, str, bool], list[str]] = {}
+    runs: Counter[tuple[str, str, bool]] = Counter()
+    for grid in grids:
+        key = (_where(grid), _origin(grid, refs), grid.get("method") == "world_average")
+        value = grid.get("g_per_kwh")
+        printed = places.setdefault(key, [])
+        if isinstance(value, (int, float)) and units.number(value) not in printed:
+            printed.append(units.number(value))
+        runs[key] += 1
+    phrases = []
+    for (where, origin, world), values in places.items():
+        figure = " and ".join(values) + " g CO2e/kWh" if values else "an unrecorded intensity"
+        notes = [WORLD_AVERAGE_NOTE] if world else []
+        n = runs[(where, origin, world)]
+        notes += [f"{n} run{'s' if n > 1 else ''}"] if len(places) > 1 else []
+        phrases.append(f"{figure}{where}{' (' + '; '.join(notes) + ')' if notes else ''}{origin}")
+    return phrases
 
 
 def equivalent_text(co2_kg: float, energy_kwh: float, refs: References) -> str:
@@ -144,9 +187,20 @@ def equivalent_text(co2_kg: float, energy_kwh: float, refs: References) -> str:
 
 
 def _pue(runs: Sequence[RunSummary]) -> str:
+    """``a PUE of 1.20``, ``PUEs of 1.10 to 1.50`` (compared as printed)."""
     chosen = [s.recosted["pue"] if s.recosted and s.recosted.get("pue") is not None else s.pue for s in runs]
     values = sorted({float(p) for p in chosen if isinstance(p, (int, float))})
-    return " to ".join(units.number(v) for v in values) if values else "an unrecorded value"
+    printed = list(dict.fromkeys(units.number(v) for v in values))
+    if len(printed) > 1:
+        return f"PUEs of {printed[0]} to {printed[-1]}"
+    return f"a PUE of {printed[0]}" if printed else "a PUE of an unrecorded value"
+
+
+def _intensities(runs: Sequence[RunSummary], refs: References) -> str:
+    phrases = grid_phrases(_grids(runs), refs)
+    if len(phrases) == 1:
+        return f"a grid carbon intensity of {phrases[0]},"
+    return f"grid carbon intensities of {'; '.join(phrases)};"
 
 
 def _grids(runs: Sequence[RunSummary]) -> list[dict[str, Any]]:
@@ -166,8 +220,8 @@ def experiment_paragraph(experiment: Experiment) -> tuple[str, References]:
     text = (
         f"Training{count} took {units.duration(t.duration_s)}{' in all' if count else ''} on {hardware_text(runs)} "
         f"and used {'an estimated ' if all_estimated else ''}{units.energy(t.energy_kwh)} of electricity "
-        f"(range {units.energy_band(t.energy_kwh_low, t.energy_kwh_high)}). {components} At a grid carbon "
-        f"intensity of {intensity_text(_grids(runs), refs)}, and a PUE of {_pue(runs)}, this amounts to "
+        f"(range {units.energy_band(t.energy_kwh_low, t.energy_kwh_high)}). {components} At "
+        f"{_intensities(runs, refs)} and {_pue(runs)}, this amounts to "
         f"{units.co2(co2['co2_kg'])} CO2e (range {units.co2_band(co2['co2_kg_low'], co2['co2_kg_high'])})"
         f"{equivalent_text(co2['co2_kg'], t.energy_kwh, refs)}. Energy was recorded per epoch with "
         f"training-energy-tracker {runs[0].version or __version__}."
