@@ -173,3 +173,32 @@ def test_forked_child_has_no_sampler(clock):
     os.waitpid(pid, 0)
     assert answer == b"1"
     assert sampler.tick() != []
+
+
+class _HeldRead(FakeSensor):
+    """A sensor whose reads block until ``release`` is set (a driver hung in the kernel)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.release, self.reading = threading.Event(), threading.Event()
+
+    def read(self):
+        self.reading.set()
+        self.release.wait(10.0)
+        return super().read()
+
+
+def test_closing_sensors_does_not_wait_for_a_read_left_behind(caplog):
+    sensor = _HeldRead("gpu:0", "gpu", steady(100.0))
+    sampler = Sampler([sensor], lambda readings: None, interval_s=0.01)
+    sampler.start()
+    try:
+        assert sensor.reading.wait(5.0)
+        assert sampler.stop(timeout_s=0.05) is False  # left behind, with its one warning
+        sampler.close_sensors()  # returns at once: the close waits for the read on a thread of its own
+        assert not sensor.closed and "leaving it behind" in caplog.text
+    finally:
+        sensor.release.set()
+    for thread in [t for t in threading.enumerate() if t.name in ("energy-tracker.close", "energy-tracker.sampler")]:
+        thread.join(5.0)
+    assert sensor.closed
