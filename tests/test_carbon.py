@@ -38,13 +38,11 @@ REPO = Path(__file__).resolve().parents[1]
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 CACHED = [
-    carbon_data.energy_mix,
-    carbon_data._energy_mix_text,
-    carbon_data._alpha3_by_alpha2,
+    carbon_data._read_json,
     carbon_data.world_average,
     carbon_data.regions,
     carbon_data.cloud_regions,
-    timezones.tz_text,
+    timezones.zone_countries,
 ]
 
 
@@ -145,80 +143,36 @@ def test_timezone_link_names_are_followed():
     assert resolve(timezone_name="US/Pacific").country == "USA"
 
 
-def whole_map(zones: str, links: str) -> dict[str, str]:
-    """The map of every zone and link to its country, built as the tracker built it before it looked up one name."""
-    table: dict[str, str] = {}
-    for line in zones.splitlines():
-        fields = line.split("\t")
-        if not line.startswith("#") and len(fields) >= 3:
-            table[fields[2]] = fields[0]
-    for line in links.splitlines():
-        fields = line.split()
-        if len(fields) == 3 and fields[0] == "L" and fields[1] in table:
-            table.setdefault(fields[2], table[fields[1]])
-    return table
-
-
-def test_a_country_row_decoded_alone_is_the_row_of_the_whole_file():
-    clear_caches()
-    whole = carbon_data.energy_mix()
-    alone = {code: carbon_data._mix_row(code) for code in whole}
-    assert alone == whole and len(whole) > 200
-    assert carbon_data._mix_row("XXX") is None and carbon_data._mix_row("carbon_intensity") is None
-
-
-def test_a_country_row_is_decoded_alone_only_where_a_top_level_key_can_stand(monkeypatch):
-    rows = {
-        "AAA": {"iso_code": "AAA", "carbon_intensity": 1.0, "BBB": {"iso_code": "BBB"}},  # after a scalar: not a key
-        "BBB": {"iso_code": "BBB", "carbon_intensity": 2.0},
-        "CCC": {"carbon_intensity": 3.0},  # no iso_code to confirm it
-        "DDD": {"EEE": {"iso_code": "EEE"}, "iso_code": "DDD"},  # after a "{": it might be, so the whole parse decides
-        "EEE": {"iso_code": "EEE", "carbon_intensity": 5.0},
-    }
-    clear_caches()
-    for layout in ({"indent": 1}, {"separators": (",", ":")}):
-        monkeypatch.setattr(carbon_data, "_energy_mix_text", lambda layout=layout: json.dumps(rows, **layout))
-        assert [carbon_data._mix_row(code) for code in rows] == [rows["AAA"], rows["BBB"], None, rows["DDD"], None]
-    doubled = json.dumps(rows)[:-1] + ', "BBB": {"iso_code": "BBB", "carbon_intensity": 4.0}}'
-    monkeypatch.setattr(carbon_data, "_energy_mix_text", lambda: doubled)
-    assert carbon_data._mix_row("BBB") is None  # twice at the top level: the whole parse decides (the last)
-
-
-def test_alpha2_codes_read_from_pycountrys_file_are_pycountrys():
+def test_alpha2_codes_are_pycountrys():
     import pycountry
 
-    clear_caches()
-    codes = [country.alpha_2 for country in pycountry.countries]
-    assert len(codes) > 240
-    for code in [*codes, *(code.lower() for code in codes)]:
-        assert carbon_data.alpha2_to_alpha3(code) == pycountry.countries.get(alpha_2=code.upper()).alpha_3
-    assert carbon_data.alpha2_to_alpha3("XX") is None and carbon_data._alpha3_by_alpha2() is not None
+    for country in pycountry.countries:
+        assert carbon_data.alpha2_to_alpha3(country.alpha_2.lower()) == country.alpha_3
+    assert carbon_data.alpha2_to_alpha3("XX") is None
 
 
-def test_one_zone_lookup_agrees_with_the_whole_map_of_the_tz_database():
-    zones, links = timezones.tz_text("zone.tab"), timezones.tz_text("tzdata.zi")
-    if zones is None or links is None:
-        pytest.skip("no tz database (zone.tab, tzdata.zi) on this machine")
-    table = whole_map(zones, links)
-    names = [*table, "Etc/UTC", "UTC", "Nowhere/Land", "Europe", "Berlin", "L", "Z", "Rule", "#"]
-    assert {name: timezones.country_in(zones, links, name) for name in names} == {n: table.get(n) for n in names}
-    assert len(table) > 500 and table["US/Pacific"] == "US"
+def test_every_zone_and_link_of_the_tz_database_has_its_country():
+    if timezones.tz_text("zone.tab") is None:
+        pytest.skip("no tz database (zone.tab) on this machine")
+    import zoneinfo
+
+    assert timezones.zone_country("Europe/Berlin") == "DE" and timezones.zone_country("US/Pacific") == "US"
+    assert timezones.zone_country("Etc/UTC") is None and timezones.zone_country("Nowhere/Land") is None
+    named = set(timezones.zone_countries())
+    assert len(named) > 500 and named <= zoneinfo.available_timezones()
 
 
-def test_one_zone_lookup_follows_links_in_file_order():
-    zones = "# CC\t+0\tC/Three\nAA\t+0\tA/One\nBB\t+0\tB/Two\nDD\t+0\tA/One\n\t+0\tNo/Code\n"
-    links = (
-        "Z A/One 0 - AO\nL A/One X/Link\nL X/Link Y/Chain\nL Late/Target W/Early\nL B/Two Late/Target\n"
-        "L A/One B/Two\nL B/Two  Tab/Spaced\nL A/One Y/Chain\nL C/Three C/Four\n\tL  A/One Indented/Link\n"
-        "L A/One No/Code\nL No/Code Coded/Link\n"
-    )
-    table = whole_map(zones, links)
-    assert table == {
-        "A/One": "DD", "B/Two": "BB", "X/Link": "DD", "Y/Chain": "DD", "Late/Target": "BB", "Tab/Spaced": "BB",
-        "Indented/Link": "DD", "No/Code": "", "Coded/Link": "",
-    }  # fmt: skip
-    names = [*table, "W/Early", "C/Three", "C/Four", "AO", "Nowhere"]
-    assert {name: timezones.country_in(zones, links, name) for name in names} == {n: table.get(n) for n in names}
+def test_a_link_takes_its_targets_country_in_file_order(monkeypatch):
+    zones = "# CC\t+0\tC/Three\nAA\t+0\tA/One\nBB\t+0\tB/Two\nDD\t+0\tA/One\n"
+    links = "L A/One X/Link\nL X/Link Y/Chain\nL Late/Target W/Early\nL B/Two Late/Target\nL A/One B/Two\n"
+    monkeypatch.setattr(timezones, "tz_text", {"zone.tab": zones, "tzdata.zi": links}.get)
+    timezones.zone_countries.cache_clear()
+    try:
+        found = {name: timezones.zone_country(name) for name in ("A/One", "B/Two", "X/Link", "Y/Chain", "W/Early")}
+        assert found == {"A/One": "DD", "B/Two": "BB", "X/Link": "DD", "Y/Chain": "DD", "W/Early": None}
+    finally:
+        monkeypatch.undo()
+        timezones.zone_countries.cache_clear()
 
 
 def test_system_timezone_from_localtime_symlink(tmp_path):

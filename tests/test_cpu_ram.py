@@ -19,7 +19,6 @@ from tracker.sensors.cpu_estimate import (
     DEFAULT_W_PER_CPU,
     CpuEstimateSensor,
     busy_fraction,
-    candidate_rows,
     codecarbon_table,
     cpu_quota,
     load_table,
@@ -182,53 +181,26 @@ REAL_MODELS = [
 
 
 @needs_codecarbon
-def test_candidate_rows_change_no_match_on_codecarbons_table():
-    """The pre-filter picks what the full table picks: real model names, and every 20th row's name as a model."""
+def test_a_model_matches_the_same_row_among_the_lines_naming_it_as_in_the_whole_table():
+    """Real model names, and every 20th row's name as a model: the model-number filter changes no match."""
     path = codecarbon_table()
     rows = load_table(path)
     names = [name for name, _ in rows[::20]]
     models = REAL_MODELS + names + [f"{name} CPU @ 2.00GHz" for name in names[::5]]
-    picked = {model: match_tdp(model, candidate_rows(path, model)) for model in models}
+    picked = {model: match_tdp(model, load_table(path, model)) for model in models}
     assert picked == {model: match_tdp(model, rows) for model in models}
     assert sum(row is not None for row in picked.values()) > len(names) / 2  # not a table that matches nothing
 
 
-def test_candidate_rows_keep_every_row_a_model_without_number_may_match(tmp_path):
-    """Lines whose name has no digit, may lose it to ``@``, ``with``, ``gen`` or ``-core``, or is quoted, are kept."""
+def test_a_model_without_number_matches_only_rows_that_normalise_to_its_name(tmp_path):
     path = tmp_path / "cpu_power.csv"
-    lines = [
-        "Name,TDP",
-        "Foo Chip 100,10",  # a digit in the name: never "foo chip"
-        "Foo Chip,20",
-        "Foo Chip Processor,25",
-        "Foo Chip @ 3.0GHz,30",
-        "Foo Chip with 2 cores,40",
-        "11th Gen Foo Chip,50",
-        "11th Gen Foo Chip 2,55",  # "gen": kept, though its last digit stays
-        "Foo Chip 8-Core,60",
-        "Foo Chip 8 Core,65",  # "8 core" keeps its digit
-        '"Foo Chip, 2 sockets",70',
-        '"Foo Chip 2, boxed",75',
-        "Foo(R) Chip(TM) @ Foo Chip 2GHz,80",  # the name mentioned only after the clock speed
-        "Bar Chip,90",
-    ]
-    path.write_text("\n".join(lines) + "\n")
-    kept = [name for name, _ in candidate_rows(path, "Foo(R) Chip(TM) Processor")]
-    assert kept == [
-        "Foo Chip", "Foo Chip Processor", "Foo Chip @ 3.0GHz", "Foo Chip with 2 cores", "11th Gen Foo Chip",
-        "11th Gen Foo Chip 2", "Foo Chip 8-Core", "Foo Chip, 2 sockets", "Foo Chip 2, boxed",
-        "Foo(R) Chip(TM) @ Foo Chip 2GHz",
-    ]  # fmt: skip
-    assert candidate_rows(path, "Foo Chip 100") == [("Foo Chip 100", 10.0)]
-    models = ["Foo Chip", "Foo Chip 100", "Bar Chip", "Foo Chip 8-Core Processor", "Foo Chip Processor", "Baz"]
-    for model in models:
-        assert match_tdp(model, candidate_rows(path, model)) == match_tdp(model, load_table(path))
+    path.write_text('Name,TDP\nFoo Chip 100,10\nFoo Chip 8-Core,60\n"Foo Chip, 2 sockets",60\nBar Chip,90\n')
+    assert match_tdp("Foo Chip 100 Processor", load_table(path, "Foo Chip 100 Processor")) == ("Foo Chip 100", 10.0)
+    assert match_tdp("Foo(R) Chip(TM) CPU", load_table(path, "Foo(R) Chip(TM) CPU")) == ("Foo Chip 8-Core", 60.0)
+    assert match_tdp("Bar Chip", load_table(path, "Bar Chip")) == ("Bar Chip", 90.0)
     ambiguous = tmp_path / "ambiguous.csv"
     ambiguous.write_text("Name,TDP\nFoo(R) Chip(TM) @ Foo Chip 2GHz,80\nFoo Chip,20\n")
-    assert match_tdp("Foo Chip", candidate_rows(ambiguous, "Foo Chip")) is None  # two rows, two TDPs
-    alone = tmp_path / "alone.csv"  # (tables are read once per path and process)
-    alone.write_text("Name,TDP\nFoo(R) Chip(TM) @ Foo Chip 2GHz,80\n")
-    assert match_tdp("Foo Chip", candidate_rows(alone, "Foo Chip")) == ("Foo(R) Chip(TM) @ Foo Chip 2GHz", 80.0)
+    assert match_tdp("Foo Chip", load_table(ambiguous, "Foo Chip")) is None  # two rows, two TDPs
 
 
 def test_malformed_table_rows_are_skipped(table):

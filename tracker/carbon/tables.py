@@ -1,8 +1,9 @@
 """The tables behind ``tracker.carbon.intensity``: codecarbon's bundled data files and the tz database.
 
-Every table is read on first use and cached per process; importing this module reads
-nothing. codecarbon is located with :func:`importlib.util.find_spec` and its files are
-read directly: importing ``codecarbon`` initialises NVML and takes seconds. The lookups
+Every table is read on first use (one ``json.load`` or CSV read of its file) and cached per
+process; importing this module reads nothing. codecarbon is located with
+:func:`importlib.util.find_spec` and its data files are read directly: importing ``codecarbon``
+initialises NVML and takes seconds. The lookups
 raise :class:`~tracker.errors.ConfigurationError` naming the value and the valid choices.
 The tz database is read in :mod:`tracker.carbon.timezones`.
 
@@ -12,12 +13,10 @@ Units: every intensity here is in gCO2(e)/kWh.
 import csv
 import functools
 import importlib.util
-import io
 import json
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import IO, NamedTuple
 
 from tracker.carbon.timezones import system_timezone, zone_country
 from tracker.errors import ConfigurationError
@@ -59,13 +58,11 @@ def codecarbon_data_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
-def _read(relative: str) -> str:
+def _open(relative: str, **kwargs: str) -> IO[str]:
     path = codecarbon_data_dir() / relative
     try:
-        # cloud/impact.csv starts with a byte-order mark, which would otherwise prefix "provider"; dropped as
-        # utf-8-sig drops it, without importing that codec.
-        return path.read_text(encoding="utf-8").removeprefix("\ufeff")
-    except (OSError, ValueError) as e:
+        return path.open(encoding="utf-8-sig", **kwargs)  # cloud/impact.csv starts with a byte-order mark
+    except OSError as e:
         # Older codecarbon releases lack some tables (the 2023 US, China and Nordic files).
         raise ConfigurationError(
             f"codecarbon's data file {path} is missing or unreadable ({e}); this was built against codecarbon "
@@ -73,58 +70,28 @@ def _read(relative: str) -> str:
         ) from e
 
 
+@functools.cache
 def _read_json(relative: str) -> dict:
-    return _parse_json(relative, _read(relative))
+    """One of codecarbon's JSON tables, parsed once per process."""
+    with _open(relative) as f:
+        try:
+            return json.load(f)
+        except ValueError as e:
+            raise ConfigurationError(f"codecarbon's data file {relative} is not valid JSON ({e})") from e
 
 
-def _parse_json(relative: str, text: str) -> dict:
-    try:
-        return json.loads(text)
-    except ValueError as e:
-        raise ConfigurationError(f"codecarbon's data file {relative} is not valid JSON ({e})") from e
-
-
-ENERGY_MIX = "private_infra/global_energy_mix.json"
-
-
-@functools.cache
 def energy_mix() -> dict[str, dict]:
-    """The rows of codecarbon's ``global_energy_mix.json`` by alpha-3 code, parsed once per process."""
-    return _parse_json(ENERGY_MIX, _energy_mix_text())  # the text _mix_row searched: the file is read once
-
-
-@functools.cache
-def _energy_mix_text() -> str:
-    return _read(ENERGY_MIX)
+    """The rows of codecarbon's ``global_energy_mix.json`` by alpha-3 code."""
+    return _read_json("private_infra/global_energy_mix.json")
 
 
 def _national(code: str) -> Figure | None:
     """The national figure of an alpha-3 code (upper case), or None if ``global_energy_mix.json`` has no row."""
-    row = _mix_row(code) or energy_mix().get(code)
+    row = energy_mix().get(code)
     if row is None:
         return None
     source = f"codecarbon global_energy_mix.json (Our World in Data / Ember), {row['year']}"
     return Figure(float(row["carbon_intensity"]), source, country=code)
-
-
-def _mix_row(code: str) -> dict | None:
-    """The row of ``code`` decoded alone, without parsing the other ~220 (~1.5 ms); None if it is not found so.
-
-    A row is taken only if its key follows the file's ``{`` or a ``},`` (where a key of the top
-    level can stand), its object names that code as ``iso_code``, and no other such place holds
-    the code; otherwise the caller parses the whole file. ``tests/test_carbon.py`` checks that
-    every row comes out as the whole parse gives it.
-    """
-    text, rows = _energy_mix_text(), []
-    for match in re.finditer(f'"{re.escape(code)}"\\s*:\\s*{{', text):
-        before = text[: match.start()].rstrip()
-        if before.endswith("{") or (before.endswith(",") and before[:-1].rstrip().endswith("}")):
-            try:
-                row = json.JSONDecoder().raw_decode(text, match.end() - 1)[0]
-            except ValueError:
-                return None
-            rows.append(row)
-    return rows[0] if len(rows) == 1 and rows[0].get("iso_code") == code else None
 
 
 def country_names() -> dict[str, str]:
@@ -195,7 +162,8 @@ def _nordic_zones(country: str) -> dict[str, Figure]:
 @functools.cache
 def cloud_regions() -> dict[str, dict[str, Figure]]:
     """Cloud-region figures from codecarbon's ``cloud/impact.csv``: provider -> region -> figure."""
-    rows = list(csv.DictReader(io.StringIO(_read("cloud/impact.csv"), newline="")))
+    with _open("cloud/impact.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     found: dict[str, dict[str, Figure]] = {}
     for row in rows:
         provider, region = row["provider"].lower(), row["region"].lower()
@@ -206,33 +174,11 @@ def cloud_regions() -> dict[str, dict[str, Figure]]:
 
 
 def alpha2_to_alpha3(code: str) -> str | None:
-    """Return the alpha-3 code of an ISO 3166-1 alpha-2 code (any case), or None if there is none."""
-    table = _alpha3_by_alpha2()
-    if table is not None:
-        return table.get(code.lower())
-    import pycountry  # only if its database file is not where pycountry keeps it
+    """Return the alpha-3 code of an ISO 3166-1 alpha-2 code (any case), or None if there is none (pycountry)."""
+    import pycountry  # here: only a two-letter code needs it
 
     country = pycountry.countries.get(alpha_2=code.upper())
     return country.alpha_3 if country is not None else None
-
-
-@functools.cache
-def _alpha3_by_alpha2() -> dict[str, str] | None:
-    """The ISO 3166-1 table of pycountry as lower-case alpha-2 -> alpha-3, read from its JSON file; None if absent.
-
-    What ``pycountry.countries.get(alpha_2=...)`` looks up (case-insensitively, the file's last entry
-    of a code winning, as in its index), without importing pycountry: its import imports
-    ``importlib.metadata`` and the ``email`` package (~30 ms), for a time zone's country too.
-    """
-    spec = importlib.util.find_spec("pycountry")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(next(iter(spec.submodule_search_locations))) / "databases" / "iso3166-1.json"
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8"))["3166-1"]
-        return {entry["alpha_2"].lower(): entry["alpha_3"] for entry in entries if "alpha_2" in entry}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
 
 
 def country_figure(value: object, name: str) -> Figure:
