@@ -232,7 +232,7 @@ class EnergyCallback(Callback):
             return
         if phase == TRAIN:
             self.tracker.begin_epoch(trainer.current_epoch)
-            self._epoch_start = self.tracker.summary()
+            self._epoch_start = self._rows_so_far()
         else:
             self.tracker.begin_phase(phase)
         self._open.append(phase)
@@ -252,6 +252,11 @@ class EnergyCallback(Callback):
         self.tracker.end()
         self._progress = progress_text(self.tracker.summary())
         return True
+
+    def _rows_so_far(self) -> Summary:
+        # The rows written (every rank's, gathered): the figures logged are those of epochs.csv, not
+        # the live preview of what is still open, which holds this rank's devices alone.
+        return Summary.build(self.tracker.run_state()._replace(so_far=(), open=()))
 
     def _add_samples(self, count: int) -> None:
         if count and self.tracker is not None:
@@ -274,7 +279,7 @@ class EnergyCallback(Callback):
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """Write the epoch's row and log its energy to the Trainer's loggers."""
         if self._end(TRAIN, trainer) and not trainer.barebones:
-            for key, value in epoch_metrics(self._epoch_start, self.tracker.summary()).items():
+            for key, value in epoch_metrics(self._epoch_start, self._rows_so_far()).items():
                 pl_module.log(key, value, sync_dist=True, reduce_fx="max")
 
     @override
