@@ -133,6 +133,30 @@ def test_report_recosts_without_remeasuring(runs: Path, capsys: pytest.CaptureFi
     assert "CO2e            6.12 g" in out  # the recorded figure stays
 
 
+def test_recosting_reaches_every_format_beside_the_recorded_figures(
+    runs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["report", str(runs), "--country", "FRA", "--pue", "1.2", "--format", "csv"]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert table["co2_kg"].tolist() == pytest.approx((table["energy_kwh"] * 1.5 * 0.4).tolist())  # as recorded
+    assert (table["recosted_pue"] == 1.2).all() and (table["recosted_intensity_method"] == "argument").all()
+    g = table["recosted_g_per_kwh"]
+    assert g.nunique() == 1 and 40 < g[0] < 80  # France's figure, named in its column
+    assert table["recosted_co2_kg"].tolist() == pytest.approx((table["energy_kwh"] * 1.2 * g / 1000).tolist())
+    assert table["recosted_co2_kg_low"].tolist() == pytest.approx((table["energy_kwh_low"] * 1.2 * g / 1000).tolist())
+    assert main(["report", str(runs / "first"), "--pue", "1.2", "--format", "json"]) == 0
+    (run,) = json.loads(capsys.readouterr().out)["runs"]
+    assert [r["recosted_co2_kg"] for r in run["rows"]] == pytest.approx([r["co2_kg"] * 1.2 / 1.5 for r in run["rows"]])
+    assert {(r["recosted_pue"], r["recosted_g_per_kwh"]) for r in run["rows"]} == {(1.2, 400.0)}
+    assert main(["report", str(runs / "first"), "--pue", "1.2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.lstrip().startswith("epoch "))
+    assert "CO2e (g)  CO2e band (g)  CO2e re-costed (g)  loss" in header
+    first, total = next(line for line in lines if line.startswith("  0 ")), lines[-1]
+    assert first.split()[-4:] == ["3.06", "2.70–3.45", "2.45", "2.00"]  # recorded, band, re-costed at PUE 1.2, loss
+    assert total.split()[-3:] == ["6.12", "5.41–6.89", "4.90"]
+
+
 def test_report_reads_an_epochs_csv_and_stays_in_the_directory_given(
     runs: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -29,13 +29,13 @@ def rendered(kind: str) -> str:
         runs = DATA / kind.removeprefix("paper-").removesuffix(".txt")
         return paper.paper_text(report.load_summaries([str(runs)], recursive=False))
     summaries = report.load_summaries([str(RUNS)], recursive=False)
-    if kind == "recosted.txt":
+    if kind.startswith("recosted."):
         summaries = recost(summaries, Recost.build(country="FRA", pue=1.1))
     text = paper.paper_text(summaries) if kind == "paper.txt" else report.render(summaries, kind.split(".")[-1])
     return text.replace(str(RUNS), "<RUNS>")
 
 
-KINDS = ["report.text", "report.markdown", "report.json", "report.csv", "paper.txt", "recosted.txt",
+KINDS = ["report.text", "report.markdown", "report.json", "report.csv", "paper.txt", "recosted.txt", "recosted.csv",
          "paper-grids-mixed.txt", "paper-grids-world.txt", "paper-pue-mixed.txt"]  # fmt: skip
 
 

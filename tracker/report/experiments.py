@@ -25,6 +25,16 @@ from tracker.sensors.methods import ABSENT
 
 COMPONENTS = ("gpu", "cpu", "ram")
 RATIOS = ("duration_s", "energy_kwh", "kwh_per_epoch", "co2_kg")
+# Each re-costed row's CO2e (kg, with band) and the factors it used: the intensity (g CO2e/kWh), how it was
+# chosen, and the PUE. The report's CSV and JSON carry them beside the recorded columns.
+RECOSTED_COLUMNS = (
+    "recosted_co2_kg",
+    "recosted_co2_kg_low",
+    "recosted_co2_kg_high",
+    "recosted_g_per_kwh",
+    "recosted_intensity_method",
+    "recosted_pue",
+)
 
 
 class Recost(NamedTuple):
@@ -69,14 +79,21 @@ class Recost(NamedTuple):
         g = self.g_per_kwh if self.g_per_kwh is not None else recorded_g_per_kwh
         return co2_kg(energy_kwh, self.pue if self.pue is not None else recorded_pue, g)
 
+    def row(self, row: dict[str, Any], pue: Any) -> dict[str, Any]:
+        """The :data:`RECOSTED_COLUMNS` of one recorded row (``pue``: the run's, for a row without its own)."""
+        g = self.g_per_kwh if self.g_per_kwh is not None else float(row.get("carbon_intensity_g_per_kwh") or 0.0)
+        p = self.pue if self.pue is not None else float(row.get("pue") or pue or 1.0)
+        energies = (row.get("energy_kwh"), row.get("energy_kwh_low"), row.get("energy_kwh_high"))
+        co2 = [co2_kg(float(e or 0.0), p, g) for e in energies]
+        method = self.method or row.get("intensity_method")
+        return dict(zip(RECOSTED_COLUMNS, (*co2, g, method, p), strict=True))
+
     def apply(self, rows: Sequence[dict[str, Any]], pue: Any) -> dict[str, Any]:
         """The re-costed CO2e of ``rows`` (kg, with band), the intensity and PUE used."""
-        sums = dict.fromkeys(("co2_kg", "co2_kg_low", "co2_kg_high"), 0.0)
-        for row in rows:
-            g, p = float(row.get("carbon_intensity_g_per_kwh") or 0.0), float(row.get("pue") or pue or 1.0)
-            for name, energy in (("co2_kg", "energy_kwh"), ("co2_kg_low", "energy_kwh_low"),
-                                 ("co2_kg_high", "energy_kwh_high")):  # fmt: skip
-                sums[name] += self.co2_kg(float(row.get(energy) or 0.0), g, p)
+        each = [self.row(row, pue) for row in rows]
+        sums = {
+            name: math.fsum(r[f"recosted_{name}"] for r in each) for name in ("co2_kg", "co2_kg_low", "co2_kg_high")
+        }
         return {
             **sums, "g_per_kwh": self.g_per_kwh, "method": self.method, "source": self.source,
             "country": self.country, "region": self.region, "pue": self.pue,
@@ -120,10 +137,16 @@ def _experiment(name: str, runs: list[Any]) -> Experiment:
 
 
 def recost(summaries: Sequence[Any], cost: Recost | None) -> list[Any]:
-    """``summaries`` with ``recosted`` filled in by ``cost`` (unchanged when ``cost`` is None)."""
+    """``summaries`` with ``recosted`` filled in by ``cost``, each row with its :data:`RECOSTED_COLUMNS`.
+
+    Unchanged when ``cost`` is None.
+    """
     if cost is None:
         return list(summaries)
-    return [s._replace(recosted=cost.apply(s.rows, s.pue)) for s in summaries]
+    return [
+        s._replace(rows=[{**row, **cost.row(row, s.pue)} for row in s.rows], recosted=cost.apply(s.rows, s.pue))
+        for s in summaries
+    ]
 
 
 def comparison(summaries: Sequence[Any]) -> list[dict[str, Any]]:

@@ -8,7 +8,8 @@ between them), so a run killed in epoch 5 reports epochs 1–4 as written. Forma
   written exactly as read (``repr``), so ``pandas.read_csv`` gives back the logged values; a text
   cell (a run or metric name, a text metric) that starts with ``=``, ``+``, ``-``, ``@``, tab or
   CR gets a ``'`` before it, so that a spreadsheet shows it as text and runs no formula (OWASP's
-  advice on CSV injection); numbers, negative ones included, are never changed;
+  advice on CSV injection); numbers, negative ones included, are never changed; re-costed runs
+  add :data:`~tracker.report.experiments.RECOSTED_COLUMNS` (CO2e with band and the factors used);
 - ``json``: every run (totals, methods, intensity, forecast, metrics, hardware, rows) and the comparison.
 
 The paragraph for papers lives in :mod:`tracker.report.paper`.
@@ -28,7 +29,7 @@ from tracker.errors import ConfigurationError
 from tracker.logs.reader import Run, load_runs, merge_jobs
 from tracker.logs.schema import EPOCH_COLUMNS, FORMULA_STARTS
 from tracker.logs.totals import SUMMED, Totals
-from tracker.report.experiments import COMPONENTS, comparison, experiment_of
+from tracker.report.experiments import COMPONENTS, RECOSTED_COLUMNS, comparison, experiment_of
 
 FORMATS = ("text", "markdown", "csv", "json")
 CSV_COLUMNS = (
@@ -118,7 +119,7 @@ class RunSummary(NamedTuple):
 
 def metric_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
     """Columns of ``rows`` that the tracker does not write: the user's metrics."""
-    known = set(EPOCH_COLUMNS)
+    known = {*EPOCH_COLUMNS, *RECOSTED_COLUMNS}
     return list(dict.fromkeys(k for row in rows for k in row if k not in known))
 
 
@@ -273,14 +274,16 @@ def to_json(summaries: Sequence[RunSummary]) -> str:
 
 
 def to_csv(summaries: Sequence[RunSummary]) -> str:
-    """The rows of every run in one CSV table, numbers written exactly."""
+    """The rows of every run in one CSV table, numbers written exactly (re-costed: :data:`RECOSTED_COLUMNS` too)."""
     metrics = list(dict.fromkeys(m for s in summaries for m in s.metric_names))
+    recosted = RECOSTED_COLUMNS if any(s.recosted for s in summaries) else ()
+    columns = (*CSV_COLUMNS, *recosted, *metrics)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([_inert(c) for c in (*CSV_COLUMNS, *metrics)])
+    writer.writerow([_inert(c) for c in columns])
     for s in summaries:
         for row in s.rows:
-            writer.writerow([_exact(row.get(c)) for c in (*CSV_COLUMNS, *metrics)])
+            writer.writerow([_exact(row.get(c)) for c in columns])
     return buffer.getvalue()
 
 

@@ -112,21 +112,24 @@ def _scaled(value: Any, factor: float) -> str:
 
 
 def _rows_table(s: RunSummary) -> tuple[list[str], list[list[str]]]:
-    t, rows, metrics = s.totals, s.rows, s.metric_names
+    t, rows, metrics, recosted = s.totals, s.rows, s.metric_names, s.recosted
     time_f, time_u = _column([t.duration_s], units.DURATION_S)
     e_f, e_u = _column([t.energy_kwh], units.ENERGY_KWH)
-    c_f, c_u = _column([t.co2_kg], units.MASS_KG)
+    c_f, c_u = _column([t.co2_kg, *([recosted["co2_kg"]] if recosted else [])], units.MASS_KG)
     headers = ["epoch", "phase", "status", f"time ({time_u})", *(f"{k.upper()} ({e_u})" for k in COMPONENTS),
-               f"energy ({e_u})", f"CO2e ({c_u})", f"CO2e band ({c_u})", *metrics]  # fmt: skip
+               f"energy ({e_u})", f"CO2e ({c_u})", f"CO2e band ({c_u})",
+               *([f"CO2e re-costed ({c_u})"] if recosted else []), *metrics]  # fmt: skip
 
     def line(r: dict[str, Any], label: tuple[str, str, str]) -> list[str]:
         energies = [_scaled(r.get(f"{k}_kwh"), e_f) for k in (*COMPONENTS, "energy")]
         band = f"{_scaled(r.get('co2_kg_low'), c_f)}–{_scaled(r.get('co2_kg_high'), c_f)}"
-        return [*label, _scaled(r.get("duration_s"), time_f), *energies, _scaled(r.get("co2_kg"), c_f), band]
+        again = [_scaled(r.get("recosted_co2_kg"), c_f)] if recosted else []
+        return [*label, _scaled(r.get("duration_s"), time_f), *energies, _scaled(r.get("co2_kg"), c_f), band, *again]
 
     body = [line(r, (_cell(r.get("epoch")), str(r.get("phase")), str(r.get("status")))) + [_cell(r.get(m))
             for m in metrics] for r in rows]  # fmt: skip
-    return headers, [*body, line(t.sums(), ("total", "", "")) + [""] * len(metrics)]
+    total = {**t.sums(), "recosted_co2_kg": recosted["co2_kg"] if recosted else None}
+    return headers, [*body, line(total, ("total", "", "")) + [""] * len(metrics)]
 
 
 def _comparison_table(experiment: Experiment) -> tuple[list[str], list[list[str]]]:
