@@ -12,7 +12,10 @@ Subcommands (each has ``--help``):
 - ``devices [--json]``: the sensors found here, their method and current power, and why each
   absent source is absent.
 - ``run [options] -- COMMAND ...``: measures COMMAND as one run (one phase named ``command``),
-  prints the summary to stderr and exits with COMMAND's exit code.
+  prints the summary to stderr and exits with COMMAND's exit code. SIGTERM, SIGINT, SIGHUP, SIGUSR1
+  and SIGUSR2 are passed on to COMMAND; processes COMMAND leaves running when it exits (a launcher
+  that forks its work) are measured until they end (a warning names them; the row's ``left_running``
+  counts them).
 
 Exit codes: 0 success; 2 bad input (an invalid option, a path without runs), with one line on
 stderr; 3 (``report`` and ``plot``) some runs could not be read: the readable ones are reported,
@@ -25,6 +28,7 @@ what it needs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
@@ -111,10 +115,10 @@ def _run(args: argparse.Namespace) -> int:
     code, status = 130, INTERRUPTED
     try:
         tracker.begin_phase(COMMAND)
-        returned = _execute(command)
+        returned, left, stopped = _execute(command)
         code = returned if returned >= 0 else 128 - returned  # killed by signal N: the shell's 128 + N
-        tracker.log_metrics({"exit_code": code})
-        status = COMPLETE if code == 0 else INTERRUPTED
+        tracker.log_metrics({"exit_code": code, **({"left_running": left} if left else {})})
+        status = COMPLETE if code == 0 and not stopped else INTERRUPTED
         tracker.end(status)
     finally:
         summary = tracker.stop(status)
@@ -122,42 +126,127 @@ def _run(args: argparse.Namespace) -> int:
     return code
 
 
-def _execute(command: list[str]) -> int:
-    """Run ``command``; returns its exit status (``-N`` if signal N ended it).
+# Signals passed on to the command: termination (kill, scancel), interruption, hang-up, and the
+# user signals schedulers send before a time limit (SLURM's --signal, Lightning's requeue on USR1).
+FORWARDED = ("SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1", "SIGUSR2")
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+GRACE_S = 10.0  # after SIGTERM or SIGINT, the command's time to stop before it is killed
 
-    SIGTERM (``kill``, SLURM's ``scancel``) is passed on to the command, so that the run's row is
-    still written. SIGINT too, when it was sent to this process alone (``kill -INT``, a job
-    scheduler): a Ctrl-C at the terminal reaches the whole foreground process group, the command
-    included, and is not sent twice. Either way the command is given 10 s to stop, then killed.
+
+def _execute(command: list[str]) -> tuple[int, int, bool]:
+    """Run ``command`` until it and whatever it left running have ended.
+
+    Returns:
+        the command's exit status (``-N`` if signal N ended it), and how many processes it left
+        running when it exited (a launcher that forks its work and returns), measured until they ended,
+        and whether those were sent SIGTERM, SIGINT or SIGHUP (the work was stopped, whatever the exit status).
+
+    SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 are passed on to the command (to what it left running,
+    once it has exited), so that the run's row is still written. SIGINT too, when it was sent to
+    this process alone (``kill -INT``, a job scheduler): a Ctrl-C at the terminal reaches the whole
+    foreground process group, the command included, and is not sent twice. After SIGTERM or
+    SIGINT the command is given 10 s to stop, then killed. On Linux this process becomes a child
+    subreaper (``prctl(PR_SET_CHILD_SUBREAPER)``), so the command's orphaned descendants become
+    its children and are waited for.
     """
     import signal
     import subprocess
     import threading
 
-    children: list[subprocess.Popen[bytes]] = []
-
-    def forward(signum: int, frame: Any) -> None:
-        if not children:
-            raise SystemExit(128 + signum)
-        children[0].send_signal(signum)
-
+    watch = _Watch()
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, forward) if main_thread else None
+    previous = {}
+    if main_thread:
+        for name in FORWARDED:
+            previous[name] = signal.signal(getattr(signal, name), watch.forward)
+    subreaper = _become_subreaper()
     try:
-        children.append(subprocess.Popen(command))
-        try:
-            return children[0].wait()
-        except KeyboardInterrupt:
-            if not _terminal_interrupt():
-                children[0].send_signal(signal.SIGINT)
-            try:
-                return children[0].wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                children[0].kill()
-                return children[0].wait()
+        watch.child = subprocess.Popen(command)
+        code = watch.child.wait()
+        left = watch.wait_left() if subreaper else 0
+        return code, left, watch.stopped
     finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        watch.cancel()
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+
+class _Watch:
+    """The command and what it leaves running: where a signal goes, and the grace timer after SIGTERM/SIGINT."""
+
+    def __init__(self) -> None:
+        self.child: Any = None
+        self.left: list[int] = []
+        self.stopped = False  # what the command left running was sent SIGTERM, SIGINT or SIGHUP
+        self._timer: Any = None
+
+    def forward(self, signum: int, frame: Any) -> None:
+        """Pass ``signum`` on: to the command, or once it has exited, to what it left running."""
+        import os
+        import signal
+        import threading
+
+        if self.child is None:
+            raise SystemExit(128 + signum)
+        if self.child.returncode is None and self.child.poll() is None:
+            if not (signum == signal.SIGINT and _terminal_interrupt()):
+                self.child.send_signal(signum)
+        else:
+            self.stopped = self.stopped or signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+            for pid in self.left:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signum)
+        if signum in (signal.SIGTERM, signal.SIGINT) and self._timer is None:
+            self._timer = threading.Timer(GRACE_S, self._kill)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _kill(self) -> None:
+        import os
+        import signal
+
+        with contextlib.suppress(OSError):
+            self.child.kill()
+        for pid in self.left:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
+    def cancel(self) -> None:
+        """Stop the grace timer, if one runs."""
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def wait_left(self) -> int:
+        """Wait for the processes the command left running (our children now); returns how many there were."""
+        import logging
+        import os
+
+        import psutil
+
+        self.left = [p.pid for p in psutil.Process().children()]
+        if self.left:
+            logging.getLogger("tracker").warning(
+                "energy-tracker run: the command exited but left %d process%s running (pid %s); measuring until "
+                "they end (signals are passed on to them)", len(self.left), "" if len(self.left) == 1 else "es",
+                ", ".join(map(str, self.left)),
+            )  # fmt: skip
+        while True:
+            try:
+                os.wait()
+            except ChildProcessError:
+                return len(self.left)
+
+
+def _become_subreaper() -> bool:
+    """Make this process adopt its orphaned descendants (Linux 3.4+); whether it did."""
+    import ctypes
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:  # this process's own symbols, libc's among them (ctypes.util.find_library would start ldconfig)
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def _terminal_interrupt() -> bool:
