@@ -7,8 +7,13 @@ from typing import Any
 
 import pytest
 
-from tracker.session.energy_tracker import EnergyTracker
+from tracker import EnergyTracker
 from tracker.testing import FakeClock
+
+# The edge deadline the tests give (``edge_deadline_s``, 10 ms by default): on a loaded CI machine an edge
+# thread can wait longer than 10 ms for the CPU, its readings would then land just after the edge and move
+# energy into the next row. Tests of the deadline itself leave it out; bench/ measures the real one.
+PATIENT = {"edge_deadline_s": 2.0}
 
 
 def run_for(
@@ -29,23 +34,22 @@ def run_for(
     for slot in range(1, slots + 1):
         when = end - seconds + (slot - jitter * rng.random()) * interval_s
         clock.advance(max(0.0, when - clock()))
-        tracker._sampler.tick()
+        tracker.sample()
     clock.advance(max(0.0, end - clock()))
 
 
 def run_lanes(tracker: EnergyTracker, clock: FakeClock, seconds: float, rng: random.Random) -> None:
-    """Advance the fake clock by ``seconds``, ticking every sampler (main and fast lanes) once per slot of its own.
+    """Advance the fake clock by ``seconds``, reading each lane (sensors read equally often) once per slot of its own.
 
-    As the samplers do with ``jitter=1``: each tick at a uniformly random moment of its slot.
+    As the samplers do with ``jitter=1``: each reading at a uniformly random moment of its slot.
     """
     start = clock()
     events = []
-    for sampler in tracker._timeline.samplers:
-        h = sampler.interval_s
-        events += [(start + (k + rng.random()) * h, id(sampler), sampler) for k in range(round(seconds / h))]
-    for when, _, sampler in sorted(events, key=lambda e: e[:2]):
+    for order, (h, names) in enumerate(tracker.sampling.lanes):
+        events += [(start + (k + rng.random()) * h, order, names) for k in range(round(seconds / h))]
+    for when, _, names in sorted(events, key=lambda e: e[:2]):
         clock.advance(max(0.0, when - clock()))
-        sampler.tick()
+        tracker.sample(names)
     clock.advance(max(0.0, start + seconds - clock()))
 
 

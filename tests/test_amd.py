@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.helpers import run_lanes
+from tests.helpers import PATIENT, run_lanes
 from tracker import EnergyTracker, load_run
 from tracker.energy import J_PER_KWH
 from tracker.errors import ConfigurationError
@@ -26,7 +26,7 @@ def open_gpus(smi, clock, **kwargs):
 
 def measure(tmp_path, clock, smi, sensors, seconds=10.0, epochs=2, seed=0):
     rng = random.Random(seed)
-    energy = EnergyTracker(tmp_path, sensors=sensors, clock=clock, carbon_intensity_g_per_kwh=100.0)
+    energy = EnergyTracker(tmp_path, sensors=sensors, clock=clock, carbon_intensity_g_per_kwh=100.0, **PATIENT)
     bounds = []
     with energy:
         for epoch in range(epochs):
@@ -75,7 +75,7 @@ def test_without_the_counter_average_socket_power_is_integrated_with_its_lag_und
     assert (sensor.method, sensor.max_interval_s) == (POWER_AVERAGE, 0.1)
     assert "average_socket_power" in sensor.info["power_source"]
     energy, rows, bounds = measure(tmp_path, clock, smi, [sensor], seconds=5.0, epochs=4, seed=3)
-    assert energy._timeline.fast_lanes[0].interval_s == 0.1
+    assert energy.sampling.intervals_s[sensor.name] == 0.1
     for row, (t0, t1) in zip(rows, bounds, strict=True):
         truth = smi.true_energy_j(0, t0, t1)
         assert row["gpu_method"] == POWER_AVERAGE
@@ -163,7 +163,7 @@ def test_a_counter_that_restarts_is_a_reset_not_a_wrap(clock):
 def test_a_gpu_that_disappears_is_reported_and_training_goes_on(tmp_path, clock):
     smi = FakeAmdSmi([FakeAmdGpu(trace=steady(200.0)), FakeAmdGpu(trace=steady(300.0))], clock=clock)
     sensors, _ = open_gpus(smi, clock)
-    energy = EnergyTracker(tmp_path, sensors=sensors, clock=clock, carbon_intensity_g_per_kwh=100.0)
+    energy = EnergyTracker(tmp_path, sensors=sensors, clock=clock, carbon_intensity_g_per_kwh=100.0, **PATIENT)
     rng = random.Random(1)
     with energy:
         with energy.epoch(0):

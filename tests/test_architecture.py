@@ -147,3 +147,40 @@ def test_no_function_is_longer_than_50_lines(package):
         and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
     ]
     assert long == []
+
+
+def private_names(path: Path, class_name: str) -> set[str]:
+    """The private attributes of a class: its ``_`` methods and class attributes, and the ``self._x`` it assigns."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == class_name]
+    names = {n.name for n in cls.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    names |= {
+        t.id
+        for n in cls.body
+        if isinstance(n, (ast.Assign, ast.AnnAssign))
+        for t in ast.walk(n)
+        if isinstance(t, ast.Name)
+    }
+    names |= {
+        n.attr
+        for n in ast.walk(cls)
+        if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "self"
+    }
+    return {name for name in names if name.startswith("_") and not name.startswith("__")}
+
+
+def test_no_test_reaches_into_a_private_attribute_of_the_tracker():
+    # Tests use the tracker's public face (sampling="manual" and sample(), sampling, edge_deadline_s), so that
+    # its insides can change without rewriting them; a name a test's own class defines on `self` is its own.
+    session = ROOT / "tracker" / "session"
+    private = private_names(session / "energy_tracker.py", "EnergyTracker")
+    private |= private_names(session / "timeline.py", "Timeline") | {"_sampler", "_timeline", "_meter", "_stack"}
+    reaches = sorted(
+        f"{path.relative_to(ROOT)}:{node.lineno}: .{node.attr}"
+        for path in (ROOT / "tests").rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Attribute)
+        and node.attr in private
+        and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+    )
+    assert reaches == []

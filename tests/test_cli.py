@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
+from tests.helpers import PATIENT
 from tracker import EnergyTracker, load_run
 from tracker.cli import main
 from tracker.testing import FakeClock, FakeSensor, steady
@@ -37,7 +38,7 @@ def make_run(log_dir: Path, name: str, epochs: int = 2, gpu: bool = True) -> Pat
     if gpu:
         sensors.append(FakeSensor("gpu:0", "gpu", steady(250.0), clock, info={"name": "NVIDIA H100 80GB HBM3"}))
     options = {"sensors": sensors, "clock": clock, "carbon_intensity_g_per_kwh": 400.0, "pue": 1.5}
-    with EnergyTracker(log_dir, run_name=name, **options) as energy:
+    with EnergyTracker(log_dir, run_name=name, **options, **PATIENT) as energy:
         for i in range(epochs):
             with energy.epoch(i):
                 clock.advance(60.0)

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests.helpers import PATIENT
 from tracker import EnergyTracker, load_run
 from tracker.errors import ConfigurationError
 from tracker.sensors.cpu_estimate import CpuEstimateSensor
@@ -102,7 +103,9 @@ def test_an_affinity_mask_makes_process_the_default_and_the_startup_line_says_wh
     os.sched_setaffinity(0, {min(before)})
     try:
         with caplog.at_level(logging.INFO, logger="tracker"):
-            energy = EnergyTracker(tmp_path, measure=("cpu",), cpu_tdp_w=50.0, carbon_intensity_g_per_kwh=100.0)
+            energy = EnergyTracker(
+                tmp_path, measure=("cpu",), cpu_tdp_w=50.0, carbon_intensity_g_per_kwh=100.0, **PATIENT
+            )
             with energy, energy.epoch(0):
                 time.sleep(0.05)
     finally:
@@ -116,11 +119,15 @@ def test_an_affinity_mask_makes_process_the_default_and_the_startup_line_says_wh
 
 def test_every_row_records_the_scope(tmp_path, clock):
     cpu = FakeSensor("cpu", kind="cpu", trace=steady(20.0), clock=clock, method="rapl")
-    energy = EnergyTracker(tmp_path, sensors=[cpu], clock=clock, cpu_scope="machine", carbon_intensity_g_per_kwh=1.0)
+    energy = EnergyTracker(
+        tmp_path, sensors=[cpu], clock=clock, cpu_scope="machine", carbon_intensity_g_per_kwh=1.0, **PATIENT
+    )
     with energy, energy.epoch(0):
         clock.advance(2.0)
     assert [r["cpu_scope"] for r in load_run(energy.run_dir).epochs] == [MACHINE]
-    gpu_only = EnergyTracker(tmp_path, sensors=[FakeSensor(clock=clock)], clock=clock, carbon_intensity_g_per_kwh=1.0)
+    gpu_only = EnergyTracker(
+        tmp_path, sensors=[FakeSensor(clock=clock)], clock=clock, carbon_intensity_g_per_kwh=1.0, **PATIENT
+    )
     with gpu_only, gpu_only.epoch(0):
         clock.advance(2.0)
     assert [r["cpu_scope"] for r in load_run(gpu_only.run_dir).epochs] == [None]  # no CPU measured: empty

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers import PATIENT
 from tracker import EnergyTracker, load_run
 from tracker.energy import J_PER_KWH
+from tracker.logs.writer import RunWriter
 from tracker.testing import FakeSensor, steady
 
 GPU_W, READ_S, WRITE_S, USER_S = 300.0, 0.01, 0.05, 5.0
@@ -27,7 +29,9 @@ def slow_read(clock):
 def tracker(tmp_path, clock, **options):
     gpu = FakeSensor("gpu:0", trace=steady(GPU_W), clock=clock)
     cpu = FakeSensor("cpu", kind="cpu", trace=steady(50.0), clock=clock, method="rapl", fail=slow_read(clock))
-    return EnergyTracker(tmp_path, sensors=[cpu, gpu], clock=clock, carbon_intensity_g_per_kwh=1.0, **options)
+    return EnergyTracker(
+        tmp_path, sensors=[cpu, gpu], clock=clock, carbon_intensity_g_per_kwh=1.0, **options, **PATIENT
+    )
 
 
 def train_rows(energy):
@@ -48,14 +52,13 @@ def test_the_row_written_on_entry_is_not_counted_in_the_epoch(tmp_path, clock, m
     energy = tracker(tmp_path, clock)
     with energy:
         clock.advance(2.0)  # setup: an ``other`` row is due when the first epoch opens
-        writer = energy._writer
-        write = writer.write_epoch
+        write = RunWriter.write_epoch
 
         def slow_write(*args, **kwargs):
             clock.advance(WRITE_S)
             return write(*args, **kwargs)
 
-        monkeypatch.setattr(writer, "write_epoch", slow_write)
+        monkeypatch.setattr(RunWriter, "write_epoch", slow_write)
         with energy.epoch(0):
             clock.advance(USER_S)
     rows = load_run(energy.run_dir).epochs

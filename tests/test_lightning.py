@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from integrations._distributed import placement
 from integrations.lightning import PROGRESS_BAR_KEY, EnergyCallback, batch_size
+from tests.helpers import PATIENT
 from tracker import EnergyTracker, load_run, units
 from tracker.energy import J_PER_KWH
 from tracker.errors import ConfigurationError
@@ -73,7 +74,9 @@ def fake_sensors(clock):
 
 
 def callback_for(clock, **options):
-    return EnergyCallback(sensors=fake_sensors(clock), clock=clock, carbon_intensity_g_per_kwh=INTENSITY, **options)
+    return EnergyCallback(
+        sensors=fake_sensors(clock), clock=clock, carbon_intensity_g_per_kwh=INTENSITY, **options, **PATIENT
+    )
 
 
 def trainer_for(tmp_path, callback, **options):
@@ -197,7 +200,7 @@ def test_the_users_logged_metrics_reach_epochs_csv_as_numbers(tmp_path, clock):
 
 def test_no_gpu_power_is_logged_without_a_gpu(tmp_path, clock):
     sensors = [s for s in fake_sensors(clock) if s.kind != "gpu"]
-    callback = EnergyCallback(sensors=sensors, clock=clock, carbon_intensity_g_per_kwh=INTENSITY)
+    callback = EnergyCallback(sensors=sensors, clock=clock, carbon_intensity_g_per_kwh=INTENSITY, **PATIENT)
     trainer_for(tmp_path, callback).fit(ClockedModel(clock))
     (metrics_csv,) = tmp_path.rglob("metrics.csv")
     header = next(csv.reader(metrics_csv.open()))
@@ -317,7 +320,7 @@ def test_a_rank_whose_gpu_is_not_in_nvml_measures_without_it(tmp_path, caplog):
         strategy=SimpleNamespace(root_device=torch.device("cuda", 1)),
         log_dir=str(tmp_path),
     )
-    callback = EnergyCallback(nvml=FakeNvml([FakeGpu()]), carbon_intensity_g_per_kwh=INTENSITY)
+    callback = EnergyCallback(nvml=FakeNvml([FakeGpu()]), carbon_intensity_g_per_kwh=INTENSITY, **PATIENT)
     with caplog.at_level(logging.WARNING):
         callback.setup(trainer, None, "fit")
     assert callback.tracker.discovery.sensors == []
@@ -363,7 +366,9 @@ def test_pytorch_lightning_users_get_the_same_callback(tmp_path, clock):
 
     from integrations.lightning import PLEnergyCallback
 
-    callback = PLEnergyCallback(sensors=fake_sensors(clock), clock=clock, carbon_intensity_g_per_kwh=INTENSITY)
+    callback = PLEnergyCallback(
+        sensors=fake_sensors(clock), clock=clock, carbon_intensity_g_per_kwh=INTENSITY, **PATIENT
+    )
     assert isinstance(callback, pytorch_lightning.Callback) and PLEnergyCallback.__doc__ == EnergyCallback.__doc__
 
     class Model(PLBoringModel):
@@ -400,7 +405,7 @@ def test_real_cuda_trainer_with_real_nvml(tmp_path):
         limit_val_batches=10,
         enable_checkpointing=False,
         enable_progress_bar=False,
-        callbacks=[EnergyCallback(carbon_intensity_g_per_kwh=INTENSITY)],
+        callbacks=[EnergyCallback(carbon_intensity_g_per_kwh=INTENSITY, **PATIENT)],
     )
     trainer.fit(BoringModel())
     run = only_run(tmp_path)

@@ -95,8 +95,8 @@ def run(out: Path, fail_rank: int | None = None) -> None:
         cpu_tdp_w=65.0,
         ram_w=5.0,
         carbon_intensity_g_per_kwh=400.0,
-        interval_s=3600.0,
-        jitter=0.0,  # no background reading: every reading is a row boundary
+        sampling="manual",  # no background reading: every reading is a row boundary
+        interval_s=3600.0,  # and the time between two is no gap
     )
     trainer = L.Trainer(
         accelerator="cpu",

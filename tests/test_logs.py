@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 import tracker.logs.writer
-from tests.helpers import run_for
+from tests.helpers import PATIENT, run_for
 from tracker import EnergyTracker, load_run, load_runs
 from tracker.errors import ConfigurationError
 from tracker.logs.reader import read_csv_rows
@@ -85,7 +85,12 @@ def test_new_run_dir_never_reuses_a_name(tmp_path):
 def test_load_runs_finds_every_run_and_rejects_empty_dirs(tmp_path, clock):
     for name in ("a", "b"):
         with EnergyTracker(
-            tmp_path, run_name=name, sensors=[FakeSensor(clock=clock)], clock=clock, carbon_intensity_g_per_kwh=10
+            tmp_path,
+            run_name=name,
+            sensors=[FakeSensor(clock=clock)],
+            clock=clock,
+            carbon_intensity_g_per_kwh=10,
+            **PATIENT,
         ) as energy:
             with energy.epoch(0):
                 run_for(energy, clock, 2.0)
@@ -109,7 +114,11 @@ def test_hourly_intensity_is_taken_from_the_rows_hour(tmp_path, clock):
     hours = [now + timedelta(hours=h) for h in range(-2, 3)]
     csv.write_text("timestamp,g_per_kwh\n" + "".join(f"{h.isoformat()},{100 + 10 * i}\n" for i, h in enumerate(hours)))
     with EnergyTracker(
-        tmp_path / "logs", sensors=[FakeSensor(trace=steady(360.0), clock=clock)], clock=clock, intensity_csv=csv
+        tmp_path / "logs",
+        sensors=[FakeSensor(trace=steady(360.0), clock=clock)],
+        clock=clock,
+        intensity_csv=csv,
+        **PATIENT,
     ) as energy:
         with energy.epoch(0):
             run_for(energy, clock, 10.0)
@@ -128,7 +137,9 @@ def test_epochs_csv_is_read_by_its_schema_text_stays_text(tmp_path, clock):
     from tracker.testing import FakeSensor, steady
 
     gpu = FakeSensor("gpu:0", "gpu", steady(100.0), clock)
-    with EnergyTracker(tmp_path, run_name="007", sensors=[gpu], clock=clock, carbon_intensity_g_per_kwh=300.0) as e:
+    with EnergyTracker(
+        tmp_path, run_name="007", sensors=[gpu], clock=clock, carbon_intensity_g_per_kwh=300.0, **PATIENT
+    ) as e:
         with e.epoch(0):
             clock.advance(2.0)
             e.log_metrics({"loss": "0.5", "note": "warm-up", "step": 3})

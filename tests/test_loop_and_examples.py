@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from integrations.loop import EnergyLoopCallback
-from tests.helpers import run_for
+from tests.helpers import PATIENT, run_for
 from tracker import load_run
 from tracker.energy import J_PER_KWH
 from tracker.errors import ConfigurationError, UsageError
@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_loop_callbacks_write_one_row_per_epoch_with_logs(tmp_path, clock):
     gpu = FakeSensor("gpu:0", "gpu", steady(200.0), clock)
-    cb = EnergyLoopCallback(log_dir=tmp_path, sensors=[gpu], clock=clock, carbon_intensity_g_per_kwh=500, epochs=2)
+    cb = EnergyLoopCallback(
+        log_dir=tmp_path, sensors=[gpu], clock=clock, carbon_intensity_g_per_kwh=500, epochs=2, **PATIENT
+    )
     cb.on_train_begin()
     for epoch in range(2):
         cb.on_epoch_begin(epoch)
@@ -43,14 +45,14 @@ def test_loop_callback_validates_options_before_training():
 
 
 def test_loop_callback_hooks_out_of_order():
-    cb = EnergyLoopCallback(log_dir=None, carbon_intensity_g_per_kwh=1)
+    cb = EnergyLoopCallback(log_dir=None, carbon_intensity_g_per_kwh=1, **PATIENT)
     with pytest.raises(UsageError, match="before on_train_begin"):
         cb.on_epoch_begin(0)
 
 
 def test_loop_callback_on_exception_marks_the_epoch_interrupted(tmp_path, clock):
     gpu = FakeSensor("gpu:0", "gpu", steady(200.0), clock)
-    cb = EnergyLoopCallback(log_dir=tmp_path, sensors=[gpu], clock=clock, carbon_intensity_g_per_kwh=1)
+    cb = EnergyLoopCallback(log_dir=tmp_path, sensors=[gpu], clock=clock, carbon_intensity_g_per_kwh=1, **PATIENT)
     cb.on_train_begin()
     cb.on_epoch_begin(0)
     run_for(cb.tracker, clock, 2.0)

@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from tests.helpers import real_nvml, run_lanes
+from tests.helpers import PATIENT, real_nvml, run_lanes
 from tracker import EnergyTracker, load_run
 from tracker.energy import J_PER_KWH
 from tracker.sensors._power_integrals import AverageCounter, SampleCounter, UpdatePeriod
@@ -69,7 +69,13 @@ def measure(tmp_path, clock, nvml, interval_s, seed, epochs=5, epoch_s=3.0):
     """Epochs of ``epoch_s`` with random gaps (so edges fall anywhere in the load's cycle); per-epoch truth."""
     rng = random.Random(seed)
     energy = EnergyTracker(
-        tmp_path, nvml=nvml, clock=clock, measure=("gpu",), carbon_intensity_g_per_kwh=100.0, interval_s=interval_s
+        tmp_path,
+        nvml=nvml,
+        clock=clock,
+        measure=("gpu",),
+        carbon_intensity_g_per_kwh=100.0,
+        interval_s=interval_s,
+        **PATIENT,
     )
     truths = []
     with energy:
@@ -127,8 +133,7 @@ def test_held_power_polled_at_the_drivers_rate_is_within_3_percent_per_epoch_at_
     nvml = FakeNvml([no_buffer(t, rng) for t in TABLE[trace]], clock=clock)
     energy, rows, truths = measure(tmp_path, clock, nvml, interval_s, seed=f"{trace}/{interval_s}/{0}")
     assert [s.method for s in energy.discovery.sensors] == [POWER_POLLING] * len(TABLE[trace])
-    (lane,) = energy._timeline.fast_lanes
-    assert lane.interval_s == POLL_FLOOR_S  # half of a 20 ms refresh is below the floor
+    assert set(energy.sampling.intervals_s.values()) == {POLL_FLOOR_S}  # half of a 20 ms refresh is below the floor
     errors = []
     for row, truth_j in zip(rows, truths, strict=True):
         truth = truth_j / J_PER_KWH
@@ -162,7 +167,9 @@ def test_polled_power_read_as_instantaneous_at_1_s_is_what_the_buffer_avoids(tmp
     nvml = FakeNvml([FakeGpu(trace=trace, has_counter=False)], clock=clock)
     sensors, _ = find_gpus(nvml=nvml, visible_devices=None, clock=clock)
     sensors[0].max_interval_s = None  # as before the fast lane
-    energy = EnergyTracker(tmp_path, sensors=sensors, clock=clock, carbon_intensity_g_per_kwh=100.0, interval_s=1.0)
+    energy = EnergyTracker(
+        tmp_path, sensors=sensors, clock=clock, carbon_intensity_g_per_kwh=100.0, interval_s=1.0, **PATIENT
+    )
     rng = random.Random(7)
     errors = []
     with energy:
@@ -185,11 +192,12 @@ def test_polled_gpu_gets_a_fast_lane_that_interval_s_does_not_slow(tmp_path, clo
     nvml = FakeNvml([FakeGpu(trace=square_wave(100.0, 300.0, 0.3), has_counter=False)], clock=clock)
     cpu = FakeSensor("cpu:fake", kind="cpu", trace=steady(50.0), clock=clock)
     gpus, _ = find_gpus(nvml=nvml, visible_devices=None, clock=clock)
-    energy = EnergyTracker(tmp_path, sensors=[*gpus, cpu], clock=clock, carbon_intensity_g_per_kwh=100.0, interval_s=1)
+    energy = EnergyTracker(
+        tmp_path, sensors=[*gpus, cpu], clock=clock, carbon_intensity_g_per_kwh=100.0, interval_s=1, **PATIENT
+    )
     assert energy.interval_s == 1.0
-    (lane,) = energy._timeline.fast_lanes
-    assert lane.interval_s == POLL_FLOOR_S and list(lane.health) == ["gpu:0"]  # until the driver's rate is known
-    assert list(energy._sampler.health) == ["cpu:fake"]
+    # the GPU in a lane of its own, until the driver's rate is known
+    assert energy.sampling.intervals_s == {"gpu:0": POLL_FLOOR_S, "cpu:fake": 1.0}
     rng = random.Random(3)
     with energy:
         start = clock()
@@ -255,9 +263,8 @@ def test_the_rate_is_inferred_on_the_background_threads_and_start_does_not_wait_
         return read(handle)
 
     nvml.nvmlDeviceGetPowerUsage = logged
-    energy = EnergyTracker(tmp_path, nvml=nvml, measure=("gpu",), carbon_intensity_g_per_kwh=100.0)
+    energy = EnergyTracker(tmp_path, nvml=nvml, measure=("gpu",), carbon_intensity_g_per_kwh=100.0, **PATIENT)
     (sensor,) = energy.discovery.sensors
-    (lane,) = energy._timeline.fast_lanes
     threads.clear()  # discovery probed the GPU once, on this thread: that is construction, not a reading
     with energy:
         assert sensor.info["power_update_s"] is None  # start() returned before anything was inferred
@@ -265,7 +272,7 @@ def test_the_rate_is_inferred_on_the_background_threads_and_start_does_not_wait_
         while sensor.info["power_update_s"] is None and time.monotonic() < deadline:
             time.sleep(0.05)
     assert sensor.info["power_update_s"] is not None and sensor.info["power_update_s"] < 0.05
-    assert lane.interval_s == sensor.max_interval_s == POLL_FLOOR_S
+    assert energy.sampling.intervals_s[sensor.name] == sensor.max_interval_s == POLL_FLOOR_S
     assert threads and set(threads) <= {"energy-tracker.sampler", "energy-tracker.edge"}
     nvml.nvmlShutdown()
 
@@ -273,7 +280,9 @@ def test_the_rate_is_inferred_on_the_background_threads_and_start_does_not_wait_
 def test_a_sensor_failing_while_its_rate_is_inferred_is_one_warning(tmp_path, clock, caplog):
     rng = random.Random(5)
     nvml = FakeNvml([no_buffer(TABLE["sine 200 ± 100 W, 1.3 s"][0], rng)], clock=clock)
-    energy = EnergyTracker(tmp_path, nvml=nvml, clock=clock, measure=("gpu",), carbon_intensity_g_per_kwh=100.0)
+    energy = EnergyTracker(
+        tmp_path, nvml=nvml, clock=clock, measure=("gpu",), carbon_intensity_g_per_kwh=100.0, **PATIENT
+    )
     (sensor,) = energy.discovery.sensors
     with caplog.at_level(logging.WARNING, logger="tracker"), energy:
         nvml.fail("nvmlDeviceGetPowerUsage", nvml.NVML_ERROR_UNKNOWN, times=5)
@@ -288,7 +297,7 @@ def test_a_sensor_failing_while_its_rate_is_inferred_is_one_warning(tmp_path, cl
 def test_the_start_line_and_run_json_say_how_often_the_gpu_is_polled(tmp_path, clock, caplog):
     nvml = FakeNvml([no_buffer(TABLE["sine 200 ± 100 W, 1.3 s"][0], random.Random(2))], clock=clock)
     energy = EnergyTracker(
-        tmp_path, nvml=nvml, clock=clock, measure=("gpu",), carbon_intensity_g_per_kwh=100.0, interval_s=1.0
+        tmp_path, nvml=nvml, clock=clock, measure=("gpu",), carbon_intensity_g_per_kwh=100.0, interval_s=1.0, **PATIENT
     )
     with caplog.at_level(logging.DEBUG, logger="tracker"), energy:
         run_lanes(energy, clock, 2.0, random.Random(2))
@@ -315,8 +324,10 @@ def test_devices_polls_a_gpu_at_its_drivers_rate_and_says_so(clock):
 
 def test_counters_need_no_fast_lane(tmp_path, clock):
     nvml = FakeNvml([FakeGpu()], clock=clock)
-    energy = EnergyTracker(tmp_path, nvml=nvml, clock=clock, measure=("gpu",), carbon_intensity_g_per_kwh=100.0)
-    assert energy._timeline.fast_lanes == [] and energy.interval_s == 1.0
+    energy = EnergyTracker(
+        tmp_path, nvml=nvml, clock=clock, measure=("gpu",), carbon_intensity_g_per_kwh=100.0, **PATIENT
+    )
+    assert energy.sampling.intervals_s == {"gpu:0": 1.0} and energy.interval_s == 1.0
 
 
 # -- which method each GPU gets ---------------------------------------------------------------

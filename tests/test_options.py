@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from integrations.loop import EnergyLoopCallback
+from tests.helpers import PATIENT
 from tracker import EnergyTracker, cli
 from tracker.errors import ConfigurationError, UnknownOptionError
 from tracker.measure.sampler import POLLED_INTERVAL_S
@@ -29,7 +30,7 @@ def test_config_given_with_options_is_an_error_that_names_them():
 
 def test_config_alone_and_hardware_options_beside_it_are_accepted():
     config = Config(log_dir=None, carbon_intensity_g_per_kwh=300.0, pue=1.5)
-    energy = EnergyTracker(config=config, sensors=[sensor()], rank=0)
+    energy = EnergyTracker(config=config, sensors=[sensor()], rank=0, **PATIENT)
     assert energy.config is config
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.helpers import PATIENT
 from tracker import ConfigurationError, EnergyTracker, load_run, load_runs
 from tracker.cli import main
 from tracker.logs.merge import Shard, keep_once, merge
@@ -182,7 +183,7 @@ def test_merge_waits_for_the_device_rows_of_a_row_caught_between_its_two_writes(
 def run_on(host, tmp_path, monkeypatch, job="4242"):
     monkeypatch.setenv("SLURM_JOB_ID", job)
     sensors = [FakeSensor("gpu:0", "gpu", steady(100.0)), FakeSensor("cpu", "cpu", steady(20.0), method="rapl")]
-    with EnergyTracker(tmp_path, sensors=sensors, host=host, carbon_intensity_g_per_kwh=300.0) as energy:
+    with EnergyTracker(tmp_path, sensors=sensors, host=host, carbon_intensity_g_per_kwh=300.0, **PATIENT) as energy:
         for epoch in range(2):
             with energy.epoch(epoch):
                 pass
@@ -221,11 +222,11 @@ def test_a_resumed_shard_continues_its_job(tmp_path, monkeypatch):
     for name, value in {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "r"}.items():
         monkeypatch.setenv(name, value)
     sensors = [FakeSensor("gpu:0", "gpu", steady(100.0))]
-    with EnergyTracker(tmp_path, sensors=sensors, host="h", carbon_intensity_g_per_kwh=1.0) as first:
+    with EnergyTracker(tmp_path, sensors=sensors, host="h", carbon_intensity_g_per_kwh=1.0, **PATIENT) as first:
         with first.epoch(0):
             pass
     again = EnergyTracker(tmp_path, sensors=[FakeSensor("gpu:0", "gpu", steady(100.0))], host="h",
-                          carbon_intensity_g_per_kwh=1.0)  # fmt: skip
+                          carbon_intensity_g_per_kwh=1.0, **PATIENT)  # fmt: skip
     again.resume(first.state())
     with again:
         with again.epoch(1):

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 import tracker
+from tests.helpers import PATIENT
 from tracker import EnergyTracker
 from tracker.report import paper
 from tracker.report import render as report
@@ -61,7 +62,7 @@ def make_run(
     if gpu:
         sensors.insert(0, FakeSensor("gpu:0", "gpu", steady(GPU_W), clock, info={"name": "NVIDIA A100-SXM4-40GB"}))
     options = {"sensors": sensors, "clock": clock, "carbon_intensity_g_per_kwh": g_per_kwh, "pue": pue}
-    with EnergyTracker(log_dir, run_name=name, epochs=epochs, **options) as energy:
+    with EnergyTracker(log_dir, run_name=name, epochs=epochs, **options, **PATIENT) as energy:
         for i in range(epochs):
             with energy.epoch(i, samples=1000):
                 clock.advance(EPOCH_S)

@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from tests.helpers import PATIENT
 from tracker.errors import ConfigurationError, SensorGone, SensorReadError
 from tracker.measure.sampler import FAILING, LOST, OK, Sampler
 from tracker.testing import FakeSensor, fail_always, fail_on, steady
@@ -12,7 +13,7 @@ from tracker.testing import FakeSensor, fail_always, fail_on, steady
 
 def make(clock, *sensors, **kwargs):
     batches = []
-    sampler = Sampler(list(sensors), batches.append, clock=clock, **kwargs)
+    sampler = Sampler(list(sensors), batches.append, clock=clock, **{**PATIENT, **kwargs})
     return sampler, batches
 
 

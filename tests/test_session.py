@@ -5,7 +5,7 @@ import logging
 import pandas as pd
 import pytest
 
-from tests.helpers import run_for
+from tests.helpers import PATIENT, run_for
 from tracker import EnergyTracker, load_run
 from tracker.energy import J_PER_KWH
 from tracker.errors import ConfigurationError, UsageError
@@ -24,7 +24,7 @@ def sensors(clock):
 
 def tracker_for(tmp_path, clock, sensors, **options):
     options.setdefault("carbon_intensity_g_per_kwh", 400.0)
-    return EnergyTracker(tmp_path, sensors=sensors, clock=clock, **options)
+    return EnergyTracker(tmp_path, sensors=sensors, clock=clock, **options, **PATIENT)
 
 
 def rows(tracker):
@@ -136,7 +136,7 @@ def test_the_world_average_is_said_loudly_at_start(tmp_path, clock, sensors, cap
     monkeypatch.setenv("TZ", "UTC")
     monkeypatch.delenv("ENERGY_TRACKER_COUNTRY", raising=False)
     with caplog.at_level(logging.INFO, logger="tracker"):
-        EnergyTracker(tmp_path, sensors=sensors, clock=clock).start().stop()
+        EnergyTracker(tmp_path, sensors=sensors, clock=clock, **PATIENT).start().stop()
     (record,) = caplog.records
     assert record.levelno == logging.WARNING and "[world_average: " in record.getMessage()
     assert "THE WORLD AVERAGE IS A PLACEHOLDER: give country=" in record.getMessage()
@@ -277,7 +277,7 @@ def test_summary_is_readable(tmp_path, clock, sensors):
 
 
 def test_log_dir_none_writes_nothing(tmp_path, clock, sensors):
-    with EnergyTracker(None, sensors=sensors, clock=clock, carbon_intensity_g_per_kwh=1) as energy:
+    with EnergyTracker(None, sensors=sensors, clock=clock, carbon_intensity_g_per_kwh=1, **PATIENT) as energy:
         with energy.epoch(0):
             run_for(energy, clock, 1.0)
     assert energy.run_dir is None and energy.summary().energy_kwh == pytest.approx(336 / J_PER_KWH)

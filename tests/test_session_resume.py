@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from tests.helpers import run_for
+from tests.helpers import PATIENT, run_for
 from tracker import EnergyTracker, load_run
 from tracker.energy import J_PER_KWH
 from tracker.errors import ConfigurationError, UsageError
@@ -19,7 +19,7 @@ WATTS = 100.0
 def tracker_for(tmp_path, clock, **options):
     sensor = FakeSensor("gpu:0", "gpu", steady(WATTS), clock)
     options.setdefault("carbon_intensity_g_per_kwh", 500.0)
-    return EnergyTracker(tmp_path, sensors=[sensor], clock=clock, epochs=4, **options)
+    return EnergyTracker(tmp_path, sensors=[sensor], clock=clock, epochs=4, **options, **PATIENT)
 
 
 def two_epochs(energy, clock, first, metrics=None):

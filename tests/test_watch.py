@@ -6,6 +6,7 @@ import io
 import threading
 from pathlib import Path
 
+from tests.helpers import PATIENT
 from tracker import EnergyTracker
 from tracker.report.watch import CLEAR, watch
 from tracker.testing import FakeClock, FakeSensor, steady
@@ -16,7 +17,7 @@ def train_in_a_thread(log_dir: Path, epochs: int, step: threading.Semaphore, don
     clock = FakeClock()
     sensors = [FakeSensor("gpu:0", "gpu", steady(300.0), clock, info={"name": "A"})]
     energy = EnergyTracker(log_dir, run_name="live", sensors=sensors, clock=clock, epochs=epochs,
-                           carbon_intensity_g_per_kwh=400.0, interval_s=3600.0, jitter=0.0)  # fmt: skip
+                           carbon_intensity_g_per_kwh=400.0, sampling="manual", **PATIENT)  # fmt: skip
 
     def train() -> None:
         with energy:

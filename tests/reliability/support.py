@@ -6,13 +6,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from tests.helpers import PATIENT
 from tracker import EnergyTracker, load_run
 from tracker.energy import J_PER_KWH
 from tracker.testing import FakeClock
 
-# The background thread must not tick while a test drives ticks by hand: a 3600 s interval with
-# no jitter puts its first deadline half an hour away, so every reading below is the test's own.
-QUIET = {"interval_s": 3600.0, "jitter": 0.0}
+# No background thread: the test reads the sensors itself (advance()), so every reading is the test's own.
+QUIET = {"sampling": "manual", **PATIENT}
 
 
 def tracker_warnings(caplog: Any) -> list[logging.LogRecord]:
@@ -31,10 +31,10 @@ def quiet_tracker(log_dir: Path | None, clock: FakeClock, **options: Any) -> Ene
 
 
 def advance(energy: EnergyTracker, clock: FakeClock, seconds: int, between: Any = None) -> None:
-    """Advance the fake clock one second at a time, ticking the sampler after each.
+    """Advance the fake clock one second at a time, reading the sensors after each.
 
     Args:
-        energy: the tracker whose sampler ticks.
+        energy: the tracker that samples.
         clock: its clock.
         seconds: how many one-second ticks.
         between: called with the tick number (1-based) before each tick, to change the hardware.
@@ -43,7 +43,7 @@ def advance(energy: EnergyTracker, clock: FakeClock, seconds: int, between: Any 
         clock.advance(1.0)
         if between is not None:
             between(second)
-        energy._sampler.tick()
+        energy.sample()
 
 
 def epochs(energy: EnergyTracker) -> list[dict[str, Any]]:

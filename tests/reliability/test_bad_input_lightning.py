@@ -12,6 +12,7 @@ import pytest
 from lightning.pytorch.demos.boring_classes import BoringModel
 
 from integrations.lightning import EnergyCallback
+from tests.helpers import PATIENT
 from tests.reliability.bad_options import OPTIONS, defaults, options_for
 from tracker.errors import ConfigurationError
 
@@ -53,7 +54,7 @@ class CountingModel(BoringModel):
 @pytest.mark.parametrize("case", sorted(AT_SETUP))
 def test_energy_callback_bad_log_dir_fails_the_fit_before_the_first_batch(case, paths, tmp_path):
     options, error, needle = callback_options(case, paths)
-    callback = EnergyCallback(**options)
+    callback = EnergyCallback(**options, **PATIENT)
     trainer = pl.Trainer(
         max_epochs=1,
         limit_train_batches=2,

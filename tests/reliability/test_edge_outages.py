@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from tests.helpers import PATIENT
 from tests.reliability.support import epochs, joules, quiet_tracker, train_rows
 from tracker import EnergyTracker
 from tracker.energy import joules_to_kwh
@@ -45,7 +46,7 @@ def wait_until_ok(energy: EnergyTracker, name: str, timeout_s: float = 10.0) -> 
 def test_a_sampler_reads_every_edge_after_many_edges_with_nothing_readable():
     clock, outage = FakeClock(), Outage()
     sensor = FakeSensor("gpu:0", "gpu", steady(GPU_W), clock, fail=outage)
-    sampler = Sampler([sensor], lambda readings: None, interval_s=1.0, clock=clock)
+    sampler = Sampler([sensor], lambda readings: None, interval_s=1.0, clock=clock, **PATIENT)
     try:
         outage.on.set()
         sampler.tick()  # fails: from now on no edge reads it (the lane has nothing readable)
@@ -64,7 +65,9 @@ def test_epochs_after_many_edges_with_a_failing_lane_are_read_at_their_edges(tmp
     """Real time (the background thread must see the sensor come back): 8 short epochs in an outage, 6 after."""
     outage = Outage()
     gpu = FakeSensor("gpu:0", "gpu", steady(GPU_W), time.monotonic, fail=outage)
-    energy = EnergyTracker(tmp_path, sensors=[gpu], interval_s=0.05, carbon_intensity_g_per_kwh=400.0).start()
+    energy = EnergyTracker(
+        tmp_path, sensors=[gpu], interval_s=0.05, carbon_intensity_g_per_kwh=400.0, **PATIENT
+    ).start()
     try:
         outage.on.set()
         for index in range(8):

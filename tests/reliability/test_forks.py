@@ -12,6 +12,7 @@ import os
 import threading
 import time
 
+from tests.helpers import PATIENT
 from tests.reliability.support import epochs, tracker_warnings, train_rows
 from tracker import EnergyTracker
 from tracker.testing import FakeSensor, steady
@@ -22,25 +23,26 @@ SAMPLER = "energy-tracker.sampler"
 def running_tracker(tmp_path, **options):
     """A tracker on the real clock with its sampler thread running fast."""
     sensors = [FakeSensor("gpu:0", "gpu", steady(250.0)), FakeSensor("cpu", "cpu", steady(20.0), method="rapl")]
-    energy = EnergyTracker(tmp_path, sensors=sensors, interval_s=0.01, carbon_intensity_g_per_kwh=300.0, **options)
+    energy = EnergyTracker(
+        tmp_path, sensors=sensors, interval_s=0.01, carbon_intensity_g_per_kwh=300.0, **options, **PATIENT
+    )
     energy.start()
-    while energy._sampler.ticks < 3:  # the thread is really running when the fork comes
+    while energy.sampling.ticks < 3:  # the thread is really running when the fork comes
         time.sleep(0.005)
     return energy
 
 
 def what_a_child_sees(energy):
-    """The facts a child reports: sampler threads alive, whether the sampler runs, what a tick reads."""
+    """The facts a child reports: sampler threads alive, whether the sampler runs, what a sample reads."""
     threads = [t.name for t in threading.enumerate() if t.name == SAMPLER and t.is_alive()]
     return {
         "threads": threads,
-        "running": energy._sampler.running,
-        "tick": len(energy._sampler.tick()),
-        "sample_now": len(energy._sampler.sample_now()),
+        "running": energy.sampling.running,
+        "sample": len(energy.sample()),
     }
 
 
-NOTHING = {"threads": [], "running": False, "tick": 0, "sample_now": 0}
+NOTHING = {"threads": [], "running": False, "sample": 0}
 
 
 def assert_written_once(energy, expected_epochs):
@@ -76,7 +78,7 @@ def test_os_fork_child_that_unwinds_through_the_tracker(tmp_path, caplog):
     assert os.waitstatus_to_exitcode(status) == 0
     assert seen == NOTHING
     assert json.loads((energy.run_dir / "run.json").read_text())["status"] == "running"  # the child wrote nothing
-    assert energy._sampler.running  # the parent's sampler goes on
+    assert energy.sampling.running  # the parent's sampler goes on
     with energy.epoch(1):
         time.sleep(0.05)
     energy.stop()
@@ -122,7 +124,7 @@ class ReportingDataset:
         import torch
 
         seen = what_a_child_sees(self.energy)
-        return torch.tensor([os.getpid(), len(seen["threads"]), int(seen["running"]), seen["tick"]])
+        return torch.tensor([os.getpid(), len(seen["threads"]), int(seen["running"]), seen["sample"]])
 
 
 def test_dataloader_workers(tmp_path, caplog):

@@ -23,10 +23,7 @@ def nvml_tracker(tmp_path, clock, nvml, **options):
 
 def manual_tracker(tmp_path, clock, nvml, interval_s):
     """A tracker sampling every ``interval_s`` (gaps are judged by it) whose ticks only the test makes."""
-    energy = nvml_tracker(tmp_path, clock, nvml, interval_s=interval_s)
-    for sampler in energy._timeline.samplers:  # a polled GPU's fast lane too
-        sampler.start = lambda: None  # the test is the samplers' thread
-    return energy
+    return nvml_tracker(tmp_path, clock, nvml, interval_s=interval_s)
 
 
 def tick_every(energy, clock, seconds, step_s, between=None):
@@ -35,8 +32,7 @@ def tick_every(energy, clock, seconds, step_s, between=None):
         clock.advance(step_s)
         if between is not None:
             between(i * step_s)
-        for sampler in energy._timeline.samplers:
-            sampler.tick()
+        energy.sample()
 
 
 # ---- 1: a short NVML outage ------------------------------------------------------------------------------------
@@ -85,7 +81,7 @@ def test_a_1_j_step_back_of_a_large_counter_is_jitter_not_a_reset(tmp_path, cloc
             advance(energy, clock, 3)
             clock.advance(0.007)
             nvml.glitch_counter(0, -GPU_W * 0.007 - 1.0)  # read 1 J below the previous reading, 7 ms later
-            energy._sampler.tick()
+            energy.sample()
             advance(energy, clock, 3)
     (row,) = train_rows(epochs(energy))
     assert joules(row["gpu_kwh"]) == pytest.approx(GPU_W * 6.007)  # not 27.78 kWh

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import PATIENT
 from tracker import EnergyTracker, load_run
 from tracker.cli import main
 from tracker.logs import liveness
@@ -49,7 +50,7 @@ def reported_kwh(log_dir: Path, capsys) -> dict[str, float]:
 
 def lone_run(log_dir: Path, cpu: str = "cpu", epochs: int = 2) -> Path:
     sensors = [FakeSensor("gpu:0", "gpu", steady(100.0)), FakeSensor(cpu, "cpu", steady(20.0), method="rapl")]
-    with EnergyTracker(log_dir, sensors=sensors, host="node-a", carbon_intensity_g_per_kwh=300.0) as energy:
+    with EnergyTracker(log_dir, sensors=sensors, host="node-a", carbon_intensity_g_per_kwh=300.0, **PATIENT) as energy:
         for epoch in range(epochs):
             with energy.epoch(epoch):
                 time.sleep(0.05)
@@ -85,7 +86,7 @@ def job(log_dir: Path, monkeypatch, epochs: int = 2, run_name: str | None = None
         rank_env(monkeypatch, rank, **extra)
         sensors = [FakeSensor(f"gpu:{rank}", "gpu", steady(100.0 + 50 * rank), info={"uuid": f"GPU-{rank}"})]
         options = {"host": "node-a", "carbon_intensity_g_per_kwh": 1.0, "run_name": run_name}
-        trackers.append(EnergyTracker(log_dir, sensors=sensors, **options))
+        trackers.append(EnergyTracker(log_dir, sensors=sensors, **options, **PATIENT))
     for energy in trackers:
         energy.start()
     for epoch in range(epochs):
@@ -178,7 +179,7 @@ def test_item4_a_rank_without_local_rank_on_another_node_measures_its_node(tmp_p
     for rank, host in ((0, "node-a"), (1, "node-b")):
         for name, value in {"RANK": str(rank), "WORLD_SIZE": "2"}.items():
             monkeypatch.setenv(name, value)
-        trackers.append(EnergyTracker(tmp_path, measure=("ram",), ram_w=5.0, host=host).start())
+        trackers.append(EnergyTracker(tmp_path, measure=("ram",), ram_w=5.0, host=host, **PATIENT).start())
     for energy in trackers:
         with energy.epoch(0):
             time.sleep(0.05)
@@ -195,7 +196,7 @@ def test_item4_ranks_without_local_rank_on_one_node_count_its_ram_once(tmp_path,
     for rank in (0, 1):
         for name, value in {"RANK": str(rank), "WORLD_SIZE": "2"}.items():
             monkeypatch.setenv(name, value)
-        trackers.append(EnergyTracker(tmp_path, measure=("ram",), ram_w=5.0, host="node-a").start())
+        trackers.append(EnergyTracker(tmp_path, measure=("ram",), ram_w=5.0, host="node-a", **PATIENT).start())
     for energy in trackers:
         with energy.epoch(0):
             time.sleep(0.05)
@@ -277,7 +278,7 @@ def test_item4_a_killed_rank_on_a_host_an_hour_ahead_is_killed_once_seen_standin
 
 def test_item4_a_rank_with_no_sensor_still_heartbeats(tmp_path, monkeypatch):
     rank_env(monkeypatch, 1, TORCHELASTIC_RUN_ID="quiet")
-    with EnergyTracker(tmp_path, sensors=[], host="node-a") as energy:
+    with EnergyTracker(tmp_path, sensors=[], host="node-a", **PATIENT) as energy:
         deadline = time.monotonic() + 30
         beat = energy.run_dir / liveness.HEARTBEAT_JSON
         while not beat.exists() and time.monotonic() < deadline:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.helpers import PATIENT
 from tracker import EnergyTracker, cli, load_runs
 from tracker.testing import FakeSensor, steady
 
@@ -165,6 +166,7 @@ def test_no_signal_handler_installed_behind_the_users_back(tmp_path, log_dir):
         sensors=[FakeSensor("gpu:0", "gpu", steady(100.0))],
         interval_s=0.01,
         carbon_intensity_g_per_kwh=300.0,
+        **PATIENT,
     )
     assert signal_handlers() == before
     with energy:
@@ -175,6 +177,7 @@ def test_no_signal_handler_installed_behind_the_users_back(tmp_path, log_dir):
         log_dir=tmp_path if log_dir else None,
         carbon_intensity_g_per_kwh=300.0,
         sensors=[FakeSensor("gpu:0", "gpu", steady(100.0))],
+        **PATIENT,
     )
     callback.on_train_begin()
     callback.on_epoch_begin(0)

@@ -13,6 +13,7 @@ import tracemalloc
 
 import pytest
 
+from tests.helpers import PATIENT
 from tests.reliability.support import epochs, joules, train_rows
 from tracker import EnergyTracker
 from tracker.measure.sampler import Sampler
@@ -30,7 +31,7 @@ def eight_gpus(clock):
 def tick(energy, clock, count):
     for _ in range(count):
         clock.advance(INTERVAL_S)
-        energy._sampler.tick()
+        energy.sample()
 
 
 @pytest.mark.slow
@@ -42,12 +43,11 @@ def test_100k_ticks_of_8_gpus_keep_memory_bounded(tmp_path):
         measure=("gpu",),
         clock=clock,
         interval_s=INTERVAL_S,
-        jitter=0.0,
+        sampling="manual",
         carbon_intensity_g_per_kwh=300.0,
+        **PATIENT,
     )
     energy.start()
-    # On a fake clock the thread's deadlines are always due: it is stopped, and this test is the loop.
-    assert energy._sampler.stop()
     blocks_before = sys.getallocatedblocks()
     traced_growth = None
     for epoch in range(TICKS // EPOCH_TICKS):
@@ -66,7 +66,7 @@ def test_100k_ticks_of_8_gpus_keep_memory_bounded(tmp_path):
             traced_growth = sum(s.size_diff for s in end.compare_to(start, "filename"))
     blocks_grown = sys.getallocatedblocks() - blocks_before
     energy.stop()
-    assert energy._sampler.ticks == TICKS
+    assert energy.sampling.ticks == TICKS
     # 5,000 ticks of 8 readings: even one pointer kept per tick would be 40 kB.
     assert traced_growth < 16 * 1024, traced_growth
     # 800,000 readings in all: what stays is the rows of 10 epochs (a few thousand blocks), not the readings.
@@ -128,11 +128,11 @@ def test_stop_ends_the_real_thread(tmp_path):
         measure=("gpu",),
         interval_s=INTERVAL_S,
         carbon_intensity_g_per_kwh=300.0,
+        **PATIENT,
     )
     energy.start()
     with energy.epoch(0):
-        while energy._sampler.ticks < 30:  # the real thread is ticking 8 GPUs every 10 ms
+        while energy.sampling.ticks < 30:  # the real thread is ticking 8 GPUs every 10 ms
             threading.Event().wait(INTERVAL_S)
-        assert energy._sampler.stop()  # joined, not left behind
     summary = energy.stop()
-    assert summary.epochs == 1 and not energy._sampler.running
+    assert summary.epochs == 1 and not energy.sampling.running  # joined, not left behind

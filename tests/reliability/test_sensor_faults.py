@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from tests.helpers import PATIENT
 from tests.reliability.support import advance, devices, epochs, joules, quiet_tracker, tracker_warnings, train_rows
 from tracker import EnergyTracker
 from tracker.errors import SensorReadError
@@ -93,7 +94,13 @@ def start_hung(tmp_path, clock):
     cpu = HangingSensor("cpu", "cpu", steady(CPU_W), clock, method="rapl", hang_on=2)
     # interval 0.01 s on a clock that does not move: the thread's first tick comes after 5 ms real time.
     energy = EnergyTracker(
-        tmp_path, sensors=[gpu, cpu], clock=clock, interval_s=0.01, jitter=0.0, carbon_intensity_g_per_kwh=400.0
+        tmp_path,
+        sensors=[gpu, cpu],
+        clock=clock,
+        interval_s=0.01,
+        jitter=0.0,
+        carbon_intensity_g_per_kwh=400.0,
+        **PATIENT,
     )
     energy.start()  # read 1 of each sensor, on this thread
     assert cpu.entered.wait(5.0), "the sampler thread never read the CPU sensor"
@@ -108,10 +115,11 @@ def test_sensor_blocking_5s_never_holds_the_training_thread(tmp_path, clock, cap
             clock.advance(2.0)
         # Both boundaries of the epoch are done while the hung read is still in progress.
         assert cpu.entered.is_set() and not cpu.returned.is_set()
+    ticks = energy.sampling.ticks  # the hung tick is not among them
     clock.advance(1.0)  # the training goes on after its epochs; the read returns at the run's 5th second
     assert cpu.returned.wait(10.0)
     # The late reading reaches the meter just after the read returns, on the sampler thread.
-    assert wait_for(lambda: energy._meter.last("cpu").time_s == clock())
+    assert wait_for(lambda: energy.sampling.ticks > ticks)
     energy.stop()
     rows = epochs(energy)
     epoch_rows = train_rows(rows)
@@ -137,7 +145,7 @@ def test_stop_returns_while_a_sensor_read_hangs(tmp_path, clock, caplog):
     assert summary.status == "complete" and summary.epochs == 1
     assert joules(train_rows(epochs(energy))[0]["gpu_kwh"]) == pytest.approx(GPU_W * 2)
     assert json.loads((energy.run_dir / "run.json").read_text())["status"] == "complete"
-    assert cpu.returned.wait(10.0) and wait_for(lambda: not energy._sampler.running)
+    assert cpu.returned.wait(10.0) and wait_for(lambda: not energy.sampling.running)
     warnings = tracker_warnings(caplog)
     assert len(warnings) == 1 and "cpu" in warnings[0].getMessage()
 
@@ -219,7 +227,7 @@ def test_counter_reset_mid_epoch(tmp_path, clock, caplog, offset_s):
             clock.advance(offset_s)  # the driver reloads offset_s after the reading of second 2
             nvml.reset_counter(0)
             clock.advance(1.0 - offset_s)
-            energy._sampler.tick()
+            energy.sample()
             advance(energy, clock, 2)
     row = train_rows(epochs(energy))[0]
     # The energy between the last reading and the reset is lost: the row is the measured lower bound.
@@ -333,7 +341,7 @@ def test_cpu_only_machine_runs_without_any_warning(tmp_path, caplog):
     if nvidia_expected(None) or os.environ.get("CUDA_VISIBLE_DEVICES"):
         pytest.skip("this machine shows signs of an NVIDIA GPU")
     with caplog.at_level(logging.INFO, logger="tracker"):
-        with EnergyTracker(tmp_path, carbon_intensity_g_per_kwh=100.0) as energy:
+        with EnergyTracker(tmp_path, carbon_intensity_g_per_kwh=100.0, **PATIENT) as energy:
             with energy.epoch(0):
                 pass
     assert tracker_warnings(caplog) == []

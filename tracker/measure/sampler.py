@@ -28,7 +28,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import NamedTuple
 
 from tracker.errors import ConfigurationError, SensorGone
@@ -50,6 +50,8 @@ POLLED_INTERVAL_S = 0.05
 # A read this slow is a driver hung in the kernel, not a busy interpreter holding the GIL: it is warned.
 HUNG_READ_S = 1.0
 OK, FAILING, LOST = "ok", "failing", "lost"
+# How the sensors are read between edges: by the background thread, or only when the caller asks (sample()).
+BACKGROUND, MANUAL = "background", "manual"
 # Retry schedule of a failing sensor, s: 0.1, 0.2, 0.4, ... up to 30 (a lost device: every 30).
 BACKOFF_BASE_S = 0.1
 BACKOFF_MAX_S = 30.0
@@ -236,12 +238,13 @@ class Sampler:
             self._warn_once(slot, "energy-tracker: reading %s has not returned; leaving it behind", slot.sensor.name)
         return False
 
-    def tick(self) -> list[Reading]:
-        """Read every enabled sensor once and hand the batch to the sink; returns the batch."""
+    def tick(self, only: Collection[str] | None = None) -> list[Reading]:
+        """Read every enabled sensor once (or those named in ``only``) and hand the batch to the sink; returns it."""
         if os.getpid() != self._pid:
             return []  # a forked child (a DataLoader worker) inherits no sampler
-        self.ticks += 1
-        readings = self._deliver([r for r in map(self._read_waiting, self._slots) if r is not None])
+        slots = self._slots if only is None else [s for s in self._slots if s.sensor.name in only]
+        readings = self._deliver([r for r in map(self._read_waiting, slots) if r is not None])
+        self.ticks += 1  # after the sink has the readings: a tick counted is a tick done
         if self._slowest_s is not None:
             self._retune(self._slowest_s)
         return readings

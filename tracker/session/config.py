@@ -31,7 +31,15 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from tracker.errors import ConfigurationError, UnknownOptionError
-from tracker.measure.sampler import COUNTER_INTERVAL_S, POLLED_INTERVAL_S, validate_interval, validate_jitter
+from tracker.measure.edge import EDGE_DEADLINE_S
+from tracker.measure.sampler import (
+    BACKGROUND,
+    COUNTER_INTERVAL_S,
+    MANUAL,
+    POLLED_INTERVAL_S,
+    validate_interval,
+    validate_jitter,
+)
 from tracker.sensors import KINDS, Sensor, cpu_scope, positive_watts
 from tracker.sensors.discovery import DISCOVERY_TIMEOUT_S
 
@@ -512,6 +520,28 @@ def _host(value: Any, name: str) -> str | None:
     return value
 
 
+def _sampling(value: Any, name: str) -> str:
+    if value not in (BACKGROUND, MANUAL):
+        raise ConfigurationError(
+            f"{name}={value!r}: give {BACKGROUND!r} (a thread reads the sensors every interval_s) or {MANUAL!r} "
+            "(no thread: the caller reads them with sample())"
+        )
+    return value
+
+
+# The longest edge deadline accepted, s: beyond it a hung driver would hold the training thread visibly.
+MAX_EDGE_DEADLINE_S = 10.0
+
+
+def _edge_deadline(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_EDGE_DEADLINE_S:
+        raise ConfigurationError(
+            f"{name}={value!r}: give the seconds an epoch edge may wait for its sensor reads, above 0 and at most "
+            f"{MAX_EDGE_DEADLINE_S:g} (default {EDGE_DEADLINE_S})"
+        )
+    return float(value)
+
+
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Hardware(Options):
     """The options that inject hardware, clocks or distributed hooks (tests, custom hardware, DDP).
@@ -551,6 +581,19 @@ class Hardware(Options):
         "distributed runs only: called with this process's device usages at each row; returns every "
         "rank's on the writing rank and None on the others. Every rank then writes its other rows at "
         "the same boundaries, however short, so that the collectives line up.",
+    )
+    sampling: str = option(
+        BACKGROUND,
+        _sampling,
+        f"{BACKGROUND!r} (default): a thread reads the sensors every interval_s; {MANUAL!r}: no thread, the "
+        "sensors are read at epoch and phase edges and when EnergyTracker.sample() is called (tests on a fake "
+        "clock, a loop that samples itself), interval_s then being how often the caller samples.",
+    )
+    edge_deadline_s: float = option(
+        EDGE_DEADLINE_S,
+        _edge_deadline,
+        f"the longest an epoch or phase edge waits for its sensor reads, s (default {EDGE_DEADLINE_S}); a read "
+        "that returns later counts as a background reading (tests on a loaded machine give more).",
     )
 
 

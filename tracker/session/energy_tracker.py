@@ -14,7 +14,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from tracker.logs import liveness
 from tracker.logs.follow import JobFollower
 from tracker.logs.schema import COMPLETE, INTERRUPTED, SHARDS_DIR
 from tracker.logs.writer import RunWriter, check_log_dir, new_run_dir, write_job
-from tracker.measure.sampler import default_interval_s
+from tracker.measure.sampler import MANUAL, default_interval_s
 from tracker.sensors import CPU, GPU, RAM, Discovery, Reading
 from tracker.sensors.discovery import discover
 from tracker.session import placement
@@ -34,7 +34,7 @@ from tracker.session.config import Config, Hardware, option_help, options_doc, r
 from tracker.session.rows import RUNNING, RowBuilder
 from tracker.session.segments import Segment
 from tracker.session.summary import RunState, Summary, run_info, start_line
-from tracker.session.timeline import Timeline, check_epoch_index, check_phase_name, check_status, power_rows
+from tracker.session.timeline import Sampling, Timeline, check_epoch_index, check_phase_name, check_status, power_rows
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class EnergyTracker:
         self.discovery = Discovery(list(sensors)) if sensors is not None else self._discover(hardware)
         self.interval_s = cfg.interval_s or default_interval_s(self.discovery.sensors)
         self._pid = os.getpid()
-        self._timeline = self._new_timeline()
+        self._timeline = self._new_timeline(hardware)
         self.run_dir: Path | None = None
         self.job_dir: Path | None = None
         self._writer: RunWriter | None = None
@@ -111,7 +111,7 @@ class EnergyTracker:
         self._follower: JobFollower | None = None
         self.process = liveness.this_process()
 
-    def _new_timeline(self) -> Timeline:
+    def _new_timeline(self, hardware: Hardware) -> Timeline:
         cfg = self.config
         if cfg.row_every_s is not None and self._exchange is not None:
             logger.warning(
@@ -130,6 +130,8 @@ class EnergyTracker:
             row_every_n_steps=cfg.row_every_n_steps,
             # every rank must cut at the same step, whatever its own clock: steps alone under an exchange
             row_every_s=cfg.row_every_s if self._exchange is None else None,
+            edge_deadline_s=hardware.edge_deadline_s,
+            manual=hardware.sampling == MANUAL,
         )
 
     def _place(self, rank: int) -> placement.Launch:
@@ -428,12 +430,31 @@ class EnergyTracker:
         """How each sensor has fared (status, failures, last error), by sensor name."""
         return self._timeline.health
 
-    # ---- internals ----------------------------------------------------------------------------------------------
+    @property
+    def sampling(self) -> Sampling:
+        """How the sensors are being read: mode, whether the thread runs, ticks done, each sensor's interval (s)."""
+        return self._timeline.sampling
 
-    # Tests and tools reach into these (``energy._sampler.tick()``); they live in the timeline.
-    _sampler = property(lambda self: self._timeline.sampler)
-    _meter = property(lambda self: self._timeline.meter)
-    _stack = property(lambda self: self._timeline.stack)
+    def sample(self, sensors: Collection[str] | None = None) -> list[Reading]:
+        """Read the sensors now, on this thread, as the background thread does every ``interval_s``.
+
+        With ``sampling="manual"`` this is how readings between edges are made (a test on a fake clock,
+        a loop that samples itself); in the background mode it adds a reading. It waits for the hardware.
+
+        Args:
+            sensors: the names of the sensors to read (``energy.discovery.sensors``); default all.
+
+        Returns:
+            The readings made (a sensor that failed or is backing off gives none).
+
+        Raises:
+            UsageError: the tracker is not running.
+            ConfigurationError: a name is not one of the sensors'.
+        """
+        self._require_started("sample()")
+        return self._timeline.sample(sensors)
+
+    # ---- internals ----------------------------------------------------------------------------------------------
 
     @property
     def _is_writer(self) -> bool:

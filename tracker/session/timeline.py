@@ -10,8 +10,8 @@ segment goes to a callback; what becomes of it (rows, files, other ranks) is the
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, NamedTuple
 
 from tracker.errors import ConfigurationError, UsageError
 from tracker.logs.schema import (
@@ -24,8 +24,9 @@ from tracker.logs.schema import (
     VALIDATION,
     check_metric_names,
 )
+from tracker.measure.edge import EDGE_DEADLINE_S
 from tracker.measure.meter import Meter, SensorTotals, Snapshot, power_cap_w
-from tracker.measure.sampler import FAILING, Sampler
+from tracker.measure.sampler import BACKGROUND, FAILING, MANUAL, Sampler
 from tracker.sensors import GPU, Clock, Reading, Sensor
 from tracker.session.accounting import DeviceUsage
 from tracker.session.segments import Segment
@@ -34,6 +35,29 @@ MIN_OTHER_ROW_S = 1.0
 
 OnClose = Callable[[Segment, str], None]
 OnReadings = Callable[[list[Reading]], None]
+
+
+class Sampling(NamedTuple):
+    """How a tracker's sensors are being read.
+
+    Attributes:
+        mode: ``"background"`` (a thread reads them every interval) or ``"manual"`` (the caller does).
+        running: whether a background thread is reading them now (in this process).
+        ticks: readings of the sensors at ``interval_s`` made so far (by the thread or ``sample()``).
+        lanes: the sensors read together and their seconds between readings now, ``(interval_s, names)``,
+            the lane at ``interval_s`` first (it may be empty), then faster ones (polled GPU power, whose
+            interval follows its driver's refresh period).
+    """
+
+    mode: str
+    running: bool
+    ticks: int
+    lanes: tuple[tuple[float, tuple[str, ...]], ...]
+
+    @property
+    def intervals_s(self) -> dict[str, float]:
+        """Each sensor's seconds between readings now, by sensor name."""
+        return {name: interval_s for interval_s, names in self.lanes for name in names}
 
 
 class Timeline:
@@ -57,6 +81,8 @@ class Timeline:
             (``None``: no cut by steps).
         row_every_s: cut the open epoch's row at the first step this many seconds after it opened
             (``None``: no cut by time).
+        edge_deadline_s: the longest a boundary waits for its sensor reads, s.
+        manual: start no background thread; the caller reads the sensors with :meth:`sample`.
     """
 
     def __init__(
@@ -72,6 +98,8 @@ class Timeline:
         every_boundary: bool = False,
         row_every_n_steps: int | None = None,
         row_every_s: float | None = None,
+        edge_deadline_s: float = EDGE_DEADLINE_S,
+        manual: bool = False,
     ) -> None:
         self.sensors = sensors
         self.lock = threading.RLock()
@@ -79,15 +107,15 @@ class Timeline:
         self.meter = Meter(interval_s, caps_w=caps)
         # GPUs last in each lane: an opening boundary reads them last, a closing one first (see boundary()).
         lanes = lane_intervals(sorted(sensors, key=lambda s: s.kind == GPU), interval_s)
-        self.sampler = Sampler(
-            lanes.pop(interval_s, []), self._on_readings, interval_s=interval_s, clock=clock, jitter=jitter
-        )
+        common = {"clock": clock, "jitter": jitter, "edge_deadline_s": edge_deadline_s}
+        self.sampler = Sampler(lanes.pop(interval_s, []), self._on_readings, interval_s=interval_s, **common)
         # Sensors that must be read more often than interval_s (polled GPU power) get a sampler of their own,
         # whose interval follows what they ask for as they run (a polled GPU: its driver's refresh period).
         self.fast_lanes = [
-            Sampler(members, self._on_readings, interval_s=lane_s, clock=clock, jitter=jitter, slowest_s=interval_s)
+            Sampler(members, self._on_readings, interval_s=lane_s, slowest_s=interval_s, **common)
             for lane_s, members in sorted(lanes.items())
         ]
+        self.manual = manual
         self.stack: list[Segment] = []
         self._at_boundary = False
         self.stale: frozenset[str] = frozenset()
@@ -318,10 +346,39 @@ class Timeline:
         """How each sensor has fared, by sensor name, whichever sampler reads it."""
         return {name: health for sampler in self.samplers for name, health in sampler.health.items()}
 
+    @property
+    def sampling(self) -> Sampling:
+        """How the sensors are being read now: the mode, whether a thread runs, ticks done, each sensor's interval."""
+        return Sampling(
+            mode=MANUAL if self.manual else BACKGROUND,
+            running=any(sampler.running for sampler in self.samplers),
+            ticks=self.sampler.ticks,
+            lanes=tuple((sampler.interval_s, tuple(sampler.health)) for sampler in self.samplers),
+        )
+
     def start_samplers(self) -> None:
-        """Start the background threads."""
+        """Start the background threads (none in manual mode)."""
+        if self.manual:
+            return
         for sampler in self.samplers:
             sampler.start()
+
+    def sample(self, names: Collection[str] | None = None) -> list[Reading]:
+        """Read the sensors named (default: all) now, on this thread, as a background tick does; returns the readings.
+
+        Raises:
+            ConfigurationError: a name is not one of the sensors'.
+        """
+        unknown = sorted(set(names or ()) - {s.name for s in self.sensors})
+        if unknown:
+            known = [s.name for s in self.sensors]
+            raise ConfigurationError(f"sample({unknown[0]!r}): no such sensor; give some of {known}, or none for all")
+        return [
+            reading
+            for sampler in self.samplers
+            if names is None or not set(names).isdisjoint(sampler.health)
+            for reading in sampler.tick(names)
+        ]
 
     def stop_sampler(self) -> None:
         """Stop the background threads and close the sensors."""
