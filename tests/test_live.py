@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import PATIENT
 from tracker import EnergyTracker, load_run
 from tracker.report.render import render, summarize
 from tracker.report.watch import watch
@@ -95,7 +96,9 @@ def test_watch_waits_for_a_run_that_has_not_started(tmp_path: Path) -> None:
     def sleep(_: float) -> None:
         if not log_dir.exists():  # the training starts after the watcher
             sensors = [FakeSensor("gpu:0", "gpu", steady(300.0), clock)]
-            with EnergyTracker(log_dir, sensors=sensors, clock=clock, carbon_intensity_g_per_kwh=400.0) as energy:
+            with EnergyTracker(
+                log_dir, sensors=sensors, clock=clock, carbon_intensity_g_per_kwh=400.0, **PATIENT
+            ) as energy:
                 with energy.epoch(0):
                     clock.advance(10.0)
 

@@ -244,7 +244,9 @@ def test_job_rows_follow_the_job_as_the_merge_counts_it(tmp_path, monkeypatch):
         for name, value in {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}.items():
             monkeypatch.setenv(name, value)
         sensors = [FakeSensor(f"gpu:{i}", "gpu", steady(100.0 + 50 * i), info={"uuid": f"U{i}"}) for i in (0, 1)]
-        trackers.append(EnergyTracker(tmp_path, sensors=sensors, host="h", carbon_intensity_g_per_kwh=1.0).start())
+        trackers.append(
+            EnergyTracker(tmp_path, sensors=sensors, host="h", carbon_intensity_g_per_kwh=1.0, **PATIENT).start()
+        )
     for epoch in range(3):
         for energy in trackers:
             energy.begin_epoch(epoch)
@@ -270,7 +272,7 @@ def test_a_rank_stopping_while_another_merges_leaves_a_mark_and_the_merge_is_don
     for name, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}.items():
         monkeypatch.setenv(name, value)
     sensors = [FakeSensor("gpu:0", "gpu", steady(100.0), info={"uuid": "U0"})]
-    with EnergyTracker(tmp_path, sensors=sensors, host="h", carbon_intensity_g_per_kwh=1.0) as energy:
+    with EnergyTracker(tmp_path, sensors=sensors, host="h", carbon_intensity_g_per_kwh=1.0, **PATIENT) as energy:
         with energy.epoch(0):
             pass
     job = energy.job_dir

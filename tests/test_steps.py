@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from tests.helpers import PATIENT
 from tracker import EnergyTracker, load_run
 from tracker.energy import J_PER_KWH
 from tracker.errors import ConfigurationError, UsageError
@@ -26,7 +27,7 @@ def sensors(clock):
 
 def tracker_for(tmp_path, clock, sensors, **options):
     options.setdefault("carbon_intensity_g_per_kwh", 400.0)
-    return EnergyTracker(tmp_path, sensors=sensors, clock=clock, **options)
+    return EnergyTracker(tmp_path, sensors=sensors, clock=clock, **options, **PATIENT)
 
 
 def kwh(seconds, watts=GPU_W + CPU_W):

@@ -14,6 +14,7 @@ import os
 import pandas as pd
 import pytest
 
+from tests.helpers import PATIENT
 from tracker import ConfigurationError, EnergyTracker, cli, load_run
 from tracker.energy import J_PER_KWH
 from tracker.testing import FakeSensor, steady
@@ -25,7 +26,7 @@ def make_run(tmp_path, clock, epochs=3, metrics=None, run_name="r"):
     """A run of ``epochs`` 2 s epochs at 100 W; ``metrics(epoch)`` gives each epoch's metrics."""
     sensor = FakeSensor("gpu:0", "gpu", steady(GPU_W), clock)
     energy = EnergyTracker(tmp_path, clock=clock, sensors=[sensor], run_name=run_name,
-                           carbon_intensity_g_per_kwh=400.0, interval_s=3600.0, jitter=0.0)  # fmt: skip
+                           carbon_intensity_g_per_kwh=400.0, sampling="manual", **PATIENT)  # fmt: skip
     with energy:
         for epoch in range(epochs):
             with energy.epoch(epoch):
@@ -109,7 +110,7 @@ def test_a_late_new_metric_key_is_not_a_file_rewrite_and_reads_back(tmp_path, cl
 
     sensor = FakeSensor("gpu:0", "gpu", steady(GPU_W), clock)
     energy = EnergyTracker(tmp_path, clock=clock, sensors=[sensor], run_name="long",
-                           carbon_intensity_g_per_kwh=400.0, interval_s=3600.0, jitter=0.0)  # fmt: skip
+                           carbon_intensity_g_per_kwh=400.0, sampling="manual", **PATIENT)  # fmt: skip
     inodes = []
     with energy:
         for epoch in range(160):

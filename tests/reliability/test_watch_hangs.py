@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from tests.helpers import PATIENT
 from tests.reliability.test_killed_runs import wait_for_heartbeat_inside
 from tests.reliability.test_kills import launch, run_dir_of, wait_for_line
 from tracker import EnergyTracker
@@ -52,7 +53,7 @@ def timed(action):
 
 
 def tracker_on(tmp_path, nvml, **options):
-    return EnergyTracker(tmp_path, nvml=nvml, measure=("gpu",), carbon_intensity_g_per_kwh=400.0, **options)
+    return EnergyTracker(tmp_path, nvml=nvml, measure=("gpu",), carbon_intensity_g_per_kwh=400.0, **options, **PATIENT)
 
 
 def test_the_constructor_does_not_wait_for_a_driver_hung_in_discovery_and_says_so(tmp_path, caplog):
