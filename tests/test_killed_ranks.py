@@ -128,6 +128,7 @@ def test_a_killed_rank_s_heartbeat_does_not_count_twice_a_gpu_another_rank_measu
     assert train[0]["gpu_kwh"] == pytest.approx(100.0 * J)
     assert train[1]["gpu_kwh"] == pytest.approx(100.0 * J)  # the heartbeat's 90 J is the same GPU: left out
     assert train[1]["status"] == "interrupted" and "r1: killed" in train[1]["notes"]
+    assert "1 device shares left out: the same device as another rank's row" in train[1]["notes"]
 
 
 def test_a_killed_rank_0_s_heartbeat_stands_alone_when_no_other_rank_measured_that_epoch(tmp_path):

@@ -177,7 +177,8 @@ def test_merge_waits_for_the_device_rows_of_a_row_caught_between_its_two_writes(
     assert row["notes"] == "no row from r1@a (its run: still running: not this far yet)"
     one.devices.append(device(1, "gpu:0", uuid="U0", kwh=3.0))  # the second write lands
     _, (row,), _ = merge("job", [zero, one])
-    assert row["energy_kwh"] == 3.5 and row["notes"] == ""
+    assert row["energy_kwh"] == 3.5
+    assert row["notes"] == "1 device shares left out: the same device as another rank's row (the lowest rank's kept)"
 
 
 def run_on(host, tmp_path, monkeypatch, job="4242"):

@@ -31,6 +31,9 @@ HEARTBEAT_JSON = "heartbeat.json"
 # writers beat every 2 s, so a live one never stands still for a minute.
 STALE_HEARTBEAT_S = 60.0
 KILLED = "killed"
+# The note of a killed run's open epoch recovered from its heartbeat (energy up to then; its samples,
+# given when the epoch opened, are a plan the process did not finish).
+RECOVERED = "killed: the energy up to the last heartbeat"
 _BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 _MACHINE_ID = Path("/etc/machine-id")
 
@@ -154,7 +157,7 @@ def interrupted_rows(run: str, heartbeat: dict[str, Any], rows: list[dict[str, A
     """The open epochs and phases of a heartbeat as ``interrupted`` rows, leaving out those ``rows`` already hold."""
     return [
         {**row, "status": "interrupted", "end_utc": heartbeat.get("time_utc"),
-         "notes": "killed: the energy up to the last heartbeat"}
+         "notes": RECOVERED}
         for row in open_rows(run, heartbeat, rows)
     ]  # fmt: skip
 

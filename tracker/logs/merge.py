@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tracker.energy import ABSENT, J_PER_KWH, joined
-from tracker.logs.liveness import KILLED, machine_of
+from tracker.logs.liveness import KILLED, RECOVERED, machine_of
 from tracker.logs.schema import PARTIAL
 from tracker.logs.totals import Totals
 
@@ -266,6 +266,7 @@ def _merged_row(name: str, group: _Group, shards: Sequence[Shard]) -> tuple[dict
         mine = [d for d in by_shard.get(id(shard), ()) if id(d) in dropped_ids]
         if id(shard) not in by_shard:
             mine = _heartbeat_duplicates(shard, part, group)
+            dropped.extend(mine)
         for column, value in _scaled_part(part, mine).items():
             sums[column] = sums.get(column, 0.0) + value
     row.update(sums)
@@ -273,13 +274,17 @@ def _merged_row(name: str, group: _Group, shards: Sequence[Shard]) -> tuple[dict
     row["start_utc"] = min(str(r.get("start_utc") or "") for r in rows)
     row["end_utc"] = max(str(r.get("end_utc") or "") for r in rows)
     row["duration_s"] = max(_num(r.get("duration_s")) for r in rows)
-    samples = [r.get("samples") for r in rows if isinstance(r.get("samples"), int)]
+    # a killed rank's samples were planned when its epoch opened, not processed: its energy counts, they do not
+    samples = [r.get("samples") for r in rows if isinstance(r.get("samples"), int) and r.get("notes") != RECOVERED]
     row["samples"] = sum(samples) if samples else None
     for kind in KIND_COLUMNS:
         row[f"{kind}_method"] = joined(r.get(f"{kind}_method") for r in rows)
     row["gap_s"] = max(_num(r.get("gap_s")) for r in rows)
     _derived(row)
     row["status"], row["notes"] = _status_and_flags(group, shards)
+    if dropped:  # what the merge left out, and why
+        note = f"{len(dropped)} device shares left out: the same device as another rank's row (the lowest rank's kept)"
+        row["notes"] = ";".join(filter(None, [row["notes"], note]))
     return row, [dict(d, run=name) for d in kept]
 
 
