@@ -5,6 +5,10 @@ training. Whatever the tracker raises in a hook (a wrong call order, a full disk
 logged instead: the first as a warning, later ones at DEBUG, so a failure that repeats at every step
 does not flood the log. Measuring goes on where the tracker still can; what it could not measure is
 missing from the rows, and the warning says so.
+
+The exception is re-raised on a rank of a job whose callback makes collectives of its own (the
+Lightning callback under DDP, ``self._world > 1``): a rank that skipped one would leave the others
+waiting in it for good, and a failed rank ends the job through its launcher instead.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ def guarded(hook: Hook) -> Hook:
         try:
             return hook(self, *args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - the training must not die of its energy measurement
+            if getattr(self, "_world", 1) > 1:
+                raise
             first = not getattr(self, "_hook_failed", False)
             self._hook_failed = True
             logger.log(

@@ -19,6 +19,7 @@ except ImportError:  # only the older package name, pytorch_lightning, is instal
     from pytorch_lightning import Callback
 
 from integrations._distributed import Exchange, distributed, gather, placement
+from integrations._guard import guarded
 from integrations._metrics import PROGRESS_BAR_KEY, batch_size, epoch_metrics, progress_text, user_metrics
 from tracker import (
     COMPLETE,
@@ -171,6 +172,7 @@ class EnergyCallback(Callback):
         cfg = cfg.replace(measure=kinds, gpu_devices=gpus)
         return EnergyTracker(config=cfg, rank=rank, exchange=self._exchange, **hardware)
 
+    @guarded
     def _start(self, *_: Any) -> None:
         if self.tracker is None or self._running:
             return
@@ -180,6 +182,7 @@ class EnergyCallback(Callback):
         self._running = True
 
     @override
+    @guarded
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
         """Start measuring (at the first loop instead, for strategies that restore checkpoints late)."""
         if not trainer.strategy.restore_checkpoint_after_setup:
@@ -188,6 +191,7 @@ class EnergyCallback(Callback):
     on_sanity_check_start = on_train_start = _start
 
     @override
+    @guarded
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         """Write the open epoch and phases as ``interrupted`` and stop, making no collective."""
         if self._exchange is not None:
@@ -198,6 +202,7 @@ class EnergyCallback(Callback):
         self._release(INTERRUPTED)
 
     @override
+    @guarded
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         """Stop the sampler and finish the run directory (a later stage continues it)."""
         self._release()
@@ -226,6 +231,7 @@ class EnergyCallback(Callback):
         """Continue the checkpoint's run directory and totals once measuring starts."""
         self._state = state_dict.get("tracker") or None
 
+    @guarded
     def _begin(self, phase: str, trainer: Any, *_: Any) -> None:
         self._start()
         if self.tracker is None:
@@ -238,15 +244,17 @@ class EnergyCallback(Callback):
         self._open.append(phase)
         self._samples[phase] = 0
 
+    @guarded
     def _count(self, phase: str, batch: Any) -> None:
         if phase in self._samples:
             self._samples[phase] += batch_size(batch) or 0
 
+    @guarded
     def _end(self, phase: str, trainer: Any = None, *_: Any) -> bool:
         if phase not in self._open or self.tracker is None:
             return False
         if trainer is not None and self._open[-1] == phase:
-            self.tracker.log_metrics(user_metrics(trainer.callback_metrics))
+            self._log_user_metrics(trainer)  # a name epochs.csv refuses still lets the row close
         self._open.remove(phase)
         self._add_samples(sum(gather(self._world, self._samples.pop(phase, 0))))
         self.tracker.end()
@@ -258,6 +266,10 @@ class EnergyCallback(Callback):
         # the live preview of what is still open, which holds this rank's devices alone.
         return Summary.build(self.tracker.run_state()._replace(so_far=(), open=()))
 
+    @guarded
+    def _log_user_metrics(self, trainer: Any) -> None:
+        self.tracker.log_metrics(user_metrics(trainer.callback_metrics))
+
     def _add_samples(self, count: int) -> None:
         if count and self.tracker is not None:
             self.tracker.add_samples(count)
@@ -266,16 +278,19 @@ class EnergyCallback(Callback):
         return SANITY_CHECK if trainer.sanity_checking else VALIDATION
 
     @override
+    @guarded
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         """Open the epoch's row."""
         self._begin(TRAIN, trainer)
 
     @override
+    @guarded
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Count the batch's samples."""
         self._count(TRAIN, batch)
 
     @override
+    @guarded
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """Write the epoch's row and log its energy to the Trainer's loggers."""
         if self._end(TRAIN, trainer) and not trainer.barebones:
@@ -283,16 +298,19 @@ class EnergyCallback(Callback):
                 pl_module.log(key, value, sync_dist=True, reduce_fx="max")
 
     @override
+    @guarded
     def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
         """Open a ``validation`` (or ``sanity_check``) phase."""
         self._begin(self._evaluation(trainer), trainer)
 
     @override
+    @guarded
     def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, *_: Any) -> None:
         """Count the batch's samples."""
         self._count(self._evaluation(trainer), batch)
 
     @override
+    @guarded
     def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
         """Write the phase's row."""
         self._end(self._evaluation(trainer), trainer)
