@@ -9,7 +9,10 @@ import torch
 
 from tracker import EPOCH_COLUMNS, J_PER_KWH, Summary
 
-TRACKER_COLUMNS = frozenset(EPOCH_COLUMNS)
+# Names log_metrics refuses (a tracker column, the JSON column of late metrics, a formula's first
+# character): a Trainer's metric by such a name is written as user_<name>, never raised into training.
+TRACKER_COLUMNS = frozenset(EPOCH_COLUMNS) | {"more_metrics"}
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 PROGRESS_BAR_KEY = "CO2"  # the progress bar's entry: the run's CO2e so far, in units that move ("12.3 g")
 ENERGY_PREFIX = "energy/"
@@ -36,7 +39,7 @@ def user_metrics(callback_metrics: Mapping[str, Any]) -> dict[str, Any]:
         if key.startswith(ENERGY_PREFIX) or key == PROGRESS_BAR_KEY:
             continue
         number = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
-        found[f"user_{key}" if key in TRACKER_COLUMNS else key] = number
+        found[_column(str(key))] = number
     return found
 
 
@@ -51,3 +54,9 @@ def batch_size(batch: Any) -> int | None:
         return int(batch.shape[0]) if batch.dim() else 1
     items = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (list, tuple)) else ()
     return next((n for n in map(batch_size, items) if n is not None), None)
+
+
+def _column(key: str) -> str:
+    """A metric's column name: line breaks and NUL out, ``user_`` before a name ``log_metrics`` refuses."""
+    key = key.replace("\r", "_").replace("\n", "_").replace("\x00", "")
+    return f"user_{key}" if key in TRACKER_COLUMNS or key.startswith(FORMULA_STARTS) else key

@@ -73,6 +73,21 @@ def test_a_metric_name_that_would_break_or_arm_the_csv_is_refused(tmp_path, cloc
     assert repr(name) in str(caught.value) and "instead" in str(caught.value)
 
 
+def test_a_lightning_metric_by_a_refused_name_is_renamed_not_raised_into_training(tmp_path, clock):
+    from tests.test_lightning import ClockedModel, callback_for, only_run, trainer_for
+
+    class OddNames(ClockedModel):
+        def training_step(self, batch, batch_idx):
+            out = super().training_step(batch, batch_idx)
+            for name in ("-delta", "more_metrics", "loss"):
+                self.log(name, out["loss"], on_step=False, on_epoch=True)
+            return out
+
+    trainer_for(tmp_path, callback_for(clock), num_sanity_val_steps=0, max_epochs=1).fit(OddNames(clock))
+    (train,) = [r for r in only_run(tmp_path).epochs if r["phase"] == "train"]
+    assert train["user_-delta"] == train["user_more_metrics"] == train["loss"]
+
+
 def test_the_report_csv_neutralises_formulas_but_not_numbers(tmp_path, clock, capsys):
     make_run(tmp_path, clock, run_name="=SUM(1+1)", metrics=lambda e: {"note": "@SUM(1+1)", "delta": -1.5})
     assert cli.main(["report", "--format", "csv", str(tmp_path)]) == 0
