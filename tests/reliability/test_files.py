@@ -143,3 +143,22 @@ def test_a_late_new_metric_key_is_not_a_file_rewrite_and_reads_back(tmp_path, cl
     assert list(frame["loss"].dropna()) == [float(e) for e in range(160)]
     late = [json.loads(c) for c in frame["more_metrics"].dropna()]
     assert late == [{f"late_{e}": e} for e in range(150, 160)]
+
+
+def test_a_reopened_long_file_keeps_late_keys_in_the_json_column(tmp_path):
+    from tracker.logs.reader import read_csv_rows
+    from tracker.logs.writer import CsvLog
+
+    path = tmp_path / "epochs.csv"
+    first = CsvLog(path, ["run", "epoch"], more="more_metrics")
+    for epoch in range(120):
+        first.append({"run": "r", "epoch": epoch, "loss": 1.0})
+    inode = os.stat(path).st_ino
+    CsvLog(path, ["run", "epoch"], more="more_metrics").append({"run": "r", "epoch": 120, "loss": 1.0, "acc": 0.5})
+    assert os.stat(path).st_ino != inode  # the JSON column is added once, by one rewrite
+    inode = os.stat(path).st_ino
+    CsvLog(path, ["run", "epoch"], more="more_metrics").append({"run": "r", "epoch": 121, "f1": 0.25})
+    assert os.stat(path).st_ino == inode  # then never again
+    rows = read_csv_rows(path)
+    assert (rows[120]["acc"], rows[121]["f1"], rows[121]["loss"]) == (0.5, 0.25, None)
+    assert len(rows) == 122 and "more_metrics" not in rows[0]
