@@ -404,7 +404,7 @@ def test_real_nvml_counter_increases():
     try:
         assert sensors, absent
         first = [s.read() for s in sensors]
-        time.sleep(1.0)  # the counter updates about every 100 ms (MEASUREMENT.md 1.3)
+        time.sleep(1.0)  # the counter updates about every 100 ms (docs/measurement.md §1.3)
         second = [s.read() for s in sensors]
         for sensor, a, b in zip(sensors, first, second, strict=True):
             assert b.time_s > a.time_s

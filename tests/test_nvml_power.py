@@ -2,7 +2,7 @@
 
 The accuracy matrix is the issue's table (3 s epochs): every trace at every ``interval_s`` within 3 %
 per epoch, the band holding the truth. The fake GPUs sample like a Pascal card (a sample every 20 ms,
-each the mean of the last 10 ms; Yang et al., MEASUREMENT.md 1.2), at a phase drawn per test, each
+each the mean of the last 10 ms; Yang et al., docs/measurement.md §1.2), at a phase drawn per test, each
 sample anywhere in its 20 ms slot (a driver's timer is not locked to the training loop's rhythm).
 
 A driver exactly periodic beside a load exactly periodic can phase-lock with it: then every period
@@ -535,7 +535,7 @@ def test_real_sample_buffer_agrees_with_the_energy_counter():
         second = (sensors[0].read(), buffered.read())
         counter_j = second[0].energy_j - first[0].energy_j
         samples_j = second[1].energy_j - first[1].energy_j
-        assert samples_j == pytest.approx(counter_j, rel=0.15)  # two estimates of the same 5 s, MEASUREMENT 1.3
+        assert samples_j == pytest.approx(counter_j, rel=0.15)  # two estimates of the same 5 s (measurement.md §1.3)
     finally:
         for sensor in sensors:
             sensor.close()
@@ -543,7 +543,7 @@ def test_real_sample_buffer_agrees_with_the_energy_counter():
 
 @pytest.mark.gpu
 def test_real_power_reading_refresh_period_is_inferred():
-    # Yang et al. (MEASUREMENT.md 1.2): 20 ms before Volta, 100 ms on Turing, A100 and H100. Polled every 1 ms
+    # Yang et al. (docs/measurement.md §1.2): 20 ms before Volta, 100 ms on Turing, A100 and H100. Polled every 1 ms
     # for up to 5 s; an idle GPU's reading may not move at all, which is a skip, not a failure.
     pynvml = real_nvml()
     try:

@@ -25,3 +25,17 @@ def test_ci_runs_the_readme_test_command():
 
 def test_torch_is_pinned_in_the_constraints():
     assert "torch==2.13.0" in (ROOT / "constraints.txt").read_text().split()
+
+
+def test_no_file_cites_a_reference_outside_the_repository():
+    # The team's research notes are not shipped; the project's own notes with primary sources are docs/measurement.md.
+    cited = [
+        path.relative_to(ROOT)
+        for folder in ("tracker", "integrations", "tests", "bench", "examples", "docs")
+        for path in (ROOT / folder).rglob("*")
+        if path.suffix in (".py", ".md") and path != Path(__file__)
+        if "MEASUREMENT" in path.read_text(encoding="utf-8")
+    ]
+    assert cited == []
+    assert "MEASUREMENT" not in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "MEASUREMENT" not in (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")

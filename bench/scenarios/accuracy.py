@@ -43,7 +43,7 @@ TABLE_SIZES = {
     "quick": {"epochs": 3, "epoch_s": 3.0, "gap_s": 0.0},
     "full": {"epochs": 6, "epoch_s": 3.0, "gap_s": 0.0},
 }
-# A Pascal card's driver (Yang et al., MEASUREMENT.md 1.2): power refreshed every 20 ms, each refresh the
+# A Pascal card's driver (Yang et al., docs/measurement.md §1.2): power refreshed every 20 ms, each refresh the
 # mean of the 10 ms before it, anywhere in its slot (not in step with the load); BUFFER also keeps them.
 DRIVER = {"power_update_s": 0.02, "power_window_s": 0.01, "sample_jitter_s": 0.02}
 BUFFER = {**DRIVER, "sample_period_s": 0.02, "sample_window_s": 0.01}

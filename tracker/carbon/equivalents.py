@@ -45,7 +45,7 @@ class Equivalent(NamedTuple):
     source: str
 
 
-# Factors from MEASUREMENT.md §6; energy-based first, since energy is the location-independent quantity.
+# Factors from docs/measurement.md §6; energy-based first, since energy is the location-independent quantity.
 EQUIVALENTS: tuple[EquivalentFactor, ...] = (
     EquivalentFactor(
         "smartphone charges",

@@ -44,7 +44,7 @@ MIN_INTERVAL_S = 0.01
 MAX_INTERVAL_S = 3600.0
 # The default intervals. Counters lose nothing between reads, so 1 s suffices. Polled power on a
 # bursty load errs by about ΔP·h/√12 per transition (see tests/test_accuracy.py): 0.05 s keeps a
-# 60 s epoch of a 50↔350 W, 0.3 s square wave within ~2.5 % at 3σ, where MEASUREMENT §7.2's 0.1 s gives ~5 %.
+# 60 s epoch of a 50↔350 W, 0.3 s square wave within ~2.5 % at 3σ, where docs/measurement.md §7's 0.1 s gives ~5 %.
 COUNTER_INTERVAL_S = 1.0
 POLLED_INTERVAL_S = 0.05
 # A read this slow is a driver hung in the kernel, not a busy interpreter holding the GIL: it is warned.

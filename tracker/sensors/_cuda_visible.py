@@ -1,6 +1,6 @@
 """Which GPUs a process sees: ``CUDA_VISIBLE_DEVICES`` and ``devices=`` resolved against NVML's list.
 
-NVML numbers every GPU of the machine and ignores ``CUDA_VISIBLE_DEVICES`` (MEASUREMENT.md 2.3),
+NVML numbers every GPU of the machine and ignores ``CUDA_VISIBLE_DEVICES`` (docs/measurement.md §2),
 so :mod:`tracker.sensors.nvml` enumerates all GPUs and these functions pick the ones CUDA shows,
 renumbered by logical CUDA index: NVML indices, ``GPU-`` UUIDs or unique prefixes of them, and
 ``MIG-`` UUIDs, which resolve to their parent GPU. An entry that matches no GPU, or several, is a
@@ -26,7 +26,7 @@ class Gpu(NamedTuple):
 
 
 def visible_gpus(nvml: Any, gpus: list[Gpu], spec: str | None) -> list[Gpu]:
-    """The GPUs CUDA shows this process, by logical index (NVML ignores CUDA_VISIBLE_DEVICES: MEASUREMENT.md 2.3)."""
+    """The GPUs CUDA shows this process, by logical index (NVML ignores CUDA_VISIBLE_DEVICES: measurement.md §2)."""
     if spec is None:
         return gpus
     visible: list[Gpu] = []

@@ -165,7 +165,7 @@ class UpdatePeriod:
     """How often a driver refreshes a polled power reading, inferred from the polls; how often to poll it, s.
 
     A driver refreshes its power reading every ``τ`` (20 ms before Volta, 100 ms on A100 and H100;
-    MEASUREMENT.md 1.2) and a read in between returns the newest refresh, so polling faster than
+    docs/measurement.md §1.2) and a read in between returns the newest refresh, so polling faster than
     ``τ`` only adds cost, and polling slower misses refreshes. As Zeus's power monitor does, ``τ``
     is the shortest time seen between two changes of the reading (each change is a refresh), and
     the reading is polled at half of it (no refresh is seen late by more than ``τ/2``), within

@@ -19,7 +19,7 @@ method                    band         why
 ``tdp_estimate``          ±40 %        Fischer 2025 (arXiv:2509.22092): TDP models err up to 40 %
 ``tdp_user``              ±40 %        the same model with the user's TDP
 ``tdp_default``           ×0.5 – ×2    unknown CPU: a per-thread default, wider still
-``ram_model``/``ram_user``×0.5 – ×2    published models span 0.08–0.375 W/GB (MEASUREMENT §3.3)
+``ram_model``/``ram_user``×0.5 – ×2    published models span 0.08–0.375 W/GB (docs/measurement.md §3.3)
 anything else             ×0.5 – ×2    an unknown method is treated as an estimate
 ========================  ===========  ======================================================
 """

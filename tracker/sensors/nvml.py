@@ -101,7 +101,7 @@ class NvmlSensor:
     is a reset (``counter_range_j=None``). ``power_samples`` and ``power_average`` report a counter
     built from power (:mod:`tracker.sensors._power_integrals`) with its ``energy_error_j``.
     ``power_w`` is board power in W: a cross-check beside the counter (``None`` if that read fails),
-    the measurement when polling. MIG: NVML has no power per instance (MEASUREMENT.md 1.7), so the
+    the measurement when polling. MIG: NVML has no power per instance (docs/measurement.md §1.4), so the
     whole parent GPU is measured, once.
 
     Args:

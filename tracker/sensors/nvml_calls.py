@@ -32,7 +32,7 @@ _UNAVAILABLE = ("NOT_SUPPORTED", "FUNCTION_NOT_FOUND", "LIBRARY_NOT_FOUND", "DRI
 
 
 def _codes(nvml: Any, names: Sequence[str]) -> set[int]:
-    # hasattr: old bindings lack some codes (MEASUREMENT.md 1.8: feature-detect, never assume).
+    # hasattr: old bindings lack some codes (docs/measurement.md §1.5: feature-detect, never assume).
     return {getattr(nvml, f"NVML_ERROR_{name}") for name in names if hasattr(nvml, f"NVML_ERROR_{name}")}
 
 

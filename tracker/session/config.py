@@ -106,7 +106,7 @@ class Options:
 
 
 # Plausible magnitudes, W: a machine's CPUs at full load (8 sockets of 400 W fit), and its RAM (2 TB at the
-# highest published 0.375 W/GB is 750 W; MEASUREMENT §3.3).
+# highest published 0.375 W/GB is 750 W; docs/measurement.md §3.3).
 WATTS_RANGE = {"cpu_tdp_w": (1.0, 4000.0), "ram_w": (0.1, 1000.0)}
 # A run directory's name: a file name in every file system (255 bytes), with room for the "-999" suffix.
 MAX_RUN_NAME_BYTES = 200

@@ -236,7 +236,7 @@ class FakeGpu(NamedTuple):
         power_update_s: the driver refreshes its power readings (``nvmlDeviceGetPowerUsage`` and the
             ``NVML_FI_DEV_POWER_*`` fields) every this many seconds, and a read returns the newest refresh:
             0.02 with ``power_window_s`` 0.01 is a Kepler/Maxwell/Pascal/Volta card, the GPUs without an
-            energy counter (Yang et al. SC'24, MEASUREMENT.md 1.2; A100 and H100: 0.1 and 0.025). The
+            energy counter (Yang et al. SC'24, docs/measurement.md §1.2; A100 and H100: 0.1 and 0.025). The
             refreshes follow ``sample_phase_s`` and ``sample_jitter_s``. 0: every read returns the trace at
             the moment of the call (a continuous reading, as no driver has).
         power_window_s: each refresh of the instantaneous reading is the mean power over this trailing
@@ -474,7 +474,7 @@ class FakeNvml(PynvmlNames):
         if not isinstance(handle, _Handle) or not 0 <= handle.gpu < len(self.gpus):
             raise NVMLError(CONSTANTS["NVML_ERROR_INVALID_ARGUMENT"])
         if handle.mig is not None and not mig_ok:
-            # NVML reports power and energy for the whole GPU, not per MIG instance (MEASUREMENT.md 1.7);
+            # NVML reports power and energy for the whole GPU, not per MIG instance (docs/measurement.md §1.4);
             # what a MIG handle answers is unverified, so the fake takes the stricter NOT_SUPPORTED.
             raise NVMLError(CONSTANTS["NVML_ERROR_NOT_SUPPORTED"])
         return self.gpus[handle.gpu]
