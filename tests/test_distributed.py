@@ -175,11 +175,15 @@ def test_a_rank_killed_mid_epoch_hangs_no_one_and_the_rows_count_its_epoch_so_fa
     assert [d["rank"] for d in rows_of(run, 0) if d["kind"] == "gpu"] == [0, 1]
     # rank 1 died in epoch 1: that epoch counts its GPU up to its last heartbeat, and says so
     shard = next(p for p in (run.path / "ranks").iterdir() if p.name.endswith("-r1"))
-    (beat,) = [r for r in json.loads((shard / "heartbeat.json").read_text())["open"] if r["phase"] == "train"]
+    # the first reader wrote its heartbeat's open epoch back into its shard's epochs.csv, and removed the heartbeat
+    assert not (shard / "heartbeat.json").exists()
+    (beat,) = [r for r in load_run(shard).epochs if r["phase"] == "train" and r["status"] == "interrupted"]
     rank0_j = [d["energy_kwh"] * 3.6e6 for d in rows_of(run, 1) if d["kind"] == "gpu"]
     assert [d["rank"] for d in rows_of(run, 1) if d["kind"] == "gpu"] == [0]  # a heartbeat has no device rows
     assert train[1]["gpu_kwh"] * 3.6e6 == pytest.approx(rank0_j[0] + beat["gpu_kwh"] * 3.6e6, rel=1e-9)
-    assert (train[1]["status"], train[1]["samples"]) == ("interrupted", 8)
+    # both ranks' declared samples: rank 1's interrupted row, now in its shard's epochs.csv, declares its 8 as
+    # an interrupted row of a single run does
+    assert (train[1]["status"], train[1]["samples"]) == ("interrupted", 16)
     assert "r1: killed: the energy up to the last heartbeat" in train[1]["notes"]
     assert train[1]["energy_kwh_high"] >= train[1]["energy_kwh"] >= train[1]["energy_kwh_low"]
     # its GPU's steady 150 W over the epoch's time so far, and no more than it drew from start() to its kill

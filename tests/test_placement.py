@@ -267,7 +267,7 @@ def test_a_rank_stopping_while_another_merges_leaves_a_mark_and_the_merge_is_don
     # no rank's stop waits behind the others' merges; the rank that merges merges again for the latecomer
     import fcntl
 
-    from tracker.logs.writer import write_job
+    from tracker.logs.jobfiles import write_job
 
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "marks")
     for name, value in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}.items():

@@ -17,12 +17,14 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.reliability.test_kills import launch, printed, run_dir_of, wait_for_line
 from tracker import cli, load_run, load_runs
 from tracker.energy import J_PER_KWH
 from tracker.logs import liveness
+from tracker.report import render as report
 from tracker.testing import FakeClock
 
 GPU_W, CPU_W = 250.0, 25.0  # train_script.py's fake sensors
@@ -63,6 +65,38 @@ def test_a_run_killed_mid_epoch_reads_back_as_killed_with_the_epoch_so_far(tmp_p
     assert row["energy_kwh"] * J_PER_KWH == pytest.approx((GPU_W + CPU_W) * row["duration_s"], rel=0.1)
     assert cli.main(["report", str(tmp_path)]) == 0
     assert "killed" in capsys.readouterr().out
+
+
+READ_BACK = """
+import sys
+from tracker import load_run
+run = load_run(sys.argv[1])
+print(sum(r["status"] == "interrupted" for r in run.epochs))
+"""
+
+
+def test_the_first_reader_writes_the_killed_epoch_back_once_and_every_reader_agrees(tmp_path):
+    process = launch(tmp_path, "--epoch-s", "60")
+    wait_for_line(process, "begin 0")
+    run_dir = run_dir_of(tmp_path, process)
+    wait_for_heartbeat_inside(run_dir, 0)
+    process.kill()
+    process.communicate(timeout=60)
+    assert not (run_dir / "epochs.csv").exists()  # killed in its first epoch: no row yet
+    # Four readers at once, in processes of their own: one writes the row back, none twice.
+    readers = [subprocess.Popen([sys.executable, "-c", READ_BACK, str(run_dir)], stdout=subprocess.PIPE, text=True)
+               for _ in range(4)]  # fmt: skip
+    assert [int(r.communicate(timeout=60)[0]) for r in readers] == [1, 1, 1, 1]
+    table = pd.read_csv(run_dir / "epochs.csv")  # what the README recommends now holds it, with its band
+    (row,) = table[table["status"] == "interrupted"].to_dict("records")
+    assert row["epoch"] == 0 and "heartbeat" in row["notes"]
+    assert 0 < row["energy_kwh_low"] <= row["energy_kwh"] <= row["energy_kwh_high"]
+    assert not (run_dir / liveness.HEARTBEAT_JSON).exists()
+    run = load_run(run_dir)
+    assert run.info["status"] == "killed" and len(run.epochs) == len(table)
+    (summary,) = report.load_summaries([str(run_dir)])
+    assert summary.totals.energy_kwh_low == pytest.approx(table["energy_kwh_low"].sum(), rel=1e-12)
+    assert summary.totals.energy_kwh_high == pytest.approx(table["energy_kwh_high"].sum(), rel=1e-12)
 
 
 def test_a_running_run_whose_process_lives_stays_running(tmp_path):

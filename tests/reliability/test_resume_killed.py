@@ -67,7 +67,9 @@ def test_a_second_resume_recovers_nothing_twice(tmp_path):
         wait_for_heartbeat_inside(run_dir, 0)
         again.kill()
         again.communicate(timeout=60)
-    run = load_run(run_dir)  # the last kill is recovered by the reader, the two before on resume
+    assert (whole_csv(run_dir / "epochs.csv")["status"] == "interrupted").sum() == 2  # the two before, on resume
+    run = load_run(run_dir)  # the last kill is recovered by the reader, and written back by it
     starts = [r["start_utc"] for r in run.epochs if r["status"] == "interrupted"]
     assert len(starts) == len(set(starts)) == 3  # three killed tries of epoch 0, each once
-    assert (whole_csv(run_dir / "epochs.csv")["status"] == "interrupted").sum() == 2
+    assert (whole_csv(run_dir / "epochs.csv")["status"] == "interrupted").sum() == 3
+    assert len(load_run(run_dir).epochs) == len(run.epochs)  # read again: nothing written twice

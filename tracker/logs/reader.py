@@ -16,6 +16,7 @@ read (``Runs.skipped``) instead of failing.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import logging
@@ -38,6 +39,7 @@ from tracker.logs.schema import (
     EpochRecord,
 )
 
+RECOVERY_LOCK = ".recovery.lock"  # held while a killed run's open rows are written back (write_back_killed)
 UNREADABLE = "\ufffd"  # what undecodable bytes (and NUL) read as
 
 logger = logging.getLogger(__name__)
@@ -307,7 +309,7 @@ def read_shard(run_dir: Path) -> merge.Shard:
     """
     epochs = read_csv(run_dir / EPOCHS_CSV, EPOCH_TYPES)[0]
     shard = merge.Shard(run_dir.name, _read_info(run_dir), epochs, read_csv(run_dir / DEVICES_CSV, DEVICE_TYPES)[0])
-    _recover_killed(run_dir, shard.info, shard.epochs)
+    _recover(run_dir, shard.info, shard.epochs)
     return shard
 
 
@@ -361,7 +363,7 @@ def load_run(path: str | os.PathLike[str]) -> Run:
     devices, torn_devices = read_csv(run_dir / DEVICES_CSV, DEVICE_TYPES)
     skipped = {name: n for name, n in ((EPOCHS_CSV, torn_epochs), (DEVICES_CSV, torn_devices)) if n}
     run = Run(run_dir, _read_info(run_dir), epochs, devices, skipped)
-    run.open = _recover_killed(run_dir, run.info, run.epochs)
+    run.open = _recover(run_dir, run.info, run.epochs)
     return run
 
 
@@ -375,6 +377,43 @@ def killed_rows(run_dir: Path) -> list[dict[str, Any]]:
     written = len(epochs)
     _recover_killed(run_dir, info, epochs)
     return epochs[written:]
+
+
+def write_back_killed(run_dir: Path) -> list[dict[str, Any]]:
+    """Append a killed run's open rows (:func:`killed_rows`) to its ``epochs.csv``, once; returns the rows written.
+
+    The one recovery of a killed run: every reader that finds the run dead (:func:`load_run`, a job's
+    shards) and a resumed run before it appends (:mod:`tracker.session.resume`) call it. Under an
+    exclusive ``flock`` on ``run_dir/.recovery.lock`` (released by the kernel if the holder dies) the
+    rows are worked out again from the files on disk, appended in one write, and the heartbeat removed
+    (:meth:`~tracker.logs.writer.RunWriter.write_recovered`); a second reader, or one after a kill between
+    the write and the removal, finds them on disk and writes nothing. ``pandas.read_csv`` then holds them,
+    ``interrupted``, with their band and a note saying they come from the heartbeat. A directory that
+    cannot be written is left as it is (readers still show the rows).
+    """
+    from tracker.logs.writer import RunWriter  # the reader writes only for a killed run
+
+    try:
+        fd = os.open(run_dir / RECOVERY_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return []  # a read-only directory: the rows stay the reader's own
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        rows = killed_rows(run_dir)
+        if rows:
+            RunWriter(run_dir).write_recovered(rows)
+        return rows
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _recover(run_dir: Path, info: dict[str, Any], epochs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`_recover_killed`, and the recovered rows written back (:func:`write_back_killed`) when it found some."""
+    written = len(epochs)
+    still_open = _recover_killed(run_dir, info, epochs)
+    if len(epochs) > written:
+        write_back_killed(run_dir)
+    return still_open
 
 
 def _recover_killed(run_dir: Path, info: dict[str, Any], epochs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -22,8 +22,9 @@ from tracker.energy import joined
 from tracker.errors import ConfigurationError, UsageError
 from tracker.logs import liveness
 from tracker.logs.follow import JobFollower
+from tracker.logs.jobfiles import write_job
 from tracker.logs.schema import COMPLETE, INTERRUPTED, SHARDS_DIR
-from tracker.logs.writer import RunWriter, check_log_dir, new_run_dir, write_job
+from tracker.logs.writer import RunWriter, check_log_dir, new_run_dir
 from tracker.measure.sampler import MANUAL, default_interval_s
 from tracker.sensors import CPU, GPU, RAM, Discovery, Reading
 from tracker.sensors.discovery import discover
@@ -181,9 +182,9 @@ class EnergyTracker:
             self.run_dir = resuming.reopen(self._resume) or self._new_run_dir(self._log_dir)
             if self._sharded and self.run_dir.parent.name == SHARDS_DIR:  # a resumed shard keeps its job
                 self.job_dir = self.run_dir.parent.parent
+            if self._resume is not None:  # before this writer reads epochs.csv's rows and header
+                resuming.recover_killed(self.run_dir)
             self._writer = RunWriter(self.run_dir, power_trace=self.config.power_trace)
-            if self._resume is not None:
-                resuming.recover_killed(self.run_dir, self._writer)
         totals, elapsed_s, self._timeline.steps = resuming.continued_totals(self._resume, self.run_dir)
         run = self.job_dir.name if self.job_dir else self.run_dir.name if self.run_dir else self.config.run_name
         self._rows = RowBuilder(self.config, run or "", totals)

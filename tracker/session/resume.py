@@ -23,7 +23,6 @@ from tracker.energy import joules_to_kwh
 from tracker.errors import ConfigurationError
 from tracker.logs.schema import EPOCH_TYPES, EPOCHS_CSV
 from tracker.logs.totals import Totals
-from tracker.logs.writer import RunWriter
 from tracker.sensors import CPU, GPU, RAM
 
 logger = logging.getLogger(__name__)
@@ -129,17 +128,17 @@ def continued_totals(state: Mapping[str, Any] | None, run_dir: Path | None) -> t
     return totals_from_state(state), float(state["elapsed_s"]), steps
 
 
-def recover_killed(run_dir: Path, writer: RunWriter) -> None:
+def recover_killed(run_dir: Path) -> None:
     """Write back the open rows of the killed process that last wrote ``run_dir``, once, before this one appends.
 
-    They are the reader's rows for a killed run (``interrupted``, their ``notes`` saying they end at the
-    last heartbeat), appended in one write; the heartbeat is removed after. Nothing when the run ended
-    (``stop()`` removed its heartbeat) or its process still lives.
+    The reader's one recovery (:func:`tracker.logs.reader.write_back_killed`): the rows a reader shows
+    for a killed run (``interrupted``, their ``notes`` saying they end at the last heartbeat), appended in
+    one write under its lock, the heartbeat removed after. Nothing when the run ended (``stop()``
+    removed its heartbeat), a reader already wrote them back, or its process still lives.
     """
-    from tracker.logs.reader import killed_rows  # the reader only for a resumed run
+    from tracker.logs.reader import write_back_killed  # the reader only for a resumed run
 
-    rows = killed_rows(run_dir)
+    rows = write_back_killed(run_dir)
     if rows:
-        writer.write_recovered(rows)
         kwh = sum(float(r.get("energy_kwh") or 0.0) for r in rows)
         logger.info("energy-tracker: %s: the killed run's open rows (%.4g kWh) written back, interrupted", run_dir, kwh)
