@@ -328,6 +328,28 @@ def test_run_json_records_framework_carbon_data_and_driver_versions(tmp_path, cl
     assert versions["nvidia-driver"] == "550.54"
 
 
+def test_installed_versions_agree_with_importlib_metadata(tmp_path):
+    import sys
+    from importlib import metadata
+
+    from tracker.session.summary import VERSIONED, installed_versions
+
+    site = tmp_path / "site"
+    (site / "Shadow_Pkg-2.0.dist-info").mkdir(parents=True)
+    (site / "Shadow_Pkg-2.0.dist-info" / "METADATA").write_text("Name: shadow-pkg\nVersion: 2.0\n\nVersion: 9\n")
+    (site / "old.pkg-1.5-py3.11.egg-info").mkdir()
+    (site / "old.pkg-1.5-py3.11.egg-info" / "PKG-INFO").write_text("Metadata-Version: 1.0\nVersion: 1.5\n")
+    path = (str(site), *sys.path)
+    names = (*VERSIONED, "psutil", "shadow-pkg", "OLD_PKG", "not-installed-anywhere")
+    expected = {}
+    for name in names:
+        found = list(metadata.distributions(name=name, path=list(path)))
+        if found:
+            expected[name] = found[0].version
+    assert dict(installed_versions(names, path)) == expected
+    assert expected["shadow-pkg"] == "2.0" and expected["OLD_PKG"] == "1.5" and "torch" in expected
+
+
 def test_devices_csv_names_the_model_and_never_shows_a_peak_below_the_mean(tmp_path, clock):
     from tracker.session.rows import _peak
 
@@ -338,13 +360,3 @@ def test_devices_csv_names_the_model_and_never_shows_a_peak_below_the_mean(tmp_p
     header = (energy.run_dir / "devices.csv").read_text().splitlines()[0].split(",")
     assert "model" in header and "device" not in header
     assert _peak(250.0, 300.0) is None and _peak(350.0, 300.0) == 350.0
-
-
-def test_installed_versions_are_those_importlib_metadata_gives():
-    from importlib import metadata
-
-    from tracker.session.summary import VERSIONED, installed_versions
-
-    found = dict(installed_versions((*VERSIONED, "psutil", "not-installed-anywhere")))
-    assert {"torch", "psutil"} <= set(found) and "not-installed-anywhere" not in found
-    assert found == {name: metadata.version(name) for name in found}

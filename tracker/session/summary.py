@@ -7,6 +7,7 @@ reads the tracker itself.
 import functools
 import logging
 import os
+import re
 import sys
 from typing import Any, NamedTuple
 
@@ -295,12 +296,11 @@ VERSIONED = ("torch", "lightning", "pytorch-lightning", "transformers", "codecar
 def versions(state: RunState, own: str) -> dict[str, str]:
     """Versions of this package, Python, the frameworks, the carbon data and the GPU driver.
 
-    Read from the installed distributions' metadata (:mod:`importlib.metadata`), so nothing (torch included)
-    is imported.
+    Read from the installed distributions' metadata, so nothing (torch included) is imported.
     ``codecarbon`` is the carbon data's version (its bundled files); ``nvidia-driver`` comes from NVML.
     """
     found = {"training-energy-tracker": own, "python": sys.version.split()[0]}
-    found.update(installed_versions(VERSIONED))
+    found.update(installed_versions(VERSIONED, tuple(sys.path)))
     infos = [s.get("info") or {} for s in state.sensors]
     drivers = {str(info["driver_version"]) for info in infos if info.get("driver_version")}
     if drivers:
@@ -308,31 +308,57 @@ def versions(state: RunState, own: str) -> dict[str, str]:
     return found
 
 
-@functools.cache
-def installed_versions(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
-    """``(name, version)`` of each distribution of ``names`` installed, in that order; looked up once per process.
+@functools.lru_cache(maxsize=4)
+def installed_versions(names: tuple[str, ...], path: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The version of each distribution in ``names`` installed on ``path``, once per process.
 
-    Found by :mod:`importlib.metadata`; the version is the ``Version`` header of the distribution's
-    metadata file, read without parsing its long description (``metadata.version`` parses it all:
-    ~10 ms for lightning's 45 kB).
+    What ``importlib.metadata.version`` answers (the first ``*.dist-info``/``*.egg-info`` directory
+    of that name along ``sys.path``, its ``Version`` header) without importing ``importlib.metadata``:
+    after ``import torch`` both cost ~1 ms, but in an interpreter that has not imported it (a script
+    without torch, the bench's worker) its import costs ~22 ms of CPU, which took construct + start +
+    stop from ~23 to ~45 ms, past the 30 ms goal (bench/README.md, 2026-12-06). Distributions not found
+    are left out; the others come in the order of ``names``, as ``(name, version)`` pairs.
     """
-    from importlib import metadata
+    wanted = {_normalise(name): name for name in names}
+    found: dict[str, str] = {}
+    for root in path:
+        for entry in _listdir(root or "."):
+            stem, dot, suffix = entry.rpartition(".")
+            if not dot or suffix.lower() not in ("dist-info", "egg-info"):
+                continue
+            name = wanted.get(_normalise(stem.partition("-")[0]))
+            if name and name not in found:
+                version = _version_header(os.path.join(root or ".", entry), suffix.lower())
+                if version is not None:
+                    found[name] = version
+    return tuple((name, found[name]) for name in names if name in found)
 
-    found = []
-    for name in names:
-        try:
-            distribution = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
-            continue
-        headers = (distribution.read_text("METADATA") or distribution.read_text("PKG-INFO") or "").split("\n\n")[0]
-        version = [
-            value.strip()
-            for key, _, value in (line.partition(":") for line in headers.splitlines())
-            if key == "Version"
-        ]
-        if version:
-            found.append((name, version[0]))
-    return tuple(found)
+
+def _normalise(name: str) -> str:
+    # As importlib.metadata's Prepared.normalize: runs of '-', '_', '.' are one '_', case folded.
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def _listdir(root: str) -> list[str]:
+    try:
+        return sorted(os.listdir(root)) if os.path.isdir(root) else []
+    except OSError:
+        return []
+
+
+def _version_header(directory: str, suffix: str) -> str | None:
+    """The ``Version:`` header of a ``METADATA`` (``dist-info``) or ``PKG-INFO`` (``egg-info``) file."""
+    try:
+        with open(os.path.join(directory, "METADATA" if suffix == "dist-info" else "PKG-INFO"), encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                if key.strip().lower() == "version":
+                    return value.strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
 
 
 def _platform() -> str:
