@@ -7,12 +7,11 @@ from typing import Any
 
 import torch
 
-from tracker import EPOCH_COLUMNS, J_PER_KWH, Summary
+from tracker import EPOCH_COLUMNS, FORMULA_STARTS, J_PER_KWH, MORE_METRICS, Summary
 
 # Names log_metrics refuses (a tracker column, the JSON column of late metrics, a formula's first
 # character): a Trainer's metric by such a name is written as user_<name>, never raised into training.
-TRACKER_COLUMNS = frozenset(EPOCH_COLUMNS) | {"more_metrics"}
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+TRACKER_COLUMNS = frozenset(EPOCH_COLUMNS) | {MORE_METRICS}
 
 PROGRESS_BAR_KEY = "CO2"  # the progress bar's entry: the run's CO2e so far, in units that move ("12.3 g")
 ENERGY_PREFIX = "energy/"

@@ -29,6 +29,8 @@ _EXPORTS = {
     "EpochRecord": "tracker.logs.schema",
     "DeviceRecord": "tracker.logs.schema",
     "EPOCH_COLUMNS": "tracker.logs.schema",
+    "MORE_METRICS": "tracker.logs.schema",
+    "FORMULA_STARTS": "tracker.logs.schema",
     "COMPLETE": "tracker.logs.schema",
     "INTERRUPTED": "tracker.logs.schema",
     "TRAIN": "tracker.logs.schema",
