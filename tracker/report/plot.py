@@ -1,14 +1,22 @@
-"""A figure for a paper, single-column wide: energy per epoch by component, and cumulative CO2e with its band.
+"""A figure for a paper, single-column wide and of one size whatever the run count.
 
 Needs matplotlib (the ``plot`` extra), imported only when a figure is drawn, on the ``Agg`` backend.
 
-- One panel per run (up to :data:`MAX_ENERGY_PANELS`, all on the same y scale): the energy of
-  each epoch as stacked bars of GPU, CPU and RAM. "The energy of an epoch" is the sum of the
-  ``epochs.csv`` rows carrying its number (training and the validation inside it), as the
-  Lightning callback logs it; energy outside every epoch (setup, between epochs) is not in the
-  bars, it is in the cumulative CO2e. More runs share one panel: each run's total per epoch.
+- Energy per epoch, stacked by component (GPU, CPU, RAM), one small panel per run in a grid of
+  up to two columns (1 to 8 runs and more), every panel on the same y and x scales, so the
+  components stay visible at any run count. "The energy of an epoch" is the sum of the
+  ``epochs.csv`` rows carrying its number (training and the validation inside it, an epoch cut
+  into rows by steps), as the Lightning callback logs it; energy outside every epoch (setup,
+  between epochs) is not in the bars, it is in the cumulative CO2e.
 - One panel for every run overlaid: cumulative CO2e at the end of each epoch, shaded between its
-  low and high bounds.
+  low and high bounds. Runs on different grids are drawn with one line style per grid, each named
+  in the legend with its intensity, and the panel's title says the grids differ.
+
+Run names are shortened for the panels and the legend: the part every name shares is dropped
+(``20261206T130100Z-vm-12737`` and ``20261206T130412Z-vm-12811`` become ``0100Z-vm-12737`` and
+``0412Z-vm-12811``) and what is left is cut to :data:`NAME_CHARS` characters. The legend of
+components lists only those measured (or estimated) in some run. An epoch axis shows whole epochs
+(a one-epoch run: the tick ``0``, not ``-0.3 ... 0.3``).
 
 Units follow :mod:`tracker.units` (one scaled unit per axis, the one the text uses); legends use
 plain words ("GPU (measured)", "CPU (estimated)"); ticks are thinned so 3 and 300 epochs both read.
@@ -28,10 +36,12 @@ from tracker.sensors import methods as registry
 from tracker.sensors.methods import ABSENT
 
 INSTALL_HINT = "pip install 'training-energy-tracker[plot]'"
-WIDTH_IN = 3.5  # one column of a two-column paper
-ENERGY_PANEL_IN, CO2_PANEL_IN, LEGENDS_IN = 1.15, 1.6, 0.75
-MAX_ENERGY_PANELS = 4
-FONT_PT = 7.5
+WIDTH_IN, HEIGHT_IN = 3.5, 4.2  # one column of a two-column paper, whatever the run count
+ENERGY_SHARE = 0.55  # of the height, for the energy panels
+NAME_CHARS = 16  # a run's name in a panel title or the legend
+LINE_STYLES = ("-", "--", ":", "-.")  # one per grid, when the runs differ in grid
+SEPARATORS = "-_.T "  # where a shared part of run names may be cut (T: an ISO 8601 date and time)
+FONT_PT = 7.0
 COLOURS = {"gpu": "#4c72b0", "cpu": "#dd8452", "ram": "#55a868"}
 
 
@@ -87,46 +97,80 @@ def component_label(s: Sequence[RunSummary], kind: str) -> str:
     return f"{kind.upper()} ({' and '.join(sorted(how, reverse=True))})" if how else kind.upper()
 
 
+def short_names(names: Sequence[str], limit: int = 0) -> list[str]:
+    """``names`` without the start and end they all share (cut at a ``-``, ``_``, ``.`` or ``T``), each ``limit`` chars.
+
+    ``20261206T130100Z-vm-12737`` and ``20261206T130412Z-vm-12737`` become ``130100Z`` and ``130412Z``.
+    """
+    limit = limit or NAME_CHARS
+    if len(names) > 1 and max(len(n) for n in names) > limit:
+        start = _at_separator(os.path.commonprefix(list(names)), from_end=False)
+        end = _at_separator(os.path.commonprefix([n[::-1] for n in names])[::-1], from_end=True)
+        cut = [n[len(start) : len(n) - len(end)] for n in names]
+        names = cut if all(cut) and len(set(cut)) == len(cut) else names
+    return [n if len(n) <= limit else n[: limit - 1] + "…" for n in names]
+
+
+def _at_separator(shared: str, from_end: bool) -> str:
+    """The part of a shared start (or end) up to its last (or from its first) separator, separator included."""
+    marks = [i for i, c in enumerate(shared) if c in SEPARATORS]
+    if not marks:
+        return ""
+    return shared[marks[0] :] if from_end else shared[: marks[-1] + 1]
+
+
+def measured_kinds(summaries: Sequence[RunSummary]) -> list[str]:
+    """The components some run measured or estimated (``absent`` in every run: left out of the legend)."""
+    return [k for k in COMPONENTS if any(m != ABSENT for s in summaries for m in s.methods[k].split("+"))]
+
+
+def grids_differ(summaries: Sequence[RunSummary]) -> bool:
+    """Whether the runs used different grids (intensity compared as printed, or another place)."""
+    return len({_grid_label(s) for s in summaries}) > 1
+
+
+def _grid_label(s: RunSummary) -> str:
+    grid = s.recosted if s.recosted and s.recosted.get("g_per_kwh") is not None else s.intensity
+    return f"{units.number(grid.get('g_per_kwh'))} g/kWh"
+
+
 def figure(summaries: Sequence[RunSummary]) -> Any:
     """The figure of ``summaries`` (a matplotlib ``Figure``; the caller closes it)."""
     plt = pyplot()
     plt.rcParams.update({"font.size": FONT_PT, "axes.titlesize": FONT_PT, "legend.fontsize": FONT_PT - 0.5})
-    panels = len(summaries) if len(summaries) <= MAX_ENERGY_PANELS else 1
-    heights = [ENERGY_PANEL_IN] * panels + [CO2_PANEL_IN]
-    fig, axes = plt.subplots(
-        panels + 1,
-        1,
-        figsize=(WIDTH_IN, sum(heights) + LEGENDS_IN),
-        height_ratios=heights,
-        layout="constrained",
-        sharex=True,
-    )
-    for ax in axes[1:panels]:
-        ax.sharey(axes[0])  # every run's energy on one scale
+    n = max(len(summaries), 1)
+    cols = 1 if n == 1 else 2
+    rows = -(-n // cols)
+    fig = plt.figure(figsize=(WIDTH_IN, HEIGHT_IN), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[ENERGY_SHARE, 1 - ENERGY_SHARE])
+    axes = top.subplots(rows, cols, sharex=True, sharey=True, squeeze=False).ravel()
     data = [epoch_energy(s) for s in summaries]
-    top = max((sum(e[k][i] for k in COMPONENTS) for _, e in data for i in range(len(e["gpu"]))), default=0.0)
-    factor, unit = units.unit_of(top, units.ENERGY_KWH)
-    if panels == len(summaries):
-        for i, (ax, s, (epochs, energy)) in enumerate(zip(axes, summaries, data, strict=False)):
-            colour = f"C{i}" if len(summaries) > 1 else "black"  # the run's colour in the CO2e panel
-            _stacked(ax, s, epochs, energy, (factor, unit, colour))
-        handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[k]) for k in COMPONENTS]
-        labels = [component_label(summaries, k) for k in COMPONENTS]
-        fig.legend(handles, labels, loc="outside upper center", ncol=3, frameon=False, handlelength=1.0)
+    peak = max((sum(e[k][i] for k in COMPONENTS) for _, e in data for i in range(len(e["gpu"]))), default=0.0)
+    factor, unit = units.unit_of(peak, units.ENERGY_KWH)
+    names = short_names([s.name for s in summaries])
+    for i, (ax, (epochs, energy)) in enumerate(zip(axes, data, strict=False)):
+        _stacked(ax, epochs, energy, factor)
+        ax.set_title(names[i] if n > 1 else "Energy per epoch", loc="left", color=f"C{i}" if n > 1 else "black")
+    for ax in axes[n:]:
+        ax.set_visible(False)
+        axes[n - cols].xaxis.set_tick_params(labelbottom=True)  # the panel above an empty place: its own epochs
+    if n == 1:
+        axes[0].set_ylabel(f"Energy ({unit})")
     else:
-        _totals(axes[0], data, factor, unit)
-    _co2(axes[-1], summaries)
-    for ax in axes:
-        _thin_ticks(ax)
+        top.supylabel(f"Energy ({unit})", fontsize=FONT_PT)
+    kinds = measured_kinds(summaries)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=COLOURS[k]) for k in kinds]
+    top.legend(handles, [component_label(summaries, k) for k in kinds], loc="outside upper center",
+               ncol=len(kinds) or 1, frameon=False, handlelength=1.0)  # fmt: skip
+    co2_ax = bottom.subplots()
+    _co2(co2_ax, summaries, names)
+    for ax in [*axes[:n], co2_ax]:
+        _ticks(ax, [e for epochs, _ in data for e in epochs], 2 if rows > 2 and ax is not co2_ax else 3)
+    co2_ax.set_xlim(axes[0].get_xlim())
     return fig
 
 
-def _short(name: str, limit: int = 48) -> str:
-    return name if len(name) <= limit else name[: limit - 1] + "…"
-
-
-def _stacked(ax: Any, s: RunSummary, epochs: list[int], energy: dict[str, list[float]], style: tuple) -> None:
-    factor, unit, colour = style
+def _stacked(ax: Any, epochs: list[int], energy: dict[str, list[float]], factor: float) -> None:
     bottom = [0.0] * len(epochs)
     width = 0.8 if len(epochs) <= 60 else 1.0
     for kind in COMPONENTS:
@@ -134,48 +178,62 @@ def _stacked(ax: Any, s: RunSummary, epochs: list[int], energy: dict[str, list[f
         if any(heights):
             ax.bar(epochs, heights, width, bottom=bottom, color=COLOURS[kind], linewidth=0)
             bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
-    ax.set_title(_short(f"Run {s.name}"), loc="left", color=colour)
-    ax.set_ylabel(f"Energy ({unit})")
 
 
-def _totals(ax: Any, data: list, factor: float, unit: str) -> None:
-    for i, (epochs, energy) in enumerate(data):
-        totals = [sum(energy[k][j] for k in COMPONENTS) / factor for j in range(len(epochs))]
-        ax.plot(epochs, totals, color=f"C{i}", linewidth=1.0, marker="o" if len(epochs) <= 30 else None, ms=2.5)
-    ax.set_title("Energy per epoch, all components", loc="left")
-    ax.set_ylabel(f"Energy ({unit})")
-    ax.set_ylim(bottom=0)
-
-
-def _co2(ax: Any, summaries: Sequence[RunSummary]) -> None:
+def _co2(ax: Any, summaries: Sequence[RunSummary], names: list[str]) -> None:
     curves = [cumulative_co2(s) for s in summaries]
     top = max((p[2] for _, points in curves for p in points), default=0.0)
     factor, unit = units.unit_of(top, units.MASS_KG)
+    grids = list(dict.fromkeys(_grid_label(s) for s in summaries))
     for i, (s, (epochs, points)) in enumerate(zip(summaries, curves, strict=True)):
         value, low, high = ([p[j] / factor for p in points] for j in range(3))
         marker = "o" if len(epochs) <= 30 else None
-        ax.plot(epochs, value, color=f"C{i}", linewidth=1.2, marker=marker, ms=2.5, label=_short(s.name, 28))
+        style = LINE_STYLES[grids.index(_grid_label(s)) % len(LINE_STYLES)]
+        ax.plot(epochs, value, style, color=f"C{i}", linewidth=1.2, marker=marker, ms=2.5, label=names[i])
         ax.fill_between(epochs, low, high, color=f"C{i}", alpha=0.2, linewidth=0)
-    ax.set_title("Cumulative CO2e, shaded: range", loc="left")
+    handles, labels = ax.get_legend_handles_labels()
+    if len(grids) > 1:  # one line style per grid, named after the runs
+        for j, grid in enumerate(grids):
+            handles.append(ax.plot([], [], LINE_STYLES[j % len(LINE_STYLES)], color="black", linewidth=1.0)[0])
+            labels.append(f"grid {grid}")
+    title = "Cumulative CO2e, shaded: range" + ("; runs on different grids" if len(grids) > 1 else "")
+    ax.set_title(title, loc="left")
     ax.set_ylabel(f"CO2e ({unit})")
     ax.set_xlabel("Epoch")
     ax.set_ylim(bottom=0)
-    ax.figure.legend(
-        *ax.get_legend_handles_labels(), loc="outside lower center", ncol=min(len(summaries), 2), frameon=False
-    )
+    if len(handles) > 1:
+        _legend(ax.figure, handles, labels)
 
 
-def _thin_ticks(ax: Any) -> None:
+def _legend(fig: Any, handles: list[Any], labels: list[str]) -> None:
+    """The runs' legend under the figure, in as many columns (3, 2, 1) as fit its width."""
+    root = fig.get_figure(root=True)
+    style = {"loc": "outside lower center", "frameon": False, "handlelength": 1.5, "columnspacing": 1.0}
+    for ncol in (3, 2, 1):
+        legend = fig.legend(handles, labels, ncol=min(ncol, len(labels)), **style)
+        root.canvas.draw()
+        if legend.get_window_extent().width <= root.bbox.width * 0.98 or ncol == 1:
+            return
+        legend.remove()
+
+
+def _ticks(ax: Any, epochs: list[int], y_bins: int) -> None:
     from matplotlib.ticker import MaxNLocator
 
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
-    ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
+    low, high = (min(epochs), max(epochs)) if epochs else (0, 1)
+    ax.set_xlim(low - 0.6, high + 0.6)  # whole epochs: one epoch is the tick 0, not -0.3 ... 0.3
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True, min_n_ticks=1))
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=y_bins))
     ax.spines[["top", "right"]].set_visible(False)
 
 
 def drawn_texts(fig: Any) -> list[Any]:
     """Every text matplotlib draws in ``fig``: titles, axis labels, tick labels inside the view, legends."""
-    texts = [*fig.texts, *(t for legend in fig.legends for t in legend.get_texts())]
+    figures, texts = [fig], []
+    while figures:  # the figure and its subfigures (the energy grid, the CO2e panel), each with its own texts
+        f = figures.pop()
+        figures += getattr(f, "subfigs", [])
+        texts += [*f.texts, *(t for legend in f.legends for t in legend.get_texts())]
     for ax in fig.axes:
         texts += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label]
         for axis in (ax.xaxis, ax.yaxis):
