@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from tracker import EPOCH_COLUMNS, FORMULA_STARTS, J_PER_KWH, MORE_METRICS, Summary
+from tracker import EPOCH_COLUMNS, FORMULA_STARTS, MORE_METRICS, Summary
 
 # Names log_metrics refuses (a tracker column, the JSON column of late metrics, a formula's first
 # character): a Trainer's metric by such a name is written as user_<name>, never raised into training.
@@ -15,20 +15,6 @@ TRACKER_COLUMNS = frozenset(EPOCH_COLUMNS) | {MORE_METRICS}
 
 PROGRESS_BAR_KEY = "CO2"  # the progress bar's entry: the run's CO2e so far, in units that move ("12.3 g")
 ENERGY_PREFIX = "energy/"
-
-
-def epoch_metrics(start: Summary, end: Summary) -> dict[str, float]:
-    """The logged metrics of one epoch, from the run's summaries at its start and its end."""
-    seconds = end.duration_s - start.duration_s
-    metrics = {
-        "energy/epoch_kwh": end.energy_kwh - start.energy_kwh,
-        "energy/co2_kg": end.co2_kg - start.co2_kg,
-        "energy/total_kwh": end.energy_kwh,
-        "energy/total_co2_kg": end.co2_kg,
-    }
-    if end.gpu_method != "absent" and seconds > 0:
-        metrics["energy/gpu_power_w"] = (end.gpu_kwh - start.gpu_kwh) * J_PER_KWH / seconds
-    return metrics
 
 
 def user_metrics(callback_metrics: Mapping[str, Any]) -> dict[str, Any]:

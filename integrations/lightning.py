@@ -20,7 +20,8 @@ except ImportError:  # only the older package name, pytorch_lightning, is instal
 
 from integrations._distributed import Exchange, distributed, gather, placement
 from integrations._guard import guarded
-from integrations._metrics import PROGRESS_BAR_KEY, batch_size, epoch_metrics, progress_text, user_metrics
+from integrations._metrics import PROGRESS_BAR_KEY, batch_size, progress_text, user_metrics
+from integrations._vocabulary import epoch_metrics, so_far_metrics
 from tracker import (
     COMPLETE,
     GPU,
@@ -56,17 +57,20 @@ class EnergyCallback(Callback):
     defaulting to ``<trainer.log_dir>/energy/``. A checkpoint keeps the run directory and totals:
     resuming from it appends to the same directory, the totals continued.
 
-    **Logged metrics** (to every logger of the Trainer at each training epoch end, reduced with
-    ``max`` across ranks, so every rank sees rank 0's figure). "The epoch's energy" means the same
-    everywhere: the sum of the ``epochs.csv`` rows carrying the epoch's number (its ``train`` row and
-    the ``validation`` run inside it), as ``energy-tracker plot`` stacks them:
+    **Steps**: each optimizer step (the Trainer's ``global_step``) is counted with its samples, so
+    ``row_every_n_steps``/``row_every_s`` cut a long epoch into rows as it runs; ``total_steps``
+    (default: ``max_steps``) gives the forecast of the whole run from the step rate.
 
-    - ``energy/epoch_kwh``: the epoch's energy, kWh (IT energy, before PUE)
-    - ``energy/co2_kg``: the epoch's emissions, kg CO2e
-    - ``energy/total_kwh``: the run's energy so far, kWh
-    - ``energy/total_co2_kg``: the run's emissions so far, kg CO2e
-    - ``energy/gpu_power_w``: mean power of all measured GPUs together over the epoch, W; only when
-      a GPU is measured (nothing is logged that was not measured)
+    **Logged metrics** (to every logger of the Trainer, reduced with ``max`` across ranks, so every
+    rank sees rank 0's figure), the vocabulary of :mod:`integrations._vocabulary` (shared with the
+    Hugging Face callback; each key's meaning is in ``METRICS`` there). Every ``log_every_n_steps``
+    steps: ``energy/total_kwh`` and ``energy/total_co2_kg`` (the run so far, the open epoch
+    included; under DDP rank 0's open part of it), and the forecast ``energy/forecast_total_kwh`` and
+    ``_co2_kg`` once known (one process only: under DDP only rank 0 knows it, and every rank must log
+    the same keys). At each training epoch's end, besides those: ``energy/epoch_kwh``,
+    ``energy/epoch_co2_kg`` and ``energy/gpu_power_w`` (only when a GPU is measured). "The epoch's
+    energy" means the same everywhere: the sum of the ``epochs.csv`` rows carrying the epoch's number
+    (its ``train`` rows and the ``validation`` run inside it), as ``energy-tracker plot`` stacks them.
 
     The progress bar shows ``CO2``: the run's emissions so far as text in scaled units (``12.3 g``),
     so that it moves on a small run. The Trainer's ``callback_metrics`` (your ``self.log`` values,
@@ -108,6 +112,7 @@ class EnergyCallback(Callback):
         self._epoch_start: Any = None
         self._summary: Summary | None = None
         self._progress = progress_text(None)
+        self._last_step = -1  # the Trainer's global_step last counted
 
     @override
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
@@ -117,6 +122,7 @@ class EnergyCallback(Callback):
         the checkpoint's run instead); validate, test and predict continue the last run.
         """
         self._release()
+        self._last_step = -1
         if stage == "fit":
             self._state = None
         self._show_in_progress_bar(trainer)
@@ -153,10 +159,17 @@ class EnergyCallback(Callback):
             trainer.strategy.root_device, trainer.local_rank, trainer.num_devices, cfg.gpu_devices, cfg.measure
         )
         max_epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else None
+        max_steps = getattr(trainer, "max_steps", -1)
+        max_steps = max_steps if max_steps and max_steps > 0 else None
         self._exchange = Exchange(trainer.global_rank) if distributed(self._world) else None
         log_dir_here = log_dir if trainer.is_global_zero else None
         # rows are gathered to rank 0 by the exchange: no shards
-        cfg = cfg.replace(log_dir=log_dir_here, epochs=cfg.epochs or max_epochs, distributed=False)
+        cfg = cfg.replace(
+            log_dir=log_dir_here,
+            epochs=cfg.epochs or max_epochs,
+            total_steps=cfg.total_steps or max_steps,
+            distributed=False,
+        )
         try:
             return self._tracker(trainer.global_rank, cfg, kinds, gpus)
         except ConfigurationError as exc:
@@ -285,16 +298,41 @@ class EnergyCallback(Callback):
 
     @override
     @guarded
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        """Open the epoch's row if no ``on_train_epoch_start`` did: a run resumed from a mid-epoch checkpoint."""
+        if self.tracker is not None and self._running and TRAIN not in self._open:
+            epoch = trainer.current_epoch
+            note = f"resumed at step {trainer.global_step}: the rest of epoch {epoch}, its start in earlier rows"
+            self.tracker.begin_epoch(epoch, note=note)
+            self._epoch_start = self._rows_so_far()
+            self._open.append(TRAIN)
+            self._samples[TRAIN] = 0
+
+    @override
+    @guarded
     def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """Count the batch's samples."""
+        """Count the batch's samples and, once the optimizer has stepped, the step; log the run so far.
+
+        The step is the Trainer's ``global_step`` (gradient accumulation: one per optimizer step), its
+        samples this rank's batches since the last step times the ranks (each rank's batches are alike).
+        """
         self._count(TRAIN, batch)
+        step = trainer.global_step
+        if self.tracker is None or not self._running or TRAIN not in self._open or step <= self._last_step:
+            return
+        self._last_step, samples = step, self._samples.get(TRAIN, 0) * self._world
+        self._samples[TRAIN] = 0
+        self.tracker.step(samples=samples or None, global_step=step)
+        if step % max(1, trainer.log_every_n_steps) == 0 and not trainer.barebones:
+            for key, value in so_far_metrics(self.tracker.summary(), forecast=self._world == 1).items():
+                pl_module.log(key, value, on_step=True, on_epoch=False, sync_dist=True, reduce_fx="max")
 
     @override
     @guarded
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """Write the epoch's row and log its energy to the Trainer's loggers."""
         if self._end(TRAIN, trainer) and not trainer.barebones:
-            for key, value in epoch_metrics(self._epoch_start, self._rows_so_far()).items():
+            for key, value in epoch_metrics(self._epoch_start, self._rows_so_far(), self._world == 1).items():
                 pl_module.log(key, value, sync_dist=True, reduce_fx="max")
 
     @override

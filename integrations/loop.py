@@ -79,6 +79,20 @@ class EnergyLoopCallback:
         tracker.end()
         self._open.pop()
 
+    def on_step_end(self, step: int | None = None, logs: Mapping[str, Any] | None = None,
+                    samples: int | None = None) -> None:  # fmt: skip
+        """Count one optimizer step (numbered ``step`` when given) and its ``samples`` in the open epoch.
+
+        With ``row_every_n_steps`` or ``row_every_s``, the open epoch's row is written here when due.
+        ``logs`` is accepted for Keras-like loops and left alone: metrics go in at the epoch's end.
+        """
+        self._running("on_step_end").step(samples, global_step=step)
+
+    def on_batch_end(self, batch: int | None = None, logs: Mapping[str, Any] | None = None,
+                     samples: int | None = None) -> None:  # fmt: skip
+        """Keras's name: one batch, one optimizer step, numbered after the last (``batch``: its index in the epoch)."""
+        self._running("on_batch_end").step(samples)
+
     def on_phase_begin(self, name: str) -> None:
         """Open a phase such as ``validation`` (inside an epoch or not)."""
         self._running("on_phase_begin").begin_phase(name)

@@ -20,11 +20,17 @@ from typing import Any
 from transformers import TrainerCallback
 
 from integrations._guard import guarded
+from integrations._vocabulary import (
+    TOTAL_CO2_KG,
+    TOTAL_KWH,
+    epoch_metrics,
+    epoch_metrics_from_rows,
+    so_far_metrics,
+)
 from tracker import (
     COMPLETE,
     HARDWARE_OPTIONS,
     INTERRUPTED,
-    J_PER_KWH,
     TRAIN,
     VALIDATION,
     Config,
@@ -52,15 +58,20 @@ class EnergyTrainerCallback(TrainerCallback):
     run directory, each GPU counted once and CPU and RAM once per node
     (:mod:`tracker.session.placement`). The callback makes no collective of its own.
 
-    **Logged figures** (added to every log of the Trainer; its reporters run on rank 0): the job's
-    rows so far, merged from every rank's shard (each rank writes its epoch's row before the Trainer's
-    next collective, so an epoch-end log holds every rank's row):
+    **Steps**: each optimizer step is counted (``on_step_end``, the Trainer's ``global_step``), so
+    ``row_every_n_steps``/``row_every_s`` cut a long epoch into rows as it runs, and ``total_steps``
+    (default: the Trainer's ``max_steps``) gives the forecast of the whole run from the step rate.
 
-    - ``energy/total_kwh``, ``energy/total_co2_kg``: the job so far, kWh and kg CO2e
-    - ``energy/epoch_kwh``, ``energy/epoch_co2_kg``: the last finished epoch (its nested evaluation included)
-    - ``energy/gpu_power_w``: mean power of all measured GPUs together over that epoch, W (only
-      when a GPU is measured)
-    - ``energy/eval_kwh``: the last evaluation
+    **Logged figures** (added to every log of the Trainer; its reporters run on rank 0), the
+    vocabulary of :mod:`integrations._vocabulary`, shared with Lightning:
+
+    ``energy/total_kwh`` and ``energy/total_co2_kg`` (the job so far, the open epoch included, at
+    every log), ``energy/epoch_kwh``, ``energy/epoch_co2_kg`` and ``energy/gpu_power_w`` (the last
+    finished epoch, all its rows), ``energy/eval_kwh`` (the last evaluation) and the forecast
+    ``energy/forecast_total_kwh``/``_co2_kg`` once known; each key's meaning is in ``METRICS`` there.
+
+    Under DDP the totals are the job's rows so far, merged from every rank's shard, plus this
+    rank's open epoch so far; the epoch figures are the job's rows.
 
     The Trainer runs its reporters (TensorBoard, W&B, MLflow, ...) before callbacks given in
     ``callbacks=[...]``, so those see the figures one log late; :meth:`attach` puts this callback
@@ -116,7 +127,9 @@ class EnergyTrainerCallback(TrainerCallback):
         log_dir = self.config.log_dir if self._log_dir_given else os.path.join(args.output_dir, "energy")
         planned = float(args.num_train_epochs)
         epochs = int(planned) if args.max_steps <= 0 and planned.is_integer() and planned > 0 else None
-        cfg = self.config.replace(log_dir=log_dir, epochs=self.config.epochs or epochs)
+        steps = state.max_steps if getattr(state, "max_steps", 0) and state.max_steps > 0 else None
+        cfg = self.config.replace(log_dir=log_dir, epochs=self.config.epochs or epochs,
+                                  total_steps=self.config.total_steps or steps)  # fmt: skip
         tracker = EnergyTracker(config=cfg, **self._hardware)  # a bad log_dir raises here, before the first step
         self._start(tracker, retried)
 
@@ -136,6 +149,12 @@ class EnergyTrainerCallback(TrainerCallback):
             self.tracker.begin_epoch(index, note=note)
             self._epoch_start = self.tracker.summary()
             self._open.append(TRAIN)
+
+    @guarded
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Count the optimizer step, numbered as the Trainer's ``global_step`` (a row may be cut here)."""
+        if self.tracker is not None:
+            self.tracker.step(global_step=state.global_step)
 
     @guarded
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -204,18 +223,28 @@ class EnergyTrainerCallback(TrainerCallback):
                 break
         self._fresh = True
         if phase == TRAIN and self._epoch_start is not None:
-            self._figures.update(_from_summaries(self._epoch_start, self.tracker.summary()))
+            self._figures.update(epoch_metrics(self._epoch_start, self.tracker.summary()))
 
     def figures(self) -> dict[str, float]:
-        """The logged figures (see the class), from the job's rows after each row closes.
+        """The logged figures (see the class): the totals so far at every call, the epoch's after it closes.
 
-        Only global rank 0 reads them (the Trainer's reporters run there; the other ranks keep their
-        own summaries' figures), and only the rows appended since its last look.
+        Only global rank 0 reads the job's rows (the Trainer's reporters run there; the other ranks
+        keep their own summaries' figures), and only the rows appended since its last look.
         """
-        if self._fresh and self.tracker is not None:
-            self._fresh = False
-            if self.tracker.rank == 0 and self.run_dir is not None:
-                self._figures.update(_from_rows(self.tracker.job_rows()))
+        tracker = self.tracker
+        if tracker is None:
+            return dict(self._figures)
+        live = tracker.summary()
+        self._figures.update(so_far_metrics(live))
+        if tracker.rank == 0 and self.run_dir is not None:
+            rows = tracker.job_rows()
+            if self._fresh:
+                self._figures.update(epoch_metrics_from_rows(rows))
+            if tracker.job_dir is not None:  # the job's finished rows, every rank's, and this rank's open part
+                own = tracker.state()["totals"]
+                self._figures[TOTAL_KWH] = _sum(rows, "energy_kwh") + live.energy_kwh - own["energy_kwh"]
+                self._figures[TOTAL_CO2_KG] = _sum(rows, "co2_kg") + live.co2_kg - own["co2_kg"]
+        self._fresh = False
         return dict(self._figures)
 
 
@@ -232,35 +261,5 @@ def _epoch_index(epoch: float | None) -> tuple[int, str]:
     return index, f"resumed at epoch {value:.4g}: the rest of epoch {index}, its start in an earlier run"
 
 
-def _from_summaries(start: Summary, end: Summary) -> dict[str, float]:
-    """The figures of one epoch without rows on disk (``log_dir=None``): this process's summaries."""
-    seconds = end.duration_s - start.duration_s
-    figures = {
-        "energy/total_kwh": end.energy_kwh,
-        "energy/total_co2_kg": end.co2_kg,
-        "energy/epoch_kwh": end.energy_kwh - start.energy_kwh,
-        "energy/epoch_co2_kg": end.co2_kg - start.co2_kg,
-    }
-    if end.gpu_method != "absent" and seconds > 0:  # nothing logged that was not measured
-        figures["energy/gpu_power_w"] = (end.gpu_kwh - start.gpu_kwh) * J_PER_KWH / seconds
-    return figures
-
-
-def _from_rows(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """The figures from ``epochs.csv`` rows (the job's, merged from every rank's shard under DDP)."""
-    figures = {
-        "energy/total_kwh": math.fsum(float(r["energy_kwh"]) for r in rows),
-        "energy/total_co2_kg": math.fsum(float(r["co2_kg"]) for r in rows),
-    }
-    epoch = next((r for r in reversed(rows) if r.get("phase") == TRAIN), None)
-    if epoch is not None:
-        inside = [r for r in rows if r.get("phase") == EVALUATION and r.get("epoch") == epoch.get("epoch")]
-        nested = [r for r in inside if str(r.get("end_utc")) <= str(epoch.get("end_utc"))]
-        figures["energy/epoch_kwh"] = float(epoch["energy_kwh"]) + sum(float(r["energy_kwh"]) for r in nested)
-        figures["energy/epoch_co2_kg"] = float(epoch["co2_kg"]) + sum(float(r["co2_kg"]) for r in nested)
-        if epoch.get("gpu_power_mean_w") is not None:  # empty without a GPU: nothing logged that was not measured
-            figures["energy/gpu_power_w"] = float(epoch["gpu_power_mean_w"])
-    evaluation = next((r for r in reversed(rows) if r.get("phase") == EVALUATION), None)
-    if evaluation is not None:
-        figures["energy/eval_kwh"] = float(evaluation["energy_kwh"])
-    return figures
+def _sum(rows: list[dict[str, Any]], column: str) -> float:
+    return math.fsum(float(r[column]) for r in rows)

@@ -150,13 +150,18 @@ def test_energy_reaches_the_csv_logger_and_the_progress_bar(tmp_path, clock):
     trainer.fit(ClockedModel(clock))
     run = only_run(tmp_path)
     (metrics_csv,) = tmp_path.rglob("metrics.csv")
-    logged = [r for r in csv.DictReader(metrics_csv.open()) if r["energy/total_kwh"]]
+    rows = list(csv.DictReader(metrics_csv.open()))
+    logged = [r for r in rows if r["energy/epoch_kwh"]]
     assert [int(r["epoch"]) for r in logged] == [0, 1]
+    # every step (log_every_n_steps=1): the run so far, the open epoch included (sanity check 0.5 s first)
+    steps = [float(r["energy/total_kwh"]) for r in rows if r["energy/total_kwh"] and not r["energy/epoch_kwh"]]
+    truth = [kwh(0.5 + TRAIN_STEP_S * k) for k in range(1, 5)] + [kwh(3.0 + TRAIN_STEP_S * k) for k in range(1, 5)]
+    assert steps == pytest.approx(truth, rel=1e-6)
     for epoch, row in enumerate(logged):
         train = next(r for r in run.epochs if (r["epoch"], r["phase"]) == (epoch, "train"))
         expected = {  # the epoch includes its validation; logged as float32
             "energy/epoch_kwh": kwh(TRAIN_S + EVAL_S),
-            "energy/co2_kg": kwh(TRAIN_S + EVAL_S) * INTENSITY / 1000,
+            "energy/epoch_co2_kg": kwh(TRAIN_S + EVAL_S) * INTENSITY / 1000,
             "energy/total_kwh": train["cumulative_energy_kwh"],
             "energy/total_co2_kg": train["cumulative_co2_kg"],
             "energy/gpu_power_w": GPU_W,

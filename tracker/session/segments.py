@@ -92,14 +92,11 @@ class Segment:
 
     def so_far(self, snapshot: Snapshot, now_s: float, now_utc: str) -> Segment:
         """A copy closed at this moment (its energy and seconds up to ``snapshot``); this one is unchanged."""
-        copy = Segment(self.epoch, self.phase, self.opened_utc, self.samples)
+        copy = Segment(self.epoch, self.phase, self.opened_utc, self.samples, self.note)
         for name in ("usage", "active_s", "since", "since_s", "last_utc", "first_step", "last_step", "opened_s"):
             setattr(copy, name, getattr(self, name))
-        copy.metrics, copy.peaks_w, copy.stale_at_edges = (
-            dict(self.metrics),
-            dict(self.peaks_w),
-            dict(self.stale_at_edges),
-        )
+        for name in ("metrics", "peaks_w", "stale_at_edges"):  # copies: the training thread goes on adding to them
+            setattr(copy, name, dict(getattr(self, name)))
         copy.deactivate(snapshot, now_s, {}, now_utc)
         return copy
 

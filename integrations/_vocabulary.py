@@ -1,0 +1,85 @@
+"""The energy metrics the integrations log: one vocabulary, declared once, shared by Lightning and Hugging Face.
+
+Each key means the same wherever it is logged (Lightning's loggers, the Trainer's logs and
+``state.log_history``, and through them TensorBoard, W&B, MLflow). Pure functions of the tracker's
+summaries and rows: no framework is imported here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from tracker import J_PER_KWH, TRAIN, VALIDATION, Summary
+
+TOTAL_KWH = "energy/total_kwh"
+TOTAL_CO2_KG = "energy/total_co2_kg"
+EPOCH_KWH = "energy/epoch_kwh"
+EPOCH_CO2_KG = "energy/epoch_co2_kg"
+GPU_POWER_W = "energy/gpu_power_w"
+EVAL_KWH = "energy/eval_kwh"
+FORECAST_KWH = "energy/forecast_total_kwh"
+FORECAST_CO2_KG = "energy/forecast_total_co2_kg"
+
+# What each key means: the integrations' docstrings and the README say the same.
+METRICS = {
+    TOTAL_KWH: "the run (the job, under DDP) so far, the open epoch included, kWh (IT energy, before PUE); "
+    "logged at every log, step-level and epoch-level",
+    TOTAL_CO2_KG: "its emissions so far, kg CO2e",
+    EPOCH_KWH: "the last finished epoch: the sum of the rows carrying its number (its train rows, cut by "
+    "steps or not, and the validation inside it), kWh",
+    EPOCH_CO2_KG: "that epoch's emissions, kg CO2e",
+    GPU_POWER_W: "mean power of all measured GPUs together over that epoch, W (only when a GPU is measured)",
+    EVAL_KWH: "the last evaluation, kWh",
+    FORECAST_KWH: "the whole run, forecast from the finished epochs or the step rate (once known), kWh",
+    FORECAST_CO2_KG: "the whole run's forecast emissions, kg CO2e",
+}
+
+
+def so_far_metrics(live: Summary, forecast: bool = True) -> dict[str, float]:
+    """The run so far (the open epoch included) and, once known and ``forecast``, the forecast: every log's.
+
+    ``forecast=False`` where every rank must log the same keys (a collective per key) and only the
+    writing rank knows the forecast.
+    """
+    metrics = {TOTAL_KWH: live.energy_kwh, TOTAL_CO2_KG: live.co2_kg}
+    if forecast and live.forecast_total_kwh is not None and live.forecast_total_co2_kg is not None:
+        metrics.update({FORECAST_KWH: live.forecast_total_kwh, FORECAST_CO2_KG: live.forecast_total_co2_kg})
+    return metrics
+
+
+def epoch_metrics(start: Summary, end: Summary, forecast: bool = True) -> dict[str, float]:
+    """One epoch's metrics from the run's summaries at its start and just after its last row closed."""
+    seconds = end.duration_s - start.duration_s
+    metrics = {
+        EPOCH_KWH: end.energy_kwh - start.energy_kwh,
+        EPOCH_CO2_KG: end.co2_kg - start.co2_kg,
+        **so_far_metrics(end, forecast),
+    }
+    if end.gpu_method != "absent" and seconds > 0:  # nothing logged that was not measured
+        metrics[GPU_POWER_W] = (end.gpu_kwh - start.gpu_kwh) * J_PER_KWH / seconds
+    return metrics
+
+
+def epoch_metrics_from_rows(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The last epoch's metrics from ``epochs.csv`` rows (a job's, merged), and the evaluation's.
+
+    The epoch is every ``train`` row carrying the last one's number (an epoch cut by steps has
+    several) and the evaluations of that number that ended inside it.
+    """
+    figures: dict[str, float] = {}
+    last = next((r for r in reversed(rows) if r.get("phase") == TRAIN), None)
+    if last is not None:
+        parts = [r for r in rows if r.get("phase") == TRAIN and r.get("epoch") == last.get("epoch")]
+        nested = [r for r in rows if r.get("phase") == VALIDATION and r.get("epoch") == last.get("epoch")
+                  and str(r.get("end_utc")) <= str(last.get("end_utc"))]  # fmt: skip
+        figures[EPOCH_KWH] = math.fsum(float(r["energy_kwh"]) for r in [*parts, *nested])
+        figures[EPOCH_CO2_KG] = math.fsum(float(r["co2_kg"]) for r in [*parts, *nested])
+        seconds = math.fsum(float(r.get("duration_s") or 0.0) for r in parts)
+        if any(r.get("gpu_power_mean_w") is not None for r in parts) and seconds > 0:  # nothing not measured
+            figures[GPU_POWER_W] = math.fsum(float(r.get("gpu_kwh") or 0.0) for r in parts) * J_PER_KWH / seconds
+    evaluation = next((r for r in reversed(rows) if r.get("phase") == VALIDATION), None)
+    if evaluation is not None:
+        figures[EVAL_KWH] = float(evaluation["energy_kwh"])
+    return figures
