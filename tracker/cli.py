@@ -159,7 +159,8 @@ def _execute(command: list[str]) -> tuple[int, int, bool]:
     if main_thread:
         for name in FORWARDED:
             previous[name] = signal.signal(getattr(signal, name), watch.forward)
-    subreaper = _become_subreaper()
+    watch.ours = _children()  # called from Python (main([...])), this process may have children of its own
+    subreaper = _set_subreaper(True)
     try:
         watch.child = subprocess.Popen(command)
         code = watch.child.wait()
@@ -167,6 +168,8 @@ def _execute(command: list[str]) -> tuple[int, int, bool]:
         return code, left, watch.stopped
     finally:
         watch.cancel()
+        if subreaper:  # the calling process is left as it was: it adopts no orphan of anyone else's later
+            _set_subreaper(False)
         for name, handler in previous.items():
             signal.signal(getattr(signal, name), handler)
 
@@ -176,6 +179,7 @@ class _Watch:
 
     def __init__(self) -> None:
         self.child: Any = None
+        self.ours: set[int] = set()  # children this process had before the command: not the command's
         self.left: list[int] = []
         self.stopped = False  # what the command left running was sent SIGTERM, SIGINT or SIGHUP
         self._timer: Any = None
@@ -221,30 +225,39 @@ class _Watch:
         import logging
         import os
 
-        import psutil
-
-        self.left = [p.pid for p in psutil.Process().children()]
+        self.left = sorted(_children() - self.ours)
         if self.left:
             logging.getLogger("tracker").warning(
                 "energy-tracker run: the command exited but left %d process%s running (pid %s); measuring until "
                 "they end (signals are passed on to them)", len(self.left), "" if len(self.left) == 1 else "es",
                 ", ".join(map(str, self.left)),
             )  # fmt: skip
-        while True:
-            try:
-                os.wait()
-            except ChildProcessError:
-                return len(self.left)
+        count = len(self.left)
+        while True:  # what they leave behind in turn is adopted too, and waited for
+            for pid in self.left:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+            self.left = sorted(_children() - self.ours)
+            if not self.left:
+                return count
+            count += len(self.left)
 
 
-def _become_subreaper() -> bool:
-    """Make this process adopt its orphaned descendants (Linux 3.4+); whether it did."""
+def _children() -> set[int]:
+    """The pids of this process's children."""
+    import psutil
+
+    return {p.pid for p in psutil.Process().children()}
+
+
+def _set_subreaper(on: bool) -> bool:
+    """Make this process adopt its orphaned descendants, or stop (Linux 3.4+); whether the call succeeded."""
     import ctypes
 
     if not sys.platform.startswith("linux"):
         return False
     try:  # this process's own symbols, libc's among them (ctypes.util.find_library would start ldconfig)
-        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
 
