@@ -273,7 +273,7 @@ def test_run_passes_sigterm_to_the_command_and_writes_its_row(tmp_path: Path) ->
 
 def test_run_bad_input_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--log-dir", str(tmp_path / "logs"), "--pue", "0.8", "--", "true"]) == 2
-    assert capsys.readouterr().err.startswith("energy-tracker run: error: pue=0.8: PUE is facility energy")
+    assert capsys.readouterr().err.startswith("energy-tracker run: error: --pue 0.8: PUE is facility energy")
     assert main(["run", "--log-dir", str(tmp_path / "logs"), "--", "no-such-command-here"]) == 2
     assert "command 'no-such-command-here' not found" in capsys.readouterr().err
     assert main(["run", "--log-dir", str(tmp_path / "logs")]) == 2
@@ -316,3 +316,42 @@ def test_cli_import_is_light() -> None:
     code = "import sys, tracker.cli; print(sorted(m for m in ('matplotlib', 'pandas', 'torch') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
     assert done.stdout == "[]\n"
+
+
+# ---- words for command-line users ------------------------------------------------------------------------------------
+
+
+def test_messages_name_flags_not_keywords(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(runs), "--country", "XYZ"]) == 2
+    err = capsys.readouterr().err
+    assert "--country 'XYZ'" in err and "country=" not in err
+    assert main(["report", str(runs), "--intensity", "-5"]) == 2
+    err = capsys.readouterr().err
+    assert "--intensity" in err and "g_per_kwh=" not in err
+
+
+def test_a_mistyped_option_gets_a_did_you_mean(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "--countyr", "FRA", "--", "true"])
+    assert exit_.value.code == 2
+    assert "unrecognized option --countyr: did you mean --country?" in capsys.readouterr().err
+    with pytest.raises(TypeError, match=r"EnergyTracker\(countyr=\.\.\.\) is not an option; did you mean country\?"):
+        EnergyTracker(countyr="FRA")
+
+
+@pytest.mark.parametrize("spelling", ["None", "none"])
+def test_log_dir_none_writes_nothing_as_its_help_says(tmp_path: Path, spelling: str) -> None:
+    done = subprocess.run([script(), "run", "--log-dir", spelling, "--", "true"], cwd=tmp_path, capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert list(tmp_path.iterdir()) == []  # no folder named None/, no energy_logs/
+    assert "--country" in done.stderr and "country=" not in done.stderr  # the start line, in the CLI's words
+
+
+def test_a_users_own_tracker_py_is_named_when_it_shadows_the_package(tmp_path: Path) -> None:
+    (tmp_path / "tracker.py").write_text("GPU = None\n")
+    done = subprocess.run([sys.executable, "-c", "import integrations.lightning"], cwd=tmp_path, capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 1
+    assert f"'tracker' is {tmp_path / 'tracker.py'}, not training-energy-tracker's package" in done.stderr
+    assert "rename it" in done.stderr

@@ -110,6 +110,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigurationError("run needs a command after --, e.g. energy-tracker run -- python train.py")
     if shutil.which(command[0]) is None:
         raise ConfigurationError(f"command {command[0]!r} not found: give an executable on PATH or a path to one")
+    _cli_words_in_logs()
     tracker = EnergyTracker(**options_from_flags(args))
     tracker.start()
     code, status = 130, INTERRUPTED
@@ -370,11 +371,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tracker.errors import TrackerError
 
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    _did_you_mean(parser, argv)
     args = parser.parse_args(argv)
     if getattr(args, "paper", False) and args.format == "csv":
         parser.error("--paper prints a paragraph: use it with --format text, markdown or json")
     try:
         return args.handler(args)
     except (TrackerError, OSError) as exc:
-        print(f"{PROG} {args.subcommand}: error: {exc}", file=sys.stderr)
+        print(f"{PROG} {args.subcommand}: error: {cli_words(str(exc))}", file=sys.stderr)
         return USAGE_ERROR
+
+
+# Options whose report flag is not the option's own name with dashes (the report's --intensity).
+REPORT_FLAGS = {"g_per_kwh": "--intensity", "carbon_intensity_g_per_kwh": "--intensity"}
+
+
+def cli_words(message: str) -> str:
+    """A message for a command-line user: ``country='XYZ'`` becomes ``--country 'XYZ'`` for each option with a flag."""
+    import re
+
+    from tracker.session.config import flag_names
+
+    flags = {**flag_names(), **REPORT_FLAGS}
+    pattern = r"(?<![\w.])(" + "|".join(sorted(map(re.escape, flags), key=len, reverse=True)) + r")=(?!=)"
+
+    def flag(m: re.Match[str]) -> str:
+        value_follows = m.end() < len(message) and message[m.end()] not in " ,;)"
+        return flags[m.group(1)] + (" " if value_follows else "")
+
+    return re.sub(pattern, flag, message)
+
+
+def _cli_words_in_logs() -> None:
+    """The tracker's log lines (the start line, warnings) in :func:`cli_words`, for ``run``'s user."""
+    import logging
+
+    def rewrite(record: logging.LogRecord) -> bool:
+        record.msg, record.args = cli_words(record.getMessage()), ()
+        return True
+
+    for name in list(logging.Logger.manager.loggerDict):
+        if name.startswith("tracker."):
+            logging.getLogger(name).addFilter(rewrite)
+
+
+def _did_you_mean(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """Refuse an unknown ``--flag`` before the command's ``--`` with the closest known one (``--countyr``)."""
+    import difflib
+
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))  # noqa: SLF001
+    sub = commands.choices.get(next((a for a in argv if not a.startswith("-")), ""))
+    if sub is None:
+        return
+    known = [o for action in sub._actions for o in action.option_strings]  # noqa: SLF001
+    for arg in argv[: argv.index("--") if "--" in argv else len(argv)]:
+        flag = arg.split("=", 1)[0]
+        if flag.startswith("--") and flag not in known:
+            close = difflib.get_close_matches(flag, known, n=1)
+            if close:
+                sub.error(f"unrecognized option {flag}: did you mean {close[0]}?")

@@ -278,7 +278,7 @@ CLI = {
     "run-pue-text": (["run", "--pue", "high", "--", "touch", "{tmp}/ran"], "'high'"),
     "run-interval": (
         ["run", "--log-dir", "{tmp}/runs", "--interval-s", "0", "--", "touch", "{tmp}/ran"],
-        "interval_s=0",
+        "--interval-s 0",  # the flag, not the Python keyword interval_s=
     ),
     "run-country": (["run", "--log-dir", "{tmp}/runs", "--country", "ZZZ", "--", "touch", "{tmp}/ran"], "'ZZZ'"),
     "run-region": (
@@ -312,7 +312,7 @@ CLI = {
     "run-log-dir-proc": (["run", "--log-dir", "/proc/self/energy", "--", "touch", "{tmp}/ran"], "/proc/self/energy"),
     "run-measure": (["run", "--log-dir", "{tmp}/runs", "--measure", "gpu,disk", "--", "touch", "{tmp}/ran"], "'disk'"),
     "run-cpu-tdp": (["run", "--log-dir", "{tmp}/runs", "--cpu-tdp-w", "-65", "--", "touch", "{tmp}/ran"], "-65"),
-    "run-ram-w": (["run", "--log-dir", "{tmp}/runs", "--ram-w", "0", "--", "touch", "{tmp}/ran"], "ram_w=0"),
+    "run-ram-w": (["run", "--log-dir", "{tmp}/runs", "--ram-w", "0", "--", "touch", "{tmp}/ran"], "--ram-w 0"),
     "run-run-name": (["run", "--log-dir", "{tmp}/runs", "--run-name", "a/b", "--", "touch", "{tmp}/ran"], "'a/b'"),
     "run-no-command": (["run", "--log-dir", "{tmp}/runs"], "command"),
     "run-unknown-command": (["run", "--log-dir", "{tmp}/runs", "--", "no-such-command-xyz"], "no-such-command-xyz"),

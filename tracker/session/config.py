@@ -21,6 +21,7 @@ options name on this machine (the carbon intensity, the CPU scope) is worked out
 :meth:`Config.resolve`, which ``EnergyTracker`` calls at construction.
 """
 
+import difflib
 import functools
 import os
 import time
@@ -89,9 +90,7 @@ class Options:
         names = [f.name for f in fields(cls)]
         unknown = [name for name in options if name not in names]
         if unknown:
-            raise UnknownOptionError(
-                f"{cls.__name__}({unknown[0]}=...) is not an option; give some of: {', '.join(names)}"
-            )
+            raise unknown_option(cls.__name__, unknown[0], names)
         return super().__new__(cls)
 
     def __post_init__(self) -> None:
@@ -262,6 +261,20 @@ def _flag(value: Any, name: str) -> bool:
     return value
 
 
+def unknown_option(where: str, name: str, accepted: Sequence[str]) -> UnknownOptionError:
+    """``EnergyTracker(countyr=...) is not an option; did you mean country? (give some of: ...)``."""
+    close = difflib.get_close_matches(name, accepted, n=1)
+    given, names = f"{where}({name}=...) is not an option", ", ".join(accepted)
+    if close:
+        return UnknownOptionError(f"{given}; did you mean {close[0]}? (give some of: {names})")
+    return UnknownOptionError(f"{given}; give some of: {names}")
+
+
+def _optional_path(text: str) -> str | None:
+    """``--log-dir``'s text: ``None`` (any case) means None, to write nothing, as the option's help says."""
+    return None if text.strip().lower() == "none" else text
+
+
 def _path(what: str) -> Check:
     def check(value: Any, name: str) -> Any:
         if value is not None and (not isinstance(value, (str, os.PathLike)) or not os.fspath(value).strip()):
@@ -290,7 +303,7 @@ class Config(Options):
         DEFAULT_LOG_DIR,
         _path("a directory path such as 'runs/energy' ('.' for the current directory), or None to write nothing"),
         f"where run directories are created (default {DEFAULT_LOG_DIR}); None writes nothing.",
-        Flag("--log-dir"),
+        Flag("--log-dir", _optional_path, "DIR|None"),
     )
     run_name: str | None = option(
         None,
@@ -407,7 +420,7 @@ class Config(Options):
     tags: Sequence[str] = option(
         (),
         _tags,
-        "labels of this run (e.g. ['lr=3e-4', 'seed=1']), written to run.json and shown by report.",
+        "labels of this run (e.g. lr=3e-4 and seed=1), written to run.json and shown by report.",
         Flag("--tags", _comma_list, "A,B"),
     )
     cpu_scope: str | None = option(
@@ -617,7 +630,7 @@ def split_options(
     accepted = (*CONFIG_OPTIONS, *hardware)
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise UnknownOptionError(f"{where}({unknown[0]}=...) is not an option; give some of: {', '.join(accepted)}")
+        raise unknown_option(where, unknown[0], accepted)
     config = {k: v for k, v in options.items() if k in CONFIG_OPTIONS}
     return config, {k: v for k, v in options.items() if k not in CONFIG_OPTIONS}
 
@@ -674,6 +687,11 @@ def add_flags(parser: Any) -> None:
         else:
             kwargs.update(type=flag.type or str, metavar=flag.metavar)
         parser.add_argument(flag.name, **kwargs)
+
+
+def flag_names() -> dict[str, str]:
+    """Each option that ``energy-tracker run`` takes, by name: its flag (``{"country": "--country", ...}``)."""
+    return {f.name: f.metadata["flag"].name for f in fields(Config) if f.metadata["flag"] is not None}
 
 
 def options_from_flags(namespace: Any) -> dict[str, Any]:
