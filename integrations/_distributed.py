@@ -17,7 +17,7 @@ def placement(
 ) -> tuple[tuple[str, ...], Any, bool]:
     """What one process measures: ``(kinds, gpu_devices, whether that GPU is its own CUDA device)``.
 
-    The rules are :func:`tracker.session.placement.assign`'s, the device a rank trains on being its
+    The rules are :func:`tracker.job.placement.assign`'s, the device a rank trains on being its
     CUDA (or ROCm) device, by UUID (its index if the UUID cannot be read).
     """
     own = processes_on_node > 1 and device.type == "cuda" and gpu_devices is None and GPU in measure

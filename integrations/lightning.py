@@ -77,7 +77,7 @@ class EnergyCallback(Callback):
     tensors as numbers) go into ``epochs.csv`` beside the energy, at each epoch's and phase's end.
 
     **Distributed** (any ``torch.distributed`` strategy, one or many nodes), by the rules of
-    :mod:`tracker.session.placement`: each rank measures the CUDA device it trains on, matched by
+    :mod:`tracker.job.placement`: each rank measures the CUDA device it trains on, matched by
     UUID (else, training on CPU or with ``gpu_devices`` given, every GPU it sees, duplicates dropped
     by UUID keeping the lowest rank's); CPU and RAM are measured once per node, by local rank 0.
     Every row is gathered to global rank 0, which alone writes; no rank ever skips a collective.

@@ -56,7 +56,7 @@ class EnergyTrainerCallback(TrainerCallback):
     **Under the Trainer's DDP** (``torchrun``, ``accelerate launch``): every rank runs the callback;
     the tracker finds its rank from the launcher's environment and writes a shard of the job's one
     run directory, each GPU counted once and CPU and RAM once per node
-    (:mod:`tracker.session.placement`). The callback makes no collective of its own.
+    (:mod:`tracker.job.placement`). The callback makes no collective of its own.
 
     **Steps**: each optimizer step is counted (``on_step_end``, the Trainer's ``global_step``), so
     ``row_every_n_steps``/``row_every_s`` cut a long epoch into rows as it runs, and ``total_steps``

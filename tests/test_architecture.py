@@ -1,7 +1,7 @@
 """The architecture, checked from the source (``ast``): imports point down the layers, no cycles, small functions.
 
 Layers, lowest first (ARCHITECTURE.md): ``errors``/``_version``/``units``/``energy`` -> ``sensors`` -> ``measure`` ->
-``carbon`` -> ``logs`` -> ``session`` -> ``report`` -> ``cli`` -> the package face (``tracker``) ->
+``carbon`` -> ``logs`` -> ``job`` -> ``session`` -> ``report`` -> ``cli`` -> the package face (``tracker``) ->
 ``integrations``. ``testing`` (fakes at the hardware boundary) sits on ``sensors`` and nothing in the
 library imports it. Every import counts, at the top of a module or inside a function.
 
@@ -18,7 +18,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("tracker", "integrations")
-LAYERS = ("base", "sensors", "measure", "carbon", "logs", "session", "report", "cli", "face", "integrations")
+LAYERS = ("base", "sensors", "measure", "carbon", "logs", "job", "session", "report", "cli", "face", "integrations")
 MAX_FUNCTION_LINES = 50
 
 

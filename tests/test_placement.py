@@ -7,8 +7,8 @@ import pytest
 from tests.helpers import PATIENT
 from tracker import ConfigurationError, EnergyTracker, load_run, load_runs
 from tracker.cli import main
+from tracker.job.placement import Assignment, Launch, assign, detect, job_dir_name, shard_name
 from tracker.logs.merge import Shard, keep_once, merge
-from tracker.session.placement import Assignment, Launch, assign, detect, job_dir_name, shard_name
 from tracker.testing import FakeSensor, steady
 
 TORCHRUN = {"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2"}

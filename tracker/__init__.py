@@ -17,7 +17,7 @@ _EXPORTS = {
     "Hardware": "tracker.session.config",
     "split_options": "tracker.session.config",
     "HARDWARE_OPTIONS": "tracker.session.config",
-    "assign": "tracker.session.placement",
+    "assign": "tracker.job.placement",
     "keep_once": "tracker.logs.merge",
     "Totals": "tracker.logs.totals",
     "load_run": "tracker.logs.reader",

@@ -401,7 +401,7 @@ class Config(Options):
         None,
         _distributed,
         "True: a rank of a distributed job (one job directory, a shard per rank, each GPU counted once "
-        "and CPU and RAM once per node, see tracker.session.placement); False: this process alone; "
+        "and CPU and RAM once per node, see tracker.job.placement); False: this process alone; "
         "None (default): True when the launcher's WORLD_SIZE is above 1 (torchrun, accelerate, deepspeed).",
     )
     job_id: str | None = option(

@@ -5,7 +5,8 @@ of open segments, and the rules of opening and closing them) hands each closed s
 :meth:`EnergyTracker._emit`, which turns it into rows (:mod:`tracker.session.rows`) and writes them
 (:mod:`tracker.logs.writer`). The epoch and phase methods delegate to the timeline; :meth:`summary` and
 ``run.json`` are made from an immutable :class:`~tracker.session.summary.RunState`
-(:mod:`tracker.session.summary`); resuming is :mod:`tracker.session.resume`.
+(:mod:`tracker.session.summary`); resuming is :mod:`tracker.session.resume`; everything distributed
+(placement, the job directory and shards, identity, the job's rows) is :class:`~tracker.job.job.Job`'s.
 """
 
 from __future__ import annotations
@@ -20,15 +21,12 @@ from typing import Any
 
 from tracker.energy import joined
 from tracker.errors import ConfigurationError, UsageError
-from tracker.logs import liveness
-from tracker.logs.follow import JobFollower
-from tracker.logs.jobfiles import write_job
-from tracker.logs.schema import COMPLETE, INTERRUPTED, SHARDS_DIR
-from tracker.logs.writer import RunWriter, check_log_dir, new_run_dir
+from tracker.job.job import Job
+from tracker.logs.schema import COMPLETE, INTERRUPTED
+from tracker.logs.writer import RunWriter, check_log_dir
 from tracker.measure.sampler import MANUAL, default_interval_s
 from tracker.sensors import CPU, GPU, RAM, Discovery, Reading
 from tracker.sensors.discovery import discover
-from tracker.session import placement
 from tracker.session import resume as resuming
 from tracker.session.accounting import DeviceUsage
 from tracker.session.config import Config, Hardware, option_help, options_doc, resolve_config, split_options
@@ -86,15 +84,15 @@ class EnergyTracker:
         self._log_dir = None if cfg.log_dir is None else check_log_dir(cfg.log_dir)
         self._clock, self._utc_clock = hardware.clock, hardware.utc_clock
         self._exchange = hardware.exchange
-        self.launch = self._place(hardware.rank)
-        self.rank, self.host = self.launch.rank, hardware.host or os.uname().nodename
+        host = hardware.host or os.uname().nodename
+        self._job = Job(cfg.distributed, cfg.job_id, hardware.rank, gathered=self._exchange is not None, host=host)
+        self.launch, self.rank, self.host, self.process = self._job.launch, self._job.rank, host, self._job.process
         sensors = hardware.sensors
         self.discovery = Discovery(list(sensors)) if sensors is not None else self._discover(hardware)
         self.interval_s = cfg.interval_s or default_interval_s(self.discovery.sensors)
         self._pid = os.getpid()
         self._timeline = self._new_timeline(hardware)
         self.run_dir: Path | None = None
-        self.job_dir: Path | None = None
         self._writer: RunWriter | None = None
         self._rows: RowBuilder | None = None
         self._started_s: float | None = None
@@ -109,8 +107,6 @@ class EnergyTracker:
         self._beat_lock = threading.Lock()
         self._beats = 0
         self._idle_beat: threading.Event | None = None
-        self._follower: JobFollower | None = None
-        self.process = liveness.this_process()
 
     def _new_timeline(self, hardware: Hardware) -> Timeline:
         cfg = self.config
@@ -135,22 +131,9 @@ class EnergyTracker:
             manual=hardware.sampling == MANUAL,
         )
 
-    def _place(self, rank: int) -> placement.Launch:
-        """Where this process sits: the launcher's ranks when sharded, else ``rank`` alone."""
-        cfg = self.config
-        if self._exchange is not None or cfg.distributed is False:
-            return placement.Launch(rank=rank)  # the caller gathers rows itself (Lightning), or measures alone
-        launch = placement.detect(job_id=cfg.job_id)
-        if cfg.distributed is None and not launch.distributed:
-            return placement.Launch(rank=rank, job_id=launch.job_id, job_source=launch.job_source)
-        self._sharded = True
-        return launch
-
-    _sharded = False
-
     def _discover(self, hardware: Hardware) -> Discovery:
         cfg = self.config
-        kinds = placement.assign(cfg.measure, self.launch.local_rank, self.launch.local_world_size).kinds
+        kinds = self._job.kinds(cfg.measure)
         return discover(
             nvml=hardware.nvml,
             gpu_devices=cfg.gpu_devices,
@@ -162,13 +145,9 @@ class EnergyTracker:
             ram=RAM in kinds,
             clock=self._clock,
             cpu_scope=cfg.cpu_scope_choice[0],
-            cpu_scope_root=self._tree_root(),
+            cpu_scope_root=self._job.tree_root(),
             timeout_s=cfg.discovery_timeout_s,
         )
-
-    def _tree_root(self) -> int:
-        # One process per rank on this node: their parent (the launcher) roots the tree that "process" counts.
-        return os.getppid() if self.launch.local_world_size > 1 else os.getpid()
 
     # ---- lifecycle ----------------------------------------------------------------------------------------------
 
@@ -178,10 +157,8 @@ class EnergyTracker:
             raise UsageError("start() called twice; one EnergyTracker measures one run")
         self._started_utc = self._now_utc()
         self._owner = threading.current_thread()
-        if self._log_dir is not None and self._is_writer:
-            self.run_dir = resuming.reopen(self._resume) or self._new_run_dir(self._log_dir)
-            if self._sharded and self.run_dir.parent.name == SHARDS_DIR:  # a resumed shard keeps its job
-                self.job_dir = self.run_dir.parent.parent
+        if self._log_dir is not None and self._job.writes:
+            self.run_dir = self._job.run_dir(self._log_dir, self.config.run_name, resuming.reopen(self._resume))
             if self._resume is not None:  # before this writer reads epochs.csv's rows and header
                 resuming.recover_killed(self.run_dir)
             self._writer = RunWriter(self.run_dir, power_trace=self.config.power_trace)
@@ -226,8 +203,7 @@ class EnergyTracker:
             if self._writer is not None:
                 with self._beat_lock:  # no heartbeat written after the writer removed it
                     self._writer.close()
-            if self.job_dir is not None:
-                write_job(self.job_dir)
+            self._job.finish()
         summary = self.summary()
         if self.rank == 0:  # DEBUG: the start line and the forecast are the run's two lines; summary() has the rest
             logger.debug("energy-tracker: %s", summary.one_line())
@@ -419,12 +395,12 @@ class EnergyTracker:
         ``gpu_kwh``, ``cpu_kwh``, ``ram_kwh`` (kWh, kg CO2e) and ``gpu_power_mean_w`` (W, ``None``
         when no GPU is measured). Empty without a log directory.
         """
-        where = self.job_dir or self.run_dir
-        if where is None:
-            return []
-        if self._follower is None:
-            self._follower = JobFollower(where)
-        return self._follower.rows()
+        return self._job.rows(self.run_dir)
+
+    @property
+    def job_dir(self) -> Path | None:
+        """The job's directory, whose ``ranks/`` hold every rank's shard; ``None`` outside a distributed job."""
+        return self._job.dir
 
     @property
     def sensor_health(self) -> dict[str, Any]:
@@ -456,30 +432,6 @@ class EnergyTracker:
         return self._timeline.sample(sensors)
 
     # ---- internals ----------------------------------------------------------------------------------------------
-
-    @property
-    def _is_writer(self) -> bool:
-        return self.rank == 0 or self._sharded  # sharded: every rank writes its own shard
-
-    def _new_run_dir(self, log_dir: Path) -> Path:
-        """A run directory of its own; sharded, this rank's shard under the job's directory."""
-        if not self._sharded:
-            return new_run_dir(log_dir, self.config.run_name)
-        launch = self.launch
-        if (
-            self._resume is None
-            and launch.world_size > launch.local_world_size
-            and not (self.config.run_name or launch.job_id)
-        ):
-            logger.warning(
-                "energy-tracker: a job on several nodes without a job id (TORCHELASTIC_RUN_ID is 'none', no "
-                "SLURM_JOB_ID): each node writes a job directory of its own; give run_name= or job_id=, or "
-                "torchrun --rdzv-id, for one"
-            )
-        self.job_dir = log_dir / placement.job_dir_name(launch, self.config.run_name, self.host, os.getppid())
-        shards = self.job_dir / SHARDS_DIR
-        shards.mkdir(parents=True, exist_ok=True)  # every rank may come first; none waits for another
-        return new_run_dir(shards, placement.shard_name(self.host, self.rank))
 
     def _now_utc(self) -> str:
         return self._utc_clock().isoformat(timespec="milliseconds")

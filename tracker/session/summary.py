@@ -12,12 +12,12 @@ import sys
 from typing import Any, NamedTuple
 
 import tracker.units as units
+from tracker.job.placement import Launch
 from tracker.logs.totals import Totals
 from tracker.sensors import CPU, GPU, RAM, Absent
 from tracker.sensors import methods as registry
 from tracker.session.accounting import Forecast
 from tracker.session.config import Config
-from tracker.session.placement import Launch
 
 
 class RunState(NamedTuple):
