@@ -28,6 +28,39 @@ def user_metrics(callback_metrics: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
+class RowMetrics:
+    """The metrics logged during each open row: new or changed since it opened, less those a row inside it took.
+
+    The Trainer's ``callback_metrics`` keep every value logged so far; a validation row would otherwise
+    carry the last epoch's training loss, and an epoch's row the validation's ``val_loss`` (a validation
+    runs inside the epoch and writes its row first).
+    """
+
+    def __init__(self) -> None:
+        self._before: dict[str, dict[str, Any]] = {}
+        self._taken: dict[str, set[str]] = {}
+
+    def begin(self, phase: str, metrics: Mapping[str, Any]) -> None:
+        """A row opens: what is logged so far is not its own."""
+        self._before[phase], self._taken[phase] = dict(metrics), set()
+
+    def end(self, phase: str, metrics: Mapping[str, Any]) -> dict[str, Any]:
+        """A row closes: its own metrics, which the rows still open around it no longer take."""
+        before, taken = self._before.pop(phase, {}), self._taken.pop(phase, set())
+        mine = {k: v for k, v in metrics.items() if k not in taken and not _same(before.get(k, _MISSING), v)}
+        for outer in self._taken.values():
+            outer.update(mine)
+        return mine
+
+
+_MISSING = object()
+
+
+def _same(a: Any, b: Any) -> bool:
+    # numbers and text compare by value; anything else (a tensor of several values) counts as logged again
+    return a is b or (isinstance(a, (int, float, str)) and isinstance(b, (int, float, str)) and a == b)
+
+
 def progress_text(summary: Summary | None) -> str:
     """The progress bar's figure: the run's CO2e so far in scaled units (``12.3 g``)."""
     return summary.co2_text() if summary is not None else "0 kg"

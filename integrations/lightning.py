@@ -20,7 +20,7 @@ except ImportError:  # only the older package name, pytorch_lightning, is instal
 
 from integrations._distributed import Exchange, distributed, gather, placement
 from integrations._guard import guarded
-from integrations._metrics import PROGRESS_BAR_KEY, batch_size, progress_text, user_metrics
+from integrations._metrics import PROGRESS_BAR_KEY, RowMetrics, batch_size, progress_text, user_metrics
 from integrations._vocabulary import epoch_metrics, so_far_metrics
 from tracker import (
     COMPLETE,
@@ -74,7 +74,10 @@ class EnergyCallback(Callback):
 
     The progress bar shows ``CO2``: the run's emissions so far as text in scaled units (``12.3 g``),
     so that it moves on a small run. The Trainer's ``callback_metrics`` (your ``self.log`` values,
-    tensors as numbers) go into ``epochs.csv`` beside the energy, at each epoch's and phase's end.
+    tensors as numbers) go into ``epochs.csv`` beside the energy, at each epoch's and phase's end:
+    each row the metrics logged (new or changed) while it was open, so a validation row holds its
+    validation metrics, not the epoch's training loss. Under DDP they are rank 0's row's: the values
+    Lightning gives rank 0 (reduced across ranks where you log with ``sync_dist=True``).
 
     **Distributed** (any ``torch.distributed`` strategy, one or many nodes), by the rules of
     :mod:`tracker.job.placement`: each rank measures the CUDA device it trains on, matched by
@@ -109,6 +112,7 @@ class EnergyCallback(Callback):
         self._world = 1
         self._open: list[str] = []
         self._samples: dict[str, int] = {}
+        self._row_metrics = RowMetrics()  # each row gets the metrics logged while it was open
         self._epoch_start: Any = None
         self._summary: Summary | None = None
         self._progress = progress_text(None)
@@ -256,6 +260,7 @@ class EnergyCallback(Callback):
             self.tracker.begin_phase(phase)
         self._open.append(phase)
         self._samples[phase] = 0
+        self._row_metrics.begin(phase, user_metrics(trainer.callback_metrics))
 
     @guarded
     def _count(self, phase: str, batch: Any) -> None:
@@ -266,8 +271,9 @@ class EnergyCallback(Callback):
     def _end(self, phase: str, trainer: Any = None, *_: Any) -> bool:
         if phase not in self._open or self.tracker is None:
             return False
-        if trainer is not None and self._open[-1] == phase:
-            self._log_user_metrics(trainer)  # a name epochs.csv refuses still lets the row close
+        own = self._row_metrics.end(phase, user_metrics(trainer.callback_metrics) if trainer is not None else {})
+        if own and self._open[-1] == phase:
+            self._log_user_metrics(own)  # a name epochs.csv refuses still lets the row close
         self._open.remove(phase)
         self._add_samples(sum(gather(self._world, self._samples.pop(phase, 0))))
         self.tracker.end()
@@ -280,8 +286,8 @@ class EnergyCallback(Callback):
         return Summary.build(self.tracker.run_state()._replace(so_far=(), open=()))
 
     @guarded
-    def _log_user_metrics(self, trainer: Any) -> None:
-        self.tracker.log_metrics(user_metrics(trainer.callback_metrics))
+    def _log_user_metrics(self, metrics: dict[str, Any]) -> None:
+        self.tracker.log_metrics(metrics)
 
     def _add_samples(self, count: int) -> None:
         if count and self.tracker is not None:

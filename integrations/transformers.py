@@ -20,6 +20,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from integrations._guard import guarded
+from integrations._metrics import user_metrics
 from integrations._vocabulary import (
     TOTAL_CO2_KG,
     TOTAL_KWH,
@@ -44,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 _HARDWARE_OPTIONS = tuple(o for o in HARDWARE_OPTIONS if o not in ("rank", "exchange"))  # the launcher's rank
 EVALUATION = VALIDATION
+HF_BOOKKEEPING = frozenset({"epoch"})  # the Trainer's float epoch: each row has its own epoch column
 
 
 class EnergyTrainerCallback(TrainerCallback):
@@ -77,6 +79,13 @@ class EnergyTrainerCallback(TrainerCallback):
     ``callbacks=[...]``, so those see the figures one log late; :meth:`attach` puts this callback
     first, and then they see each figure in the same log. ``trainer.state.log_history`` holds them either way.
 
+    **Metrics beside energy**: each log's numbers (``loss``, ``grad_norm``, ``learning_rate``,
+    ``eval_loss`` and every ``eval_*``) go into the row open when the Trainer logs them, as columns of
+    ``epochs.csv``: an epoch's row holds the epoch's training loss (the Trainer logs it just after the
+    epoch ends, so the row is written at that log), an evaluation's row its ``eval_*``. Under DDP
+    every rank's row holds the values the Trainer logs, which it has already reduced across ranks
+    (the mean loss; evaluation metrics from every rank's predictions); the merged job shows rank 0's.
+
     **Resuming and retrying**: the row of epoch ``k`` is the Trainer's float epoch rounded down, so
     ``train(resume_from_checkpoint=...)`` from a checkpoint taken mid-epoch (epoch 1.5) measures the
     rest of epoch 1 as epoch 1, its ``notes`` saying where it resumed (the part before is in the earlier
@@ -103,6 +112,7 @@ class EnergyTrainerCallback(TrainerCallback):
         self._open: list[str] = []
         self._figures: dict[str, float] = {}
         self._fresh = False
+        self._epoch_ending = False  # the epoch ended; its row waits for the epoch's log (its loss), then closes
         self._epoch_start: Summary | None = None
         self._summary: Summary | None = None
         self._state: dict[str, Any] | None = None  # the run a retried train() continues
@@ -144,6 +154,7 @@ class EnergyTrainerCallback(TrainerCallback):
     @guarded
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Open the epoch's row: epoch ``floor(state.epoch)``, noted as resumed when that is not a whole number."""
+        self._settle()
         if self.tracker is not None:
             index, note = _epoch_index(state.epoch)
             self.tracker.begin_epoch(index, note=note)
@@ -158,12 +169,17 @@ class EnergyTrainerCallback(TrainerCallback):
 
     @guarded
     def on_epoch_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        """Write the epoch's row (an evaluation still open inside it is written first)."""
-        self._close(TRAIN)
+        """End the epoch: its row is written at the epoch's log (which the Trainer sends after this), with its loss.
+
+        Without such a log, the row is written when the next thing happens: an evaluation, the next epoch,
+        the end of training.
+        """
+        self._epoch_ending = TRAIN in self._open
 
     @guarded
     def on_prediction_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Open an evaluation phase at its first step."""
+        self._settle()
         if self.tracker is not None and EVALUATION not in self._open:
             # an evaluation at an epoch's end comes after its row closed: it still names that epoch
             self.tracker.begin_phase(EVALUATION, epoch=max(0, math.ceil(state.epoch or 0) - 1))
@@ -172,19 +188,37 @@ class EnergyTrainerCallback(TrainerCallback):
     @guarded
     def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Write the evaluation's row, if its log did not already."""
+        self._settle()
         self._close(EVALUATION)
 
     @guarded
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        """Put the energy figures in the log (and in ``state.log_history``)."""
+        """Put the log's metrics in the open row (``loss``, ``eval_*``), and the energy figures in the log.
+
+        The figures also go into ``state.log_history``.
+        """
         if logs is None or self.tracker is None:
             return
+        self._log_metrics(logs)
+        self._settle()  # the epoch's own log: its row is written now, with the loss
         if EVALUATION in self._open and any(k.endswith("_runtime") for k in logs):
             self._close(EVALUATION)  # the evaluation's own log: its row first, so the log holds it
         figures = self.figures()
         logs.update(figures)
         if state.log_history:
             state.log_history[-1].update(figures)
+
+    @guarded
+    def _log_metrics(self, logs: dict[str, Any]) -> None:
+        """The log's numbers into the innermost open row (HF's float ``epoch`` left out: the row has its own)."""
+        numbers = {k: v for k, v in logs.items() if k not in HF_BOOKKEEPING and _is_number(v)}
+        if numbers and self._open:
+            self.tracker.log_metrics(user_metrics(numbers))
+
+    def _settle(self) -> None:
+        if self._epoch_ending:
+            self._epoch_ending = False
+            self._close(TRAIN)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Stop measuring and finish the run directory."""
@@ -201,6 +235,7 @@ class EnergyTrainerCallback(TrainerCallback):
             This process's summary (its shard's, under DDP), or ``None`` if it never started.
         """
         tracker, self.tracker, opened, self._open = self.tracker, None, self._open, []
+        self._epoch_ending = False
         if tracker is not None:
             try:
                 for _ in opened:
@@ -259,6 +294,10 @@ def _epoch_index(epoch: float | None) -> tuple[int, str]:
     if value - index <= 1e-6:
         return index, ""
     return index, f"resumed at epoch {value:.4g}: the rest of epoch {index}, its start in an earlier run"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _sum(rows: list[dict[str, Any]], column: str) -> float:

@@ -201,6 +201,10 @@ def test_the_users_logged_metrics_reach_epochs_csv_as_numbers(tmp_path, clock):
     assert [r["val_accuracy"] for r in validation] == [0.5, 1.5]
     assert all(isinstance(r["loss"], float) for r in train) and train[0]["loss"] != train[1]["loss"]
     assert not any(key.startswith("energy/") for key in run.epochs[0])
+    # each row the metrics logged while it was open: a validation row not the last epoch's training loss,
+    # an epoch's row not the validation's accuracy (the validation runs inside the epoch)
+    assert all(r.get("loss") is None for r in validation)
+    assert all(r.get("val_accuracy") is None for r in train)
 
 
 def test_no_gpu_power_is_logged_without_a_gpu(tmp_path, clock):

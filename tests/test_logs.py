@@ -149,3 +149,21 @@ def test_epochs_csv_is_read_by_its_schema_text_stays_text(tmp_path, clock):
     assert isinstance(row["duration_s"], float) and isinstance(row["gpu_kwh"], float)
     assert row["loss"] == 0.5 and row["note"] == "warm-up" and row["step"] == 3
     assert run.devices[0]["run"] == "007" and isinstance(run.devices[0]["rank"], int)
+
+
+def test_following_a_run_reads_each_row_once_when_a_new_metric_widens_the_header(tmp_path, clock):
+    # a metric first logged in the second epoch rewrites epochs.csv's header and pads the rows before it:
+    # the follower (job_rows, behind the HF callback's figures) must neither miss a row nor read one twice
+    sensors = [FakeSensor("gpu:0", "gpu", steady(100.0), clock)]
+    with EnergyTracker(tmp_path, sensors=sensors, clock=clock, carbon_intensity_g_per_kwh=1.0) as energy:
+        with energy.epoch(0):
+            clock.advance(10.0)
+        first = energy.job_rows()
+        for i, metric in enumerate(("loss", "eval_loss"), start=1):
+            with energy.epoch(i):
+                clock.advance(10.0)
+                energy.log_metrics({metric: 0.5})
+        rows = energy.job_rows()
+    assert [r["epoch"] for r in first if r["phase"] == "train"] == [0]
+    assert [r["epoch"] for r in rows if r["phase"] == "train"] == [0, 1, 2]
+    assert [r["energy_kwh"] for r in rows if r["phase"] == "train"] == pytest.approx([100 * 10 / 3.6e6] * 3)

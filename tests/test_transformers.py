@@ -62,6 +62,17 @@ def test_single_process_rows_per_epoch_and_evaluation_and_figures_in_the_logs(tm
     check_rows(run, run)
     check_logs(run, trainer.state.log_history, recorder.logs)
     assert run.info["status"] == "complete" and callback.summary().epochs == 2
+    check_metrics(run, trainer.state.log_history)
+
+
+def check_metrics(run, history):
+    """Each row holds the metrics the Trainer logged while it was open: an epoch its loss, an evaluation eval_*."""
+    trains = [r for r in run.epochs if r["phase"] == "train"]
+    evaluations = [r for r in run.epochs if r["phase"] == "validation"]
+    assert [r["loss"] for r in trains] == pytest.approx([h["loss"] for h in history if "loss" in h])
+    assert [r["eval_loss"] for r in evaluations] == pytest.approx([h["eval_loss"] for h in history if "eval_loss" in h])
+    assert all(r.get("eval_loss") is None for r in trains) and all(r.get("loss") is None for r in evaluations)
+    assert "user_epoch" not in run.epochs[0] and not any(k.startswith("energy/") for k in run.epochs[0])
 
 
 def test_two_processes_under_the_trainers_ddp_one_job_each_gpu_once(tmp_path):
@@ -76,6 +87,7 @@ def test_two_processes_under_the_trainers_ddp_one_job_each_gpu_once(tmp_path):
         assert sorted((d["kind"], d["rank"]) for d in devices) == [("cpu", 0), ("gpu", 0), ("gpu", 0), ("ram", 0)]
     history = json.loads((tmp_path / "log_history.json").read_text())
     check_logs(run, history, json.loads((tmp_path / "recorded.json").read_text()))
+    check_metrics(run, history)  # the Trainer's values, reduced across ranks; the merged rows rank 0's
 
 
 def test_a_bad_option_is_named_before_training():

@@ -23,16 +23,23 @@ _FIGURES = ("energy_kwh", "co2_kg", "gpu_kwh", "cpu_kwh", "ram_kwh")
 
 
 class _Tail:
-    """The complete lines appended to one CSV file since the last read."""
+    """The complete lines appended to one CSV file since the last read.
 
-    __slots__ = ("path", "types", "offset", "header")
+    A new metric column rewrites the file's header and pads every row before it (only within its
+    first ``WIDE_ROWS`` rows, :mod:`tracker.logs.writer`): the header is then read again and the
+    rows already read are skipped by count, so a row is never read twice or missed.
+    """
+
+    __slots__ = ("path", "types", "offset", "header", "lines")
 
     def __init__(self, path: Path, types: dict[str, type]) -> None:
-        self.path, self.types, self.offset, self.header = path, types, 0, ""
+        self.path, self.types, self.offset, self.header, self.lines = path, types, 0, "", 0
 
     def new_rows(self) -> list[dict[str, Any]]:
         try:
             with self.path.open("rb") as f:
+                if self.header and f.readline().decode("utf-8", errors="replace") != self.header:
+                    self._skip_read_lines(f)  # the header grew: the offsets of the rows read have moved
                 f.seek(self.offset)
                 data = f.read()
         except OSError:
@@ -43,7 +50,15 @@ class _Tail:
         if not self.header:
             self.header, _, text = text.partition("\n")
             self.header += "\n"
+        self.lines += text.count("\n")
         return _parse(self.header + text, self.types)[0] if text else []
+
+    def _skip_read_lines(self, f: Any) -> None:
+        f.seek(0)
+        self.header = f.readline().decode("utf-8", errors="replace")
+        for _ in range(self.lines):
+            f.readline()
+        self.offset = f.tell()
 
 
 class _Followed:
