@@ -130,3 +130,23 @@ def test_eight_default_named_runs_png(tmp_path: Path) -> None:
     default_named_runs(tmp_path / "logs", 8, epochs=3)
     out = plot.plot_runs(render.load_summaries([str(tmp_path / "logs")]), tmp_path / "eight.png", dpi=150)
     assert out.stat().st_size > 0
+
+
+def test_a_run_cut_into_rows_by_steps_is_drawn_against_the_step(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sensors = [FakeSensor("gpu:0", "gpu", steady(250.0), clock)]
+    options = {"sensors": sensors, "clock": clock, "carbon_intensity_g_per_kwh": 400.0, "row_every_n_steps": 10}
+    with EnergyTracker(tmp_path, run_name="long-epoch", **options) as energy:
+        with energy.epoch(0):
+            for _ in range(40):
+                clock.advance(1.0)
+                energy.step()
+    fig = figure_of(tmp_path)
+    try:
+        assert plot.clipped_texts(fig) == []
+        energy_ax, co2_ax = fig.axes
+        assert co2_ax.get_xlabel() == "Optimizer step" and energy_ax.get_title(loc="left").startswith("Energy per row")
+        assert len(energy_ax.patches) >= 4  # a bar per row of 10 steps, not one bar for the one epoch
+        assert list(co2_ax.get_lines()[0].get_xdata())[-1] == 40
+    finally:
+        plot.pyplot().close(fig)

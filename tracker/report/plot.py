@@ -16,7 +16,9 @@ Run names are shortened for the panels and the legend: the part every name share
 (``20261206T130100Z-vm-12737`` and ``20261206T130412Z-vm-12811`` become ``0100Z-vm-12737`` and
 ``0412Z-vm-12811``) and what is left is cut to :data:`NAME_CHARS` characters. The legend of
 components lists only those measured (or estimated) in some run. An epoch axis shows whole epochs
-(a one-epoch run: the tick ``0``, not ``-0.3 ... 0.3``).
+(a one-epoch run: the tick ``0``, not ``-0.3 ... 0.3``). Runs whose epochs were cut into rows by
+optimizer steps (``row_every_n_steps``, ``row_every_s``) are drawn against the step instead: a bar
+per row, ending at its last step, and the cumulative CO2e at each row's last step.
 
 Units follow :mod:`tracker.units` (one scaled unit per axis, the one the text uses); legends use
 plain words ("GPU (measured)", "CPU (estimated)"); ticks are thinned so 3 and 300 epochs both read.
@@ -31,6 +33,7 @@ from typing import Any
 
 import tracker.units as units
 from tracker.errors import TrackerError
+from tracker.logs.schema import PARTIAL
 from tracker.report.render import COMPONENTS, RunSummary
 from tracker.sensors import methods as registry
 from tracker.sensors.methods import ABSENT
@@ -77,15 +80,28 @@ def epoch_energy(s: RunSummary) -> tuple[list[int], dict[str, list[float]]]:
     return epochs, energy
 
 
-def cumulative_co2(s: RunSummary) -> tuple[list[int], list[tuple[float, float, float]]]:
-    """The run's CO2e (kg, low, high) up to the end of each epoch, every row before it included."""
+def is_step_based(s: RunSummary) -> bool:
+    """Whether a run's epochs were cut into rows by optimizer steps (``partial`` rows with ``last_step``)."""
+    return any(r.get("status") == PARTIAL and isinstance(r.get("last_step"), int) for r in s.rows)
+
+
+def step_energy(s: RunSummary) -> tuple[list[int], dict[str, list[float]], list[float]]:
+    """Each training row's last optimizer step, its energy per component (kWh) and its span in steps."""
+    rows = [r for r in s.rows if r.get("phase") == "train" and isinstance(r.get("last_step"), int)]
+    steps = [int(r["last_step"]) for r in rows]
+    spans = [max(1.0, float(r["last_step"] - (r.get("first_step") or r["last_step"]) + 1)) for r in rows]
+    return steps, {kind: [float(r.get(f"{kind}_kwh") or 0.0) for r in rows] for kind in COMPONENTS}, spans
+
+
+def cumulative_co2(s: RunSummary, by: str = "epoch") -> tuple[list[int], list[tuple[float, float, float]]]:
+    """The run's CO2e (kg, low, high) up to the end of each epoch (or row: ``by="last_step"``), all rows before."""
     points: dict[int, tuple[float, float, float]] = {}
     total = [0.0, 0.0, 0.0]
     for row in s.rows:
         for i, name in enumerate(("co2_kg", "co2_kg_low", "co2_kg_high")):
             total[i] += float(row.get(name) or 0.0)
-        if isinstance(row.get("epoch"), (int, float)):
-            points[int(row["epoch"])] = (total[0], total[1], total[2])
+        if isinstance(row.get(by), (int, float)):
+            points[int(row[by])] = (total[0], total[1], total[2])
     epochs = sorted(points)
     return epochs, [points[e] for e in epochs]
 
@@ -144,13 +160,15 @@ def figure(summaries: Sequence[RunSummary]) -> Any:
     fig = plt.figure(figsize=(WIDTH_IN, HEIGHT_IN), layout="constrained")
     top, bottom = fig.subfigures(2, 1, height_ratios=[ENERGY_SHARE, 1 - ENERGY_SHARE])
     axes = top.subplots(rows, cols, sharex=True, sharey=True, squeeze=False).ravel()
-    data = [epoch_energy(s) for s in summaries]
-    peak = max((sum(e[k][i] for k in COMPONENTS) for _, e in data for i in range(len(e["gpu"]))), default=0.0)
+    by_step = bool(summaries) and all(is_step_based(s) for s in summaries)
+    data = [step_energy(s) if by_step else (*epoch_energy(s), None) for s in summaries]
+    peak = max((sum(e[k][i] for k in COMPONENTS) for _, e, _ in data for i in range(len(e["gpu"]))), default=0.0)
     factor, unit = units.unit_of(peak, units.ENERGY_KWH)
     names = short_names([s.name for s in summaries])
-    for i, (ax, (epochs, energy)) in enumerate(zip(axes, data, strict=False)):
-        _stacked(ax, epochs, energy, factor)
-        ax.set_title(names[i] if n > 1 else "Energy per epoch", loc="left", color=f"C{i}" if n > 1 else "black")
+    for i, (ax, (where, energy, spans)) in enumerate(zip(axes, data, strict=False)):
+        _stacked(ax, where, energy, factor, spans)
+        title = "Energy per row (optimizer steps)" if by_step else "Energy per epoch"
+        ax.set_title(names[i] if n > 1 else title, loc="left", color=f"C{i}" if n > 1 else "black")
     for ax in axes[n:]:
         ax.set_visible(False)
         axes[n - cols].xaxis.set_tick_params(labelbottom=True)  # the panel above an empty place: its own epochs
@@ -163,25 +181,26 @@ def figure(summaries: Sequence[RunSummary]) -> Any:
     top.legend(handles, [component_label(summaries, k) for k in kinds], loc="outside upper center",
                ncol=len(kinds) or 1, frameon=False, handlelength=1.0)  # fmt: skip
     co2_ax = bottom.subplots()
-    _co2(co2_ax, summaries, names)
+    _co2(co2_ax, summaries, names, "last_step" if by_step else "epoch")
     for ax in [*axes[:n], co2_ax]:
-        _ticks(ax, [e for epochs, _ in data for e in epochs], 2 if rows > 2 and ax is not co2_ax else 3)
+        _ticks(ax, [x for where, _, _ in data for x in where], 2 if rows > 2 and ax is not co2_ax else 3, by_step)
     co2_ax.set_xlim(axes[0].get_xlim())
     return fig
 
 
-def _stacked(ax: Any, epochs: list[int], energy: dict[str, list[float]], factor: float) -> None:
+def _stacked(ax: Any, epochs: list[int], energy: dict[str, list[float]], factor: float, spans: Any) -> None:
     bottom = [0.0] * len(epochs)
-    width = 0.8 if len(epochs) <= 60 else 1.0
+    width = [-0.9 * w for w in spans] if spans else 0.8 if len(epochs) <= 60 else 1.0  # a row's bar ends at its step
+    align = "edge" if spans else "center"
     for kind in COMPONENTS:
         heights = [v / factor for v in energy[kind]]
         if any(heights):
-            ax.bar(epochs, heights, width, bottom=bottom, color=COLOURS[kind], linewidth=0)
+            ax.bar(epochs, heights, width, bottom=bottom, color=COLOURS[kind], linewidth=0, align=align)
             bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
 
 
-def _co2(ax: Any, summaries: Sequence[RunSummary], names: list[str]) -> None:
-    curves = [cumulative_co2(s) for s in summaries]
+def _co2(ax: Any, summaries: Sequence[RunSummary], names: list[str], by: str) -> None:
+    curves = [cumulative_co2(s, by) for s in summaries]
     top = max((p[2] for _, points in curves for p in points), default=0.0)
     factor, unit = units.unit_of(top, units.MASS_KG)
     grids = list(dict.fromkeys(_grid_label(s) for s in summaries))
@@ -199,7 +218,7 @@ def _co2(ax: Any, summaries: Sequence[RunSummary], names: list[str]) -> None:
     title = "Cumulative CO2e, shaded: range" + ("; runs on different grids" if len(grids) > 1 else "")
     ax.set_title(title, loc="left")
     ax.set_ylabel(f"CO2e ({unit})")
-    ax.set_xlabel("Epoch")
+    ax.set_xlabel("Optimizer step" if by == "last_step" else "Epoch")
     ax.set_ylim(bottom=0)
     if len(handles) > 1:
         _legend(ax.figure, handles, labels)
@@ -217,11 +236,14 @@ def _legend(fig: Any, handles: list[Any], labels: list[str]) -> None:
         legend.remove()
 
 
-def _ticks(ax: Any, epochs: list[int], y_bins: int) -> None:
+def _ticks(ax: Any, where: list[int], y_bins: int, by_step: bool) -> None:
     from matplotlib.ticker import MaxNLocator
 
-    low, high = (min(epochs), max(epochs)) if epochs else (0, 1)
-    ax.set_xlim(low - 0.6, high + 0.6)  # whole epochs: one epoch is the tick 0, not -0.3 ... 0.3
+    low, high = (min(where), max(where)) if where else (0, 1)
+    if by_step:
+        ax.set_xlim(0, high * 1.02 + 1)  # steps from the first
+    else:
+        ax.set_xlim(low - 0.6, high + 0.6)  # whole epochs: one epoch is the tick 0, not -0.3 ... 0.3
     ax.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True, min_n_ticks=1))
     ax.yaxis.set_major_locator(MaxNLocator(nbins=y_bins))
     ax.spines[["top", "right"]].set_visible(False)
