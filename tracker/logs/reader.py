@@ -16,7 +16,6 @@ read (``Runs.skipped``) instead of failing.
 from __future__ import annotations
 
 import csv
-import fcntl
 import io
 import json
 import logging
@@ -398,13 +397,21 @@ def write_back_killed(run_dir: Path) -> list[dict[str, Any]]:
     except OSError:
         return []  # a read-only directory: the rows stay the reader's own
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        _lock(fd)
         rows = killed_rows(run_dir)
         if rows:
             RunWriter(run_dir).write_recovered(rows)
         return rows
     finally:
         os.close(fd)  # releases the lock
+
+
+def _lock(fd: int) -> None:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock; the rows on disk are still matched before writing
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
 
 
 def _recover(run_dir: Path, info: dict[str, Any], epochs: list[dict[str, Any]]) -> list[dict[str, Any]]:
