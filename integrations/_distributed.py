@@ -9,7 +9,9 @@ from typing import Any
 
 import torch
 
-from tracker import GPU, assign, keep_once
+from tracker import integration
+
+GPU, assign, keep_once = integration.GPU, integration.assign, integration.keep_once
 
 
 def placement(

@@ -7,11 +7,11 @@ from typing import Any
 
 import torch
 
-from tracker import EPOCH_COLUMNS, FORMULA_STARTS, MORE_METRICS, Summary
+from tracker import Summary, integration
 
 # Names log_metrics refuses (a tracker column, the JSON column of late metrics, a formula's first
 # character): a Trainer's metric by such a name is written as user_<name>, never raised into training.
-TRACKER_COLUMNS = frozenset(EPOCH_COLUMNS) | {MORE_METRICS}
+TRACKER_COLUMNS = frozenset(integration.EPOCH_COLUMNS) | {integration.MORE_METRICS}
 
 PROGRESS_BAR_KEY = "CO2"  # the progress bar's entry: the run's CO2e so far, in units that move ("12.3 g")
 ENERGY_PREFIX = "energy/"
@@ -77,4 +77,4 @@ def batch_size(batch: Any) -> int | None:
 def _column(key: str) -> str:
     """A metric's column name: line breaks and NUL out, ``user_`` before a name ``log_metrics`` refuses."""
     key = key.replace("\r", "_").replace("\n", "_").replace("\x00", "")
-    return f"user_{key}" if key in TRACKER_COLUMNS or key.startswith(FORMULA_STARTS) else key
+    return f"user_{key}" if key in TRACKER_COLUMNS or key.startswith(integration.FORMULA_STARTS) else key

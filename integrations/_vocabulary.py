@@ -11,7 +11,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from tracker import J_PER_KWH, TRAIN, VALIDATION, Summary
+from tracker import Summary, integration
+
+J_PER_KWH, TRAIN, VALIDATION = integration.J_PER_KWH, integration.TRAIN, integration.VALIDATION
 
 TOTAL_KWH = "energy/total_kwh"
 TOTAL_CO2_KG = "energy/total_co2_kg"

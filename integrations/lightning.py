@@ -22,28 +22,13 @@ from integrations._distributed import Exchange, distributed, gather, placement
 from integrations._guard import guarded
 from integrations._metrics import PROGRESS_BAR_KEY, RowMetrics, batch_size, progress_text, user_metrics
 from integrations._vocabulary import epoch_metrics, so_far_metrics
-from tracker import (
-    COMPLETE,
-    GPU,
-    HARDWARE_OPTIONS,
-    INTERRUPTED,
-    PREDICT,
-    SANITY_CHECK,
-    TEST,
-    TRAIN,
-    VALIDATION,
-    Config,
-    ConfigurationError,
-    EnergyTracker,
-    Hardware,
-    Summary,
-    check_log_dir,
-    split_options,
-)
+from tracker import Config, ConfigurationError, EnergyTracker, Summary, integration
 
 logger = logging.getLogger(__name__)
 
-_HARDWARE_OPTIONS = tuple(o for o in HARDWARE_OPTIONS if o not in ("rank", "exchange"))  # the callback sets these
+COMPLETE, INTERRUPTED, GPU = integration.COMPLETE, integration.INTERRUPTED, integration.GPU
+TRAIN, VALIDATION, SANITY_CHECK = integration.TRAIN, integration.VALIDATION, integration.SANITY_CHECK
+TEST, PREDICT = integration.TEST, integration.PREDICT
 
 
 class EnergyCallback(Callback):
@@ -102,9 +87,11 @@ class EnergyCallback(Callback):
     """
 
     def __init__(self, **options: Any) -> None:
-        given, self._hardware = split_options(options, "EnergyCallback", _HARDWARE_OPTIONS)
-        Hardware(**self._hardware)
-        self.config = Config(**{"log_dir": None, **given}).resolve()
+        # the callback sets the rank and the exchange; log_dir defaults to the trainer's, found at setup
+        self._options = integration.CallbackOptions(
+            options, "EnergyCallback", sets=("rank", "exchange"), defaults={"log_dir": None}
+        )
+        self.config = self._options.config
         self.tracker: EnergyTracker | None = None
         self._running = False
         self._state: dict[str, Any] | None = None
@@ -135,7 +122,7 @@ class EnergyCallback(Callback):
         problem = None
         try:
             if trainer.is_global_zero:
-                check_log_dir(log_dir)
+                integration.check_log_dir(log_dir)
             self.tracker = self._build(trainer, log_dir)
         except ConfigurationError as exc:
             problem = str(exc)
@@ -183,11 +170,9 @@ class EnergyCallback(Callback):
             return self._tracker(trainer.global_rank, cfg, tuple(k for k in kinds if k != GPU), None)
 
     def _tracker(self, rank: int, cfg: Config, kinds: tuple[str, ...], gpus: Any) -> EnergyTracker:
-        hardware = dict(self._hardware)
-        if not kinds:  # this rank measures nothing, yet reaches every collective with the others
-            hardware["sensors"], kinds = [], cfg.measure
-        cfg = cfg.replace(measure=kinds, gpu_devices=gpus)
-        return EnergyTracker(config=cfg, rank=rank, exchange=self._exchange, **hardware)
+        nothing = {} if kinds else {"sensors": []}  # this rank measures nothing, yet reaches every collective
+        cfg = cfg.replace(measure=kinds or cfg.measure, gpu_devices=gpus)
+        return self._options.tracker(cfg, rank=rank, exchange=self._exchange, **nothing)
 
     @guarded
     def _start(self, *_: Any) -> None:

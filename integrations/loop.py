@@ -17,19 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tracker import (
-    HARDWARE_OPTIONS,
-    INTERRUPTED,
-    Config,
-    EnergyTracker,
-    Hardware,
-    Summary,
-    UsageError,
-    check_log_dir,
-    split_options,
-)
-
-_HARDWARE_OPTIONS = tuple(o for o in HARDWARE_OPTIONS if o != "exchange")  # a plain loop has no collectives
+from tracker import EnergyTracker, Summary, UsageError, integration
 
 
 class EnergyLoopCallback:
@@ -48,12 +36,9 @@ class EnergyLoopCallback:
     """
 
     def __init__(self, **options: Any) -> None:
-        given, hardware = split_options(options, "EnergyLoopCallback", _HARDWARE_OPTIONS)
-        Hardware(**hardware)
-        self.config = Config(**given).resolve()
-        if self.config.log_dir is not None:
-            check_log_dir(self.config.log_dir)  # a file, /proc, unwritable: fail here, not at the first hook
-        self._hardware = hardware
+        # a plain loop has no collectives: no exchange
+        self._options = integration.CallbackOptions(options, "EnergyLoopCallback", sets=("exchange",), check_dir=True)
+        self.config = self._options.config
         self.tracker: EnergyTracker | None = None
         self._open: list[tuple[str, Any]] = []  # ("epoch", index) and ("phase", name), innermost last
 
@@ -61,7 +46,7 @@ class EnergyLoopCallback:
         """Start measuring (creates the run directory and the sampler)."""
         if self.tracker is not None:
             raise UsageError("on_train_begin() called twice; call on_train_end() first")
-        self.tracker = EnergyTracker(config=self.config, **self._hardware).start()
+        self.tracker = self._options.tracker().start()
 
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         """Open epoch ``epoch``."""
@@ -115,7 +100,7 @@ class EnergyLoopCallback:
     def on_exception(self, exc: BaseException | None = None) -> Summary:
         """Write the open epoch as ``interrupted`` and stop (call it from the loop's ``except``)."""
         tracker, self._open = self._running("on_exception"), []
-        return tracker.stop(INTERRUPTED)
+        return tracker.stop(integration.INTERRUPTED)
 
     def summary(self) -> Summary:
         """The run's totals so far."""

@@ -28,23 +28,12 @@ from integrations._vocabulary import (
     epoch_metrics_from_rows,
     so_far_metrics,
 )
-from tracker import (
-    COMPLETE,
-    HARDWARE_OPTIONS,
-    INTERRUPTED,
-    TRAIN,
-    VALIDATION,
-    Config,
-    EnergyTracker,
-    Hardware,
-    Summary,
-    split_options,
-)
+from tracker import EnergyTracker, Summary, integration
 
 logger = logging.getLogger(__name__)
 
-_HARDWARE_OPTIONS = tuple(o for o in HARDWARE_OPTIONS if o not in ("rank", "exchange"))  # the launcher's rank
-EVALUATION = VALIDATION
+COMPLETE, INTERRUPTED, TRAIN = integration.COMPLETE, integration.INTERRUPTED, integration.TRAIN
+EVALUATION = integration.VALIDATION
 HF_BOOKKEEPING = frozenset({"epoch"})  # the Trainer's float epoch: each row has its own epoch column
 
 
@@ -104,10 +93,11 @@ class EnergyTrainerCallback(TrainerCallback):
     """
 
     def __init__(self, **options: Any) -> None:
-        given, self._hardware = split_options(options, "EnergyTrainerCallback", _HARDWARE_OPTIONS)
-        Hardware(**self._hardware)
-        self._log_dir_given = "log_dir" in given
-        self.config = Config(**{"log_dir": None, **given}).resolve()
+        # the launcher gives the rank; log_dir defaults to <output_dir>/energy, known when training starts
+        self._options = integration.CallbackOptions(
+            options, "EnergyTrainerCallback", sets=("rank", "exchange"), defaults={"log_dir": None}
+        )
+        self.config = self._options.config
         self.tracker: EnergyTracker | None = None
         self._open: list[str] = []
         self._figures: dict[str, float] = {}
@@ -134,13 +124,13 @@ class EnergyTrainerCallback(TrainerCallback):
         if self.tracker is not None:
             self._guarded_close(INTERRUPTED)
             retried = self._state
-        log_dir = self.config.log_dir if self._log_dir_given else os.path.join(args.output_dir, "energy")
+        log_dir = self.config.log_dir if "log_dir" in self._options.given else os.path.join(args.output_dir, "energy")
         planned = float(args.num_train_epochs)
         epochs = int(planned) if args.max_steps <= 0 and planned.is_integer() and planned > 0 else None
         steps = state.max_steps if getattr(state, "max_steps", 0) and state.max_steps > 0 else None
         cfg = self.config.replace(log_dir=log_dir, epochs=self.config.epochs or epochs,
                                   total_steps=self.config.total_steps or steps)  # fmt: skip
-        tracker = EnergyTracker(config=cfg, **self._hardware)  # a bad log_dir raises here, before the first step
+        tracker = self._options.tracker(cfg)  # a bad log_dir raises here, before the first step
         self._start(tracker, retried)
 
     @guarded

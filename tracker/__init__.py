@@ -10,50 +10,24 @@ from typing import Any
 
 from tracker._version import __version__
 
+# The names a user needs: the tracker and its options, its summary, the reader and its records, the errors.
+# ``integration`` is the one name for the framework integrations (integrations/): their option handling and
+# vocabulary (tracker.session.integration). Everything else is imported from its module.
 _EXPORTS = {
     "EnergyTracker": "tracker.session.energy_tracker",
-    "Summary": "tracker.session.summary",
     "Config": "tracker.session.config",
-    "Hardware": "tracker.session.config",
-    "split_options": "tracker.session.config",
-    "HARDWARE_OPTIONS": "tracker.session.config",
-    "assign": "tracker.job.placement",
-    "keep_once": "tracker.logs.merge",
-    "Totals": "tracker.logs.totals",
+    "Summary": "tracker.session.summary",
     "load_run": "tracker.logs.reader",
     "load_runs": "tracker.logs.reader",
     "Run": "tracker.logs.reader",
-    "discover": "tracker.sensors.discovery",
-    "Reading": "tracker.sensors",
-    "Sensor": "tracker.sensors",
     "EpochRecord": "tracker.logs.schema",
     "DeviceRecord": "tracker.logs.schema",
-    "EPOCH_COLUMNS": "tracker.logs.schema",
-    "MORE_METRICS": "tracker.logs.schema",
-    "FORMULA_STARTS": "tracker.logs.schema",
-    "COMPLETE": "tracker.logs.schema",
-    "INTERRUPTED": "tracker.logs.schema",
-    "TRAIN": "tracker.logs.schema",
-    "OTHER_PHASE": "tracker.logs.schema",
-    "INFERENCE": "tracker.logs.schema",
-    "VALIDATION": "tracker.logs.schema",
-    "SANITY_CHECK": "tracker.logs.schema",
-    "TEST": "tracker.logs.schema",
-    "PREDICT": "tracker.logs.schema",
-    "check_log_dir": "tracker.logs.writer",
-    "J_PER_KWH": "tracker.energy",
-    "GPU": "tracker.sensors",
-    "CPU": "tracker.sensors",
-    "RAM": "tracker.sensors",
-    "KINDS": "tracker.sensors",
     "TrackerError": "tracker.errors",
     "ConfigurationError": "tracker.errors",
     "UnknownOptionError": "tracker.errors",
     "UsageError": "tracker.errors",
     "SensorError": "tracker.errors",
-    "SensorUnavailable": "tracker.errors",
-    "SensorPermissionError": "tracker.errors",
-    "SensorReadError": "tracker.errors",
+    "integration": "tracker.session.integration",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -66,6 +40,8 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'tracker' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(module), name)
+    value = importlib.import_module(module)
+    if not module.endswith(f".{name}"):  # a name of the module; else the module itself (``integration``)
+        value = getattr(value, name)
     globals()[name] = value
     return value

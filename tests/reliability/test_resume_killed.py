@@ -13,7 +13,8 @@ import pytest
 
 from tests.reliability.test_killed_runs import CPU_W, GPU_W, wait_for_heartbeat_inside
 from tests.reliability.test_kills import launch, printed, run_dir_of, wait_for_line, whole_csv
-from tracker import J_PER_KWH, load_run
+from tracker import load_run
+from tracker.energy import J_PER_KWH
 from tracker.logs import liveness
 
 pytestmark = pytest.mark.slow

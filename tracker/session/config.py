@@ -9,7 +9,8 @@ these fields (``dataclasses.fields``):
 - ``Config(...)`` and ``Hardware(...)`` run each field's validator (a bad option gives the same
   message whichever way in is used: what was wrong, the value given, and what to write instead);
 - :class:`~tracker.session.energy_tracker.EnergyTracker` and the integrations accept exactly these
-  names (:func:`split_options`), and the ``Args`` of ``EnergyTracker``'s docstring are
+  names (:func:`split_options`; a callback through ``tracker.session.integration.CallbackOptions``),
+  and the ``Args`` of ``EnergyTracker``'s docstring are
   :func:`options_doc`;
 - ``energy-tracker run``'s flags are :func:`add_flags`, read back by :func:`options_from_flags`.
 
