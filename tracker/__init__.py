@@ -1,7 +1,8 @@
 """training-energy-tracker: what each epoch of training costs in energy and CO2.
 
-The package's face: it re-exports the public names and holds no logic. Importing it imports
-none of torch, lightning, codecarbon, matplotlib or pandas, reads no file and starts nothing.
+The package's face: it re-exports the user's names (and ``integration``, for integrations/) and holds
+no logic. Importing it imports none of torch, lightning, codecarbon, matplotlib or pandas, reads no
+file and starts nothing.
 """
 
 from __future__ import annotations
