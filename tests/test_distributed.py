@@ -181,9 +181,9 @@ def test_a_rank_killed_mid_epoch_hangs_no_one_and_the_rows_count_its_epoch_so_fa
     rank0_j = [d["energy_kwh"] * 3.6e6 for d in rows_of(run, 1) if d["kind"] == "gpu"]
     assert [d["rank"] for d in rows_of(run, 1) if d["kind"] == "gpu"] == [0]  # a heartbeat has no device rows
     assert train[1]["gpu_kwh"] * 3.6e6 == pytest.approx(rank0_j[0] + beat["gpu_kwh"] * 3.6e6, rel=1e-9)
-    # both ranks' declared samples: rank 1's interrupted row, now in its shard's epochs.csv, declares its 8 as
-    # an interrupted row of a single run does
-    assert (train[1]["status"], train[1]["samples"]) == ("interrupted", 16)
+    # rank 0's 8 samples: rank 1's row, recovered from its heartbeat and written back into its shard, declares
+    # the 8 it planned when its epoch opened, not what it processed; its energy counts, its samples do not
+    assert (train[1]["status"], train[1]["samples"]) == ("interrupted", 8)
     assert "r1: killed: the energy up to the last heartbeat" in train[1]["notes"]
     assert train[1]["energy_kwh_high"] >= train[1]["energy_kwh"] >= train[1]["energy_kwh_low"]
     # its GPU's steady 150 W over the epoch's time so far, and no more than it drew from start() to its kill

@@ -226,7 +226,9 @@ def test_an_exception_on_one_rank_hangs_no_rank_and_leaves_the_epoch_interrupted
     # No collective after an exception: the interrupted rows hold rank 0's own devices and samples.
     interrupted = [d for d in run.devices if (d["epoch"], d["phase"]) == (1, "train")]
     assert sorted((d["sensor"], d["rank"]) for d in interrupted) == [("cpu", 0), ("gpu:0", 0), ("ram", 0)]
-    assert run.epochs[4]["samples"] == BATCH  # rank 0's first batch of epoch 1; its second failed
+    # the one step of epoch 1 both ranks finished: its global batch (Lightning counts a step's samples as this
+    # rank's batch times the ranks); the second step failed on rank 1
+    assert run.epochs[4]["samples"] == 2 * BATCH
     assert run.info["status"] == "interrupted"
 
 

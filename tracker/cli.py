@@ -31,7 +31,7 @@ import argparse
 import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 PROG = "energy-tracker"
@@ -101,7 +101,6 @@ def _run(args: argparse.Namespace) -> int:
     import shutil
 
     from tracker.errors import ConfigurationError
-    from tracker.logs.schema import COMMAND, COMPLETE, INTERRUPTED
     from tracker.session.config import options_from_flags
     from tracker.session.energy_tracker import EnergyTracker
 
@@ -110,8 +109,14 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigurationError("run needs a command after --, e.g. energy-tracker run -- python train.py")
     if shutil.which(command[0]) is None:
         raise ConfigurationError(f"command {command[0]!r} not found: give an executable on PATH or a path to one")
-    _cli_words_in_logs()
-    tracker = EnergyTracker(**options_from_flags(args))
+    with _cli_words_in_logs():
+        return _measure(command, EnergyTracker(**options_from_flags(args)))
+
+
+def _measure(command: list[str], tracker: Any) -> int:
+    """Run ``command`` as the ``command`` phase of ``tracker``'s run; the command's exit code."""
+    from tracker.logs.schema import COMMAND, COMPLETE, INTERRUPTED
+
     tracker.start()
     code, status = 130, INTERRUPTED
     try:
@@ -403,17 +408,27 @@ def cli_words(message: str) -> str:
     return re.sub(pattern, flag, message)
 
 
-def _cli_words_in_logs() -> None:
-    """The tracker's log lines (the start line, warnings) in :func:`cli_words`, for ``run``'s user."""
+@contextlib.contextmanager
+def _cli_words_in_logs() -> Iterator[None]:
+    """The tracker's log lines (the start line, warnings) in :func:`cli_words` while ``run`` measures.
+
+    The filters go when it ends: ``main(["run", ...])`` called from Python leaves its caller's
+    loggers speaking Python (``country=``) again.
+    """
     import logging
 
     def rewrite(record: logging.LogRecord) -> bool:
         record.msg, record.args = cli_words(record.getMessage()), ()
         return True
 
-    for name in list(logging.Logger.manager.loggerDict):
-        if name.startswith("tracker."):
-            logging.getLogger(name).addFilter(rewrite)
+    loggers = [logging.getLogger(n) for n in list(logging.Logger.manager.loggerDict) if n.startswith("tracker.")]
+    for logger in loggers:
+        logger.addFilter(rewrite)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(rewrite)
 
 
 def _did_you_mean(parser: argparse.ArgumentParser, argv: list[str]) -> None:
