@@ -6,7 +6,7 @@ Example:
     >>> cb.on_train_begin()
     >>> for epoch in range(2):
     ...     cb.on_epoch_begin(epoch)
-    ...     cb.on_epoch_end(epoch, logs={"loss": 0.5})
+    ...     row = cb.on_epoch_end(epoch, logs={"loss": 0.5})
     >>> summary = cb.on_train_end()
     >>> summary.epochs
     2
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tracker import EnergyTracker, Summary, UsageError, integration
+from tracker import EnergyTracker, EpochRecord, Summary, UsageError, integration
 
 
 class EnergyLoopCallback:
@@ -53,8 +53,14 @@ class EnergyLoopCallback:
         self._running("on_epoch_begin").begin_epoch(epoch)
         self._open.append(("epoch", epoch))
 
-    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None, samples: int | None = None) -> None:
-        """Close the epoch and write its row, with ``logs`` as metric columns and ``samples`` items processed."""
+    def on_epoch_end(
+        self, epoch: int, logs: Mapping[str, Any] | None = None, samples: int | None = None
+    ) -> EpochRecord | None:
+        """Close the epoch and write its row, with ``logs`` as metric columns and ``samples`` items processed.
+
+        Returns:
+            The row written (its energy in kWh, CO2e in kg, ...; ``logs`` are in ``epochs.csv``, not in it).
+        """
         tracker = self._running("on_epoch_end")
         self._check_innermost(("epoch", epoch), f"on_epoch_end({epoch!r})")
         if samples:
@@ -63,6 +69,7 @@ class EnergyLoopCallback:
             tracker.log_metrics(logs)
         tracker.end()
         self._open.pop()
+        return tracker.last_row
 
     def on_step_end(self, step: int | None = None, logs: Mapping[str, Any] | None = None,
                     samples: int | None = None) -> None:  # fmt: skip
@@ -83,14 +90,15 @@ class EnergyLoopCallback:
         self._running("on_phase_begin").begin_phase(name)
         self._open.append(("phase", name))
 
-    def on_phase_end(self, logs: Mapping[str, Any] | None = None) -> None:
-        """Close the innermost phase and write its row."""
+    def on_phase_end(self, logs: Mapping[str, Any] | None = None) -> EpochRecord | None:
+        """Close the innermost phase and write its row; returns it (as :meth:`on_epoch_end` does)."""
         tracker = self._running("on_phase_end")
         self._check_innermost(("phase", self._open[-1][1] if self._open else None), "on_phase_end()")
         if logs:
             tracker.log_metrics(logs)
         tracker.end()
         self._open.pop()
+        return tracker.last_row
 
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> Summary:
         """Stop measuring (an epoch or phase still open is written ``interrupted``); returns the run's summary."""

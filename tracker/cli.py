@@ -47,7 +47,11 @@ def _report(args: argparse.Namespace) -> int:
     skipped: list[tuple[Any, str]] = []
     cost = Recost.build(args.country, args.region, args.intensity, args.pue)
     summaries = recost(report.load_summaries(args.runs, skipped, recursive=args.recursive), cost)
-    if not args.paper:
+    if args.model_card:
+        from tracker.report.model_card import model_card_text
+
+        sys.stdout.write(model_card_text(summaries, args.training_type))
+    elif not args.paper:
         sys.stdout.write(report.render(summaries, args.format))
     elif args.format == "json":
         texts = []
@@ -288,6 +292,10 @@ def _add_report(commands: Any) -> None:
                    help="text (default), markdown, csv (the rows of every run) or json (everything)")  # fmt: skip
     p.add_argument("--paper", action="store_true",
                    help="print a ready-to-paste paragraph per experiment (text, markdown or json)")  # fmt: skip
+    p.add_argument("--model-card", action="store_true",
+                   help="print the Hugging Face model card's co2_eq_emissions YAML block per experiment")  # fmt: skip
+    p.add_argument("--training-type", choices=("pre-training", "fine-tuning"), default="pre-training",
+                   help="the model card's training_type (default pre-training)")  # fmt: skip
     p.add_argument(
         "--recursive",
         action="store_true",

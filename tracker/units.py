@@ -124,3 +124,11 @@ __all__ = [
     "significant",
     "unit_of",
 ]
+
+
+def html_table(title: str, rows: list[tuple[str, str]]) -> str:
+    """A compact two-column HTML table (what Jupyter shows for a summary or a run), text escaped."""
+    from html import escape
+
+    cells = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+    return f"<table><caption style='text-align:left'><b>{escape(title)}</b></caption>{cells}</table>"

@@ -60,7 +60,9 @@ class Job:
     def _place(self, distributed: bool | None, job_id: str | None, rank: int, gathered: bool) -> placement.Launch:
         """Where this process sits: the launcher's ranks when sharded, else ``rank`` alone."""
         if gathered or distributed is False:
-            return placement.Launch(rank=rank)  # the caller gathers rows itself, or this process measures alone
+            # the caller gathers rows itself, or this process measures alone: the job id is for the rows
+            found, source = placement.job_id_from(os.environ, job_id)
+            return placement.Launch(rank=rank, job_id=found, job_source=source)
         launch = placement.detect(job_id=job_id)
         if distributed is None and not launch.distributed:
             return placement.Launch(rank=rank, job_id=launch.job_id, job_source=launch.job_source)

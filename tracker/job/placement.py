@@ -35,8 +35,9 @@ class Launch(NamedTuple):
     Attributes:
         rank: global rank; local_rank: rank on this node.
         world_size: processes in the job; local_world_size: processes on this node.
-        job_id: what every process of the job shares (``TORCHELASTIC_RUN_ID``, ``SLURM_ARRAY_JOB_ID``,
-            ``SLURM_JOB_ID``, or a name given), ``None`` when none is known.
+        job_id: what every process of the job shares (``TORCHELASTIC_RUN_ID``, ``SLURM_ARRAY_JOB_ID`` with
+            ``_SLURM_ARRAY_TASK_ID``, ``SLURM_JOB_ID``, a Kubernetes pod's name, or a name given; see
+            :func:`job_id_from`), ``None`` when none is known.
         job_source: where ``job_id`` came from (the variable's name, or ``given``).
         restart: which attempt of an elastic job this is (``TORCHELASTIC_RESTART_COUNT``, 0 first).
         node_known: whether the launcher said which ranks share this node; when it did not (``RANK``
@@ -80,14 +81,25 @@ def _int_var(environ: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+# Where a job's id is found, first found first: torchrun's rendezvous (what the ranks of one launch
+# share), SLURM's (an array task as sacct names it, <array job>_<task>), a Kubernetes pod's name.
+JOB_ID_SOURCES = ("TORCHELASTIC_RUN_ID", "SLURM_ARRAY_JOB_ID", "SLURM_JOB_ID", "POD_NAME", "HOSTNAME")
+
+
 def job_id_from(environ: Mapping[str, str], given: str | None = None) -> tuple[str | None, str | None]:
-    """The job's id and where it came from: ``given``, else the launcher's or the scheduler's."""
+    """The job's id and where it came from: ``given``, else the launcher's, the scheduler's or the pod's.
+
+    ``HOSTNAME`` counts only inside Kubernetes (``KUBERNETES_SERVICE_HOST`` set), where it is the pod's name.
+    """
     if given:
         return given, "given"
-    for name in ("TORCHELASTIC_RUN_ID", "SLURM_ARRAY_JOB_ID", "SLURM_JOB_ID"):
+    for name in JOB_ID_SOURCES:
         value = environ.get(name, "").strip()
+        if name == "HOSTNAME" and not environ.get("KUBERNETES_SERVICE_HOST"):
+            continue
         if value.lower() not in _NO_RUN_ID:
-            return value, name
+            task = environ.get("SLURM_ARRAY_TASK_ID", "").strip() if name == "SLURM_ARRAY_JOB_ID" else ""
+            return (f"{value}_{task}" if task else value), name
     return None, None
 
 
@@ -183,7 +195,8 @@ def job_dir_name(launch: Launch, run_name: str | None, host: str, parent_pid: in
     if run_name:
         return run_name
     if launch.job_id:
-        prefix = {"TORCHELASTIC_RUN_ID": "torchrun", "SLURM_JOB_ID": "slurm", "SLURM_ARRAY_JOB_ID": "slurm"}
+        prefix = {"TORCHELASTIC_RUN_ID": "torchrun", "SLURM_JOB_ID": "slurm", "SLURM_ARRAY_JOB_ID": "slurm",
+                  "POD_NAME": "pod", "HOSTNAME": "pod"}  # fmt: skip
         label = prefix.get(launch.job_source or "", "job")
         return f"{label}-{re.sub(_UNSAFE, '_', launch.job_id)}"
     return f"job-{re.sub(_UNSAFE, '_', host)}-{parent_pid}"

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import tracker.units as units
 from tracker.errors import ConfigurationError
 from tracker.logs import liveness, merge
 from tracker.logs.schema import (
@@ -37,6 +38,7 @@ from tracker.logs.schema import (
     SHARDS_DIR,
     EpochRecord,
 )
+from tracker.logs.totals import Totals
 
 RECOVERY_LOCK = ".recovery.lock"  # held while a killed run's open rows are written back (write_back_killed)
 UNREADABLE = "\ufffd"  # what undecodable bytes (and NUL) read as
@@ -82,6 +84,22 @@ class Run:
     def name(self) -> str:
         """The run's name."""
         return self.path.name
+
+    def _repr_html_(self) -> str:
+        """A compact table for Jupyter: status, rows, energy by component and CO2e, summed from the rows."""
+        totals = Totals.of([*self.epochs, *self.open])
+        last = self.epochs[-1] if self.epochs else {}
+        rows = [
+            ("status", str(self.info.get("status") or "unknown")),
+            ("rows", f"{len(self.epochs)}{f' (+{len(self.open)} open)' if self.open else ''}, {totals.epochs} epochs "
+             f"finished, {units.duration(totals.duration_s)}"),
+            ("energy", f"{units.energy(totals.energy_kwh)} (gpu {units.energy(totals.gpu_kwh)}, cpu "
+             f"{units.energy(totals.cpu_kwh)}, ram {units.energy(totals.ram_kwh)})"),
+            ("CO2e", f"{units.co2(totals.co2_kg)} ({units.co2_band(totals.co2_kg_low, totals.co2_kg_high)})"),
+            ("methods", ", ".join(f"{k} {last.get(f'{k}_method')}" for k in ("gpu", "cpu", "ram") if last)),
+            ("path", str(self.path)),
+        ]  # fmt: skip
+        return units.html_table(f"Run {self.name}", rows)
 
     def epoch_records(self) -> list[EpochRecord]:
         """``epochs.csv`` as :class:`~tracker.logs.schema.EpochRecord` values (user metrics left out)."""
@@ -454,6 +472,17 @@ class Runs(list):
     def __init__(self, runs: list[Run] = (), skipped: list[tuple[Path, str]] = ()) -> None:  # type: ignore[assignment]
         super().__init__(runs)
         self.skipped = list(skipped)
+
+    def frame(self) -> Any:
+        """Every run's rows in one pandas DataFrame (needs pandas): ``epochs.csv``'s columns, then the metrics.
+
+        A job's ranks are merged as :func:`load_run` merges them; its ``run`` column tells the runs apart.
+        """
+        import pandas
+
+        rows = [row for run in self for row in run.epochs]
+        metrics = list(dict.fromkeys(k for row in rows for k in row if k not in EPOCH_COLUMNS))
+        return pandas.DataFrame(rows, columns=[*EPOCH_COLUMNS, *metrics])
 
 
 def load_runs(path: str | os.PathLike[str], recursive: bool = True) -> Runs:

@@ -33,6 +33,9 @@ class EpochRecord(NamedTuple):
 
     Attributes:
         run: the run's name (its directory).
+        job_id: the scheduler's or launcher's job id (``SLURM_JOB_ID``, an array task as
+            ``<job>_<task>``, ``TORCHELASTIC_RUN_ID``, a Kubernetes pod's name, or ``job_id=``),
+            so that rows join with ``sacct`` and cluster dashboards; empty when none is known.
         epoch: the user's epoch index; ``None`` for energy before the first epoch.
         phase: ``train``, ``validation``, ``test``, ``inference``, ... or ``other``.
         status: ``complete`` or ``interrupted``; ``partial`` for a ``train`` row cut from an epoch
@@ -70,6 +73,7 @@ class EpochRecord(NamedTuple):
     """
 
     run: str
+    job_id: str
     epoch: int | None
     phase: str
     status: str

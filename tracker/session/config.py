@@ -227,7 +227,7 @@ def _job_id(value: Any, name: str) -> str | None:
     if not isinstance(value, str) or not value.strip():
         raise ConfigurationError(
             f"{name}={value!r}: give the id every process of the job shares as a non-empty str (e.g. the "
-            "scheduler's job id), or None to take TORCHELASTIC_RUN_ID, SLURM_ARRAY_JOB_ID or SLURM_JOB_ID"
+            "scheduler's job id), or None to take TORCHELASTIC_RUN_ID, SLURM_JOB_ID or the Kubernetes pod's name"
         )
     return value
 
@@ -408,8 +408,9 @@ class Config(Options):
     job_id: str | None = option(
         None,
         _job_id,
-        "what every process of the job shares; names the job directory and merges runs that share it in "
-        "reports (default TORCHELASTIC_RUN_ID, SLURM_ARRAY_JOB_ID or SLURM_JOB_ID).",
+        "what every process of the job shares; every row's job_id column, names the job directory and merges "
+        "the ranks that share it in reports (default TORCHELASTIC_RUN_ID, <SLURM_ARRAY_JOB_ID>_<SLURM_ARRAY_TASK_ID>, "
+        "SLURM_JOB_ID, POD_NAME, or HOSTNAME inside Kubernetes).",
     )
     experiment: str | None = option(
         None,
@@ -589,6 +590,12 @@ class Hardware(Options):
         "this process's global rank, for devices.csv in distributed runs (the launcher's RANK when distributed).",
     )
     host: str | None = option(None, _host, "this machine's name, for devices.csv (default: the node name).")
+    on_row: Callable[[Any, Any], Any] | None = option(
+        None,
+        _callable("nothing (it is given each finished row)", optional=True),
+        "called with each finished row, on_row(record, devices): its EpochRecord and a tuple of its "
+        "DeviceRecords, on the thread that closed the row (keep it short); what it raises is one warning.",
+    )
     exchange: Callable[[list[Any]], list[Any] | None] | None = option(
         None,
         _callable("every rank's usages", optional=True),

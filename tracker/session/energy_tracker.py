@@ -22,7 +22,7 @@ from typing import Any
 from tracker.energy import joined
 from tracker.errors import ConfigurationError, UsageError
 from tracker.job.job import Job
-from tracker.logs.schema import COMPLETE, INTERRUPTED
+from tracker.logs.schema import COMPLETE, INTERRUPTED, EpochRecord
 from tracker.logs.writer import RunWriter, check_log_dir
 from tracker.measure.sampler import MANUAL, default_interval_s
 from tracker.sensors import CPU, GPU, RAM, Discovery, Reading
@@ -30,6 +30,7 @@ from tracker.sensors.discovery import discover
 from tracker.session import resume as resuming
 from tracker.session.accounting import DeviceUsage
 from tracker.session.config import Config, Hardware, option_help, options_doc, resolve_config, split_options
+from tracker.session.outputs import Guarded, as_records
 from tracker.session.rows import RUNNING, RowBuilder
 from tracker.session.segments import Segment
 from tracker.session.summary import RunState, Summary, run_info, start_line
@@ -87,6 +88,8 @@ class EnergyTracker:
         host = hardware.host or os.uname().nodename
         self._job = Job(cfg.distributed, cfg.job_id, hardware.rank, gathered=self._exchange is not None, host=host)
         self.launch, self.rank, self.host, self.process = self._job.launch, self._job.rank, host, self._job.process
+        self._on_row = None if hardware.on_row is None else Guarded(hardware.on_row, "on_row")
+        self._last_row: EpochRecord | None = None
         sensors = hardware.sensors
         self.discovery = Discovery(list(sensors)) if sensors is not None else self._discover(hardware)
         self.interval_s = cfg.interval_s or default_interval_s(self.discovery.sensors)
@@ -164,7 +167,7 @@ class EnergyTracker:
             self._writer = RunWriter(self.run_dir, power_trace=self.config.power_trace)
         totals, elapsed_s, self._timeline.steps = resuming.continued_totals(self._resume, self.run_dir)
         run = self.job_dir.name if self.job_dir else self.run_dir.name if self.run_dir else self.config.run_name
-        self._rows = RowBuilder(self.config, run or "", totals)
+        self._rows = RowBuilder(self.config, run or "", totals, job_id=self.launch.job_id or "")
         self._started_s = self._clock() - elapsed_s  # the first readings' power.csv rows use it
         self._started_s = self._timeline.open(self._started_utc) - elapsed_s
         self._write_info()
@@ -329,6 +332,14 @@ class EnergyTracker:
                                         or global_step < 0):  # fmt: skip
             raise ConfigurationError(f"global_step={global_step!r}: give the trainer's step number, an int >= 0")
         self._timeline.step(samples, global_step)
+
+    @property
+    def last_row(self) -> EpochRecord | None:
+        """The last row written (an epoch's, a phase's or ``other``), ``None`` before the first.
+
+        Its metric columns are not in it (they are in ``epochs.csv``); ``on_row`` gets each row as it is written.
+        """
+        return self._last_row
 
     @property
     def steps(self) -> int:
@@ -524,6 +535,9 @@ class EnergyTracker:
         row, device_rows = self._rows.add(segment, status, devices, self._clock() - (self._started_s or 0.0))
         if self._writer is not None:
             self._writer.write_epoch(row, device_rows)
+        self._last_row, devices_written = as_records(row, device_rows)
+        if self._on_row is not None:
+            self._on_row(self._last_row, devices_written)
 
     def _write_info(self) -> None:
         if self._writer is not None:

@@ -30,6 +30,8 @@ AFTER_TOTALS = frozenset(
     ("break_even_queries", "cumulative_energy_kwh", "cumulative_co2_kg", "forecast_total_kwh", "forecast_total_co2_kg",
      "forecast_total_co2_kg_low", "forecast_total_co2_kg_high", "forecast_total_s")
 )  # fmt: skip
+# Those columns in a row built before the totals: filled by ``add``.
+_NO_TOTALS = {name: 0.0 if name.startswith("cumulative") else None for name in AFTER_TOTALS}
 
 
 class RowBuilder:
@@ -39,11 +41,13 @@ class RowBuilder:
         config: the run's validated options (PUE, intensity, number of epochs).
         run: the run's name, written in every row.
         totals: the totals the run starts from (a resumed run's so far).
+        job_id: the job's id, written in every row (``""`` when none is known).
     """
 
-    def __init__(self, config: Config, run: str, totals: Totals | None = None) -> None:
+    def __init__(self, config: Config, run: str, totals: Totals | None = None, job_id: str = "") -> None:
         self.config = config
         self.run = run
+        self.job_id = job_id
         self.totals = totals or Totals()
         self.rows = 0  # rows built (not kept: memory stays flat over a long run)
         self.methods: dict[str, str] = {}
@@ -109,6 +113,7 @@ class RowBuilder:
         grid, pue, duration, methods = self.config.intensity, self.config.pue, segment.active_s, by_method(devices)
         return EpochRecord(
             run=self.run,
+            job_id=self.job_id,
             epoch=segment.epoch,
             phase=segment.phase,
             status=status,
@@ -139,14 +144,7 @@ class RowBuilder:
             ram_method=methods[RAM],
             gpu_power_mean_w=accounting.mean_power_w(kinds[GPU].value_j, duration) if methods[GPU] != ABSENT else None,
             energy_per_sample_j=energy.value_j / segment.samples if segment.samples else None,
-            break_even_queries=None,
-            cumulative_energy_kwh=0.0,
-            cumulative_co2_kg=0.0,
-            forecast_total_kwh=None,
-            forecast_total_co2_kg=None,
-            forecast_total_co2_kg_low=None,
-            forecast_total_co2_kg_high=None,
-            forecast_total_s=None,
+            **_NO_TOTALS,
             gap_s=max((d.totals.gap_s for d in devices), default=0.0),
             covered_fraction=accounting.covered_fraction(devices, duration),
             notes=_notes(segment, devices, duration),

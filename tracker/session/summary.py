@@ -169,6 +169,25 @@ class Summary(NamedTuple):
             f"{units.duration(self.duration_s)}; gpu {self.gpu_method}, cpu {self.cpu_method}, ram {self.ram_method}"
         )
 
+    def _repr_html_(self) -> str:
+        """A compact table for Jupyter: energy by component and how it was obtained, CO2e with band, the grid."""
+        kinds = (("gpu", self.gpu_kwh, self.gpu_method), ("cpu", self.cpu_kwh, self.cpu_method),
+                 ("ram", self.ram_kwh, self.ram_method))  # fmt: skip
+        energy = f"{units.energy(self.energy_kwh)} ({units.energy_band(self.energy_kwh_low, self.energy_kwh_high)})"
+        grid = f"{units.significant(self.carbon_intensity_g_per_kwh)} g CO2e/kWh, {self.grid_place or 'no country'}"
+        rows = [
+            ("status", f"{self.status}{f' ({self.open} open)' if self.open else ''}"),
+            ("epochs", f"{self.epochs} in {units.duration(self.duration_s)}"),
+            ("energy", energy),
+            *((f"  {k}", "not measured" if m == "absent" else f"{units.energy(v)} [{m}]") for k, v, m in kinds),
+            ("CO2e", f"{units.co2(self.co2_kg)} ({units.co2_band(self.co2_kg_low, self.co2_kg_high)})"),
+            ("grid", f"{grid} [{self.intensity_method}], PUE {self.pue:g}"),
+        ]
+        if self.forecast_total_kwh is not None:
+            forecast = f"{units.energy(self.forecast_total_kwh)}, {units.co2(self.forecast_total_co2_kg)} CO2e"
+            rows.append(("forecast", forecast))
+        return units.html_table(f"Energy tracker — {self.run or 'run'}", rows)
+
     def __str__(self) -> str:
         lines = [
             f"Energy tracker — {self.run or 'run'} ({self.status}"

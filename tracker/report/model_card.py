@@ -1,0 +1,67 @@
+"""The Hugging Face model card's ``co2_eq_emissions`` block, for a run or an experiment.
+
+The model card's metadata (https://huggingface.co/docs/hub/model-cards-co2) takes the training's
+emissions in grams of CO2e with where they came from: ``emissions``, ``source``, ``training_type``,
+``geographical_location`` and ``hardware_used``. The figures are the runs' recorded ones (re-costed
+when ``report`` is asked to); strings are written as JSON strings, which YAML reads as they are.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from tracker.energy import G_PER_KG
+from tracker.report.experiments import Experiment, group, methods_text
+from tracker.report.paper import country_name, hardware_text
+from tracker.report.render import RunSummary
+
+
+def co2_block(experiment: Experiment, training_type: str = "pre-training") -> str:
+    """The ``co2_eq_emissions:`` YAML block of one experiment (a run alone is an experiment of one run).
+
+    ``emissions`` is in grams of CO2e (the re-costed figure when the runs were re-costed), with three
+    significant figures at least.
+    """
+    runs: Sequence[RunSummary] = experiment.runs
+    co2 = experiment.recosted["co2_kg"] if experiment.recosted else experiment.totals.co2_kg
+    versions = sorted({r.version for r in runs if r.version})
+    methods = sorted({methods_text(r.methods) for r in runs})
+    source = f"training-energy-tracker{' ' + ', '.join(versions) if versions else ''} ({'; '.join(methods)})"
+    fields: dict[str, Any] = {
+        "emissions": float(f"{co2 * G_PER_KG:.6g}"),
+        "source": source,
+        "training_type": training_type,
+        "geographical_location": _locations(runs, experiment),
+        "hardware_used": hardware_text(runs),
+    }
+    return "co2_eq_emissions:\n" + "".join(f"  {key}: {json.dumps(value)}\n" for key, value in fields.items())
+
+
+def _locations(runs: Sequence[RunSummary], experiment: Experiment) -> str:
+    """The grids' places (``France``, ``region US-CA``), or ``unknown (world average intensity)``."""
+    recost = runs[0].recosted if experiment.recosted and runs else None
+    if recost and (recost.get("country") or recost.get("region")):
+        grids = [recost]
+    else:
+        grids = [r.intensity for r in runs]
+    places = []
+    for grid in grids:
+        if grid.get("region"):
+            places.append(str(grid["region"]))
+        elif grid.get("country"):
+            places.append(country_name(str(grid["country"])))
+        elif grid.get("method") == "world_average":
+            places.append("unknown (world average intensity)")
+        else:
+            places.append("unknown (intensity given by the authors)")
+    return ", ".join(dict.fromkeys(places))
+
+
+def model_card_text(summaries: Sequence[RunSummary], training_type: str = "pre-training") -> str:
+    """One block per experiment; with several, each after a ``# experiment: <name>`` comment line."""
+    experiments = group(summaries)
+    if len(experiments) == 1:
+        return co2_block(experiments[0], training_type)
+    return "\n".join(f"# experiment: {e.name}\n{co2_block(e, training_type)}" for e in experiments)
