@@ -236,7 +236,7 @@ def test_resume_from_checkpoint_continues_totals_and_epochs_in_the_same_run_dire
     second.fit(ClockedModel(clock), ckpt_path=checkpoint)
     run = only_run(tmp_path)  # still one run directory: the same one
     assert run.path == run_dir
-    assert (run_dir / "epochs.csv").read_text().count("run,epoch,phase") == 1
+    assert (run_dir / "epochs.csv").read_text().count("run,job_id,epoch,phase") == 1
     resumed = [
         (2, "validation", "complete"),
         (2, "train", "complete"),

@@ -47,7 +47,7 @@ def test_resume_appends_to_the_same_directory_and_continues_totals(tmp_path, clo
         [WATTS * 5 * k / J_PER_KWH for k in (1, 2, 3, 4)]
     )
     assert [r["loss"] for r in run.epochs] == [None, None, 0.5, 0.5]  # the header grew over the old rows
-    assert (first.run_dir / "epochs.csv").read_text().count("run,epoch") == 1
+    assert (first.run_dir / "epochs.csv").read_text().count("run,job_id,epoch") == 1
     assert len(run.devices) == 4
     summary = second.summary()
     assert (summary.epochs, summary.duration_s) == (4, 20.0)
