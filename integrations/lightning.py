@@ -89,7 +89,11 @@ class EnergyCallback(Callback):
     def __init__(self, **options: Any) -> None:
         # the callback sets the rank and the exchange; log_dir defaults to the trainer's, found at setup
         self._options = integration.CallbackOptions(
-            options, "EnergyCallback", sets=("rank", "exchange"), defaults={"log_dir": None}
+            options,
+            "EnergyCallback",
+            sets=("rank", "exchange"),
+            defaults={"log_dir": None},
+            logs_metrics="the Trainer's loggers (self.log)",
         )
         self.config = self._options.config
         self.tracker: EnergyTracker | None = None

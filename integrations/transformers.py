@@ -95,7 +95,11 @@ class EnergyTrainerCallback(TrainerCallback):
     def __init__(self, **options: Any) -> None:
         # the launcher gives the rank; log_dir defaults to <output_dir>/energy, known when training starts
         self._options = integration.CallbackOptions(
-            options, "EnergyTrainerCallback", sets=("rank", "exchange"), defaults={"log_dir": None}
+            options,
+            "EnergyTrainerCallback",
+            sets=("rank", "exchange"),
+            defaults={"log_dir": None},
+            logs_metrics="the Trainer's report_to integrations",
         )
         self.config = self._options.config
         self.tracker: EnergyTracker | None = None

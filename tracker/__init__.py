@@ -16,6 +16,9 @@ from tracker._version import __version__
 # vocabulary (tracker.session.integration). Everything else is imported from its module.
 _EXPORTS = {
     "EnergyTracker": "tracker.session.energy_tracker",
+    "MLflowSink": "tracker.session.sinks",
+    "TensorBoardSink": "tracker.session.sinks",
+    "WandbSink": "tracker.session.sinks",
     "Config": "tracker.session.config",
     "Summary": "tracker.session.summary",
     "load_run": "tracker.logs.reader",

@@ -44,6 +44,7 @@ from tracker.measure.sampler import (
 )
 from tracker.sensors import KINDS, Sensor, cpu_scope, positive_watts
 from tracker.sensors.discovery import DISCOVERY_TIMEOUT_S
+from tracker.session.sinks import SINKS, check_sinks
 
 DEFAULT_LOG_DIR = "energy_logs"
 
@@ -432,6 +433,14 @@ class Config(Options):
         "tree's share of it, by CPU time); default 'process' when a cgroup CPU quota or an affinity mask "
         "confines the run to part of the machine, else 'machine'.",
         Flag("--cpu-scope", None, "machine|process"),
+    )
+    sinks: Sequence[Any] = option(
+        (),
+        check_sinks,
+        f"send each row's energy/* metrics to these experiment trackers, some of {', '.join(SINKS)} (each an "
+        "extra), or sink objects for their settings (tracker.MLflowSink(tracking_uri=...)); off a thread of "
+        "their own. Lightning and Hugging Face log energy/* to their own loggers instead.",
+        Flag("--sinks", _comma_list, "NAMES"),
     )
     discovery_timeout_s: float = option(
         DISCOVERY_TIMEOUT_S,

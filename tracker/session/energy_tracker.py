@@ -28,6 +28,7 @@ from tracker.measure.sampler import MANUAL, default_interval_s
 from tracker.sensors import CPU, GPU, RAM, Discovery, Reading
 from tracker.sensors.discovery import discover
 from tracker.session import resume as resuming
+from tracker.session import sinks as sinking
 from tracker.session.accounting import DeviceUsage
 from tracker.session.config import Config, Hardware, option_help, options_doc, resolve_config, split_options
 from tracker.session.outputs import Guarded, as_records
@@ -89,6 +90,8 @@ class EnergyTracker:
         self._job = Job(cfg.distributed, cfg.job_id, hardware.rank, gathered=self._exchange is not None, host=host)
         self.launch, self.rank, self.host, self.process = self._job.launch, self._job.rank, host, self._job.process
         self._on_row = None if hardware.on_row is None else Guarded(hardware.on_row, "on_row")
+        self._sinks = sinking.build(cfg.sinks)  # each library found now, imported at start
+        self._sink_thread: sinking.SinkThread | None = None
         self._last_row: EpochRecord | None = None
         sensors = hardware.sensors
         self.discovery = Discovery(list(sensors)) if sensors is not None else self._discover(hardware)
@@ -171,6 +174,9 @@ class EnergyTracker:
         self._started_s = self._clock() - elapsed_s  # the first readings' power.csv rows use it
         self._started_s = self._timeline.open(self._started_utc) - elapsed_s
         self._write_info()
+        if self._sinks and self.rank == 0:  # under a launcher, rank 0 alone: one series per run
+            self._sink_thread = sinking.SinkThread(self._sinks, sinking.RunInfo(run or "", self.run_dir,
+                                                                                 self.config.experiment))  # fmt: skip
         self._timeline.start_samplers()
         self._start_idle_beat()
         if self.rank == 0:
@@ -207,6 +213,8 @@ class EnergyTracker:
                 with self._beat_lock:  # no heartbeat written after the writer removed it
                     self._writer.close()
             self._job.finish()
+            if self._sink_thread is not None:
+                self._sink_thread.close()
         summary = self.summary()
         if self.rank == 0:  # DEBUG: the start line and the forecast are the run's two lines; summary() has the rest
             logger.debug("energy-tracker: %s", summary.one_line())
@@ -538,6 +546,8 @@ class EnergyTracker:
         self._last_row, devices_written = as_records(row, device_rows)
         if self._on_row is not None:
             self._on_row(self._last_row, devices_written)
+        if self._sink_thread is not None:
+            self._sink_thread.put(self._last_row)
 
     def _write_info(self) -> None:
         if self._writer is not None:

@@ -16,6 +16,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from tracker.energy import J_PER_KWH
+from tracker.errors import ConfigurationError
 from tracker.job.placement import assign
 from tracker.logs.merge import keep_once
 from tracker.logs.schema import (
@@ -68,14 +69,16 @@ class CallbackOptions:
         defaults: :class:`~tracker.session.config.Config` options whose default the callback changes
             (``log_dir=None``: the framework's directory, found when training starts).
         check_dir: prove the log directory writable now, not at the first hook.
+        logs_metrics: where the framework logs the ``energy/*`` metrics itself (its loggers); ``sinks=``
+            is then refused, since a sink would log them twice.
 
     Attributes:
         config: the validated, resolved :class:`~tracker.session.config.Config`.
         given: the names of the options the user gave.
 
     Raises:
-        ConfigurationError: an option is invalid (``EnergyTracker``'s messages), or the log directory
-            cannot be written (with ``check_dir``).
+        ConfigurationError: an option is invalid (``EnergyTracker``'s messages), the log directory
+            cannot be written (with ``check_dir``), or ``sinks`` is given where the framework logs the metrics.
         UnknownOptionError: a name is not an option the callback takes (also a ``TypeError``).
     """
 
@@ -87,8 +90,14 @@ class CallbackOptions:
         sets: Collection[str] = (),
         defaults: Mapping[str, Any] | None = None,
         check_dir: bool = False,
+        logs_metrics: str | None = None,
     ) -> None:
         given, hardware = split_options(options, where, [name for name in HARDWARE_OPTIONS if name not in sets])
+        if logs_metrics and given.get("sinks"):
+            raise ConfigurationError(
+                f"{where}(sinks={given['sinks']!r}): the energy/* metrics already go to {logs_metrics}, so a sink "
+                "would log them twice; leave sinks out and add the MLflow, TensorBoard or W&B logger there"
+            )
         Hardware(**hardware)
         self.given = frozenset(options)
         self.config = Config(**{**(defaults or {}), **given}).resolve()

@@ -1,0 +1,169 @@
+"""Sinks with the real libraries: MLflow (a SQLite store), TensorBoard (its own event reader), W&B (offline run files).
+
+Each test skips when its extra is not installed. The tracker runs on fake sensors of known power.
+"""
+
+import logging
+
+import pytest
+
+from integrations.loop import EnergyLoopCallback
+from tests.helpers import run_for
+from tracker import EnergyTracker, MLflowSink, TensorBoardSink, load_run
+from tracker.errors import ConfigurationError
+from tracker.testing import FakeSensor, steady
+
+KWH_PER_EPOCH = 330 * 10 / 3.6e6  # 300 W of GPU and 30 W of CPU for 10 s
+
+
+@pytest.fixture
+def sensors(clock):
+    return [FakeSensor("gpu:0", "gpu", steady(300.0), clock), FakeSensor("cpu", "cpu", steady(30.0), clock)]
+
+
+def train(tmp_path, clock, sensors, epochs=3, **options):
+    options = dict(sensors=sensors, clock=clock, carbon_intensity_g_per_kwh=400.0, **options)
+    with EnergyTracker(tmp_path / "logs", **options) as energy:
+        for epoch in range(epochs):
+            with energy.epoch(epoch):
+                run_for(energy, clock, 10.0)
+            with energy.phase("validation"):
+                run_for(energy, clock, 1.0)
+    return energy
+
+
+def test_mlflow_sink_logs_each_row_into_a_sqlite_store(tmp_path, clock, sensors):
+    mlflow = pytest.importorskip("mlflow")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    energy = train(tmp_path, clock, sensors, sinks=[MLflowSink(tracking_uri=uri)], experiment="sweep")
+    client = mlflow.MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("sweep").experiment_id])
+    assert run.info.run_name == energy.run_dir.name and run.info.status == "FINISHED"
+    epochs = client.get_metric_history(run.info.run_id, "energy/epoch_kwh")
+    assert [m.value for m in epochs] == pytest.approx([KWH_PER_EPOCH] * 3)
+    totals = client.get_metric_history(run.info.run_id, "energy/total_kwh")
+    rows = load_run(energy.run_dir).epochs
+    assert totals[-1].value == pytest.approx(rows[-1]["cumulative_energy_kwh"])
+    assert [m.step for m in totals] == sorted(m.step for m in totals) and len(totals) == len(rows)
+    assert client.get_metric_history(run.info.run_id, "energy/gpu_power_w")[0].value == pytest.approx(300.0)
+
+
+def test_mlflow_sink_logs_into_the_active_run(tmp_path, clock, sensors):
+    mlflow = pytest.importorskip("mlflow")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run() as active:
+            train(tmp_path, clock, sensors, epochs=2, sinks=["mlflow"])
+        history = mlflow.MlflowClient().get_metric_history(active.info.run_id, "energy/epoch_kwh")
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert [m.value for m in history] == pytest.approx([KWH_PER_EPOCH] * 2)
+
+
+def test_tensorboard_sink_writes_scalars_tensorboard_reads(tmp_path, clock, sensors):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    energy = train(tmp_path, clock, sensors, sinks=["tensorboard"])
+    events = EventAccumulator(str(energy.run_dir / "tensorboard"))
+    events.Reload()
+    epochs = events.Scalars("energy/epoch_kwh")
+    assert [e.value for e in epochs] == pytest.approx([KWH_PER_EPOCH] * 3, rel=1e-6)  # float32
+    assert events.Scalars("energy/eval_kwh")[0].value == pytest.approx(330 * 1 / 3.6e6, rel=1e-6)
+    assert "energy/total_co2_kg" in events.Tags()["scalars"]
+
+
+def test_loop_callbacks_take_sinks_too(tmp_path, clock, sensors):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cb = EnergyLoopCallback(log_dir=tmp_path, sensors=sensors, clock=clock, carbon_intensity_g_per_kwh=400.0,
+                            sinks=[TensorBoardSink(log_dir=tmp_path / "tb")])  # fmt: skip
+    cb.on_train_begin()
+    for epoch in range(2):
+        cb.on_epoch_begin(epoch)
+        run_for(cb.tracker, clock, 10.0)
+        cb.on_epoch_end(epoch)
+    cb.on_train_end()
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert [e.value for e in events.Scalars("energy/epoch_kwh")] == pytest.approx([KWH_PER_EPOCH] * 2, rel=1e-6)
+
+
+def test_wandb_sink_logs_into_the_active_offline_run(tmp_path, clock, sensors, monkeypatch):
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = wandb.init(project="energy", dir=str(tmp_path))
+    try:
+        train(tmp_path, clock, sensors, epochs=2, sinks=["wandb"])
+    finally:
+        run.finish()
+        wandb.teardown()  # its service's threads
+    logged = offline_history(tmp_path)
+    epochs = [(row["energy/step"], row["energy/epoch_kwh"]) for row in logged if "energy/epoch_kwh" in row]
+    assert [kwh for _, kwh in epochs] == pytest.approx([KWH_PER_EPOCH] * 2)
+    assert [step for step, _ in epochs] == sorted(step for step, _ in epochs)
+
+
+def offline_history(root):
+    """The history rows of the offline W&B run under ``root``: its ``.wandb`` file's protobuf records.
+
+    The file is LevelDB's log format (W&B's ``datastore``): a 7-byte file header, then 32 KiB blocks of
+    records, each a 7-byte header (CRC32C, length, type: 1 full, 2 first, 3 middle, 4 last) and its data.
+    """
+    import json
+
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = root.rglob("offline-run-*/run-*.wandb")
+    data, pos, pending, rows = path.read_bytes(), 7, b"", []
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # a block's tail too short for a header is padding
+            pos += 32768 - pos % 32768
+            continue
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        if kind == 0:
+            break
+        pending, pos = pending + data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            pending = b""
+            if record.WhichOneof("record_type") == "history":
+                rows.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item})
+    return rows
+
+
+class Broken:
+    name = "broken"
+
+    def open(self, run):
+        self.run = run
+
+    def write(self, metrics, step):
+        raise RuntimeError("server down")
+
+    def close(self):
+        pass
+
+
+def test_a_failing_sink_is_one_warning_and_training_goes_on(tmp_path, clock, sensors, caplog):
+    with caplog.at_level(logging.DEBUG, logger="tracker"):
+        energy = train(tmp_path, clock, sensors, sinks=[Broken()])
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "broken sink failed" in r.getMessage()]
+    assert len(warnings) == 1 and "server down" in warnings[0].getMessage()
+    assert len([r for r in load_run(energy.run_dir).epochs if r["phase"] == "train"]) == 3
+
+
+def test_bad_sinks_are_refused_at_construction(tmp_path):
+    with pytest.raises(ConfigurationError, match="'neptune' is not a sink; give some of"):
+        EnergyTracker(tmp_path, sinks=["neptune"])
+    with pytest.raises(ConfigurationError, match="is not a sink; give a name"):
+        EnergyTracker(tmp_path, sinks=[object()])
+
+
+def test_lightning_and_hugging_face_refuse_sinks():
+    lightning = pytest.importorskip("integrations.lightning")
+    with pytest.raises(ConfigurationError, match="log them twice"):
+        lightning.EnergyCallback(sinks=["mlflow"])
