@@ -1,8 +1,8 @@
-"""The energy metrics the integrations log: one vocabulary, declared once, shared by Lightning and Hugging Face.
+"""The energy metrics the integrations log, under the one vocabulary's keys (``tracker/session/vocabulary.py``).
 
 Each key means the same wherever it is logged (Lightning's loggers, the Trainer's logs and
-``state.log_history``, and through them TensorBoard, W&B, MLflow). Pure functions of the tracker's
-summaries and rows: no framework is imported here.
+``state.log_history``, the tracker's own sinks). Pure functions of the tracker's summaries and
+rows: no framework is imported here.
 """
 
 from __future__ import annotations
@@ -14,29 +14,11 @@ from typing import Any
 from tracker import Summary, integration
 
 J_PER_KWH, TRAIN, VALIDATION = integration.J_PER_KWH, integration.TRAIN, integration.VALIDATION
+TOTAL_KWH, TOTAL_CO2_KG = integration.TOTAL_KWH, integration.TOTAL_CO2_KG
+EPOCH_KWH, EPOCH_CO2_KG, GPU_POWER_W = integration.EPOCH_KWH, integration.EPOCH_CO2_KG, integration.GPU_POWER_W
+EVAL_KWH, FORECAST_KWH, FORECAST_CO2_KG = integration.EVAL_KWH, integration.FORECAST_KWH, integration.FORECAST_CO2_KG
 
-TOTAL_KWH = "energy/total_kwh"
-TOTAL_CO2_KG = "energy/total_co2_kg"
-EPOCH_KWH = "energy/epoch_kwh"
-EPOCH_CO2_KG = "energy/epoch_co2_kg"
-GPU_POWER_W = "energy/gpu_power_w"
-EVAL_KWH = "energy/eval_kwh"
-FORECAST_KWH = "energy/forecast_total_kwh"
-FORECAST_CO2_KG = "energy/forecast_total_co2_kg"
-
-# What each key means: the integrations' docstrings and the README say the same.
-METRICS = {
-    TOTAL_KWH: "the run (the job, under DDP) so far, the open epoch included, kWh (IT energy, before PUE); "
-    "logged at every log, step-level and epoch-level",
-    TOTAL_CO2_KG: "its emissions so far, kg CO2e",
-    EPOCH_KWH: "the last finished epoch: the sum of the rows carrying its number (its train rows, cut by "
-    "steps or not, and the validation inside it), kWh",
-    EPOCH_CO2_KG: "that epoch's emissions, kg CO2e",
-    GPU_POWER_W: "mean power of all measured GPUs together over that epoch, W (only when a GPU is measured)",
-    EVAL_KWH: "the last evaluation, kWh",
-    FORECAST_KWH: "the whole run, forecast from the finished epochs or the step rate (once known), kWh",
-    FORECAST_CO2_KG: "the whole run's forecast emissions, kg CO2e",
-}
+METRICS = integration.ENERGY_METRICS  # the keys and their meanings are declared once, in tracker/session/vocabulary.py
 
 
 def so_far_metrics(live: Summary, forecast: bool = True) -> dict[str, float]:

@@ -36,8 +36,28 @@ from tracker.logs.writer import check_log_dir
 from tracker.sensors import GPU
 from tracker.session.config import HARDWARE_OPTIONS, Config, Hardware, split_options
 from tracker.session.energy_tracker import EnergyTracker
+from tracker.session.vocabulary import (
+    ENERGY_METRICS,
+    EPOCH_CO2_KG,
+    EPOCH_KWH,
+    EVAL_KWH,
+    FORECAST_CO2_KG,
+    FORECAST_KWH,
+    GPU_POWER_W,
+    TOTAL_CO2_KG,
+    TOTAL_KWH,
+)
 
 __all__ = [
+    "ENERGY_METRICS",
+    "EPOCH_CO2_KG",
+    "EPOCH_KWH",
+    "EVAL_KWH",
+    "FORECAST_CO2_KG",
+    "FORECAST_KWH",
+    "GPU_POWER_W",
+    "TOTAL_CO2_KG",
+    "TOTAL_KWH",
     "COMPLETE",
     "EPOCH_COLUMNS",
     "FORMULA_STARTS",

@@ -1,7 +1,9 @@
-"""The ``energy/*`` metrics: one vocabulary, declared once, for the sinks (MLflow, TensorBoard, W&B).
+"""The ``energy/*`` metrics: one vocabulary, declared once, for the sinks, Lightning and Hugging Face.
 
-Each key means the same wherever it is logged. :class:`RowMetrics` turns the rows as they are
-written into these metrics, keeping only the open epoch's sums (memory stays flat over a long run).
+Each key means the same wherever it is logged (:data:`ENERGY_METRICS`); the integrations take the
+keys from here (through ``tracker.integration``) and work out their figures in ``integrations/_vocabulary.py``.
+:class:`RowMetrics` turns the rows as they are written into these metrics, keeping only the open
+epoch's sums (memory stays flat over a long run).
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ FORECAST_KWH = "energy/forecast_total_kwh"
 FORECAST_CO2_KG = "energy/forecast_total_co2_kg"
 STEP = "energy/step"  # the step the sinks log at: the last optimizer step counted, else the row's number
 
-# What each key means: the README says the same.
-METRICS = {
+# What each key means, wherever it is logged: the sinks (at each row), Lightning and Hugging Face (at
+# each of their logs: there the totals include the open epoch so far). The README says the same.
+ENERGY_METRICS = {
     TOTAL_KWH: "the run (the job, under DDP) so far, kWh (IT energy, before PUE)",
     TOTAL_CO2_KG: "its emissions so far, kg CO2e",
     EPOCH_KWH: "the last finished epoch: the sum of the rows carrying its number (its train rows, cut by "
@@ -30,6 +33,7 @@ METRICS = {
     EVAL_KWH: "the last evaluation, kWh",
     FORECAST_KWH: "the whole run, forecast from the finished epochs or the step rate (once known), kWh",
     FORECAST_CO2_KG: "the whole run's forecast emissions, kg CO2e",
+    STEP: "the sinks' step: the last optimizer step counted (step()), else the row's number",
 }
 
 
