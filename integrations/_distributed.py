@@ -1,17 +1,21 @@
-"""``torch.distributed`` helpers for the integrations: who measures what, and gathering rows to rank 0.
+"""``torch.distributed`` helpers for the integrations: who measures what, and what the ranks agree once.
 
-Every function that makes a collective is called by every rank at the same point, or by none.
+Rows are never exchanged: every rank writes a shard of its own and the job is merged when read
+(:mod:`tracker.job`). Every function that makes a collective is called by every rank at the same
+point, or by none.
 """
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Any
 
 import torch
 
 from tracker import integration
 
-GPU, assign, keep_once = integration.GPU, integration.assign, integration.keep_once
+GPU, assign, framework_launch = integration.GPU, integration.assign, integration.framework_launch
 
 
 def placement(
@@ -51,28 +55,14 @@ def gather(world_size: int, value: Any) -> list[Any]:
     return gathered
 
 
-def counted_once(usages: list[Any]) -> list[Any]:
-    """Every rank's device usages less the duplicates (a GPU seen by several ranks), by the placement's rule."""
-    rows = [{"kind": u.kind, "uuid": u.uuid, "host": u.host, "sensor": u.sensor, "rank": u.rank} for u in usages]
-    kept, _ = keep_once(rows)
-    ids = {id(row) for row in kept}
-    return [usage for usage, row in zip(usages, rows, strict=True) if id(row) in ids]
+def trainer_launch(trainer: Any, job_id: str | None) -> Any:
+    """This rank's place as Lightning's ``Trainer`` says it, and the job's token, rank 0's, agreed by one collective.
 
-
-class Exchange:
-    """The session's ``exchange`` hook: every rank's device usages gathered to global rank 0, each device once.
-
-    Set ``collective = False`` once the ranks may be out of step (an exception): rank 0 then keeps
-    its own usages and no collective is made.
+    Lightning's own launcher starts a node's other ranks as children of rank 0 and sets no ``RANK``
+    for rank 0, so neither the environment nor the parent process says which shards ran together:
+    the token does (the job's id when no launcher or scheduler gives one).
     """
-
-    def __init__(self, rank: int) -> None:
-        self.rank = rank
-        self.collective = True
-
-    def __call__(self, devices: list[Any]) -> list[Any] | None:
-        if not self.collective:
-            return devices if self.rank == 0 else None
-        gathered: list[Any] = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(gathered, devices)
-        return counted_once([d for part in gathered for d in part]) if self.rank == 0 else None
+    token = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.urandom(3).hex()}"
+    agreed = gather(trainer.world_size, token)[0]  # a collective: every rank, once, at setup
+    ranks = (trainer.global_rank, trainer.local_rank, trainer.world_size, trainer.num_devices)
+    return framework_launch(*ranks, agreed, job_id, "lightning")

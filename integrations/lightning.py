@@ -18,10 +18,10 @@ try:
 except ImportError:  # only the older package name, pytorch_lightning, is installed
     from pytorch_lightning import Callback
 
-from integrations._distributed import Exchange, distributed, gather, placement
+from integrations._distributed import distributed, gather, placement, trainer_launch
 from integrations._guard import guarded
 from integrations._metrics import PROGRESS_BAR_KEY, RowMetrics, batch_size, progress_text, user_metrics
-from integrations._vocabulary import epoch_metrics, so_far_metrics
+from integrations._vocabulary import TOTAL_CO2_KG, TOTAL_KWH, epoch_metrics, epoch_metrics_from_rows, so_far_metrics
 from tracker import Config, ConfigurationError, EnergyTracker, Summary, integration
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,8 @@ class EnergyCallback(Callback):
     sanity check, test and predict are phases of their own (``validation``, ``sanity_check``, ``test``,
     ``predict``), so a validation inside an epoch is not counted in the epoch's ``train`` row.
     ``samples`` is the first dimension of each batch's first tensor, summed over batches and ranks.
-    Rows go to ``<log_dir>/<run>/epochs.csv`` (``devices.csv``, ``run.json`` beside it), ``log_dir``
+    Rows go to ``<log_dir>/<run>/epochs.csv`` (``devices.csv``, ``run.json`` beside it; under DDP a
+    shard per rank, below), ``log_dir``
     defaulting to ``<trainer.log_dir>/energy/``. A checkpoint keeps the run directory and totals:
     resuming from it appends to the same directory, the totals continued.
 
@@ -50,10 +51,11 @@ class EnergyCallback(Callback):
     rank sees rank 0's figure), the vocabulary of :mod:`integrations._vocabulary` (shared with the
     Hugging Face callback; each key's meaning is in ``METRICS`` there). Every ``log_every_n_steps``
     steps: ``energy/total_kwh`` and ``energy/total_co2_kg`` (the run so far, the open epoch
-    included; under DDP rank 0's open part of it), and the forecast ``energy/forecast_total_kwh`` and
-    ``_co2_kg`` once known (one process only: under DDP only rank 0 knows it, and every rank must log
+    included; under DDP the job's rows read back on rank 0 and rank 0's open part), and the forecast
+    ``energy/forecast_total_kwh`` and ``_co2_kg`` once known (one process only: every rank must log
     the same keys). At each training epoch's end, besides those: ``energy/epoch_kwh``,
-    ``energy/epoch_co2_kg`` and ``energy/gpu_power_w`` (only when a GPU is measured). "The epoch's
+    ``energy/epoch_co2_kg`` and ``energy/gpu_power_w`` (only when a GPU is measured; under DDP also
+    ``energy/eval_kwh``, the figures being the job's rows'). "The epoch's
     energy" means the same everywhere: the sum of the ``epochs.csv`` rows carrying the epoch's number
     (its ``train`` rows and the ``validation`` run inside it), as ``energy-tracker plot`` stacks them.
 
@@ -68,9 +70,12 @@ class EnergyCallback(Callback):
     :mod:`tracker.job.placement`: each rank measures the CUDA device it trains on, matched by
     UUID (else, training on CPU or with ``gpu_devices`` given, every GPU it sees, duplicates dropped
     by UUID keeping the lowest rank's); CPU and RAM are measured once per node, by local rank 0.
-    Every row is gathered to global rank 0, which alone writes; no rank ever skips a collective.
-    A rank whose GPU cannot be matched in NVML measures without it and warns.
-    After an exception no collective is made: the interrupted rows hold rank 0's devices only.
+    Every rank writes a shard of its own under one job directory (``<log_dir>/<job>/ranks/``), as
+    under torchrun, its place taken from the ``Trainer`` and the job's token agreed once at ``setup``;
+    ``load_run`` merges the shards. No collective per row: the figures logged at an epoch's end are
+    the job's rows read back on rank 0 after a barrier (every rank's row on disk), sent to the others.
+    A rank whose GPU cannot be matched in NVML measures without it and warns. After an exception no
+    collective is made: each rank writes its own open rows as ``interrupted``.
 
     Args:
         **options: every :class:`~tracker.EnergyTracker` option (``log_dir``, ``country``, ``pue``,
@@ -87,11 +92,11 @@ class EnergyCallback(Callback):
     """
 
     def __init__(self, **options: Any) -> None:
-        # the callback sets the rank and the exchange; log_dir defaults to the trainer's, found at setup
+        # the callback sets the rank and the launch (its Trainer says them); log_dir: the trainer's, at setup
         self._options = integration.CallbackOptions(
             options,
             "EnergyCallback",
-            sets=("rank", "exchange"),
+            sets=("rank", "launch"),
             defaults={"log_dir": None},
             logs_metrics="the Trainer's loggers (self.log)",
         )
@@ -99,7 +104,6 @@ class EnergyCallback(Callback):
         self.tracker: EnergyTracker | None = None
         self._running = False
         self._state: dict[str, Any] | None = None
-        self._exchange: Exchange | None = None
         self._world = 1
         self._open: list[str] = []
         self._samples: dict[str, int] = {}
@@ -123,11 +127,10 @@ class EnergyCallback(Callback):
         self._show_in_progress_bar(trainer)
         self._world = trainer.world_size
         log_dir = self.config.log_dir or os.path.join(trainer.log_dir or ".", "energy")  # a collective: every rank
+        launch = trainer_launch(trainer, self.config.job_id)  # a collective: every rank
         problem = None
         try:
-            if trainer.is_global_zero:
-                integration.check_log_dir(log_dir)
-            self.tracker = self._build(trainer, log_dir)
+            self.tracker = self._build(trainer, log_dir, launch)
         except ConfigurationError as exc:
             problem = str(exc)
         problems = [p for p in gather(self._world, problem) if p]  # every rank fails together, or none does
@@ -148,7 +151,7 @@ class EnergyCallback(Callback):
 
         bar.get_metrics, bar._energy_tracker_shown = get_metrics, True
 
-    def _build(self, trainer: Any, log_dir: str) -> EnergyTracker:
+    def _build(self, trainer: Any, log_dir: str, launch: Any) -> EnergyTracker:
         cfg = self.config
         kinds, gpus, own_gpu = placement(
             trainer.strategy.root_device, trainer.local_rank, trainer.num_devices, cfg.gpu_devices, cfg.measure
@@ -156,27 +159,20 @@ class EnergyCallback(Callback):
         max_epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else None
         max_steps = getattr(trainer, "max_steps", -1)
         max_steps = max_steps if max_steps and max_steps > 0 else None
-        self._exchange = Exchange(trainer.global_rank) if distributed(self._world) else None
-        log_dir_here = log_dir if trainer.is_global_zero else None
-        # rows are gathered to rank 0 by the exchange: no shards
-        cfg = cfg.replace(
-            log_dir=log_dir_here,
-            epochs=cfg.epochs or max_epochs,
-            total_steps=cfg.total_steps or max_steps,
-            distributed=False,
-        )
+        # every rank writes a shard of its own under the job's directory (one directory alone)
+        cfg = cfg.replace(log_dir=log_dir, epochs=cfg.epochs or max_epochs, total_steps=cfg.total_steps or max_steps)
         try:
-            return self._tracker(trainer.global_rank, cfg, kinds, gpus)
+            return self._tracker(launch, cfg, kinds, gpus)
         except ConfigurationError as exc:
             if not own_gpu:
                 raise
             logger.warning("energy-tracker: rank %d measures without its GPU: %s", trainer.global_rank, exc)
-            return self._tracker(trainer.global_rank, cfg, tuple(k for k in kinds if k != GPU), None)
+            return self._tracker(launch, cfg, tuple(k for k in kinds if k != GPU), None)
 
-    def _tracker(self, rank: int, cfg: Config, kinds: tuple[str, ...], gpus: Any) -> EnergyTracker:
-        nothing = {} if kinds else {"sensors": []}  # this rank measures nothing, yet reaches every collective
+    def _tracker(self, launch: Any, cfg: Config, kinds: tuple[str, ...], gpus: Any) -> EnergyTracker:
+        nothing = {} if kinds else {"sensors": []}  # this rank measures nothing; its shard still says so (and beats)
         cfg = cfg.replace(measure=kinds or cfg.measure, gpu_devices=gpus)
-        return self._options.tracker(cfg, rank=rank, exchange=self._exchange, **nothing)
+        return self._options.tracker(cfg, launch=launch, **nothing)
 
     @guarded
     def _start(self, *_: Any) -> None:
@@ -200,8 +196,6 @@ class EnergyCallback(Callback):
     @guarded
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         """Write the open epoch and phases as ``interrupted`` and stop, making no collective."""
-        if self._exchange is not None:
-            self._exchange.collective = False  # the other ranks may never get here: a collective could hang
         while self._open and self.tracker is not None and self._running:
             self._add_samples(self._samples.pop(self._open.pop(), 0))
             self.tracker.end(INTERRUPTED)
@@ -264,14 +258,13 @@ class EnergyCallback(Callback):
         if own and self._open[-1] == phase:
             self._log_user_metrics(own)  # a name epochs.csv refuses still lets the row close
         self._open.remove(phase)
-        self._add_samples(sum(gather(self._world, self._samples.pop(phase, 0))))
+        self._add_samples(self._samples.pop(phase, 0))  # this rank's: the merge sums the ranks'
         self.tracker.end()
         self._progress = progress_text(self.tracker.summary())
         return True
 
     def _rows_so_far(self) -> Summary:
-        # The rows written (every rank's, gathered): the figures logged are those of epochs.csv, not
-        # the live preview of what is still open, which holds this rank's devices alone.
+        # The rows written: the figures logged are those of epochs.csv, not the live preview of what is still open.
         return Summary.build(self.tracker.run_state()._replace(so_far=(), open=()))
 
     @guarded
@@ -309,17 +302,17 @@ class EnergyCallback(Callback):
         """Count the batch's samples and, once the optimizer has stepped, the step; log the run so far.
 
         The step is the Trainer's ``global_step`` (gradient accumulation: one per optimizer step), its
-        samples this rank's batches since the last step times the ranks (each rank's batches are alike).
+        samples this rank's batches since the last step (the merge sums the ranks' shards).
         """
         self._count(TRAIN, batch)
         step = trainer.global_step
         if self.tracker is None or not self._running or TRAIN not in self._open or step <= self._last_step:
             return
-        self._last_step, samples = step, self._samples.get(TRAIN, 0) * self._world
+        self._last_step, samples = step, self._samples.get(TRAIN, 0)
         self._samples[TRAIN] = 0
         self.tracker.step(samples=samples or None, global_step=step)
         if step % max(1, trainer.log_every_n_steps) == 0 and not trainer.barebones:
-            for key, value in so_far_metrics(self.tracker.summary(), forecast=self._world == 1).items():
+            for key, value in self._so_far().items():
                 pl_module.log(key, value, on_step=True, on_epoch=False, sync_dist=True, reduce_fx="max")
 
     @override
@@ -327,8 +320,41 @@ class EnergyCallback(Callback):
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
         """Write the epoch's row and log its energy to the Trainer's loggers."""
         if self._end(TRAIN, trainer) and not trainer.barebones:
-            for key, value in epoch_metrics(self._epoch_start, self._rows_so_far(), self._world == 1).items():
+            for key, value in self._epoch_figures(trainer).items():
                 pl_module.log(key, value, sync_dist=True, reduce_fx="max")
+
+    def _so_far(self) -> dict[str, float]:
+        """The run so far; under DDP the job's on rank 0 (its rows read back, and rank 0's open part), 0 elsewhere.
+
+        Every rank logs the same keys (each is a collective), reduced with ``max``: every rank sees rank 0's.
+        """
+        live = self.tracker.summary()
+        if not distributed(self._world):
+            return so_far_metrics(live)
+        if self.tracker.rank != 0:
+            return {TOTAL_KWH: 0.0, TOTAL_CO2_KG: 0.0}
+        rows, own = self.tracker.job_rows(), self.tracker.state()["totals"]
+        return {
+            TOTAL_KWH: sum(float(r["energy_kwh"]) for r in rows) + live.energy_kwh - own["energy_kwh"],
+            TOTAL_CO2_KG: sum(float(r["co2_kg"]) for r in rows) + live.co2_kg - own["co2_kg"],
+        }
+
+    def _epoch_figures(self, trainer: Any) -> dict[str, float]:
+        """The epoch's figures; under DDP the job's rows read back on rank 0, once every rank wrote its row.
+
+        Two collectives per epoch, none per row: a barrier (every rank's row is on disk), then rank 0's
+        figures sent to every rank, so that all log the same keys.
+        """
+        if not distributed(self._world):
+            return epoch_metrics(self._epoch_start, self._rows_so_far())
+        trainer.strategy.barrier("energy-tracker")
+        figures = None
+        if self.tracker is not None and self.tracker.rank == 0:
+            rows = self.tracker.job_rows()
+            figures = epoch_metrics_from_rows(rows)
+            figures[TOTAL_KWH] = sum(float(r["energy_kwh"]) for r in rows)
+            figures[TOTAL_CO2_KG] = sum(float(r["co2_kg"]) for r in rows)
+        return trainer.strategy.broadcast(figures, src=0) or {}
 
     @override
     @guarded

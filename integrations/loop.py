@@ -36,8 +36,8 @@ class EnergyLoopCallback:
     """
 
     def __init__(self, **options: Any) -> None:
-        # a plain loop has no collectives: no exchange
-        self._options = integration.CallbackOptions(options, "EnergyLoopCallback", sets=("exchange",), check_dir=True)
+        # a plain loop's place is the launcher's variables'
+        self._options = integration.CallbackOptions(options, "EnergyLoopCallback", sets=("launch",), check_dir=True)
         self.config = self._options.config
         self.tracker: EnergyTracker | None = None
         self._open: list[tuple[str, Any]] = []  # ("epoch", index) and ("phase", name), innermost last

@@ -97,7 +97,7 @@ class EnergyTrainerCallback(TrainerCallback):
         self._options = integration.CallbackOptions(
             options,
             "EnergyTrainerCallback",
-            sets=("rank", "exchange"),
+            sets=("rank", "launch"),
             defaults={"log_dir": None},
             logs_metrics="the Trainer's report_to integrations",
         )

@@ -6,7 +6,8 @@ OUT``) and checks what it leaves in ``OUT``. Each process builds its own fake NV
 (steady 150 W and 250 W), and is given GPU ``local_rank`` the way Lightning does on CUDA: its root
 device is ``cuda:<local_rank>`` and torch reports that device's UUID (without ``GPU-``). Each process
 records every energy-counter reading its fake GPUs answer, with the fake's own time, so the true
-energy of each GPU over the interval its rank measured is known exactly.
+energy of each GPU over the interval its rank measured is known exactly. Every rank writes a shard
+of its own under one job directory, as under torchrun; the job is read back merged (``load_run``).
 """
 
 from __future__ import annotations
@@ -138,10 +139,19 @@ def launch(out: Path, *args: str) -> subprocess.CompletedProcess:
 def only_run(out: Path):
     from tracker import load_run
 
-    runs = sorted(p.parent for p in out.rglob("epochs.csv"))
-    assert len(runs) == 1, runs
-    assert list(runs[0].parent.iterdir()) == runs  # rank 1 writes nothing, not even an empty directory
-    return load_run(runs[0])
+    jobs = sorted(p.parent for p in out.rglob("ranks"))
+    assert len(jobs) == 1, jobs  # one job directory for both ranks (their token agreed once, at setup)
+    assert list(jobs[0].parent.iterdir()) == jobs  # nothing else beside it
+    shards = sorted(p.name for p in (jobs[0] / "ranks").iterdir())
+    assert [name.rsplit("-", 1)[1] for name in shards] == ["r0", "r1"]  # a shard per rank
+    run = load_run(jobs[0])
+    assert [a["ranks"] for a in run.info["attempts"]] == [[0, 1]]  # one attempt: rank 1 is rank 0's child
+    return run
+
+
+def non_other(run):
+    """The rows of epochs and phases; ``other`` rows are each rank's own, written once they hold 1 s."""
+    return [r for r in run.epochs if r["phase"] != "other"]
 
 
 @pytest.fixture(scope="module")
@@ -155,11 +165,12 @@ def ddp_run(tmp_path_factory):
 
 def test_rows_are_written_once_with_every_phase(ddp_run):
     run, _, _ = ddp_run
-    assert [(r["epoch"], r["phase"], r["status"]) for r in run.epochs] == [
-        (None, "other", "complete"),
-        (0, "validation", "complete"), (0, "train", "complete"), (None, "other", "complete"),
-        (1, "validation", "complete"), (1, "train", "complete"), (None, "other", "complete"),
+    assert [(r["epoch"], r["phase"], r["status"]) for r in non_other(run)] == [
+        (0, "validation", "complete"), (0, "train", "complete"),
+        (1, "validation", "complete"), (1, "train", "complete"),
     ]  # fmt: skip
+    assert run.epochs[-1]["phase"] == "other" and {r["status"] for r in run.epochs} == {"complete"}
+    assert "no row from" not in " ".join(str(r["notes"]) for r in non_other(run))  # every rank has every row
     # DistributedSampler gives each of the 2 ranks its own batches; samples are summed over ranks.
     assert [r["samples"] for r in run.epochs if r["phase"] == "train"] == [2 * TRAIN_BATCHES * BATCH] * 2
     assert [r["samples"] for r in run.epochs if r["phase"] == "validation"] == [2 * VAL_BATCHES * BATCH] * 2
@@ -167,9 +178,9 @@ def test_rows_are_written_once_with_every_phase(ddp_run):
 
 def test_each_rank_measures_its_own_gpu_and_node_sensors_once(ddp_run):
     run, _, _ = ddp_run
-    others = [d for d in run.devices if d["phase"] == "other"]
-    assert len(others) == 4 * sum(1 for r in run.epochs if r["phase"] == "other")  # `other` rows carry no epoch
-    for row in (r for r in run.epochs if r["phase"] != "other"):
+    others = [(d["kind"], d["sensor"], d["rank"]) for d in run.devices if d["phase"] == "other"]
+    assert set(others) <= {("cpu", "cpu", 0), ("gpu", "gpu:0", 0), ("gpu", "gpu:1", 1), ("ram", "ram", 0)}
+    for row in non_other(run):
         devices = [d for d in run.devices if (d["epoch"], d["phase"]) == (row["epoch"], row["phase"])]
         assert sorted((d["kind"], d["sensor"], d["rank"]) for d in devices) == [
             ("cpu", "cpu", 0),
@@ -218,17 +229,13 @@ def test_an_exception_on_one_rank_hangs_no_rank_and_leaves_the_epoch_interrupted
     done = launch(tmp_path, "1")  # rank 1 raises in epoch 1; rank 0 then fails in its all-reduce
     assert done.returncode != 0 and "Connection closed by peer" in done.stderr
     run = only_run(tmp_path)
-    assert [(r["epoch"], r["phase"], r["status"]) for r in run.epochs] == [
-        (None, "other", "complete"),
-        (0, "validation", "complete"), (0, "train", "complete"), (None, "other", "complete"),
-        (1, "train", "interrupted"), (None, "other", "complete"),
+    assert [(r["epoch"], r["phase"], r["status"]) for r in non_other(run)] == [
+        (0, "validation", "complete"), (0, "train", "complete"), (1, "train", "interrupted"),
     ]  # fmt: skip
-    # No collective after an exception: the interrupted rows hold rank 0's own devices and samples.
+    # No collective after an exception: each rank writes its own interrupted row, and the merge holds both.
     interrupted = [d for d in run.devices if (d["epoch"], d["phase"]) == (1, "train")]
-    assert sorted((d["sensor"], d["rank"]) for d in interrupted) == [("cpu", 0), ("gpu:0", 0), ("ram", 0)]
-    # the one step of epoch 1 both ranks finished: its global batch (Lightning counts a step's samples as this
-    # rank's batch times the ranks); the second step failed on rank 1
-    assert run.epochs[4]["samples"] == 2 * BATCH
+    assert sorted((d["sensor"], d["rank"]) for d in interrupted) == [("cpu", 0), ("gpu:0", 0), ("gpu:1", 1), ("ram", 0)]
+    assert non_other(run)[2]["samples"] == 2 * BATCH  # each rank's first batch of epoch 1; the second failed
     assert run.info["status"] == "interrupted"
 
 

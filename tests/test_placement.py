@@ -206,19 +206,6 @@ def test_lone_runs_sharing_a_job_id_stay_runs_of_their_own_in_the_report(tmp_pat
         assert reported[energy.run_dir.name]["totals"]["energy_kwh"] == pytest.approx(written)
 
 
-def test_the_lightning_exchange_counts_a_gpu_seen_by_two_ranks_once():
-    from integrations._distributed import counted_once
-    from tracker.measure.meter import SensorTotals
-    from tracker.session.accounting import DeviceUsage
-
-    def usage(rank, sensor, kind, uuid):
-        return DeviceUsage(sensor, kind, "energy_counter", "fake", uuid, "a", rank, "ok", SensorTotals(), None)
-
-    both = [usage(0, "gpu:0", "gpu", "U0"), usage(0, "cpu", "cpu", ""), usage(1, "gpu:0", "gpu", "U0"),
-            usage(1, "gpu:1", "gpu", "U1")]  # fmt: skip
-    assert counted_once(both) == [both[0], both[1], both[3]]
-
-
 def test_a_resumed_shard_continues_its_job(tmp_path, monkeypatch):
     for name, value in {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "r"}.items():
         monkeypatch.setenv(name, value)

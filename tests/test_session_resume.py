@@ -1,4 +1,4 @@
-"""EnergyTracker.state()/resume(): a restarted run continues in the same directory; exchange rows line up."""
+"""EnergyTracker.state()/resume(): a restarted run continues in the same directory."""
 
 from __future__ import annotations
 
@@ -116,26 +116,6 @@ def test_resume_misuse(tmp_path, clock):
     assert energy.state()["run_dir"] is None  # not started: an empty state
     with energy, pytest.raises(UsageError, match="before start"):
         energy.resume(energy.state())
-
-
-def test_with_an_exchange_every_boundary_writes_an_other_row(tmp_path, clock):
-    # Ranks must reach the same collectives, so rows may not depend on a rank's timing.
-    calls = []
-
-    def exchange(devices):
-        calls.append(len(devices))
-        return devices
-
-    with tracker_for(tmp_path, clock, exchange=exchange) as energy:
-        with energy.epoch(0):
-            run_for(energy, clock, 2.0)
-        with energy.epoch(1):  # no time at all between the epochs
-            run_for(energy, clock, 2.0)
-    phases = [(r["epoch"], r["phase"], r["duration_s"]) for r in load_run(energy.run_dir).epochs]
-    assert phases == [
-        (None, "other", 0.0), (0, "train", 2.0), (None, "other", 0.0), (1, "train", 2.0), (None, "other", 0.0)
-    ]  # fmt: skip
-    assert calls == [1] * 5
 
 
 def test_a_version_1_state_with_totals_in_joules_still_resumes(tmp_path, clock):

@@ -104,11 +104,11 @@ OPTIONS = {
     "rank-bool": ({"rank": True}, ConfigurationError, "rank=True"),
     "host-type": ({"host": 5}, ConfigurationError, "host=5"),
     "host-empty": ({"host": ""}, ConfigurationError, "host=''"),
-    "exchange-not-callable": ({"exchange": 5}, ConfigurationError, "exchange=5"),
+    "launch-type": ({"launch": 5}, ConfigurationError, "launch=5"),
     "config-type": ({"config": {"pue": 1.0}}, ConfigurationError, "'pue'"),
     "unknown-option": ({"cuntry": "DEU"}, TypeError, "cuntry"),
 }
-HARDWARE = ("sensors", "clock", "utc_clock", "nvml", "powercap_root", "rank", "host", "exchange", "config")
+HARDWARE = ("sensors", "clock", "utc_clock", "nvml", "powercap_root", "rank", "host", "launch", "config")
 
 
 def fill(value, paths):

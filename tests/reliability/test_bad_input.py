@@ -32,7 +32,7 @@ def test_energy_tracker_rejects_bad_options_at_construction(case, paths):
     assert sorted(paths["dir"].rglob("*")) == before  # nothing created, nothing removed
 
 
-@pytest.mark.parametrize("case", sorted(c for c in OPTIONS if c not in ("exchange-not-callable", "config-type")))
+@pytest.mark.parametrize("case", sorted(c for c in OPTIONS if c not in ("launch-type", "config-type")))
 def test_loop_callback_rejects_bad_options_at_construction(case, paths):
     options, error, needle = options_for(case, paths)
     before = sorted(paths["dir"].rglob("*"))

@@ -1,7 +1,7 @@
 """Bad input to the Lightning callback, table-driven (the same table as ``EnergyTracker``'s).
 
 Every option is checked when ``EnergyCallback`` is constructed, except the log directory, which the
-callback checks at ``setup`` on rank 0 (its default lies under ``trainer.log_dir``): there the fit
+callback checks at ``setup`` (its default lies under ``trainer.log_dir``): there the fit
 must fail before the first batch, writing nothing.
 """
 
@@ -16,7 +16,7 @@ from tests.helpers import PATIENT
 from tests.reliability.bad_options import OPTIONS, defaults, options_for
 from tracker.errors import ConfigurationError
 
-NOT_OPTIONS = {"rank-negative", "rank-str", "rank-bool", "exchange-not-callable", "config-type"}
+NOT_OPTIONS = {"rank-negative", "rank-str", "rank-bool", "launch-type", "config-type"}
 AT_SETUP = {"log_dir-file", "log_dir-under-file", "log_dir-proc"}
 
 
@@ -37,7 +37,7 @@ def test_energy_callback_rejects_bad_options_at_construction(case, paths):
     assert sorted(paths["dir"].rglob("*")) == before
 
 
-@pytest.mark.parametrize("option", ["rank", "exchange", "config", "cuntry"])
+@pytest.mark.parametrize("option", ["rank", "launch", "config", "cuntry"])
 def test_energy_callback_names_an_option_it_does_not_take(option):
     with pytest.raises(ConfigurationError, match=rf"EnergyCallback\({option}=\.\.\.\) is not an option"):
         EnergyCallback(**{option: 1})

@@ -42,28 +42,30 @@ class Job:
     Args:
         distributed: ``True`` a rank writing its shard, ``False`` alone, ``None`` as the launcher says.
         job_id: the job's id when given (else the launcher's or the scheduler's).
-        rank: this process's rank when no launcher says it (alone, or its caller gathers its rows).
-        gathered: whether the caller gathers every rank's rows itself (then no shard is written).
+        rank: this process's rank when no launcher says it.
+        launch: this process's place as a framework that started the ranks says it (Lightning's), if any.
         host: this machine's name.
     """
 
     def __init__(
-        self, distributed: bool | None, job_id: str | None, rank: int, *, gathered: bool = False, host: str
+        self, distributed: bool | None, job_id: str | None, rank: int, *, launch: placement.Launch | None, host: str
     ) -> None:
         self.host = host
         self.sharded = False
-        self.launch = self._place(distributed, job_id, rank, gathered)
+        self.launch = self._place(distributed, job_id, rank, launch)
         self.process = liveness.this_process()
         self.dir: Path | None = None
         self._follower: JobFollower | None = None
 
-    def _place(self, distributed: bool | None, job_id: str | None, rank: int, gathered: bool) -> placement.Launch:
-        """Where this process sits: the launcher's ranks when sharded, else ``rank`` alone."""
-        if gathered or distributed is False:
-            # the caller gathers rows itself, or this process measures alone: the job id is for the rows
+    def _place(
+        self, distributed: bool | None, job_id: str | None, rank: int, given: placement.Launch | None
+    ) -> placement.Launch:
+        """Where this process sits: the launcher's (or the framework's) ranks when sharded, else ``rank`` alone."""
+        if distributed is False:
+            # this process measures alone: the job id is for the rows
             found, source = placement.job_id_from(os.environ, job_id)
-            return placement.Launch(rank=rank, job_id=found, job_source=source)
-        launch = placement.detect(job_id=job_id)
+            return placement.Launch(rank=given.rank if given else rank, job_id=found, job_source=source)
+        launch = given or placement.detect(job_id=job_id)
         if distributed is None and not launch.distributed:
             return placement.Launch(rank=rank, job_id=launch.job_id, job_source=launch.job_source)
         self.sharded = True
@@ -90,12 +92,16 @@ class Job:
     def run_dir(self, log_dir: Path, run_name: str | None, reopened: Path | None) -> Path:
         """The run directory this process writes: ``reopened`` (a resumed run's), else a new one.
 
-        Sharded, a new one is this rank's shard under the job's directory, and a resumed shard keeps its job.
+        Sharded, a new one is this rank's shard under the job's directory, and a resumed shard keeps its
+        job; a state saved by another rank (Lightning's checkpoint holds rank 0's) names this rank's own shard
+        beside it, so that no two ranks write one shard.
         """
         if reopened is not None:
-            if self.sharded and reopened.parent.name == SHARDS_DIR:
-                self.dir = reopened.parent.parent
-            return reopened
+            if not (self.sharded and reopened.parent.name == SHARDS_DIR):
+                return reopened
+            self.dir = reopened.parent.parent
+            own = reopened.parent / placement.shard_name(self.host, self.rank)
+            return own if own.is_dir() else new_run_dir(own.parent, own.name)
         if not self.sharded:
             return new_run_dir(log_dir, run_name)
         launch = self.launch

@@ -43,6 +43,9 @@ class Launch(NamedTuple):
         node_known: whether the launcher said which ranks share this node; when it did not (``RANK``
             and ``WORLD_SIZE`` without ``LOCAL_RANK``: srun, MPI), every rank measures its node's CPU
             and RAM and the merge keeps one rank's per machine.
+        launcher: what every process of this launch shares when a framework agreed it (Lightning: rank
+            0's token, sent to the others once at setup), for the merge to tell this launch's shards
+            from another's; ``None``: the node's launcher is every local rank's parent process.
     """
 
     rank: int = 0
@@ -53,6 +56,7 @@ class Launch(NamedTuple):
     job_source: str | None = None
     restart: int = 0
     node_known: bool = True
+    launcher: str | None = None
 
     @property
     def distributed(self) -> bool:
@@ -123,6 +127,37 @@ def detect(environ: Mapping[str, str] | None = None, job_id: str | None = None) 
     found, source = job_id_from(env, job_id)
     restart = _int_var(env, "TORCHELASTIC_RESTART_COUNT", 0)
     return Launch(rank, local_rank, world, local_world, found, source, restart, node_known)
+
+
+def framework_launch(
+    rank: int,
+    local_rank: int,
+    world_size: int,
+    local_world_size: int,
+    agreed: str,
+    job_id: str | None,
+    source: str,
+    environ: Mapping[str, str] | None = None,
+) -> Launch:
+    """A process's place as a framework that started the ranks itself says it (Lightning's ``Trainer``).
+
+    Args:
+        rank: the global rank, as the framework says it.
+        local_rank: the rank on this node.
+        world_size: processes in the job.
+        local_world_size: processes on this node.
+        agreed: a token every rank of the job was given by one collective (rank 0's): the job's id when
+            neither ``job_id`` nor a launcher or scheduler names one, and the launch's ``launcher``.
+        job_id: the job id given by the user, if any.
+        source: the framework's name, for ``job_source`` and the job directory's name.
+        environ: the environment (default ``os.environ``), for a scheduler's job id and the restart count.
+    """
+    env = os.environ if environ is None else environ
+    found, found_source = job_id_from(env, job_id)
+    restart = _int_var(env, "TORCHELASTIC_RESTART_COUNT", 0)
+    if found is None:
+        found, found_source = agreed, source
+    return Launch(rank, local_rank, world_size, max(1, local_world_size), found, found_source, restart, True, agreed)
 
 
 # Where a launcher says a process's rank on its node, and how many its node runs; DeepSpeed says
@@ -196,7 +231,7 @@ def job_dir_name(launch: Launch, run_name: str | None, host: str, parent_pid: in
         return run_name
     if launch.job_id:
         prefix = {"TORCHELASTIC_RUN_ID": "torchrun", "SLURM_JOB_ID": "slurm", "SLURM_ARRAY_JOB_ID": "slurm",
-                  "POD_NAME": "pod", "HOSTNAME": "pod"}  # fmt: skip
+                  "POD_NAME": "pod", "HOSTNAME": "pod", "lightning": "lightning"}  # fmt: skip
         label = prefix.get(launch.job_source or "", "job")
         return f"{label}-{re.sub(_UNSAFE, '_', launch.job_id)}"
     return f"job-{re.sub(_UNSAFE, '_', host)}-{parent_pid}"
@@ -207,4 +242,15 @@ def shard_name(host: str, rank: int) -> str:
     return f"{re.sub(_UNSAFE, '_', host)}-r{rank}"
 
 
-__all__ = ["CPU", "GPU", "RAM", "Assignment", "Launch", "assign", "detect", "job_dir_name", "shard_name"]
+__all__ = [
+    "CPU",
+    "GPU",
+    "RAM",
+    "Assignment",
+    "Launch",
+    "assign",
+    "detect",
+    "framework_launch",
+    "job_dir_name",
+    "shard_name",
+]

@@ -82,7 +82,10 @@ class Shard:
 
     @property
     def launcher(self) -> tuple[Any, ...] | None:
-        """The process that started it (the parent every rank of a node shares), when recorded."""
+        """What every rank of its launch shares: the token a framework agreed, else the node's launcher process."""
+        agreed = self.launch("launcher", "")
+        if agreed:
+            return ("agreed", agreed)
         process = self.info.get("process")
         if not isinstance(process, dict) or not isinstance(process.get("ppid"), int):
             return None
@@ -382,7 +385,8 @@ def attempts(shards: Sequence[Shard]) -> list[list[Shard]]:
 
     A shard joins an attempt only when it has the same restart count (``TORCHELASTIC_RESTART_COUNT``)
     and world size, its rank is not taken there, and, on a machine where the attempt already has a
-    shard, it has the same launcher (the parent process every rank of a node shares). Anything else
+    shard, it has the same launcher (the parent process every rank of a node shares, or the token a
+    framework that started the ranks itself agreed, ``launch.launcher``). Anything else
     (a second job in an existing directory, an elastic restart, a rank reused) is an attempt of its
     own: no device is dropped against another attempt's rows.
     """

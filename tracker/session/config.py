@@ -1,7 +1,7 @@
 """Every option of a tracker, declared once, and validated in one place before any training starts.
 
 Each option is a field of :class:`Config` (what to measure and how to account for it) or of
-:class:`Hardware` (what to measure it with: injected sensors, clocks and distributed hooks), both
+:class:`Hardware` (what to measure it with: injected sensors, clocks and a framework's placement), both
 frozen keyword-only dataclasses, declared with :func:`option`: its default, and in the field's
 metadata its validator, its help text and its command-line flag. Everything else derives from
 these fields (``dataclasses.fields``):
@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from tracker.errors import ConfigurationError, UnknownOptionError
+from tracker.job.placement import Launch
 from tracker.measure.edge import EDGE_DEADLINE_S
 from tracker.measure.sampler import (
     BACKGROUND,
@@ -213,13 +214,15 @@ def _comma_list(text: str) -> tuple[str, ...]:
     return tuple(t.strip() for t in text.split(",") if t.strip())
 
 
-def _distributed(value: Any, name: str) -> bool | None:
-    if value is not None and not isinstance(value, bool):
-        raise ConfigurationError(
-            f"{name}={value!r}: give True (one job directory, one shard per rank), False (this process "
-            "alone), or None to decide from the launcher's WORLD_SIZE"
-        )
-    return value
+def _none_or(kind: type, words: str) -> Check:
+    """A check for ``None`` or a ``kind``; ``words`` say what to give."""
+
+    def check(value: Any, name: str) -> Any:
+        if value is not None and not isinstance(value, kind):
+            raise ConfigurationError(f"{name}={value!r}: give {words}")
+        return value
+
+    return check
 
 
 def _job_id(value: Any, name: str) -> str | None:
@@ -401,7 +404,11 @@ class Config(Options):
     )
     distributed: bool | None = option(
         None,
-        _distributed,
+        _none_or(
+            bool,
+            "True (one job directory, one shard per rank), False (this process alone), or None to decide "
+            "from the launcher's WORLD_SIZE",
+        ),
         "True: a rank of a distributed job (one job directory, a shard per rank, each GPU counted once "
         "and CPU and RAM once per node, see tracker.job.placement); False: this process alone; "
         "None (default): True when the launcher's WORLD_SIZE is above 1 (torchrun, accelerate, deepspeed).",
@@ -605,12 +612,15 @@ class Hardware(Options):
         "called with each finished row, on_row(record, devices): its EpochRecord and a tuple of its "
         "DeviceRecords, on the thread that closed the row (keep it short); what it raises is one warning.",
     )
-    exchange: Callable[[list[Any]], list[Any] | None] | None = option(
+    launch: Launch | None = option(
         None,
-        _callable("every rank's usages", optional=True),
-        "distributed runs only: called with this process's device usages at each row; returns every "
-        "rank's on the writing rank and None on the others. Every rank then writes its other rows at "
-        "the same boundaries, however short, so that the collectives line up.",
+        _none_or(
+            Launch,
+            "None (the launcher's variables say where this process sits) or the Launch a framework that "
+            "started the ranks itself builds (the Lightning callback does)",
+        ),
+        "where this process sits in its job when a framework that started the ranks says it (the Lightning "
+        "callback, from its Trainer); default: from the launcher's variables (RANK, LOCAL_RANK, WORLD_SIZE).",
     )
     sampling: str = option(
         BACKGROUND,

@@ -15,7 +15,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ from tracker.sensors import CPU, GPU, RAM, Discovery, Reading
 from tracker.sensors.discovery import discover
 from tracker.session import resume as resuming
 from tracker.session import sinks as sinking
-from tracker.session.accounting import DeviceUsage
 from tracker.session.config import Config, Hardware, option_help, options_doc, resolve_config, split_options
 from tracker.session.outputs import Guarded, as_records
 from tracker.session.rows import RUNNING, RowBuilder
@@ -42,7 +41,6 @@ logger = logging.getLogger(__name__)
 # How often the open epoch's energy so far is written to heartbeat.json, s (by the sampler's thread).
 HEARTBEAT_S = 2.0
 
-Exchange = Callable[[list[DeviceUsage]], "list[DeviceUsage] | None"]
 _NOT_GIVEN: Any = object()
 
 
@@ -85,9 +83,8 @@ class EnergyTracker:
         self.config = cfg = resolve_config(config, given).resolve()  # reads codecarbon's tables, an hourly CSV
         self._log_dir = None if cfg.log_dir is None else check_log_dir(cfg.log_dir)
         self._clock, self._utc_clock = hardware.clock, hardware.utc_clock
-        self._exchange = hardware.exchange
         host = hardware.host or os.uname().nodename
-        self._job = Job(cfg.distributed, cfg.job_id, hardware.rank, gathered=self._exchange is not None, host=host)
+        self._job = Job(cfg.distributed, cfg.job_id, hardware.rank, launch=hardware.launch, host=host)
         self.launch, self.rank, self.host, self.process = self._job.launch, self._job.rank, host, self._job.process
         self._on_row = None if hardware.on_row is None else Guarded(hardware.on_row, "on_row")
         self._sinks = sinking.build(cfg.sinks)  # each library found now, imported at start
@@ -116,11 +113,6 @@ class EnergyTracker:
 
     def _new_timeline(self, hardware: Hardware) -> Timeline:
         cfg = self.config
-        if cfg.row_every_s is not None and self._exchange is not None:
-            logger.warning(
-                "energy-tracker: row_every_s is ignored when the ranks gather their rows (every rank must cut "
-                "its rows at the same step); give row_every_n_steps instead"
-            )
         return Timeline(
             self.discovery.sensors,
             self.interval_s,
@@ -129,10 +121,8 @@ class EnergyTracker:
             now_utc=self._now_utc,
             on_close=self._emit,
             on_readings=self._trace,
-            every_boundary=self._exchange is not None,
             row_every_n_steps=cfg.row_every_n_steps,
-            # every rank must cut at the same step, whatever its own clock: steps alone under an exchange
-            row_every_s=cfg.row_every_s if self._exchange is None else None,
+            row_every_s=cfg.row_every_s,
             edge_deadline_s=hardware.edge_deadline_s,
             manual=hardware.sampling == MANUAL,
         )
@@ -536,10 +526,6 @@ class EnergyTracker:
         if os.getpid() != self._pid or self._rows is None:
             return  # a forked child writes nothing: the parent owns the run
         devices = self._timeline.device_usages(segment, self.host, self.rank)
-        if self._exchange is not None:
-            devices = self._exchange(devices)
-            if devices is None:
-                return
         row, device_rows = self._rows.add(segment, status, devices, self._clock() - (self._started_s or 0.0))
         if self._writer is not None:
             self._writer.write_epoch(row, device_rows)

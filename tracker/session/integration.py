@@ -17,8 +17,7 @@ from typing import Any
 
 from tracker.energy import J_PER_KWH
 from tracker.errors import ConfigurationError
-from tracker.job.placement import assign
-from tracker.logs.merge import keep_once
+from tracker.job.placement import assign, framework_launch
 from tracker.logs.schema import (
     COMPLETE,
     EPOCH_COLUMNS,
@@ -73,8 +72,7 @@ __all__ = [
     "CallbackOptions",
     "Totals",
     "assign",
-    "check_log_dir",
-    "keep_once",
+    "framework_launch",
 ]
 
 
@@ -85,7 +83,7 @@ class CallbackOptions:
         options: the keyword options the user gave the callback (any ``EnergyTracker`` option).
         where: the callback's name, for the messages (``"EnergyCallback"``).
         sets: the :class:`~tracker.session.config.Hardware` options the callback sets itself (``rank``,
-            ``exchange``); the user may not give them.
+            ``launch``); the user may not give them.
         defaults: :class:`~tracker.session.config.Config` options whose default the callback changes
             (``log_dir=None``: the framework's directory, found when training starts).
         check_dir: prove the log directory writable now, not at the first hook.

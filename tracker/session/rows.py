@@ -1,7 +1,7 @@
 """Builds ``epochs.csv`` and ``devices.csv`` rows, keeping the run's running totals (of the rows built).
 
 Pure bookkeeping over :mod:`tracker.session.accounting`: no clock, no I/O. The session hands it each
-closed segment with the device usages (gathered from every rank in distributed runs).
+closed segment with this process's device usages.
 """
 
 from __future__ import annotations

@@ -287,6 +287,7 @@ def run_info(state: RunState) -> dict[str, Any]:
             "job_source": state.launch.job_source,
             "restart": state.launch.restart,
             "node_known": state.launch.node_known,
+            "launcher": state.launch.launcher,
         },
         "process": state.process,
         "platform": _platform(),

@@ -75,8 +75,6 @@ class Timeline:
         on_close: called with each closed segment and its status (``complete`` or ``interrupted``).
         on_readings: called with each batch of readings after the meter has it (the power trace);
             on the sampler's thread or the caller's.
-        every_boundary: hand on the ``other`` segment at every boundary, however short (distributed
-            runs: every rank must reach the same collectives, whatever its own timing).
         row_every_n_steps: cut the open epoch's row once it holds steps up to a multiple of this many
             (``None``: no cut by steps).
         row_every_s: cut the open epoch's row at the first step this many seconds after it opened
@@ -95,7 +93,6 @@ class Timeline:
         now_utc: Callable[[], str],
         on_close: OnClose,
         on_readings: OnReadings,
-        every_boundary: bool = False,
         row_every_n_steps: int | None = None,
         row_every_s: float | None = None,
         edge_deadline_s: float = EDGE_DEADLINE_S,
@@ -125,7 +122,6 @@ class Timeline:
         self._now_utc = now_utc
         self._on_close = on_close
         self._tap = on_readings
-        self._every_boundary = every_boundary
         self._every_n, self._every_s = row_every_n_steps, row_every_s
         self.steps = 0  # optimizer steps counted in the run (a resumed run's before it included)
         self._epoch: Segment | None = None  # the open epoch's current row
@@ -314,7 +310,7 @@ class Timeline:
             snapshot, now_s, peaks = self.boundary()
             other.deactivate(snapshot, now_s, peaks, self._now_utc())
         due = other.active_s >= MIN_OTHER_ROW_S or (force and other.active_s > 0)
-        if due or self._every_boundary:
+        if due:
             self._on_close(other, COMPLETE)
             fresh = Segment(None, OTHER_PHASE, self._now_utc())
             if other.since is not None:
