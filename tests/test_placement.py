@@ -206,6 +206,30 @@ def test_lone_runs_sharing_a_job_id_stay_runs_of_their_own_in_the_report(tmp_pat
         assert reported[energy.run_dir.name]["totals"]["energy_kwh"] == pytest.approx(written)
 
 
+def test_a_state_saved_by_rank_0_resumes_rank_1_in_its_own_shard(tmp_path, monkeypatch):
+    # A Lightning checkpoint holds rank 0's state; every rank loads it. Rank 1 goes on in its own shard beside it.
+    env = {"LOCAL_WORLD_SIZE": "2", "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "r"}
+    states = {}
+    for rank in (0, 1):
+        for name, value in {**env, "RANK": str(rank), "LOCAL_RANK": str(rank)}.items():
+            monkeypatch.setenv(name, value)
+        sensors = [FakeSensor(f"gpu:{rank}", "gpu", steady(100.0))]
+        with EnergyTracker(tmp_path, sensors=sensors, host="h", carbon_intensity_g_per_kwh=1.0, **PATIENT) as first:
+            with first.epoch(0):
+                pass
+        states[rank] = first.state()
+    again = EnergyTracker(tmp_path, sensors=[FakeSensor("gpu:1", "gpu", steady(100.0))], host="h",
+                          carbon_intensity_g_per_kwh=1.0, **PATIENT)  # fmt: skip
+    again.resume(states[0])  # rank 0's state, rank 1's tracker
+    with again:
+        with again.epoch(1):
+            pass
+    assert again.run_dir == tmp_path / "torchrun-r" / "ranks" / "h-r1"
+    assert [r["epoch"] for r in load_run(again.run_dir).epochs if r["phase"] == "train"] == [0, 1]
+    assert [r["epoch"] for r in load_run(tmp_path / "torchrun-r" / "ranks" / "h-r0").epochs
+            if r["phase"] == "train"] == [0]  # fmt: skip
+
+
 def test_a_resumed_shard_continues_its_job(tmp_path, monkeypatch):
     for name, value in {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "r"}.items():
         monkeypatch.setenv(name, value)
