@@ -1,7 +1,7 @@
 """Run the benchmarks: ``python bench/run.py [--quick | --smoke] [--only NAME[,NAME]] [--trackers NAME[,NAME]]``.
 
 Scenarios (``bench/scenarios/``): ``startup``, ``overhead``, ``micro``, ``accuracy``, ``boundaries``, ``faults``,
-``job_scale``, ``steps``.
+``job_scale``, ``steps``, ``prometheus``.
 Every measurement runs in a fresh process (``bench/runner.py``). Writes
 ``bench/results/<date>-<host>[-quick].json`` and its PNG chart, prints the markdown, and (full runs
 of every scenario, or ``--readme``) puts it into ``bench/README.md``.
@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
 from bench import chart, report  # noqa: E402
 from bench.runner import Context  # noqa: E402
 
-SCENARIOS = ("startup", "overhead", "micro", "accuracy", "boundaries", "faults", "job_scale", "steps")
+SCENARIOS = ("startup", "overhead", "micro", "accuracy", "boundaries", "faults", "job_scale", "steps", "prometheus")
 TITLES = {
     "startup": "Start-up and shutdown (fresh process each, this machine as it is: no GPU, no RAPL)",
     "overhead": "Training overhead and idle cost (CPU-bound torch loop, one thread)",
@@ -37,6 +37,7 @@ TITLES = {
     "faults": "Faults: an NVML outage, a hung sensor, costs over 10,000 epochs",
     "job_scale": "A distributed job at scale: report of 256 ranks x 1,000 rows; following a job after each row",
     "steps": "Steps: step() on the training thread, a row every 100 steps over 10^6 steps",
+    "prometheus": "Prometheus: an endpoint scraped every 100 ms, against none, per training step",
 }
 
 

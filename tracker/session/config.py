@@ -45,6 +45,7 @@ from tracker.measure.sampler import (
 )
 from tracker.sensors import KINDS, Sensor, cpu_scope, positive_watts
 from tracker.sensors.discovery import DISCOVERY_TIMEOUT_S
+from tracker.session.prometheus import check_gateway, check_port
 from tracker.session.sinks import SINKS, check_sinks
 
 DEFAULT_LOG_DIR = "energy_logs"
@@ -448,6 +449,21 @@ class Config(Options):
         "extra), or sink objects for their settings (tracker.MLflowSink(tracking_uri=...)); off a thread of "
         "their own. Lightning and Hugging Face log energy/* to their own loggers instead.",
         Flag("--sinks", _comma_list, "NAMES"),
+    )
+    prometheus_port: Any = option(
+        None,
+        check_port,
+        "serve each row's energy (hw_energy_joules_total per device), CO2e and power to Prometheus on this port "
+        "(or 'HOST:PORT'); each rank of a launched job on port + its local rank. Off by default: no socket "
+        "is opened unless given. Needs the prometheus extra.",
+        Flag("--prometheus-port", None, "PORT"),
+    )
+    prometheus_pushgateway: str | None = option(
+        None,
+        check_gateway,
+        "push the same series to this Prometheus push gateway at each row and at the end (batch jobs), "
+        "e.g. 'http://127.0.0.1:9091'.",
+        Flag("--prometheus-pushgateway", None, "URL"),
     )
     discovery_timeout_s: float = option(
         DISCOVERY_TIMEOUT_S,

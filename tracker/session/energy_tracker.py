@@ -27,6 +27,7 @@ from tracker.logs.writer import RunWriter, check_log_dir
 from tracker.measure.sampler import MANUAL, default_interval_s
 from tracker.sensors import CPU, GPU, RAM, Discovery, Reading
 from tracker.sensors.discovery import discover
+from tracker.session import prometheus
 from tracker.session import resume as resuming
 from tracker.session import sinks as sinking
 from tracker.session.config import Config, Hardware, option_help, options_doc, resolve_config, split_options
@@ -89,6 +90,9 @@ class EnergyTracker:
         self._on_row = None if hardware.on_row is None else Guarded(hardware.on_row, "on_row")
         self._sinks = sinking.build(cfg.sinks)  # each library found now, imported at start
         self._sink_thread: sinking.SinkThread | None = None
+        self._endpoint = prometheus.claim(cfg.prometheus_port, self.launch.local_rank)  # a port taken: raises here
+        if cfg.prometheus_pushgateway is not None:
+            prometheus.need_client()
         self._last_row: EpochRecord | None = None
         sensors = hardware.sensors
         self.discovery = Discovery(list(sensors)) if sensors is not None else self._discover(hardware)
@@ -164,9 +168,7 @@ class EnergyTracker:
         self._started_s = self._clock() - elapsed_s  # the first readings' power.csv rows use it
         self._started_s = self._timeline.open(self._started_utc) - elapsed_s
         self._write_info()
-        if self._sinks and self.rank == 0:  # under a launcher, rank 0 alone: one series per run
-            self._sink_thread = sinking.SinkThread(self._sinks, sinking.RunInfo(run or "", self.run_dir,
-                                                                                 self.config.experiment))  # fmt: skip
+        self._start_outputs(run or "")
         self._timeline.start_samplers()
         self._start_idle_beat()
         if self.rank == 0:
@@ -522,6 +524,17 @@ class EnergyTracker:
             return []
         return [rows.preview(s, timeline.device_usages(s, self.host, self.rank)) for s in timeline.so_far()]
 
+    def _start_outputs(self, run: str) -> None:
+        """The sinks (global rank 0: one series per run) and the Prometheus exporter (every writing rank)."""
+        cfg, outputs = self.config, list(self._sinks) if self.rank == 0 else []
+        if self._endpoint is not None or cfg.prometheus_pushgateway is not None:
+            exporter = prometheus.Exporter(self._endpoint, cfg.prometheus_pushgateway, run,
+                                           self.launch.job_id or "", self.rank)  # fmt: skip
+            exporter.start_series(self.host, self.rank, [(s.kind, s.name) for s in self.discovery.sensors])
+            outputs.append(exporter)
+        if outputs:
+            self._sink_thread = sinking.SinkThread(outputs, sinking.RunInfo(run, self.run_dir, cfg.experiment))
+
     def _emit(self, segment: Segment, status: str) -> None:
         if os.getpid() != self._pid or self._rows is None:
             return  # a forked child writes nothing: the parent owns the run
@@ -533,7 +546,7 @@ class EnergyTracker:
         if self._on_row is not None:
             self._on_row(self._last_row, devices_written)
         if self._sink_thread is not None:
-            self._sink_thread.put(self._last_row)
+            self._sink_thread.put(self._last_row, devices_written)
 
     def _write_info(self) -> None:
         if self._writer is not None:

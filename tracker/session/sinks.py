@@ -7,8 +7,9 @@ training thread only puts the row in a queue. A sink that fails is one warning (
 DEBUG), and the rows are in ``epochs.csv`` whatever happens to it.
 
 A sink is an object with ``open(run)`` (on the thread that starts the tracker: an active run is
-found there), ``write(metrics, step)`` and ``close()``; ``run`` gives the run's name, directory
-and experiment.
+found there), ``write(metrics, step)`` (or ``write_row(record, devices)``, for the records
+themselves: the Prometheus exporter) and ``close()``; ``run`` gives the run's name, directory and
+experiment.
 """
 
 from __future__ import annotations
@@ -202,15 +203,26 @@ class SinkThread:
             opened = Guarded(sink.open, label)
             opened(run)
             if not opened.failed:
-                self._sinks.append((sink, Guarded(sink.write, label), Guarded(sink.close, label)))
+                write = getattr(sink, "write_row", None) or self._metrics_of(sink.write)
+                self._sinks.append((Guarded(write, label), Guarded(sink.close, label)))
         self._metrics = RowMetrics()
-        self._queue: queue.SimpleQueue[EpochRecord | None] = queue.SimpleQueue()
+        self._last: tuple[dict[str, float], int] | None = None
+        self._queue: queue.SimpleQueue[tuple[EpochRecord, Sequence[Any]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="energy-tracker.sinks", daemon=True)
         self._thread.start()
 
-    def put(self, row: EpochRecord) -> None:
-        """Queue a row (no I/O here)."""
-        self._queue.put(row)
+    def put(self, row: EpochRecord, devices: Sequence[Any] = ()) -> None:
+        """Queue a row and its device records (no I/O here)."""
+        self._queue.put((row, devices))
+
+    def _metrics_of(self, write: Any) -> Any:
+        """A sink's ``write(metrics, step)`` as a writer of rows: the row's metrics worked out once for all sinks."""
+
+        def write_row(row: EpochRecord, devices: Sequence[Any]) -> None:
+            metrics, step = self._last if self._last is not None else ({}, 0)
+            write(metrics, step)
+
+        return write_row
 
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
         """Send what is queued, close the sinks; waits at most ``timeout_s``."""
@@ -222,9 +234,9 @@ class SinkThread:
             )
 
     def _run(self) -> None:
-        while (row := self._queue.get()) is not None:
-            metrics, step = self._metrics.of(row)
-            for _, write, _ in self._sinks:
-                write(metrics, step)
-        for _, _, close in self._sinks:
+        while (item := self._queue.get()) is not None:
+            self._last = self._metrics.of(item[0])
+            for write, _ in self._sinks:
+                write(*item)
+        for _, close in self._sinks:
             close()
