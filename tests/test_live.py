@@ -45,13 +45,18 @@ def wait_for(predicate, timeout_s: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+def _open_energy_kwh(run_dir: Path) -> float:
+    return sum(row["energy_kwh"] or 0.0 for row in load_run(run_dir).open)
+
+
 @pytest.fixture
 def other_process(tmp_path: Path):
     go = tmp_path / "go"
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "runs"), str(go)])
     run_dir = tmp_path / "runs" / "live"
     try:
-        wait_for(lambda: (run_dir / "heartbeat.json").exists() and load_run(run_dir).open)
+        # a heartbeat written as the epoch opened holds 0 J so far: wait for one with time in the epoch
+        wait_for(lambda: (run_dir / "heartbeat.json").exists() and _open_energy_kwh(run_dir) > 0)
         yield run_dir, go, child
     finally:
         go.touch()
