@@ -28,3 +28,15 @@ def test_a_whole_run_opens_no_socket_and_starts_no_process(tmp_path):
     assert "socket.__new__" in report["controls"] and "subprocess.Popen" in report["controls"]
     assert report["codes"] == [0, 0, 0, 0]
     assert report["rows"]["engine"] >= 4 and report["rows"]["loop"] >= 2 and report["rows"]["lightning"] >= 2
+
+
+def test_a_run_without_prometheus_port_does_not_load_the_network_module(tmp_path):
+    # The endpoint is the one place the tracker may open a socket; without it, not even `socket` is imported.
+    code = (
+        "import sys; from tracker import EnergyTracker; "
+        "EnergyTracker(log_dir=sys.argv[1], country='DEU').start().stop(); "
+        "print('socket' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "False"

@@ -16,7 +16,6 @@ A tracker opens a socket only when ``prometheus_port`` is given, and pushes only
 from __future__ import annotations
 
 import importlib.util
-import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -68,6 +67,8 @@ def claim(address: tuple[str, int] | None, local_rank: int) -> tuple[str, int] |
     """
     if address is None:
         return None
+    import socket  # here, not at import: a tracker without prometheus_port never loads the network module
+
     need_client()
     host, port = address[0], address[1] + local_rank
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
