@@ -35,7 +35,15 @@ from tracker.session.outputs import Guarded, as_records
 from tracker.session.rows import RUNNING, RowBuilder
 from tracker.session.segments import Segment
 from tracker.session.summary import RunState, Summary, run_info, start_line
-from tracker.session.timeline import Sampling, Timeline, check_epoch_index, check_phase_name, check_status, power_rows
+from tracker.session.timeline import (
+    Sampling,
+    Timeline,
+    check_epoch_index,
+    check_phase_name,
+    check_status,
+    is_count,
+    power_rows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -290,7 +298,7 @@ class EnergyTracker:
             ConfigurationError: ``name`` is empty, ``"other"`` or ``"train"``, or ``samples`` or ``epoch`` is invalid.
             UsageError: not started, or a phase of that name is already open.
         """
-        if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
+        if epoch is not None and not is_count(epoch):
             raise ConfigurationError(f"epoch={epoch!r}: give the epoch index the phase belongs to (0, 1, ...) or None")
         check_phase_name(name)
         self._require_started(f"phase({name!r})")
@@ -328,8 +336,7 @@ class EnergyTracker:
         """
         if self._started_s is None or self._stopped:
             self._require_started("step()")
-        if global_step is not None and (isinstance(global_step, bool) or not isinstance(global_step, int)
-                                        or global_step < 0):  # fmt: skip
+        if global_step is not None and not is_count(global_step):
             raise ConfigurationError(f"global_step={global_step!r}: give the trainer's step number, an int >= 0")
         self._timeline.step(samples, global_step)
 

@@ -412,13 +412,18 @@ class Timeline:
 _EMPTY = SensorTotals()
 
 
+def is_count(value: Any) -> bool:
+    """Whether ``value`` is a non-negative int (an index, a step number, a count), ``True`` and ``False`` not."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def check_epoch_index(value: Any) -> int:
     """``value`` if it is an epoch index: a non-negative int.
 
     Raises:
         ConfigurationError: it is not.
     """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not is_count(value):
         raise ConfigurationError(f"epoch index {value!r}: give a non-negative int (0, 1, 2, ...)")
     return value
 
@@ -483,7 +488,7 @@ def check_samples(value: Any) -> int | None:
     """
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not is_count(value):
         raise ConfigurationError(f"samples={value!r}: give the number of items processed as a non-negative int")
     return value
 
