@@ -16,6 +16,11 @@ from tracker.testing import FakeClock
 PATIENT = {"edge_deadline_s": 2.0}
 
 
+def gpu_tracker(tmp_path: Any, nvml: Any, **options: Any) -> EnergyTracker:
+    """A tracker of the fake NVML's GPUs alone, costed at 100 g/kWh, with patient edges; ``options`` added."""
+    return EnergyTracker(tmp_path, nvml=nvml, measure=("gpu",), carbon_intensity_g_per_kwh=100.0, **PATIENT, **options)
+
+
 def run_for(
     tracker: EnergyTracker,
     clock: FakeClock,

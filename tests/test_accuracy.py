@@ -14,8 +14,8 @@ import random
 
 import pytest
 
-from tests.helpers import PATIENT, run_for, run_lanes
-from tracker import EnergyTracker, load_run
+from tests.helpers import gpu_tracker, run_for, run_lanes
+from tracker import load_run
 from tracker.energy import J_PER_KWH
 from tracker.testing import FakeGpu, FakeNvml, square_wave, steady
 
@@ -23,15 +23,7 @@ TRACES = {"steady 250 W": steady(250.0), "square 50-350 W, 0.3 s": square_wave(5
 
 
 def measure(tmp_path, clock, nvml, seconds=60.0, epochs=3, gap_s=0.0, interval_s=None):
-    energy = EnergyTracker(
-        tmp_path,
-        nvml=nvml,
-        clock=clock,
-        measure=("gpu",),
-        carbon_intensity_g_per_kwh=100.0,
-        interval_s=interval_s,
-        **PATIENT,
-    )
+    energy = gpu_tracker(tmp_path, nvml, clock=clock, interval_s=interval_s)
     rng = random.Random(42)
     bounds = []
     with energy:
@@ -94,9 +86,7 @@ def test_run_total_keeps_the_time_between_epochs(tmp_path, clock):
 
 def test_counter_reset_mid_epoch_is_flagged_not_negative(tmp_path, clock):
     nvml = FakeNvml([FakeGpu(trace=steady(200.0))], clock=clock)
-    energy = EnergyTracker(
-        tmp_path, nvml=nvml, clock=clock, measure=("gpu",), carbon_intensity_g_per_kwh=100.0, **PATIENT
-    )
+    energy = gpu_tracker(tmp_path, nvml, clock=clock)
     with energy:
         with energy.epoch(0):
             run_for(energy, clock, 5.0)

@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from tests.helpers import PATIENT, real_nvml, run_lanes
+from tests.helpers import PATIENT, gpu_tracker, real_nvml, run_lanes
 from tracker import EnergyTracker, load_run
 from tracker.energy import J_PER_KWH
 from tracker.sensors._power_integrals import AverageCounter, SampleCounter, UpdatePeriod
@@ -68,15 +68,7 @@ def no_buffer(trace, rng, **kwargs):
 def measure(tmp_path, clock, nvml, interval_s, seed, epochs=5, epoch_s=3.0):
     """Epochs of ``epoch_s`` with random gaps (so edges fall anywhere in the load's cycle); per-epoch truth."""
     rng = random.Random(seed)
-    energy = EnergyTracker(
-        tmp_path,
-        nvml=nvml,
-        clock=clock,
-        measure=("gpu",),
-        carbon_intensity_g_per_kwh=100.0,
-        interval_s=interval_s,
-        **PATIENT,
-    )
+    energy = gpu_tracker(tmp_path, nvml, clock=clock, interval_s=interval_s)
     truths = []
     with energy:
         for epoch in range(epochs):
@@ -263,7 +255,7 @@ def test_the_rate_is_inferred_on_the_background_threads_and_start_does_not_wait_
         return read(handle)
 
     nvml.nvmlDeviceGetPowerUsage = logged
-    energy = EnergyTracker(tmp_path, nvml=nvml, measure=("gpu",), carbon_intensity_g_per_kwh=100.0, **PATIENT)
+    energy = gpu_tracker(tmp_path, nvml)
     (sensor,) = energy.discovery.sensors
     threads.clear()  # discovery probed the GPU once, on this thread: that is construction, not a reading
     with energy:
@@ -280,9 +272,7 @@ def test_the_rate_is_inferred_on_the_background_threads_and_start_does_not_wait_
 def test_a_sensor_failing_while_its_rate_is_inferred_is_one_warning(tmp_path, clock, caplog):
     rng = random.Random(5)
     nvml = FakeNvml([no_buffer(TABLE["sine 200 ± 100 W, 1.3 s"][0], rng)], clock=clock)
-    energy = EnergyTracker(
-        tmp_path, nvml=nvml, clock=clock, measure=("gpu",), carbon_intensity_g_per_kwh=100.0, **PATIENT
-    )
+    energy = gpu_tracker(tmp_path, nvml, clock=clock)
     (sensor,) = energy.discovery.sensors
     with caplog.at_level(logging.WARNING, logger="tracker"), energy:
         nvml.fail("nvmlDeviceGetPowerUsage", nvml.NVML_ERROR_UNKNOWN, times=5)
@@ -296,9 +286,7 @@ def test_a_sensor_failing_while_its_rate_is_inferred_is_one_warning(tmp_path, cl
 
 def test_the_start_line_and_run_json_say_how_often_the_gpu_is_polled(tmp_path, clock, caplog):
     nvml = FakeNvml([no_buffer(TABLE["sine 200 ± 100 W, 1.3 s"][0], random.Random(2))], clock=clock)
-    energy = EnergyTracker(
-        tmp_path, nvml=nvml, clock=clock, measure=("gpu",), carbon_intensity_g_per_kwh=100.0, interval_s=1.0, **PATIENT
-    )
+    energy = gpu_tracker(tmp_path, nvml, clock=clock, interval_s=1.0)
     with caplog.at_level(logging.DEBUG, logger="tracker"), energy:
         run_lanes(energy, clock, 2.0, random.Random(2))
     lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
@@ -324,9 +312,7 @@ def test_devices_polls_a_gpu_at_its_drivers_rate_and_says_so(clock):
 
 def test_counters_need_no_fast_lane(tmp_path, clock):
     nvml = FakeNvml([FakeGpu()], clock=clock)
-    energy = EnergyTracker(
-        tmp_path, nvml=nvml, clock=clock, measure=("gpu",), carbon_intensity_g_per_kwh=100.0, **PATIENT
-    )
+    energy = gpu_tracker(tmp_path, nvml, clock=clock)
     assert energy.sampling.intervals_s == {"gpu:0": 1.0} and energy.interval_s == 1.0
 
 
