@@ -28,8 +28,6 @@ from typing import Any
 
 from tracker.job import placement
 from tracker.logs import liveness
-from tracker.logs.follow import JobFollower
-from tracker.logs.jobfiles import write_job
 from tracker.logs.schema import SHARDS_DIR
 from tracker.logs.writer import new_run_dir
 
@@ -55,7 +53,7 @@ class Job:
         self.launch = self._place(distributed, job_id, rank, launch)
         self.process = liveness.this_process()
         self.dir: Path | None = None
-        self._follower: JobFollower | None = None
+        self._follower: Any = None  # a tracker.logs.follow.JobFollower once rows() is asked
 
     def _place(
         self, distributed: bool | None, job_id: str | None, rank: int, given: placement.Launch | None
@@ -119,6 +117,8 @@ class Job:
     def finish(self) -> None:
         """At stop: the job's merged files, written by whichever rank finds no merge under way."""
         if self.dir is not None:
+            from tracker.logs.jobfiles import write_job  # the reader's side: a job's, at stop
+
             write_job(self.dir)
 
     def rows(self, run_dir: Path | None) -> list[dict[str, Any]]:
@@ -127,6 +127,8 @@ class Job:
         if where is None:
             return []
         if self._follower is None:
+            from tracker.logs.follow import JobFollower  # the reader's side: only for a caller that follows
+
             self._follower = JobFollower(where)
         return self._follower.rows()
 
