@@ -1,4 +1,8 @@
-"""What the Lightning callback logs and writes, as pure functions of summaries and metrics (no Lightning)."""
+"""What the Lightning callback logs and writes, as pure functions of summaries and metrics (no Lightning).
+
+The ``energy/*`` metrics are not here: their keys are declared in ``tracker/session/vocabulary.py`` and
+their figures worked out in ``integrations/_vocabulary.py``; this module handles the Trainer's own metrics.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +32,10 @@ def user_metrics(callback_metrics: Mapping[str, Any]) -> dict[str, Any]:
     return found
 
 
-class RowMetrics:
-    """The metrics logged during each open row: new or changed since it opened, less those a row inside it took.
+class TrainerMetricsPerRow:
+    """The Trainer's own metrics (not ``energy/*``) logged during each open row.
+
+    A row's are those new or changed since it opened, less those a row inside it took.
 
     The Trainer's ``callback_metrics`` keep every value logged so far; a validation row would otherwise
     carry the last epoch's training loss, and an epoch's row the validation's ``val_loss`` (a validation

@@ -20,7 +20,7 @@ except ImportError:  # only the older package name, pytorch_lightning, is instal
 
 from integrations._distributed import distributed, gather, placement, trainer_launch
 from integrations._guard import guarded
-from integrations._metrics import PROGRESS_BAR_KEY, RowMetrics, batch_size, progress_text, user_metrics
+from integrations._metrics import PROGRESS_BAR_KEY, TrainerMetricsPerRow, batch_size, progress_text, user_metrics
 from integrations._vocabulary import TOTAL_CO2_KG, TOTAL_KWH, epoch_metrics, epoch_metrics_from_rows, so_far_metrics
 from tracker import Config, ConfigurationError, EnergyTracker, Summary, integration
 
@@ -107,7 +107,7 @@ class EnergyCallback(Callback):
         self._world = 1
         self._open: list[str] = []
         self._samples: dict[str, int] = {}
-        self._row_metrics = RowMetrics()  # each row gets the metrics logged while it was open
+        self._row_metrics = TrainerMetricsPerRow()  # each row gets the metrics logged while it was open
         self._epoch_start: Any = None
         self._summary: Summary | None = None
         self._progress = progress_text(None)

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 from tracker.errors import ConfigurationError
 from tracker.logs.schema import EpochRecord
 from tracker.session.outputs import Guarded
-from tracker.session.vocabulary import STEP, RowMetrics
+from tracker.session.vocabulary import STEP, EnergyMetrics
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ class SinkThread:
             if not opened.failed:
                 write = getattr(sink, "write_row", None) or self._metrics_of(sink.write)
                 self._sinks.append((Guarded(write, label), Guarded(sink.close, label)))
-        self._metrics = RowMetrics()
+        self._metrics = EnergyMetrics()
         self._last: tuple[dict[str, float], int] | None = None
         self._queue: queue.SimpleQueue[tuple[EpochRecord, Sequence[Any]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="energy-tracker.sinks", daemon=True)

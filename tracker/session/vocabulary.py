@@ -2,7 +2,7 @@
 
 Each key means the same wherever it is logged (:data:`ENERGY_METRICS`); the integrations take the
 keys from here (through ``tracker.integration``) and work out their figures in ``integrations/_vocabulary.py``.
-:class:`RowMetrics` turns the rows as they are written into these metrics, keeping only the open
+:class:`EnergyMetrics` turns the rows as they are written into these metrics, keeping only the open
 epoch's sums (memory stays flat over a long run).
 """
 
@@ -37,7 +37,7 @@ ENERGY_METRICS = {
 }
 
 
-class RowMetrics:
+class EnergyMetrics:
     """The ``energy/*`` metrics of each row written, in order: the totals, and an epoch's figures at its last row."""
 
     __slots__ = ("_epoch", "_kwh", "_co2", "_gpu_kwh", "_gpu_s", "_gpu_measured", "_rows", "_step")
