@@ -20,6 +20,7 @@ DIGITS = 3
 ENERGY_KWH = ((1e-6, "mWh"), (1e-3, "Wh"), (1.0, "kWh"), (1e3, "MWh"), (1e6, "GWh"))
 MASS_KG = ((1e-6, "mg"), (1e-3, "g"), (1.0, "kg"), (1e3, "t"))
 POWER_W = ((1e-3, "mW"), (1.0, "W"), (1e3, "kW"), (1e6, "MW"))
+VOLUME_L = ((1e-3, "mL"), (1.0, "L"), (1e3, "m³"))
 DURATION_S = ((1e-3, "ms"), (1.0, "s"), (60.0, "min"), (3600.0, "h"), (86400.0, "days"))
 UNKNOWN = "unknown"
 
@@ -63,6 +64,16 @@ def energy(kwh: float | None) -> str:
 def co2(kg: float | None) -> str:
     """A mass of CO2e given in kg: ``mg``, ``g``, ``kg`` or ``t`` (write "CO2e" beside it)."""
     return scaled(kg, MASS_KG)
+
+
+def water(litres: float | None) -> str:
+    """A volume of water given in L: ``mL``, ``L`` or ``m³``."""
+    return scaled(litres, VOLUME_L)
+
+
+def water_band(low_l: float | None, high_l: float | None) -> str:
+    """A water band given in L, e.g. ``1.20–2.70 L``."""
+    return band(low_l, high_l, VOLUME_L)
 
 
 def power(w: float | None) -> str:

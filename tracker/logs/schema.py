@@ -53,6 +53,11 @@ class EpochRecord(NamedTuple):
         country: the ISO 3166-1 alpha-3 code of the grid used, empty when unknown (world average, explicit).
         region: the sub-national or cloud region of that grid (``US-CA``, ``gcp:europe-west1``), else empty.
         co2_kg: ``energy_kwh × pue × intensity / 1000``, kg CO2e; ``co2_kg_low``/``_high`` its band.
+        water_l: operational water consumed (evaporated, not withdrawn), L: ``energy_kwh × WUE`` on site
+            plus ``energy_kwh × pue × grid water intensity`` off site (Li et al. 2023); ``water_l_low``/
+            ``_high`` its band; ``water_onsite_l`` and ``water_offsite_l`` each term. Empty when water is not
+            asked for, and a term with no sourced figure is empty and not counted (``notes`` says why).
+        water_source: each counted term's figure (L/kWh) and its source; empty when none is counted.
         gpu_method, cpu_method, ram_method: how each component was obtained (``absent`` if not).
         cpu_scope: whose CPU energy ``cpu_kwh`` is: ``machine`` (the whole CPU) or ``process`` (this
             process tree's share of it, by CPU time); empty when the CPU is not measured.
@@ -98,6 +103,12 @@ class EpochRecord(NamedTuple):
     co2_kg: float
     co2_kg_low: float
     co2_kg_high: float
+    water_l: float | None
+    water_l_low: float | None
+    water_l_high: float | None
+    water_onsite_l: float | None
+    water_offsite_l: float | None
+    water_source: str
     gpu_method: str
     cpu_method: str
     cpu_scope: str

@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from tracker.carbon.water import COLUMNS as WATER
 from tracker.energy import effective_g_per_kwh
 from tracker.logs.schema import COMPLETE, INFERENCE, TRAIN
 
@@ -28,9 +29,11 @@ SUMMED = (
     "co2_kg_low",
     "co2_kg_high",
 )
+# The water columns (L) are summed over the rows that have them: ``None`` when no row does (water not
+# asked for, or no term with a figure), never a 0 that would read as "no water".
 # What a run's summary reports from its totals: the epochs finished and the sums but the duration
 # (a summary's duration is the run's measured time, which counts the seconds of open rows too).
-FIGURES = ("epochs", *SUMMED[1:])
+FIGURES = ("epochs", *SUMMED[1:], *WATER)
 
 
 class Totals(NamedTuple):
@@ -43,6 +46,8 @@ class Totals(NamedTuple):
         co2_kg, co2_kg_low, co2_kg_high: emissions and their band, kg CO2e.
         epochs: training epochs finished (``train`` rows with status ``complete``).
         training_kwh: the energy of every row but ``inference`` ones, kWh (for the break-even).
+        water_l, water_l_low, water_l_high, water_onsite_l, water_offsite_l: operational water and its
+            band, and each term, L; ``None`` when no row counted it.
     """
 
     duration_s: float = 0.0
@@ -57,12 +62,18 @@ class Totals(NamedTuple):
     co2_kg_high: float = 0.0
     epochs: int = 0
     training_kwh: float = 0.0
+    water_l: float | None = None
+    water_l_low: float | None = None
+    water_l_high: float | None = None
+    water_onsite_l: float | None = None
+    water_offsite_l: float | None = None
 
     def plus(self, record: Mapping[str, Any]) -> "Totals":
         """These totals with one more record (an ``epochs.csv`` row as a mapping)."""
         added = {name: getattr(self, name) + _number(record, name) for name in SUMMED}
         return self._replace(
             **added,
+            **{name: _optional_sum([getattr(self, name), record.get(name)]) for name in WATER},
             epochs=self.epochs + _finished_epoch(record),
             training_kwh=self.training_kwh
             + (0.0 if record.get("phase") == INFERENCE else _number(record, "energy_kwh")),
@@ -74,7 +85,8 @@ class Totals(NamedTuple):
         rows = list(records)
         sums = {name: math.fsum(_number(r, name) for r in rows) for name in SUMMED}
         training = math.fsum(_number(r, "energy_kwh") for r in rows if r.get("phase") != INFERENCE)
-        return cls(**sums, epochs=sum(_finished_epoch(r) for r in rows), training_kwh=training)
+        water = {name: _optional_sum([r.get(name) for r in rows]) for name in WATER}
+        return cls(**sums, **water, epochs=sum(_finished_epoch(r) for r in rows), training_kwh=training)
 
     @classmethod
     def from_dict(cls, saved: Mapping[str, Any]) -> "Totals":
@@ -85,16 +97,21 @@ class Totals(NamedTuple):
         """
         names = set(cls._fields)
         unknown = set(saved) - names
-        if unknown or not names <= set(saved):
+        if unknown or not names - set(WATER) <= set(saved):  # a state saved before water was counted has none
             raise ValueError(f"the fields of Totals are {sorted(names)}, not {sorted(saved)}")
-        return cls(**{name: float(saved[name]) if name != "epochs" else int(saved[name]) for name in names})
+        number = {name: float(saved[name]) for name in names - {"epochs", *WATER}}
+        water = {name: _optional_sum([saved.get(name)]) for name in WATER}
+        return cls(**number, **water, epochs=int(saved["epochs"]))
 
     @classmethod
     def combined(cls, parts: Iterable["Totals"]) -> "Totals":
         """The totals of several runs (an experiment): each field summed exactly (``math.fsum``)."""
         parts = list(parts)
-        sums = {name: math.fsum(getattr(p, name) for p in parts) for name in cls._fields if name != "epochs"}
-        return cls(**sums, epochs=sum(p.epochs for p in parts))
+        sums = {
+            name: math.fsum(getattr(p, name) for p in parts) for name in cls._fields if name not in ("epochs", *WATER)
+        }
+        water = {name: _optional_sum([getattr(p, name) for p in parts]) for name in WATER}
+        return cls(**sums, **water, epochs=sum(p.epochs for p in parts))
 
     @property
     def kwh_per_epoch(self) -> float | None:
@@ -117,9 +134,19 @@ class Totals(NamedTuple):
         """The summed columns alone (:data:`SUMMED`), by name."""
         return {name: getattr(self, name) for name in SUMMED}
 
+    def water(self) -> dict[str, float | None]:
+        """The water columns' sums, L, by name (``None`` where no record counted the term)."""
+        return {name: getattr(self, name) for name in WATER}
+
 
 def _number(record: Mapping[str, Any], column: str) -> float:
     return float(record.get(column) or 0.0)
+
+
+def _optional_sum(values: Iterable[Any]) -> float | None:
+    """The exact sum of the values that are numbers (``""`` and ``None`` are not), or ``None`` when none is."""
+    numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return math.fsum(numbers) if numbers else None
 
 
 def _finished_epoch(record: Mapping[str, Any]) -> int:

@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from tracker.carbon.water import check_grid_water, check_wue
 from tracker.errors import ConfigurationError, UnknownOptionError
 from tracker.job.placement import Launch
 from tracker.measure.edge import EDGE_DEADLINE_S
@@ -349,6 +350,28 @@ class Config(Options):
         "power usage effectiveness of the facility, >= 1.0 (default 1.0: what the machine draws).",
         Flag("--pue", float),
     )
+    water: bool = option(
+        False,
+        _flag,
+        "count the run's operational water consumption, L (Li et al. 2023): on-site cooling (wue_l_per_kwh) and "
+        "off-site generation (grid_water_l_per_kwh, else the grid country's bundled figure); a term with no "
+        "figure is not counted. Giving either figure turns it on too.",
+        Flag("--water", switch=True),
+    )
+    wue_l_per_kwh: float | None = option(
+        None,
+        check_wue,
+        "the facility's on-site water usage effectiveness, L evaporated per kWh of IT energy (0 for a room "
+        "cooled without water); default: a cloud region's published figure where the bundled table has one.",
+        Flag("--wue", float, "L_PER_KWH"),
+    )
+    grid_water_l_per_kwh: float | None = option(
+        None,
+        check_grid_water,
+        "the water the grid's generation consumes, L per kWh delivered (default: the grid country's figure "
+        "in the bundled table, where it has one).",
+        Flag("--grid-water", float, "L_PER_KWH"),
+    )
     interval_s: float | None = option(
         None,
         _interval,
@@ -483,7 +506,7 @@ class Config(Options):
         Raises:
             ConfigurationError: a carbon option is invalid or unknown (the value and what to write instead).
         """
-        _ = self.cpu_scope_choice, self.intensity
+        _ = self.cpu_scope_choice, self.intensity, self.water_terms
         return self
 
     @functools.cached_property
@@ -504,6 +527,21 @@ class Config(Options):
             g_per_kwh=self.carbon_intensity_g_per_kwh,
             hourly_csv=None if self.intensity_csv is None else Path(self.intensity_csv),
         )
+
+    @functools.cached_property
+    def water_terms(self) -> Any:
+        """The water terms counted (a ``tracker.carbon.water.Water``), or ``None`` when water is not asked for.
+
+        Water is asked for by ``water=True`` or by giving ``wue_l_per_kwh`` or ``grid_water_l_per_kwh``;
+        the bundled table is read then, once.
+        """
+        if not (self.water or self.wue_l_per_kwh is not None or self.grid_water_l_per_kwh is not None):
+            return None
+        from tracker.carbon.water import resolve_water
+
+        cloud = f"{self.cloud_provider}:{self.cloud_region}" if self.cloud_provider and self.cloud_region else None
+        wue, grid = self.wue_l_per_kwh, self.grid_water_l_per_kwh
+        return resolve_water(wue=wue, grid_water=grid, country=self.intensity.country, cloud=cloud)
 
 
 def _callable(returns: str, optional: bool) -> Check:

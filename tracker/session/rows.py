@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import tracker.units as units
+from tracker.carbon.water import COLUMNS as WATER
 from tracker.energy import J_PER_KWH, joules_to_kwh
 from tracker.logs.schema import INFERENCE, TRAIN, DeviceRecord, EpochRecord
 from tracker.logs.totals import Totals
@@ -138,6 +139,7 @@ class RowBuilder:
             co2_kg=accounting.co2_kg(energy.kwh, pue, intensity_g),
             co2_kg_low=accounting.co2_kg(joules_to_kwh(energy.low_j), pue, intensity_g),
             co2_kg_high=accounting.co2_kg(joules_to_kwh(energy.high_j), pue, intensity_g),
+            **self._water(energy, pue),
             gpu_method=methods[GPU],
             cpu_method=methods[CPU],
             cpu_scope=self.config.cpu_scope_choice[0] if methods[CPU] != ABSENT else "",
@@ -147,8 +149,16 @@ class RowBuilder:
             **_NO_TOTALS,
             gap_s=max((d.totals.gap_s for d in devices), default=0.0),
             covered_fraction=accounting.covered_fraction(devices, duration),
-            notes=_notes(segment, devices, duration),
+            notes=_notes(segment, devices, duration, self.config.water_terms),
         )
+
+    def _water(self, energy: Any, pue: float) -> dict[str, Any]:
+        """The row's water columns, L, and their source: empty when water is not asked for or has no figure."""
+        water = self.config.water_terms
+        if water is None:
+            return {**dict.fromkeys(WATER), "water_source": ""}
+        low, high = joules_to_kwh(energy.low_j), joules_to_kwh(energy.high_j)
+        return {**water.litres(energy.kwh, low, high, pue), "water_source": water.source()}
 
     def _intensity(self, segment: Segment) -> tuple[float, str]:
         intensity = self.config.intensity
@@ -243,7 +253,8 @@ def _peak(peak_w: float | None, mean_w: float | None) -> float | None:
     return None
 
 
-def _notes(segment: Segment, devices: Sequence[DeviceUsage], duration_s: float) -> str:
-    """A row's ``notes``: the segment's own (a resumed epoch), then the tracker's on its devices and length."""
+def _notes(segment: Segment, devices: Sequence[DeviceUsage], duration_s: float, water: Any = None) -> str:
+    """A row's ``notes``: the segment's own, the tracker's on its devices and length, the water terms not counted."""
     trained_s = duration_s if segment.phase == TRAIN else 0.0  # the "short" note is for epochs only
-    return ";".join(filter(None, [segment.note, *accounting.notes_for(devices, trained_s)]))
+    uncounted = water.notes if water is not None else ()
+    return ";".join(filter(None, [segment.note, *accounting.notes_for(devices, trained_s), *uncounted]))

@@ -85,6 +85,10 @@ class Summary(NamedTuple):
         open: the epochs and phases still open (``epoch 3``), whose energy so far the figures include;
             empty when none is.
         grid_place: the grid's country and region (``USA/US-CA``), empty when unknown.
+        water_l, water_l_low, water_l_high: operational water consumed and its band, L; water_onsite_l,
+            water_offsite_l: each term (cooling on site, generation off site); ``None`` when not counted.
+        water_source: each counted term's figure and source, then why a term is not counted; empty when
+            water is not asked for.
     """
 
     run: str
@@ -119,6 +123,12 @@ class Summary(NamedTuple):
     forecast_basis: str = ""
     steps: int = 0
     open: str = ""
+    water_l: float | None = None
+    water_l_low: float | None = None
+    water_l_high: float | None = None
+    water_onsite_l: float | None = None
+    water_offsite_l: float | None = None
+    water_source: str = ""
 
     @classmethod
     def build(cls, state: RunState) -> "Summary":
@@ -151,6 +161,7 @@ class Summary(NamedTuple):
             break_even_queries=state.break_even,
             steps=state.steps,
             open=", ".join(state.open),
+            water_source=_water_source(state.config.water_terms),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -169,6 +180,15 @@ class Summary(NamedTuple):
             f"{units.duration(self.duration_s)}; gpu {self.gpu_method}, cpu {self.cpu_method}, ram {self.ram_method}"
         )
 
+    def water_text(self) -> str:
+        """The water consumed with its band and each term (``not counted`` where a term has no figure)."""
+        if self.water_l is None:
+            return f"not counted [{self.water_source}]"
+        terms = ", ".join(f"{name} {'not counted' if litres is None else units.water(litres)}" for name, litres in
+                          (("on-site", self.water_onsite_l), ("off-site", self.water_offsite_l)))  # fmt: skip
+        band = units.water_band(self.water_l_low, self.water_l_high)
+        return f"{units.water(self.water_l)} ({band}; {terms}) [{self.water_source}]"
+
     def _repr_html_(self) -> str:
         """A compact table for Jupyter: energy by component and how it was obtained, CO2e with band, the grid."""
         kinds = (("gpu", self.gpu_kwh, self.gpu_method), ("cpu", self.cpu_kwh, self.cpu_method),
@@ -182,6 +202,7 @@ class Summary(NamedTuple):
             *((f"  {k}", "not measured" if m == "absent" else f"{units.energy(v)} [{m}]") for k, v, m in kinds),
             ("CO2e", f"{units.co2(self.co2_kg)} ({units.co2_band(self.co2_kg_low, self.co2_kg_high)})"),
             ("grid", f"{grid} [{self.intensity_method}], PUE {self.pue:g}"),
+            *([("water", self.water_text())] if self.water_source else []),
         ]
         if self.forecast_total_kwh is not None:
             forecast = f"{units.energy(self.forecast_total_kwh)}, {units.co2(self.forecast_total_co2_kg)} CO2e"
@@ -210,6 +231,8 @@ class Summary(NamedTuple):
         ]
         if self.steps:
             lines.insert(2, f"  steps             {self.steps}")
+        if self.water_source:
+            lines.append(f"  water             {self.water_text()}")
         if self.forecast_total_kwh is not None:
             lines.append(
                 f"  forecast          {units.energy(self.forecast_total_kwh)}, "
@@ -224,6 +247,11 @@ class Summary(NamedTuple):
         if self.run_dir:
             lines.append(f"  logs              {self.run_dir}")
         return "\n".join(lines)
+
+
+def _water_source(water: Any) -> str:
+    """Each counted term's figure and source, then the terms not counted; empty when water is not asked for."""
+    return "" if water is None else "; ".join(filter(None, [water.source(), *water.notes]))
 
 
 LOUD_GRIDS = ("world_average",)
@@ -303,6 +331,7 @@ def run_info(state: RunState) -> dict[str, Any]:
             "country": intensity.country,
             "region": intensity.region,
         },
+        "water": None if cfg.water_terms is None else cfg.water_terms.as_dict(),
         "sensors": [dict(s) for s in state.sensors],
         "absent": [a._asdict() for a in state.absent],
         "sensor_health": {name: h._asdict() for name, h in state.health.items()},

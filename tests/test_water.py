@@ -1,0 +1,102 @@
+"""Operational water (Li et al. 2023): on-site WUE and the grid's off-site water, through the public API."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.helpers import PATIENT
+from tracker import ConfigurationError, EnergyTracker, load_run
+from tracker.testing import FakeSensor, steady
+
+HOUR_KWH = 0.3  # a 300 W GPU for an hour
+# The bundled figure for the United States, L/kWh, and its band (data/water.csv, Chini & Peer 2021, row "USA",2018).
+USA, USA_LOW, USA_HIGH = 2.488, 2.184, 2.827
+
+
+def one_epoch(tmp_path, clock, **options):
+    sensors = [FakeSensor("gpu:0", "gpu", steady(300.0), clock)]
+    options.setdefault("country", "USA")
+    with EnergyTracker(tmp_path, sensors=sensors, clock=clock, sampling="manual", **options, **PATIENT) as energy:
+        with energy.epoch(0):
+            clock.advance(3600.0)
+    return energy, load_run(energy.run_dir).epochs[-1]
+
+
+def test_a_row_counts_on_site_and_off_site_water_as_li_et_al(tmp_path, clock):
+    energy, row = one_epoch(tmp_path, clock, wue_l_per_kwh=0.5, pue=1.2)
+    assert row["energy_kwh"] == pytest.approx(HOUR_KWH)
+    assert row["water_onsite_l"] == pytest.approx(HOUR_KWH * 0.5)
+    assert row["water_offsite_l"] == pytest.approx(HOUR_KWH * 1.2 * USA)
+    assert row["water_l"] == pytest.approx(HOUR_KWH * (0.5 + 1.2 * USA))
+    low, high = row["energy_kwh_low"], row["energy_kwh_high"]
+    assert row["water_l_low"] == pytest.approx(low * (0.5 + 1.2 * USA_LOW))
+    assert row["water_l_high"] == pytest.approx(high * (0.5 + 1.2 * USA_HIGH))
+    assert "Chini & Peer 2021, USA 2018" in row["water_source"] and "wue_l_per_kwh given" in row["water_source"]
+    info = json.loads((energy.run_dir / "run.json").read_text())
+    assert info["water"]["offsite"]["l_per_kwh"] == USA and "s41597-020-00795-6" in info["water"]["offsite"]["source"]
+
+
+def test_water_is_off_unless_asked_for(tmp_path, clock):
+    energy, row = one_epoch(tmp_path, clock)
+    assert row["water_l"] is None and row["water_onsite_l"] is None and not row["water_source"]
+    assert energy.summary().water_l is None
+    assert json.loads((energy.run_dir / "run.json").read_text())["water"] is None
+
+
+def test_a_country_without_a_sourced_figure_counts_no_off_site_water_and_says_so(tmp_path, clock):
+    _, row = one_epoch(tmp_path, clock, country="FJI", water=True)
+    assert row["water_l"] is None and row["water_offsite_l"] is None
+    assert "off-site generation water not counted (no sourced figure for FJI" in row["notes"]
+    assert "on-site cooling water not counted (no wue_l_per_kwh given" in row["notes"]
+
+
+def test_with_one_term_known_water_is_that_term_and_the_other_is_noted(tmp_path, clock):
+    energy, row = one_epoch(tmp_path, clock, country="FJI", wue_l_per_kwh=1.8)
+    assert row["water_l"] == pytest.approx(HOUR_KWH * 1.8) == row["water_onsite_l"]
+    assert row["water_offsite_l"] is None and "off-site generation water not counted" in row["notes"]
+    assert "not counted" in energy.summary().water_source
+
+
+def test_a_given_grid_figure_overrides_the_table_and_has_no_band(tmp_path, clock):
+    _, row = one_epoch(tmp_path, clock, grid_water_l_per_kwh=4.0, wue_l_per_kwh=0.0)
+    assert row["water_onsite_l"] == 0.0
+    assert row["water_offsite_l"] == pytest.approx(HOUR_KWH * 4.0)
+    assert row["water_l_low"] == pytest.approx(row["energy_kwh_low"] * 4.0)
+
+
+def test_a_cloud_region_without_a_published_wue_counts_its_country_grid_alone(tmp_path, clock):
+    _, row = one_epoch(tmp_path, clock, country=None, cloud_provider="gcp", cloud_region="us-central1", water=True)
+    assert row["water_onsite_l"] is None
+    assert "no published WUE for gcp:us-central1 in the bundled table" in row["notes"]
+    assert row["water_offsite_l"] == pytest.approx(HOUR_KWH * USA)
+
+
+def test_totals_are_the_sums_of_the_rows(tmp_path, clock):
+    sensors = [FakeSensor("gpu:0", "gpu", steady(300.0), clock)]
+    options = {"country": "FRA", "wue_l_per_kwh": 0.2, "sampling": "manual"}
+    with EnergyTracker(tmp_path, sensors=sensors, clock=clock, **options, **PATIENT) as energy:
+        for epoch in range(3):
+            with energy.epoch(epoch):
+                clock.advance(600.0)
+    rows = load_run(energy.run_dir).epochs
+    summary = energy.summary()
+    for column in ("water_l", "water_l_low", "water_l_high", "water_onsite_l", "water_offsite_l"):
+        assert getattr(summary, column) == pytest.approx(sum(r[column] for r in rows if r[column] is not None))
+    assert "water" in str(summary) and "Chini & Peer 2021, France 2018" in summary.water_source
+
+
+@pytest.mark.parametrize(
+    ("options", "shown"),
+    [
+        ({"wue_l_per_kwh": -0.1}, "wue_l_per_kwh=-0.1"),
+        ({"wue_l_per_kwh": "0.5"}, "wue_l_per_kwh='0.5'"),
+        ({"grid_water_l_per_kwh": float("inf")}, "grid_water_l_per_kwh=inf"),
+        ({"water": 1}, "water=1"),
+    ],
+)
+def test_bad_water_options_name_the_value_and_what_to_write(tmp_path, clock, options, shown):
+    with pytest.raises(ConfigurationError, match="give") as error:
+        EnergyTracker(tmp_path, sensors=[FakeSensor("gpu:0", "gpu", steady(1.0), clock)], clock=clock, **options)
+    assert shown in str(error.value)

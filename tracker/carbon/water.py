@@ -1,0 +1,190 @@
+"""Operational water: the water a run's electricity consumed, on site (cooling) and off site (generation).
+
+Li, Yang, Islam & Ren, "Making AI Less 'Thirsty'" (arXiv 2304.03271; Communications of the ACM 2025)
+account a workload's operational water as
+
+    water (L) = E_IT (kWh) × WUE_onsite (L/kWh) + E_IT (kWh) × PUE × EWIF_offsite (L/kWh)
+
+where ``E_IT`` is the servers' energy (the rows' ``energy_kwh``), ``WUE_onsite`` the facility's water
+usage effectiveness (water evaporated for cooling per kWh of IT energy), and ``EWIF_offsite`` the
+water the grid's generation consumes per kWh delivered, applied to the facility's whole draw (PUE).
+Both are **consumption** (water evaporated or otherwise not returned), not withdrawal.
+
+A term is counted only where a figure for it exists: the on-site WUE is the user's
+(``wue_l_per_kwh``) or a cloud provider's published figure from the bundled table; the off-site figure
+is the user's (``grid_water_l_per_kwh``) or the grid country's from the bundled table
+(``data/water.csv``, every row with its source). A term with no figure is not counted and the run says
+so (:attr:`Water.notes`); no figure is ever guessed. The table is read once, the first time a run
+asks for water; importing this module reads nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, NamedTuple
+
+from tracker.errors import ConfigurationError
+
+ONSITE, OFFSITE = "onsite", "offsite"
+TABLE = "water.csv"
+# Plausible bounds, L/kWh: the highest on-site WUE published for evaporative cooling is a few L/kWh, 20
+# leaves room; the bundled off-site figures reach ~600 L/kWh where reservoir evaporation is counted.
+MAX_WUE_L_PER_KWH = 20.0
+MAX_GRID_WATER_L_PER_KWH = 1000.0
+
+
+class Figure(NamedTuple):
+    """One water intensity, L/kWh, with its band and where it comes from.
+
+    Attributes:
+        l_per_kwh: the figure; low, high: its band (equal to it when the source gives none).
+        source: the full citation (a table row's, or ``"<option>=<value> (given by the user)"``).
+        cite: its short form for a row (``Chini & Peer 2021, USA 2018``, ``wue_l_per_kwh given``).
+    """
+
+    l_per_kwh: float
+    low: float
+    high: float
+    source: str
+    cite: str
+
+
+class Water(NamedTuple):
+    """The water terms a run counts (see the module's formula).
+
+    Attributes:
+        onsite: the on-site WUE, or ``None`` when it is not counted.
+        offsite: the grid's water intensity, or ``None`` when it is not counted.
+        notes: why a term is not counted (empty when both are).
+    """
+
+    onsite: Figure | None
+    offsite: Figure | None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def counted(self) -> bool:
+        """Whether any term has a figure (else the rows' water columns stay empty)."""
+        return self.onsite is not None or self.offsite is not None
+
+    def litres(self, energy_kwh: float, low_kwh: float, high_kwh: float, pue: float) -> dict[str, float | None]:
+        """The water of ``energy_kwh`` of IT energy (its band from ``low_kwh``/``high_kwh``), L, by column.
+
+        The band joins the energy's band with each figure's: low energy at the low figures, high at the high.
+        """
+        if not self.counted:
+            return dict.fromkeys(COLUMNS)
+        on, off = self.onsite, self.offsite
+
+        def total(kwh: float, pick: int) -> float:
+            return kwh * ((on[pick] if on else 0.0) + pue * (off[pick] if off else 0.0))
+
+        return {
+            "water_l": total(energy_kwh, 0),
+            "water_l_low": total(low_kwh, 1),
+            "water_l_high": total(high_kwh, 2),
+            "water_onsite_l": energy_kwh * on.l_per_kwh if on else None,
+            "water_offsite_l": energy_kwh * pue * off.l_per_kwh if off else None,
+        }
+
+    def source(self) -> str:
+        """Each counted term's figure and short source, ``;``-joined (the rows' ``water_source``)."""
+        parts = [f"{term} {f.l_per_kwh:g} L/kWh ({f.cite})" for term, f in ((ONSITE, self.onsite),
+                 (OFFSITE, self.offsite)) if f is not None]  # fmt: skip
+        return "; ".join(parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready: each term's figure, band and source (``None`` when not counted), and the notes."""
+        return {
+            ONSITE: self.onsite._asdict() if self.onsite else None,
+            OFFSITE: self.offsite._asdict() if self.offsite else None,
+            "notes": list(self.notes),
+        }
+
+
+# The rows' water columns, L: the total and its band, then each term (empty when not counted).
+COLUMNS = ("water_l", "water_l_low", "water_l_high", "water_onsite_l", "water_offsite_l")
+
+
+def _litres_per_kwh(value: Any, name: str, high: float, example: str) -> float | None:
+    if value is None:
+        return None
+    number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if number is None or not math.isfinite(number) or not 0 <= number <= high:
+        raise ConfigurationError(f"{name}={value!r}: give litres per kWh as a number from 0 to {high:g} ({example}), "
+                                 "or None to leave it out")  # fmt: skip
+    return float(number)
+
+
+def check_wue(value: Any, name: str) -> float | None:
+    """The on-site WUE option, L/kWh (0 for a machine cooled by air alone), or ``None``.
+
+    Raises:
+        ConfigurationError: not a finite number from 0 to ``MAX_WUE_L_PER_KWH``; the message says what to write.
+    """
+    example = f"e.g. {name}=0.5 from the facility's reported WUE, {name}=0 for a room cooled without water"
+    return _litres_per_kwh(value, name, MAX_WUE_L_PER_KWH, example)
+
+
+def check_grid_water(value: Any, name: str) -> float | None:
+    """The off-site water intensity option, L/kWh of electricity delivered, or ``None``.
+
+    Raises:
+        ConfigurationError: not a finite number from 0 to ``MAX_GRID_WATER_L_PER_KWH``.
+    """
+    example = f"e.g. {name}=2.5 from your utility's or a study's consumption figure"
+    return _litres_per_kwh(value, name, MAX_GRID_WATER_L_PER_KWH, example)
+
+
+@functools.cache
+def table() -> dict[tuple[str, str], Figure]:
+    """The bundled table, ``(term, place) -> Figure``: read once per process, on first use."""
+    import csv  # here: only a run that counts water reads the table
+    from importlib import resources
+
+    text = resources.files("tracker.carbon").joinpath("data", TABLE).read_text(encoding="utf-8")
+    figures = {}
+    for row in csv.DictReader(text.splitlines()):
+        band = (float(row["l_per_kwh"]), float(row["low_l_per_kwh"]), float(row["high_l_per_kwh"]))
+        figures[(row["term"], row["place"])] = Figure(*band, row["source"], row["cite"])
+    return figures
+
+
+def resolve_water(
+    *,
+    wue: float | None,
+    grid_water: float | None,
+    country: str | None,
+    cloud: str | None = None,
+) -> Water:
+    """The terms a run counts: the options given, else the bundled table's figures where it has one.
+
+    Args:
+        wue: ``wue_l_per_kwh`` (checked), or ``None``.
+        grid_water: ``grid_water_l_per_kwh`` (checked), or ``None``.
+        country: the grid's ISO 3166-1 alpha-3 code (the carbon intensity's), or ``None`` when unknown.
+        cloud: ``"<provider>:<region>"`` when the run gave a cloud region, else ``None``.
+    """
+    notes = []
+    onsite = _given(wue, "wue_l_per_kwh")
+    if onsite is None:
+        onsite = table().get((ONSITE, cloud or "")) if cloud else None
+        if onsite is None:
+            where = f"no published WUE for {cloud} in the bundled table" if cloud else "no wue_l_per_kwh given"
+            notes.append(f"on-site cooling water not counted ({where}, give wue_l_per_kwh)")
+    offsite = _given(grid_water, "grid_water_l_per_kwh")
+    if offsite is None:
+        offsite = table().get((OFFSITE, country)) if country else None
+        if offsite is None:
+            where = (
+                f"no sourced figure for {country} in the bundled table" if country else "the grid's country is unknown"
+            )
+            notes.append(f"off-site generation water not counted ({where}, give grid_water_l_per_kwh)")
+    return Water(onsite, offsite, tuple(notes))
+
+
+def _given(value: float | None, name: str) -> Figure | None:
+    return (
+        None if value is None else Figure(value, value, value, f"{name}={value:g} (given by the user)", f"{name} given")
+    )
