@@ -22,6 +22,7 @@ from tracker.carbon.intensity import resolve_intensity, validate_pue
 from tracker.energy import co2_kg
 from tracker.logs.totals import Totals
 from tracker.sensors.methods import ABSENT
+from tracker.session.boundary import pue_term
 
 COMPONENTS = ("gpu", "cpu", "ram")
 RATIOS = ("duration_s", "energy_kwh", "kwh_per_epoch", "co2_kg")
@@ -139,14 +140,23 @@ def _experiment(name: str, runs: list[Any]) -> Experiment:
 def recost(summaries: Sequence[Any], cost: Recost | None) -> list[Any]:
     """``summaries`` with ``recosted`` filled in by ``cost``, each row with its :data:`RECOSTED_COLUMNS`.
 
-    Unchanged when ``cost`` is None.
+    A new PUE changes the boundary's facility term too. Unchanged when ``cost`` is None.
     """
     if cost is None:
         return list(summaries)
     return [
-        s._replace(rows=[{**row, **cost.row(row, s.pue)} for row in s.rows], recosted=cost.apply(s.rows, s.pue))
+        s._replace(
+            rows=[{**row, **cost.row(row, s.pue)} for row in s.rows],
+            recosted=cost.apply(s.rows, s.pue),
+            boundary=_recosted_boundary(s.boundary, cost),
+        )
         for s in summaries
     ]
+
+
+def _recosted_boundary(boundary: Any, cost: Recost) -> Any:
+    # A new PUE is a new facility term; a new grid leaves the boundary as it was.
+    return boundary.replaced(pue_term(cost.pue, "re-costed")) if boundary and cost.pue is not None else boundary
 
 
 def comparison(summaries: Sequence[Any]) -> list[dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 The model card's metadata (https://huggingface.co/docs/hub/model-cards-co2) takes the training's
 emissions in grams of CO2e with where they came from: ``emissions``, ``source``, ``training_type``,
-``geographical_location`` and ``hardware_used``. The figures are the runs' recorded ones (re-costed
+``geographical_location`` and ``hardware_used``. ``source`` also carries the runs' boundary (what the
+emissions count and leave out), where a reader of the card sees it. The figures are the runs' recorded ones (re-costed
 when ``report`` is asked to); strings are written as JSON strings, which YAML reads as they are.
 """
 
@@ -16,6 +17,7 @@ from tracker.energy import G_PER_KG
 from tracker.report.experiments import Experiment, group, methods_text
 from tracker.report.paper import country_name, hardware_text
 from tracker.report.render import RunSummary
+from tracker.session.boundary import NOT_RECORDED, common
 
 
 def co2_block(experiment: Experiment, training_type: str = "pre-training") -> str:
@@ -28,7 +30,10 @@ def co2_block(experiment: Experiment, training_type: str = "pre-training") -> st
     co2 = experiment.recosted["co2_kg"] if experiment.recosted else experiment.totals.co2_kg
     versions = sorted({r.version for r in runs if r.version})
     methods = sorted({methods_text(r.methods) for r in runs})
-    source = f"training-energy-tracker{' ' + ', '.join(versions) if versions else ''} ({'; '.join(methods)})"
+    source = (
+        f"training-energy-tracker{' ' + ', '.join(versions) if versions else ''} ({'; '.join(methods)}); "
+        f"boundary: {_boundary(runs)}"
+    )
     fields: dict[str, Any] = {
         "emissions": float(f"{co2 * G_PER_KG:.6g}"),
         "source": source,
@@ -37,6 +42,16 @@ def co2_block(experiment: Experiment, training_type: str = "pre-training") -> st
         "hardware_used": hardware_text(runs),
     }
     return "co2_eq_emissions:\n" + "".join(f"  {key}: {json.dumps(value)}\n" for key, value in fields.items())
+
+
+def _boundary(runs: Sequence[RunSummary]) -> str:
+    """What the emissions count and leave out, or that the runs differ or did not record it."""
+    one = common([r.boundary for r in runs])
+    if one is not None:
+        return one.text(sources=False)
+    if all(r.boundary is None for r in runs):
+        return NOT_RECORDED
+    return "the runs differ in what they count (see each run's run.json)"
 
 
 def _locations(runs: Sequence[RunSummary], experiment: Experiment) -> str:

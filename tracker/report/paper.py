@@ -32,6 +32,7 @@ from tracker.report.experiments import Experiment, group
 from tracker.report.render import RunSummary
 from tracker.sensors import methods as registry
 from tracker.sensors.methods import ABSENT
+from tracker.session.boundary import common, listed, shared
 
 WORLD_AVERAGE_TAG = "world_average (IEA 2019"  # in codecarbon's world-average source (tracker.carbon.tables)
 WORLD_AVERAGE_NOTE = "the world average, a placeholder as the location was not known"
@@ -40,6 +41,10 @@ REFERENCE_TEXT = {
     "as distributed with CodeCarbon.",
     "": "Carbon intensity of electricity generation, as distributed with CodeCarbon.",
 }
+SCOPE_2 = (
+    "GHG Protocol (2015). Scope 2 Guidance, an amendment to the GHG Protocol Corporate Standard. World Resources "
+    "Institute and World Business Council for Sustainable Development."
+)
 THE = {"USA", "GBR", "NLD", "ARE", "PHL", "CZE", "DOM", "BHS", "GMB", "COM", "CAF", "COD", "MDV"}  # "the United States"
 
 
@@ -223,13 +228,43 @@ def experiment_paragraph(experiment: Experiment) -> tuple[str, References]:
         f"(range {units.energy_band(t.energy_kwh_low, t.energy_kwh_high)}). {components} At "
         f"{_intensities(runs, refs)} and {_pue(runs)}, this amounts to "
         f"{units.co2(co2['co2_kg'])} CO2e (range {units.co2_band(co2['co2_kg_low'], co2['co2_kg_high'])})"
-        f"{equivalent_text(co2['co2_kg'], t.energy_kwh, refs)}. Energy was recorded per epoch with "
+        f"{equivalent_text(co2['co2_kg'], t.energy_kwh, refs)}. {boundary_text(runs, refs)} Energy was recorded "
+        "per epoch with "
         f"training-energy-tracker {runs[0].version or __version__}."
     )
     unfinished = [s for s in runs if s.status != COMPLETE]
     if unfinished:
         text += f" {_unfinished(unfinished)}"
     return text, refs
+
+
+def boundary_text(runs: Sequence[RunSummary], refs: References) -> str:
+    """What the figures count and leave out: one sentence when every run shares it, else how the runs differ."""
+    recorded = [s for s in runs if s.boundary is not None]
+    if not recorded:
+        return "What these figures leave out (their boundary) was not recorded by the tracker version that wrote them."
+    one = common([s.boundary for s in runs])
+    text = one.sentence() if one is not None else _differing(runs, recorded)
+    return f"{text} The CO2e is operational and location-based, as the GHG Protocol defines it {refs.cite(SCOPE_2)}."
+
+
+def _differing(runs: Sequence[RunSummary], recorded: Sequence[RunSummary]) -> str:
+    """What every run counts and leaves out, then what each counts beyond that (or that it recorded nothing)."""
+    both = shared([s.boundary for s in recorded])
+    same = {c.key() for c in both.counted}
+    extras: dict[str, list[str]] = {}
+    for s in recorded:
+        more = [f"{c.what} ({c.how})" for c in s.boundary.counted if c.key() not in same]
+        extras.setdefault(listed(more, " and ") or "nothing more", []).append(s.name)
+    beyond = [f"{listed(names, ' and ')} count{'s' * (len(names) == 1)} {more}" for more, names in extras.items()]
+    unrecorded = [s.name for s in runs if s.boundary is None]
+    if unrecorded:
+        beyond.append(f"{listed(unrecorded, ' and ')} did not record {'its' if len(unrecorded) == 1 else 'their'} one")
+    none = f" and none counts {both.leaves_out_text(', or ')}" if both.not_counted else ""
+    return (
+        f"The runs do not share one boundary: every run counts {both.counts_text(False, ' and ') or 'nothing'}{none}"
+        f"; beyond that, {'; '.join(beyond)}."
+    )
 
 
 def _unfinished(runs: Sequence[RunSummary]) -> str:

@@ -30,6 +30,7 @@ from tracker.logs.reader import Run, load_runs, merge_jobs
 from tracker.logs.schema import EPOCH_COLUMNS, FORMULA_STARTS
 from tracker.logs.totals import SUMMED, Totals
 from tracker.report.experiments import COMPONENTS, RECOSTED_COLUMNS, comparison, experiment_of
+from tracker.session.boundary import Boundary
 
 FORMATS = ("text", "markdown", "csv", "json")
 CSV_COLUMNS = (
@@ -78,6 +79,8 @@ class RunSummary(NamedTuple):
         experiment: the experiment it belongs to (:func:`~tracker.report.experiments.experiment_of`).
         recosted: the CO2e with another grid or PUE (:mod:`tracker.report.experiments`), when asked.
         tags: the labels given at start.
+        boundary: what the run's figures count and leave out (``run.json``'s ``boundary``); ``None`` for a
+            run written before the tracker declared it.
     """
 
     name: str
@@ -96,6 +99,7 @@ class RunSummary(NamedTuple):
     experiment: str
     recosted: dict[str, Any] | None
     tags: list[str]
+    boundary: Boundary | None = None
 
     def __repr__(self) -> str:
         # A named tuple's repr less the rows: a run has one per epoch and phase, thousands in long runs.
@@ -150,6 +154,7 @@ def summarize(run: Run) -> RunSummary:
         experiment=experiment_of(str(run.path), info),
         recosted=None,
         tags=[str(t) for t in info.get("tags") or []],
+        boundary=Boundary.from_dict(info.get("boundary")),
     )
 
 
@@ -261,6 +266,7 @@ def to_json(summaries: Sequence[RunSummary]) -> str:
     for s in summaries:
         record = {"name": s.name, "path": s.path, "status": s.status, "epochs": s.epochs, **s._asdict()}
         record["totals"] = s.totals.sums()
+        record["boundary"] = s.boundary.as_dict() if s.boundary else None
         record["kwh_per_epoch"] = s.kwh_per_epoch
         record["equivalents"] = [e._asdict() for e in equivalents(s.totals.co2_kg, s.totals.energy_kwh)]
         runs.append(record)

@@ -12,6 +12,7 @@ from typing import Any
 import tracker.units as units
 from tracker.energy import joined
 from tracker.report.experiments import COMPONENTS, RATIOS, Experiment, comparison, group, methods_text
+from tracker.session.boundary import NOT_RECORDED, common
 
 RunSummary = Any  # tracker.report.render.RunSummary (which imports this module)
 
@@ -26,6 +27,7 @@ def render_text(summaries: Sequence[RunSummary], markdown: bool = False) -> str:
         if count > 1:
             title = f"Experiment {experiment.name}: total and comparison (ratios to the first run)"
             parts.append(_heading(title, 2, markdown) + _table(*_comparison_table(experiment), markdown))
+            parts.append(f"Boundary: {shared_boundary_text(experiment.runs)}")
     return "\n\n".join(parts) + "\n"
 
 
@@ -61,6 +63,7 @@ def _facts(s: RunSummary) -> list[tuple[str, str]]:
         ("CO2e", f"{units.co2(t.co2_kg)} ({units.co2_band(t.co2_kg_low, t.co2_kg_high)})"),
         ("grid", grid_text(s.intensity)),
         ("PUE", units.number(s.pue)),
+        ("boundary", s.boundary.text() if s.boundary else NOT_RECORDED),
     ]
     if s.recosted:
         facts.append(("CO2e re-costed", recosted_text(s.recosted, s.pue)))
@@ -72,6 +75,17 @@ def _facts(s: RunSummary) -> list[tuple[str, str]]:
     if s.metrics:
         facts.append(("metrics", ", ".join(f"{k} {_cell(v)}" for k, v in s.metrics.items())))
     return facts
+
+
+def shared_boundary_text(runs: Sequence[RunSummary]) -> str:
+    """Whether an experiment's runs count the same things: ``the same for every run`` or how they differ."""
+    if common([s.boundary for s in runs]) is not None:
+        return "the same for every run (see each run's)"
+    unrecorded = [s.name for s in runs if s.boundary is None]
+    if len(unrecorded) == len(runs):
+        return "not recorded by these runs (written before the tracker declared it)"
+    note = f"; not recorded by {', '.join(unrecorded)}" if unrecorded else ""
+    return f"the runs differ in what they count (see each run's){note}: their total adds figures of unlike boundaries"
 
 
 def _open_text(rows: Sequence[dict[str, Any]]) -> str:

@@ -17,6 +17,7 @@ from tracker.logs.totals import Totals
 from tracker.sensors import CPU, GPU, RAM, Absent
 from tracker.sensors import methods as registry
 from tracker.session.accounting import Forecast
+from tracker.session.boundary import Boundary, Facts
 from tracker.session.config import Config
 
 
@@ -89,6 +90,8 @@ class Summary(NamedTuple):
             water_offsite_l: each term (cooling on site, generation off site); ``None`` when not counted.
         water_source: each counted term's figure and source, then why a term is not counted; empty when
             water is not asked for.
+        boundary: what the figures count and how, and what they leave out
+            (:class:`~tracker.session.boundary.Boundary`; ``summary.boundary.text()`` in words).
     """
 
     run: str
@@ -129,6 +132,7 @@ class Summary(NamedTuple):
     water_onsite_l: float | None = None
     water_offsite_l: float | None = None
     water_source: str = ""
+    boundary: Boundary | None = None
 
     @classmethod
     def build(cls, state: RunState) -> "Summary":
@@ -162,11 +166,12 @@ class Summary(NamedTuple):
             steps=state.steps,
             open=", ".join(state.open),
             water_source=_water_source(state.config.water_terms),
+            boundary=boundary_of(state),
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """The summary as a plain dict (JSON-ready)."""
-        return self._asdict()
+        """The summary as a plain dict (JSON-ready; ``boundary`` in ``run.json``'s shape)."""
+        return {**self._asdict(), "boundary": self.boundary.as_dict() if self.boundary else None}
 
     def co2_text(self) -> str:
         """The CO2e so far in scaled units, ``12.3 g`` (what Lightning's progress bar shows)."""
@@ -203,6 +208,7 @@ class Summary(NamedTuple):
             ("CO2e", f"{units.co2(self.co2_kg)} ({units.co2_band(self.co2_kg_low, self.co2_kg_high)})"),
             ("grid", f"{grid} [{self.intensity_method}], PUE {self.pue:g}"),
             *([("water", self.water_text())] if self.water_source else []),
+            ("boundary", self.boundary.text() if self.boundary else "not recorded"),
         ]
         if self.forecast_total_kwh is not None:
             forecast = f"{units.energy(self.forecast_total_kwh)}, {units.co2(self.forecast_total_co2_kg)} CO2e"
@@ -244,6 +250,8 @@ class Summary(NamedTuple):
             lines.append(
                 f"  break-even        {units.significant(self.break_even_queries)} queries to equal the training energy"
             )
+        if self.boundary:
+            lines.append(f"  boundary          {self.boundary.text()}")
         if self.run_dir:
             lines.append(f"  logs              {self.run_dir}")
         return "\n".join(lines)
@@ -252,6 +260,11 @@ class Summary(NamedTuple):
 def _water_source(water: Any) -> str:
     """Each counted term's figure and source, then the terms not counted; empty when water is not asked for."""
     return "" if water is None else "; ".join(filter(None, [water.source(), *water.notes]))
+
+
+def boundary_of(state: RunState) -> Boundary:
+    """What the run's figures count and leave out, from its options and sensors (reads nothing)."""
+    return Boundary.build(Facts(state.config, state.methods, state.sensors, state.absent))
 
 
 LOUD_GRIDS = ("world_average",)
@@ -294,10 +307,11 @@ def _fast_lane(state: RunState) -> str:
 
 
 def run_info(state: RunState) -> dict[str, Any]:
-    """What ``run.json`` holds: hardware, sensors and methods, grid, PUE, versions, times, totals."""
+    """What ``run.json`` holds: hardware, sensors and methods, grid, PUE, the boundary, versions, times, totals."""
     from tracker._version import __version__
 
     cfg, intensity = state.config, state.config.intensity
+    totals = Summary.build(state).as_dict()
     return {
         "run": state.run,
         "experiment": state.config.experiment,
@@ -335,7 +349,8 @@ def run_info(state: RunState) -> dict[str, Any]:
         "sensors": [dict(s) for s in state.sensors],
         "absent": [a._asdict() for a in state.absent],
         "sensor_health": {name: h._asdict() for name, h in state.health.items()},
-        "totals": Summary.build(state).as_dict(),
+        "boundary": totals.pop("boundary"),
+        "totals": totals,
     }
 
 
