@@ -173,3 +173,18 @@ def test_an_old_run_without_a_boundary_still_reports(tmp_path, no_rapl):
     assert json.loads(report.render(summaries, "json"))["runs"][0]["boundary"] is None
     assert "(their boundary) was not recorded" in paper.paper_text(summaries)
     assert f"boundary: {NOT_RECORDED}" in model_card.model_card_text(summaries)
+
+
+def test_water_terms_say_their_figure_or_why_not(tmp_path, no_rapl):
+    off = by_term(recorded(run(tmp_path / "logs", "dry", no_rapl))["not_counted"])
+    assert off["water"]["why"] == "not asked for (give water=True)"
+    given = recorded(run(tmp_path / "logs", "wet", no_rapl, wue_l_per_kwh=0.5))
+    counted, left = by_term(given["counted"]), by_term(given["not_counted"])
+    assert counted["water_onsite"] == {"term": "water_onsite", "what": "on-site cooling water", "how": "given",
+                                       "source": "0.5 L/kWh, wue_l_per_kwh given"}  # fmt: skip
+    assert "water" not in left
+    assert ("water_offsite" in counted and counted["water_offsite"]["how"] == "estimated") or (
+        "grid_water_l_per_kwh" in left["water_offsite"]["why"]
+    )
+    unknown = by_term(recorded(run(tmp_path / "logs", "wet-2", no_rapl, water=True))["not_counted"])
+    assert "give wue_l_per_kwh" in unknown["water_onsite"]["why"]

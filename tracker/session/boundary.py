@@ -11,14 +11,16 @@ The shape (``Boundary.as_dict()``, ``run.json``'s ``boundary``) is stable::
      "counted": [{"term": "gpu", "what": "GPU energy", "how": "measured", "source": "energy_counter"}, ...],
      "not_counted": [{"term": "network", "what": "networking and storage", "why": "..."}, ...]}
 
-``term`` is a short fixed name (``gpu``, ``cpu``, ``ram``, ``pue``, ``node``, ``embodied``, ``water``,
-...), ``what`` says it in words, ``how`` is ``measured``, ``estimated``, ``measured and estimated`` or
-``given``, ``source`` the method(s), option or table it came from, ``why`` the reason it is left out.
+``term`` is a short fixed name (``gpu``, ``cpu``, ``ram``, ``pue``, ``node``, ``embodied``, ``water``
+when not asked for, else ``water_onsite`` and ``water_offsite``, ...), ``what`` says it in words, ``how``
+is ``measured``, ``estimated``, ``measured and estimated`` or ``given``, ``source`` the method(s), option
+or table it came from, ``why`` the reason it is left out.
 
-**Adding a term** (embodied emissions, water, the node's meter) is one rule in :data:`RULES`: a
+**Adding a term** (embodied emissions, the node's meter) is one rule in :data:`RULES`: a
 function of the run's :class:`Facts` returning a :class:`Counted` when the term is on, else a
-:class:`NotCounted` saying why not (or ``None`` when it has nothing to say). Nothing here reads a
-file or the hardware: the boundary is built from what the run already holds.
+:class:`NotCounted` saying why not (a list of them for a term of several parts, like water's; ``None``
+when it has nothing to say). Nothing here reads a file or the hardware: the boundary is built from
+what the run already holds.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ class Facts(NamedTuple):
     absent: Sequence[Any] = ()
 
 
-Rule = Callable[[Facts], "Counted | NotCounted | None"]
+Entry = Counted | NotCounted
+Rule = Callable[[Facts], "Entry | Sequence[Entry] | None"]
 COMPONENT_WHAT = {GPU: "GPU energy", CPU: "CPU energy", RAM: "RAM energy"}
 
 
@@ -135,8 +138,28 @@ def _embodied(facts: Facts) -> NotCounted:
     return NotCounted("embodied", "embodied emissions", "making the hardware is not estimated: the CO2e is operational")
 
 
-def _water(facts: Facts) -> NotCounted:
-    return NotCounted("water", "water use", "neither on-site cooling water nor the generation's water is estimated")
+# Each water term: its name here, its words, its attribute of tracker.carbon.water.Water, how its notes begin.
+WATER_TERMS = (
+    ("water_onsite", "on-site cooling water", "onsite", "on-site"),
+    ("water_offsite", "the generation's water", "offsite", "off-site"),
+)
+
+
+def _water(facts: Facts) -> Entry | list[Entry]:
+    """Each water term (Li et al. 2023's on-site and off-site), its figure's short source, or why it is not counted."""
+    water = facts.config.water_terms
+    if water is None:
+        return NotCounted("water", "water use", "not asked for (give water=True)")
+    entries: list[Entry] = []
+    for term, what, side, noted in WATER_TERMS:
+        figure = getattr(water, side)
+        if figure is None:
+            why = next((n for n in water.notes if n.startswith(noted)), "no sourced figure")
+            entries.append(NotCounted(term, what, why))
+        else:
+            how = "given" if figure.cite.endswith(" given") else "estimated"
+            entries.append(Counted(term, what, how, f"{figure.l_per_kwh:g} L/kWh, {figure.cite}"))
+    return entries
 
 
 def _fixed(term: str, what: str, why: str) -> Rule:
@@ -172,8 +195,11 @@ class Boundary(NamedTuple):
 
     @classmethod
     def build(cls, facts: Facts, rules: Sequence[Rule] = RULES) -> Boundary:
-        """The boundary of a run from its :class:`Facts`, one entry per rule that has something to say."""
-        entries = [entry for entry in (rule(facts) for rule in rules) if entry is not None]
+        """The boundary of a run from its :class:`Facts`: the entries of every rule, in order."""
+        entries: list[Entry] = []
+        for rule in rules:
+            said = rule(facts)
+            entries += [] if said is None else [said] if isinstance(said, (Counted, NotCounted)) else list(said)
         return cls(
             tuple(e for e in entries if isinstance(e, Counted)), tuple(e for e in entries if isinstance(e, NotCounted))
         )
