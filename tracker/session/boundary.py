@@ -23,8 +23,6 @@ when it has nothing to say). Nothing here reads a file or the hardware: the boun
 what the run already holds.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -77,7 +75,7 @@ class Facts(NamedTuple):
 
 
 Entry = Counted | NotCounted
-Rule = Callable[[Facts], "Entry | Sequence[Entry] | None"]
+Rule = Callable[[Facts], Entry | Sequence[Entry] | None]
 COMPONENT_WHAT = {GPU: "GPU energy", CPU: "CPU energy", RAM: "RAM energy"}
 
 
@@ -194,7 +192,7 @@ class Boundary(NamedTuple):
     co2: str = CO2_SCOPE
 
     @classmethod
-    def build(cls, facts: Facts, rules: Sequence[Rule] = RULES) -> Boundary:
+    def build(cls, facts: Facts, rules: Sequence[Rule] = RULES) -> "Boundary":
         """The boundary of a run from its :class:`Facts`: the entries of every rule, in order."""
         entries: list[Entry] = []
         for rule in rules:
@@ -205,7 +203,7 @@ class Boundary(NamedTuple):
         )
 
     @classmethod
-    def from_dict(cls, data: Any) -> Boundary | None:
+    def from_dict(cls, data: Any) -> "Boundary | None":
         """A boundary read back from ``run.json``; ``None`` when the run recorded none (or not in this shape)."""
         if not isinstance(data, Mapping):
             return None
@@ -224,7 +222,7 @@ class Boundary(NamedTuple):
             "not_counted": [n._asdict() for n in self.not_counted],
         }
 
-    def replaced(self, entry: Counted | NotCounted) -> Boundary:
+    def replaced(self, entry: Counted | NotCounted) -> "Boundary":
         """This boundary with ``entry`` in place of the entry of the same term (e.g. a re-costed PUE)."""
         counted = tuple(c for c in self.counted if c.term != entry.term)
         left = tuple(n for n in self.not_counted if n.term != entry.term)
