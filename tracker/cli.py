@@ -11,6 +11,9 @@ Subcommands (each has ``--help``):
   ending when the run ends.
 - ``devices [--json]``: the sensors found here, their method and current power, and why each
   absent source is absent.
+- ``reconcile RUN --dcgm FILE... [--at FILE=TIME]``: the run's energy beside an independent meter's for
+  the same window, GPU by GPU (dcgm-exporter's energy counter, from scrapes of its endpoint or a
+  Prometheus query answer), with the difference and which devices and time each side covers.
 - ``run [options] -- COMMAND ...``: measures COMMAND as one run (one phase named ``command``),
   prints the summary to stderr and exits with COMMAND's exit code. SIGTERM, SIGINT, SIGHUP, SIGUSR1
   and SIGUSR2 are passed on to COMMAND; processes COMMAND leaves running when it exits (a launcher
@@ -98,6 +101,18 @@ def _devices(args: argparse.Namespace) -> int:
 
     found = devices.survey()
     sys.stdout.write(json.dumps(found, indent=2, default=str) + "\n" if args.json else devices.describe(found))
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    from tracker.errors import ConfigurationError
+    from tracker.report import reconcile
+
+    try:
+        rec = reconcile.reconcile_dcgm(args.run, args.dcgm, reconcile.parse_at(args.at))
+    except ValueError as exc:  # a run's file the tracker did not write (reader.load_run)
+        raise ConfigurationError(str(exc)) from exc
+    sys.stdout.write(reconcile.render(rec, args.format))
     return 0
 
 
@@ -348,6 +363,25 @@ def _add_devices(commands: Any) -> None:
     p.set_defaults(handler=_devices)
 
 
+def _add_reconcile(commands: Any) -> None:
+    p = commands.add_parser(
+        "reconcile", help="a run's energy beside an independent meter's (dcgm-exporter)",
+        description="The run's energy beside an independent meter's for the same window: each side's figure, the "
+        "difference and which devices and time each covers. dcgm-exporter: DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION "
+        "(mJ per GPU, matched to the run's devices.csv by UUID), from scrapes of its /metrics endpoint (e.g. "
+        "curl host:9400/metrics > before.prom, and another after the run) or a Prometheus query_range answer "
+        "saved as JSON. Exit code 0 when compared, 2 on unusable input.",
+    )  # fmt: skip
+    p.add_argument("run", metavar="RUN", help="a run directory (or a distributed job's directory)")
+    p.add_argument("--dcgm", nargs="+", required=True, metavar="FILE",
+                   help="dcgm-exporter scrapes (Prometheus text format), Prometheus API answers (JSON)")  # fmt: skip
+    p.add_argument("--at", action="append", default=[], metavar="FILE=TIME",
+                   help="when a scrape without sample timestamps was taken (ISO 8601 with offset, or UNIX "
+                   "seconds); default: the file's modification time")  # fmt: skip
+    p.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
+    p.set_defaults(handler=_reconcile)
+
+
 def _add_run(commands: Any) -> None:
     from tracker.session.config import add_flags
 
@@ -374,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="subcommand", metavar="COMMAND", required=True)
-    for add in (_add_report, _add_plot, _add_watch, _add_devices, _add_run):
+    for add in (_add_report, _add_plot, _add_watch, _add_devices, _add_reconcile, _add_run):
         add(commands)
     return parser
 

@@ -26,7 +26,7 @@ def render_text(summaries: Sequence[RunSummary], markdown: bool = False) -> str:
         parts += [_run_block(s, markdown) for s in experiment.runs]
         if count > 1:
             title = f"Experiment {experiment.name}: total and comparison (ratios to the first run)"
-            parts.append(_heading(title, 2, markdown) + _table(*_comparison_table(experiment), markdown))
+            parts.append(_heading(title, 2, markdown) + table(*_comparison_table(experiment), markdown))
             parts.append(f"Boundary: {shared_boundary_text(experiment.runs)}")
     return "\n\n".join(parts) + "\n"
 
@@ -106,8 +106,8 @@ def recosted_text(r: dict[str, Any], recorded_pue: Any) -> str:
 
 def _run_block(s: RunSummary, markdown: bool) -> str:
     head = f"## Run {s.name}\n\n`{s.path}`\n\n" if markdown else f"Run {s.name}  ({s.path})\n"
-    facts = _table(["", ""], [list(f) for f in _facts(s)], markdown, header=markdown)
-    return head + facts + "\n\n" + _table(*_rows_table(s), markdown)
+    facts = table(["", ""], [list(f) for f in _facts(s)], markdown, header=markdown)
+    return head + facts + "\n\n" + table(*_rows_table(s), markdown)
 
 
 def _cell(value: Any) -> str:
@@ -173,7 +173,8 @@ def _comparison_table(experiment: Experiment) -> tuple[list[str], list[list[str]
     return headers, [*body, total]
 
 
-def _table(headers: list[str], body: list[list[str]], markdown: bool, header: bool = True) -> str:
+def table(headers: list[str], body: list[list[str]], markdown: bool, header: bool = True) -> str:
+    """Cells as a pipe table (``markdown``) or aligned plain text; ``header=False`` leaves the headers out of text."""
     if markdown:
         lines = [headers, ["---"] * len(headers), *body]
         return "\n".join("| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |" for line in lines)
