@@ -188,3 +188,10 @@ def test_water_terms_say_their_figure_or_why_not(tmp_path, no_rapl):
     )
     unknown = by_term(recorded(run(tmp_path / "logs", "wet-2", no_rapl, water=True))["not_counted"])
     assert "give wue_l_per_kwh" in unknown["water_onsite"]["why"]
+
+
+def test_a_rank_that_leaves_the_node_to_local_rank_zero_says_so(tmp_path, monkeypatch, no_rapl):
+    for name, value in {"RANK": "1", "LOCAL_RANK": "1", "WORLD_SIZE": "2", "TORCHELASTIC_RUN_ID": "b"}.items():
+        monkeypatch.setenv(name, value)
+    left = by_term(recorded(run(tmp_path / "logs", "r1", no_rapl, host="h"))["not_counted"])
+    assert left["cpu"]["why"] == left["ram"]["why"] == "the node's local rank 0 counts it, in its own shard"

@@ -66,12 +66,14 @@ class Facts(NamedTuple):
         methods: how each kind is measured, ``+``-joined, or ``absent``, by kind.
         sensors: each sensor's ``name``, ``kind``, ``method`` and ``info``.
         absent: the sources not found, each with ``source``, ``kind`` and ``reason``.
+        launch: where the process sits in its job (a ``tracker.job.placement.Launch``), ``None`` when alone.
     """
 
     config: Any
     methods: Mapping[str, str]
     sensors: Sequence[Mapping[str, Any]]
     absent: Sequence[Any] = ()
+    launch: Any = None
 
 
 Entry = Counted | NotCounted
@@ -91,6 +93,8 @@ def _component(kind: str) -> Rule:
             return Counted(kind, _component_what(kind, facts.sensors), _how(method), method)
         if kind not in facts.config.measure:
             return NotCounted(kind, COMPONENT_WHAT[kind], f"left out by measure={tuple(facts.config.measure)!r}")
+        if kind in (CPU, RAM) and facts.launch is not None and not facts.launch.node_wide:
+            return NotCounted(kind, COMPONENT_WHAT[kind], "the node's local rank 0 counts it, in its own shard")
         reasons = [f"{a.source}: {a.reason}" for a in facts.absent if a.kind == kind]
         why = f"no sensor found ({'; '.join(dict.fromkeys(reasons))})" if reasons else "no sensor found"
         return NotCounted(kind, COMPONENT_WHAT[kind], why)

@@ -264,7 +264,7 @@ def _water_source(water: Any) -> str:
 
 def boundary_of(state: RunState) -> Boundary:
     """What the run's figures count and leave out, from its options and sensors (reads nothing)."""
-    return Boundary.build(Facts(state.config, state.methods, state.sensors, state.absent))
+    return Boundary.build(Facts(state.config, state.methods, state.sensors, state.absent, state.launch))
 
 
 LOUD_GRIDS = ("world_average",)
