@@ -53,6 +53,11 @@ class EpochRecord(NamedTuple):
         country: the ISO 3166-1 alpha-3 code of the grid used, empty when unknown (world average, explicit).
         region: the sub-national or cloud region of that grid (``US-CA``, ``gcp:europe-west1``), else empty.
         co2_kg: ``energy_kwh × pue × intensity / 1000``, kg CO2e; ``co2_kg_low``/``_high`` its band.
+            Operational emissions only: embodied ones are never in it.
+        embodied_co2_kg: the row's share of the manufacturing footprint of its GPUs and its host
+            (``embodied=True``), amortised over the row's hours, kg CO2e; ``embodied_co2_kg_low``/``_high``
+            its band. Empty when ``embodied`` is off or no device's model is in the table; a device
+            left out is named in ``notes`` (:mod:`tracker.carbon.embodied`).
         water_l: operational water consumed (evaporated, not withdrawn), L: ``energy_kwh × WUE`` on site
             plus ``energy_kwh × pue × grid water intensity`` off site (Li et al. 2023); ``water_l_low``/
             ``_high`` its band; ``water_onsite_l`` and ``water_offsite_l`` each term. Empty when water is not
@@ -103,6 +108,9 @@ class EpochRecord(NamedTuple):
     co2_kg: float
     co2_kg_low: float
     co2_kg_high: float
+    embodied_co2_kg: float | None
+    embodied_co2_kg_low: float | None
+    embodied_co2_kg_high: float | None
     water_l: float | None
     water_l_low: float | None
     water_l_high: float | None
@@ -155,6 +163,9 @@ class DeviceRecord(NamedTuple):
         covered_s: seconds covered by good readings; rejected: readings rejected as implausible
             (negative, NaN, infinite, above the device's power limit); glitches: counter steps the
             device could not have made (estimated from power instead).
+        embodied_co2_kg: the device's share of the row's embodied emissions, kg CO2e, and its band: a GPU's
+            own footprint, or, on a CPU or RAM row, an equal part of its host's (the host counted once per
+            node, where its CPU and RAM are measured); empty when off or the model is not in the table.
     """
 
     run: str
@@ -178,6 +189,9 @@ class DeviceRecord(NamedTuple):
     covered_s: float
     rejected: int
     glitches: int
+    embodied_co2_kg: float | None
+    embodied_co2_kg_low: float | None
+    embodied_co2_kg_high: float | None
 
     def as_row(self) -> dict[str, Any]:
         """The record as a column → value mapping."""

@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from tracker.carbon.embodied import COLUMNS as EMBODIED
 from tracker.carbon.water import COLUMNS as WATER
 from tracker.energy import effective_g_per_kwh
 from tracker.logs.schema import COMPLETE, INFERENCE, TRAIN
@@ -29,11 +30,12 @@ SUMMED = (
     "co2_kg_low",
     "co2_kg_high",
 )
-# The water columns (L) are summed over the rows that have them: ``None`` when no row does (water not
-# asked for, or no term with a figure), never a 0 that would read as "no water".
+# The embodied (kg CO2e) and water (L) columns are summed over the rows that have them: ``None`` when no
+# row does (not asked for, or no figure), never a 0 that would read as "none".
+OPTIONAL = (*EMBODIED, *WATER)
 # What a run's summary reports from its totals: the epochs finished and the sums but the duration
 # (a summary's duration is the run's measured time, which counts the seconds of open rows too).
-FIGURES = ("epochs", *SUMMED[1:], *WATER)
+FIGURES = ("epochs", *SUMMED[1:], *OPTIONAL)
 
 
 class Totals(NamedTuple):
@@ -46,6 +48,8 @@ class Totals(NamedTuple):
         co2_kg, co2_kg_low, co2_kg_high: emissions and their band, kg CO2e.
         epochs: training epochs finished (``train`` rows with status ``complete``).
         training_kwh: the energy of every row but ``inference`` ones, kWh (for the break-even).
+        embodied_co2_kg, embodied_co2_kg_low, embodied_co2_kg_high: embodied emissions (manufacturing,
+            amortised) and their band, kg CO2e, apart from ``co2_kg``; ``None`` when no row counted them.
         water_l, water_l_low, water_l_high, water_onsite_l, water_offsite_l: operational water and its
             band, and each term, L; ``None`` when no row counted it.
     """
@@ -62,6 +66,9 @@ class Totals(NamedTuple):
     co2_kg_high: float = 0.0
     epochs: int = 0
     training_kwh: float = 0.0
+    embodied_co2_kg: float | None = None
+    embodied_co2_kg_low: float | None = None
+    embodied_co2_kg_high: float | None = None
     water_l: float | None = None
     water_l_low: float | None = None
     water_l_high: float | None = None
@@ -73,7 +80,7 @@ class Totals(NamedTuple):
         added = {name: getattr(self, name) + _number(record, name) for name in SUMMED}
         return self._replace(
             **added,
-            **{name: _optional_sum([getattr(self, name), record.get(name)]) for name in WATER},
+            **{name: _optional_sum([getattr(self, name), record.get(name)]) for name in OPTIONAL},
             epochs=self.epochs + _finished_epoch(record),
             training_kwh=self.training_kwh
             + (0.0 if record.get("phase") == INFERENCE else _number(record, "energy_kwh")),
@@ -85,8 +92,8 @@ class Totals(NamedTuple):
         rows = list(records)
         sums = {name: math.fsum(_number(r, name) for r in rows) for name in SUMMED}
         training = math.fsum(_number(r, "energy_kwh") for r in rows if r.get("phase") != INFERENCE)
-        water = {name: _optional_sum([r.get(name) for r in rows]) for name in WATER}
-        return cls(**sums, **water, epochs=sum(_finished_epoch(r) for r in rows), training_kwh=training)
+        optional = {name: _optional_sum([r.get(name) for r in rows]) for name in OPTIONAL}
+        return cls(**sums, **optional, epochs=sum(_finished_epoch(r) for r in rows), training_kwh=training)
 
     @classmethod
     def from_dict(cls, saved: Mapping[str, Any]) -> "Totals":
@@ -97,21 +104,20 @@ class Totals(NamedTuple):
         """
         names = set(cls._fields)
         unknown = set(saved) - names
-        if unknown or not names - set(WATER) <= set(saved):  # a state saved before water was counted has none
+        if unknown or not names - set(OPTIONAL) <= set(saved):  # a state saved before embodied or water has none
             raise ValueError(f"the fields of Totals are {sorted(names)}, not {sorted(saved)}")
-        number = {name: float(saved[name]) for name in names - {"epochs", *WATER}}
-        water = {name: _optional_sum([saved.get(name)]) for name in WATER}
-        return cls(**number, **water, epochs=int(saved["epochs"]))
+        number = {name: float(saved[name]) for name in names - {"epochs", *OPTIONAL}}
+        optional = {name: _optional_sum([saved.get(name)]) for name in OPTIONAL}
+        return cls(**number, **optional, epochs=int(saved["epochs"]))
 
     @classmethod
     def combined(cls, parts: Iterable["Totals"]) -> "Totals":
         """The totals of several runs (an experiment): each field summed exactly (``math.fsum``)."""
         parts = list(parts)
-        sums = {
-            name: math.fsum(getattr(p, name) for p in parts) for name in cls._fields if name not in ("epochs", *WATER)
-        }
-        water = {name: _optional_sum([getattr(p, name) for p in parts]) for name in WATER}
-        return cls(**sums, **water, epochs=sum(p.epochs for p in parts))
+        summed = [name for name in cls._fields if name not in ("epochs", *OPTIONAL)]
+        sums = {name: math.fsum(getattr(p, name) for p in parts) for name in summed}
+        optional = {name: _optional_sum([getattr(p, name) for p in parts]) for name in OPTIONAL}
+        return cls(**sums, **optional, epochs=sum(p.epochs for p in parts))
 
     @property
     def kwh_per_epoch(self) -> float | None:
@@ -133,6 +139,10 @@ class Totals(NamedTuple):
     def sums(self) -> dict[str, float]:
         """The summed columns alone (:data:`SUMMED`), by name."""
         return {name: getattr(self, name) for name in SUMMED}
+
+    def embodied(self) -> dict[str, float | None]:
+        """The embodied columns' sums, kg CO2e, by name (``None`` where no record counted them)."""
+        return {name: getattr(self, name) for name in EMBODIED}
 
     def water(self) -> dict[str, float | None]:
         """The water columns' sums, L, by name (``None`` where no record counted the term)."""

@@ -8,9 +8,12 @@ the energy band carried through ``co2 = kWh × PUE × g/kWh / 1000``.
 """
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
+from tracker.carbon import embodied
+from tracker.carbon.embodied import Embodied
 from tracker.energy import co2_kg, joined, joules_to_kwh
 from tracker.logs.totals import Totals
 from tracker.measure.meter import SensorTotals
@@ -209,3 +212,36 @@ __all__ = [
     "mean_power_w",
     "methods_by_kind",
 ]
+
+
+def embodied_shares(
+    devices: Sequence[DeviceUsage], hours: float, lifetime_years: float, utilisation: float
+) -> tuple[list[Embodied | None], list[str]]:
+    """Each device's amortised share of embodied emissions over ``hours`` (kg CO2e), and notes on those left out.
+
+    A GPU carries its model's footprint; each host's footprint is split equally among its CPU and RAM
+    devices, so that it is counted once per node, where the node's CPU and RAM are measured (local
+    rank 0, :mod:`tracker.job.placement`), and dropped with them when a merge finds them twice. A GPU
+    whose model the table lacks has no share (``None``) and a note.
+    """
+    host_row = embodied.footprint(embodied.HOST)
+    node_devices = Counter(d.host for d in devices if d.kind in (CPU, RAM))
+    shares: list[Embodied | None] = []
+    notes = []
+    for device in devices:
+        row = embodied.footprint(embodied.GPU, device.device) if device.kind == GPU else host_row
+        if row is None:
+            shares.append(None)
+            if device.kind == GPU:
+                model = device.device or "model unknown"
+                notes.append(f"embodied: {device.sensor} ({model}) not in the table, not counted")
+            continue
+        share = embodied.amortised(row, hours, lifetime_years, utilisation)
+        shares.append(share if device.kind == GPU else share.scaled(1 / node_devices[device.host]))
+    return shares, notes
+
+
+def embodied_total(shares: Sequence[Embodied | None]) -> Embodied | None:
+    """The sum of the shares counted, kg CO2e; ``None`` when none is."""
+    counted = [share for share in shares if share is not None]
+    return sum(counted[1:], counted[0]) if counted else None

@@ -34,6 +34,7 @@ CO2_SCOPE = (
     "operational emissions of the electricity counted, location-based (the grid's average intensity), "
     "in the sense of the GHG Protocol Scope 2 Guidance; no market-based instrument is applied"
 )
+TABLE = "tracker/carbon/data/embodied.csv"
 NOT_RECORDED = "not recorded (the run was written before the tracker declared its boundary)"
 
 
@@ -136,8 +137,16 @@ def _node(facts: Facts) -> NotCounted:
     )
 
 
-def _embodied(facts: Facts) -> NotCounted:
-    return NotCounted("embodied", "embodied emissions", "making the hardware is not estimated: the CO2e is operational")
+def _embodied(facts: Facts) -> Counted | NotCounted:
+    """The hardware's manufacture, amortised, in its own columns (``embodied=True``), else left out."""
+    config = facts.config
+    what = "embodied emissions (making the GPUs and the host, amortised), apart from the CO2e"
+    if not config.embodied:
+        return NotCounted(
+            "embodied", "embodied emissions", "not asked for (embodied=True counts them apart from the CO2e)"
+        )
+    rule = f"{config.embodied_lifetime_years:g} years at {config.embodied_utilisation:g} use"
+    return Counted("embodied", what, "estimated", f"{TABLE} (a source per row; run.json's embodied), over {rule}")
 
 
 # Each water term: its name here, its words, its attribute of tracker.carbon.water.Water, how its notes begin.

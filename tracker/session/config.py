@@ -268,6 +268,29 @@ def _flag(value: Any, name: str) -> bool:
     return value
 
 
+# Embodied emissions' amortisation, from Luccioni et al. 2023, Section 4.1 (the figures IDRIS gave for
+# Jean Zay): a 6-year replacement rate and 85 % average usage.
+EMBODIED_LIFETIME_YEARS, EMBODIED_UTILISATION = 6.0, 0.85
+
+
+def _lifetime(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 30:
+        raise ConfigurationError(
+            f"{name}={value!r}: give the years the hardware is in service, above 0 and at most 30 "
+            f"(e.g. {name}={EMBODIED_LIFETIME_YEARS:g})"
+        )
+    return float(value)
+
+
+def _utilisation(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
+        raise ConfigurationError(
+            f"{name}={value!r}: give the share of its lifetime the hardware is in use, above 0 and at most 1 "
+            f"(e.g. {name}={EMBODIED_UTILISATION:g} for 85 %)"
+        )
+    return float(value)
+
+
 def unknown_option(where: str, name: str, accepted: Sequence[str]) -> UnknownOptionError:
     """``EnergyTracker(countyr=...) is not an option; did you mean country? (give some of: ...)``."""
     close = difflib.get_close_matches(name, accepted, n=1)
@@ -371,6 +394,28 @@ class Config(Options):
         "the water the grid's generation consumes, L per kWh delivered (default: the grid country's figure "
         "in the bundled table, where it has one).",
         Flag("--grid-water", float, "L_PER_KWH"),
+    )
+    embodied: bool = option(
+        False,
+        _flag,
+        "also count embodied emissions (each GPU's and the host's manufacturing footprint, from the bundled "
+        "table tracker/carbon/data/embodied.csv, amortised over the row's hours) in the embodied_co2_kg "
+        "columns, beside co2_kg (operational), never in it.",
+        Flag("--embodied", switch=True),
+    )
+    embodied_lifetime_years: float = option(
+        EMBODIED_LIFETIME_YEARS,
+        _lifetime,
+        f"years the hardware is in service, over which its footprint is spread (default {EMBODIED_LIFETIME_YEARS:g}, "
+        "the replacement rate in Luccioni et al. 2023, Section 4.1).",
+        Flag("--embodied-lifetime-years", float, "YEARS"),
+    )
+    embodied_utilisation: float = option(
+        EMBODIED_UTILISATION,
+        _utilisation,
+        f"the share of its lifetime the hardware is in use, above 0 and at most 1 (default {EMBODIED_UTILISATION:g}, "
+        "the average usage in Luccioni et al. 2023, Section 4.1).",
+        Flag("--embodied-utilisation", float, "SHARE"),
     )
     interval_s: float | None = option(
         None,

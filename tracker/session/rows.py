@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any
 
 import tracker.units as units
+from tracker.carbon.embodied import COLUMNS as EMBODIED
+from tracker.carbon.embodied import Embodied
 from tracker.carbon.water import COLUMNS as WATER
 from tracker.energy import J_PER_KWH, joules_to_kwh
 from tracker.logs.schema import INFERENCE, TRAIN, DeviceRecord, EpochRecord
@@ -87,7 +89,17 @@ class RowBuilder:
         )
         self.rows += 1
         duration = segment.active_s
-        return {**record.as_row(), **segment.metrics}, [self._device_row(segment, d, duration) for d in devices]
+        shares, _ = self._embodied(devices, duration)
+        device_rows = [self._device_row(segment, d, duration, share) for d, share in zip(devices, shares, strict=True)]
+        return {**record.as_row(), **segment.metrics}, device_rows
+
+    def _embodied(self, devices: Sequence[DeviceUsage], duration_s: float) -> tuple[list[Embodied | None], list[str]]:
+        """Each device's embodied share over the row (``None`` when off or unknown) and the notes on those left out."""
+        config = self.config
+        if not config.embodied:
+            return [None] * len(devices), []
+        hours = duration_s / SECONDS_PER_HOUR
+        return accounting.embodied_shares(devices, hours, config.embodied_lifetime_years, config.embodied_utilisation)
 
     def preview(self, segment: Segment, devices: Sequence[DeviceUsage]) -> dict[str, Any]:
         """An open segment's row as it stands (status ``running``), without the columns that need the totals.
@@ -112,6 +124,8 @@ class RowBuilder:
         energy = kinds[GPU] + kinds[CPU] + kinds[RAM]
         intensity_g, source = self._intensity(segment)
         grid, pue, duration, methods = self.config.intensity, self.config.pue, segment.active_s, by_method(devices)
+        shares, left_out = self._embodied(devices, duration)
+        total = accounting.embodied_total(shares)
         return EpochRecord(
             run=self.run,
             job_id=self.job_id,
@@ -139,6 +153,7 @@ class RowBuilder:
             co2_kg=accounting.co2_kg(energy.kwh, pue, intensity_g),
             co2_kg_low=accounting.co2_kg(joules_to_kwh(energy.low_j), pue, intensity_g),
             co2_kg_high=accounting.co2_kg(joules_to_kwh(energy.high_j), pue, intensity_g),
+            **embodied_columns(total),
             **self._water(energy, pue),
             gpu_method=methods[GPU],
             cpu_method=methods[CPU],
@@ -149,7 +164,7 @@ class RowBuilder:
             **_NO_TOTALS,
             gap_s=max((d.totals.gap_s for d in devices), default=0.0),
             covered_fraction=accounting.covered_fraction(devices, duration),
-            notes=_notes(segment, devices, duration, self.config.water_terms),
+            notes=";".join(filter(None, [_notes(segment, devices, duration, self.config.water_terms), *left_out])),
         )
 
     def _water(self, energy: Any, pue: float) -> dict[str, Any]:
@@ -207,7 +222,9 @@ class RowBuilder:
             units.co2_band(f.total_co2_kg_low, f.total_co2_kg_high), units.duration(f.total_s),
         )  # fmt: skip
 
-    def _device_row(self, segment: Segment, device: DeviceUsage, duration_s: float) -> dict[str, Any]:
+    def _device_row(
+        self, segment: Segment, device: DeviceUsage, duration_s: float, share: Embodied | None
+    ) -> dict[str, Any]:
         totals = device.totals
         mean_w = accounting.mean_power_w(totals.energy_j, duration_s)
         return DeviceRecord(
@@ -232,10 +249,18 @@ class RowBuilder:
             covered_s=totals.covered_s,
             rejected=totals.rejected,
             glitches=totals.glitches,
+            **embodied_columns(share),
         ).as_row()
 
 
 by_method = accounting.methods_by_kind
+SECONDS_PER_HOUR = 3600.0
+
+
+def embodied_columns(share: Embodied | None) -> dict[str, float | None]:
+    """The ``embodied_co2_kg`` columns of a row for ``share`` (kg CO2e), empty for ``None``."""
+    values = (None, None, None) if share is None else share
+    return dict(zip(EMBODIED, values, strict=True))
 
 
 def _cross_check(totals: Any, duration_s: float) -> float | None:

@@ -12,6 +12,7 @@ import sys
 from typing import Any, NamedTuple
 
 import tracker.units as units
+from tracker.carbon import embodied
 from tracker.job.placement import Launch
 from tracker.logs.totals import Totals
 from tracker.sensors import CPU, GPU, RAM, Absent
@@ -86,6 +87,9 @@ class Summary(NamedTuple):
         open: the epochs and phases still open (``epoch 3``), whose energy so far the figures include;
             empty when none is.
         grid_place: the grid's country and region (``USA/US-CA``), empty when unknown.
+        embodied_co2_kg, embodied_co2_kg_low, embodied_co2_kg_high: embodied emissions (the GPUs' and
+            host's manufacturing, amortised) and band, kg CO2e, apart from ``co2_kg``; ``None`` when
+            ``embodied`` is off.
         water_l, water_l_low, water_l_high: operational water consumed and its band, L; water_onsite_l,
             water_offsite_l: each term (cooling on site, generation off site); ``None`` when not counted.
         water_source: each counted term's figure and source, then why a term is not counted; empty when
@@ -126,6 +130,9 @@ class Summary(NamedTuple):
     forecast_basis: str = ""
     steps: int = 0
     open: str = ""
+    embodied_co2_kg: float | None = None
+    embodied_co2_kg_low: float | None = None
+    embodied_co2_kg_high: float | None = None
     water_l: float | None = None
     water_l_low: float | None = None
     water_l_high: float | None = None
@@ -235,6 +242,13 @@ class Summary(NamedTuple):
             f"{self.grid_place or 'no country'} "
             f"[{self.intensity_method}: {self.intensity_source}], PUE {self.pue:g}",
         ]
+        if self.embodied_co2_kg is not None:
+            lines.insert(
+                len(lines) - 1,
+                f"  embodied CO2e     {units.co2(self.embodied_co2_kg)}  "
+                f"({units.co2_band(self.embodied_co2_kg_low, self.embodied_co2_kg_high)}; manufacturing, "
+                "amortised; not in CO2e)",
+            )
         if self.steps:
             lines.insert(2, f"  steps             {self.steps}")
         if self.water_source:
@@ -265,6 +279,19 @@ def _water_source(water: Any) -> str:
 def boundary_of(state: RunState) -> Boundary:
     """What the run's figures count and leave out, from its options and sensors (reads nothing)."""
     return Boundary.build(Facts(state.config, state.methods, state.sensors, state.absent, state.launch))
+
+
+def embodied_info(config: Config) -> dict[str, Any]:
+    """``run.json``'s account of embodied emissions: whether counted, the amortisation, the table's sources."""
+    if not config.embodied:
+        return {"counted": False}
+    return {
+        "counted": True,
+        "lifetime_years": config.embodied_lifetime_years,
+        "utilisation": config.embodied_utilisation,
+        "rule": "footprint x hours / (lifetime_years x 8760 x utilisation), per GPU and once per host",
+        "sources": list(embodied.sources()),
+    }
 
 
 LOUD_GRIDS = ("world_average",)
@@ -345,6 +372,7 @@ def run_info(state: RunState) -> dict[str, Any]:
             "country": intensity.country,
             "region": intensity.region,
         },
+        "embodied": embodied_info(cfg),
         "water": None if cfg.water_terms is None else cfg.water_terms.as_dict(),
         "sensors": [dict(s) for s in state.sensors],
         "absent": [a._asdict() for a in state.absent],

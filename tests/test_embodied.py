@@ -1,0 +1,148 @@
+"""Embodied emissions: each GPU's and the host's manufacturing footprint, amortised over a row's hours."""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+
+import pytest
+from helpers import PATIENT, gpu_tracker
+
+from tracker import ConfigurationError, EnergyTracker, load_run
+from tracker.job.placement import Launch
+from tracker.testing import FakeGpu, FakeNvml, FakeSensor, steady
+
+H100 = "NVIDIA H100 80GB HBM3"
+# The hand computation: the table's footprint (kg) spread over 6 years of 8760 h at 85 % use.
+H100_KG, HOST_KG, USE_H = 164.0, 2500.0, 6 * 8760 * 0.85
+
+
+def train_rows(run_dir):
+    return [r for r in load_run(run_dir).epochs if r["phase"] == "train"]
+
+
+def one_epoch(energy, clock, seconds):
+    with energy.epoch(0):
+        clock.advance(seconds)
+
+
+def test_a_known_gpu_s_row_carries_its_amortised_footprint_beside_co2(tmp_path, clock):
+    nvml = FakeNvml([FakeGpu(name=H100, trace=steady(400.0))], clock=clock)
+    with gpu_tracker(tmp_path, nvml, clock=clock, sampling="manual", embodied=True) as energy:
+        one_epoch(energy, clock, 3600.0)
+    (row,) = train_rows(energy.run_dir)
+    assert row["embodied_co2_kg"] == pytest.approx(H100_KG * 1.0 / USE_H)
+    assert row["embodied_co2_kg_low"] == row["embodied_co2_kg_high"] == pytest.approx(row["embodied_co2_kg"])
+    assert row["co2_kg"] == pytest.approx(0.4 * 100.0 / 1000)  # operational only: embodied never folded in
+    (device,) = [d for d in load_run(energy.run_dir).devices if d["phase"] == "train"]
+    assert device["embodied_co2_kg"] == pytest.approx(row["embodied_co2_kg"])
+
+
+def test_off_by_default_the_columns_are_empty_and_the_summary_says_none(tmp_path, clock):
+    nvml = FakeNvml([FakeGpu(name=H100)], clock=clock)
+    with gpu_tracker(tmp_path, nvml, clock=clock, sampling="manual") as energy:
+        one_epoch(energy, clock, 10.0)
+    (row,) = train_rows(energy.run_dir)
+    assert row["embodied_co2_kg"] is None and row["embodied_co2_kg_high"] is None
+    assert energy.summary().embodied_co2_kg is None
+    assert json.loads((energy.run_dir / "run.json").read_text())["embodied"] == {"counted": False}
+
+
+def test_an_unknown_model_is_left_out_with_a_note_never_guessed(tmp_path, clock):
+    nvml = FakeNvml([FakeGpu(name="NVIDIA Fake Z9")], clock=clock)
+    with gpu_tracker(tmp_path, nvml, clock=clock, sampling="manual", embodied=True) as energy:
+        one_epoch(energy, clock, 10.0)
+    (row,) = train_rows(energy.run_dir)
+    assert row["embodied_co2_kg"] is None
+    assert "embodied: gpu:0 (NVIDIA Fake Z9) not in the table, not counted" in row["notes"]
+
+
+def node(clock, gpus, host=True):
+    """Sensors of one rank: its GPUs (H100s), and the node's CPU and RAM when it measures them."""
+    found = [FakeSensor(f"gpu:{i}", "gpu", steady(300.0), clock, info={"name": H100, "uuid": f"GPU-{i}"}) for i in gpus]
+    if host:
+        found += [FakeSensor("cpu", "cpu", steady(50.0), clock, method="tdp_estimate"),
+                  FakeSensor("ram", "ram", steady(5.0), clock, method="ram_model")]  # fmt: skip
+    return found
+
+
+def test_totals_and_summary_sum_the_rows_with_the_host_once_and_its_source(tmp_path, clock):
+    options = {"clock": clock, "sampling": "manual", "carbon_intensity_g_per_kwh": 100.0, "embodied": True}
+    with EnergyTracker(tmp_path, sensors=node(clock, [0, 1]), **options, **PATIENT) as energy:
+        one_epoch(energy, clock, 1800.0)
+        with energy.epoch(1):
+            clock.advance(1800.0)
+    rows = train_rows(energy.run_dir)
+    assert [r["embodied_co2_kg"] for r in rows] == pytest.approx([(2 * H100_KG + HOST_KG) * 0.5 / USE_H] * 2)
+    summary = energy.summary()
+    assert summary.embodied_co2_kg == pytest.approx(sum(r["embodied_co2_kg"] for r in load_run(energy.run_dir).epochs))
+    assert "embodied CO2e" in str(summary)
+    info = json.loads((energy.run_dir / "run.json").read_text())["embodied"]
+    assert info["counted"] and info["lifetime_years"] == 6.0 and info["utilisation"] == 0.85
+    assert any("Estimating the Carbon Footprint of BLOOM" in s for s in info["sources"])
+
+
+def test_the_lifetime_and_utilisation_options_change_the_share(tmp_path, clock):
+    nvml = FakeNvml([FakeGpu(name=H100)], clock=clock)
+    options = {"embodied": True, "embodied_lifetime_years": 4, "embodied_utilisation": 0.5}
+    with gpu_tracker(tmp_path, nvml, clock=clock, sampling="manual", **options) as energy:
+        one_epoch(energy, clock, 3600.0)
+    (row,) = train_rows(energy.run_dir)
+    assert row["embodied_co2_kg"] == pytest.approx(H100_KG / (4 * 8760 * 0.5))
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("embodied", "yes"),
+        ("embodied_lifetime_years", 0),
+        ("embodied_lifetime_years", float("nan")),
+        ("embodied_lifetime_years", True),
+        ("embodied_utilisation", 1.5),
+        ("embodied_utilisation", 0),
+    ],
+)
+def test_bad_embodied_options_are_named_at_construction(tmp_path, option, value):
+    with pytest.raises(ConfigurationError, match=rf"{option}={value!r}"):
+        EnergyTracker(tmp_path, sensors=[], **{option: value})
+
+
+@pytest.mark.parametrize("node_known", [True, False])
+def test_a_two_rank_job_counts_each_gpu_once_and_the_host_once(tmp_path, clock, node_known):
+    """Two ranks on one node; unknown node: both measure its CPU and RAM, and the merge keeps one host."""
+    trackers = []
+    for rank in (0, 1):
+        launch = Launch(rank, rank if node_known else 0, 2, 2 if node_known else 1, "j2", "given", 0, node_known, "t")
+        sensors = node(clock, [rank], host=rank == 0 or not node_known)
+        trackers.append(
+            EnergyTracker(
+                tmp_path,
+                sensors=sensors,
+                launch=launch,
+                host="node-a",
+                clock=clock,
+                sampling="manual",
+                carbon_intensity_g_per_kwh=100.0,
+                embodied=True,
+                **PATIENT,
+            )  # fmt: skip
+        )
+    with ExitStack() as stack:
+        for energy in trackers:
+            stack.enter_context(energy)
+            stack.enter_context(energy.epoch(0))
+        clock.advance(3600.0)
+    (job,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    (row,) = [r for r in load_run(job).epochs if r["phase"] == "train"]
+    assert row["embodied_co2_kg"] == pytest.approx((2 * H100_KG + HOST_KG) / USE_H)
+
+
+def test_the_boundary_counts_embodied_only_when_on(tmp_path, clock):
+    nvml = FakeNvml([FakeGpu(name=H100)], clock=clock)
+    for on in (False, True):
+        with gpu_tracker(tmp_path / str(on), nvml, clock=clock, sampling="manual", embodied=on) as energy:
+            one_epoch(energy, clock, 10.0)
+        boundary = json.loads((energy.run_dir / "run.json").read_text())["boundary"]
+        side = boundary["counted" if on else "not_counted"]
+        (term,) = [t for t in side if t["term"] == "embodied"]
+        assert ("6 years at 0.85 use" in term["source"]) if on else ("embodied=True" in term["why"])
