@@ -257,9 +257,13 @@ class Boundary(NamedTuple):
 
     def text(self, sources: bool = True) -> str:
         """One line: what is counted and how (``sources``: and from what), what is not, and the kind of CO2e."""
+        return "; ".join(self.parts(sources))
+
+    def parts(self, sources: bool = True) -> tuple[str, str]:
+        """``counts ...`` and ``not counted: ...; CO2e is ...``: :meth:`text` in two halves, for two lines."""
         return (
-            f"counts {self.counts_text(sources) or 'nothing'}; not counted: {self.leaves_out_text() or 'nothing'}; "
-            "CO2e is operational and location-based"
+            f"counts {self.counts_text(sources) or 'nothing'}",
+            f"not counted: {self.leaves_out_text() or 'nothing'}; CO2e is operational and location-based",
         )
 
     def sentence(self) -> str:

@@ -265,7 +265,7 @@ class Summary(NamedTuple):
                 f"  break-even        {units.significant(self.break_even_queries)} queries to equal the training energy"
             )
         if self.boundary:
-            lines.append(f"  boundary          {self.boundary.text()}")
+            lines += ["  boundary          {}\n                    {}".format(*self.boundary.parts())]
         if self.run_dir:
             lines.append(f"  logs              {self.run_dir}")
         return "\n".join(lines)
