@@ -100,3 +100,35 @@ def test_bad_water_options_name_the_value_and_what_to_write(tmp_path, clock, opt
     with pytest.raises(ConfigurationError, match="give") as error:
         EnergyTracker(tmp_path, sensors=[FakeSensor("gpu:0", "gpu", steady(1.0), clock)], clock=clock, **options)
     assert shown in str(error.value)
+
+
+def test_the_report_paper_and_model_card_carry_the_water_and_its_sources(tmp_path, clock):
+    from tracker.report.model_card import model_card_text
+    from tracker.report.paper import paper_text
+    from tracker.report.render import load_summaries, render
+
+    one_epoch(tmp_path, clock, wue_l_per_kwh=0.5, pue=1.2)
+    summaries = load_summaries([tmp_path])
+    text = render(summaries, "text")
+    assert "water" in text and "Chini & Peer 2021, USA 2018" in text and "wue_l_per_kwh given" in text
+    assert "| water |" in render(summaries, "markdown")
+    csv_text = render(summaries, "csv")
+    assert "water_l,water_l_low,water_l_high,water_onsite_l,water_offsite_l,water_source" in csv_text
+    document = json.loads(render(summaries, "json"))
+    assert document["runs"][0]["water"]["water_l"] == pytest.approx(HOUR_KWH * (0.5 + 1.2 * USA))
+    paper = paper_text(summaries)
+    assert "operational water consumption (water evaporated, not withdrawn" in paper
+    assert (
+        "Li, P., Yang, J., Islam, M. A. & Ren, S. (2023)" in paper and "Chini, C. M. & Peer, R. A. M. (2021)" in paper
+    )
+    assert "# operational water consumption" in model_card_text(summaries)
+
+
+def test_a_report_of_runs_without_water_says_nothing_of_it(tmp_path, clock):
+    from tracker.report.model_card import model_card_text
+    from tracker.report.paper import paper_text
+    from tracker.report.render import load_summaries, render
+
+    one_epoch(tmp_path, clock)
+    summaries = load_summaries([tmp_path])
+    assert "water" not in render(summaries, "text") + paper_text(summaries) + model_card_text(summaries)

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+import tracker.units as units
 from tracker.errors import ConfigurationError
 
 ONSITE, OFFSITE = "onsite", "offsite"
@@ -94,6 +96,10 @@ class Water(NamedTuple):
                  (OFFSITE, self.offsite)) if f is not None]  # fmt: skip
         return "; ".join(parts)
 
+    def described(self) -> str:
+        """Each counted term's figure and short source, then why a term is not counted, ``;``-joined."""
+        return "; ".join(filter(None, [self.source(), *self.notes]))
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: each term's figure, band and source (``None`` when not counted), and the notes."""
         return {
@@ -101,6 +107,35 @@ class Water(NamedTuple):
             OFFSITE: self.offsite._asdict() if self.offsite else None,
             "notes": list(self.notes),
         }
+
+    @classmethod
+    def from_dict(cls, saved: Mapping[str, Any]) -> Water:
+        """The terms :meth:`as_dict` gave (``run.json``'s ``water``).
+
+        Raises:
+            TypeError, KeyError, ValueError: ``saved`` is not such a dict.
+        """
+
+        def term(name: str) -> Figure | None:
+            value = saved.get(name)
+            return None if value is None else Figure(**value)
+
+        return cls(term(ONSITE), term(OFFSITE), tuple(str(n) for n in saved.get("notes") or ()))
+
+
+def text(litres: Mapping[str, float | None], described: str) -> str:
+    """What a person reads: ``1.05 L (0.889–1.23 L; on-site 150 mL, off-site 896 mL) [<terms and sources>]``.
+
+    Args:
+        litres: the water columns (:data:`COLUMNS`) of a row or a total, L.
+        described: :meth:`Water.described` of the terms.
+    """
+    if litres.get("water_l") is None:
+        return f"not counted [{described}]"
+    terms = ", ".join(f"{name} {'not counted' if litres.get(column) is None else units.water(litres[column])}"
+                      for name, column in (("on-site", "water_onsite_l"), ("off-site", "water_offsite_l")))  # fmt: skip
+    band = units.water_band(litres.get("water_l_low"), litres.get("water_l_high"))
+    return f"{units.water(litres['water_l'])} ({band}; {terms}) [{described}]"
 
 
 # The rows' water columns, L: the total and its band, then each term (empty when not counted).
@@ -171,16 +206,20 @@ def resolve_water(
     if onsite is None:
         onsite = table().get((ONSITE, cloud or "")) if cloud else None
         if onsite is None:
-            where = f"no published WUE for {cloud} in the bundled table" if cloud else "no wue_l_per_kwh given"
-            notes.append(f"on-site cooling water not counted ({where}, give wue_l_per_kwh)")
+            why = (
+                f"no published WUE for {cloud} in the bundled table: give wue_l_per_kwh"
+                if cloud
+                else "no wue_l_per_kwh given"
+            )
+            notes.append(f"on-site cooling water not counted ({why})")
     offsite = _given(grid_water, "grid_water_l_per_kwh")
     if offsite is None:
         offsite = table().get((OFFSITE, country)) if country else None
         if offsite is None:
-            where = (
+            why = (
                 f"no sourced figure for {country} in the bundled table" if country else "the grid's country is unknown"
             )
-            notes.append(f"off-site generation water not counted ({where}, give grid_water_l_per_kwh)")
+            notes.append(f"off-site generation water not counted ({why}: give grid_water_l_per_kwh)")
     return Water(onsite, offsite, tuple(notes))
 
 

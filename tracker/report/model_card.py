@@ -41,7 +41,20 @@ def co2_block(experiment: Experiment, training_type: str = "pre-training") -> st
         "geographical_location": _locations(runs, experiment),
         "hardware_used": hardware_text(runs),
     }
-    return "co2_eq_emissions:\n" + "".join(f"  {key}: {json.dumps(value)}\n" for key, value in fields.items())
+    block = "co2_eq_emissions:\n" + "".join(f"  {key}: {json.dumps(value)}\n" for key, value in fields.items())
+    return block + _water_comment(experiment)
+
+
+def _water_comment(experiment: Experiment) -> str:
+    """A YAML comment with the operational water and its terms' sources: the Hub's block has no field for it."""
+    from tracker.carbon import water
+
+    described = [water.Water.from_dict(r.water_terms).described() for r in experiment.runs if r.water_terms]
+    if not described:
+        return ""
+    pieces = dict.fromkeys(piece for text in described for piece in text.split("; "))
+    text = water.text(experiment.totals.water(), "; ".join(pieces))
+    return f"  # operational water consumption (Li et al. 2023 accounting, not a field of the Hub's schema): {text}\n"
 
 
 def _boundary(runs: Sequence[RunSummary]) -> str:

@@ -228,8 +228,8 @@ def experiment_paragraph(experiment: Experiment) -> tuple[str, References]:
         f"(range {units.energy_band(t.energy_kwh_low, t.energy_kwh_high)}). {components} At "
         f"{_intensities(runs, refs)} and {_pue(runs)}, this amounts to "
         f"{units.co2(co2['co2_kg'])} CO2e (range {units.co2_band(co2['co2_kg_low'], co2['co2_kg_high'])})"
-        f"{equivalent_text(co2['co2_kg'], t.energy_kwh, refs)}. {boundary_text(runs, refs)} Energy was recorded "
-        "per epoch with "
+        f"{equivalent_text(co2['co2_kg'], t.energy_kwh, refs)}.{water_sentence(experiment, refs)} "
+        f"{boundary_text(runs, refs)} Energy was recorded per epoch with "
         f"training-energy-tracker {runs[0].version or __version__}."
     )
     unfinished = [s for s in runs if s.status != COMPLETE]
@@ -265,6 +265,59 @@ def _differing(runs: Sequence[RunSummary], recorded: Sequence[RunSummary]) -> st
         f"The runs do not share one boundary: every run counts {both.counts_text(False, ' and ') or 'nothing'}{none}"
         f"; beyond that, {'; '.join(beyond)}."
     )
+
+
+LI_ET_AL = (
+    'Li, P., Yang, J., Islam, M. A. & Ren, S. (2023). Making AI Less "Thirsty": Uncovering and Addressing the '
+    "Secret Water Footprint of AI Models. arXiv:2304.03271; Communications of the ACM (2025)."
+)
+CHINI_PEER = (
+    "Chini, C. M. & Peer, R. A. M. (2021). The water footprint of global energy trade from 2010 to 2018. "
+    "Scientific Data."
+)
+TERM_WORDS = {"onsite": "on-site cooling", "offsite": "off-site electricity generation"}
+
+
+def water_sentence(experiment: Experiment, refs: References) -> str:
+    """`` Its operational water consumption ... was 1.05 L (range ...): ...`` with its sources; empty when not counted.
+
+    One sentence: the total with its band, then each term with its figure (L/kWh) and where the figure comes
+    from, or that the term was not counted for want of a sourced figure.
+    """
+    from tracker.carbon.water import OFFSITE, ONSITE, Water
+
+    terms = [Water.from_dict(s.water_terms) for s in experiment.runs if s.water_terms]
+    t = experiment.totals
+    if not terms:
+        return ""
+    if t.water_l is None:
+        return " Operational water was not counted: no term had a sourced figure."
+    li = refs.cite(LI_ET_AL)
+    parts = [_term_phrase(term, litres, terms, refs) for term, litres in ((ONSITE, t.water_onsite_l),
+             (OFFSITE, t.water_offsite_l))]  # fmt: skip
+    return (
+        f" Its operational water consumption (water evaporated, not withdrawn: IT energy × on-site WUE plus IT "
+        f"energy × PUE × the grid's water intensity, following Li et al. {li}) was {units.water(t.water_l)} "
+        f"(range {units.water_band(t.water_l_low, t.water_l_high)}): {'; '.join(parts)}."
+    )
+
+
+def _term_phrase(term: str, litres: float | None, terms: Sequence[Any], refs: References) -> str:
+    """``on-site cooling 150 mL at 0.500 L/kWh, a figure given by the authors``, or why it was not counted."""
+    figures = [getattr(w, term) for w in terms]
+    known = list(dict.fromkeys(f for f in figures if f is not None))
+    if litres is None or not known:
+        return f"{TERM_WORDS[term]} was not counted, for want of a sourced figure"
+    at = " and ".join(f"{units.significant(f.l_per_kwh)} L/kWh{_water_origin(f.source, refs)}" for f in known)
+    missing = figures.count(None)
+    left = f" (not counted for {missing} of {len(figures)} runs, for want of a figure)" if missing else ""
+    return f"{TERM_WORDS[term]} {units.water(litres)} at {at}{left}"
+
+
+def _water_origin(source: str, refs: References) -> str:
+    if source.startswith("Chini"):
+        return f" from Chini and Peer (2021) {refs.cite(CHINI_PEER)}"
+    return ", a figure given by the authors"
 
 
 def _unfinished(runs: Sequence[RunSummary]) -> str:

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from tracker.carbon.water import COLUMNS as WATER
 from tracker.energy import joined
 from tracker.errors import ConfigurationError
 from tracker.logs.reader import Run, load_runs, merge_jobs
@@ -42,6 +43,8 @@ CSV_COLUMNS = (
     "duration_s",
     "samples",
     *SUMMED[1:],  # energy by component, with band, and CO2 with band
+    *WATER,  # operational water with band and each term, L (empty when not counted)
+    "water_source",
     "pue",
     "carbon_intensity_g_per_kwh",
     "intensity_method",
@@ -81,6 +84,8 @@ class RunSummary(NamedTuple):
         tags: the labels given at start.
         boundary: what the run's figures count and leave out (``run.json``'s ``boundary``); ``None`` for a
             run written before the tracker declared it.
+        water_terms: ``run.json``'s ``water``: each water term's figure (L/kWh), band and source, and the
+            terms not counted; ``None`` when the run did not count water.
     """
 
     name: str
@@ -100,6 +105,7 @@ class RunSummary(NamedTuple):
     recosted: dict[str, Any] | None
     tags: list[str]
     boundary: Boundary | None = None
+    water_terms: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         # A named tuple's repr less the rows: a run has one per epoch and phase, thousands in long runs.
@@ -155,6 +161,7 @@ def summarize(run: Run) -> RunSummary:
         recosted=None,
         tags=[str(t) for t in info.get("tags") or []],
         boundary=Boundary.from_dict(info.get("boundary")),
+        water_terms=info.get("water") or None,
     )
 
 
@@ -267,12 +274,13 @@ def to_json(summaries: Sequence[RunSummary]) -> str:
         record = {"name": s.name, "path": s.path, "status": s.status, "epochs": s.epochs, **s._asdict()}
         record["totals"] = s.totals.sums()
         record["boundary"] = s.boundary.as_dict() if s.boundary else None
+        record["water"] = s.totals.water()
         record["kwh_per_epoch"] = s.kwh_per_epoch
         record["equivalents"] = [e._asdict() for e in equivalents(s.totals.co2_kg, s.totals.energy_kwh)]
         runs.append(record)
     experiments = [
         {"experiment": e.name, "runs": [r.name for r in e.runs], "epochs": e.epochs, "totals": e.totals.sums(),
-         "recosted": e.recosted}
+         "water": e.totals.water(), "recosted": e.recosted}
         for e in group(summaries)
     ]  # fmt: skip
     document = {"runs": runs, "experiments": experiments, "comparison": comparison(summaries)}

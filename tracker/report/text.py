@@ -65,6 +65,8 @@ def _facts(s: RunSummary) -> list[tuple[str, str]]:
         ("PUE", units.number(s.pue)),
         ("boundary", s.boundary.text() if s.boundary else NOT_RECORDED),
     ]
+    if s.water_terms or t.water_l is not None:
+        facts.append(("water", water_fact(s)))
     if s.recosted:
         facts.append(("CO2e re-costed", recosted_text(s.recosted, s.pue)))
     if s.forecast:
@@ -86,6 +88,14 @@ def shared_boundary_text(runs: Sequence[RunSummary]) -> str:
         return "not recorded by these runs (written before the tracker declared it)"
     note = f"; not recorded by {', '.join(unrecorded)}" if unrecorded else ""
     return f"the runs differ in what they count (see each run's){note}: their total adds figures of unlike boundaries"
+
+
+def water_fact(s: RunSummary) -> str:
+    """The run's operational water with band and terms, and each term's figure and source (or why not counted)."""
+    from tracker.carbon import water
+
+    described = water.Water.from_dict(s.water_terms).described() if s.water_terms else "terms not recorded"
+    return water.text(s.totals.water(), described)
 
 
 def _open_text(rows: Sequence[dict[str, Any]]) -> str:

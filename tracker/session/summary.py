@@ -193,13 +193,10 @@ class Summary(NamedTuple):
         )
 
     def water_text(self) -> str:
-        """The water consumed with its band and each term (``not counted`` where a term has no figure)."""
-        if self.water_l is None:
-            return f"not counted [{self.water_source}]"
-        terms = ", ".join(f"{name} {'not counted' if litres is None else units.water(litres)}" for name, litres in
-                          (("on-site", self.water_onsite_l), ("off-site", self.water_offsite_l)))  # fmt: skip
-        band = units.water_band(self.water_l_low, self.water_l_high)
-        return f"{units.water(self.water_l)} ({band}; {terms}) [{self.water_source}]"
+        """The water consumed with its band and each term, and the terms' figures and sources (or why not counted)."""
+        from tracker.carbon import water
+
+        return water.text(self._asdict(), self.water_source)
 
     def _repr_html_(self) -> str:
         """A compact table for Jupyter: energy by component and how it was obtained, CO2e with band, the grid."""
@@ -273,7 +270,7 @@ class Summary(NamedTuple):
 
 def _water_source(water: Any) -> str:
     """Each counted term's figure and source, then the terms not counted; empty when water is not asked for."""
-    return "" if water is None else "; ".join(filter(None, [water.source(), *water.notes]))
+    return "" if water is None else water.described()
 
 
 def boundary_of(state: RunState) -> Boundary:
