@@ -49,7 +49,7 @@ def test_a_country_without_a_sourced_figure_counts_no_off_site_water_and_says_so
     _, row = one_epoch(tmp_path, clock, country="FJI", water=True)
     assert row["water_l"] is None and row["water_offsite_l"] is None
     assert "off-site generation water not counted (no sourced figure for FJI" in row["notes"]
-    assert "on-site cooling water not counted (no wue_l_per_kwh given" in row["notes"]
+    assert "on-site cooling water not counted (no WUE known: give wue_l_per_kwh)" in row["notes"]
 
 
 def test_with_one_term_known_water_is_that_term_and_the_other_is_noted(tmp_path, clock):
@@ -131,4 +131,6 @@ def test_a_report_of_runs_without_water_says_nothing_of_it(tmp_path, clock):
 
     one_epoch(tmp_path, clock)
     summaries = load_summaries([tmp_path])
-    assert "water" not in render(summaries, "text") + paper_text(summaries) + model_card_text(summaries)
+    text = render(summaries, "text")
+    assert "\n  water " not in text and "Chini" not in text  # the boundary names water among what is left out
+    assert "operational water consumption" not in paper_text(summaries) + model_card_text(summaries)

@@ -206,12 +206,8 @@ def resolve_water(
     if onsite is None:
         onsite = table().get((ONSITE, cloud or "")) if cloud else None
         if onsite is None:
-            why = (
-                f"no published WUE for {cloud} in the bundled table: give wue_l_per_kwh"
-                if cloud
-                else "no wue_l_per_kwh given"
-            )
-            notes.append(f"on-site cooling water not counted ({why})")
+            why = f"no published WUE for {cloud} in the bundled table" if cloud else "no WUE known"
+            notes.append(f"on-site cooling water not counted ({why}: give wue_l_per_kwh)")
     offsite = _given(grid_water, "grid_water_l_per_kwh")
     if offsite is None:
         offsite = table().get((OFFSITE, country)) if country else None
