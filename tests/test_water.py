@@ -134,3 +134,26 @@ def test_a_report_of_runs_without_water_says_nothing_of_it(tmp_path, clock):
     text = render(summaries, "text")
     assert "\n  water " not in text and "Chini" not in text  # the boundary names water among what is left out
     assert "operational water consumption" not in paper_text(summaries) + model_card_text(summaries)
+
+
+def test_a_two_rank_job_sums_each_rank_s_water(tmp_path, clock):
+    from contextlib import ExitStack
+
+    from tracker.job.placement import Launch
+
+    trackers = []
+    for rank in (0, 1):
+        launch = Launch(rank, rank, 2, 2, "w2", "given", 0, True, "t")
+        gpu = FakeSensor(f"gpu:{rank}", "gpu", steady(300.0), clock, info={"name": "A", "uuid": f"GPU-{rank}"})
+        options = {"launch": launch, "host": "node-a", "clock": clock, "sampling": "manual", "country": "USA"}
+        trackers.append(EnergyTracker(tmp_path, sensors=[gpu], wue_l_per_kwh=0.5, **options, **PATIENT))
+    with ExitStack() as stack:
+        for energy in trackers:
+            stack.enter_context(energy)
+            stack.enter_context(energy.epoch(0))
+        clock.advance(3600.0)
+    (job,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    (row,) = [r for r in load_run(job).epochs if r["phase"] == "train"]
+    assert row["energy_kwh"] == pytest.approx(2 * HOUR_KWH)
+    assert row["water_l"] == pytest.approx(2 * HOUR_KWH * (0.5 + USA))
+    assert row["water_onsite_l"] == pytest.approx(2 * HOUR_KWH * 0.5)

@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from tracker.carbon.embodied import COLUMNS as EMBODIED
+from tracker.carbon.water import COLUMNS as WATER
 from tracker.energy import ABSENT, J_PER_KWH, joined
 from tracker.logs.liveness import KILLED, RECOVERED, machine_of
 from tracker.logs.schema import PARTIAL
@@ -180,6 +181,9 @@ def _scaled_part(row: dict[str, Any], dropped: list[Mapping[str, Any]]) -> dict[
     for column, central in _SCALED:
         value = get(column)
         part[column] = _num(value if value is not None else get(central)) * ratio
+    for column in WATER:  # water is the energy times fixed figures: scaled with it, and left empty where it is
+        if get(column) is not None:
+            part[column] = _num(get(column)) * ratio
     for column in EMBODIED:  # a device's embodied share is its own: taken off with it, not scaled
         if get(column) is not None:
             part[column] = max(0.0, _num(get(column)) - sum(_num(d.get(column)) for d in dropped))
@@ -481,8 +485,8 @@ def job_status(statuses: set[str]) -> str:
 
 def _totals(epochs: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
     totals = Totals.of(epochs)
-    sums = {**totals.sums(), **totals.embodied()}
-    columns = ("energy_kwh", "gpu_kwh", "cpu_kwh", "ram_kwh", "co2_kg", "co2_kg_low", "co2_kg_high", *EMBODIED)
+    sums = {**totals.sums(), **totals.embodied(), **totals.water()}
+    columns = ("energy_kwh", "gpu_kwh", "cpu_kwh", "ram_kwh", "co2_kg", "co2_kg_low", "co2_kg_high", *EMBODIED, *WATER)
     return {c: sums[c] for c in columns}
 
 
