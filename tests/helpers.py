@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import random
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tracker import EnergyTracker
+from tracker import EnergyTracker, load_run
 from tracker.testing import FakeClock
 
 # The edge deadline the tests give (``edge_deadline_s``, 10 ms by default): on a loaded CI machine an edge
@@ -19,6 +21,18 @@ PATIENT = {"edge_deadline_s": 2.0}
 def gpu_tracker(tmp_path: Any, nvml: Any, **options: Any) -> EnergyTracker:
     """A tracker of the fake NVML's GPUs alone, costed at 100 g/kWh, with patient edges; ``options`` added."""
     return EnergyTracker(tmp_path, nvml=nvml, measure=("gpu",), carbon_intensity_g_per_kwh=100.0, **PATIENT, **options)
+
+
+def job_train_row(log_dir: Path, trackers: list[EnergyTracker], clock: FakeClock, seconds: float) -> dict[str, Any]:
+    """Every rank's tracker of one job through epoch 0 together, ``seconds`` long; the job's merged ``train`` row."""
+    with ExitStack() as stack:
+        for energy in trackers:
+            stack.enter_context(energy)
+            stack.enter_context(energy.epoch(0))
+        clock.advance(seconds)
+    (job,) = [p for p in log_dir.iterdir() if p.is_dir()]
+    (row,) = [r for r in load_run(job).epochs if r["phase"] == "train"]
+    return row
 
 
 def run_for(

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
 
 import pytest
-from helpers import PATIENT, gpu_tracker
+from helpers import PATIENT, gpu_tracker, job_train_row
 
 from tracker import ConfigurationError, EnergyTracker, load_run
 from tracker.job.placement import Launch
@@ -127,13 +126,7 @@ def test_a_two_rank_job_counts_each_gpu_once_and_the_host_once(tmp_path, clock, 
                 **PATIENT,
             )  # fmt: skip
         )
-    with ExitStack() as stack:
-        for energy in trackers:
-            stack.enter_context(energy)
-            stack.enter_context(energy.epoch(0))
-        clock.advance(3600.0)
-    (job,) = [p for p in tmp_path.iterdir() if p.is_dir()]
-    (row,) = [r for r in load_run(job).epochs if r["phase"] == "train"]
+    row = job_train_row(tmp_path, trackers, clock, 3600.0)
     assert row["embodied_co2_kg"] == pytest.approx((2 * H100_KG + HOST_KG) / USE_H)
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.helpers import PATIENT
+from tests.helpers import PATIENT, job_train_row
 from tracker import ConfigurationError, EnergyTracker, load_run
 from tracker.testing import FakeSensor, steady
 
@@ -137,8 +137,6 @@ def test_a_report_of_runs_without_water_says_nothing_of_it(tmp_path, clock):
 
 
 def test_a_two_rank_job_sums_each_rank_s_water(tmp_path, clock):
-    from contextlib import ExitStack
-
     from tracker.job.placement import Launch
 
     trackers = []
@@ -147,13 +145,7 @@ def test_a_two_rank_job_sums_each_rank_s_water(tmp_path, clock):
         gpu = FakeSensor(f"gpu:{rank}", "gpu", steady(300.0), clock, info={"name": "A", "uuid": f"GPU-{rank}"})
         options = {"launch": launch, "host": "node-a", "clock": clock, "sampling": "manual", "country": "USA"}
         trackers.append(EnergyTracker(tmp_path, sensors=[gpu], wue_l_per_kwh=0.5, **options, **PATIENT))
-    with ExitStack() as stack:
-        for energy in trackers:
-            stack.enter_context(energy)
-            stack.enter_context(energy.epoch(0))
-        clock.advance(3600.0)
-    (job,) = [p for p in tmp_path.iterdir() if p.is_dir()]
-    (row,) = [r for r in load_run(job).epochs if r["phase"] == "train"]
+    row = job_train_row(tmp_path, trackers, clock, 3600.0)
     assert row["energy_kwh"] == pytest.approx(2 * HOUR_KWH)
     assert row["water_l"] == pytest.approx(2 * HOUR_KWH * (0.5 + USA))
     assert row["water_onsite_l"] == pytest.approx(2 * HOUR_KWH * 0.5)
