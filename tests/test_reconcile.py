@@ -270,3 +270,129 @@ def test_a_single_sample_per_gpu_cannot_give_energy(run: Path, tmp_path: Path, c
 def test_a_bad_at_is_an_error(run: Path, tmp_path: Path, capsys: Any, at: str) -> None:
     code, _, err = reconcile(capsys, run, "--dcgm", tmp_path / "before.prom", "--at", at)
     assert code == 2 and ("--at" in err or "UTC offset" in err)
+
+
+# ---- Slurm's accounting (sacct) -------------------------------------------------------------------------------------
+
+TRACKER_J = sum(WATTS) * RUN_S  # the run measures its GPUs alone: 30 kJ
+
+
+def sacct_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sacct.txt"
+    path.write_text(text)
+    return path
+
+
+def test_sacct_parsable2_uses_the_extern_step_not_the_sum_of_overlapping_steps(
+    run: Path, tmp_path: Path, capsys: Any
+) -> None:
+    # sacct -j 4242 --parsable2 --format=JobID,JobName,ConsumedEnergyRaw,ElapsedRaw,NNodes: the job's own line is
+    # the sum of its steps (Slurm adds each step's energy to the job's), which overlap in time.
+    path = sacct_file(tmp_path, "JobID|JobName|ConsumedEnergyRaw|ElapsedRaw|NNodes\n"
+                                "4242|train|66020|62|1\n4242.batch|batch|30500|61|1\n"
+                                "4242.extern|extern|31020|62|1\n4242.0|python|4500|10|1\n")  # fmt: skip
+    code, result, _ = reconcile(capsys, run, "--sacct", path)
+    assert code == 0 and result["meter"] == "sacct"
+    (entry,) = result["compared"]
+    assert entry["meter_lines"] == ["4242.extern"] and entry["meter_j"] == 31020.0
+    assert entry["tracker_j"] == pytest.approx(TRACKER_J, rel=1e-9)
+    assert entry["difference_j"] == pytest.approx(TRACKER_J - 31020.0, abs=1e-6)
+    assert entry["outside_run_s"] == pytest.approx(2.0) and entry["run_uncovered_s"] == 0.0
+    assert result["measures"].startswith("ConsumedEnergyRaw (J) of the extern step, from whatever the site's")
+    notes = " ".join(result["notes"])
+    assert "the job's own line reads 18.3 Wh" in notes and "the tracker's components (energy_kwh" in notes
+    assert "AcctGatherEnergyType" in notes and "exclusive" in notes
+    assert [line["job_id"] for line in result["sources"][0]["lines"]] == ["4242", "4242.batch", "4242.extern", "4242.0"]
+
+
+def test_sacct_fixed_width_uses_the_batch_step_on_one_node(run: Path, tmp_path: Path, capsys: Any) -> None:
+    # sacct's default table (no --parsable): a header, a line of dashes, cells padded to each column's width.
+    path = sacct_file(tmp_path, "       JobID ConsumedEnergyRaw \n------------ ----------------- \n"
+                                "4242                    59900 \n4242.batch              30900 \n"
+                                "4242.0                  29000 \n")  # fmt: skip
+    assert main(["reconcile", str(run), "--sacct", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("Run r against sacct: ConsumedEnergyRaw (J) of the batch step")
+    assert "sacct fixed-width; times: not given" in text and "line 4: 4242.batch 8.58 Wh (used)" in text
+    assert "4242  " in text and "8.33 Wh  8.58 Wh" in text and "-250 mWh" in text and "-2.91 %" in text
+    assert "no ElapsedRaw" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "job", "lines", "energy_j"),
+    [
+        # an array task: <job>_<task>; the other tasks are not this run's
+        ("JobID|ConsumedEnergyRaw\n4243_7|61000\n4243_7.batch|30400\n4243_7.extern|30600\n4243_8.batch|9\n",
+         "4243_7", ["4243_7.extern"], 30600.0),
+        # two nodes and no extern step: the batch step runs on the first node alone, the srun steps on both
+        ("JobID|ConsumedEnergyRaw|NNodes\n4242|90000|2\n4242.batch|30000|1\n4242.0|20000|2\n4242.1|10500|2\n",
+         "4242", ["4242.0", "4242.1"], 30500.0),
+        # sacct -X (allocations only): the job's own line
+        ("JobID|ConsumedEnergyRaw\n4242|29500\n", "4242", ["4242"], 29500.0),
+        # Slurm's no-value (NO_VAL64) and an empty cell are no figure: the batch step is used
+        ("JobID|ConsumedEnergyRaw|\n4242|18446744073709551614|\n4242.extern||\n4242.batch|30100|\n",
+         "4242", ["4242.batch"], 30100.0),
+    ],
+)  # fmt: skip
+def test_sacct_lines_chosen(
+    run: Path, tmp_path: Path, capsys: Any, text: str, job: str, lines: list[str], energy_j: float
+) -> None:
+    code, result, _ = reconcile(capsys, run, "--sacct", sacct_file(tmp_path, text), "--job-id", job)
+    assert code == 0
+    (entry,) = result["compared"]
+    assert entry["job_id"] == job and entry["meter_lines"] == lines and entry["meter_j"] == pytest.approx(energy_j)
+    assert entry["difference_j"] == pytest.approx(TRACKER_J - energy_j, abs=1e-6)
+
+
+def test_sacct_plugin_chooses_the_tracker_figure(run: Path, tmp_path: Path, capsys: Any) -> None:
+    path = sacct_file(tmp_path, "JobID|ConsumedEnergyRaw\n4242|100\n4242.batch|31000\n")
+    code, result, _ = reconcile(capsys, run, "--sacct", path, "--slurm-plugin", "gpu")
+    assert code == 0 and "the GPUs' management library" in result["measures"]
+    assert result["compared"][0]["tracker_j"] == pytest.approx(TRACKER_J, rel=1e-9)
+    assert any(n.startswith("compared with the tracker's GPUs (gpu_kwh; gpu energy_counter") for n in result["notes"])
+    code, result, _ = reconcile(capsys, run, "--sacct", path, "--slurm-plugin", "rapl")
+    assert code == 0 and result["compared"][0]["tracker_j"] == 0.0  # the run measured no CPU or memory
+
+
+def test_sacct_is_set_beside_the_node_meter_when_the_run_has_one(run: Path, tmp_path: Path, capsys: Any) -> None:
+    # A run whose rows carry node_kwh (the machine's own meter): 1.25 times its GPUs' energy.
+    epochs = run / "epochs.csv"
+    lines = epochs.read_text().splitlines()
+    column = lines[0].split(",").index("energy_kwh")
+    rows = [f"{line},{float(line.split(',')[column]) * 1.25!r}" for line in lines[1:]]
+    epochs.write_text("\n".join([f"{lines[0]},node_kwh", *rows]) + "\n")
+    path = sacct_file(tmp_path, "JobID|ConsumedEnergyRaw\n4242.extern|38000\n")
+    code, result, _ = reconcile(capsys, run, "--sacct", path, "--slurm-plugin", "ipmi")
+    assert code == 0 and "the node's BMC through IPMI" in result["measures"]
+    assert result["compared"][0]["tracker_j"] == pytest.approx(1.25 * TRACKER_J, rel=1e-9)
+    assert result["compared"][0]["difference_j"] == pytest.approx(1.25 * TRACKER_J - 38000.0, abs=1e-6)
+    assert any("node meter (node_kwh" in n for n in result["notes"])
+
+
+@pytest.mark.parametrize(
+    ("text", "args", "expected"),
+    [
+        ("JobID|ConsumedEnergyRaw\n4242|0\n4242.batch|0\n", (), "sacct gives no energy for job 4242"),
+        ("JobID|ConsumedEnergyRaw\n99|5\n98.batch|6\n", (), "no line of job 4242 (the file's jobs: ['98', '99'])"),
+        ("JobID|ConsumedEnergyRaw\n4242|12.5K\n", (), "sacct.txt:2: energy '12.5K' is not a number of joules"),
+        ("JobID|State\n4242|COMPLETED\n", (), "sacct.txt:1: the header ['JobID', 'State'] names no JobID and"),
+        ("     JobID ConsumedEnergyRaw\n---------- -----------------\n4242.exte+             30000\n", (),
+         "sacct.txt:3: '4242.exte+' was cut to its column's width"),
+        ("JobID ConsumedEnergyRaw\n4242 1\n", (), "sacct.txt:1: no line of dashes under the header"),
+        ("", (), "sacct.txt: empty"),
+        ("JobID|ConsumedEnergyRaw\n4242|1\n", ("--job-id", "77"), "no line of job 77"),
+    ],
+)  # fmt: skip
+def test_unusable_sacct_output_is_an_error(
+    run: Path, tmp_path: Path, capsys: Any, text: str, args: tuple[str, ...], expected: str
+) -> None:
+    code, _, err = reconcile(capsys, run, "--sacct", sacct_file(tmp_path, text), *args)
+    assert code == 2 and expected in err
+
+
+def test_sacct_prefixed_energy_is_read(run: Path, tmp_path: Path, capsys: Any) -> None:
+    # ConsumedEnergy (not Raw) carries a unit prefix in powers of 1000 (sacct's man page).
+    path = sacct_file(tmp_path, "JobID|ConsumedEnergy|Elapsed\n4242.batch|30.50K|00:01:02\n")
+    code, result, _ = reconcile(capsys, run, "--sacct", path)
+    assert code == 0 and result["compared"][0]["meter_j"] == pytest.approx(30500.0)
+    assert result["compared"][0]["meter_elapsed_s"] == pytest.approx(62.0)

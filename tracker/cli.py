@@ -11,9 +11,10 @@ Subcommands (each has ``--help``):
   ending when the run ends.
 - ``devices [--json]``: the sensors found here, their method and current power, and why each
   absent source is absent.
-- ``reconcile RUN --dcgm FILE... [--at FILE=TIME]``: the run's energy beside an independent meter's for
-  the same window, GPU by GPU (dcgm-exporter's energy counter, from scrapes of its endpoint or a
-  Prometheus query answer), with the difference and which devices and time each side covers.
+- ``reconcile RUN --dcgm FILE... [--at FILE=TIME]`` or ``reconcile RUN --sacct FILE``: the run's energy
+  beside an independent meter's for the same window: GPU by GPU (dcgm-exporter's energy counter, from
+  scrapes of its endpoint or a Prometheus query answer) or the job's (Slurm's accounting), with the
+  difference and which devices and time each side covers.
 - ``run [options] -- COMMAND ...``: measures COMMAND as one run (one phase named ``command``),
   prints the summary to stderr and exits with COMMAND's exit code. SIGTERM, SIGINT, SIGHUP, SIGUSR1
   and SIGUSR2 are passed on to COMMAND; processes COMMAND leaves running when it exits (a launcher
@@ -109,7 +110,10 @@ def _reconcile(args: argparse.Namespace) -> int:
     from tracker.report import reconcile
 
     try:
-        rec = reconcile.reconcile_dcgm(args.run, args.dcgm, reconcile.parse_at(args.at))
+        if args.sacct:
+            rec = reconcile.reconcile_sacct(args.run, args.sacct, args.job_id, args.slurm_plugin)
+        else:
+            rec = reconcile.reconcile_dcgm(args.run, args.dcgm, reconcile.parse_at(args.at))
     except ValueError as exc:  # a run's file the tracker did not write (reader.load_run)
         raise ConfigurationError(str(exc)) from exc
     sys.stdout.write(reconcile.render(rec, args.format))
@@ -365,19 +369,26 @@ def _add_devices(commands: Any) -> None:
 
 def _add_reconcile(commands: Any) -> None:
     p = commands.add_parser(
-        "reconcile", help="a run's energy beside an independent meter's (dcgm-exporter)",
+        "reconcile", help="a run's energy beside an independent meter's (dcgm-exporter, Slurm's sacct)",
         description="The run's energy beside an independent meter's for the same window: each side's figure, the "
         "difference and which devices and time each covers. dcgm-exporter: DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION "
         "(mJ per GPU, matched to the run's devices.csv by UUID), from scrapes of its /metrics endpoint (e.g. "
         "curl host:9400/metrics > before.prom, and another after the run) or a Prometheus query_range answer "
-        "saved as JSON. Exit code 0 when compared, 2 on unusable input.",
+        "saved as JSON. Slurm: a saved sacct --format=JobID,ConsumedEnergyRaw,ElapsedRaw output (--parsable2 or the "
+        "default table) for the run's job_id. Exit code 0 when compared, 2 on unusable input.",
     )  # fmt: skip
     p.add_argument("run", metavar="RUN", help="a run directory (or a distributed job's directory)")
-    p.add_argument("--dcgm", nargs="+", required=True, metavar="FILE",
-                   help="dcgm-exporter scrapes (Prometheus text format), Prometheus API answers (JSON)")  # fmt: skip
+    meter = p.add_mutually_exclusive_group(required=True)
+    meter.add_argument("--dcgm", nargs="+", metavar="FILE",
+                       help="dcgm-exporter scrapes (Prometheus text format), Prometheus answers (JSON)")  # fmt: skip
+    meter.add_argument("--sacct", metavar="FILE", help="a saved sacct output with JobID and ConsumedEnergyRaw")
     p.add_argument("--at", action="append", default=[], metavar="FILE=TIME",
                    help="when a scrape without sample timestamps was taken (ISO 8601 with offset, or UNIX "
                    "seconds); default: the file's modification time")  # fmt: skip
+    p.add_argument("--job-id", help="with --sacct: the job to look up (default: the run's job_id)")
+    p.add_argument("--slurm-plugin", choices=("ipmi", "pm_counters", "xcc", "rapl", "gpu"),
+                   help="with --sacct: the site's AcctGatherEnergyType (acct_gather_energy/...), which chooses the "
+                   "tracker's figure beside it (node, CPU+RAM or GPU); default: the node's")  # fmt: skip
     p.add_argument("--format", choices=("text", "json"), default="text", help="text (default) or json")
     p.set_defaults(handler=_reconcile)
 

@@ -30,7 +30,17 @@ The meters, read from files written in their own documented formats:
   an error names the file, the line and what was expected (the library's names neither), and the library,
   the ``prometheus`` extra, is not needed to read a file.
 
-- **Slurm's accounting** (:mod:`tracker.report.sacct`).
+- **Slurm's accounting**: ``sacct --format=JobID,ConsumedEnergyRaw`` (optionally ``ElapsedRaw`` and
+  ``NNodes``) saved with ``--parsable2`` (``|``-separated, "without a '|' at the end", a header first; ``-p``'s
+  trailing ``|`` is read too) or in the default fixed-width table (a header, a line of dashes; a cell too wide
+  for its column is cut and ends with ``+``, and is refused). ConsumedEnergyRaw is the "total energy consumed by
+  all tasks in a job, in joules", "only in the case of an exclusive job allocation" the job's own (sacct's man
+  page); job ids are ``<job>[.<step>]`` (steps ``batch``, ``extern``, ``0``...), an array task's ``<job>_<task>``.
+  Which lines are used, so that no node's energy is counted twice, is :func:`slurm_energy`'s rule. What the
+  figure measures is the site's ``AcctGatherEnergyType`` plugin's (slurm.conf: ``ipmi``, ``pm_counters``,
+  ``xcc`` the node from its BMC, ``rapl`` the CPUs' RAPL, ``gpu`` the GPUs): it is compared with the run's node
+  meter (``node_kwh``) where the run has one and the plugin reads the node, else with the tracker's components,
+  and the output says which.
 
 The tracker's side is the run's ``devices.csv`` (each GPU's energy by UUID, all its rows: epochs, phases
 and the ``other`` rows between them, idle time included) over the run's rows' window (``epochs.csv``).
@@ -50,10 +60,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import tracker.units as units
-from tracker.energy import J_PER_KWH, counter_delta_j
+from tracker.energy import J_PER_KWH, counter_delta_j, joined
 from tracker.errors import ConfigurationError
 from tracker.logs.reader import Run, load_run
 from tracker.logs.schema import OTHER_PHASE
+from tracker.logs.totals import Totals
 from tracker.report.text import table
 
 DCGM = "dcgm-exporter"
@@ -533,6 +544,283 @@ def _window_note(c: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
+# ---- Slurm's accounting (sacct) ------------------------------------------------------------------------------------
+
+SACCT = "sacct"
+# Slurm's "no value" for a 64-bit field (slurm.h: NO_VAL64 is 0xfffffffffffffffe): a step's energy left unset.
+NO_VALUE_FROM = 2**63
+# ConsumedEnergy's unit prefixes (sacct: "Value may include a unit prefix (K,M,G,T,P)"), powers of 1000.
+PREFIXES = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15}
+# Where each acct_gather_energy plugin reads (slurm.conf, AcctGatherEnergyType); the tracker's figure for it.
+PLUGINS = {
+    "ipmi": ("node", "the node's BMC through IPMI"),
+    "pm_counters": ("node", "the node's BMC on HPE Cray systems"),
+    "xcc": ("node", "the node's Lenovo XClarity Controller"),
+    "rapl": ("cpu+ram", "the CPUs' RAPL counters"),
+    "gpu": ("gpu", "the GPUs' management library"),
+}
+EXPECTED_SACCT = (
+    "sacct --format=JobID,ConsumedEnergyRaw[,ElapsedRaw,NNodes] output: --parsable2 ('|'-separated, a header first) "
+    "or the default fixed-width table (a header, then a line of dashes)"
+)
+# Step names in the order they are chosen (module docstring): the allocation's own step, the batch script's.
+WHOLE_STEPS = ("extern", "batch", "interactive")
+
+
+class SacctRow(NamedTuple):
+    """One line of sacct.
+
+    ``job_id`` as printed (``123``, ``123.batch``, ``123_4.0``), ``energy_j`` (J; ``None``: no value), ``elapsed_s``
+    and ``nodes`` (``None`` when not asked for), ``line`` (its line number in the file).
+    """
+
+    job_id: str
+    energy_j: float | None
+    elapsed_s: float | None
+    nodes: int | None
+    line: int
+
+    @property
+    def step(self) -> str:
+        """The step's name after the job id's ``.`` (``batch``, ``extern``, ``0``), empty for the job's own line."""
+        return self.job_id.partition(".")[2]
+
+
+def read_sacct(path: str | os.PathLike[str]) -> tuple[list[SacctRow], str]:
+    """The lines of a saved ``sacct`` output, and its format's name.
+
+    Raises:
+        ConfigurationError: no JobID or energy column, a cell cut to its column's width (ends with ``+``), or an
+            energy that is not a number (the file, line and what was expected are named).
+        OSError: the file cannot be read.
+    """
+    where = str(path)
+    lines = Path(path).read_text(encoding="utf-8", errors="replace").splitlines()
+    numbered = [(n, line) for n, line in enumerate(lines, 1) if line.strip()]
+    if not numbered:
+        raise ConfigurationError(f"{where}: empty; expected {EXPECTED_SACCT}")
+    if "|" in numbered[0][1]:
+        header, cells = _parsable(numbered)
+        form = "sacct --parsable2"
+    else:
+        header, cells = _fixed_width(numbered, where)
+        form = "sacct fixed-width"
+    columns = _columns(header, f"{where}:{numbered[0][0]}")
+    return [_sacct_row(row, columns, f"{where}:{n}", n) for n, row in cells], form
+
+
+def _parsable(numbered: list[tuple[int, str]]) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    split = [(n, line.split("|")) for n, line in numbered]
+    return split[0][1], split[1:]
+
+
+def _fixed_width(numbered: list[tuple[int, str]], where: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    if len(numbered) < 2 or not re.fullmatch(r"[-\s]+", numbered[1][1]):
+        raise ConfigurationError(
+            f"{where}:{numbered[0][0]}: no line of dashes under the header; expected {EXPECTED_SACCT}"
+        )
+    spans = [m.span() for m in re.finditer(r"-+", numbered[1][1])]
+    cut = lambda line: [line[a:b].strip() for a, b in spans]  # noqa: E731
+    return cut(numbered[0][1]), [(n, cut(line)) for n, line in numbered[2:]]
+
+
+def _columns(header: list[str], where: str) -> dict[str, int]:
+    names = {name.strip().lower(): i for i, name in enumerate(header)}
+    found = {key: next((names[n] for n in options if n in names), None) for key, options in (
+        ("job", ("jobid", "jobidraw")), ("raw", ("consumedenergyraw",)), ("prefixed", ("consumedenergy",)),
+        ("elapsed_raw", ("elapsedraw",)), ("elapsed", ("elapsed",)), ("nodes", ("nnodes", "allocnodes")))}  # fmt: skip
+    if found["job"] is None or (found["raw"] is None and found["prefixed"] is None):
+        raise ConfigurationError(
+            f"{where}: the header {[h.strip() for h in header]} names no JobID and ConsumedEnergyRaw; "
+            f"expected {EXPECTED_SACCT}"
+        )
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def _sacct_row(cells: list[str], columns: Mapping[str, int], where: str, line: int) -> SacctRow:
+    cell = lambda key: cells[columns[key]].strip() if key in columns and columns[key] < len(cells) else ""  # noqa: E731
+    for key in ("job", "raw", "prefixed"):
+        if cell(key).endswith("+"):
+            raise ConfigurationError(
+                f"{where}: {cell(key)!r} was cut to its column's width by sacct; run sacct with --parsable2 "
+                "(or widen the column: JobID%30)"
+            )
+    energy = _energy(cell("raw"), 1.0, where) if "raw" in columns else _energy(cell("prefixed"), None, where)
+    elapsed = _number(cell("elapsed_raw")) if "elapsed_raw" in columns else _elapsed(cell("elapsed"))
+    return SacctRow(cell("job"), energy, elapsed, int(_number(cell("nodes")) or 0) or None, line)
+
+
+def _energy(text: str, factor: float | None, where: str) -> float | None:
+    """A ConsumedEnergyRaw cell (``factor`` 1) or a ConsumedEnergy one (a unit prefix: ``factor`` None), J."""
+    if not text:
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGTP]?)", text)
+    if match is None or (factor == 1.0 and match.group(2)):
+        raise ConfigurationError(f"{where}: energy {text!r} is not a number of joules; expected {EXPECTED_SACCT}")
+    value = float(match.group(1)) * PREFIXES[match.group(2)]
+    return None if value >= NO_VALUE_FROM else value
+
+
+def _elapsed(text: str) -> float | None:
+    """An Elapsed cell, ``[DD-[HH:]]MM:SS``, as seconds; ``None`` if it is not one."""
+    match = re.fullmatch(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)", text)
+    if match is None:
+        return None
+    days, hours, minutes, seconds = (float(g or 0) for g in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
+
+
+def slurm_energy(rows: Sequence[SacctRow], job_id: str) -> tuple[float, str, list[SacctRow]]:
+    """The job's energy from its sacct lines without counting a node twice: ``(J, which lines, those lines)``.
+
+    Slurm adds each step's energy to the job's as the step completes, or the extern step's alone with
+    ``PrologFlags=Contain`` (slurmctld's ``step_mgr.c``, ``_internal_step_complete``), and a step's figure is
+    its nodes' energy while it ran (collected per node: slurm.conf, ``AcctGatherEnergyType``). The batch step
+    spans the script and the srun steps inside it run at the same time, so the job's own line counts their
+    nodes twice. Chosen: the extern step (the whole allocation), else the batch (or interactive) step on one
+    node, else the numbered steps summed, else the job's own line (``sacct -X`` lists no steps).
+
+    Raises:
+        ConfigurationError: no line of the job has an energy (the site collects none, or the job still runs).
+    """
+    valued = [r for r in rows if r.energy_j]
+    steps = {r.step: r for r in valued if r.step}
+    numbered = [r for r in valued if r.step.isdigit()]
+    own = next((r for r in valued if not r.step), None)
+    multi_node = any((r.nodes or 0) > 1 for r in rows)
+    for name in WHOLE_STEPS:
+        if name in steps and (name == "extern" or not (multi_node and numbered)):
+            return steps[name].energy_j or 0.0, f"the {name} step", [steps[name]]
+    if numbered:
+        return math.fsum(r.energy_j or 0.0 for r in numbered), "the numbered (srun) steps summed", numbered
+    if own is not None:
+        return own.energy_j or 0.0, "the job's own line", [own]
+    raise ConfigurationError(
+        f"sacct gives no energy for job {job_id} (ConsumedEnergyRaw empty or 0 on its {len(rows)} lines): the site "
+        "collects none (AcctGatherEnergyType=acct_gather_energy/none; scontrol show config says), or the job still runs"
+    )
+
+
+def run_job_id(run: Run, given: str | None) -> str:
+    """The job id to look up: ``given``, else the run's rows' ``job_id``.
+
+    Raises:
+        ConfigurationError: none given and the rows hold none, or several.
+    """
+    if given:
+        return given
+    ids = sorted({str(r.get("job_id")) for r in [*run.epochs, *run.open] if r.get("job_id")})
+    if len(ids) != 1:
+        raise ConfigurationError(
+            f"run {run.name!r} has {'no job_id' if not ids else f'job ids {ids}'} in its rows: give --job-id "
+            "(SLURM_JOB_ID, or <job>_<task> for an array task)"
+        )
+    return ids[0]
+
+
+def tracker_energy(run: Run, plugin: str | None) -> tuple[float, str]:
+    """The run's figure to set beside sacct's, J, and what it is: by the plugin's scope, the node's meter where known.
+
+    ``node``: the run's ``node_kwh`` (the machine's own meter) where its rows have it, else its components' sum
+    (``energy_kwh``), which leaves out what only a node meter sees; ``cpu+ram`` and ``gpu``: those components.
+    """
+    rows = [*run.epochs, *run.open]
+    totals = Totals.of(rows)
+    methods = ", ".join(f"{k} {joined(r.get(f'{k}_method') for r in rows)}" for k in ("gpu", "cpu", "ram"))
+    scope = PLUGINS[plugin][0] if plugin else "node"
+    node = [float(r["node_kwh"]) for r in rows if isinstance(r.get("node_kwh"), int | float)]
+    if scope == "gpu":
+        return totals.gpu_kwh * J_PER_KWH, f"the tracker's GPUs (gpu_kwh; {methods})"
+    if scope == "cpu+ram":
+        return (
+            totals.cpu_kwh + totals.ram_kwh
+        ) * J_PER_KWH, f"the tracker's CPUs and memory (cpu_kwh + ram_kwh; {methods})"
+    if node:
+        return math.fsum(node) * J_PER_KWH, "the tracker's node meter (node_kwh: the machine's own meter)"
+    return totals.energy_kwh * J_PER_KWH, (
+        f"the tracker's components (energy_kwh = GPU + CPU + RAM; {methods}): the run has no node meter, so what "
+        "only a node meter sees (fans, power supplies, disks, network) is in sacct's figure and not in this one"
+    )
+
+
+def reconcile_sacct(
+    run_path: str | os.PathLike[str], path: str | os.PathLike[str], job_id: str | None = None, plugin: str | None = None
+) -> Reconciliation:
+    """The run at ``run_path`` beside the energy Slurm's accounting gives its job in a saved ``sacct`` output.
+
+    Args:
+        run_path: the run (or a distributed job's) directory.
+        path: the saved sacct output.
+        job_id: the job to look up (default: the run's ``job_id``).
+        plugin: the site's ``AcctGatherEnergyType`` without its ``acct_gather_energy/`` (:data:`PLUGINS`), which
+            chooses the tracker's figure; unknown (None): the node's, the run's node meter where it has one.
+
+    Raises:
+        ConfigurationError: unusable input: no job id, no line of the job, no energy, a malformed file.
+        OSError: a file cannot be read.
+    """
+    run = load_run(run_path)
+    start_s, end_s = run_window(run)
+    job = run_job_id(run, job_id)
+    rows, form = read_sacct(path)
+    mine = [r for r in rows if r.job_id.partition(".")[0] == job]
+    if not mine:
+        seen = sorted({r.job_id.partition(".")[0] for r in rows})
+        raise ConfigurationError(
+            f"{path}: no line of job {job} (the file's jobs: {seen[:10]}); give --job-id if the run's is not it"
+        )
+    meter_j, which, chosen = slurm_energy(mine, job)
+    ours_j, ours_words = tracker_energy(run, plugin)
+    elapsed = max((r.elapsed_s for r in chosen if r.elapsed_s is not None), default=None)
+    entry = {"job_id": job, "host": "", "meter_lines": [r.job_id for r in chosen], "meter_elapsed_s": elapsed,
+             **difference(ours_j, meter_j), **_elapsed_overlap(elapsed, end_s - start_s)}  # fmt: skip
+    lines = [{"job_id": r.job_id, "energy_j": r.energy_j, "elapsed_s": r.elapsed_s, "line": r.line} for r in mine]
+    source = {
+        "path": str(path),
+        "format": form,
+        "timed_by": ["elapsed time" if elapsed is not None else "not given"],
+        "lines": lines,
+    }
+    return Reconciliation(
+        run.name, str(run.path), SACCT, _sacct_measures(plugin, which), iso_utc(start_s), iso_utc(end_s),
+        end_s - start_s, [source], [entry], [], [], total([entry]), _sacct_notes(mine, chosen, ours_words, elapsed),
+    )  # fmt: skip
+
+
+def _elapsed_overlap(elapsed_s: float | None, run_s: float) -> dict[str, float | None]:
+    if elapsed_s is None:
+        return {"outside_run_s": None, "run_uncovered_s": None}
+    return {"outside_run_s": max(0.0, elapsed_s - run_s), "run_uncovered_s": max(0.0, run_s - elapsed_s)}
+
+
+def _sacct_measures(plugin: str | None, which: str) -> str:
+    where = (
+        PLUGINS[plugin][1]
+        if plugin
+        else "whatever the site's acct_gather_energy plugin reads (not given: --slurm-plugin)"
+    )
+    return f"ConsumedEnergyRaw (J) of {which}, from {where}"
+
+
+def _sacct_notes(mine: Sequence[SacctRow], chosen: Sequence[SacctRow], ours: str, elapsed: float | None) -> list[str]:
+    notes = [
+        f"compared with {ours}",
+        "sacct's energy is whatever the site's AcctGatherEnergyType plugin measures (slurm.conf): ipmi, pm_counters "
+        "and xcc the whole node from its BMC, rapl the CPU packages and DRAM, gpu the GPUs; "
+        "scontrol show config | grep AcctGatherEnergyType says which (give it as --slurm-plugin)",
+        "Slurm collects energy per node: on a node shared with other jobs the figure is not this job's alone "
+        "(sacct's man page: only an exclusive allocation's figure is the job's)",
+    ]
+    own = next((r for r in mine if not r.step and r.energy_j), None)
+    if own is not None and own not in chosen:
+        notes.append(f"the job's own line reads {units.energy(own.energy_j / J_PER_KWH)}: Slurm adds its steps' energy "
+                     "to it, and steps that ran at the same time (the batch step and the srun steps inside it) each "
+                     "count their nodes, so it is not used")  # fmt: skip
+    if elapsed is None:
+        notes.append("sacct's lines have no ElapsedRaw: add it to --format to compare the time each side covers")
+    return notes
+
+
 # ---- output --------------------------------------------------------------------------------------------------------
 
 
@@ -542,6 +830,7 @@ def render_text(rec: Reconciliation) -> str:
         f"Run {rec.run} against {rec.meter}: {rec.measures}",
         f"  run: {rec.run_start_utc} to {rec.run_end_utc} ({units.duration(rec.run_s)}), {rec.path}",
         *(f"  {rec.meter}: {s['path']} ({s['format']}; times: {', '.join(s['timed_by'])})" for s in rec.sources),
+        *(_sacct_line(line, rec.compared) for s in rec.sources for line in s.get("lines", ())),
         "  difference: the tracker's figure minus the meter's, in % of the meter's",
         "",
         table(*_table(rec), markdown=False),
@@ -552,6 +841,13 @@ def render_text(rec: Reconciliation) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _sacct_line(line: Mapping[str, Any], compared: Sequence[Mapping[str, Any]]) -> str:
+    used = any(line["job_id"] in c.get("meter_lines", ()) for c in compared)
+    energy = "no value" if line["energy_j"] is None else units.energy(line["energy_j"] / J_PER_KWH)
+    elapsed = "" if line["elapsed_s"] is None else f", {units.duration(line['elapsed_s'])}"
+    return f"    line {line['line']}: {line['job_id']} {energy}{elapsed}{' (used)' if used else ''}"
+
+
 def _device(d: Mapping[str, Any]) -> str:
     where = ", ".join(str(d[k]) for k in ("host", "model") if d.get(k))
     return f"{d.get('uuid') or d.get('job_id')}{f' ({where})' if where else ''}"
@@ -559,7 +855,8 @@ def _device(d: Mapping[str, Any]) -> str:
 
 def _table(rec: Reconciliation) -> tuple[list[str], list[list[str]]]:
     headers = ["device" if rec.meter == DCGM else "job", "host", "tracker", rec.meter, "difference", "%",
-               f"{rec.meter} window (UTC)", "outside run", "run not covered"]  # fmt: skip
+               f"{rec.meter} window (UTC)" if rec.meter == DCGM else f"{rec.meter} time", "outside run",
+               "run not covered"]  # fmt: skip
     rows = [_row(c) for c in rec.compared]
     if len(rec.compared) > 1:
         rows.append(["total", "", *_figures(rec.total), "", "", ""])
@@ -567,7 +864,11 @@ def _table(rec: Reconciliation) -> tuple[list[str], list[list[str]]]:
 
 
 def _row(c: Mapping[str, Any]) -> list[str]:
-    window = f"{c['meter_start_utc'][:19]} to {c['meter_end_utc'][11:19]}" if c.get("meter_start_utc") else "unknown"
+    window = "unknown"
+    if c.get("meter_start_utc"):
+        window = f"{c['meter_start_utc'][:19]} to {c['meter_end_utc'][11:19]}"
+    elif c.get("meter_elapsed_s") is not None:
+        window = f"{units.duration(c['meter_elapsed_s'])} elapsed"
     outside, uncovered = (c.get(k) for k in ("outside_run_s", "run_uncovered_s"))
     return [c.get("uuid") or c.get("job_id", ""), c.get("host", ""), *_figures(c), window,
             units.duration(outside), units.duration(uncovered)]  # fmt: skip
