@@ -167,3 +167,73 @@ def test_lightning_and_hugging_face_refuse_sinks():
     lightning = pytest.importorskip("integrations.lightning")
     with pytest.raises(ConfigurationError, match="log them twice"):
         lightning.EnergyCallback(sinks=["mlflow"])
+
+
+def scalars(log_dir):
+    """``{tag: [(step, value)]}`` of the event files under ``log_dir``, read by TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(log_dir))
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+@pytest.mark.slow
+def test_under_torchrun_rank_zeros_sinks_log_the_jobs_rows_merged_across_ranks(tmp_path):
+    pytest.importorskip("tensorboard")
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent / "distributed"))
+    from launch import finish, torchrun
+
+    board = tmp_path / "tb"
+    args = ("--gpus", "2", "--own", "--group", "--epochs", "3", "--epoch-s", "0.4", "--tensorboard", str(board))
+    finish(torchrun(tmp_path, "--standalone", "--nproc-per-node=2", script_args=args))
+    (job,) = (tmp_path / "logs").iterdir()
+    merged, own = load_run(job).epochs, load_run(job / "ranks" / "node-a-r0").epochs
+    assert len(list(board.glob("events.out.tfevents.*"))) == 1  # rank 0's sink alone; rank 1 logs nothing
+    logged = scalars(board)
+    train = [r["energy_kwh"] for r in merged if r["phase"] == "train"]  # every rank's GPU, counted once
+    assert [v for _, v in logged["energy/epoch_kwh"]] == pytest.approx(train, rel=1e-6)  # float32
+    share = dict(logged["energy/ranks_share"])
+    assert [share[step] for step, _ in logged["energy/epoch_kwh"]] == [1.0] * 3  # each epoch held both ranks' rows
+    job_kwh, own_kwh = sum(r["energy_kwh"] for r in merged), sum(r["energy_kwh"] for r in own)
+    assert logged["energy/total_kwh"][-1][1] == pytest.approx(job_kwh, rel=1e-6)
+    assert job_kwh > own_kwh * 1.2  # rank 1's 150 W GPU: the job's figures are not rank 0's share
+
+
+class Follower:
+    """A job's rows as a follower reads them at each look: ``ranks`` of ``world_size`` in each."""
+
+    def __init__(self, rows, finished=False):
+        self.answer, self.finished_ = rows, finished
+
+    def rows(self):
+        return self.answer
+
+    def finished(self):
+        return self.finished_
+
+
+def job_row(epoch, phase, ranks, kwh, end="2026-12-06T10:00:01Z"):
+    return {"epoch": epoch, "phase": phase, "ranks": ranks, "world_size": 2, "energy_kwh": kwh, "co2_kg": kwh / 2,
+            "gpu_kwh": kwh, "duration_s": 1.0, "gpu_power_mean_w": None, "status": "complete", "last_step": None,
+            "end_utc": end}  # fmt: skip
+
+
+def test_a_row_waits_for_every_rank_and_is_sent_with_its_share_at_the_end():
+    from tracker.session.job_metrics import JobRows
+
+    rows = [job_row(None, "other", 2, 1.0, end="2026-12-06T09:00:00Z"), job_row(0, "train", 2, 2.0),
+            job_row(None, "other", 1, 0.5), job_row(1, "train", 1, 3.0)]  # fmt: skip
+    follower = Follower(rows[:2])
+    job = JobRows(follower, since_utc="2026-12-06T10:00:00Z", grace_s=0.0)
+    (first,) = job.look()  # the row before this tracker's start (a resumed job's) counts, but is not sent again
+    assert first[0]["energy/epoch_kwh"] == 2.0 and first[0]["energy/total_kwh"] == 3.0
+    follower.answer = rows
+    assert job.look() == [] and job.waiting  # rank 1 has not written past the other row, nor epoch 1's row
+    late = job.finish()  # rank 1 never stopped: after the grace, what is left, with the share it held
+    assert [m["energy/ranks_share"] for m, _ in late] == [0.5, 0.5]
+    assert late[-1][0]["energy/epoch_kwh"] == 3.0 and late[-1][0]["energy/total_kwh"] == 6.5
+    assert not job.waiting and job.finish() == []

@@ -1,7 +1,7 @@
 """One rank of a plain training loop under ``EnergyTracker``, launched by ``torchrun`` (or by hand) in the tests.
 
 Usage: ``python rank_script.py OUT [--gpus N] [--own] [--epochs E] [--epoch-s S] [--kill-rank R]
-[--group] [--run-name NAME] [--interval-s S] [--cpu-scope machine|process] [--burn]``
+[--group] [--run-name NAME] [--interval-s S] [--cpu-scope machine|process] [--burn] [--tensorboard DIR]``
 
 Each process builds its own fake NVML (the shipped :class:`tracker.testing.FakeNvml`) with ``N`` GPUs
 of steady power; their UUIDs follow the host identity ``ENERGY_TEST_HOST`` (so two simulated nodes
@@ -14,6 +14,7 @@ collective; the tracker makes none). ``--kill-rank R``: rank R sends itself SIGK
 through epoch 1, once its ``heartbeat.json`` shows epoch 1 open for 1 s or more (after writing
 its readings, as above), so the test knows what it measured of that epoch. Every rank writes its
 pid and its parent's to ``OUT/process-r<rank>.json``. ``--burn``: the steps keep a CPU busy instead of sleeping.
+``--tensorboard DIR``: every rank is given a TensorBoard sink writing to ``DIR``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository, for `tracker`
 
-from tracker import EnergyTracker  # noqa: E402
+from tracker import EnergyTracker, TensorBoardSink  # noqa: E402
 from tracker.testing import FakeGpu, FakeNvml, steady  # noqa: E402
 
 GPU_W = (100.0, 150.0, 200.0, 250.0)
@@ -73,6 +74,7 @@ def main() -> None:
     parser.add_argument("--interval-s", type=float, default=3600.0)
     parser.add_argument("--cpu-scope", default=None)
     parser.add_argument("--burn", action="store_true")
+    parser.add_argument("--tensorboard", type=Path, default=None)
     args = parser.parse_args()
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     host = os.environ.get("ENERGY_TEST_HOST", "node-a")
@@ -95,6 +97,7 @@ def main() -> None:
         host=host,
         epochs=args.epochs,
         cpu_scope=args.cpu_scope,
+        sinks=[TensorBoardSink(log_dir=args.tensorboard)] if args.tensorboard else [],
     )
     nvml.reads.clear()  # discovery's probe: the measured span starts with start()'s first reading
     with energy:

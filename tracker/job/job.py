@@ -121,6 +121,12 @@ class Job:
 
             write_job(self.dir)
 
+    def follower(self) -> Any:
+        """A :class:`~tracker.logs.follow.JobFollower` of the job's directory of its own (for another thread)."""
+        from tracker.logs.follow import JobFollower  # the reader's side: only for a caller that follows
+
+        return JobFollower(self.dir)
+
     def rows(self, run_dir: Path | None) -> list[dict[str, Any]]:
         """The job's rows so far (``run_dir``'s alone outside a job), merged as they come; see ``job_rows``."""
         where = self.dir or run_dir

@@ -17,7 +17,7 @@ from typing import Any
 
 from tracker.logs import merge
 from tracker.logs.reader import _parse, _read_info, is_job_dir, shard_dirs
-from tracker.logs.schema import DEVICE_TYPES, DEVICES_CSV, EPOCH_TYPES, EPOCHS_CSV, RUN_JSON
+from tracker.logs.schema import COMPLETE, DEVICE_TYPES, DEVICES_CSV, EPOCH_TYPES, EPOCHS_CSV, PARTIAL, RUN_JSON
 
 _FIGURES = ("energy_kwh", "co2_kg", "gpu_kwh", "cpu_kwh", "ram_kwh")
 
@@ -120,12 +120,16 @@ class JobFollower:
         self.job_dir = Path(job_dir)
         self._shards: dict[Path, _Followed] = {}
         self._rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._ranks: dict[tuple[Any, ...], set[int]] = {}
 
     def rows(self) -> list[dict[str, Any]]:
         """The job's rows so far, one per epoch and phase (and attempt), in the order they first appeared.
 
-        Each holds ``epoch``, ``phase``, ``end_utc``, ``duration_s`` and the summed figures
-        (``energy_kwh``, ``co2_kg``, ``gpu_kwh``, ``cpu_kwh``, ``ram_kwh``, ``gpu_power_mean_w``).
+        Each holds ``epoch``, ``phase``, ``end_utc``, ``duration_s``, the summed figures (``energy_kwh``,
+        ``co2_kg``, ``gpu_kwh``, ``cpu_kwh``, ``ram_kwh``, ``gpu_power_mean_w``), and what it covers so
+        far: ``ranks`` (how many ranks' rows it holds) of ``world_size``, ``status`` (``partial`` when a
+        rank's row is, else ``interrupted`` when one is, else ``complete``) and ``last_step`` (the
+        highest optimizer step counted, ``None`` when none is).
         """
         try:
             paths = shard_dirs(self.job_dir) if is_job_dir(self.job_dir) else [self.job_dir]
@@ -141,7 +145,26 @@ class JobFollower:
                 for key, row, devices in followed.ready():
                     dropped = [d for d in devices if merge._identity(d, shard.machine) in lower.get(shard.rank, ())]
                     self._add((number, *key), row, merge._scaled_part(row, dropped))
+                    self._cover((number, *key), row, shard)
         return list(self._rows.values())
+
+    def finished(self) -> bool:
+        """Whether every rank of the latest attempt seen has written its shard and stopped (as last read)."""
+        shards = [f.shard for f in self._shards.values()]
+        latest = merge.attempts(shards)[-1] if shards else []
+        world = max((s.launch("world_size", 1) for s in latest), default=1)
+        return len(latest) >= world and all(s.status != merge.RUNNING for s in latest)
+
+    def _cover(self, key: tuple[Any, ...], row: dict[str, Any], shard: merge.Shard) -> None:
+        """Which ranks the merged row holds, of how many, its status and its last step."""
+        merged, ranks = self._rows[key], self._ranks.setdefault(key, set())
+        ranks.add(shard.rank)
+        merged["ranks"], merged["world_size"] = len(ranks), max(shard.launch("world_size", 1), len(ranks))
+        statuses = {merged.get("status") or COMPLETE, row.get("status") or COMPLETE}
+        merged["status"] = PARTIAL if PARTIAL in statuses else max(statuses, key=lambda s: s != COMPLETE)
+        if isinstance(row.get("last_step"), int):
+            merged["last_step"] = max(row["last_step"], merged.get("last_step") or 0)
+        merged.setdefault("last_step", None)
 
     def _add(self, key: tuple[Any, ...], row: dict[str, Any], part: dict[str, float]) -> None:
         merged = self._rows.setdefault(key, {"epoch": row.get("epoch"), "phase": row.get("phase"), "end_utc": "",

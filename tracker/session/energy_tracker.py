@@ -31,6 +31,7 @@ from tracker.session import prometheus
 from tracker.session import resume as resuming
 from tracker.session import sinks as sinking
 from tracker.session.config import Config, Hardware, option_help, options_doc, resolve_config, split_options
+from tracker.session.job_metrics import JobRows
 from tracker.session.outputs import Guarded, as_records
 from tracker.session.rows import RUNNING, RowBuilder
 from tracker.session.segments import Segment
@@ -410,8 +411,9 @@ class EnergyTracker:
         Each look reads only what every rank appended since the last (:mod:`tracker.logs.follow`), so
         calling it after every row costs the same at the thousandth row as at the first. One dict per
         epoch and phase: ``epoch``, ``phase``, ``end_utc``, ``duration_s``, ``energy_kwh``, ``co2_kg``,
-        ``gpu_kwh``, ``cpu_kwh``, ``ram_kwh`` (kWh, kg CO2e) and ``gpu_power_mean_w`` (W, ``None``
-        when no GPU is measured). Empty without a log directory.
+        ``gpu_kwh``, ``cpu_kwh``, ``ram_kwh`` (kWh, kg CO2e), ``gpu_power_mean_w`` (W, ``None``
+        when no GPU is measured), and ``ranks`` (how many ranks' rows it holds so far) of ``world_size``,
+        ``status`` and ``last_step``. Empty without a log directory.
         """
         return self._job.rows(self.run_dir)
 
@@ -532,15 +534,16 @@ class EnergyTracker:
         return [rows.preview(s, timeline.device_usages(s, self.host, self.rank)) for s in timeline.so_far()]
 
     def _start_outputs(self, run: str) -> None:
-        """The sinks (global rank 0: one series per run) and the Prometheus exporter (every writing rank)."""
+        """The sinks (global rank 0, one series per run: the job's rows) and the Prometheus exporter (every rank)."""
         cfg, outputs = self.config, list(self._sinks) if self.rank == 0 else []
+        source = JobRows(self._job.follower(), self._started_utc) if outputs and self.job_dir is not None else None
         if self._endpoint is not None or cfg.prometheus_pushgateway is not None:
             exporter = prometheus.Exporter(self._endpoint, cfg.prometheus_pushgateway, run,
                                            self.launch.job_id or "", self.rank)  # fmt: skip
             exporter.start_series(self.host, self.rank, [(s.kind, s.name) for s in self.discovery.sensors])
             outputs.append(exporter)
         if outputs:
-            self._sink_thread = sinking.SinkThread(outputs, sinking.RunInfo(run, self.run_dir, cfg.experiment))
+            self._sink_thread = sinking.SinkThread(outputs, sinking.RunInfo(run, self.run_dir, cfg.experiment), source)
 
     def _emit(self, segment: Segment, status: str) -> None:
         if os.getpid() != self._pid or self._rows is None:

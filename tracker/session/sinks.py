@@ -9,7 +9,8 @@ DEBUG), and the rows are in ``epochs.csv`` whatever happens to it.
 A sink is an object with ``open(run)`` (on the thread that starts the tracker: an active run is
 found there), ``write(metrics, step)`` (or ``write_row(record, devices)``, for the records
 themselves: the Prometheus exporter) and ``close()``; ``run`` gives the run's name, directory and
-experiment.
+experiment. Under a distributed launcher, global rank 0's sinks log the job's rows, every rank's
+merged (:mod:`tracker.session.job_metrics`), and the other ranks' log nothing.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from typing import Any, NamedTuple
 
 from tracker.errors import ConfigurationError
 from tracker.logs.schema import EpochRecord
+from tracker.session.job_metrics import POLL_S, OwnRows
 from tracker.session.outputs import Guarded
-from tracker.session.vocabulary import STEP, EnergyMetrics
+from tracker.session.vocabulary import STEP
 
 logger = logging.getLogger(__name__)
 
@@ -194,19 +196,27 @@ def build(sinks: Sequence[Any]) -> list[Any]:
 
 
 class SinkThread:
-    """Sends each row's metrics to the sinks from a thread of its own; the training thread only queues the row."""
+    """Sends the rows to the sinks from a thread of its own; the training thread only queues each row.
 
-    def __init__(self, sinks: Sequence[Any], run: RunInfo) -> None:
-        self._sinks = []
+    Args:
+        sinks: the sink objects (those with ``write_row`` get this process's records, the others metrics).
+        run: what a sink may name.
+        source: where the metrics come from: this run's rows (default), or the job's
+            (:class:`~tracker.session.job_metrics.JobRows`, read on this thread).
+    """
+
+    def __init__(self, sinks: Sequence[Any], run: RunInfo, source: Any = None) -> None:
+        self._rows: list[tuple[Guarded, Guarded]] = []  # (write_row, close): this process's records
+        self._metrics: list[tuple[Guarded, Guarded]] = []  # (write, close): energy/* metrics
         for sink in sinks:
             label = f"the {getattr(sink, 'name', type(sink).__name__)} sink"
             opened = Guarded(sink.open, label)
             opened(run)
             if not opened.failed:
-                write = getattr(sink, "write_row", None) or self._metrics_of(sink.write)
-                self._sinks.append((Guarded(write, label), Guarded(sink.close, label)))
-        self._metrics = EnergyMetrics()
-        self._last: tuple[dict[str, float], int] | None = None
+                row_writer = getattr(sink, "write_row", None)
+                where = self._rows if row_writer else self._metrics
+                where.append((Guarded(row_writer or sink.write, label), Guarded(sink.close, label)))
+        self._source = source or OwnRows()
         self._queue: queue.SimpleQueue[tuple[EpochRecord, Sequence[Any]] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="energy-tracker.sinks", daemon=True)
         self._thread.start()
@@ -215,17 +225,8 @@ class SinkThread:
         """Queue a row and its device records (no I/O here)."""
         self._queue.put((row, devices))
 
-    def _metrics_of(self, write: Any) -> Any:
-        """A sink's ``write(metrics, step)`` as a writer of rows: the row's metrics worked out once for all sinks."""
-
-        def write_row(row: EpochRecord, devices: Sequence[Any]) -> None:
-            metrics, step = self._last if self._last is not None else ({}, 0)
-            write(metrics, step)
-
-        return write_row
-
     def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
-        """Send what is queued, close the sinks; waits at most ``timeout_s``."""
+        """Send what is queued (under a job, the other ranks' last rows too), close the sinks; waits <= timeout_s."""
         self._queue.put(None)
         self._thread.join(timeout_s)
         if self._thread.is_alive():
@@ -234,9 +235,27 @@ class SinkThread:
             )
 
     def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            self._last = self._metrics.of(item[0])
-            for write, _ in self._sinks:
+        while (item := self._next()) is not None:
+            if not item:
+                self._send(self._source.look())
+                continue
+            for write, _ in self._rows:
                 write(*item)
-        for _, close in self._sinks:
+            if self._metrics:
+                self._send(self._source.on_row(item[0]))
+        if self._metrics:
+            self._send(self._source.finish())
+        for _, close in (*self._rows, *self._metrics):
             close()
+
+    def _next(self) -> tuple[Any, ...] | None:
+        """The next row queued (``None``: close); ``()`` when a row waits for other ranks and none came in POLL_S."""
+        try:
+            return self._queue.get(timeout=POLL_S if self._source.waiting else None)
+        except queue.Empty:
+            return ()
+
+    def _send(self, sent: list[tuple[dict[str, float], int]]) -> None:
+        for metrics, step in sent:
+            for write, _ in self._metrics:
+                write(metrics, step)
