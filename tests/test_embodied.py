@@ -9,6 +9,8 @@ from helpers import PATIENT, gpu_tracker, job_train_row
 
 from tracker import ConfigurationError, EnergyTracker, load_run
 from tracker.job.placement import Launch
+from tracker.report import model_card, paper
+from tracker.report import render as report
 from tracker.testing import FakeGpu, FakeNvml, FakeSensor, steady
 
 H100 = "NVIDIA H100 80GB HBM3"
@@ -139,3 +141,47 @@ def test_the_boundary_counts_embodied_only_when_on(tmp_path, clock):
         side = boundary["counted" if on else "not_counted"]
         (term,) = [t for t in side if t["term"] == "embodied"]
         assert ("6 years at 0.85 use" in term["source"]) if on else ("embodied=True" in term["why"])
+
+
+def h100_host_run(tmp_path, clock, **options):
+    """One epoch of an hour on two H100s and their host, embodied counted."""
+    settings = {"clock": clock, "sampling": "manual", "carbon_intensity_g_per_kwh": 100.0, "embodied": True}
+    with EnergyTracker(tmp_path, sensors=node(clock, [0, 1]), **settings, **options, **PATIENT) as energy:
+        one_epoch(energy, clock, 3600.0)
+    return report.load_summaries([str(energy.run_dir)])
+
+
+def test_the_report_shows_embodied_beside_the_co2_in_every_format(tmp_path, clock):
+    summaries = h100_host_run(tmp_path, clock)
+    expected = (2 * H100_KG + HOST_KG) / USE_H
+    text = report.render(summaries, "text")
+    assert "embodied CO2e" in text and "apart from the CO2e" in text
+    assert "embodied CO2e (" in report.render(summaries, "markdown")
+    header, *lines = report.render(summaries, "csv").splitlines()
+    assert header.split(",")[header.split(",").index("co2_kg_high") + 1] == "embodied_co2_kg"
+    document = json.loads(report.render(summaries, "json"))
+    assert document["runs"][0]["totals"]["embodied_co2_kg"] == pytest.approx(expected)
+    assert document["experiments"][0]["totals"]["embodied_co2_kg"] == pytest.approx(expected)
+
+
+def test_the_paper_and_model_card_carry_embodied_with_its_sources(tmp_path, clock):
+    summaries = h100_host_run(tmp_path, clock)
+    text = paper.paper_text(summaries)
+    assert "Making the hardware (its embodied emissions, amortised over a 6-year life at 85% use) adds" in text
+    assert "apart from the operational CO2e above" in text
+    assert "NVIDIA, Product Carbon Footprint (PCF) Summary: NVIDIA HGX H100." in text
+    assert "Estimating the Carbon Footprint of BLOOM" in text
+    card = model_card.model_card_text(summaries)
+    grams = (2 * H100_KG + HOST_KG) / USE_H * 1000
+    assert f"# embodied emissions (making the hardware, amortised; not in emissions): {grams:.3g} g CO2e" in card
+    assert "Luccioni, Viguier, Ligozat (2023)" in card
+
+
+def test_without_embodied_the_paper_and_card_say_nothing_of_it_but_the_boundary(tmp_path, clock):
+    nvml = FakeNvml([FakeGpu(name=H100)], clock=clock)
+    with gpu_tracker(tmp_path, nvml, clock=clock, sampling="manual") as energy:
+        one_epoch(energy, clock, 10.0)
+    summaries = report.load_summaries([str(energy.run_dir)])
+    assert "Making the hardware" not in paper.paper_text(summaries)
+    assert "# embodied" not in model_card.model_card_text(summaries)
+    assert "embodied CO2e" not in report.render(summaries, "text")

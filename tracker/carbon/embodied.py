@@ -16,6 +16,7 @@ Units: kg CO2e, hours, years (of 8760 hours), utilisation 0 to 1.
 import csv
 import functools
 import re
+from collections.abc import Iterable
 from importlib import resources
 from typing import NamedTuple
 
@@ -105,6 +106,15 @@ def amortised(row: Footprint, hours: float, lifetime_years: float, utilisation: 
     """``row``'s share for ``hours`` of use: ``kg × hours / (lifetime_years × 8760 × utilisation)``, kg CO2e."""
     factor = hours / (lifetime_years * HOURS_PER_YEAR * utilisation)
     return Embodied(row.kg_co2e, row.kg_co2e_low, row.kg_co2e_high).scaled(factor)
+
+
+def sources_for(devices: Iterable[tuple[str, str]]) -> tuple[str, ...]:
+    """The citations of the rows that ``(kind, model)`` devices take their footprint from (CPU or RAM: the host's)."""
+    devices = list(devices)
+    rows = [footprint(GPU, model) for kind, model in devices if kind == GPU]
+    if any(kind in ("cpu", "ram") for kind, _ in devices):
+        rows.append(footprint(HOST))
+    return tuple(dict.fromkeys(row.short_source for row in rows if row is not None))
 
 
 def sources() -> tuple[str, ...]:

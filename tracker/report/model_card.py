@@ -42,7 +42,23 @@ def co2_block(experiment: Experiment, training_type: str = "pre-training") -> st
         "hardware_used": hardware_text(runs),
     }
     block = "co2_eq_emissions:\n" + "".join(f"  {key}: {json.dumps(value)}\n" for key, value in fields.items())
-    return block + _water_comment(experiment)
+    return block + _embodied_comment(experiment) + _water_comment(experiment)
+
+
+def _embodied_comment(experiment: Experiment) -> str:
+    """A YAML comment with the embodied emissions, g CO2e, and their sources: apart from ``emissions``, never in it."""
+    from tracker.carbon import embodied
+
+    t = experiment.totals
+    if t.embodied_co2_kg is None:
+        return ""
+    sources = embodied.sources_for(d for r in experiment.runs for d in r.devices)
+    grams = [f"{value * G_PER_KG:.3g}" for value in (t.embodied_co2_kg, t.embodied_co2_kg_low, t.embodied_co2_kg_high)]
+    band = "no published range" if grams[1] == grams[2] else f"range {grams[1]}-{grams[2]} g"
+    return (
+        f"  # embodied emissions (making the hardware, amortised; not in emissions): {grams[0]} g CO2e "
+        f"({band}), from {'; '.join(sources)}\n"
+    )
 
 
 def _water_comment(experiment: Experiment) -> str:

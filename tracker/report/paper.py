@@ -30,6 +30,7 @@ from tracker.errors import ConfigurationError
 from tracker.logs.schema import COMPLETE
 from tracker.report.experiments import Experiment, group
 from tracker.report.render import RunSummary
+from tracker.report.text import embodied_band
 from tracker.sensors import methods as registry
 from tracker.sensors.methods import ABSENT
 from tracker.session.boundary import common, listed, shared
@@ -229,13 +230,38 @@ def experiment_paragraph(experiment: Experiment) -> tuple[str, References]:
         f"{_intensities(runs, refs)} and {_pue(runs)}, this amounts to "
         f"{units.co2(co2['co2_kg'])} CO2e (range {units.co2_band(co2['co2_kg_low'], co2['co2_kg_high'])})"
         f"{equivalent_text(co2['co2_kg'], t.energy_kwh, refs)}.{water_sentence(experiment, refs)} "
-        f"{boundary_text(runs, refs)} Energy was recorded per epoch with "
+        f"{embodied_text(runs, t, refs)}{boundary_text(runs, refs)} Energy was recorded per epoch with "
         f"training-energy-tracker {runs[0].version or __version__}."
     )
     unfinished = [s for s in runs if s.status != COMPLETE]
     if unfinished:
         text += f" {_unfinished(unfinished)}"
     return text, refs
+
+
+def embodied_text(runs: Sequence[RunSummary], t: Any, refs: References) -> str:
+    """``Making the hardware ... adds 1.23 kg CO2e (range ...) [3], apart from the figure above. ``, or nothing."""
+    from tracker.carbon import embodied
+
+    if t.embodied_co2_kg is None:
+        return ""
+    info = next((s.embodied for s in runs if s.embodied and s.embodied.get("counted")), None) or {}
+    sources = embodied.sources_for(d for s in runs for d in s.devices)
+    cited = " ".join(refs.cite(f"{source}.") for source in sources)
+    life = info.get("lifetime_years"), info.get("utilisation")
+    over = f" over a {life[0]:g}-year life at {life[1]:.0%} use" if None not in life else ""
+    left = (
+        " (GPU models without a published footprint are not counted)" if any(s.embodied_left_out for s in runs) else ""
+    )
+    return (
+        f"Making the hardware (its embodied emissions, amortised{over}) adds {units.co2(t.embodied_co2_kg)} CO2e "
+        f"({_range(embodied_band(t))}){left} {cited}, apart from the operational "
+        "CO2e above. "
+    )
+
+
+def _range(band: str) -> str:
+    return band if band[:1].isalpha() else f"range {band}"
 
 
 def boundary_text(runs: Sequence[RunSummary], refs: References) -> str:

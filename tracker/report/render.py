@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from tracker.carbon.embodied import COLUMNS as EMBODIED
 from tracker.carbon.water import COLUMNS as WATER
 from tracker.energy import joined
 from tracker.errors import ConfigurationError
@@ -43,6 +44,7 @@ CSV_COLUMNS = (
     "duration_s",
     "samples",
     *SUMMED[1:],  # energy by component, with band, and CO2 with band
+    *EMBODIED,  # beside the CO2, never in it
     *WATER,  # operational water with band and each term, L (empty when not counted)
     "water_source",
     "pue",
@@ -86,6 +88,8 @@ class RunSummary(NamedTuple):
             run written before the tracker declared it.
         water_terms: ``run.json``'s ``water``: each water term's figure (L/kWh), band and source, and the
             terms not counted; ``None`` when the run did not count water.
+        embodied: ``run.json``'s account of embodied emissions (``counted``, ``lifetime_years``,
+            ``utilisation``, ``sources``); ``None`` for a run that does not record one.
     """
 
     name: str
@@ -106,10 +110,16 @@ class RunSummary(NamedTuple):
     tags: list[str]
     boundary: Boundary | None = None
     water_terms: dict[str, Any] | None = None
+    embodied: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         # A named tuple's repr less the rows: a run has one per epoch and phase, thousands in long runs.
         return f"RunSummary({', '.join(f'{k}={v!r}' for k, v in self._asdict().items() if k != 'rows')})"
+
+    @property
+    def embodied_left_out(self) -> bool:
+        """Whether a row left a device out of its embodied share (its model not in the table: ``notes`` say so)."""
+        return any("embodied: " in str(r.get("notes") or "") for r in self.rows)
 
     @property
     def epochs(self) -> int:
@@ -162,6 +172,7 @@ def summarize(run: Run) -> RunSummary:
         tags=[str(t) for t in info.get("tags") or []],
         boundary=Boundary.from_dict(info.get("boundary")),
         water_terms=info.get("water") or None,
+        embodied=info.get("embodied") if isinstance(info.get("embodied"), dict) else None,
     )
 
 
@@ -272,19 +283,24 @@ def to_json(summaries: Sequence[RunSummary]) -> str:
     runs = []
     for s in summaries:
         record = {"name": s.name, "path": s.path, "status": s.status, "epochs": s.epochs, **s._asdict()}
-        record["totals"] = s.totals.sums()
+        record["totals"] = _sums(s.totals)
         record["boundary"] = s.boundary.as_dict() if s.boundary else None
         record["water"] = s.totals.water()
         record["kwh_per_epoch"] = s.kwh_per_epoch
         record["equivalents"] = [e._asdict() for e in equivalents(s.totals.co2_kg, s.totals.energy_kwh)]
         runs.append(record)
     experiments = [
-        {"experiment": e.name, "runs": [r.name for r in e.runs], "epochs": e.epochs, "totals": e.totals.sums(),
+        {"experiment": e.name, "runs": [r.name for r in e.runs], "epochs": e.epochs, "totals": _sums(e.totals),
          "water": e.totals.water(), "recosted": e.recosted}
         for e in group(summaries)
     ]  # fmt: skip
     document = {"runs": runs, "experiments": experiments, "comparison": comparison(summaries)}
     return json.dumps(document, indent=2, default=str) + "\n"
+
+
+def _sums(totals: Totals) -> dict[str, float | None]:
+    """The summed columns and the embodied ones (``None`` where no row counted them), by name."""
+    return {**totals.sums(), **totals.embodied()}
 
 
 def to_csv(summaries: Sequence[RunSummary]) -> str:

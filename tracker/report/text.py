@@ -61,6 +61,7 @@ def _facts(s: RunSummary) -> list[tuple[str, str]]:
         ("energy", f"{units.energy(t.energy_kwh)} ({units.energy_band(t.energy_kwh_low, t.energy_kwh_high)})"),
         *((kind.upper(), _component(getattr(t, f"{kind}_kwh"), s.methods[kind])) for kind in COMPONENTS),
         ("CO2e", f"{units.co2(t.co2_kg)} ({units.co2_band(t.co2_kg_low, t.co2_kg_high)})"),
+        *([("embodied CO2e", embodied_text(s))] if t.embodied_co2_kg is not None else []),
         ("grid", grid_text(s.intensity)),
         ("PUE", units.number(s.pue)),
         ("boundary", s.boundary.text() if s.boundary else NOT_RECORDED),
@@ -103,6 +104,20 @@ def _open_text(rows: Sequence[dict[str, Any]]) -> str:
     return f" ({still} still open, counted so far)" if still else ""
 
 
+def embodied_text(s: RunSummary) -> str:
+    """``1.23 kg (no published range): making the GPUs and host, amortised ...``, and what is left out."""
+    t = s.totals
+    text = (f"{units.co2(t.embodied_co2_kg)} ({embodied_band(t)}): making the GPUs and host, amortised over their "
+            "life; apart from the CO2e")  # fmt: skip
+    return text + ("; some GPUs not counted (no footprint in the table)" if s.embodied_left_out else "")
+
+
+def embodied_band(t: Any) -> str:
+    """The embodied band, ``1.10–1.40 kg``, or ``no published range`` where the sources give none (low = high)."""
+    low, high = t.embodied_co2_kg_low, t.embodied_co2_kg_high
+    return "no published range" if low == high else units.co2_band(low, high)
+
+
 def _component(kwh: float, method: str) -> str:
     return "not measured [absent]" if method == "absent" else f"{units.energy(kwh)} [{method}]"
 
@@ -140,19 +155,23 @@ def _rows_table(s: RunSummary) -> tuple[list[str], list[list[str]]]:
     time_f, time_u = _column([t.duration_s], units.DURATION_S)
     e_f, e_u = _column([t.energy_kwh], units.ENERGY_KWH)
     c_f, c_u = _column([t.co2_kg, *([recosted["co2_kg"]] if recosted else [])], units.MASS_KG)
+    m_f, m_u = _column([t.embodied_co2_kg], units.MASS_KG)
+    made = [f"embodied CO2e ({m_u})"] if t.embodied_co2_kg is not None else []  # apart from the CO2e, never in it
     headers = ["epoch", "phase", "status", f"time ({time_u})", *(f"{k.upper()} ({e_u})" for k in COMPONENTS),
-               f"energy ({e_u})", f"CO2e ({c_u})", f"CO2e band ({c_u})",
+               f"energy ({e_u})", f"CO2e ({c_u})", f"CO2e band ({c_u})", *made,
                *([f"CO2e re-costed ({c_u})"] if recosted else []), *metrics]  # fmt: skip
 
     def line(r: dict[str, Any], label: tuple[str, str, str]) -> list[str]:
         energies = [_scaled(r.get(f"{k}_kwh"), e_f) for k in (*COMPONENTS, "energy")]
         band = f"{_scaled(r.get('co2_kg_low'), c_f)}–{_scaled(r.get('co2_kg_high'), c_f)}"
         again = [_scaled(r.get("recosted_co2_kg"), c_f)] if recosted else []
-        return [*label, _scaled(r.get("duration_s"), time_f), *energies, _scaled(r.get("co2_kg"), c_f), band, *again]
+        embodied = [_scaled(r.get("embodied_co2_kg"), m_f)] if made else []
+        return [*label, _scaled(r.get("duration_s"), time_f), *energies, _scaled(r.get("co2_kg"), c_f), band,
+                *embodied, *again]  # fmt: skip
 
     body = [line(r, (_cell(r.get("epoch")), str(r.get("phase")), str(r.get("status")))) + [_cell(r.get(m))
             for m in metrics] for r in rows]  # fmt: skip
-    total = {**t.sums(), "recosted_co2_kg": recosted["co2_kg"] if recosted else None}
+    total = {**t.sums(), **t.embodied(), "recosted_co2_kg": recosted["co2_kg"] if recosted else None}
     return headers, [*body, line(total, ("total", "", "")) + [""] * len(metrics)]
 
 

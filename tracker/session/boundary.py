@@ -140,7 +140,7 @@ def _node(facts: Facts) -> NotCounted:
 def _embodied(facts: Facts) -> Counted | NotCounted:
     """The hardware's manufacture, amortised, in its own columns (``embodied=True``), else left out."""
     config = facts.config
-    what = "embodied emissions (making the GPUs and the host, amortised), apart from the CO2e"
+    what = "embodied emissions (making the GPUs and the host, amortised; kept apart from the CO2e)"
     if not config.embodied:
         return NotCounted(
             "embodied", "embodied emissions", "not asked for (embodied=True counts them apart from the CO2e)"
