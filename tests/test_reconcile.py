@@ -131,6 +131,8 @@ def test_text_names_each_side_the_windows_and_the_gpus_seen_once(run: Path, tmp_
     assert "2026-03-01T11:59:58 to 12:01:03" in text and "5.00 s" in text
     assert f"Seen by dcgm-exporter only: {STRANGER} (node7, {MODEL})" in text
     assert "outside the run" in text and "no sample falls within the run" in text
+    assert "idle time included: of them, its 'other' rows (before, between and after epochs and phases)" in text
+    assert f"hold {UUIDS[0]} 556 mWh, {UUIDS[1]} 833 mWh" in text
 
 
 def test_scrapes_without_timestamps_are_timed_by_at_or_by_the_file(run: Path, tmp_path: Path, capsys: Any) -> None:

@@ -314,6 +314,10 @@ CLI = {
     "run-cpu-tdp": (["run", "--log-dir", "{tmp}/runs", "--cpu-tdp-w", "-65", "--", "touch", "{tmp}/ran"], "-65"),
     "run-ram-w": (["run", "--log-dir", "{tmp}/runs", "--ram-w", "0", "--", "touch", "{tmp}/ran"], "--ram-w 0"),
     "run-run-name": (["run", "--log-dir", "{tmp}/runs", "--run-name", "a/b", "--", "touch", "{tmp}/ran"], "'a/b'"),
+    "reconcile-no-meter": (["reconcile", "{logs}"], "--dcgm"),
+    "reconcile-log-dir": (["reconcile", "{logs}", "--dcgm", "{tmp}/a_file"], "is not a run directory"),
+    "reconcile-at": (["reconcile", "{logs}", "--dcgm", "{tmp}/a_file", "--at", "a_file=noon"], "'noon'"),
+    "reconcile-plugin": (["reconcile", "{logs}", "--sacct", "{tmp}/a_file", "--slurm-plugin", "lustre"], "'lustre'"),
     "run-no-command": (["run", "--log-dir", "{tmp}/runs"], "command"),
     "run-unknown-command": (["run", "--log-dir", "{tmp}/runs", "--", "no-such-command-xyz"], "no-such-command-xyz"),
 }

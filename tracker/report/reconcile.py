@@ -523,6 +523,10 @@ def _dcgm_notes(compared: Sequence[Mapping[str, Any]], sources: Sequence[Mapping
                          "the energy after each reset is counted from zero, a lower bound")  # fmt: skip
         if c["outside_run_s"] > 0 or c["run_uncovered_s"] > 0:
             notes.append(_window_note(c))
+    idle = [f"{c['uuid']} {units.energy(c['tracker_other_j'] / J_PER_KWH)}" for c in compared if c["tracker_other_j"]]
+    if idle:
+        notes.append("the tracker's figures count the whole run, idle time included: of them, its 'other' rows "
+                     f"(before, between and after epochs and phases) hold {', '.join(idle)}")  # fmt: skip
     return notes
 
 
