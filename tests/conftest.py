@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -25,3 +28,12 @@ def no_leaked_threads():
 def clock() -> FakeClock:
     """A fake monotonic clock starting at 1000 s."""
     return FakeClock()
+
+
+@pytest.fixture
+def world_tmp():
+    """A temporary directory that an unprivileged child can traverse (pytest's tmp_path is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="energy-tracker-sysfs-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pwd
 import random
+import traceback
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -80,3 +84,37 @@ def real_nvml() -> Any:
     except pynvml.NVMLError as e:
         pytest.skip(f"no NVIDIA driver here: {e}")
     return pynvml
+
+
+def run_unprivileged(fn):
+    """Run ``fn`` where file modes are enforced, returning its JSON-able result.
+
+    Root ignores file modes, so as root ``fn`` runs in a forked child that has dropped to
+    ``nobody``; otherwise it runs here. Everything it needs must already be imported.
+    """
+    if os.geteuid() != 0:
+        return fn()
+    nobody = pwd.getpwnam("nobody")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never return into pytest
+        try:
+            os.close(read_end)
+            try:
+                os.setgroups([])
+                os.setgid(nobody.pw_gid)
+                os.setuid(nobody.pw_uid)
+                outcome = {"result": fn()}
+            except BaseException:
+                outcome = {"raised": traceback.format_exc()}
+            with os.fdopen(write_end, "w") as f:
+                json.dump(outcome, f)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as f:
+        text = f.read()
+    os.waitpid(pid, 0)
+    outcome = json.loads(text)
+    assert "raised" not in outcome, outcome.get("raised")
+    return outcome["result"]

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import encodings.utf_8_sig  # noqa: F401 (cpu_estimate reads its table with it: imported before forking)
-import json
-import os
-import pwd
-import shutil
-import tempfile
-import traceback
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import run_unprivileged
 from tracker.energy import counter_delta_j
 from tracker.errors import ConfigurationError, SensorPermissionError, SensorReadError
 from tracker.sensors import Absent, Sensor, cpu_estimate, nvml, ram, rapl  # noqa: F401 (imported before forking)
@@ -23,49 +18,6 @@ from tracker.testing import build_powercap_tree
 
 def names(sensors):
     return [s.name for s in sensors]
-
-
-def run_unprivileged(fn):
-    """Run ``fn`` where file modes are enforced, returning its JSON-able result.
-
-    Root ignores file modes, so as root ``fn`` runs in a forked child that has dropped to
-    ``nobody``; otherwise it runs here. Everything it needs must already be imported.
-    """
-    if os.geteuid() != 0:
-        return fn()
-    nobody = pwd.getpwnam("nobody")
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never return into pytest
-        try:
-            os.close(read_end)
-            try:
-                os.setgroups([])
-                os.setgid(nobody.pw_gid)
-                os.setuid(nobody.pw_uid)
-                outcome = {"result": fn()}
-            except BaseException:
-                outcome = {"raised": traceback.format_exc()}
-            with os.fdopen(write_end, "w") as f:
-                json.dump(outcome, f)
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end) as f:
-        text = f.read()
-    os.waitpid(pid, 0)
-    outcome = json.loads(text)
-    assert "raised" not in outcome, outcome.get("raised")
-    return outcome["result"]
-
-
-@pytest.fixture
-def world_tmp():
-    """A temporary directory that an unprivileged child can traverse (pytest's tmp_path is 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="energy-tracker-powercap-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
 
 
 def test_package_and_dram_only_never_psys_core_uncore_mmio(tmp_path, clock):
@@ -280,7 +232,7 @@ def test_discover_falls_back_to_the_estimate_when_packages_are_unreadable(world_
     tree.make_unreadable("package-0")
 
     def found():
-        result = discover(gpus=False, powercap_root=tree.root, clock=clock)
+        result = discover(gpus=False, node=False, powercap_root=tree.root, clock=clock)
         return [[s.name, s.method] for s in result.sensors], [[a.kind, a.reason] for a in result.absent]
 
     sensors, absent = run_unprivileged(found)

@@ -243,7 +243,7 @@ def test_survey_reads_counters_half_a_second_apart(tmp_path: Path) -> None:
         tree.add_energy_j("package-0", 40.0)
         tree.add_energy_j("dram-0", 2.0)
 
-    found = survey(sleep=sleep, nvml=nvml, powercap_root=tree.root, clock=clock, visible_devices="0")
+    found = survey(sleep=sleep, nvml=nvml, powercap_root=tree.root, clock=clock, visible_devices="0", node=False)
     assert {s["name"]: s["power_w"] for s in found["sensors"]} == {
         "gpu:0": 250.0,
         "cpu:package-0": 80.0,
@@ -254,9 +254,14 @@ def test_survey_reads_counters_half_a_second_apart(tmp_path: Path) -> None:
 
 def test_survey_without_gpu_or_rapl_says_everything_is_estimated(tmp_path: Path) -> None:
     (tmp_path / "powercap").mkdir()
-    found = survey(wait_s=0.0, nvml=FakeNvml(library_missing=True), powercap_root=tmp_path / "powercap", cpu_tdp_w=95.0)
+    found = survey(
+        wait_s=0.0, nvml=FakeNvml(library_missing=True), powercap_root=tmp_path / "powercap", cpu_tdp_w=95.0, node=False
+    )
     assert [(a["source"], a["kind"]) for a in found["absent"]] == [("nvml", "gpu"), ("rapl", "cpu")]
     text = describe(found)
-    assert "No GPU and no readable RAPL here" in text and "Every figure on this machine is an estimate." in text
+    assert (
+        "No GPU and no readable RAPL here" in text
+        and "Every component's figure on this machine is an estimate." in text
+    )
     assert "utilisation x TDP (tdp_user: 95.0 W, user (tdp_w))" in text
     assert f"rapl (cpu): not supported: no intel-rapl:N package zone in {tmp_path / 'powercap'}" in text

@@ -9,6 +9,7 @@ from tracker.sensors import KINDS, Reading, Sensor
 from tracker.sensors.amd import find_amd_gpus
 from tracker.sensors.cpu_estimate import CpuEstimateSensor
 from tracker.sensors.cpu_scope import ProcessScopedSensor
+from tracker.sensors.hwmon import find_power_meters
 from tracker.sensors.methods import METHODS
 from tracker.sensors.nvml import find_gpus
 from tracker.sensors.ram import RamModelSensor
@@ -19,6 +20,7 @@ from tracker.testing import (
     FakeGpu,
     FakeNvml,
     FakeSensor,
+    build_hwmon_tree,
     build_powercap_tree,
     square_wave,
     steady,
@@ -41,6 +43,12 @@ def rapl_sensors(clock, tmp_path):
             tree.add_energy_j(zone, 10.0 * seconds)
 
     return sensors, work
+
+
+def node_meters(clock, tmp_path):
+    tree = build_hwmon_tree(tmp_path / "hwmon", square_wave(300, 600, 2.0), clock=clock, meters=2)
+    sensors, _ = find_power_meters(root=tree.root, clock=clock)
+    return sensors, lambda seconds: tree.update()
 
 
 def amd_sensors(clock, **gpu):
@@ -79,6 +87,7 @@ FACTORIES = {
     "amd current socket power": lambda clock, tmp_path: amd_sensors(clock, has_counter=False, has_current_power=True),
     "cpu, process scope": lambda clock, tmp_path: process_scoped(clock),
     "rapl": rapl_sensors,
+    "acpi power meter": node_meters,
     "cpu estimate": lambda clock, tmp_path: ([CpuEstimateSensor(clock=clock)], lambda s: None),
     "cpu estimate, user tdp": lambda clock, tmp_path: ([CpuEstimateSensor(tdp_w=65.0, clock=clock)], lambda s: None),
     "ram model": lambda clock, tmp_path: ([RamModelSensor(clock=clock)], lambda s: None),

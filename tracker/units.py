@@ -118,6 +118,20 @@ def number(value: float | None) -> str:
     return significant(float(value))
 
 
+def node_beside(node_kwh: float | None, unexplained_kwh: float | None, share: float | None, method: str) -> str | None:
+    """The node's own meter beside the components, said as such; ``None`` without a meter (no ``method``).
+
+    ``1.20 kWh whole node [acpi_power_meter], not added; 312 Wh (26.0 %) of it no component explains``.
+    """
+    if not method:
+        return None
+    line = f"{energy(node_kwh)} whole node [{method}], not added"
+    if unexplained_kwh is None:
+        return line
+    percent = f" ({significant(100 * share)} %)" if share is not None else ""
+    return f"{line}; {energy(unexplained_kwh)}{percent} of it no component explains"
+
+
 __all__ = [
     "DURATION_S",
     "ENERGY_KWH",
@@ -129,6 +143,7 @@ __all__ = [
     "duration",
     "energy",
     "energy_band",
+    "node_beside",
     "number",
     "power",
     "scaled",

@@ -3,7 +3,7 @@
 Vendor-neutral: a device is a UUID or an index, whatever its maker. The rules:
 
 - a process alone on its node measures everything asked;
-- CPU and RAM are node-wide: local rank 0 measures them, no other rank;
+- CPU and RAM, and the node's own meter, are node-wide: local rank 0 measures them, no other rank;
 - GPUs: a rank that names the device it trains on (``own``) measures that one; otherwise it measures
   every GPU it sees, and duplicates (the same UUID seen by several ranks of a node) are dropped when
   rows are merged, keeping the lowest rank's (:func:`keep_once`, in :mod:`tracker.logs.merge`, where

@@ -7,8 +7,10 @@ stop for the job-level files. Runs of separate processes that share a job id (a 
 process per node) merge the same way (:func:`group_by_job`).
 
 Rows are matched across shards by ``(epoch, phase, n-th such row)``. A device seen by several ranks
-(the same GPU UUID, or the same host's CPU and RAM) is counted once, the lowest rank's row kept
+(the same GPU UUID, or the same host's CPU, RAM and node meter) is counted once, the lowest rank's row kept
 (:func:`keep_once`); a shard's figures lose the duplicates' energy, its CO2 and band scaled with it.
+The node meters' ``node_kwh`` is summed over the machines (each once) only when every machine of the row
+has one, since a meter holds its machine's components: else it is left empty, and ``notes`` says why.
 A rank without a row that the others have is named in the row's ``notes``; when that rank did not
 finish (killed, interrupted) the merged row is ``interrupted``.
 
@@ -39,7 +41,7 @@ from tracker.logs.liveness import KILLED, RECOVERED, machine_of
 from tracker.logs.schema import PARTIAL
 from tracker.logs.totals import Totals
 
-GPU = "gpu"
+GPU, NODE = "gpu", "node"
 RUNNING = "running"
 KIND_COLUMNS = {"gpu": "gpu_kwh", "cpu": "cpu_kwh", "ram": "ram_kwh"}
 
@@ -290,13 +292,33 @@ def _merged_row(name: str, group: _Group, shards: Sequence[Shard]) -> tuple[dict
     row["samples"] = sum(samples) if samples else None
     for kind in KIND_COLUMNS:
         row[f"{kind}_method"] = joined(r.get(f"{kind}_method") for r in rows)
+    row["node_kwh"], node_note = _node_kwh(group, dropped)
+    node_method = joined(r.get("node_method") for r in rows)
+    row["node_method"] = node_method if row["node_kwh"] is not None and node_method != ABSENT else ""
     row["gap_s"] = max(_num(r.get("gap_s")) for r in rows)
     _derived(row)
     row["status"], row["notes"] = _status_and_flags(group, shards)
+    row["notes"] = ";".join(filter(None, [row["notes"], node_note]))
     if dropped:  # what the merge left out, and why
         note = f"{len(dropped)} device shares left out: the same device as another rank's row (the lowest rank's kept)"
         row["notes"] = ";".join(filter(None, [row["notes"], note]))
     return row, [dict(d, run=name) for d in kept]
+
+
+def _node_kwh(group: _Group, dropped: list[Mapping[str, Any]]) -> tuple[float | None, str]:
+    """The node meters' energy of a merged row, each machine's once, and a note when only some machines have one.
+
+    A machine's meter holds all of its components, so the figure stands beside the job's components
+    only when every machine of the row was metered; otherwise it is left empty, and the note says why.
+    """
+    machines = {shard.machine for shard, _ in group.rows}
+    metered = {shard.machine for shard, row in group.rows if row.get("node_kwh") is not None}
+    if not metered:
+        return None, ""
+    if metered != machines:
+        return None, f"node meter on {len(metered)} of {len(machines)} machines: node_kwh left empty (not all held)"
+    twice = sum(_num(d.get("energy_kwh")) for d in dropped if d.get("kind") == NODE)
+    return max(0.0, sum(_num(row.get("node_kwh")) for _, row in group.rows) - twice), ""
 
 
 def _derived(row: dict[str, Any]) -> None:

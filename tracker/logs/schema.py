@@ -47,6 +47,9 @@ class EpochRecord(NamedTuple):
             (``EnergyTracker.step``); empty where no step was counted.
         gpu_kwh, cpu_kwh, ram_kwh: energy by component, kWh (IT energy, before PUE).
         energy_kwh: their sum, kWh; ``energy_kwh_low``/``_high`` its band.
+        node_kwh: the whole machine's energy by its own meter (the ACPI power meter), kWh, read beside
+            the components and never added to ``energy_kwh`` or ``co2_kg`` (it holds them); what no
+            component explains is ``node_kwh - energy_kwh``. Empty without a meter.
         pue: power usage effectiveness applied to the row.
         carbon_intensity_g_per_kwh: grid intensity used, g CO2e/kWh; ``intensity_method`` how it
             was chosen and ``intensity_source`` which dataset (and year).
@@ -64,6 +67,8 @@ class EpochRecord(NamedTuple):
             asked for, and a term with no sourced figure is empty and not counted (``notes`` says why).
         water_source: each counted term's figure (L/kWh) and its source; empty when none is counted.
         gpu_method, cpu_method, ram_method: how each component was obtained (``absent`` if not).
+        node_method: how ``node_kwh`` was obtained (``acpi_power_meter``); empty without a meter, as in files
+            written before the column existed.
         cpu_scope: whose CPU energy ``cpu_kwh`` is: ``machine`` (the whole CPU) or ``process`` (this
             process tree's share of it, by CPU time); empty when the CPU is not measured.
         gpu_power_mean_w: mean GPU power over the row, W.
@@ -99,6 +104,7 @@ class EpochRecord(NamedTuple):
     energy_kwh: float
     energy_kwh_low: float
     energy_kwh_high: float
+    node_kwh: float | None
     pue: float
     carbon_intensity_g_per_kwh: float
     intensity_method: str
@@ -121,6 +127,7 @@ class EpochRecord(NamedTuple):
     cpu_method: str
     cpu_scope: str
     ram_method: str
+    node_method: str
     gpu_power_mean_w: float | None
     energy_per_sample_j: float | None
     break_even_queries: float | None
@@ -146,7 +153,8 @@ class DeviceRecord(NamedTuple):
     Attributes:
         run, epoch, phase: as in :class:`EpochRecord`.
         host: the machine's name; rank: the global rank that measured it (0 outside DDP).
-        sensor: the sensor's name (``gpu:0``, ``cpu``, ``ram:dram-0``); kind: gpu, cpu or ram.
+        sensor: the sensor's name (``gpu:0``, ``cpu``, ``ram:dram-0``, ``node:hwmon2``); kind: gpu, cpu, ram or
+            node (the machine's own meter, beside the components).
         model: the device's model name (``NVIDIA A100-SXM4-40GB``, the CPU's brand string); uuid: the
             GPU's UUID, if any.
         method: how the figure was obtained; status: ``ok``, ``failing`` (retried with back-off) or

@@ -30,9 +30,11 @@ SUMMED = (
     "co2_kg_low",
     "co2_kg_high",
 )
-# The embodied (kg CO2e) and water (L) columns are summed over the rows that have them: ``None`` when no
-# row does (not asked for, or no figure), never a 0 that would read as "none".
-OPTIONAL = (*EMBODIED, *WATER)
+# The node's own meter (kWh) and the components' energy of the rows it read, which it is compared with.
+NODE = ("node_kwh", "node_components_kwh")
+# The embodied (kg CO2e), water (L) and node meter (kWh) figures are summed over the rows that have them:
+# ``None`` when no row does (not asked for, no figure, no meter), never a 0 that would read as "none".
+OPTIONAL = (*EMBODIED, *WATER, *NODE)
 # What a run's summary reports from its totals: the epochs finished and the sums but the duration
 # (a summary's duration is the run's measured time, which counts the seconds of open rows too).
 FIGURES = ("epochs", *SUMMED[1:], *OPTIONAL)
@@ -52,6 +54,9 @@ class Totals(NamedTuple):
             amortised) and their band, kg CO2e, apart from ``co2_kg``; ``None`` when no row counted them.
         water_l, water_l_low, water_l_high, water_onsite_l, water_offsite_l: operational water and its
             band, and each term, L; ``None`` when no row counted it.
+        node_kwh: the whole machine's energy by its own meter, kWh, over the rows that have one; never
+            part of ``energy_kwh`` (it holds the components); ``None`` without a meter.
+        node_components_kwh: ``energy_kwh`` of those same rows, kWh: what ``node_kwh`` is compared with.
     """
 
     duration_s: float = 0.0
@@ -74,13 +79,15 @@ class Totals(NamedTuple):
     water_l_high: float | None = None
     water_onsite_l: float | None = None
     water_offsite_l: float | None = None
+    node_kwh: float | None = None
+    node_components_kwh: float | None = None
 
     def plus(self, record: Mapping[str, Any]) -> "Totals":
         """These totals with one more record (an ``epochs.csv`` row as a mapping)."""
         added = {name: getattr(self, name) + _number(record, name) for name in SUMMED}
         return self._replace(
             **added,
-            **{name: _optional_sum([getattr(self, name), record.get(name)]) for name in OPTIONAL},
+            **{name: _optional_sum([getattr(self, name), _optional(record, name)]) for name in OPTIONAL},
             epochs=self.epochs + _finished_epoch(record),
             training_kwh=self.training_kwh
             + (0.0 if record.get("phase") == INFERENCE else _number(record, "energy_kwh")),
@@ -92,7 +99,7 @@ class Totals(NamedTuple):
         rows = list(records)
         sums = {name: math.fsum(_number(r, name) for r in rows) for name in SUMMED}
         training = math.fsum(_number(r, "energy_kwh") for r in rows if r.get("phase") != INFERENCE)
-        optional = {name: _optional_sum([r.get(name) for r in rows]) for name in OPTIONAL}
+        optional = {name: _optional_sum([_optional(r, name) for r in rows]) for name in OPTIONAL}
         return cls(**sums, **optional, epochs=sum(_finished_epoch(r) for r in rows), training_kwh=training)
 
     @classmethod
@@ -148,6 +155,23 @@ class Totals(NamedTuple):
         """The water columns' sums, L, by name (``None`` where no record counted the term)."""
         return {name: getattr(self, name) for name in WATER}
 
+    @property
+    def unexplained_kwh(self) -> float | None:
+        """What the node's meter read beyond the components of the same rows, kWh; ``None`` without a meter.
+
+        Fans, disks, network, the power supplies' losses, and any component measured by an estimate
+        that errs low; negative when the components' figures exceed the meter's.
+        """
+        if self.node_kwh is None:
+            return None
+        return self.node_kwh - (self.node_components_kwh or 0.0)
+
+    @property
+    def unexplained_share(self) -> float | None:
+        """:attr:`unexplained_kwh` as a share of ``node_kwh``, 0 to 1; ``None`` without a meter reading."""
+        unexplained = self.unexplained_kwh
+        return unexplained / self.node_kwh if unexplained is not None and self.node_kwh else None
+
 
 def _number(record: Mapping[str, Any], column: str) -> float:
     return float(record.get(column) or 0.0)
@@ -157,6 +181,13 @@ def _optional_sum(values: Iterable[Any]) -> float | None:
     """The exact sum of the values that are numbers (``""`` and ``None`` are not), or ``None`` when none is."""
     numbers = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     return math.fsum(numbers) if numbers else None
+
+
+def _optional(record: Mapping[str, Any], name: str) -> Any:
+    """A record's optional figure; ``node_components_kwh`` is its ``energy_kwh`` where its ``node_kwh`` is a number."""
+    if name != "node_components_kwh":
+        return record.get(name)
+    return record.get("energy_kwh") if isinstance(record.get("node_kwh"), (int, float)) else None
 
 
 def _finished_epoch(record: Mapping[str, Any]) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 from tracker.energy import counter_delta_j
 from tracker.errors import SensorError
-from tracker.sensors import CPU, GPU, RAM, Reading, Sensor
+from tracker.sensors import CPU, GPU, NODE, RAM, Reading, Sensor
 from tracker.sensors.discovery import discover
 from tracker.sensors.methods import RAPL, RAPL_DRAM, is_measured
 
@@ -97,7 +97,16 @@ def survey(
 
 
 def verdict(sensors: Sequence[dict[str, Any]]) -> str:
-    """One plain sentence: what is measured here and what is estimated."""
+    """One plain sentence: what is measured here and what is estimated (and the node's own meter, beside them)."""
+    node = (
+        " The node's own meter (ACPI power meter) is read beside them, never added."
+        if any(s["kind"] == NODE for s in sensors)
+        else ""
+    )
+    return _components_verdict([s for s in sensors if s["kind"] != NODE]) + node
+
+
+def _components_verdict(sensors: Sequence[dict[str, Any]]) -> str:
     measured = sorted({s["kind"] for s in sensors if is_measured(s["method"])})
     estimated = sorted({s["kind"] for s in sensors if not is_measured(s["method"])})
     has_gpu = any(s["kind"] == GPU for s in sensors)
@@ -109,7 +118,7 @@ def verdict(sensors: Sequence[dict[str, Any]]) -> str:
         ram_text = f"RAM energy from a model ({_ram(ram)})" if ram else "no RAM model"
         return (
             f"No GPU and no readable RAPL here: nothing is measured by a hardware counter; {cpu_text} and "
-            f"{ram_text}. Every figure on this machine is an estimate."
+            f"{ram_text}. Every component's figure on this machine is an estimate."
         )
     text = f"Measured by hardware counters: {', '.join(measured) or 'nothing'}."
     return text + (f" Estimated: {', '.join(estimated)}." if estimated else "")

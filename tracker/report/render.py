@@ -45,6 +45,7 @@ CSV_COLUMNS = (
     "samples",
     *SUMMED[1:],  # energy by component, with band, and CO2 with band
     *EMBODIED,  # beside the CO2, never in it
+    "node_kwh",  # the node's own meter, beside them (never in energy_kwh)
     *WATER,  # operational water with band and each term, L (empty when not counted)
     "water_source",
     "pue",
@@ -53,6 +54,7 @@ CSV_COLUMNS = (
     "gpu_method",
     "cpu_method",
     "ram_method",
+    "node_method",
 )
 ROW_TABLE = ("epoch", "phase", "status", "duration_s", "gpu_kwh", "cpu_kwh", "ram_kwh", "energy_kwh", "co2_kg")
 FORECAST = (
@@ -287,6 +289,7 @@ def to_json(summaries: Sequence[RunSummary]) -> str:
         record["boundary"] = s.boundary.as_dict() if s.boundary else None
         record["water"] = s.totals.water()
         record["kwh_per_epoch"] = s.kwh_per_epoch
+        record["node"] = node_record(s)
         record["equivalents"] = [e._asdict() for e in equivalents(s.totals.co2_kg, s.totals.energy_kwh)]
         runs.append(record)
     experiments = [
@@ -301,6 +304,18 @@ def to_json(summaries: Sequence[RunSummary]) -> str:
 def _sums(totals: Totals) -> dict[str, float | None]:
     """The summed columns and the embodied ones (``None`` where no row counted them), by name."""
     return {**totals.sums(), **totals.embodied()}
+
+
+def node_record(s: RunSummary) -> dict[str, Any] | None:
+    """The node's own meter beside the components (kWh, and the unexplained share 0 to 1); ``None`` without one."""
+    from tracker.report.text import node_method
+
+    method, t = node_method(s.rows), s.totals
+    if not method:
+        return None
+    return {"method": method, "node_kwh": t.node_kwh, "components_kwh": t.node_components_kwh,
+            "unexplained_kwh": t.unexplained_kwh, "unexplained_share": t.unexplained_share,
+            "counted": "beside the components, never added to energy_kwh or co2_kg"}  # fmt: skip
 
 
 def to_csv(summaries: Sequence[RunSummary]) -> str:

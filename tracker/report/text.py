@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import tracker.units as units
-from tracker.energy import joined
+from tracker.energy import ABSENT, joined
 from tracker.report.experiments import COMPONENTS, RATIOS, Experiment, comparison, group, methods_text
 from tracker.session.boundary import NOT_RECORDED, common
 
@@ -60,6 +60,7 @@ def _facts(s: RunSummary) -> list[tuple[str, str]]:
         ("time", units.duration(t.duration_s)),
         ("energy", f"{units.energy(t.energy_kwh)} ({units.energy_band(t.energy_kwh_low, t.energy_kwh_high)})"),
         *((kind.upper(), _component(getattr(t, f"{kind}_kwh"), s.methods[kind])) for kind in COMPONENTS),
+        *_node_fact(s),
         ("CO2e", f"{units.co2(t.co2_kg)} ({units.co2_band(t.co2_kg_low, t.co2_kg_high)})"),
         *([("embodied CO2e", embodied_text(s))] if t.embodied_co2_kg is not None else []),
         ("grid", grid_text(s.intensity)),
@@ -97,6 +98,19 @@ def water_fact(s: RunSummary) -> str:
 
     described = water.Water.from_dict(s.water_terms).described() if s.water_terms else "terms not recorded"
     return water.text(s.totals.water(), described)
+
+
+def node_method(rows: Sequence[dict[str, Any]]) -> str:
+    """How the node's own meter was read over ``rows`` (``acpi_power_meter``), empty where none was."""
+    method = joined(r.get("node_method") for r in rows)
+    return "" if method == ABSENT else method
+
+
+def _node_fact(s: RunSummary) -> list[tuple[str, str]]:
+    """The node's meter beside the components and the share none explains (no line without a meter)."""
+    t = s.totals
+    line = units.node_beside(t.node_kwh, t.unexplained_kwh, t.unexplained_share, node_method(s.rows))
+    return [("node meter", line)] if line else []
 
 
 def _open_text(rows: Sequence[dict[str, Any]]) -> str:
@@ -157,12 +171,14 @@ def _rows_table(s: RunSummary) -> tuple[list[str], list[list[str]]]:
     c_f, c_u = _column([t.co2_kg, *([recosted["co2_kg"]] if recosted else [])], units.MASS_KG)
     m_f, m_u = _column([t.embodied_co2_kg], units.MASS_KG)
     made = [f"embodied CO2e ({m_u})"] if t.embodied_co2_kg is not None else []  # apart from the CO2e, never in it
+    node = ["node"] if node_method(rows) else []  # the node's meter: beside energy, not part of it
     headers = ["epoch", "phase", "status", f"time ({time_u})", *(f"{k.upper()} ({e_u})" for k in COMPONENTS),
-               f"energy ({e_u})", f"CO2e ({c_u})", f"CO2e band ({c_u})", *made,
+               f"energy ({e_u})", *(f"node meter ({e_u})" for _ in node), f"CO2e ({c_u})", f"CO2e band ({c_u})",
+               *made,
                *([f"CO2e re-costed ({c_u})"] if recosted else []), *metrics]  # fmt: skip
 
     def line(r: dict[str, Any], label: tuple[str, str, str]) -> list[str]:
-        energies = [_scaled(r.get(f"{k}_kwh"), e_f) for k in (*COMPONENTS, "energy")]
+        energies = [_scaled(r.get(f"{k}_kwh"), e_f) for k in (*COMPONENTS, "energy", *node)]
         band = f"{_scaled(r.get('co2_kg_low'), c_f)}–{_scaled(r.get('co2_kg_high'), c_f)}"
         again = [_scaled(r.get("recosted_co2_kg"), c_f)] if recosted else []
         embodied = [_scaled(r.get("embodied_co2_kg"), m_f)] if made else []
@@ -171,7 +187,8 @@ def _rows_table(s: RunSummary) -> tuple[list[str], list[list[str]]]:
 
     body = [line(r, (_cell(r.get("epoch")), str(r.get("phase")), str(r.get("status")))) + [_cell(r.get(m))
             for m in metrics] for r in rows]  # fmt: skip
-    total = {**t.sums(), **t.embodied(), "recosted_co2_kg": recosted["co2_kg"] if recosted else None}
+    total = {**t.sums(), **t.embodied(), "node_kwh": t.node_kwh,
+             "recosted_co2_kg": recosted["co2_kg"] if recosted else None}  # fmt: skip
     return headers, [*body, line(total, ("total", "", "")) + [""] * len(metrics)]
 
 

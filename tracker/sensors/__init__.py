@@ -6,6 +6,8 @@ One module per source, each a small class satisfying :class:`Sensor`:
 - ``rapl``: Linux powercap sysfs (Intel and AMD packages, DRAM).
 - ``cpu_estimate``: psutil utilisation x TDP, when RAPL is absent or unreadable.
 - ``ram``: a documented RAM power model, when no RAPL DRAM zone is readable.
+- ``hwmon``: the node's own meter, the ACPI power meter through hwmon (kind ``node``): read beside the
+  components, never added to them.
 
 :func:`tracker.sensors.discovery.discover` returns the sensors this machine supports and, for each
 absent source, why; :mod:`tracker.sensors.methods` names the ways a figure is obtained.
@@ -19,8 +21,11 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from tracker.errors import ConfigurationError
 
-GPU, CPU, RAM = "gpu", "cpu", "ram"
-KINDS = (GPU, CPU, RAM)
+GPU, CPU, RAM, NODE = "gpu", "cpu", "ram", "node"
+# The components whose energy makes a row's ``energy_kwh``; the node's own meter (``node``) measures the
+# whole machine, the components included, so it is shown beside them and never added.
+COMPONENTS = (GPU, CPU, RAM)
+KINDS = (*COMPONENTS, NODE)
 
 Clock = Callable[[], float]
 
@@ -30,7 +35,7 @@ class Reading(NamedTuple):
 
     Attributes:
         sensor: the sensor's unique name, e.g. ``"gpu:0"``, ``"cpu:package-0"``, ``"ram"``.
-        kind: ``"gpu"``, ``"cpu"`` or ``"ram"``.
+        kind: ``"gpu"``, ``"cpu"``, ``"ram"`` or ``"node"``.
         time_s: when it was read, in seconds of the sensor's monotonic clock.
         energy_j: the cumulative energy counter in joules, raw (it may wrap or reset), or
             ``None`` for a sensor that only gives power.
@@ -64,12 +69,12 @@ class Sensor(Protocol):
 
     Attributes:
         name: unique sensor name, also the ``sensor`` of its readings.
-        kind: ``"gpu"``, ``"cpu"`` or ``"ram"``.
+        kind: ``"gpu"``, ``"cpu"``, ``"ram"`` or ``"node"`` (the whole machine, beside the components).
         method: how its figure is obtained, written to the log beside it: ``energy_counter``,
             ``power_samples``, ``power_instant``, ``power_average`` or ``power_polling`` (NVML),
             ``rapl`` or ``rapl_dram`` (powercap), ``tdp_estimate`` (table
             TDP), ``tdp_user`` (the user's TDP), ``tdp_default`` (unknown CPU, per-thread default),
-            ``ram_model`` or ``ram_user`` (RAM model, or the user's watts).
+            ``ram_model`` or ``ram_user`` (RAM model, or the user's watts), ``acpi_power_meter`` (the node's meter).
         info: what it measures, for ``run.json`` and ``devices.csv`` (model, UUID, TDP, ...).
     """
 

@@ -1,7 +1,12 @@
 """Discovery: the sensors this machine supports and, for each absent source, why.
 
-Each backend (``nvml``, ``amd``, ``rapl``, ``cpu_estimate``, ``ram``, ``cpu_scope``) is imported when it
+Each backend (``nvml``, ``amd``, ``rapl``, ``cpu_estimate``, ``ram``, ``cpu_scope``, ``hwmon``) is imported when it
 is looked for, so ``import tracker`` initialises nothing; a new backend adds its lookup here.
+
+GPUs come from NVML, else from ``amdsmi`` (AMD); CPU from RAPL package zones, else the TDP estimate; RAM
+from RAPL DRAM zones, else the RAM model; the node's own meter from hwmon's ACPI power meter, if any.
+Absent hardware is an empty list plus a reason, never an exception, except for configuration errors (a
+``CUDA_VISIBLE_DEVICES`` entry that matches no GPU, an explicit powercap or hwmon root missing).
 
 The GPU driver is asked on a thread of its own, waited for at most ``timeout_s``: a driver hung
 in ``nvmlInit`` (Xid recovery, a stuck PCIe read) cannot be interrupted from Python, so past the
@@ -21,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tracker.errors import ConfigurationError
-from tracker.sensors import CPU, GPU, RAM, Absent, Clock, Discovery
+from tracker.sensors import CPU, GPU, NODE, RAM, Absent, Clock, Discovery
 
 logger = logging.getLogger(__name__)
 
@@ -36,40 +41,39 @@ def discover(
     visible_devices: str | None = None,
     gpu_devices: Sequence[int | str] | None = None,
     powercap_root: Path | str | None = None,
+    hwmon_root: Path | str | None = None,
     cpu_tdp_w: float | None = None,
     ram_w: float | None = None,
     gpus: bool = True,
     cpu: bool = True,
     ram: bool = True,
+    node: bool = True,
     clock: Clock = time.monotonic,
     cpu_scope: str = "machine",
     cpu_scope_root: int | None = None,
     timeout_s: float | None = None,
 ) -> Discovery:
-    """Find the sensors this machine supports.
-
-    GPUs come from NVML, else from ``amdsmi`` (AMD); CPU from RAPL package zones, else the TDP estimate; RAM from
-    RAPL DRAM zones, else the RAM model. Absent hardware is an empty list plus a reason, never an exception, except
-    for configuration errors (a ``CUDA_VISIBLE_DEVICES`` entry that matches no GPU, an explicit powercap root missing).
+    """Find the sensors this machine supports (the order each kind is looked for in: the module docstring).
 
     Args:
         nvml: the ``pynvml`` module to use (a fake in tests); imported lazily when ``None``.
         visible_devices: ``CUDA_VISIBLE_DEVICES`` as a string; read from the environment when ``None``.
         gpu_devices: measure only these GPUs: logical CUDA indices (after ``CUDA_VISIBLE_DEVICES``) or UUIDs.
         powercap_root: the powercap sysfs directory; ``None`` is ``/sys/class/powercap`` (an explicit one must exist).
+        hwmon_root: the hwmon sysfs directory; ``None`` is ``/sys/class/hwmon`` (an explicit one must exist).
         cpu_tdp_w: the CPU package power in watts to use instead of the table lookup.
         ram_w: the RAM power in watts to use instead of the RAM model.
         gpus: whether to measure GPUs.
         cpu: whether to measure the CPU (RAPL, else the estimate).
         ram: whether to measure RAM (RAPL DRAM, else the model).
+        node: whether to read the node's own meter (beside the components, never added to them).
         clock: monotonic clock in seconds, shared with the sampler.
-        cpu_scope: ``"machine"``, or ``"process"`` to count this process tree's share of the CPU's
-            energy (:mod:`tracker.sensors.cpu_scope`).
+        cpu_scope: ``"machine"``, or ``"process"`` for this process tree's share (:mod:`tracker.sensors.cpu_scope`).
         cpu_scope_root: the root of that process tree; this process when ``None``.
         timeout_s: the longest the GPU driver is waited for, s (``None``: ``DISCOVERY_TIMEOUT_S``).
 
     Raises:
-        ConfigurationError: a ``CUDA_VISIBLE_DEVICES`` entry or an explicit powercap root is invalid.
+        ConfigurationError: a ``CUDA_VISIBLE_DEVICES`` entry or an explicit powercap or hwmon root is invalid.
     """
     found = Discovery()
     if gpus:
@@ -78,6 +82,7 @@ def discover(
     if cpu or ram:
         cpu_w, ram_watts = cpu_tdp_w if cpu else False, ram_w if ram else False
         _guarded(found, "rapl", CPU, lambda: _cpu_and_ram(found, powercap_root, cpu_w, ram_watts, clock))
+    _guarded(found, "hwmon", NODE, lambda: _node(found, hwmon_root, clock) if node else None)
     _apply_scope(found, cpu_scope, cpu_scope_root)
     return found
 
@@ -165,6 +170,14 @@ def _cpu_and_ram(found: Discovery, powercap_root: Any, cpu_tdp_w: Any, ram_w: An
     if ram_w is not False:
         dram = [s for s in rapl_sensors if s.kind == RAM and ram_w is None]
         found.sensors.extend(dram or [ram_backend.RamModelSensor(power_w=ram_w, clock=clock)])
+
+
+def _node(found: Discovery, hwmon_root: Any, clock: Clock) -> None:
+    from tracker.sensors import hwmon
+
+    sensors, absent = hwmon.find_power_meters(root=hwmon_root, clock=clock)
+    found.sensors.extend(sensors)
+    found.absent.extend(absent)
 
 
 def _apply_scope(found: Discovery, scope: str, root_pid: int | None) -> None:

@@ -20,6 +20,10 @@ method                    band         why
 ``tdp_user``              ±40 %        the same model with the user's TDP
 ``tdp_default``           ×0.5 – ×2    unknown CPU: a per-thread default, wider still
 ``ram_model``/``ram_user``×0.5 – ×2    published models span 0.08–0.375 W/GB (docs/measurement.md §3.3)
+``acpi_power_meter``      ×0.5 – ×2    the node's meter (hwmon ``power_meter``): no accuracy is documented for
+                                       ACPI meters as a class (each declares its own, ``power1_accuracy``, kept
+                                       in its info), so the rule for an undocumented figure; never in
+                                       ``energy_kwh`` (docs/measurement.md, the node's own meter)
 anything else             ×0.5 – ×2    an unknown method is treated as an estimate
 ========================  ===========  ======================================================
 """
@@ -27,13 +31,14 @@ anything else             ×0.5 – ×2    an unknown method is treated as an es
 from typing import NamedTuple
 
 from tracker.energy import ABSENT as ABSENT  # a kind no sensor measured, in the ``<kind>_method`` columns
-from tracker.sensors import CPU, GPU, RAM
+from tracker.sensors import CPU, GPU, NODE, RAM
 
 ENERGY_COUNTER, POWER_POLLING = "energy_counter", "power_polling"
 POWER_SAMPLES, POWER_INSTANT, POWER_AVERAGE = "power_samples", "power_instant", "power_average"
 RAPL, RAPL_DRAM = "rapl", "rapl_dram"
 TDP_ESTIMATE, TDP_USER, TDP_DEFAULT = "tdp_estimate", "tdp_user", "tdp_default"
 RAM_MODEL, RAM_USER = "ram_model", "ram_user"
+ACPI_POWER_METER = "acpi_power_meter"
 
 DEFAULT_BAND = (0.50, 2.00)
 
@@ -43,7 +48,7 @@ class Method(NamedTuple):
 
     Attributes:
         name: what sensors carry in ``method`` and the logs in ``<kind>_method``.
-        kind: the component it serves, ``gpu``, ``cpu`` or ``ram``.
+        kind: the component it serves, ``gpu``, ``cpu`` or ``ram``, or ``node`` (the whole machine).
         measured: read from hardware (``True``) or estimated from a model (``False``).
         band: the low and high factors applied to its energy (before any sampling error).
         phrase: how the paper paragraph says it was obtained; may hold ``{tdp}``, ``{w_per_gib}``
@@ -90,6 +95,9 @@ METHODS = {m.name: m for m in (
            phrase="estimated at {w_per_gib} W per GiB of memory"),
     Method(RAM_USER, RAM, False, DEFAULT_BAND, short="ESTIMATE: your RAM power",
            phrase="estimated as a constant {power_w} given by the authors"),
+    Method(ACPI_POWER_METER, NODE, True, DEFAULT_BAND, short="ACPI power meter (whole node, not added)",
+           phrase="measured with the node's own ACPI power meter (Linux hwmon power_meter), integrated over time, "
+           "and reported beside the components, not added to them"),
 )}  # fmt: skip
 
 

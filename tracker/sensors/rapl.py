@@ -25,8 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tracker.errors import ConfigurationError, SensorError, SensorPermissionError, SensorReadError
+from tracker.errors import SensorError, SensorPermissionError
 from tracker.sensors import CPU, RAM, Absent, Reading
+from tracker.sensors._sysfs import class_root, read_int
 from tracker.sensors.methods import RAPL, RAPL_DRAM
 
 __all__ = ["DEFAULT_ROOT", "RaplSensor", "find_rapl"]
@@ -50,30 +51,6 @@ _FALLBACK = {CPU: "meanwhile the CPU is estimated from its TDP", RAM: "meanwhile
 MAX_ZONE_W = 1000.0
 
 log = logging.getLogger(__name__)
-
-
-def read_uj(path: Path, sensor: str) -> int:
-    """Read one integer sysfs attribute (µJ); the one place where ``OSError`` is translated.
-
-    The file is opened anew each time (about 10 µs, against 1 µs for ``os.pread`` on a kept
-    descriptor, measured on a cgroup sysfs file): at a 1 s interval the difference is noise, and
-    a fresh open sees permission changes and vanished zones instead of a stale descriptor.
-
-    Raises:
-        SensorPermissionError: the file exists but may not be read.
-        SensorReadError: the file is gone, unreadable for another reason, or holds no integer.
-    """
-    try:
-        with open(path, "rb", buffering=0) as f:
-            return int(f.read())
-    except PermissionError as e:
-        raise SensorPermissionError(
-            f"cannot read {path}: {e.strerror}", sensor=sensor, path=str(path), hint=PERMISSION_HINT
-        ) from e
-    except OSError as e:
-        raise SensorReadError(f"cannot read {path}: {e.strerror}", sensor=sensor, path=str(path)) from e
-    except ValueError as e:
-        raise SensorReadError(f"{path} does not hold an integer", sensor=sensor, path=str(path)) from e
 
 
 class RaplSensor:
@@ -127,7 +104,7 @@ class RaplSensor:
             SensorPermissionError: ``energy_uj`` became unreadable.
             SensorReadError: the zone vanished or returned garbage.
         """
-        energy_uj = read_uj(self._energy_file, self.name)
+        energy_uj = read_int(self._energy_file, self.name, PERMISSION_HINT)
         now = self._clock()
         wrap_s = self.counter_range_j / MAX_ZONE_W
         if self._last_s is not None and now - self._last_s > wrap_s and not self._warned:
@@ -162,7 +139,7 @@ def find_rapl(
     Raises:
         ConfigurationError: ``root`` was given and is not a directory.
     """
-    base = _check_root(root)
+    base = class_root(root, DEFAULT_ROOT, "intel-rapl:N zones")
     if base is None:
         return [], [Absent("rapl", CPU, "not supported", detail=f"{DEFAULT_ROOT} does not exist (no RAPL here)")]
     try:
@@ -182,19 +159,6 @@ def find_rapl(
         sensors.extend(found)
         absent.extend(missing)
     return sensors, absent
-
-
-def _check_root(root: Path | str | None) -> Path | None:
-    """The class directory, ``None`` when the default one is absent."""
-    if root is None:
-        return DEFAULT_ROOT if DEFAULT_ROOT.is_dir() else None
-    path = Path(root)
-    if not path.is_dir():
-        raise ConfigurationError(
-            f"powercap root {str(path)!r} is not a directory; expected the powercap sysfs class directory "
-            f"holding intel-rapl:N zones (normally {DEFAULT_ROOT}), or no root to use that one if present"
-        )
-    return path
 
 
 def _package_zones(base: Path) -> list[Path]:
@@ -240,7 +204,7 @@ def _sensor(kind: str, zone: Path, clock: Callable[[], float]) -> RaplSensor:
     package = zone.name.split(":")[1]
     domain = _zone_name(zone) if kind == CPU else f"dram-{package}"
     name = f"{kind}:{domain}"
-    range_uj = read_uj(zone / "max_energy_range_uj", name)
-    read_uj(zone / "energy_uj", name)
+    range_uj = read_int(zone / "max_energy_range_uj", name, PERMISSION_HINT)
+    read_int(zone / "energy_uj", name, PERMISSION_HINT)
     info = {"zone": zone.name, "domain": domain, "path": str(zone), "max_energy_range_uj": range_uj}
     return RaplSensor(zone, name=name, kind=kind, counter_range_j=range_uj / 1e6, clock=clock, info=info)

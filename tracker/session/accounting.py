@@ -222,14 +222,15 @@ def embodied_shares(
     A GPU carries its model's footprint; each host's footprint is split equally among its CPU and RAM
     devices, so that it is counted once per node, where the node's CPU and RAM are measured (local
     rank 0, :mod:`tracker.job.placement`), and dropped with them when a merge finds them twice. A GPU
-    whose model the table lacks has no share (``None``) and a note.
+    whose model the table lacks has no share (``None``) and a note; the node's own meter has none.
     """
     host_row = embodied.footprint(embodied.HOST)
     node_devices = Counter(d.host for d in devices if d.kind in (CPU, RAM))
     shares: list[Embodied | None] = []
     notes = []
     for device in devices:
-        row = embodied.footprint(embodied.GPU, device.device) if device.kind == GPU else host_row
+        gpu, host = device.kind == GPU, device.kind in (CPU, RAM)  # the node's meter carries no share: not a part
+        row = embodied.footprint(embodied.GPU, device.device) if gpu else host_row if host else None
         if row is None:
             shares.append(None)
             if device.kind == GPU:

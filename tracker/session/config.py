@@ -626,14 +626,19 @@ def _nvml(value: Any, name: str) -> Any:
     return value
 
 
-def _powercap_root(value: Any, name: str) -> Any:
-    is_path = isinstance(value, (str, os.PathLike))
-    if value is not None and (not is_path or not Path(value).is_dir()):
-        raise ConfigurationError(
-            f"{name}={value!r} is not a directory; give the powercap sysfs class directory, "
-            "normally '/sys/class/powercap', or leave it out"
-        )
-    return value
+def _sysfs_root(normally: str) -> Callable[[Any, str], Any]:
+    """The check of an injected sysfs class directory (``normally`` the real one): a directory, or None."""
+
+    def check(value: Any, name: str) -> Any:
+        is_path = isinstance(value, (str, os.PathLike))
+        if value is not None and (not is_path or not Path(value).is_dir()):
+            raise ConfigurationError(
+                f"{name}={value!r} is not a directory; give the {normally.rsplit('/', 1)[-1]} sysfs class "
+                f"directory, normally {normally!r}, or leave it out"
+            )
+        return value
+
+    return check
 
 
 def _rank(value: Any, name: str) -> int:
@@ -692,7 +697,12 @@ class Hardware(Options):
     )
     nvml: Any = option(None, _nvml, "the pynvml module for GPU discovery (tests pass a fake).")
     powercap_root: str | os.PathLike[str] | None = option(
-        None, _powercap_root, "the powercap sysfs directory for RAPL discovery (tests pass a fake)."
+        None, _sysfs_root("/sys/class/powercap"), "the powercap sysfs directory for RAPL discovery (tests pass a fake)."
+    )
+    hwmon_root: str | os.PathLike[str] | None = option(
+        None,
+        _sysfs_root("/sys/class/hwmon"),
+        "the hwmon sysfs directory where the node's ACPI power meter is looked for (tests pass a fake).",
     )
     utc_clock: Callable[[], datetime] = option(
         _utc_now,

@@ -25,7 +25,7 @@ from tracker.job.job import Job
 from tracker.logs.schema import COMPLETE, INTERRUPTED, EpochRecord
 from tracker.logs.writer import RunWriter, check_log_dir
 from tracker.measure.sampler import MANUAL, default_interval_s
-from tracker.sensors import CPU, GPU, RAM, Discovery, Reading
+from tracker.sensors import CPU, GPU, KINDS, NODE, RAM, Discovery, Reading
 from tracker.sensors.discovery import discover
 from tracker.session import prometheus
 from tracker.session import resume as resuming
@@ -147,11 +147,13 @@ class EnergyTracker:
             nvml=hardware.nvml,
             gpu_devices=cfg.gpu_devices,
             powercap_root=hardware.powercap_root,
+            hwmon_root=hardware.hwmon_root,
             cpu_tdp_w=cfg.cpu_tdp_w,
             ram_w=cfg.ram_w,
             gpus=GPU in kinds,
             cpu=CPU in kinds,
             ram=RAM in kinds,
+            node=NODE in kinds,
             clock=self._clock,
             cpu_scope=cfg.cpu_scope_choice[0],
             cpu_scope_root=self._job.tree_root(),
@@ -379,7 +381,7 @@ class EnergyTracker:
         """The run as it is now, an immutable record (what :meth:`summary` and ``run.json`` are made of)."""
         rows = self._rows
         sensors = self.discovery.sensors
-        by_sensors = {kind: joined([s.method for s in sensors if s.kind == kind]) for kind in (GPU, CPU, RAM)}
+        by_sensors = {kind: joined([s.method for s in sensors if s.kind == kind]) for kind in KINDS}
         return RunState(
             config=self.config,
             run=rows.run if rows else "",

@@ -18,7 +18,7 @@ from tracker.carbon.water import COLUMNS as WATER
 from tracker.energy import J_PER_KWH, joules_to_kwh
 from tracker.logs.schema import INFERENCE, TRAIN, DeviceRecord, EpochRecord
 from tracker.logs.totals import Totals
-from tracker.sensors import CPU, GPU, RAM
+from tracker.sensors import CPU, GPU, NODE, RAM
 from tracker.sensors.methods import ABSENT
 from tracker.session import accounting
 from tracker.session.accounting import DeviceUsage, Forecast, StepMark
@@ -121,11 +121,12 @@ class RowBuilder:
     def _record(self, segment: Segment, status: str, devices: Sequence[DeviceUsage]) -> EpochRecord:
         """The segment's row, its own figures only: the cumulative and forecast columns come with the totals."""
         kinds = accounting.by_kind(devices)
-        energy = kinds[GPU] + kinds[CPU] + kinds[RAM]
+        energy = kinds[GPU] + kinds[CPU] + kinds[RAM]  # never the node's meter: it holds them
         intensity_g, source = self._intensity(segment)
         grid, pue, duration, methods = self.config.intensity, self.config.pue, segment.active_s, by_method(devices)
         shares, left_out = self._embodied(devices, duration)
         total = accounting.embodied_total(shares)
+        components = [d for d in devices if d.kind != NODE]  # the row's coverage and gaps are the components'
         return EpochRecord(
             run=self.run,
             job_id=self.job_id,
@@ -144,6 +145,7 @@ class RowBuilder:
             energy_kwh=energy.kwh,
             energy_kwh_low=joules_to_kwh(energy.low_j),
             energy_kwh_high=joules_to_kwh(energy.high_j),
+            **_node_columns(kinds[NODE].kwh, methods[NODE]),
             pue=pue,
             carbon_intensity_g_per_kwh=intensity_g,
             intensity_method=grid.method,
@@ -162,8 +164,8 @@ class RowBuilder:
             gpu_power_mean_w=accounting.mean_power_w(kinds[GPU].value_j, duration) if methods[GPU] != ABSENT else None,
             energy_per_sample_j=energy.value_j / segment.samples if segment.samples else None,
             **_NO_TOTALS,
-            gap_s=max((d.totals.gap_s for d in devices), default=0.0),
-            covered_fraction=accounting.covered_fraction(devices, duration),
+            gap_s=max((d.totals.gap_s for d in components), default=0.0),
+            covered_fraction=accounting.covered_fraction(components, duration),
             notes=";".join(filter(None, [_notes(segment, devices, duration, self.config.water_terms), *left_out])),
         )
 
@@ -261,6 +263,12 @@ def embodied_columns(share: Embodied | None) -> dict[str, float | None]:
     """The ``embodied_co2_kg`` columns of a row for ``share`` (kg CO2e), empty for ``None``."""
     values = (None, None, None) if share is None else share
     return dict(zip(EMBODIED, values, strict=True))
+
+
+def _node_columns(kwh: float, method: str) -> dict[str, Any]:
+    """``node_kwh`` and ``node_method``: the node's own meter, beside the components; empty without one."""
+    metered = method != ABSENT
+    return {"node_kwh": kwh if metered else None, "node_method": method if metered else ""}
 
 
 def _cross_check(totals: Any, duration_s: float) -> float | None:

@@ -15,8 +15,9 @@ import tracker.units as units
 from tracker.carbon import embodied
 from tracker.job.placement import Launch
 from tracker.logs.totals import Totals
-from tracker.sensors import CPU, GPU, RAM, Absent
+from tracker.sensors import CPU, GPU, NODE, RAM, Absent
 from tracker.sensors import methods as registry
+from tracker.sensors.methods import ABSENT
 from tracker.session.accounting import Forecast
 from tracker.session.boundary import Boundary, Facts
 from tracker.session.config import Config
@@ -96,6 +97,10 @@ class Summary(NamedTuple):
             water is not asked for.
         boundary: what the figures count and how, and what they leave out
             (:class:`~tracker.session.boundary.Boundary`; ``summary.boundary.text()`` in words).
+        node_kwh: the whole machine's energy by its own meter, kWh (``None`` without one), never in ``energy_kwh``;
+            node_components_kwh: the components' energy over the same rows, kWh; node_method: how it was
+            read (``acpi_power_meter``), empty without a meter. :attr:`unexplained_kwh` and
+            :attr:`unexplained_share` are what no component explains.
     """
 
     run: str
@@ -140,6 +145,26 @@ class Summary(NamedTuple):
     water_offsite_l: float | None = None
     water_source: str = ""
     boundary: Boundary | None = None
+    node_kwh: float | None = None
+    node_components_kwh: float | None = None
+    node_method: str = ""
+
+    @property
+    def unexplained_kwh(self) -> float | None:
+        """What the node's meter read beyond the components of the same rows, kWh; ``None`` without a meter."""
+        return self._node_totals().unexplained_kwh
+
+    @property
+    def unexplained_share(self) -> float | None:
+        """:attr:`unexplained_kwh` as a share of ``node_kwh``, 0 to 1; ``None`` without a meter reading."""
+        return self._node_totals().unexplained_share
+
+    def _node_totals(self) -> Totals:
+        return Totals(node_kwh=self.node_kwh, node_components_kwh=self.node_components_kwh)
+
+    def node_line(self) -> str | None:
+        """The node's meter beside the components, and the share none explains; ``None`` without a meter."""
+        return units.node_beside(self.node_kwh, self.unexplained_kwh, self.unexplained_share, self.node_method)
 
     @classmethod
     def build(cls, state: RunState) -> "Summary":
@@ -163,6 +188,7 @@ class Summary(NamedTuple):
             gpu_method=methods[GPU],
             cpu_method=methods[CPU],
             ram_method=methods[RAM],
+            node_method=methods.get(NODE, "") if methods.get(NODE, ABSENT) != ABSENT else "",
             forecast_total_kwh=forecast.total_kwh if forecast else None,
             forecast_total_co2_kg=forecast.total_co2_kg if forecast else None,
             forecast_total_co2_kg_low=forecast.total_co2_kg_low if forecast else None,
@@ -209,6 +235,7 @@ class Summary(NamedTuple):
             ("epochs", f"{self.epochs} in {units.duration(self.duration_s)}"),
             ("energy", energy),
             *((f"  {k}", "not measured" if m == "absent" else f"{units.energy(v)} [{m}]") for k, v, m in kinds),
+            *((("node meter", node),) if (node := self.node_line()) else ()),
             ("CO2e", f"{units.co2(self.co2_kg)} ({units.co2_band(self.co2_kg_low, self.co2_kg_high)})"),
             ("grid", f"{grid} [{self.intensity_method}], PUE {self.pue:g}"),
             *([("water", self.water_text())] if self.water_source else []),
@@ -239,6 +266,8 @@ class Summary(NamedTuple):
             f"{self.grid_place or 'no country'} "
             f"[{self.intensity_method}: {self.intensity_source}], PUE {self.pue:g}",
         ]
+        if self.node_line():
+            lines.insert(-2, f"  node meter        {self.node_line()}")
         if self.embodied_co2_kg is not None:
             lines.insert(
                 len(lines) - 1,

@@ -9,7 +9,8 @@ Everything here stands in for hardware at its boundary, so the true energy is kn
 - :class:`FakeNvml` (and :func:`fake_pynvml`): a stand-in for the ``pynvml`` module with the same
   function names, constants and ``NVMLError`` classes, whose devices follow power traces;
 - :class:`FakeAmdSmi` (and :func:`fake_amdsmi`): a stand-in for AMD's ``amdsmi`` binding, the same way;
-- :func:`build_powercap_tree`: a temporary ``/sys/class/powercap`` tree for the RAPL sensor.
+- :func:`build_powercap_tree`: a temporary ``/sys/class/powercap`` tree for the RAPL sensor;
+- :func:`build_hwmon_tree`: a temporary ``/sys/class/hwmon`` tree whose ACPI power meters follow a trace.
 
 Example:
     >>> clock = FakeClock()
@@ -30,6 +31,7 @@ from typing import Any
 from tracker.errors import SensorReadError
 from tracker.sensors import GPU, Reading
 from tracker.testing.fake_amdsmi import FakeAmdGpu, FakeAmdSmi, fake_amdsmi
+from tracker.testing.fake_hwmon import HwmonTree, build_hwmon_tree
 from tracker.testing.fake_nvml import FakeGpu, FakeNvml, fake_pynvml
 from tracker.testing.fake_powercap import build_powercap_tree
 from tracker.testing.traces import PowerTrace, piecewise, ramp, sine, square_wave, steady
@@ -50,6 +52,8 @@ __all__ = [
     "FakeAmdGpu",
     "fake_amdsmi",
     "build_powercap_tree",
+    "HwmonTree",
+    "build_hwmon_tree",
 ]
 
 
