@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from helpers import PATIENT, gpu_tracker, job_train_row
@@ -185,3 +187,20 @@ def test_without_embodied_the_paper_and_card_say_nothing_of_it_but_the_boundary(
     assert "Making the hardware" not in paper.paper_text(summaries)
     assert "# embodied" not in model_card.model_card_text(summaries)
     assert "embodied CO2e" not in report.render(summaries, "text")
+
+
+def test_a_run_without_embodied_never_imports_or_reads_the_table(tmp_path):
+    script = (
+        "import sys\n"
+        "from tracker import EnergyTracker\n"
+        "from tracker.testing import FakeClock, FakeSensor, steady\n"
+        "clock = FakeClock()\n"
+        "sensors = [FakeSensor('gpu:0', 'gpu', steady(100.0), clock, info={'name': 'NVIDIA H100 80GB HBM3'})]\n"
+        f"with EnergyTracker({str(tmp_path)!r}, sensors=sensors, clock=clock, sampling='manual',\n"
+        "                   carbon_intensity_g_per_kwh=100.0) as energy:\n"
+        "    with energy.epoch(0):\n"
+        "        clock.advance(1.0)\n"
+        "print('tracker.carbon.embodied' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "False"

@@ -13,16 +13,13 @@ use in its life, ``kg × hours / (lifetime_years × 8760 × utilisation)``.
 Units: kg CO2e, hours, years (of 8760 hours), utilisation 0 to 1.
 """
 
-import csv
 import functools
+import os.path
 import re
 from collections.abc import Iterable
-from importlib import resources
 from typing import NamedTuple
 
 GPU, HOST = "gpu", "host"
-# The columns of a row (and of devices.csv) that hold a share, kg CO2e: the figure and its band.
-COLUMNS = ("embodied_co2_kg", "embodied_co2_kg_low", "embodied_co2_kg_high")
 HOURS_PER_YEAR = 8760.0  # 365 days: BLOOM's 0.056 kg/h for 2500 kg over 6 years at 85 % follows from it
 TABLE = "embodied.csv"
 
@@ -78,7 +75,9 @@ def _optional(text: str) -> float | None:
 @functools.cache
 def table() -> tuple[Footprint, ...]:
     """The bundled footprints, in the file's order (the first match wins), read once per process."""
-    with resources.files("tracker.carbon").joinpath("data", TABLE).open(encoding="utf-8", newline="") as file:
+    import csv  # here: only a run that counts embodied emissions reads the table
+
+    with open(os.path.join(os.path.dirname(__file__), "data", TABLE), encoding="utf-8", newline="") as file:
         rows = list(csv.DictReader(file))
     return tuple(
         Footprint(

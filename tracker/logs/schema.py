@@ -216,6 +216,8 @@ RUN_JSON, EPOCHS_CSV, DEVICES_CSV, POWER_CSV = "run.json", "epochs.csv", "device
 SHARDS_DIR = "ranks"
 
 EPOCH_COLUMNS: tuple[str, ...] = EpochRecord._fields
+# The embodied share of a row (and of a device in devices.csv), kg CO2e: the figure and its band.
+EMBODIED = ("embodied_co2_kg", "embodied_co2_kg_low", "embodied_co2_kg_high")
 DEVICE_COLUMNS: tuple[str, ...] = DeviceRecord._fields
 POWER_COLUMNS = ("time_utc", "elapsed_s", "host", "rank", "sensor", "power_w", "energy_j")
 

@@ -10,16 +10,17 @@ the energy band carried through ``co2 = kWh × PUE × g/kWh / 1000``.
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from tracker.carbon import embodied
-from tracker.carbon.embodied import Embodied
 from tracker.energy import co2_kg, joined, joules_to_kwh
 from tracker.logs.totals import Totals
 from tracker.measure.meter import SensorTotals
 from tracker.sensors import CPU, GPU, KINDS, RAM
 from tracker.sensors import methods as registry
 from tracker.sensors.methods import ABSENT
+
+if TYPE_CHECKING:  # imported when a run counts embodied emissions, not with every tracker
+    from tracker.carbon.embodied import Embodied
 
 SAMPLING_SIGMAS = 3.0
 
@@ -216,7 +217,7 @@ __all__ = [
 
 def embodied_shares(
     devices: Sequence[DeviceUsage], hours: float, lifetime_years: float, utilisation: float
-) -> tuple[list[Embodied | None], list[str]]:
+) -> tuple[list["Embodied | None"], list[str]]:
     """Each device's amortised share of embodied emissions over ``hours`` (kg CO2e), and notes on those left out.
 
     A GPU carries its model's footprint; each host's footprint is split equally among its CPU and RAM
@@ -224,6 +225,8 @@ def embodied_shares(
     rank 0, :mod:`tracker.job.placement`), and dropped with them when a merge finds them twice. A GPU
     whose model the table lacks has no share (``None``) and a note; the node's own meter has none.
     """
+    from tracker.carbon import embodied
+
     host_row = embodied.footprint(embodied.HOST)
     node_devices = Counter(d.host for d in devices if d.kind in (CPU, RAM))
     shares: list[Embodied | None] = []
@@ -242,7 +245,7 @@ def embodied_shares(
     return shares, notes
 
 
-def embodied_total(shares: Sequence[Embodied | None]) -> Embodied | None:
+def embodied_total(shares: Sequence["Embodied | None"]) -> "Embodied | None":
     """The sum of the shares counted, kg CO2e; ``None`` when none is."""
     counted = [share for share in shares if share is not None]
     return sum(counted[1:], counted[0]) if counted else None

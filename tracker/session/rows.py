@@ -9,14 +9,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tracker.units as units
-from tracker.carbon.embodied import COLUMNS as EMBODIED
-from tracker.carbon.embodied import Embodied
 from tracker.carbon.water import COLUMNS as WATER
 from tracker.energy import J_PER_KWH, joules_to_kwh
-from tracker.logs.schema import INFERENCE, TRAIN, DeviceRecord, EpochRecord
+from tracker.logs.schema import EMBODIED, INFERENCE, TRAIN, DeviceRecord, EpochRecord
 from tracker.logs.totals import Totals
 from tracker.sensors import CPU, GPU, NODE, RAM
 from tracker.sensors.methods import ABSENT
@@ -24,6 +22,9 @@ from tracker.session import accounting
 from tracker.session.accounting import DeviceUsage, Forecast, StepMark
 from tracker.session.config import Config
 from tracker.session.segments import Segment
+
+if TYPE_CHECKING:  # the embodied table's module only when a run counts embodied emissions
+    from tracker.carbon.embodied import Embodied
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ import sys
 from typing import Any, NamedTuple
 
 import tracker.units as units
-from tracker.carbon import embodied
 from tracker.job.placement import Launch
 from tracker.logs.totals import Totals
 from tracker.sensors import CPU, GPU, NODE, RAM, Absent
@@ -311,6 +310,8 @@ def embodied_info(config: Config) -> dict[str, Any]:
     """``run.json``'s account of embodied emissions: whether counted, the amortisation, the table's sources."""
     if not config.embodied:
         return {"counted": False}
+    from tracker.carbon import embodied  # the table is read only by a run that counts embodied emissions
+
     return {
         "counted": True,
         "lifetime_years": config.embodied_lifetime_years,
