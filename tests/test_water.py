@@ -149,3 +149,22 @@ def test_a_two_rank_job_sums_each_rank_s_water(tmp_path, clock):
     assert row["energy_kwh"] == pytest.approx(2 * HOUR_KWH)
     assert row["water_l"] == pytest.approx(2 * HOUR_KWH * (0.5 + USA))
     assert row["water_onsite_l"] == pytest.approx(2 * HOUR_KWH * 0.5)
+
+
+def test_a_cloud_region_s_published_wue_is_counted_on_site_with_its_source(tmp_path, clock):
+    from tracker.report.paper import paper_text
+    from tracker.report.render import load_summaries
+
+    energy, row = one_epoch(tmp_path, clock, country="IRL", wue_l_per_kwh="aws:eu-west-1")
+    # AWS's 2025 WUE for eu-west-1 (data/water.csv) and Ireland's grid (Chini & Peer 2021, row "Ireland",2018).
+    assert row["water_onsite_l"] == pytest.approx(HOUR_KWH * 0.02)
+    assert row["water_offsite_l"] == pytest.approx(HOUR_KWH * 1.035)
+    assert "AWS 2025 via GSF Real Time Cloud, eu-west-1" in row["water_source"]
+    assert "published by AWS for its region" in paper_text(load_summaries([tmp_path]))
+
+
+def test_a_cloud_region_without_a_published_wue_is_refused_by_name(tmp_path, clock):
+    with pytest.raises(ConfigurationError, match="'gcp:europe-west1' has no published WUE.*aws:eu-west-1"):
+        EnergyTracker(
+            tmp_path, sensors=[FakeSensor("gpu:0", "gpu", steady(1.0), clock)], wue_l_per_kwh="gcp:europe-west1"
+        )

@@ -20,6 +20,7 @@ asks for water; importing this module reads nothing.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import math
 from collections.abc import Mapping
@@ -152,12 +153,25 @@ def _litres_per_kwh(value: Any, name: str, high: float, example: str) -> float |
     return float(number)
 
 
-def check_wue(value: Any, name: str) -> float | None:
-    """The on-site WUE option, L/kWh (0 for a machine cooled by air alone), or ``None``.
+def check_wue(value: Any, name: str) -> float | str | None:
+    """The on-site WUE option: L/kWh, a published figure's place in the table (``"aws:eu-west-1"``), or ``None``.
+
+    A number is the facility's WUE (0 for a machine cooled by air alone); a place is returned lower-case.
 
     Raises:
-        ConfigurationError: not a finite number from 0 to ``MAX_WUE_L_PER_KWH``; the message says what to write.
+        ConfigurationError: not a finite number from 0 to ``MAX_WUE_L_PER_KWH`` nor a place the table has a
+            published WUE for; the message says what to write.
     """
+    if isinstance(value, str):
+        published = sorted(place for term, place in table() if term == ONSITE)
+        if value.strip().lower() in published:
+            return value.strip().lower()
+        close = difflib.get_close_matches(value.strip().lower(), published, n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ConfigurationError(
+            f"{name}={value!r} has no published WUE in the bundled table; {hint}give one of "
+            f"{', '.join(published)}, or the facility's WUE in L/kWh (e.g. {name}=0.5)"
+        )
     example = f"e.g. {name}=0.5 from the facility's reported WUE, {name}=0 for a room cooled without water"
     return _litres_per_kwh(value, name, MAX_WUE_L_PER_KWH, example)
 
@@ -197,13 +211,13 @@ def resolve_water(
     """The terms a run counts: the options given, else the bundled table's figures where it has one.
 
     Args:
-        wue: ``wue_l_per_kwh`` (checked), or ``None``.
+        wue: ``wue_l_per_kwh`` (checked): a figure, a published figure's place in the table, or ``None``.
         grid_water: ``grid_water_l_per_kwh`` (checked), or ``None``.
         country: the grid's ISO 3166-1 alpha-3 code (the carbon intensity's), or ``None`` when unknown.
         cloud: ``"<provider>:<region>"`` when the run gave a cloud region, else ``None``.
     """
     notes = []
-    onsite = _given(wue, "wue_l_per_kwh")
+    onsite = table()[(ONSITE, wue)] if isinstance(wue, str) else _given(wue, "wue_l_per_kwh")
     if onsite is None:
         onsite = table().get((ONSITE, cloud or "")) if cloud else None
         if onsite is None:

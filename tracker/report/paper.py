@@ -301,6 +301,10 @@ CHINI_PEER = (
     "Chini, C. M. & Peer, R. A. M. (2021). The water footprint of global energy trade from 2010 to 2018. "
     "Scientific Data."
 )
+AWS_WUE = (
+    "Amazon Web Services (2025). Water usage effectiveness by region, calendar year 2025, as compiled by the "
+    "Green Software Foundation's Real Time Cloud project."
+)
 TERM_WORDS = {"onsite": "on-site cooling", "offsite": "off-site electricity generation"}
 
 
@@ -341,8 +345,11 @@ def _term_phrase(term: str, litres: float | None, terms: Sequence[Any], refs: Re
 
 
 def _water_origin(source: str, refs: References) -> str:
+    """Where a water figure comes from, cited: a bundled table's source, or the authors' own figure."""
     if source.startswith("Chini"):
         return f" from Chini and Peer (2021) {refs.cite(CHINI_PEER)}"
+    if source.startswith("AWS"):
+        return f", published by AWS for its region {refs.cite(AWS_WUE)}"
     return ", a figure given by the authors"
 
 

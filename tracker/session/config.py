@@ -300,6 +300,14 @@ def unknown_option(where: str, name: str, accepted: Sequence[str]) -> UnknownOpt
     return UnknownOptionError(f"{given}; give some of: {names}")
 
 
+def _number_or_text(text: str) -> float | str:
+    """A flag's text as a number when it reads as one (``--wue 0.5``), else as it is (``--wue aws:eu-west-1``)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def _optional_path(text: str) -> str | None:
     """``--log-dir``'s text: ``None`` (any case) means None, to write nothing, as the option's help says."""
     return None if text.strip().lower() == "none" else text
@@ -381,12 +389,13 @@ class Config(Options):
         "figure is not counted. Giving either figure turns it on too.",
         Flag("--water", switch=True),
     )
-    wue_l_per_kwh: float | None = option(
+    wue_l_per_kwh: float | str | None = option(
         None,
         check_wue,
-        "the facility's on-site water usage effectiveness, L evaporated per kWh of IT energy (0 for a room "
-        "cooled without water); default: a cloud region's published figure where the bundled table has one.",
-        Flag("--wue", float, "L_PER_KWH"),
+        "the facility's on-site water usage effectiveness, L per kWh of IT energy (0 for a room cooled without "
+        "water), or a cloud region whose published WUE the bundled table holds (e.g. 'aws:eu-west-1'); default: "
+        "the cloud_region's published figure where the table has one.",
+        Flag("--wue", _number_or_text, "L_PER_KWH|PROVIDER:REGION"),
     )
     grid_water_l_per_kwh: float | None = option(
         None,
