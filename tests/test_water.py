@@ -168,3 +168,34 @@ def test_a_cloud_region_without_a_published_wue_is_refused_by_name(tmp_path, clo
         EnergyTracker(
             tmp_path, sensors=[FakeSensor("gpu:0", "gpu", steady(1.0), clock)], wue_l_per_kwh="gcp:europe-west1"
         )
+
+
+def test_a_resumed_run_continues_the_water_totals(tmp_path, clock):
+    from tracker.testing import FakeClock
+
+    def tracker(on_clock):
+        sensor = FakeSensor("gpu:0", "gpu", steady(300.0), on_clock)
+        options = {"country": "USA", "wue_l_per_kwh": 0.5, "sampling": "manual"}
+        return EnergyTracker(tmp_path, sensors=[sensor], clock=on_clock, **options, **PATIENT)
+
+    with tracker(clock) as first, first.epoch(0):
+        clock.advance(3600.0)
+    state = json.loads(json.dumps(first.state()))
+    later = FakeClock(50_000.0)
+    second = tracker(later)
+    second.resume(state)
+    with second, second.epoch(1):
+        later.advance(3600.0)
+    assert second.summary().water_l == pytest.approx(2 * HOUR_KWH * (0.5 + USA))
+
+
+def test_the_run_command_takes_the_water_flags():
+    import argparse
+
+    from tracker.session.config import add_flags, options_from_flags
+
+    parser = argparse.ArgumentParser()
+    add_flags(parser)
+    given = options_from_flags(parser.parse_args(["--water", "--wue", "aws:eu-west-1", "--grid-water", "1.5"]))
+    assert given == {"water": True, "wue_l_per_kwh": "aws:eu-west-1", "grid_water_l_per_kwh": 1.5}
+    assert options_from_flags(parser.parse_args(["--wue", "0.4"])) == {"wue_l_per_kwh": 0.4}
