@@ -135,6 +135,8 @@ def test_rows_hold_the_node_beside_the_components_within_3_percent(tmp_path, clo
     assert summary.energy_kwh < summary.node_kwh and summary.node_method == ACPI_POWER_METER
     assert summary.unexplained_kwh == pytest.approx(summary.node_kwh - summary.energy_kwh)
     assert 0 < summary.unexplained_share < 1 and "no component explains" in str(summary)
+    counted = {t["term"]: t for t in run.info["boundary"]["counted"]}
+    assert counted[NODE]["how"] == "measured" and "not added" in counted[NODE]["what"]
     nodes = [d for d in run.devices if d["kind"] == NODE]
     assert len({d["sensor"] for d in nodes}) == meters and all(d["method"] == ACPI_POWER_METER for d in nodes)
 
@@ -149,6 +151,8 @@ def test_without_a_meter_the_node_columns_are_empty(tmp_path, clock):
     (row, *_) = load_run(tracker.run_dir).epochs
     assert row["node_kwh"] is None and not row["node_method"]
     assert summary.unexplained_kwh is None and "node meter" not in str(summary)
+    left = {t["term"]: t for t in load_run(tracker.run_dir).info["boundary"]["not_counted"]}
+    assert "no whole-machine meter" in left[NODE]["why"]
 
 
 def test_the_report_shows_the_node_and_the_unexplained_share_in_every_format(tmp_path, clock, capsys):
@@ -165,6 +169,10 @@ def test_the_report_shows_the_node_and_the_unexplained_share_in_every_format(tmp
         assert "whole node [acpi_power_meter], not added" in outputs[fmt]
         assert "(25.0 %) of it no component explains" in outputs[fmt]
         assert "node meter (" in outputs[fmt]
+    assert main(["report", str(tracker.run_dir), "--paper"]) == 0
+    paper = capsys.readouterr().out
+    assert "The machine's own power meter (ACPI, read through Linux hwmon) recorded" in paper
+    assert "(25.0 %) more than the components above" in paper and "not added to them" in paper
     header, *rows = outputs["csv"].splitlines()
     assert "node_kwh" in header.split(",") and "node_method" in header.split(",")
     (run,) = json.loads(outputs["json"])["runs"]
@@ -220,3 +228,12 @@ def test_two_hosts_each_node_read_once_by_its_local_rank_0(tmp_path):
     assert sorted((d["host"], d["rank"]) for d in job.devices if d["kind"] == NODE and d["phase"] == "train") == [
         ("node-a", 0), ("node-b", 2),
     ]  # fmt: skip
+
+
+def test_components_above_the_meter_are_said_so(tmp_path, clock):
+    tree = build_hwmon_tree(tmp_path / "hwmon", steady(200.0), clock=clock)
+    tracker = metered_tracker(tmp_path, clock, tree, gpu_w=300.0).start()
+    with tracker.epoch(0):
+        run_metered(tracker, clock, tree, 10.0)
+    summary = tracker.stop()
+    assert summary.unexplained_kwh < 0 and "the components exceed it by" in summary.node_line()

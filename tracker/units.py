@@ -128,7 +128,9 @@ def node_beside(node_kwh: float | None, unexplained_kwh: float | None, share: fl
     line = f"{energy(node_kwh)} whole node [{method}], not added"
     if unexplained_kwh is None:
         return line
-    percent = f" ({significant(100 * share)} %)" if share is not None else ""
+    percent = f" ({significant(100 * abs(share))} %)" if share is not None else ""
+    if unexplained_kwh < 0:  # an estimated component erring high, or the meter's own error
+        return f"{line}; the components exceed it by {energy(-unexplained_kwh)}{percent}"
     return f"{line}; {energy(unexplained_kwh)}{percent} of it no component explains"
 
 

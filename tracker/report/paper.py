@@ -230,13 +230,32 @@ def experiment_paragraph(experiment: Experiment) -> tuple[str, References]:
         f"{_intensities(runs, refs)} and {_pue(runs)}, this amounts to "
         f"{units.co2(co2['co2_kg'])} CO2e (range {units.co2_band(co2['co2_kg_low'], co2['co2_kg_high'])})"
         f"{equivalent_text(co2['co2_kg'], t.energy_kwh, refs)}.{water_sentence(experiment, refs)} "
-        f"{embodied_text(runs, t, refs)}{boundary_text(runs, refs)} Energy was recorded per epoch with "
+        f"{node_text(t)}{embodied_text(runs, t, refs)}{boundary_text(runs, refs)} Energy was recorded per epoch with "
         f"training-energy-tracker {runs[0].version or __version__}."
     )
     unfinished = [s for s in runs if s.status != COMPLETE]
     if unfinished:
         text += f" {_unfinished(unfinished)}"
     return text, refs
+
+
+def node_text(t: Any) -> str:
+    """``The machine's own power meter ... recorded 1.20 kWh ... 25.0 % ...``, or nothing without a meter."""
+    if t.node_kwh is None:
+        return ""
+    share, more = t.unexplained_share, (t.unexplained_kwh or 0.0) >= 0
+    rest = (
+        f", {units.energy(abs(t.unexplained_kwh))} ({units.significant(100 * abs(share))} %) "
+        + ("more than the components above over the same time (the rest of the machine: fans, power supplies, "
+           "disks, network)" if more else "less than the components above over the same time (an estimated "
+           "component erring high, or the meter's own error)")
+        if share is not None
+        else ""
+    )  # fmt: skip
+    return (
+        f"The machine's own power meter (ACPI, read through Linux hwmon) recorded {units.energy(t.node_kwh)}{rest}; "
+        "it is reported beside the components, not added to them. "
+    )
 
 
 def embodied_text(runs: Sequence[RunSummary], t: Any, refs: References) -> str:

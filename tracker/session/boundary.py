@@ -26,7 +26,7 @@ what the run already holds.
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from tracker.sensors import CPU, GPU, RAM
+from tracker.sensors import CPU, GPU, NODE, RAM
 from tracker.sensors import methods as registry
 from tracker.sensors.methods import ABSENT
 
@@ -92,16 +92,20 @@ def _component(kind: str) -> Rule:
         method = facts.methods.get(kind, ABSENT)
         if method != ABSENT:
             return Counted(kind, _component_what(kind, facts.sensors), _how(method), method)
-        if kind not in facts.config.measure:
-            return NotCounted(kind, COMPONENT_WHAT[kind], f"left out by measure={tuple(facts.config.measure)!r}")
-        if kind in (CPU, RAM) and facts.launch is not None and not facts.launch.node_wide:
-            return NotCounted(kind, COMPONENT_WHAT[kind], "the node's local rank 0 counts it, in its own shard")
-        reasons = [f"{a.source}: {a.reason}" for a in facts.absent if a.kind == kind]
-        why = f"no sensor found ({'; '.join(dict.fromkeys(reasons))})" if reasons else "no sensor found"
-        return NotCounted(kind, COMPONENT_WHAT[kind], why)
+        return _not_read(kind, COMPONENT_WHAT[kind], facts, "no sensor found")
 
     rule.__name__ = f"_{kind}"
     return rule
+
+
+def _not_read(kind: str, what: str, facts: Facts, missing: str) -> NotCounted:
+    """Why a kind's sensor gave nothing: left out by ``measure``, read by the node's local rank 0, or none found."""
+    if kind not in facts.config.measure:
+        return NotCounted(kind, what, f"left out by measure={tuple(facts.config.measure)!r}")
+    if kind in (CPU, RAM, NODE) and facts.launch is not None and not facts.launch.node_wide:
+        return NotCounted(kind, what, "the node's local rank 0 counts it, in its own shard")
+    reasons = [f"{a.source}: {a.reason}" for a in facts.absent if a.kind == kind]
+    return NotCounted(kind, what, f"{missing} ({'; '.join(dict.fromkeys(reasons))})" if reasons else missing)
 
 
 def _component_what(kind: str, sensors: Sequence[Mapping[str, Any]]) -> str:
@@ -129,12 +133,14 @@ def _cooling(facts: Facts) -> NotCounted | None:
     return NotCounted("cooling", "cooling beyond the PUE", "a PUE is the facility's average, not this run's own share")
 
 
-def _node(facts: Facts) -> NotCounted:
-    return NotCounted(
-        "node",
-        "the rest of the machine (fans, power supplies, disks)",
-        "no whole-machine meter is read: only the components above",
-    )
+def _node(facts: Facts) -> Counted | NotCounted:
+    """The node's own meter: read beside the components and not added to them (``node_kwh``), else why not."""
+    method = facts.methods.get(NODE, ABSENT)
+    if method != ABSENT:
+        what = "the whole machine by its own meter (node_kwh): read beside the components, not added to them"
+        return Counted(NODE, what, _how(method), f"{method} (hwmon power1_average)")
+    what = "the rest of the machine (fans, power supplies, disks)"
+    return _not_read(NODE, what, facts, "no whole-machine meter is read: only the components above")
 
 
 def _embodied(facts: Facts) -> Counted | NotCounted:
