@@ -204,3 +204,13 @@ def test_a_run_without_embodied_never_imports_or_reads_the_table(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_a_cpu_only_host_is_not_given_a_gpu_server_s_footprint(tmp_path, clock):
+    sensors = node(clock, [])
+    with EnergyTracker(tmp_path, sensors=sensors, clock=clock, sampling="manual", carbon_intensity_g_per_kwh=100.0,
+                       embodied=True, host="laptop", **PATIENT) as energy:  # fmt: skip
+        one_epoch(energy, clock, 60.0)
+    (row,) = train_rows(energy.run_dir)
+    assert row["embodied_co2_kg"] is None
+    assert "embodied: host laptop not counted (the table's host is a GPU server's; no GPU here)" in row["notes"]

@@ -10,7 +10,7 @@ the energy band carried through ``co2 = kWh × PUE × g/kWh / 1000``.
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from tracker.energy import co2_kg, joined, joules_to_kwh
 from tracker.logs.totals import Totals
@@ -222,27 +222,38 @@ def embodied_shares(
 
     A GPU carries its model's footprint; each host's footprint is split equally among its CPU and RAM
     devices, so that it is counted once per node, where the node's CPU and RAM are measured (local
-    rank 0, :mod:`tracker.job.placement`), and dropped with them when a merge finds them twice. A GPU
+    rank 0, :mod:`tracker.job.placement`), and dropped with them when a merge finds them twice. The
+    table's host is a GPU server's, so a host is counted only beside a GPU of its own in the row. A GPU
     whose model the table lacks has no share (``None``) and a note; the node's own meter has none.
     """
     from tracker.carbon import embodied
 
-    host_row = embodied.footprint(embodied.HOST)
     node_devices = Counter(d.host for d in devices if d.kind in (CPU, RAM))
+    gpu_hosts = {d.host for d in devices if d.kind == GPU}
     shares: list[Embodied | None] = []
-    notes = []
+    notes: dict[str, None] = {}  # each once, in order
     for device in devices:
-        gpu, host = device.kind == GPU, device.kind in (CPU, RAM)  # the node's meter carries no share: not a part
-        row = embodied.footprint(embodied.GPU, device.device) if gpu else host_row if host else None
-        if row is None:
-            shares.append(None)
-            if device.kind == GPU:
-                model = device.device or "model unknown"
-                notes.append(f"embodied: {device.sensor} ({model}) not in the table, not counted")
-            continue
-        share = embodied.amortised(row, hours, lifetime_years, utilisation)
-        shares.append(share if device.kind == GPU else share.scaled(1 / node_devices[device.host]))
-    return shares, notes
+        row, note = _footprint(device, gpu_hosts)
+        if note:
+            notes[note] = None
+        share = None if row is None else embodied.amortised(row, hours, lifetime_years, utilisation)
+        shares.append(share if share is None or device.kind == GPU else share.scaled(1 / node_devices[device.host]))
+    return shares, list(notes)
+
+
+def _footprint(device: DeviceUsage, gpu_hosts: set[str]) -> tuple[Any, str]:
+    """The table's row a device takes its share from (``None``: none), and a note when it is left out."""
+    from tracker.carbon import embodied
+
+    if device.kind == GPU:
+        row = embodied.footprint(embodied.GPU, device.device)
+        model = device.device or "model unknown"
+        return row, "" if row else f"embodied: {device.sensor} ({model}) not in the table, not counted"
+    if device.kind not in (CPU, RAM):
+        return None, ""  # the node's meter is not a part of the machine
+    if device.host not in gpu_hosts:
+        return None, f"embodied: host {device.host} not counted (the table's host is a GPU server's; no GPU here)"
+    return embodied.footprint(embodied.HOST), ""
 
 
 def embodied_total(shares: Sequence["Embodied | None"]) -> "Embodied | None":
