@@ -12,6 +12,8 @@ of its own under one job directory, as under torchrun; the job is read back merg
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -49,10 +51,12 @@ class RecordingNvml(FakeNvml):
             return value
 
 
-def run(out: Path, fail_rank: int | None = None) -> None:
+def run(out: Path, fail_rank: int | None = None, prometheus_port: int | None = None) -> None:
     """One rank of the DDP run (rank 0 launches rank 1 by running this file again).
 
-    With ``fail_rank``, that rank raises in the second batch of epoch 1, and the others do not.
+    With ``fail_rank``, that rank raises in the second batch of epoch 1, and the others do not. With
+    ``prometheus_port``, each rank serves its rows there (on loopback) and scrapes its own endpoint at
+    the end of training (:func:`scrape`).
     """
     from types import SimpleNamespace
 
@@ -98,6 +102,7 @@ def run(out: Path, fail_rank: int | None = None) -> None:
         carbon_intensity_g_per_kwh=400.0,
         sampling="manual",  # no background reading: every reading is a row boundary
         interval_s=3600.0,  # and the time between two is no gap
+        prometheus_port=loopback(prometheus_port),
     )
     trainer = L.Trainer(
         accelerator="cpu",
@@ -112,7 +117,7 @@ def run(out: Path, fail_rank: int | None = None) -> None:
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[callback],
+        callbacks=[callback, *scrapers(out, prometheus_port, callback)],
     )
     try:
         trainer.fit(Model())
@@ -124,6 +129,74 @@ def run(out: Path, fail_rank: int | None = None) -> None:
         return
     for process in getattr(trainer.strategy.launcher, "procs", []):
         process.wait(timeout=60)
+
+
+def loopback(port: int | None) -> str | None:
+    """``prometheus_port`` on loopback alone (``None``: no endpoint)."""
+    return None if port is None else f"127.0.0.1:{port}"
+
+
+def scrapers(out: Path, port: int | None, energy) -> list:
+    """A callback after ``energy`` that scrapes each rank's endpoint at the end of training (none without a port)."""
+    from lightning.pytorch.callbacks import Callback
+
+    class Scraper(Callback):
+        def on_train_end(self, trainer, pl_module) -> None:  # after energy's: every training row written, running
+            scrape(out, port, trainer, energy.tracker)
+
+    return [] if port is None else [Scraper()]
+
+
+def scrape(out: Path, port: int, trainer, tracker) -> None:
+    """Scrape this rank's endpoint (``port`` + its local rank) until its GPU counters hold its rows so far.
+
+    Writes ``OUT/scrape-<rank>.json``: the port, the exposition text, and the GPU energy of this rank's rows, J.
+    """
+    import time
+    import urllib.request
+
+    mine = port + trainer.local_rank
+    own_j = tracker.state()["totals"]["gpu_kwh"] * 3_600_000
+    deadline = time.monotonic() + 30.0
+    while True:  # the sink thread moves the counters after the row is written
+        with urllib.request.urlopen(f"http://127.0.0.1:{mine}/metrics", timeout=5.0) as reply:
+            text = reply.read().decode()
+        if gpu_joules(text) == pytest.approx(own_j, rel=1e-9) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    scraped = {"port": mine, "text": text, "own_gpu_j": own_j}
+    (out / f"scrape-{trainer.global_rank}.json").write_text(json.dumps(scraped))
+
+
+def gpu_joules(text: str) -> float:
+    """The sum of the GPU energy counters in a Prometheus exposition text, J."""
+    lines = [line for line in text.splitlines() if line.startswith("hw_energy_joules_total{")]
+    return sum(float(line.rsplit(" ", 1)[1]) for line in lines if 'hw_type="gpu"' in line)
+
+
+def series_labels(text: str) -> list[dict[str, str]]:
+    """The labels of each ``hw_energy_joules_total`` series in an exposition text."""
+    import re
+
+    found = re.findall(r"^hw_energy_joules_total\{(.*?)\} ", text, flags=re.MULTILINE)
+    return [dict(re.findall(r'(\w+)="([^"]*)"', labels)) for labels in found]
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive TCP ports free on loopback now."""
+    import socket
+
+    while True:
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            try:
+                for offset in range(1, count):
+                    with socket.socket() as other:
+                        other.bind(("127.0.0.1", port + offset))
+                return port
+            except OSError:
+                continue
 
 
 def launch(out: Path, *args: str) -> subprocess.CompletedProcess:
@@ -157,7 +230,8 @@ def non_other(run):
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    done = launch(out)
+    served = importlib.util.find_spec("prometheus_client") is not None  # each rank's endpoint, when it can be
+    done = launch(out, *(("--prometheus-port", str(free_ports(2))) if served else ()))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     reads = {rank: json.loads((out / f"reads-{rank}.json").read_text()) for rank in (0, 1)}
     return only_run(out), reads, out
@@ -225,6 +299,22 @@ def test_metrics_reach_rank_zeros_logger(ddp_run):
         assert cumulative[i] * (1 - 1e-6) <= float(row["energy/total_kwh"]) <= after * (1 + 1e-6)  # float32
 
 
+def test_each_rank_serves_its_own_rows_on_the_port_plus_its_local_rank(ddp_run):
+    pytest.importorskip("prometheus_client")
+    run, _, out = ddp_run
+    scrapes = {rank: json.loads((out / f"scrape-{rank}.json").read_text()) for rank in (0, 1)}
+    assert scrapes[1]["port"] == scrapes[0]["port"] + 1  # prometheus_port + local rank: no clash
+    for rank, scraped in scrapes.items():
+        labels = series_labels(scraped["text"])
+        assert {series["rank"] for series in labels} == {str(rank)}  # its own rows only
+        assert {series["hw_id"] for series in labels if series["hw_type"] == "gpu"} == {f"gpu:{rank}"}
+        assert {series["run"] for series in labels} == {run.path.name}  # one job: the ranks' series join on it
+        assert scraped["own_gpu_j"] > 0
+        assert gpu_joules(scraped["text"]) == pytest.approx(scraped["own_gpu_j"], rel=1e-9)  # its rows' energy
+    cpu = [s for s in series_labels(scrapes[0]["text"]) if s["hw_type"] != "gpu"]
+    assert sorted(s["hw_type"] for s in cpu) == ["cpu", "memory"]  # the node's CPU and RAM: local rank 0's
+
+
 def test_an_exception_on_one_rank_hangs_no_rank_and_leaves_the_epoch_interrupted(tmp_path):
     done = launch(tmp_path, "1")  # rank 1 raises in epoch 1; rank 0 then fails in its all-reduce
     assert done.returncode != 0 and "Connection closed by peer" in done.stderr
@@ -240,4 +330,9 @@ def test_an_exception_on_one_rank_hangs_no_rank_and_leaves_the_epoch_interrupted
 
 
 if __name__ == "__main__":
-    run(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out", type=Path)
+    parser.add_argument("fail_rank", type=int, nargs="?", default=None)
+    parser.add_argument("--prometheus-port", type=int, default=None)
+    given = parser.parse_args()
+    run(given.out, given.fail_rank, given.prometheus_port)

@@ -156,6 +156,16 @@ def test_a_taken_port_is_a_configuration_error_at_construction():
             EnergyTracker(None, sensors=[], prometheus_port=f"127.0.0.1:{port}")
 
 
+def test_a_config_with_a_port_is_checked_again_unchanged():
+    from tracker import Config
+
+    # Config.replace checks every option anew (the Lightning and Hugging Face callbacks replace options)
+    for given, served in ((9400, ("0.0.0.0", 9400)), ("127.0.0.1:9400", ("127.0.0.1", 9400))):
+        assert Config(prometheus_port=given).replace(pue=1.2).prometheus_port == served
+    with pytest.raises(ConfigurationError, match="give the port"):
+        Config(prometheus_port=(1, 2))
+
+
 def test_no_socket_unless_asked(tmp_path):
     assert EnergyTracker(None, sensors=[]).config.prometheus_port is None
     with pytest.raises(ConfigurationError, match="give the port to serve the metrics on"):

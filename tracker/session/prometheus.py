@@ -32,20 +32,33 @@ HW_TYPE = {"gpu": "gpu", "cpu": "cpu", "ram": "memory"}
 def check_port(value: Any, name: str) -> tuple[str, int] | None:
     """``prometheus_port``: a port (all interfaces) or ``"HOST:PORT"``; ``None`` (default) opens nothing.
 
+    Its own answer, ``(host, port)``, is taken again as it is (``Config.replace`` checks every option anew).
+
     Raises:
         ConfigurationError: not a port from 1 to 65535, or not ``HOST:PORT``.
     """
     if value is None:
         return None
-    host, _, port = value.rpartition(":") if isinstance(value, str) and ":" in value else ("0.0.0.0", "", value)
+    host, port = _host_and_port(value)
     if isinstance(port, str) and port.isdigit():
         port = int(port)
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536 or not host:
+    valid_host = isinstance(host, str) and host
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536 or not valid_host:
         raise ConfigurationError(
             f"{name}={value!r}: give the port to serve the metrics on, 1 to 65535 (e.g. {name}=9400), or "
             f"'HOST:PORT' (e.g. '127.0.0.1:9400'); None serves nothing"
         )
     return host.strip("[]"), port
+
+
+def _host_and_port(value: Any) -> tuple[Any, Any]:
+    """The host and port given, as given (checked by the caller): ``"HOST:PORT"``, ``(host, port)`` or a port."""
+    if isinstance(value, tuple) and len(value) == 2:
+        return value
+    if isinstance(value, str) and ":" in value:
+        host, _, port = value.rpartition(":")
+        return host, port
+    return "0.0.0.0", value
 
 
 def check_gateway(value: Any, name: str) -> str | None:
