@@ -79,7 +79,8 @@ def test_totals_and_summary_sum_the_rows_with_the_host_once_and_its_source(tmp_p
     assert [r["embodied_co2_kg"] for r in rows] == pytest.approx([(2 * H100_KG + HOST_KG) * 0.5 / USE_H] * 2)
     summary = energy.summary()
     assert summary.embodied_co2_kg == pytest.approx(sum(r["embodied_co2_kg"] for r in load_run(energy.run_dir).epochs))
-    assert "embodied CO2e" in str(summary)
+    assert "embodied CO2e" in str(summary) and "no published range" in str(summary)
+    assert "embodied CO2e" in summary._repr_html_()
     info = json.loads((energy.run_dir / "run.json").read_text())["embodied"]
     assert info["counted"] and info["lifetime_years"] == 6.0 and info["utilisation"] == 0.85
     assert any("Estimating the Carbon Footprint of BLOOM" in s for s in info["sources"])

@@ -105,6 +105,11 @@ def co2_band(low_kg: float | None, high_kg: float | None) -> str:
     return band(low_kg, high_kg, MASS_KG)
 
 
+def published_band(low_kg: float | None, high_kg: float | None) -> str:
+    """A CO2e band from a source's own range, or ``no published range`` where it gives none (low = high)."""
+    return "no published range" if low_kg == high_kg else co2_band(low_kg, high_kg)
+
+
 def unit_of(value: float, scales: tuple[tuple[float, str], ...]) -> tuple[float, str]:
     """The factor and symbol :func:`scaled` would use for ``value`` (for plot axes sharing one unit)."""
     number, symbol = _scale(value, scales) if value else (value, next(s for f, s in scales if f == 1.0))

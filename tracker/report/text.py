@@ -128,8 +128,7 @@ def embodied_text(s: RunSummary) -> str:
 
 def embodied_band(t: Any) -> str:
     """The embodied band, ``1.10–1.40 kg``, or ``no published range`` where the sources give none (low = high)."""
-    low, high = t.embodied_co2_kg_low, t.embodied_co2_kg_high
-    return "no published range" if low == high else units.co2_band(low, high)
+    return units.published_band(t.embodied_co2_kg_low, t.embodied_co2_kg_high)
 
 
 def _component(kwh: float, method: str) -> str:

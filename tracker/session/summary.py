@@ -223,6 +223,11 @@ class Summary(NamedTuple):
 
         return water.text(self._asdict(), self.water_source)
 
+    def embodied_text(self) -> str:
+        """The embodied emissions and band, ``1.23 kg  (no published range; manufacturing, amortised; not in CO2e)``."""
+        band = units.published_band(self.embodied_co2_kg_low, self.embodied_co2_kg_high)
+        return f"{units.co2(self.embodied_co2_kg)}  ({band}; manufacturing, amortised; not in CO2e)"
+
     def _repr_html_(self) -> str:
         """A compact table for Jupyter: energy by component and how it was obtained, CO2e with band, the grid."""
         kinds = (("gpu", self.gpu_kwh, self.gpu_method), ("cpu", self.cpu_kwh, self.cpu_method),
@@ -236,6 +241,7 @@ class Summary(NamedTuple):
             *((f"  {k}", "not measured" if m == "absent" else f"{units.energy(v)} [{m}]") for k, v, m in kinds),
             *((("node meter", node),) if (node := self.node_line()) else ()),
             ("CO2e", f"{units.co2(self.co2_kg)} ({units.co2_band(self.co2_kg_low, self.co2_kg_high)})"),
+            *([("embodied CO2e", self.embodied_text())] if self.embodied_co2_kg is not None else []),
             ("grid", f"{grid} [{self.intensity_method}], PUE {self.pue:g}"),
             *([("water", self.water_text())] if self.water_source else []),
             ("boundary", self.boundary.text() if self.boundary else "not recorded"),
@@ -268,12 +274,7 @@ class Summary(NamedTuple):
         if self.node_line():
             lines.insert(-2, f"  node meter        {self.node_line()}")
         if self.embodied_co2_kg is not None:
-            lines.insert(
-                len(lines) - 1,
-                f"  embodied CO2e     {units.co2(self.embodied_co2_kg)}  "
-                f"({units.co2_band(self.embodied_co2_kg_low, self.embodied_co2_kg_high)}; manufacturing, "
-                "amortised; not in CO2e)",
-            )
+            lines.insert(len(lines) - 1, f"  embodied CO2e     {self.embodied_text()}")
         if self.steps:
             lines.insert(2, f"  steps             {self.steps}")
         if self.water_source:
