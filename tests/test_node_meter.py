@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
+import time
+import urllib.request
 
 import pytest
 
@@ -237,3 +240,28 @@ def test_components_above_the_meter_are_said_so(tmp_path, clock):
         run_metered(tracker, clock, tree, 10.0)
     summary = tracker.stop()
     assert summary.unexplained_kwh < 0 and "the components exceed it by" in summary.node_line()
+
+
+def test_prometheus_gives_the_meter_as_the_host_s_energy_apart_from_the_components(tmp_path, clock):
+    """OpenTelemetry keeps the whole host's energy (hw.host.energy) apart from hw.energy, so a sum never overlaps."""
+    parser = pytest.importorskip("prometheus_client.parser")
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    tree = build_hwmon_tree(tmp_path / "hwmon", steady(400.0), clock=clock)
+    tracker = metered_tracker(tmp_path, clock, tree, prometheus_port=f"127.0.0.1:{port}").start()
+    with tracker.epoch(0):
+        run_metered(tracker, clock, tree, 10.0)
+    deadline, samples = time.monotonic() + 30.0, {}
+    while not samples.get("hw_host_energy_joules_total") and time.monotonic() < deadline:
+        time.sleep(0.05)  # the sink thread counts the row off the training thread
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5.0) as reply:
+            text = reply.read().decode()
+        samples = {}
+        for family in parser.text_string_to_metric_families(text):
+            for sample in family.samples:
+                samples.setdefault(sample.name, []).append(sample)
+    tracker.stop()
+    (host,) = samples["hw_host_energy_joules_total"]
+    assert host.labels["hw_id"] == "node:hwmon2" and host.value == pytest.approx(400.0 * 10.0, rel=0.03)
+    assert {s.labels["hw_id"] for s in samples["hw_energy_joules_total"]} == {"gpu:0"}

@@ -6,7 +6,10 @@ exporter writes them: ``hw_energy_joules_total`` and ``hw_power_watts``; the CO2
 convention, is ``energy_tracker_co2e_kilograms_total``. Every series is labelled with the run, the
 job id, the host and the rank that measured it. The counters move at each row written (the
 ``epochs.csv`` figures, so ``increase()`` over a run is the rows' energy); the power gauge is each
-device's mean power over its last row.
+device's mean power over its last row. The node's own meter (kind ``node``) measures the whole machine, the
+components with it, so it goes to ``hw.host.energy`` and ``hw.host.power`` (``hw_host_energy_joules_total``,
+``hw_host_power_watts``, labelled ``hw_id``), which the conventions keep apart from ``hw.energy`` "to
+prevent summing up overlapping values".
 
 A tracker opens a socket only when ``prometheus_port`` is given, and pushes only when
 ``prometheus_pushgateway`` is. Under a launcher, each rank serves its own rows on
@@ -24,6 +27,8 @@ from tracker.errors import ConfigurationError
 from tracker.logs.schema import DeviceRecord, EpochRecord
 
 ENERGY, POWER, CO2 = "hw_energy", "hw_power", "energy_tracker_co2e"
+HOST_ENERGY, HOST_POWER = "hw_host_energy", "hw_host_power"  # the whole machine (OpenTelemetry hw.host.*)
+NODE = "node"
 LABELS = ("run", "job_id", "host", "rank")  # not "job": the push gateway's grouping label
 # OpenTelemetry's hw.type for each of our kinds (the memory modules are "memory").
 HW_TYPE = {"gpu": "gpu", "cpu": "cpu", "ram": "memory"}
@@ -125,6 +130,10 @@ class Exporter:
         self.energy = client.Counter(ENERGY, doc, labels, unit="joules", registry=self.registry)
         doc = "mean power of the device over its last row, W (OpenTelemetry hw.power)"
         self.power = client.Gauge(POWER, doc, labels, unit="watts", registry=self.registry)
+        doc = "energy of the whole machine by its own meter in the rows written, J (OpenTelemetry hw.host.energy)"
+        self.host_energy = client.Counter(HOST_ENERGY, doc, (*LABELS, "hw_id"), unit="joules", registry=self.registry)
+        doc = "mean power of the whole machine by its own meter over its last row, W (OpenTelemetry hw.host.power)"
+        self.host_power = client.Gauge(HOST_POWER, doc, (*LABELS, "hw_id"), unit="watts", registry=self.registry)
         doc = "CO2e of the rows written, kg (energy x PUE x grid intensity)"
         self.co2 = client.Counter(CO2, doc, LABELS, unit="kilograms", registry=self.registry)
         self._server: Any = None
@@ -141,20 +150,27 @@ class Exporter:
     def start_series(self, host: str, rank: int, devices: Sequence[tuple[str, str]]) -> None:
         """Every series at 0 before the first row, so that ``increase()`` counts the first row's energy too."""
         for kind, sensor in devices:
-            self.energy.labels(self.run, self.job, host, str(rank), HW_TYPE.get(kind, kind), sensor)
+            energy, _, labels = self._series(kind, host, rank, sensor)
+            energy.labels(*labels)
         self.co2.labels(self.run, self.job, host, str(rank))
 
     def write_row(self, row: EpochRecord, devices: Sequence[DeviceRecord]) -> None:
         """Count the row's energy per device and its CO2e, set the power gauges; push when a gateway is given."""
         for d in devices:
-            labels = (self.run, self.job, d.host, str(d.rank), HW_TYPE.get(d.kind, d.kind), d.sensor)
-            self.energy.labels(*labels).inc(max(0.0, d.energy_kwh * J_PER_KWH))
+            energy, power, labels = self._series(d.kind, d.host, d.rank, d.sensor)
+            energy.labels(*labels).inc(max(0.0, d.energy_kwh * J_PER_KWH))
             if d.power_mean_w is not None:
-                self.power.labels(*labels).set(d.power_mean_w)
+                power.labels(*labels).set(d.power_mean_w)
         hosts = {(d.host, d.rank) for d in devices} or {("", 0)}
         host, rank = min(hosts, key=lambda h: h[1])
         self.co2.labels(self.run, self.job, host, str(rank)).inc(max(0.0, row.co2_kg))
         self.push()
+
+    def _series(self, kind: str, host: str, rank: int, sensor: str) -> tuple[Any, Any, tuple[str, ...]]:
+        """A device's energy counter, power gauge and labels: ``hw.host.*`` for the node's own meter, else ``hw.*``."""
+        if kind == NODE:
+            return self.host_energy, self.host_power, (self.run, self.job, host, str(rank), sensor)
+        return self.energy, self.power, (self.run, self.job, host, str(rank), HW_TYPE.get(kind, kind), sensor)
 
     def push(self) -> None:
         """Push every series to the gateway, grouped by run and rank, so ranks never replace each other's."""
