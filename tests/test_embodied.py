@@ -215,3 +215,25 @@ def test_a_cpu_only_host_is_not_given_a_gpu_server_s_footprint(tmp_path, clock):
     (row,) = train_rows(energy.run_dir)
     assert row["embodied_co2_kg"] is None
     assert "embodied: host laptop not counted (the table's host is a GPU server's; no GPU here)" in row["notes"]
+
+
+def test_a_killed_rank_s_recovered_epoch_does_not_count_a_shared_gpu_s_embodied_twice(tmp_path):
+    from test_killed_ranks import GPU_A, J, dead_process, device_row, epoch_row, shard
+
+    made = {"embodied_co2_kg": 0.5, "embodied_co2_kg_low": 0.5, "embodied_co2_kg_high": 0.5}  # per epoch, one GPU
+    job = tmp_path / "job"
+    shard(job, 0, "complete", [epoch_row(e, 100.0) | made for e in range(2)],
+          [device_row(e, 0, GPU_A, 100.0) | made for e in range(2)])  # fmt: skip
+    process = dead_process()
+    path = shard(job, 1, "running", [epoch_row(0, 100.0) | made], [device_row(0, 1, GPU_A, 100.0) | made],
+                 process=process)  # fmt: skip
+    open_row = {"epoch": 1, "phase": "train", "start_utc": epoch_row(1, 0.0)["start_utc"], "duration_s": 0.6,
+                "gpu_kwh": 60.0 * J, "cpu_kwh": 0.0, "ram_kwh": 0.0, "energy_kwh": 60.0 * J, "pue": 1.0,
+                "co2_kg": 60.0 * 0.4 * J, "embodied_co2_kg": 0.3, "embodied_co2_kg_low": 0.3,
+                "embodied_co2_kg_high": 0.3}  # fmt: skip
+    beat = {"process": process, "seq": 1, "time_utc": epoch_row(1, 0.0)["end_utc"], "open": [open_row]}
+    (path / "heartbeat.json").write_text(json.dumps(beat))
+    train = {r["epoch"]: r for r in load_run(job).epochs}
+    # both ranks saw the same GPU: rank 0's rows count it, the recovered epoch's share of it is left out
+    assert train[0]["embodied_co2_kg"] == pytest.approx(0.5)
+    assert "r1: killed" in train[1]["notes"] and train[1]["embodied_co2_kg"] == pytest.approx(0.5)

@@ -30,6 +30,7 @@ Pure functions over rows as dicts: no file is read here (:mod:`tracker.logs.read
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -258,11 +259,27 @@ def _heartbeat_duplicates(shard: Shard, part: Mapping[str, Any], group: _Group) 
     Returned as device-like rows (``kind``, ``energy_kwh``) to take off its figures, like :func:`keep_once`'s.
     """
     others = {_identity(d, s.machine) for s, d in group.devices if s is not shard}
+    made = _embodied_shares(shard)
     dropped = []
     for key, (kind, share) in sensor_shares(shard).items():
         if key in others and kind in KIND_COLUMNS:
-            dropped.append({"kind": kind, "energy_kwh": _num(part.get(KIND_COLUMNS[kind])) * share})
+            row = {"kind": kind, "energy_kwh": _num(part.get(KIND_COLUMNS[kind])) * share}
+            dropped.append(row | {c: _num(part.get(c)) * made.get(key, {}).get(c, 0.0) for c in EMBODIED})
     return dropped
+
+
+def _embodied_shares(shard: Shard) -> dict[Key, dict[str, float]]:
+    """Each device's share of a shard's embodied columns, from its device rows (a device's rate is fixed).
+
+    Empty where the shard wrote no device row with an embodied share (then none is taken off).
+    """
+    sums: dict[Key, dict[str, float]] = {}
+    for row in shard.devices:
+        device = sums.setdefault(_identity(row, shard.machine), dict.fromkeys(EMBODIED, 0.0))
+        for column in EMBODIED:
+            device[column] += _num(row.get(column))
+    whole = {column: math.fsum(device[column] for device in sums.values()) for column in EMBODIED}
+    return {key: {c: device[c] / whole[c] if whole[c] > 0 else 0.0 for c in EMBODIED} for key, device in sums.items()}
 
 
 def _merged_row(name: str, group: _Group, shards: Sequence[Shard]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
