@@ -5,7 +5,7 @@ The meters, read from files written in their own documented formats:
 - **dcgm-exporter** (NVIDIA's Prometheus exporter for DCGM): ``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION``, a
   counter of the "Total energy consumption since boot (in mJ)" of each GPU (dcgm-exporter's
   ``etc/default-counters.csv``), one sample per GPU labelled ``gpu``, ``UUID``, ``pci_bus_id``, ``device``,
-  ``modelName`` and ``Hostname`` (``hostname`` in releases after May 2026, dcgm-exporter PR #655); with
+  ``modelName`` and ``Hostname`` (``hostname`` since dcgm-exporter PR #655, merged in May 2026); with
   ``--use-old-namespace`` the label is ``uuid`` and the 1.x metric ``dcgm_total_energy_consumption``
   (``etc/1.x-compatibility-metrics.csv``). Two ways people keep it:
 
