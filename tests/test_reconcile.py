@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import gpu_tracker, run_for
+from helpers import PATIENT, gpu_tracker, run_for
 
+from tracker import EnergyTracker
 from tracker.cli import main
-from tracker.testing import FakeClock, FakeGpu, FakeNvml, steady
+from tracker.testing import FakeClock, FakeGpu, FakeNvml, build_hwmon_tree, steady
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)  # the run's first row opens here
 BEFORE_S, EPOCH_S, AFTER_S = 5.0, 50.0, 5.0
@@ -356,19 +357,29 @@ def test_sacct_plugin_chooses_the_tracker_figure(run: Path, tmp_path: Path, caps
     assert code == 0 and result["compared"][0]["tracker_j"] == 0.0  # the run measured no CPU or memory
 
 
-def test_sacct_is_set_beside_the_node_meter_when_the_run_has_one(run: Path, tmp_path: Path, capsys: Any) -> None:
-    # A run whose rows carry node_kwh (the machine's own meter): 1.25 times its GPUs' energy.
-    epochs = run / "epochs.csv"
-    lines = epochs.read_text().splitlines()
-    column = lines[0].split(",").index("energy_kwh")
-    rows = [f"{line},{float(line.split(',')[column]) * 1.25!r}" for line in lines[1:]]
-    epochs.write_text("\n".join([f"{lines[0]},node_kwh", *rows]) + "\n")
+def test_sacct_is_set_beside_the_node_meter_when_the_run_has_one(tmp_path: Path, capsys: Any) -> None:
+    # The run's GPUs and the node's ACPI power meter (a fake hwmon tree) drawing 625 W in all, for 60 s.
+    clock = FakeClock()
+    tree = build_hwmon_tree(tmp_path / "hwmon", steady(625.0), clock=clock)
+    nvml = FakeNvml(
+        [FakeGpu(uuid=u, name=MODEL, trace=steady(w)) for u, w in zip(UUIDS, WATTS, strict=True)], clock=clock
+    )
+    utc = lambda: T0 + timedelta(seconds=clock() - 1000.0)  # noqa: E731
+    options = {"run_name": "r", "clock": clock, "utc_clock": utc, "job_id": "4242", "sampling": "manual"}
+    energy = EnergyTracker(tmp_path / "runs", nvml=nvml, hwmon_root=tree.root, measure=("gpu", "node"),
+                           carbon_intensity_g_per_kwh=100.0, **PATIENT, **options)  # fmt: skip
+    energy.start()
+    with energy.epoch(0):
+        run_for(energy, clock, RUN_S)
+    energy.stop()
     path = sacct_file(tmp_path, "JobID|ConsumedEnergyRaw\n4242.extern|38000\n")
-    code, result, _ = reconcile(capsys, run, "--sacct", path, "--slurm-plugin", "ipmi")
+    code, result, _ = reconcile(capsys, tmp_path / "runs" / "r", "--sacct", path, "--slurm-plugin", "ipmi")
     assert code == 0 and "the node's BMC through IPMI" in result["measures"]
-    assert result["compared"][0]["tracker_j"] == pytest.approx(1.25 * TRACKER_J, rel=1e-9)
-    assert result["compared"][0]["difference_j"] == pytest.approx(1.25 * TRACKER_J - 38000.0, abs=1e-6)
-    assert any("node meter (node_kwh" in n for n in result["notes"])
+    assert result["compared"][0]["tracker_j"] == pytest.approx(625.0 * RUN_S, rel=0.01)
+    assert result["compared"][0]["difference_j"] == pytest.approx(625.0 * RUN_S - 38000.0, abs=0.01 * 625.0 * RUN_S)
+    assert any("node meter (node_kwh, acpi_power_meter: the whole machine)" in n for n in result["notes"])
+    code, result, _ = reconcile(capsys, tmp_path / "runs" / "r", "--sacct", path, "--slurm-plugin", "gpu")
+    assert code == 0 and result["compared"][0]["tracker_j"] == pytest.approx(TRACKER_J, rel=1e-9)
 
 
 @pytest.mark.parametrize(

@@ -725,26 +725,34 @@ def run_job_id(run: Run, given: str | None) -> str:
 def tracker_energy(run: Run, plugin: str | None) -> tuple[float, str]:
     """The run's figure to set beside sacct's, J, and what it is: by the plugin's scope, the node's meter where known.
 
-    ``node``: the run's ``node_kwh`` (the machine's own meter) where its rows have it, else its components' sum
-    (``energy_kwh``), which leaves out what only a node meter sees; ``cpu+ram`` and ``gpu``: those components.
+    ``node``: the run's ``node_kwh`` (the machine's own meter, :class:`~tracker.logs.totals.Totals`) where its
+    rows have it, else its components' sum (``energy_kwh``), which leaves out what only a node meter sees;
+    ``cpu+ram`` and ``gpu``: those components.
     """
     rows = [*run.epochs, *run.open]
     totals = Totals.of(rows)
     methods = ", ".join(f"{k} {joined(r.get(f'{k}_method') for r in rows)}" for k in ("gpu", "cpu", "ram"))
     scope = PLUGINS[plugin][0] if plugin else "node"
-    node = [float(r["node_kwh"]) for r in rows if isinstance(r.get("node_kwh"), int | float)]
     if scope == "gpu":
         return totals.gpu_kwh * J_PER_KWH, f"the tracker's GPUs (gpu_kwh; {methods})"
     if scope == "cpu+ram":
-        return (
-            totals.cpu_kwh + totals.ram_kwh
-        ) * J_PER_KWH, f"the tracker's CPUs and memory (cpu_kwh + ram_kwh; {methods})"
-    if node:
-        return math.fsum(node) * J_PER_KWH, "the tracker's node meter (node_kwh: the machine's own meter)"
+        both = totals.cpu_kwh + totals.ram_kwh
+        return both * J_PER_KWH, f"the tracker's CPUs and memory (cpu_kwh + ram_kwh; {methods})"
+    if totals.node_kwh is not None:
+        return totals.node_kwh * J_PER_KWH, _node_words(totals, joined(r.get("node_method") for r in rows))
     return totals.energy_kwh * J_PER_KWH, (
         f"the tracker's components (energy_kwh = GPU + CPU + RAM; {methods}): the run has no node meter, so what "
         "only a node meter sees (fans, power supplies, disks, network) is in sacct's figure and not in this one"
     )
+
+
+def _node_words(totals: Totals, method: str) -> str:
+    words = f"the tracker's node meter (node_kwh, {method}: the whole machine)"
+    read = totals.node_components_kwh or 0.0
+    if read < totals.energy_kwh * (1 - 1e-9):
+        words += (f"; it read only the rows holding {units.energy(read)} of the components' "
+                  f"{units.energy(totals.energy_kwh)}, so it covers part of the run")  # fmt: skip
+    return words
 
 
 def reconcile_sacct(
