@@ -53,6 +53,19 @@ class Figure(NamedTuple):
     cite: str
 
 
+class Litres(NamedTuple):
+    """Water consumed, L: the total and its band, then each term; ``None`` where not counted.
+
+    In the order of the rows' columns (``tracker.logs.schema.WATER``).
+    """
+
+    total: float | None = None
+    low: float | None = None
+    high: float | None = None
+    onsite: float | None = None
+    offsite: float | None = None
+
+
 class Water(NamedTuple):
     """The water terms a run counts (see the module's formula).
 
@@ -71,25 +84,21 @@ class Water(NamedTuple):
         """Whether any term has a figure (else the rows' water columns stay empty)."""
         return self.onsite is not None or self.offsite is not None
 
-    def litres(self, energy_kwh: float, low_kwh: float, high_kwh: float, pue: float) -> dict[str, float | None]:
-        """The water of ``energy_kwh`` of IT energy (its band from ``low_kwh``/``high_kwh``), L, by column.
+    def litres(self, energy_kwh: float, low_kwh: float, high_kwh: float, pue: float) -> Litres:
+        """The water of ``energy_kwh`` of IT energy (its band from ``low_kwh``/``high_kwh``), L.
 
         The band joins the energy's band with each figure's: low energy at the low figures, high at the high.
         """
         if not self.counted:
-            return dict.fromkeys(COLUMNS)
+            return Litres()
         on, off = self.onsite, self.offsite
 
         def total(kwh: float, pick: int) -> float:
             return kwh * ((on[pick] if on else 0.0) + pue * (off[pick] if off else 0.0))
 
-        return {
-            "water_l": total(energy_kwh, 0),
-            "water_l_low": total(low_kwh, 1),
-            "water_l_high": total(high_kwh, 2),
-            "water_onsite_l": energy_kwh * on.l_per_kwh if on else None,
-            "water_offsite_l": energy_kwh * pue * off.l_per_kwh if off else None,
-        }
+        onsite = energy_kwh * on.l_per_kwh if on else None
+        offsite = energy_kwh * pue * off.l_per_kwh if off else None
+        return Litres(total(energy_kwh, 0), total(low_kwh, 1), total(high_kwh, 2), onsite, offsite)
 
     def source(self) -> str:
         """Each counted term's figure and short source, ``;``-joined (the rows' ``water_source``)."""
@@ -124,23 +133,18 @@ class Water(NamedTuple):
         return cls(term(ONSITE), term(OFFSITE), tuple(str(n) for n in saved.get("notes") or ()))
 
 
-def text(litres: Mapping[str, float | None], described: str) -> str:
+def text(litres: Litres, described: str) -> str:
     """What a person reads: ``1.05 L (0.889–1.23 L; on-site 150 mL, off-site 896 mL) [<terms and sources>]``.
 
     Args:
-        litres: the water columns (:data:`COLUMNS`) of a row or a total, L.
+        litres: the water of a row or a total, L.
         described: :meth:`Water.described` of the terms.
     """
-    if litres.get("water_l") is None:
+    if litres.total is None:
         return f"not counted [{described}]"
-    terms = ", ".join(f"{name} {'not counted' if litres.get(column) is None else units.water(litres[column])}"
-                      for name, column in (("on-site", "water_onsite_l"), ("off-site", "water_offsite_l")))  # fmt: skip
-    band = units.water_band(litres.get("water_l_low"), litres.get("water_l_high"))
-    return f"{units.water(litres['water_l'])} ({band}; {terms}) [{described}]"
-
-
-# The rows' water columns, L: the total and its band, then each term (empty when not counted).
-COLUMNS = ("water_l", "water_l_low", "water_l_high", "water_onsite_l", "water_offsite_l")
+    terms = ", ".join(f"{name} {'not counted' if value is None else units.water(value)}"
+                      for name, value in (("on-site", litres.onsite), ("off-site", litres.offsite)))  # fmt: skip
+    return f"{units.water(litres.total)} ({units.water_band(litres.low, litres.high)}; {terms}) [{described}]"
 
 
 def _litres_per_kwh(value: Any, name: str, high: float, example: str) -> float | None:

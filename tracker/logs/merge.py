@@ -35,10 +35,9 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from tracker.carbon.water import COLUMNS as WATER
 from tracker.energy import ABSENT, J_PER_KWH, joined
 from tracker.logs.liveness import KILLED, RECOVERED, machine_of
-from tracker.logs.schema import EMBODIED, PARTIAL
+from tracker.logs.schema import EMBODIED, PARTIAL, WATER
 from tracker.logs.totals import Totals
 
 GPU, NODE = "gpu", "node"

@@ -218,6 +218,8 @@ SHARDS_DIR = "ranks"
 EPOCH_COLUMNS: tuple[str, ...] = EpochRecord._fields
 # The embodied share of a row (and of a device in devices.csv), kg CO2e: the figure and its band.
 EMBODIED = ("embodied_co2_kg", "embodied_co2_kg_low", "embodied_co2_kg_high")
+# The operational water of a row, L: the total and its band, then each term (all empty when not counted).
+WATER = ("water_l", "water_l_low", "water_l_high", "water_onsite_l", "water_offsite_l")
 DEVICE_COLUMNS: tuple[str, ...] = DeviceRecord._fields
 POWER_COLUMNS = ("time_utc", "elapsed_s", "host", "rank", "sensor", "power_w", "energy_j")
 

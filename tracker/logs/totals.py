@@ -12,9 +12,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from tracker.carbon.water import COLUMNS as WATER
 from tracker.energy import effective_g_per_kwh
-from tracker.logs.schema import COMPLETE, EMBODIED, INFERENCE, TRAIN
+from tracker.logs.schema import COMPLETE, EMBODIED, INFERENCE, TRAIN, WATER
 
 # The record columns a total is the sum of, in s, kWh and kg CO2e.
 SUMMED = (

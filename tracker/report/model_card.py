@@ -69,7 +69,7 @@ def _water_comment(experiment: Experiment) -> str:
     if not described:
         return ""
     pieces = dict.fromkeys(piece for text in described for piece in text.split("; "))
-    text = water.text(experiment.totals.water(), "; ".join(pieces))
+    text = water.text(water.Litres(*experiment.totals.water().values()), "; ".join(pieces))
     return f"  # operational water consumption (Li et al. 2023 accounting, not a field of the Hub's schema): {text}\n"
 
 

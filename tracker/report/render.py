@@ -24,11 +24,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from tracker.carbon.water import COLUMNS as WATER
 from tracker.energy import joined
 from tracker.errors import ConfigurationError
 from tracker.logs.reader import Run, load_runs, merge_jobs
-from tracker.logs.schema import EMBODIED, EPOCH_COLUMNS, FORMULA_STARTS
+from tracker.logs.schema import EMBODIED, EPOCH_COLUMNS, FORMULA_STARTS, WATER
 from tracker.logs.totals import SUMMED, Totals
 from tracker.report.experiments import COMPONENTS, RECOSTED_COLUMNS, comparison, experiment_of
 from tracker.session.boundary import Boundary

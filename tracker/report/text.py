@@ -97,7 +97,7 @@ def water_fact(s: RunSummary) -> str:
     from tracker.carbon import water
 
     described = water.Water.from_dict(s.water_terms).described() if s.water_terms else "terms not recorded"
-    return water.text(s.totals.water(), described)
+    return water.text(water.Litres(*s.totals.water().values()), described)
 
 
 def node_method(rows: Sequence[dict[str, Any]]) -> str:

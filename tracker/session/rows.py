@@ -12,9 +12,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import tracker.units as units
-from tracker.carbon.water import COLUMNS as WATER
 from tracker.energy import J_PER_KWH, joules_to_kwh
-from tracker.logs.schema import EMBODIED, INFERENCE, TRAIN, DeviceRecord, EpochRecord
+from tracker.logs.schema import EMBODIED, INFERENCE, TRAIN, WATER, DeviceRecord, EpochRecord
 from tracker.logs.totals import Totals
 from tracker.sensors import CPU, GPU, NODE, RAM
 from tracker.sensors.methods import ABSENT
@@ -176,7 +175,10 @@ class RowBuilder:
         if water is None:
             return {**dict.fromkeys(WATER), "water_source": ""}
         low, high = joules_to_kwh(energy.low_j), joules_to_kwh(energy.high_j)
-        return {**water.litres(energy.kwh, low, high, pue), "water_source": water.source()}
+        return {
+            **dict(zip(WATER, water.litres(energy.kwh, low, high, pue), strict=True)),
+            "water_source": water.source(),
+        }
 
     def _intensity(self, segment: Segment) -> tuple[float, str]:
         intensity = self.config.intensity

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import tracker.units as units
 from tracker.job.placement import Launch
+from tracker.logs.schema import WATER
 from tracker.logs.totals import Totals
 from tracker.sensors import CPU, GPU, NODE, RAM, Absent
 from tracker.sensors import methods as registry
@@ -221,7 +222,7 @@ class Summary(NamedTuple):
         """The water consumed with its band and each term, and the terms' figures and sources (or why not counted)."""
         from tracker.carbon import water
 
-        return water.text(self._asdict(), self.water_source)
+        return water.text(water.Litres(*(getattr(self, column) for column in WATER)), self.water_source)
 
     def embodied_text(self) -> str:
         """The embodied emissions and band, ``1.23 kg  (no published range; manufacturing, amortised; not in CO2e)``."""
