@@ -6,7 +6,10 @@ import json
 import os
 import pwd
 import random
+import socket
+import time
 import traceback
+import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -118,3 +121,31 @@ def run_unprivileged(fn):
     outcome = json.loads(text)
     assert "raised" not in outcome, outcome.get("raised")
     return outcome["result"]
+
+
+def free_port(count: int = 1) -> int:
+    """The first of ``count`` consecutive TCP ports free on loopback now (a server's, ranks' ``port + local rank``)."""
+    while True:
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+            try:
+                for offset in range(1, count):
+                    with socket.socket() as other:
+                        other.bind(("127.0.0.1", port + offset))
+                return port
+            except OSError:
+                continue
+
+
+def wait_http(url: str, timeout_s: float = 30.0) -> None:
+    """Return once ``url`` answers; raise what the last try raised after ``timeout_s``."""
+    end = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1.0):
+                return
+        except OSError:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.1)

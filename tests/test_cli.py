@@ -6,6 +6,7 @@ CPU 50 W, RAM 6 W) driven by a fake clock, so every figure in the output is know
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -19,7 +20,7 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from tests.helpers import PATIENT
+from tests.helpers import PATIENT, free_port, wait_http
 from tracker import EnergyTracker, load_run
 from tracker.cli import main
 from tracker.testing import FakeClock, FakeSensor, steady
@@ -269,6 +270,68 @@ def test_run_passes_sigterm_to_the_command_and_writes_its_row(tmp_path: Path) ->
     assert process.returncode == 128 + signal.SIGTERM and "Energy tracker — term (interrupted)" in err
     (row,) = [r for r in load_run(tmp_path / "term").epochs if r["phase"] == "command"]
     assert (row["status"], row["exit_code"]) == ("interrupted", 128 + signal.SIGTERM)
+
+
+def test_run_sinks_flag_reaches_the_tracker(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    args = [
+        "run",
+        "--log-dir",
+        str(tmp_path),
+        "--run-name",
+        "tb",
+        "--carbon-intensity",
+        "300",
+        "--sinks",
+        "tensorboard",
+    ]
+    assert main([*args, "--", sys.executable, "-c", "pass"]) == 0
+    events = EventAccumulator(str(tmp_path / "tb" / "tensorboard"))  # the sink's default: <run>/tensorboard
+    events.Reload()
+    rows = load_run(tmp_path / "tb").epochs
+    logged = [e.value for e in events.Scalars("energy/total_kwh")]
+    assert len(logged) == len(rows) and logged[-1] == pytest.approx(rows[-1]["cumulative_energy_kwh"], rel=1e-6)
+
+
+def test_run_prometheus_flags_serve_and_push_during_the_command(tmp_path: Path) -> None:
+    pytest.importorskip("prometheus_client")
+    port, gateway = free_port(), shutil.which("prometheus-pushgateway")
+    # the command itself scrapes the endpoint the tracker serves while it runs
+    scrape = (f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:{port}/metrics', timeout=10)"
+              ".read().decode())")  # fmt: skip
+    args = ["run", "--log-dir", str(tmp_path), "--run-name", "served", "--prometheus-port", f"127.0.0.1:{port}"]
+    with contextlib.ExitStack() as stack:
+        if gateway:
+            gateway_port = free_port()
+            stack.enter_context(serving([gateway, f"--web.listen-address=127.0.0.1:{gateway_port}"], gateway_port))
+            args += ["--prometheus-pushgateway", f"http://127.0.0.1:{gateway_port}"]
+        done = subprocess.run([script(), *args, "--", sys.executable, "-c", scrape], capture_output=True, text=True)
+        pushed = read_url(f"http://127.0.0.1:{gateway_port}/metrics") if gateway else None
+    assert done.returncode == 0, done.stderr
+    assert "energy_tracker_co2e_kilograms_total{" in done.stdout and 'run="served"' in done.stdout
+    if pushed is not None:  # the push gateway holds the series pushed at the end
+        assert 'run="served"' in pushed and "energy_tracker_co2e_kilograms_total" in pushed
+
+
+def read_url(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5.0) as reply:
+        return reply.read().decode()
+
+
+@contextlib.contextmanager
+def serving(command: list[str], port: int):
+    """Run a server until the block ends, once it answers on ``port``."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/-/ready")
+        yield process
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 def test_run_bad_input_exits_2_and_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

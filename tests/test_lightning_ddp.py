@@ -182,23 +182,6 @@ def series_labels(text: str) -> list[dict[str, str]]:
     return [dict(re.findall(r'(\w+)="([^"]*)"', labels)) for labels in found]
 
 
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive TCP ports free on loopback now."""
-    import socket
-
-    while True:
-        with socket.socket() as first:
-            first.bind(("127.0.0.1", 0))
-            port = first.getsockname()[1]
-            try:
-                for offset in range(1, count):
-                    with socket.socket() as other:
-                        other.bind(("127.0.0.1", port + offset))
-                return port
-            except OSError:
-                continue
-
-
 def launch(out: Path, *args: str) -> subprocess.CompletedProcess:
     (out / "no-powercap").mkdir()
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
@@ -230,8 +213,10 @@ def non_other(run):
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
+    from tests.helpers import free_port  # here: this file also runs as the ranks' script, without the package
+
     served = importlib.util.find_spec("prometheus_client") is not None  # each rank's endpoint, when it can be
-    done = launch(out, *(("--prometheus-port", str(free_ports(2))) if served else ()))
+    done = launch(out, *(("--prometheus-port", str(free_port(2))) if served else ()))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     reads = {rank: json.loads((out / f"reads-{rank}.json").read_text()) for rank in (0, 1)}
     return only_run(out), reads, out

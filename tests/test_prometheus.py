@@ -18,6 +18,7 @@ import urllib.request
 
 import pytest
 
+from tests.helpers import free_port, wait_http
 from tracker import EnergyTracker
 from tracker.energy import J_PER_KWH
 from tracker.errors import ConfigurationError
@@ -25,24 +26,6 @@ from tracker.testing import FakeSensor, steady
 
 pytest.importorskip("prometheus_client")
 GPU = 'hw_energy_joules_total{hw_type="gpu",job="%s"}'  # the scrape job: the tracker's endpoint, or the gateway
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, timeout_s: float = 30.0) -> None:
-    end = time.monotonic() + timeout_s
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1.0):
-                return
-        except OSError:
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.1)
 
 
 def query(api: str, expr: str, at: float | None = None) -> list:
