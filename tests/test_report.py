@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 import tracker
-from tests.helpers import PATIENT
-from tracker import EnergyTracker
+from tests.helpers import PATIENT, gpu_tracker
+from tracker import EnergyTracker, load_run
 from tracker.report import paper
 from tracker.report import render as report
 from tracker.report.devices import describe, power_w, survey
@@ -265,3 +265,14 @@ def test_survey_without_gpu_or_rapl_says_everything_is_estimated(tmp_path: Path)
     )
     assert "utilisation x TDP (tdp_user: 95.0 W, user (tdp_w))" in text
     assert f"rapl (cpu): not supported: no intel-rapl:N package zone in {tmp_path / 'powercap'}" in text
+
+
+def test_a_run_s_gpus_of_one_model_are_all_counted_in_the_hardware(tmp_path, clock):
+    nvml = FakeNvml([FakeGpu(name="NVIDIA A100-SXM4-80GB", trace=steady(300.0)) for _ in range(2)], clock=clock)
+    runs = []
+    for name in ("a", "b"):  # two runs of one experiment on the same two GPUs: still two GPUs
+        with gpu_tracker(tmp_path, nvml, clock=clock, sampling="manual", run_name=name) as energy:
+            with energy.epoch(0):
+                clock.advance(60.0)
+        runs.append(report.summarize(load_run(energy.run_dir)))
+    assert paper.hardware_text(runs) == "2 × NVIDIA A100-SXM4-80GB GPUs"

@@ -69,8 +69,12 @@ class References:
 
 def hardware_text(runs: Sequence[RunSummary]) -> str:
     """``2 × NVIDIA A100 GPUs and an AMD EPYC 7763 CPU``, from ``devices.csv`` (else ``run.json``)."""
-    devices = list(dict.fromkeys(d for s in runs for d in s.devices))
-    gpus = Counter(device or "unnamed" for kind, device in devices if kind == "gpu")
+    devices = [d for s in runs for d in s.devices]
+    # Each run's devices are counted on their own (a run's eight A100s are eight); the runs of an
+    # experiment usually share their machines, so across runs a model counts as many as one run had.
+    gpus: Counter[str] = Counter()
+    for s in runs:
+        gpus |= Counter(device or "unnamed" for kind, device in s.devices if kind == "gpu")
     cpus = list(dict.fromkeys(device for kind, device in devices if kind == "cpu" and device))
     parts = [f"{n} × {model} GPU{'s' if n > 1 else ''}" for model, n in gpus.items()]
     if cpus:
