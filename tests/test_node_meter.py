@@ -13,7 +13,7 @@ import pytest
 from tests.helpers import PATIENT, run_unprivileged
 from tracker import EnergyTracker, load_run
 from tracker.cli import main
-from tracker.errors import ConfigurationError, SensorPermissionError
+from tracker.errors import ConfigurationError, SensorPermissionError, SensorReadError
 from tracker.job.placement import Launch
 from tracker.sensors import NODE, Sensor
 from tracker.sensors.discovery import discover
@@ -82,6 +82,23 @@ def test_an_unreadable_meter_is_absent_with_a_hint(world_tmp, clock):
     assert "power1_average" in detail and "0444" in hint
 
 
+def test_a_meter_gone_mid_run_is_a_read_error_and_the_row_says_so(tmp_path, clock):
+    tree = build_hwmon_tree(tmp_path / "hwmon", steady(400.0), clock=clock, layout="device")
+    tracker = metered_tracker(tmp_path, clock, tree).start()
+    with tracker.epoch(0):
+        run_metered(tracker, clock, tree, 5.0)
+        tree.remove()  # the driver unloaded
+        clock.advance(5.0)
+        tracker.sample()
+    tracker.stop()
+    (row, *_) = load_run(tracker.run_dir).epochs
+    assert "node:hwmon2 failing" in row["notes"] and row["energy_kwh"] * J_PER_KWH == pytest.approx(250.0 * 10.0)
+    assert tracker.sensor_health["node:hwmon2"].status == "failing"
+    with pytest.raises(SensorReadError, match="power1_average"):  # the meter's error, translated at its boundary
+        tracker.discovery.sensors[1].read()
+    assert find_power_meters(root=tree.root, clock=clock)[0] == []  # and discovery no longer finds it
+
+
 def test_unreadable_mid_run_is_a_sensor_error(world_tmp, clock):
     tree = build_hwmon_tree(world_tmp / "hwmon", clock=clock)
     (meter,), _ = find_power_meters(root=tree.root, clock=clock)
@@ -142,6 +159,7 @@ def test_rows_hold_the_node_beside_the_components_within_3_percent(tmp_path, clo
     assert counted[NODE]["how"] == "measured" and "not added" in counted[NODE]["what"]
     nodes = [d for d in run.devices if d["kind"] == NODE]
     assert len({d["sensor"] for d in nodes}) == meters and all(d["method"] == ACPI_POWER_METER for d in nodes)
+    assert {d["model"] for d in nodes} == {f"ACPI power meter PSU-{n}" for n in range(meters)}
 
 
 def test_without_a_meter_the_node_columns_are_empty(tmp_path, clock):

@@ -162,5 +162,6 @@ def _sensor(chip: Path, files: Path, clock: Callable[[], float]) -> PowerMeterSe
     interval_ms = _flag(files / "power1_average_interval")
     info: dict[str, Any] = {"chip": chip.name, "path": str(files), "average_interval_ms": interval_ms}
     info.update({key.removeprefix("power1_"): _text(files / key) for key in _STRINGS if _text(files / key)})
+    info["model"] = " ".join(filter(None, ["ACPI power meter", info.get("model_number")]))  # devices.csv's model
     window_s = interval_ms / 1000 if interval_ms else 0.0
     return PowerMeterSensor(files, name=name, window_s=window_s, clock=clock, info=info)
