@@ -1,6 +1,7 @@
 """The Prometheus endpoint and push gateway, scraped by a real Prometheus server (Debian's ``prometheus``).
 
-A run on a fake GPU of known power, on the real clock; Prometheus scrapes every 500 ms (loaded CI machines), and
+A run on a fake GPU of known power, on the real clock; Prometheus scrapes every 500 ms (loaded CI machines; what a
+scrape every 100 ms costs the training thread is measured in ``bench/``, ``--only prometheus``), and
 ``increase()`` over the run, asked through its HTTP API, must be the rows' GPU energy within 1 %.
 Skipped where the ``prometheus`` binary (and, for the gateway, ``prometheus-pushgateway``) or
 ``prometheus_client`` is missing. Loopback addresses only.
