@@ -121,11 +121,14 @@ class Job:
 
             write_job(self.dir)
 
-    def follower(self) -> Any:
-        """A :class:`~tracker.logs.follow.JobFollower` of the job's directory of its own (for another thread)."""
+    def follower(self, where: Path | None = None) -> Any:
+        """A :class:`~tracker.logs.follow.JobFollower` of its own, of ``where`` (default the job's directory).
+
+        One per reading thread: the sinks' thread follows the job with one, ``rows`` with another.
+        """
         from tracker.logs.follow import JobFollower  # the reader's side: only for a caller that follows
 
-        return JobFollower(self.dir)
+        return JobFollower(where or self.dir)
 
     def rows(self, run_dir: Path | None) -> list[dict[str, Any]]:
         """The job's rows so far (``run_dir``'s alone outside a job), merged as they come; see ``job_rows``."""
@@ -133,9 +136,7 @@ class Job:
         if where is None:
             return []
         if self._follower is None:
-            from tracker.logs.follow import JobFollower  # the reader's side: only for a caller that follows
-
-            self._follower = JobFollower(where)
+            self._follower = self.follower(where)
         return self._follower.rows()
 
 
