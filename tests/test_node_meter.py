@@ -283,3 +283,38 @@ def test_prometheus_gives_the_meter_as_the_host_s_energy_apart_from_the_componen
     (host,) = samples["hw_host_energy_joules_total"]
     assert host.labels["hw_id"] == "node:hwmon2" and host.value == pytest.approx(400.0 * 10.0, rel=0.03)
     assert {s.labels["hw_id"] for s in samples["hw_energy_joules_total"]} == {"gpu:0"}
+
+
+class SlowAtFirst:
+    """A meter whose first reads take 0.3 s (a firmware answering through the BMC), then answer at once."""
+
+    def __init__(self, inner, slow_reads=2):
+        self.inner, self.slow_reads = inner, slow_reads
+        self.name, self.kind, self.method, self.info = inner.name, inner.kind, inner.method, inner.info
+
+    def read(self):
+        if self.slow_reads:
+            self.slow_reads -= 1
+            time.sleep(0.3)
+        return self.inner.read()
+
+    def close(self):
+        self.inner.close()
+
+
+def test_a_slow_meter_is_read_in_the_background_only_and_the_rows_say_so(tmp_path, clock):
+    tree = build_hwmon_tree(tmp_path / "hwmon", square_wave(300.0, 700.0, 20.0), clock=clock)
+    (meter,), _ = find_power_meters(root=tree.root, clock=clock)
+    gpu = FakeSensor("gpu:0", "gpu", steady(250.0), clock)
+    tracker = EnergyTracker(tmp_path / "logs", sensors=[gpu, SlowAtFirst(meter)], clock=clock, sampling="manual",
+                            carbon_intensity_g_per_kwh=100.0, **PATIENT).start()  # fmt: skip
+    with tracker.epoch(0):
+        started = clock()
+        run_metered(tracker, clock, tree, 60.0)
+        ended = clock()
+    tracker.stop()
+    assert tracker.sensor_health["node:hwmon2"].slow  # never read at an edge again
+    (row,) = [r for r in load_run(tracker.run_dir).epochs if r["phase"] == "train"]
+    assert "node:hwmon2 read late at" in row["notes"]
+    assert row["node_kwh"] * J_PER_KWH == pytest.approx(tree.true_energy_j(started, ended), rel=0.03)
+    assert row["energy_kwh"] * J_PER_KWH == pytest.approx(250.0 * 60.0)
