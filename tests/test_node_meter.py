@@ -56,6 +56,13 @@ def test_other_chips_are_no_meter(tmp_path, clock):
     assert "power_meter" in absent[0].detail and "ACPI000D" in absent[0].detail
 
 
+def test_a_meter_that_only_caps_is_no_meter(tmp_path, clock):
+    tree = build_hwmon_tree(tmp_path, clock=clock)
+    tree.remove()
+    sensors, (absent,) = find_power_meters(root=tmp_path, clock=clock)
+    assert sensors == [] and absent.reason == "no device" and "no power1_average" in absent.detail
+
+
 def test_a_battery_meter_is_not_the_node(tmp_path, clock):
     build_hwmon_tree(tmp_path, clock=clock, is_battery=True)
     sensors, (absent,) = find_power_meters(root=tmp_path, clock=clock)

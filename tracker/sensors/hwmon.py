@@ -113,12 +113,10 @@ def find_power_meters(
         meters = _meters(base)
     except OSError as e:
         return [], [Absent(SOURCE, NODE, "not supported", detail=f"cannot list {base}: {e.strerror}")]
-    supply = [(chip, files) for chip, files in meters if _flag(files / "power1_is_battery") != 1]
+    measuring = [(chip, files) for chip, files in meters if (files / "power1_average").exists()]
+    supply = [(chip, files) for chip, files in measuring if _flag(files / "power1_is_battery") != 1]
     if not supply:
-        detail = f"no hwmon chip named {METER_NAME!r} in {base} (no ACPI power meter, ACPI000D, on this machine)"
-        if meters:
-            detail = f"the ACPI power meter in {base} measures a battery (power1_is_battery = 1), not the node's supply"
-        return [], [Absent(SOURCE, NODE, "no device", detail=detail)]
+        return [], [Absent(SOURCE, NODE, "no device", detail=_none_found(base, meters, measuring))]
     try:
         return [_sensor(chip, files, clock) for chip, files in supply], []
     except SensorPermissionError as e:
@@ -128,14 +126,22 @@ def find_power_meters(
 
 
 def _meters(base: Path) -> list[tuple[Path, Path]]:
-    """``(chip, attribute directory)`` of each ``power_meter`` chip with a ``power1_average``, by hwmon number."""
+    """``(chip, attribute directory)`` of each chip named ``power_meter``, by hwmon number."""
     found = []
     for chip in sorted(base.iterdir(), key=_chip_number):
-        for files in (chip, chip / "device"):
-            if _text(files / "name") == METER_NAME and (files / "power1_average").exists():
-                found.append((chip, files))
-                break
+        files = next((f for f in (chip, chip / "device") if _text(f / "name") == METER_NAME), None)
+        if files is not None:
+            found.append((chip, files))
     return found
+
+
+def _none_found(base: Path, meters: list[Any], measuring: list[Any]) -> str:
+    """Why no meter is used: none here, none that measures (a capping-only meter), or a battery's."""
+    if not meters:
+        return f"no hwmon chip named {METER_NAME!r} in {base} (no ACPI power meter, ACPI000D, on this machine)"
+    if not measuring:
+        return f"the ACPI power meter in {base} reports no power (no power1_average: it only caps)"
+    return f"the ACPI power meter in {base} measures a battery (power1_is_battery = 1), not the node's supply"
 
 
 def _chip_number(chip: Path) -> tuple[int, str]:
