@@ -221,13 +221,13 @@ def test_devices_lists_the_meter(tmp_path, clock):
     assert "The node's own meter (ACPI power meter) is read beside them, never added." in found["verdict"]
 
 
-def test_two_hosts_each_node_read_once_by_its_local_rank_0(tmp_path):
-    """Four ranks on two hosts: each host's meter is read by its local rank 0 alone, and the job counts each once."""
+def two_host_job(tmp_path, meter_names=("power_meter", "power_meter")):
+    """Four ranks on two hosts (500 W and 700 W nodes, a 200 W GPU per rank) through 20 s of epoch 0; their trackers."""
     from tracker.testing import FakeClock
 
     clock = FakeClock()
-    trees = {host: build_hwmon_tree(tmp_path / host, steady(watts), clock=clock)
-             for host, watts in (("node-a", 500.0), ("node-b", 700.0))}  # fmt: skip
+    trees = {host: build_hwmon_tree(tmp_path / host, steady(watts), clock=clock, name=name)
+             for host, watts, name in zip(("node-a", "node-b"), (500.0, 700.0), meter_names, strict=True)}  # fmt: skip
     trackers = []
     for rank in range(4):
         host = ("node-a", "node-b")[rank // 2]
@@ -237,7 +237,6 @@ def test_two_hosts_each_node_read_once_by_its_local_rank_0(tmp_path):
             tmp_path / "logs", nvml=nvml, hwmon_root=trees[host].root, measure=("gpu", "node"), launch=launch,
             host=host, rank=rank, clock=clock, sampling="manual", carbon_intensity_g_per_kwh=100.0, **PATIENT,
         ).start())  # fmt: skip
-    assert [[s.kind for s in t.discovery.sensors] for t in trackers] == [["gpu", NODE], ["gpu"]] * 2
     with contextlib.ExitStack() as epochs:
         for t in trackers:
             epochs.enter_context(t.epoch(0))
@@ -249,6 +248,15 @@ def test_two_hosts_each_node_read_once_by_its_local_rank_0(tmp_path):
                 t.sample()
     for t in trackers:
         t.stop()
+    return trackers
+
+
+def test_two_hosts_each_node_read_once_by_its_local_rank_0(tmp_path):
+    """Each host's meter is read by its local rank 0 alone, and the job counts each once."""
+    trackers = two_host_job(tmp_path)
+    assert [[s.kind for s in t.discovery.sensors] for t in trackers] == [["gpu", NODE], ["gpu"]] * 2
+    (followed,) = [r for r in trackers[0].job_rows() if r["phase"] == "train"]  # the live view, the merge's rule
+    assert followed["node_kwh"] * J_PER_KWH == pytest.approx((500.0 + 700.0) * 20.0, rel=0.03)
     job = load_run(trackers[0].job_dir)
     (train,) = [r for r in job.epochs if r["phase"] == "train"]
     assert train["node_kwh"] * J_PER_KWH == pytest.approx((500.0 + 700.0) * 20.0, rel=0.03)
@@ -256,6 +264,17 @@ def test_two_hosts_each_node_read_once_by_its_local_rank_0(tmp_path):
     assert sorted((d["host"], d["rank"]) for d in job.devices if d["kind"] == NODE and d["phase"] == "train") == [
         ("node-a", 0), ("node-b", 2),
     ]  # fmt: skip
+
+
+def test_a_job_with_a_meter_on_some_machines_leaves_node_kwh_empty_and_says_why(tmp_path):
+    trackers = two_host_job(tmp_path, meter_names=("power_meter", "nvme"))  # node-b has no ACPI meter
+    job = load_run(trackers[0].job_dir)
+    (train,) = [r for r in job.epochs if r["phase"] == "train"]
+    assert train["node_kwh"] is None and not train["node_method"]
+    assert "node meter on 1 of 2 machines" in train["notes"]
+    assert train["energy_kwh"] * J_PER_KWH == pytest.approx(4 * 200.0 * 20.0, rel=0.03)
+    (followed,) = [r for r in trackers[0].job_rows() if r["phase"] == "train"]
+    assert followed["node_kwh"] is None
 
 
 def test_components_above_the_meter_are_said_so(tmp_path, clock):

@@ -121,15 +121,18 @@ class JobFollower:
         self._shards: dict[Path, _Followed] = {}
         self._rows: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._ranks: dict[tuple[Any, ...], set[int]] = {}
+        self._machines: dict[tuple[Any, ...], tuple[set[str], set[str]]] = {}  # all, and those with a node meter
+        self._node: dict[tuple[Any, ...], float] = {}
 
     def rows(self) -> list[dict[str, Any]]:
         """The job's rows so far, one per epoch and phase (and attempt), in the order they first appeared.
 
         Each holds ``epoch``, ``phase``, ``end_utc``, ``duration_s``, the summed figures (``energy_kwh``,
-        ``co2_kg``, ``gpu_kwh``, ``cpu_kwh``, ``ram_kwh``, ``gpu_power_mean_w``), and what it covers so
-        far: ``ranks`` (how many ranks' rows it holds) of ``world_size``, ``status`` (``partial`` when a
-        rank's row is, else ``interrupted`` when one is, else ``complete``) and ``last_step`` (the
-        highest optimizer step counted, ``None`` when none is).
+        ``co2_kg``, ``gpu_kwh``, ``cpu_kwh``, ``ram_kwh``, ``gpu_power_mean_w``), ``node_kwh`` (the node
+        meters', each machine's once, beside the energy; ``None`` unless every machine so far has one),
+        and what it covers so far: ``ranks`` (how many ranks' rows it holds) of ``world_size``, ``status``
+        (``partial`` when a rank's row is, else ``interrupted`` when one is, else ``complete``) and
+        ``last_step`` (the highest optimizer step counted, ``None`` when none is).
         """
         try:
             paths = shard_dirs(self.job_dir) if is_job_dir(self.job_dir) else [self.job_dir]
@@ -146,7 +149,11 @@ class JobFollower:
                     dropped = [d for d in devices if merge._identity(d, shard.machine) in lower.get(shard.rank, ())]
                     self._add((number, *key), row, merge._scaled_part(row, dropped))
                     self._cover((number, *key), row, shard)
-        return list(self._rows.values())
+        return [self._with_node(key, row) for key, row in self._rows.items()]
+
+    def _with_node(self, key: tuple[Any, ...], row: dict[str, Any]) -> dict[str, Any]:
+        """The row with ``node_kwh``: the node meters' energy when every machine so far has one, else ``None``."""
+        return {**row, "node_kwh": merge.node_kwh(self._node.get(key), *self._machines[key])[0]}
 
     def finished(self) -> bool:
         """Whether every rank of the latest attempt seen has written its shard and stopped (as last read)."""
@@ -159,6 +166,10 @@ class JobFollower:
         """Which ranks the merged row holds, of how many, its status and its last step."""
         merged, ranks = self._rows[key], self._ranks.setdefault(key, set())
         ranks.add(shard.rank)
+        machines, metered = self._machines.setdefault(key, (set(), set()))
+        machines.add(shard.machine)
+        if row.get("node_kwh") is not None:
+            metered.add(shard.machine)
         merged["ranks"], merged["world_size"] = len(ranks), max(shard.launch("world_size", 1), len(ranks))
         statuses = {merged.get("status") or COMPLETE, row.get("status") or COMPLETE}
         merged["status"] = PARTIAL if PARTIAL in statuses else max(statuses, key=lambda s: s != COMPLETE)
@@ -171,6 +182,8 @@ class JobFollower:
                                             "duration_s": 0.0, **dict.fromkeys(_FIGURES, 0.0)})  # fmt: skip
         for figure in _FIGURES:
             merged[figure] += part.get(figure, 0.0)
+        if "node_kwh" in part:
+            self._node[key] = self._node.get(key, 0.0) + part["node_kwh"]
         merged["end_utc"] = max(merged["end_utc"], str(row.get("end_utc") or ""))
         merged["duration_s"] = max(merged["duration_s"], merge._num(row.get("duration_s")))
         measured = merged.get("gpu_measured") or row.get("gpu_method") not in (None, "", merge.ABSENT)

@@ -188,6 +188,9 @@ def _scaled_part(row: dict[str, Any], dropped: list[Mapping[str, Any]]) -> dict[
     for column in EMBODIED:  # a device's embodied share is its own: taken off with it, not scaled
         if get(column) is not None:
             part[column] = max(0.0, _num(get(column)) - sum(_num(d.get(column)) for d in dropped))
+    if get("node_kwh") is not None:  # the node's meter: beside the energy, its duplicates taken off
+        twice = sum(_num(d.get("energy_kwh")) for d in dropped if d.get("kind") == NODE)
+        part["node_kwh"] = max(0.0, _num(get("node_kwh")) - twice)
     return part
 
 
@@ -307,7 +310,7 @@ def _merged_row(name: str, group: _Group, shards: Sequence[Shard]) -> tuple[dict
     row["samples"] = sum(samples) if samples else None
     for kind in KIND_COLUMNS:
         row[f"{kind}_method"] = joined(r.get(f"{kind}_method") for r in rows)
-    row["node_kwh"], node_note = _node_kwh(group, dropped)
+    row["node_kwh"], node_note = node_kwh(sums.get("node_kwh"), *_machines(group))
     node_method = joined(r.get("node_method") for r in rows)
     row["node_method"] = node_method if row["node_kwh"] is not None and node_method != ABSENT else ""
     row["gap_s"] = max(_num(r.get("gap_s")) for r in rows)
@@ -320,20 +323,23 @@ def _merged_row(name: str, group: _Group, shards: Sequence[Shard]) -> tuple[dict
     return row, [dict(d, run=name) for d in kept]
 
 
-def _node_kwh(group: _Group, dropped: list[Mapping[str, Any]]) -> tuple[float | None, str]:
-    """The node meters' energy of a merged row, each machine's once, and a note when only some machines have one.
+def _machines(group: _Group) -> tuple[set[str], set[str]]:
+    """The machines of a merged row's shards, and those whose row has a node meter's figure."""
+    machines = {shard.machine for shard, _ in group.rows}
+    return machines, {shard.machine for shard, row in group.rows if row.get("node_kwh") is not None}
+
+
+def node_kwh(total: float | None, machines: set[str], metered: set[str]) -> tuple[float | None, str]:
+    """The node meters' energy of a merged row (each machine's once), and a note when only some machines have one.
 
     A machine's meter holds all of its components, so the figure stands beside the job's components
     only when every machine of the row was metered; otherwise it is left empty, and the note says why.
     """
-    machines = {shard.machine for shard, _ in group.rows}
-    metered = {shard.machine for shard, row in group.rows if row.get("node_kwh") is not None}
     if not metered:
         return None, ""
     if metered != machines:
         return None, f"node meter on {len(metered)} of {len(machines)} machines: node_kwh left empty (not all held)"
-    twice = sum(_num(d.get("energy_kwh")) for d in dropped if d.get("kind") == NODE)
-    return max(0.0, sum(_num(row.get("node_kwh")) for _, row in group.rows) - twice), ""
+    return total or 0.0, ""
 
 
 def _derived(row: dict[str, Any]) -> None:

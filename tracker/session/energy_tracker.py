@@ -414,7 +414,8 @@ class EnergyTracker:
         calling it after every row costs the same at the thousandth row as at the first. One dict per
         epoch and phase: ``epoch``, ``phase``, ``end_utc``, ``duration_s``, ``energy_kwh``, ``co2_kg``,
         ``gpu_kwh``, ``cpu_kwh``, ``ram_kwh`` (kWh, kg CO2e), ``gpu_power_mean_w`` (W, ``None``
-        when no GPU is measured), and ``ranks`` (how many ranks' rows it holds so far) of ``world_size``,
+        when no GPU is measured), ``node_kwh`` (the node's own meter, beside the energy; ``None`` without
+        one on every machine), and ``ranks`` (how many ranks' rows it holds so far) of ``world_size``,
         ``status`` and ``last_step``. Empty without a log directory.
         """
         return self._job.rows(self.run_dir)
