@@ -344,3 +344,13 @@ def test_a_slow_meter_is_read_in_the_background_only_and_the_rows_say_so(tmp_pat
     assert "node:hwmon2 read late at" in row["notes"]
     assert row["node_kwh"] * J_PER_KWH == pytest.approx(tree.true_energy_j(started, ended), rel=0.03)
     assert row["energy_kwh"] * J_PER_KWH == pytest.approx(250.0 * 60.0)
+
+
+def test_the_node_line_says_the_meter_is_beside_the_components_and_nothing_without_one():
+    import tracker.units as units
+
+    assert units.node_beside(1.2, 0.3, 0.25, ACPI_POWER_METER) == (
+        "1.20 kWh whole node [acpi_power_meter], not added; 300 Wh (25.0 %) of it no component explains"
+    )
+    assert units.node_beside(None, None, None, ACPI_POWER_METER) is None  # no row read yet
+    assert units.node_beside(1.0, 1.0, 1.0, "") is None  # no meter

@@ -124,11 +124,11 @@ def number(value: float | None) -> str:
 
 
 def node_beside(node_kwh: float | None, unexplained_kwh: float | None, share: float | None, method: str) -> str | None:
-    """The node's own meter beside the components, said as such; ``None`` without a meter (no ``method``).
+    """The node's own meter beside the components, said as such; ``None`` without a meter or a figure yet.
 
     ``1.20 kWh whole node [acpi_power_meter], not added; 312 Wh (26.0 %) of it no component explains``.
     """
-    if not method:
+    if not method or node_kwh is None:
         return None
     line = f"{energy(node_kwh)} whole node [{method}], not added"
     if unexplained_kwh is None:
