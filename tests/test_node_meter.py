@@ -37,7 +37,7 @@ def test_a_power_meter_is_found_in_either_layout_and_reads_microwatts(tmp_path, 
     assert isinstance(meter, Sensor)
     assert (meter.kind, meter.method) == (NODE, ACPI_POWER_METER) and is_measured(meter.method)
     assert meter.info["average_interval_ms"] == 1000 and meter.info["accuracy"] == "95.0%"
-    assert meter.info["path"] == str(tree.meters[0])
+    assert meter.info["path"] == str(tree.meters[0]) and meter.info["measures"] == ["ACPI0004:00"]
     assert meter.read().power_w == pytest.approx(412.5)
 
 

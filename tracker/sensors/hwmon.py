@@ -161,6 +161,16 @@ def _flag(path: Path) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+def _measures(chip: Path, files: Path) -> list[str]:
+    """The devices the firmware says the meter measures (the driver's ``measures/`` links), empty if unsaid."""
+    for where in (files / "measures", chip / "device" / "measures"):
+        try:
+            return sorted(entry.name for entry in where.iterdir())
+        except OSError:
+            continue
+    return []
+
+
 def _sensor(chip: Path, files: Path, clock: Callable[[], float]) -> PowerMeterSensor:
     """Build one meter's sensor, reading ``power1_average`` once to prove it can be read."""
     name = f"{NODE}:{chip.name}"
@@ -169,5 +179,6 @@ def _sensor(chip: Path, files: Path, clock: Callable[[], float]) -> PowerMeterSe
     info: dict[str, Any] = {"chip": chip.name, "path": str(files), "average_interval_ms": interval_ms}
     info.update({key.removeprefix("power1_"): _text(files / key) for key in _STRINGS if _text(files / key)})
     info["model"] = " ".join(filter(None, ["ACPI power meter", info.get("model_number")]))  # devices.csv's model
+    info["measures"] = _measures(chip, files)
     window_s = interval_ms / 1000 if interval_ms else 0.0
     return PowerMeterSensor(files, name=name, window_s=window_s, clock=clock, info=info)
