@@ -60,6 +60,17 @@ def test_an_unknown_model_is_left_out_with_a_note_never_guessed(tmp_path, clock)
     assert "embodied: gpu:0 (NVIDIA Fake Z9) not in the table, not counted" in row["notes"]
 
 
+def test_the_summary_and_the_report_word_embodied_alike_as_an_estimate_and_say_a_gpu_left_out(tmp_path, clock):
+    gpus = [FakeGpu(name=H100), FakeGpu(name="NVIDIA Fake Z9")]
+    with gpu_tracker(tmp_path, FakeNvml(gpus, clock=clock), clock=clock, sampling="manual", embodied=True) as energy:
+        one_epoch(energy, clock, 3600.0)
+    said = energy.summary().embodied_text()
+    assert said.startswith(f"{H100_KG / USE_H * 1000:.3g} g, estimated (no published range)")
+    assert said.endswith("not in the CO2e; GPUs not in the table not counted")
+    assert f"embodied CO2e     {said}" in str(energy.summary())
+    assert f"embodied CO2e  {said}" in report.render(report.load_summaries([str(energy.run_dir)]), "text")
+
+
 def node(clock, gpus, host=True):
     """Sensors of one rank: its GPUs (H100s), and the node's CPU and RAM when it measures them."""
     found = [FakeSensor(f"gpu:{i}", "gpu", steady(300.0), clock, info={"name": H100, "uuid": f"GPU-{i}"}) for i in gpus]
@@ -158,7 +169,7 @@ def test_the_report_shows_embodied_beside_the_co2_in_every_format(tmp_path, cloc
     summaries = h100_host_run(tmp_path, clock)
     expected = (2 * H100_KG + HOST_KG) / USE_H
     text = report.render(summaries, "text")
-    assert "embodied CO2e" in text and "apart from the CO2e" in text
+    assert "embodied CO2e" in text and "not in the CO2e" in text
     assert "embodied CO2e (" in report.render(summaries, "markdown")
     header, *lines = report.render(summaries, "csv").splitlines()
     assert header.split(",")[header.split(",").index("co2_kg_high") + 1] == "embodied_co2_kg"

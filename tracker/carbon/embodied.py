@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterable
 from typing import NamedTuple
 
+import tracker.units as units
+
 GPU, HOST = "gpu", "host"
 HOURS_PER_YEAR = 8760.0  # 365 days: BLOOM's 0.056 kg/h for 2500 kg over 6 years at 85 % follows from it
 TABLE = "embodied.csv"
@@ -119,3 +121,14 @@ def sources_for(devices: Iterable[tuple[str, str]]) -> tuple[str, ...]:
 def sources() -> tuple[str, ...]:
     """The table's distinct citations, in order (for the paper's sentence and the docs)."""
     return tuple(dict.fromkeys(row.short_source for row in table()))
+
+
+def text(kg: float | None, low: float | None, high: float | None, left_out: bool = False) -> str:
+    """What a person reads, the same in the summary and the report (kg CO2e in, scaled units out).
+
+    ``3.48 g, estimated (no published range): making the GPUs and host, amortised; not in the CO2e``, and
+    ``; GPUs not in the table not counted`` when ``left_out`` (a GPU model without a footprint).
+    """
+    band = units.published_band(low, high)
+    left = "; GPUs not in the table not counted" if left_out else ""
+    return f"{units.co2(kg)}, estimated ({band}): making the GPUs and host, amortised; not in the CO2e{left}"

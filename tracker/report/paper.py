@@ -30,7 +30,6 @@ from tracker.errors import ConfigurationError
 from tracker.logs.schema import COMPLETE
 from tracker.report.experiments import Experiment, group
 from tracker.report.render import RunSummary
-from tracker.report.text import embodied_band
 from tracker.sensors import methods as registry
 from tracker.sensors.methods import ABSENT
 from tracker.session.boundary import common, listed, shared
@@ -273,13 +272,12 @@ def embodied_text(runs: Sequence[RunSummary], t: Any, refs: References) -> str:
     cited = " ".join(refs.cite(f"{source}.") for source in sources)
     life = info.get("lifetime_years"), info.get("utilisation")
     over = f" over a {life[0]:g}-year life at {life[1]:.0%} use" if None not in life else ""
-    left = (
-        " (GPU models without a published footprint are not counted)" if any(s.embodied_left_out for s in runs) else ""
-    )
+    band = _range(units.published_band(t.embodied_co2_kg_low, t.embodied_co2_kg_high))
+    left_out = any(s.embodied_left_out for s in runs)
+    left = "; GPU models without a published footprint are not counted" if left_out else ""
     return (
-        f"Making the hardware (its embodied emissions, amortised{over}) adds {units.co2(t.embodied_co2_kg)} CO2e "
-        f"({_range(embodied_band(t))}){left} {cited}, apart from the operational "
-        "CO2e above. "
+        f"Making the hardware (its embodied emissions, amortised{over}) adds an estimated "
+        f"{units.co2(t.embodied_co2_kg)} CO2e ({band}{left}) {cited}, apart from the operational CO2e above. "
     )
 
 

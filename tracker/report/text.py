@@ -119,16 +119,11 @@ def _open_text(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def embodied_text(s: RunSummary) -> str:
-    """``1.23 kg (no published range): making the GPUs and host, amortised ...``, and what is left out."""
+    """The embodied emissions and band as the summary words them (``tracker.carbon.embodied.text``)."""
+    from tracker.carbon import embodied
+
     t = s.totals
-    text = (f"{units.co2(t.embodied_co2_kg)} ({embodied_band(t)}): making the GPUs and host, amortised over their "
-            "life; apart from the CO2e")  # fmt: skip
-    return text + ("; some GPUs not counted (no footprint in the table)" if s.embodied_left_out else "")
-
-
-def embodied_band(t: Any) -> str:
-    """The embodied band, ``1.10–1.40 kg``, or ``no published range`` where the sources give none (low = high)."""
-    return units.published_band(t.embodied_co2_kg_low, t.embodied_co2_kg_high)
+    return embodied.text(t.embodied_co2_kg, t.embodied_co2_kg_low, t.embodied_co2_kg_high, s.embodied_left_out)
 
 
 def _component(kwh: float, method: str) -> str:

@@ -101,6 +101,7 @@ class Summary(NamedTuple):
             node_components_kwh: the components' energy over the same rows, kWh; node_method: how it was
             read (``acpi_power_meter``), empty without a meter. :attr:`unexplained_kwh` and
             :attr:`unexplained_share` are what no component explains.
+        embodied_left_out: a GPU's model has no footprint in the table, so the embodied figure leaves it out.
     """
 
     run: str
@@ -148,6 +149,7 @@ class Summary(NamedTuple):
     node_kwh: float | None = None
     node_components_kwh: float | None = None
     node_method: str = ""
+    embodied_left_out: bool = False
 
     @property
     def unexplained_kwh(self) -> float | None:
@@ -200,6 +202,7 @@ class Summary(NamedTuple):
             open=", ".join(state.open),
             water_source=_water_source(state.config.water_terms),
             boundary=boundary_of(state),
+            embodied_left_out=_embodied_left_out(state),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -225,9 +228,11 @@ class Summary(NamedTuple):
         return water.text(water.Litres(*(getattr(self, column) for column in WATER)), self.water_source)
 
     def embodied_text(self) -> str:
-        """The embodied emissions and band, ``1.23 kg  (no published range; manufacturing, amortised; not in CO2e)``."""
-        band = units.published_band(self.embodied_co2_kg_low, self.embodied_co2_kg_high)
-        return f"{units.co2(self.embodied_co2_kg)}  ({band}; manufacturing, amortised; not in CO2e)"
+        """The embodied emissions and band as the report words them (``tracker.carbon.embodied.text``)."""
+        from tracker.carbon import embodied
+
+        kg, low, high = self.embodied_co2_kg, self.embodied_co2_kg_low, self.embodied_co2_kg_high
+        return embodied.text(kg, low, high, self.embodied_left_out)
 
     def _repr_html_(self) -> str:
         """A compact table for Jupyter: energy by component and how it was obtained, CO2e with band, the grid."""
@@ -301,6 +306,17 @@ class Summary(NamedTuple):
 def _water_source(water: Any) -> str:
     """Each counted term's figure and source, then the terms not counted; empty when water is not asked for."""
     return "" if water is None else water.described()
+
+
+def _embodied_left_out(state: RunState) -> bool:
+    """Whether embodied emissions are counted and a GPU's model has no footprint in the table (the notes say so)."""
+    if not state.config.embodied:
+        return False
+    from tracker.carbon import embodied
+
+    infos = [s.get("info") or {} for s in state.sensors if s.get("kind") == GPU]
+    models = [str(info.get("name") or info.get("model", "")) for info in infos]  # as the rows match them
+    return any(embodied.footprint(embodied.GPU, model) is None for model in models)
 
 
 def boundary_of(state: RunState) -> Boundary:
