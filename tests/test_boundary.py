@@ -4,10 +4,12 @@ the paper paragraph and the model card; old runs without it still report."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
+import tracker.units as units
 from tests.helpers import PATIENT
 from tracker import EnergyTracker, load_run
 from tracker.cli import main
@@ -15,7 +17,7 @@ from tracker.report import model_card, paper
 from tracker.report import render as report
 from tracker.report.experiments import Recost, recost
 from tracker.session.boundary import CO2_SCOPE, NOT_RECORDED, Boundary
-from tracker.testing import FakeClock, FakeNvml, build_powercap_tree
+from tracker.testing import FakeClock, FakeGpu, FakeNvml, build_hwmon_tree, build_powercap_tree
 
 
 def run(log_dir: Path, name: str, powercap: Path, **options) -> Path:
@@ -195,3 +197,30 @@ def test_a_rank_that_leaves_the_node_to_local_rank_zero_says_so(tmp_path, monkey
         monkeypatch.setenv(name, value)
     left = by_term(recorded(run(tmp_path / "logs", "r1", no_rapl, host="h"))["not_counted"])
     assert left["cpu"]["why"] == left["ram"]["why"] == "the node's local rank 0 counts it, in its own shard"
+
+
+def test_a_run_counting_every_term_reads_in_lines_a_terminal_holds(tmp_path, rapl, capsys):
+    clock = FakeClock()
+    nvml = FakeNvml([FakeGpu(name="NVIDIA H100 80GB HBM3")], clock)
+    hwmon = build_hwmon_tree(tmp_path / "hwmon", clock=clock)
+    options = {"embodied": True, "water": True, "wue_l_per_kwh": "aws:eu-west-1", "country": "FRA"}
+    with EnergyTracker(tmp_path / "logs", nvml=nvml, powercap_root=rapl, hwmon_root=hwmon.root, clock=clock,
+                       sampling="manual", **PATIENT, **options) as energy:  # fmt: skip
+        with energy.epoch(0):
+            clock.advance(10.0)
+            hwmon.update()
+            energy.sample()
+    summary = str(energy.summary())
+    lines = [line for line in summary.splitlines() if not line.startswith("  logs ")]  # a path is not broken
+    assert max(len(line) for line in lines) <= units.WIDTH
+    assert "\n                    not counted: " in summary  # what is left out starts a line of its own
+    assert main(["report", str(energy.run_dir)]) == 0
+    facts = capsys.readouterr().out.split("\n\n")[1]  # the heading; the run's name and path, and its facts; its rows
+    assert max(len(line) for line in facts.splitlines()[1:]) <= units.WIDTH
+    assert re.search(r"\n  boundary +counts GPU energy \(measured: energy_counter\)", facts)
+    assert re.search(r"\n +not counted: facility overhead", facts)  # what is left out starts a line of its own
+    (row,) = load_run(energy.run_dir).epochs  # each water term worded as the litres beside it are: on-site, off-site
+    assert (
+        row["water_source"].startswith("on-site 0.02 L/kWh (AWS 2025")
+        and "; off-site 2.37 L/kWh" in row["water_source"]
+    )

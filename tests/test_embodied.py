@@ -67,8 +67,9 @@ def test_the_summary_and_the_report_word_embodied_alike_as_an_estimate_and_say_a
     said = energy.summary().embodied_text()
     assert said.startswith(f"{H100_KG / USE_H * 1000:.3g} g, estimated (no published range)")
     assert said.endswith("not in the CO2e; GPUs not in the table not counted")
-    assert f"embodied CO2e     {said}" in str(energy.summary())
-    assert f"embodied CO2e  {said}" in report.render(report.load_summaries([str(energy.run_dir)]), "text")
+    text = report.render(report.load_summaries([str(energy.run_dir)]), "text")
+    for shown in (str(energy.summary()), text):  # long values wrap: compare the words
+        assert f"embodied CO2e {said}" in " ".join(shown.split())
 
 
 def node(clock, gpus, host=True):
@@ -154,7 +155,7 @@ def test_the_boundary_counts_embodied_only_when_on(tmp_path, clock):
         boundary = json.loads((energy.run_dir / "run.json").read_text())["boundary"]
         side = boundary["counted" if on else "not_counted"]
         (term,) = [t for t in side if t["term"] == "embodied"]
-        assert ("6 years at 0.85 use" in term["source"]) if on else ("embodied=True" in term["why"])
+        assert ("6 years at 85% use" in term["source"]) if on else ("embodied=True" in term["why"])
 
 
 def h100_host_run(tmp_path, clock, **options):

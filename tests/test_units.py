@@ -32,3 +32,13 @@ def test_a_band_shares_the_unit_of_its_upper_end():
 
 def test_missing_and_non_finite_values_read_unknown():
     assert units.energy(None) == units.co2(float("nan")) == units.number(None) == "unknown"
+
+
+def test_a_long_line_wraps_under_its_value_keeping_each_number_with_its_unit():
+    line = "  water   " + "71.1 mL (on-site 0.595 mL, 57.5 % off-site) " * 4
+    wrapped = units.wrap(line.rstrip(), indent=10, width=40).splitlines()
+    assert wrapped[0].startswith("  water   71.1 mL") and all(len(w) <= 40 for w in wrapped)
+    assert all(w.startswith(" " * 10) and not w[10].isspace() for w in wrapped[1:])
+    assert not any(w.rstrip().endswith(("71.1", "0.595", "57.5")) for w in wrapped)
+    assert " ".join(w.strip() for w in wrapped) == line.strip()
+    assert units.wrap("  logs    /a/very/long/path/" + "x" * 50, indent=10, width=40).count("\n") == 0

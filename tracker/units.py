@@ -14,8 +14,10 @@ Example:
 from __future__ import annotations
 
 import math
+import re
 
 DIGITS = 3
+WIDTH = 110  # the widest line of the summary and the report's facts, characters: a wider one wraps in a terminal
 # (factor to the base unit, symbol), smallest first; the largest whose factor fits the value is used.
 ENERGY_KWH = ((1e-6, "mWh"), (1e-3, "Wh"), (1.0, "kWh"), (1e3, "MWh"), (1e6, "GWh"))
 MASS_KG = ((1e-6, "mg"), (1e-3, "g"), (1.0, "kg"), (1e3, "t"))
@@ -126,7 +128,8 @@ def number(value: float | None) -> str:
 def node_beside(node_kwh: float | None, unexplained_kwh: float | None, share: float | None, method: str) -> str | None:
     """The node's own meter beside the components, said as such; ``None`` without a meter or a figure yet.
 
-    ``1.20 kWh whole node [acpi_power_meter], not added; 312 Wh (26.0 %) of it no component explains``.
+    ``1.20 kWh whole node [acpi_power_meter], not added; 312 Wh (26.0 %) more than the components``
+    (the paper's words).
     """
     if not method or node_kwh is None:
         return None
@@ -136,7 +139,7 @@ def node_beside(node_kwh: float | None, unexplained_kwh: float | None, share: fl
     percent = f" ({significant(100 * abs(share))} %)" if share is not None else ""
     if unexplained_kwh < 0:  # an estimated component erring high, or the meter's own error
         return f"{line}; the components exceed it by {energy(-unexplained_kwh)}{percent}"
-    return f"{line}; {energy(unexplained_kwh)}{percent} of it no component explains"
+    return f"{line}; {energy(unexplained_kwh)}{percent} more than the components"
 
 
 __all__ = [
@@ -156,6 +159,7 @@ __all__ = [
     "scaled",
     "significant",
     "unit_of",
+    "wrap",
 ]
 
 
@@ -165,3 +169,22 @@ def html_table(title: str, rows: list[tuple[str, str]]) -> str:
 
     cells = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
     return f"<table><caption style='text-align:left'><b>{escape(title)}</b></caption>{cells}</table>"
+
+
+# A number and its unit (``12.3 g``, ``57.5 %``) stay on one line.
+_NUMBER_UNIT = re.compile(r"(?<=\d) (?=(?:[mkMG]?Wh|[mkMG]?W|mg|g|kg|t|mL|L|m³|ms|s|min|h|days|%)(?!\w))")
+
+
+def wrap(line: str, indent: int, width: int = WIDTH) -> str:
+    """``line`` broken at spaces into lines of at most ``width`` characters, each after the first ``indent`` spaces in.
+
+    For a label and its value (``  boundary          counts ...``): the value goes on under itself. A
+    number is never parted from its unit.
+    """
+    if len(line) <= width or " " not in line[indent:]:  # one word (a path) is not moved off its label's line
+        return line
+    import textwrap
+
+    kept = _NUMBER_UNIT.sub("\xa0", line)
+    lines = textwrap.wrap(kept, width, subsequent_indent=" " * indent, break_long_words=False, break_on_hyphens=False)
+    return "\n".join(lines).replace("\xa0", " ")

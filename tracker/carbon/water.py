@@ -30,6 +30,7 @@ import tracker.units as units
 from tracker.errors import ConfigurationError
 
 ONSITE, OFFSITE = "onsite", "offsite"
+WORDS = {ONSITE: "on-site", OFFSITE: "off-site"}  # each term as people read it, wherever it is shown
 TABLE = "water.csv"
 # Plausible bounds, L/kWh: the highest on-site WUE published for evaporative cooling is a few L/kWh, 20
 # leaves room; the bundled off-site figures reach ~600 L/kWh where reservoir evaporation is counted.
@@ -102,7 +103,7 @@ class Water(NamedTuple):
 
     def source(self) -> str:
         """Each counted term's figure and short source, ``;``-joined (the rows' ``water_source``)."""
-        parts = [f"{term} {f.l_per_kwh:g} L/kWh ({f.cite})" for term, f in ((ONSITE, self.onsite),
+        parts = [f"{WORDS[term]} {f.l_per_kwh:g} L/kWh ({f.cite})" for term, f in ((ONSITE, self.onsite),
                  (OFFSITE, self.offsite)) if f is not None]  # fmt: skip
         return "; ".join(parts)
 
@@ -142,8 +143,8 @@ def text(litres: Litres, described: str) -> str:
     """
     if litres.total is None:
         return f"not counted [{described}]"
-    terms = ", ".join(f"{name} {'not counted' if value is None else units.water(value)}"
-                      for name, value in (("on-site", litres.onsite), ("off-site", litres.offsite)))  # fmt: skip
+    terms = ", ".join(f"{WORDS[name]} {'not counted' if value is None else units.water(value)}"
+                      for name, value in ((ONSITE, litres.onsite), (OFFSITE, litres.offsite)))  # fmt: skip
     return f"{units.water(litres.total)} ({units.water_band(litres.low, litres.high)}; {terms}) [{described}]"
 
 
@@ -226,7 +227,7 @@ def resolve_water(
         onsite = table().get((ONSITE, cloud or "")) if cloud else None
         if onsite is None:
             why = f"no published WUE for {cloud} in the bundled table" if cloud else "no WUE known"
-            notes.append(f"on-site cooling water not counted ({why}: give wue_l_per_kwh)")
+            notes.append(f"{WORDS[ONSITE]} cooling water not counted ({why}: give wue_l_per_kwh)")
     offsite = _given(grid_water, "grid_water_l_per_kwh")
     if offsite is None:
         offsite = table().get((OFFSITE, country)) if country else None
@@ -234,7 +235,7 @@ def resolve_water(
             why = (
                 f"no sourced figure for {country} in the bundled table" if country else "the grid's country is unknown"
             )
-            notes.append(f"off-site generation water not counted ({why}: give grid_water_l_per_kwh)")
+            notes.append(f"{WORDS[OFFSITE]} generation water not counted ({why}: give grid_water_l_per_kwh)")
     return Water(onsite, offsite, tuple(notes))
 
 

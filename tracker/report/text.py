@@ -65,7 +65,7 @@ def _facts(s: RunSummary) -> list[tuple[str, str]]:
         *([("embodied CO2e", embodied_text(s))] if t.embodied_co2_kg is not None else []),
         ("grid", grid_text(s.intensity)),
         ("PUE", units.number(s.pue)),
-        ("boundary", s.boundary.text() if s.boundary else NOT_RECORDED),
+        *_boundary_facts(s),
     ]
     if s.water_terms or t.water_l is not None:
         facts.append(("water", water_fact(s)))
@@ -79,6 +79,14 @@ def _facts(s: RunSummary) -> list[tuple[str, str]]:
     if s.metrics:
         facts.append(("metrics", ", ".join(f"{k} {_cell(v)}" for k, v in s.metrics.items())))
     return facts
+
+
+def _boundary_facts(s: RunSummary) -> list[tuple[str, str]]:
+    """What the run counts, then on a line of its own what it leaves out, as the summary shows them."""
+    if s.boundary is None:
+        return [("boundary", NOT_RECORDED)]
+    counts, left_out = s.boundary.parts()
+    return [("boundary", counts), ("", left_out)]
 
 
 def shared_boundary_text(runs: Sequence[RunSummary]) -> str:
@@ -140,6 +148,9 @@ def recosted_text(r: dict[str, Any], recorded_pue: Any) -> str:
 def _run_block(s: RunSummary, markdown: bool) -> str:
     head = f"## Run {s.name}\n\n`{s.path}`\n\n" if markdown else f"Run {s.name}  ({s.path})\n"
     facts = table(["", ""], [list(f) for f in _facts(s)], markdown, header=markdown)
+    if not markdown:  # a long value (the boundary, the water's sources) goes on under itself
+        indent = 4 + max(len(label) for label, _ in _facts(s))
+        facts = "\n".join(units.wrap(line, indent) for line in facts.splitlines())
     return head + facts + "\n\n" + table(*_rows_table(s), markdown)
 
 

@@ -137,8 +137,8 @@ def _node(facts: Facts) -> Counted | NotCounted:
     """The node's own meter: read beside the components and not added to them (``node_kwh``), else why not."""
     method = facts.methods.get(NODE, ABSENT)
     if method != ABSENT:
-        what = "the whole machine by its own meter (node_kwh): read beside the components, not added to them"
-        return Counted(NODE, what, _how(method), f"{method} (hwmon power1_average)")
+        what = "the whole machine by its own meter, beside the components, not added"
+        return Counted(NODE, what, _how(method), method)
     what = "the rest of the machine (fans, power supplies, disks)"
     return _not_read(NODE, what, facts, "no whole-machine meter is read: only the components above")
 
@@ -146,19 +146,19 @@ def _node(facts: Facts) -> Counted | NotCounted:
 def _embodied(facts: Facts) -> Counted | NotCounted:
     """The hardware's manufacture, amortised, in its own columns (``embodied=True``), else left out."""
     config = facts.config
-    what = "embodied emissions (making the GPUs and the host, amortised; kept apart from the CO2e)"
+    what = "embodied emissions of the GPUs and host, amortised, apart from the CO2e"
     if not config.embodied:
         return NotCounted(
             "embodied", "embodied emissions", "not asked for (embodied=True counts them apart from the CO2e)"
         )
-    rule = f"{config.embodied_lifetime_years:g} years at {config.embodied_utilisation:g} use"
-    return Counted("embodied", what, "estimated", f"{TABLE} (a source per row; run.json's embodied), over {rule}")
+    rule = f"{config.embodied_lifetime_years:g} years at {config.embodied_utilisation:.0%} use"
+    return Counted("embodied", what, "estimated", f"{TABLE} over {rule}")
 
 
-# Each water term: its name here, its words, its attribute of tracker.carbon.water.Water, how its notes begin.
+# Each water term: its name here, its words, its attribute of tracker.carbon.water.Water (whose WORDS begin its notes).
 WATER_TERMS = (
-    ("water_onsite", "on-site cooling water", "onsite", "on-site"),
-    ("water_offsite", "the generation's water", "offsite", "off-site"),
+    ("water_onsite", "on-site cooling water", "onsite"),
+    ("water_offsite", "the generation's water", "offsite"),
 )
 
 
@@ -167,11 +167,13 @@ def _water(facts: Facts) -> Entry | list[Entry]:
     water = facts.config.water_terms
     if water is None:
         return NotCounted("water", "water use", "not asked for (give water=True)")
+    from tracker.carbon.water import WORDS
+
     entries: list[Entry] = []
-    for term, what, side, noted in WATER_TERMS:
+    for term, what, side in WATER_TERMS:
         figure = getattr(water, side)
         if figure is None:
-            why = next((n for n in water.notes if n.startswith(noted)), "no sourced figure")
+            why = next((n for n in water.notes if n.startswith(WORDS[side])), "no sourced figure")
             entries.append(NotCounted(term, what, why))
         else:
             how = "given" if figure.cite.endswith(" given") else "estimated"

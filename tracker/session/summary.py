@@ -297,10 +297,11 @@ class Summary(NamedTuple):
                 f"  break-even        {units.significant(self.break_even_queries)} queries to equal the training energy"
             )
         if self.boundary:
-            lines += ["  boundary          {}\n                    {}".format(*self.boundary.parts())]
+            counts, left_out = self.boundary.parts()
+            lines += [f"  boundary          {counts}", f"                    {left_out}"]
         if self.run_dir:
             lines.append(f"  logs              {self.run_dir}")
-        return "\n".join(lines)
+        return "\n".join(units.wrap(line, indent=20) for line in lines)
 
 
 def _water_source(water: Any) -> str:

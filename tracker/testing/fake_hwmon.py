@@ -114,7 +114,8 @@ def build_hwmon_tree(
         _write(files / "power1_is_battery", "1" if is_battery else "0")
         _write(files / "power1_accuracy", accuracy)
         _write(files / "power1_model_number", f"PSU-{n}")
-        (chip / "device" / "measures" / "ACPI0004:00").mkdir(parents=True)  # what the firmware says it measures
+        # what the firmware says it measures (kept if the tree is built again over an old one)
+        (chip / "device" / "measures" / "ACPI0004:00").mkdir(parents=True, exist_ok=True)
         tree.meters.append(files)
     tree.update()
     return tree
