@@ -227,6 +227,9 @@ def test_a_cpu_only_host_is_not_given_a_gpu_server_s_footprint(tmp_path, clock):
     (row,) = train_rows(energy.run_dir)
     assert row["embodied_co2_kg"] is None
     assert "embodied: host laptop not counted (the table's host is a GPU server's; no GPU here)" in row["notes"]
+    left_out = {t["term"]: t for t in load_run(energy.run_dir).info["boundary"]["not_counted"]}
+    assert "no GPU here" in left_out["embodied"]["why"]  # asked for, yet not claimed as counted
+    assert "embodied emissions" in energy.summary().boundary.leaves_out_text()
 
 
 def test_a_killed_rank_s_recovered_epoch_does_not_count_a_shared_gpu_s_embodied_twice(tmp_path):

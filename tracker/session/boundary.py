@@ -151,6 +151,8 @@ def _embodied(facts: Facts) -> Counted | NotCounted:
         return NotCounted(
             "embodied", "embodied emissions", "not asked for (embodied=True counts them apart from the CO2e)"
         )
+    if facts.methods.get(GPU, ABSENT) == ABSENT:  # as accounting.embodied_shares: a host only beside its GPUs
+        return NotCounted("embodied", "embodied emissions", "no GPU here, and the table's host is a GPU server's")
     rule = f"{config.embodied_lifetime_years:g} years at {config.embodied_utilisation:.0%} use"
     return Counted("embodied", what, "estimated", f"{TABLE} over {rule}")
 
