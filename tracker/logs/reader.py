@@ -20,11 +20,12 @@ import io
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import tracker.units as units
+from tracker.energy import ABSENT, joined
 from tracker.errors import ConfigurationError
 from tracker.logs import liveness, merge
 from tracker.logs.schema import (
@@ -86,20 +87,24 @@ class Run:
         return self.path.name
 
     def _repr_html_(self) -> str:
-        """A compact table for Jupyter: status, rows, energy by component and CO2e, summed from the rows."""
-        totals = Totals.of([*self.epochs, *self.open])
-        last = self.epochs[-1] if self.epochs else {}
-        rows = [
+        """A compact table for Jupyter, as a summary's: energy by component and how, CO2e, summed from the rows."""
+        rows = [*self.epochs, *self.open]
+        t = Totals.of(rows)
+        methods = {k: joined(r.get(f"{k}_method") for r in rows) for k in ("gpu", "cpu", "ram", "node")}
+        node = units.node_beside(t.node_kwh, t.unexplained_kwh, t.unexplained_share, _unless_absent(methods["node"]))
+        table = [
             ("status", str(self.info.get("status") or "unknown")),
-            ("rows", f"{len(self.epochs)}{f' (+{len(self.open)} open)' if self.open else ''}, {totals.epochs} epochs "
-             f"finished, {units.duration(totals.duration_s)}"),
-            ("energy", f"{units.energy(totals.energy_kwh)} (gpu {units.energy(totals.gpu_kwh)}, cpu "
-             f"{units.energy(totals.cpu_kwh)}, ram {units.energy(totals.ram_kwh)})"),
-            ("CO2e", f"{units.co2(totals.co2_kg)} ({units.co2_band(totals.co2_kg_low, totals.co2_kg_high)})"),
-            ("methods", ", ".join(f"{k} {last.get(f'{k}_method')}" for k in ("gpu", "cpu", "ram") if last)),
+            ("rows", f"{len(self.epochs)}{f' (+{len(self.open)} open)' if self.open else ''}, {t.epochs} epochs "
+             f"finished, {units.duration(t.duration_s)}"),
+            ("energy", f"{units.energy(t.energy_kwh)} ({units.energy_band(t.energy_kwh_low, t.energy_kwh_high)})"),
+            *((f"  {k}", "not measured" if methods[k] == ABSENT else f"{units.energy(getattr(t, f'{k}_kwh'))} "
+               f"[{methods[k]}]") for k in ("gpu", "cpu", "ram")),
+            *([("node meter", node)] if node else []),
+            ("CO2e", f"{units.co2(t.co2_kg)} ({units.co2_band(t.co2_kg_low, t.co2_kg_high)})"),
+            *([("embodied CO2e", _embodied_text(rows, t))] if t.embodied_co2_kg is not None else []),
             ("path", str(self.path)),
         ]  # fmt: skip
-        return units.html_table(f"Run {self.name}", rows)
+        return units.html_table(f"Run {self.name}", table)
 
     def epoch_records(self) -> list[EpochRecord]:
         """``epochs.csv`` as :class:`~tracker.logs.schema.EpochRecord` values (user metrics left out)."""
@@ -533,3 +538,18 @@ def _subdirs(root: Path) -> list[Path]:
 def _job_or_run(run_dir: Path) -> Path:
     # A rank's shard is read as part of its job, never as a run of its own.
     return run_dir.parent.parent if run_dir.parent.name == SHARDS_DIR else run_dir
+
+
+def _unless_absent(method: str) -> str:
+    return "" if method == ABSENT else method
+
+
+def embodied_left_out(rows: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether a row left a device out of its embodied share (a GPU model not in the table: its ``notes`` say so)."""
+    return any("embodied: " in str(r.get("notes") or "") for r in rows)
+
+
+def _embodied_text(rows: Sequence[Mapping[str, Any]], t: Totals) -> str:
+    from tracker.carbon import embodied
+
+    return embodied.text(t.embodied_co2_kg, t.embodied_co2_kg_low, t.embodied_co2_kg_high, embodied_left_out(rows))

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 from tracker.energy import joined
 from tracker.errors import ConfigurationError
-from tracker.logs.reader import Run, load_runs, merge_jobs
+from tracker.logs.reader import Run, embodied_left_out, load_runs, merge_jobs
 from tracker.logs.schema import EMBODIED, EPOCH_COLUMNS, FORMULA_STARTS, WATER
 from tracker.logs.totals import SUMMED, Totals
 from tracker.report.experiments import COMPONENTS, RECOSTED_COLUMNS, comparison, experiment_of
@@ -119,7 +119,7 @@ class RunSummary(NamedTuple):
     @property
     def embodied_left_out(self) -> bool:
         """Whether a row left a device out of its embodied share (its model not in the table: ``notes`` say so)."""
-        return any("embodied: " in str(r.get("notes") or "") for r in self.rows)
+        return embodied_left_out(self.rows)
 
     @property
     def epochs(self) -> int:

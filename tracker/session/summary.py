@@ -253,7 +253,8 @@ class Summary(NamedTuple):
             ("boundary", self.boundary.text() if self.boundary else "not recorded"),
         ]
         if self.forecast_total_kwh is not None:
-            forecast = f"{units.energy(self.forecast_total_kwh)}, {units.co2(self.forecast_total_co2_kg)} CO2e"
+            band = units.co2_band(self.forecast_total_co2_kg_low, self.forecast_total_co2_kg_high)
+            forecast = f"{units.energy(self.forecast_total_kwh)}, {units.co2(self.forecast_total_co2_kg)} CO2e ({band})"
             rows.append(("forecast", forecast))
         return units.html_table(f"Energy tracker — {self.run or 'run'}", rows)
 
