@@ -397,9 +397,22 @@ def _power_step(
         energy = integrated if recent_w is None else recent_w * dt
         var = (max(max_w, previous.power_w, current.power_w) * dt) ** 2 / 12.0
     return SensorTotals(
-        energy_j=energy, integrated_j=integrated, integrated_s=dt, sampling_var_j2=var, gap_s=gap,
-        covered_s=0.0 if gap else dt,
+        energy_j=energy + lag_j(previous, current), integrated_j=integrated, integrated_s=dt, sampling_var_j2=var,
+        gap_s=gap, covered_s=0.0 if gap else dt,
     )  # fmt: skip
+
+
+def lag_j(previous: Reading, current: Reading) -> float:
+    """The energy a lagging power reading has not shown yet, moved into the interval that ends at ``current``, J.
+
+    A reading that describes the power of ``lag_s`` before it was read (:attr:`Reading.lag_s`) makes the
+    integral over readings ``∫R`` the energy up to ``lag_s`` ago; ``C(t) = ∫R + lag_s·R(t)`` is the energy up
+    to now with the newest power held over the stretch not seen yet. Each interval adds its share of that
+    term, ``lag_s·(P₁ - P₀)``, so that a sum of intervals (a row) is ``C(b) - C(a)``: without it a row that
+    starts idle and ends busy lacks ``lag_s·ΔP`` (docs/measurement.md §1.2). The newer reading's lag is taken
+    for both, so that the first polled reading after a counter's (a counter gone mid-run) books nothing twice.
+    """
+    return current.lag_s * ((current.power_w or 0.0) - (previous.power_w or 0.0))
 
 
 def plausible(reading: Reading, cap_w: float) -> tuple[Reading | None, bool]:

@@ -50,6 +50,9 @@ class Reading(NamedTuple):
             (a hole in a driver's sample buffer, a stretch whose timestamps could not be trusted); 0 for
             a hardware counter. Cumulative, like ``energy_j``: the meter books the difference as a gap.
         estimated_var_j2: the variance of those estimates, J², cumulative; its difference widens the band.
+        lag_s: how long before ``time_s`` the moment lies that ``power_w`` describes, on average, s: 0 for a
+            power read as it is; a driver's reading that is refreshed every ``τ`` and averages the ``w`` before
+            each refresh describes, read at a random moment, the power of ``(τ + w)/2`` earlier.
     """
 
     sensor: str
@@ -61,6 +64,7 @@ class Reading(NamedTuple):
     energy_error_j: float = 0.0
     estimated_s: float = 0.0
     estimated_var_j2: float = 0.0
+    lag_s: float = 0.0
 
 
 @runtime_checkable

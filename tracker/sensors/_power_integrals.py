@@ -194,6 +194,7 @@ class UpdatePeriod:
         interval_s: how often to poll now, s.
         changes: changes of the reading seen so far.
         polls: polls after the first, so far.
+        continuous: whether the reading changes at (nearly) every poll (``CONTINUOUS``): no refresh period shows.
     """
 
     CONTINUOUS = 0.9
@@ -204,6 +205,7 @@ class UpdatePeriod:
         self.interval_s = floor_s
         self.changes = 0
         self.polls = 0
+        self.continuous = False
         self._calibration_s, self._min_changes = calibration_s, min_changes
         self._shortest_s = float("inf")
         self._first_s: float | None = None
@@ -222,7 +224,8 @@ class UpdatePeriod:
                 self._last_change_s = time_s
                 self.changes += 1
         self._last_w = watts
-        if self.changes >= self._min_changes and self.changes >= self.CONTINUOUS * self.polls:
+        self.continuous = self.changes >= self._min_changes and self.changes >= self.CONTINUOUS * self.polls
+        if self.continuous:
             self.period_s, self.interval_s = None, self.ceiling_s
         elif self.changes >= self._min_changes:
             self.period_s = self._shortest_s

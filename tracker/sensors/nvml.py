@@ -69,6 +69,12 @@ MAX_INTERVAL_S = {POWER_POLLING: 0.05, POWER_INSTANT: 0.05, POWER_AVERAGE: 0.1, 
 # issue's traces (3σ alone falls short on a smooth sine or a lone step); it is left to the ±5 % sensor
 # band, since a bound of its own needs τ, which a steady or noiseless load hides.
 POLL_FLOOR_S = 0.01
+# A polled reading is the driver's newest refresh, each the mean of the window before it: before Volta (the
+# GPUs without an energy counter) a 10 ms window refreshed every 20 ms (Yang et al., docs/measurement.md §1.2).
+# Read at a random moment it describes the power of (refresh + window)/2 = 15 ms earlier (Reading.lag_s); the
+# meter books that stretch with the newest power held instead of leaving it to the next row. A reading that
+# changes at nearly every poll shows no refresh (UpdatePeriod.continuous) and is taken as read.
+POLLED_LAG_S = (0.02 + 0.01) / 2
 # The driver stamps its power samples with the CPU's wall clock (µs), which NTP or an operator may step.
 # They are read in the monotonic clock's time base, through the offset (wall - monotonic) of each read;
 # a change of that offset beyond CLOCK_STEP_S between two reads is a step (ntpd slews an error below
@@ -385,7 +391,8 @@ class NvmlSensor:
                              self.name, refresh.period_s, self.max_interval_s)  # fmt: skip
                 self.info["power_update_s"] = round(refresh.period_s, 4)
             self.info["poll_interval_s"] = self.max_interval_s
-        self._last_held = Reading(self.name, GPU, now, power_w=watts)
+        lag_s = 0.0 if refresh is not None and refresh.continuous else POLLED_LAG_S
+        self._last_held = Reading(self.name, GPU, now, power_w=watts, lag_s=lag_s)
         return self._last_held
 
     def _read_samples(self) -> Reading:
