@@ -409,3 +409,11 @@ def test_sacct_prefixed_energy_is_read(run: Path, tmp_path: Path, capsys: Any) -
     code, result, _ = reconcile(capsys, run, "--sacct", path)
     assert code == 0 and result["compared"][0]["meter_j"] == pytest.approx(30500.0)
     assert result["compared"][0]["meter_elapsed_s"] == pytest.approx(62.0)
+
+
+def test_the_help_asks_for_the_sacct_columns_the_readme_names(capsys: Any) -> None:
+    with pytest.raises(SystemExit):
+        main(["reconcile", "--help"])
+    asked = "--format=JobID,ConsumedEnergyRaw,ElapsedRaw,NNodes"  # NNodes: steps summed across nodes
+    assert asked in capsys.readouterr().out
+    assert asked in (Path(__file__).parent.parent / "README.md").read_text()

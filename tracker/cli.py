@@ -374,8 +374,8 @@ def _add_reconcile(commands: Any) -> None:
         "difference and which devices and time each covers. dcgm-exporter: DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION "
         "(mJ per GPU, matched to the run's devices.csv by UUID), from scrapes of its /metrics endpoint (e.g. "
         "curl host:9400/metrics > before.prom, and another after the run) or a Prometheus query_range answer "
-        "saved as JSON. Slurm: a saved sacct --format=JobID,ConsumedEnergyRaw,ElapsedRaw output (--parsable2 or the "
-        "default table) for the run's job_id. Exit code 0 when compared, 2 on unusable input.",
+        "saved as JSON. Slurm: a saved sacct --format=JobID,ConsumedEnergyRaw,ElapsedRaw,NNodes output "
+        "(--parsable2 or the default table) for the run's job_id. Exit code 0 when compared, 2 on unusable input.",
     )  # fmt: skip
     p.add_argument("run", metavar="RUN", help="a run directory (or a distributed job's directory)")
     meter = p.add_mutually_exclusive_group(required=True)
