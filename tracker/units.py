@@ -1,8 +1,9 @@
 """The one formatting rule for every number a person reads: auto-scaled SI units, three significant figures.
 
 Used by the summary, the report's text and markdown, the paper paragraph, the plot and the progress
-bar; the CSV and JSON files keep the fixed units of their column names (kWh, kg, s, W). A leaf
-module (no imports from the package), so every layer can use it.
+bar; the CSV and JSON files keep the fixed units of their column names (kWh, kg, s, W). Also the
+lines they are read in: :func:`wrap` (a label's long value under itself, at :data:`WIDTH`) and
+:func:`html_table` (Jupyter). A leaf module (no imports from the package), so every layer can use it.
 
 Example:
     >>> energy(0.00245432), co2(0.0000301), duration(39000.0), power(1234.0)

@@ -54,7 +54,6 @@ CSV_COLUMNS = (
     "ram_method",
     "node_method",
 )
-ROW_TABLE = ("epoch", "phase", "status", "duration_s", "gpu_kwh", "cpu_kwh", "ram_kwh", "energy_kwh", "co2_kg")
 FORECAST = (
     "forecast_total_kwh",
     "forecast_total_co2_kg",
