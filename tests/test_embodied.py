@@ -232,6 +232,17 @@ def test_a_cpu_only_host_is_not_given_a_gpu_server_s_footprint(tmp_path, clock):
     assert "embodied emissions" in energy.summary().boundary.leaves_out_text()
 
 
+def test_a_cpu_only_run_beside_a_gpu_run_does_not_make_the_paper_say_a_gpu_was_left_out(tmp_path, clock):
+    h100_host_run(tmp_path / "sweep", clock)
+    with EnergyTracker(tmp_path / "sweep", sensors=node(clock, []), clock=clock, sampling="manual", embodied=True,
+                       carbon_intensity_g_per_kwh=100.0, host="laptop", **PATIENT) as energy:  # fmt: skip
+        one_epoch(energy, clock, 60.0)
+    summaries = report.load_summaries([str(tmp_path / "sweep")])
+    assert len(summaries) == 2 and not any(s.embodied_left_out for s in summaries)
+    assert "adds an estimated" in paper.paper_text(summaries)
+    assert "without a published footprint" not in paper.paper_text(summaries)
+
+
 def test_a_killed_rank_s_recovered_epoch_does_not_count_a_shared_gpu_s_embodied_twice(tmp_path):
     from test_killed_ranks import GPU_A, J, dead_process, device_row, epoch_row, shard
 

@@ -24,6 +24,7 @@ import tracker.units as units
 GPU, HOST = "gpu", "host"
 HOURS_PER_YEAR = 8760.0  # 365 days: BLOOM's 0.056 kg/h for 2500 kg over 6 years at 85 % follows from it
 TABLE = "embodied.csv"
+NOT_IN_TABLE = "not in the table, not counted"  # ends the note of a row whose GPU model has no footprint
 
 
 class Footprint(NamedTuple):

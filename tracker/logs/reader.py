@@ -545,8 +545,13 @@ def _unless_absent(method: str) -> str:
 
 
 def embodied_left_out(rows: Iterable[Mapping[str, Any]]) -> bool:
-    """Whether a row left a device out of its embodied share (a GPU model not in the table: its ``notes`` say so)."""
-    return any("embodied: " in str(r.get("notes") or "") for r in rows)
+    """Whether a row left a GPU out of its embodied share (its model not in the table: its ``notes`` say so).
+
+    Not a host left out beside no GPU: that row has no embodied figure for the GPUs' words to qualify.
+    """
+    from tracker.carbon.embodied import NOT_IN_TABLE
+
+    return any(NOT_IN_TABLE in str(r.get("notes") or "") for r in rows)
 
 
 def _embodied_text(rows: Sequence[Mapping[str, Any]], t: Totals) -> str:

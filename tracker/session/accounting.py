@@ -248,7 +248,7 @@ def _footprint(device: DeviceUsage, gpu_hosts: set[str]) -> tuple[Any, str]:
     if device.kind == GPU:
         row = embodied.footprint(embodied.GPU, device.device)
         model = device.device or "model unknown"
-        return row, "" if row else f"embodied: {device.sensor} ({model}) not in the table, not counted"
+        return row, "" if row else f"embodied: {device.sensor} ({model}) {embodied.NOT_IN_TABLE}"
     if device.kind not in (CPU, RAM):
         return None, ""  # the node's meter is not a part of the machine
     if device.host not in gpu_hosts:
