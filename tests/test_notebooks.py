@@ -60,7 +60,7 @@ def test_summary_and_run_show_a_compact_table_in_jupyter(tmp_path):
     assert run_html.startswith("<table>") and "6.00 Wh" in run_html and "2 epochs finished" in run_html
 
 
-def test_a_run_s_table_says_a_component_not_measured_and_each_method_as_the_summary_does(tmp_path):
+def test_a_run_s_table_says_a_component_not_measured_and_each_method_as_the_summary_does(tmp_path, capsys):
     clock = FakeClock()
     sensors = [FakeSensor("cpu", "cpu", steady(50.0), clock, method="tdp_estimate")]
     with EnergyTracker(tmp_path, run_name="cpu", sensors=sensors, clock=clock, epochs=1,
@@ -69,10 +69,13 @@ def test_a_run_s_table_says_a_component_not_measured_and_each_method_as_the_summ
             clock.advance(36.0)
     run_html = load_run(energy.run_dir)._repr_html_()
     assert "gpu</th><td>not measured</td>" in run_html and "0 kWh" not in run_html
-    assert "cpu</th><td>500 mWh [tdp_estimate]</td>" in run_html
+    assert "cpu</th><td>500 mWh [tdp_estimate, estimated]</td>" in run_html  # never read as a measurement
     for html in (run_html, energy.summary()._repr_html_()):
-        assert "energy</th><td>500 mWh (" in html
+        assert "energy</th><td>500 mWh (" in html and "[tdp_estimate, estimated]" in html
+    assert "    cpu             500 mWh  [tdp_estimate, estimated]" in str(energy.summary())
+    assert main(["report", str(energy.run_dir)]) == 0
     assert "200 mg CO2e (" in energy.summary()._repr_html_()  # the forecast with its band
+    assert "  CPU       500 mWh [tdp_estimate, estimated]" in capsys.readouterr().out
 
 
 def test_one_frame_across_runs(tmp_path):

@@ -40,6 +40,7 @@ from tracker.logs.schema import (
     EpochRecord,
 )
 from tracker.logs.totals import Totals
+from tracker.sensors import methods as registry
 
 RECOVERY_LOCK = ".recovery.lock"  # held while a killed run's open rows are written back (write_back_killed)
 UNREADABLE = "\ufffd"  # what undecodable bytes (and NUL) read as
@@ -98,7 +99,7 @@ class Run:
              f"finished, {units.duration(t.duration_s)}"),
             ("energy", f"{units.energy(t.energy_kwh)} ({units.energy_band(t.energy_kwh_low, t.energy_kwh_high)})"),
             *((f"  {k}", "not measured" if methods[k] == ABSENT else f"{units.energy(getattr(t, f'{k}_kwh'))} "
-               f"[{methods[k]}]") for k in ("gpu", "cpu", "ram")),
+               f"[{registry.labelled(methods[k])}]") for k in ("gpu", "cpu", "ram")),
             *([("node meter", node)] if node else []),
             ("CO2e", f"{units.co2(t.co2_kg)} ({units.co2_band(t.co2_kg_low, t.co2_kg_high)})"),
             *([("embodied CO2e", _embodied_text(rows, t))] if t.embodied_co2_kg is not None else []),

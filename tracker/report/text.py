@@ -12,6 +12,7 @@ from typing import Any
 import tracker.units as units
 from tracker.energy import ABSENT, joined
 from tracker.report.experiments import COMPONENTS, RATIOS, Experiment, comparison, group, methods_text
+from tracker.sensors import methods as registry
 from tracker.session.boundary import NOT_RECORDED, common
 
 RunSummary = Any  # tracker.report.render.RunSummary (which imports this module)
@@ -135,7 +136,7 @@ def embodied_text(s: RunSummary) -> str:
 
 
 def _component(kwh: float, method: str) -> str:
-    return "not measured [absent]" if method == "absent" else f"{units.energy(kwh)} [{method}]"
+    return "not measured [absent]" if method == ABSENT else f"{units.energy(kwh)} [{registry.labelled(method)}]"
 
 
 def recosted_text(r: dict[str, Any], recorded_pue: Any) -> str:

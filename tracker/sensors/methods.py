@@ -113,6 +113,15 @@ def is_measured(name: str) -> bool:
     return method is not None and method.measured
 
 
+def labelled(method: str) -> str:
+    """A ``+``-joined method as the summary and the report show it beside a figure, an estimate said as such.
+
+    ``energy_counter``, ``tdp_default, estimated``, ``power_polling+tdp_estimate, partly estimated``.
+    """
+    measured = [is_measured(name) for name in method.split("+")]
+    return method if all(measured) else f"{method}, {'partly ' if any(measured) else ''}estimated"
+
+
 def phrase(name: str) -> str:
     """The paper's words for a method, with its ``{tdp}``-style placeholders unfilled."""
     method = METHODS.get(name)

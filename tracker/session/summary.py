@@ -244,7 +244,10 @@ class Summary(NamedTuple):
             ("status", f"{self.status}{f' ({self.open} open)' if self.open else ''}"),
             ("epochs", f"{self.epochs} in {units.duration(self.duration_s)}"),
             ("energy", energy),
-            *((f"  {k}", "not measured" if m == "absent" else f"{units.energy(v)} [{m}]") for k, v, m in kinds),
+            *(
+                (f"  {k}", "not measured" if m == ABSENT else f"{units.energy(v)} [{registry.labelled(m)}]")
+                for k, v, m in kinds
+            ),
             *((("node meter", node),) if (node := self.node_line()) else ()),
             ("CO2e", f"{units.co2(self.co2_kg)} ({units.co2_band(self.co2_kg_low, self.co2_kg_high)})"),
             *([("embodied CO2e", self.embodied_text())] if self.embodied_co2_kg is not None else []),
@@ -266,7 +269,8 @@ class Summary(NamedTuple):
             f"  energy            {units.energy(self.energy_kwh)}  "
             f"({units.energy_band(self.energy_kwh_low, self.energy_kwh_high)})",
             *(
-                f"    {kind}             {'not measured' if method == 'absent' else units.energy(value)}  [{method}]"
+                f"    {kind}             {'not measured' if method == ABSENT else units.energy(value)}  "
+                f"[{method if method == ABSENT else registry.labelled(method)}]"
                 for kind, value, method in (
                     ("gpu", self.gpu_kwh, self.gpu_method),
                     ("cpu", self.cpu_kwh, self.cpu_method),
