@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from helpers import PATIENT, gpu_tracker, run_for
 
+import tracker.units as units
 from tracker import EnergyTracker
 from tracker.cli import main
 from tracker.testing import FakeClock, FakeGpu, FakeNvml, build_hwmon_tree, steady
@@ -131,9 +132,11 @@ def test_text_names_each_side_the_windows_and_the_gpus_seen_once(run: Path, tmp_
     assert f"{UUIDS[0]}  node7  3.33 Wh" in text and "-27.8 mWh" in text and "-0.826 %" in text
     assert "2026-03-01T11:59:58 to 12:01:03" in text and "5.00 s" in text
     assert f"Seen by dcgm-exporter only: {STRANGER} (node7, {MODEL})" in text
-    assert "outside the run" in text and "no sample falls within the run" in text
-    assert "idle time included: of them, its 'other' rows (before, between and after epochs and phases)" in text
-    assert f"hold {UUIDS[0]} 556 mWh, {UUIDS[1]} 833 mWh" in text
+    words = " ".join(text.split())  # a note wraps under itself
+    assert "outside the run" in words and "no sample falls within the run" in words
+    assert "idle time included: of them, its 'other' rows (before, between and after epochs and phases)" in words
+    assert f"hold {UUIDS[0]} 556 mWh, {UUIDS[1]} 833 mWh" in words
+    assert all(len(line) <= units.WIDTH for line in text.splitlines() if line.startswith(("Note", "      ")))
 
 
 def test_scrapes_without_timestamps_are_timed_by_at_or_by_the_file(run: Path, tmp_path: Path, capsys: Any) -> None:

@@ -849,7 +849,7 @@ def render_text(rec: Reconciliation) -> str:
     ]
     lines += [f"Seen by the tracker only: {_device(d)}" for d in rec.only_tracker]
     lines += [f"Seen by {rec.meter} only: {_device(d)}" for d in rec.only_meter]
-    lines += ["", *(f"Note: {n}" for n in rec.notes)] if rec.notes else []
+    lines += ["", *(units.wrap(f"Note: {n}", indent=6) for n in rec.notes)] if rec.notes else []
     return "\n".join(lines) + "\n"
 
 
