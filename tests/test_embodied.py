@@ -70,6 +70,9 @@ def test_the_summary_and_the_report_word_embodied_alike_as_an_estimate_and_say_a
     text = report.render(report.load_summaries([str(energy.run_dir)]), "text")
     for shown in (str(energy.summary()), text):  # long values wrap: compare the words
         assert f"embodied CO2e {said}" in " ".join(shown.split())
+    card = model_card.model_card_text(report.load_summaries([str(energy.run_dir)]))
+    assert "g CO2e (no published range; GPUs not in the table not counted), from" in card
+    assert pytest.importorskip("yaml").safe_load(card)["co2_eq_emissions"]["emissions"] > 0  # comments and all
 
 
 def node(clock, gpus, host=True):
@@ -188,7 +191,8 @@ def test_the_paper_and_model_card_carry_embodied_with_its_sources(tmp_path, cloc
     assert "Estimating the Carbon Footprint of BLOOM" in text
     card = model_card.model_card_text(summaries)
     grams = (2 * H100_KG + HOST_KG) / USE_H * 1000
-    assert f"# embodied emissions (making the hardware, amortised; not in emissions): {grams:.3g} g CO2e" in card
+    said = f"# embodied emissions (making the hardware, amortised; not in emissions): an estimated {grams:.3g} g CO2e"
+    assert f"{said} (no published range), from" in card
     assert "Luccioni, Viguier, Ligozat (2023)" in card
 
 

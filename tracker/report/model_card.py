@@ -55,9 +55,10 @@ def _embodied_comment(experiment: Experiment) -> str:
     sources = embodied.sources_for(d for r in experiment.runs for d in r.devices)
     grams = [f"{value * G_PER_KG:.3g}" for value in (t.embodied_co2_kg, t.embodied_co2_kg_low, t.embodied_co2_kg_high)]
     band = "no published range" if grams[1] == grams[2] else f"range {grams[1]}-{grams[2]} g"
+    left = "; GPUs not in the table not counted" if any(r.embodied_left_out for r in experiment.runs) else ""
     return (
-        f"  # embodied emissions (making the hardware, amortised; not in emissions): {grams[0]} g CO2e "
-        f"({band}), from {'; '.join(sources)}\n"
+        f"  # embodied emissions (making the hardware, amortised; not in emissions): an estimated {grams[0]} g CO2e "
+        f"({band}{left}), from {'; '.join(sources)}\n"
     )
 
 
