@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
@@ -199,3 +200,12 @@ def test_the_run_command_takes_the_water_flags():
     given = options_from_flags(parser.parse_args(["--water", "--wue", "aws:eu-west-1", "--grid-water", "1.5"]))
     assert given == {"water": True, "wue_l_per_kwh": "aws:eu-west-1", "grid_water_l_per_kwh": 1.5}
     assert options_from_flags(parser.parse_args(["--wue", "0.4"])) == {"wue_l_per_kwh": 0.4}
+
+
+def test_the_start_line_says_which_water_and_embodied_terms_are_counted_and_which_not(tmp_path, clock, caplog):
+    with caplog.at_level(logging.INFO, logger="tracker"):
+        one_epoch(tmp_path, clock, water=True, embodied=True)  # no WUE known
+    (start,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("energy-tracker: measuring")]
+    assert "; the generation's water (estimated: " in start and "Chini & Peer 2021, USA 2018" in start
+    assert "; on-site cooling water not counted (no WUE known: give wue_l_per_kwh)" in start
+    assert "; embodied emissions of the GPUs and host, amortised, apart from the CO2e (estimated: " in start

@@ -175,7 +175,8 @@ def _water(facts: Facts) -> Entry | list[Entry]:
     for term, what, side in WATER_TERMS:
         figure = getattr(water, side)
         if figure is None:
-            why = next((n for n in water.notes if n.startswith(WORDS[side])), "no sourced figure")
+            note = next((n for n in water.notes if n.startswith(WORDS[side])), "")  # '<term> not counted (<why>)'
+            why = note.partition(" not counted (")[2].removesuffix(")") or "no sourced figure"
             entries.append(NotCounted(term, what, why))
         else:
             how = "given" if figure.cite.endswith(" given") else "estimated"

@@ -366,13 +366,26 @@ def start_line(state: RunState) -> tuple[int, str]:
     measured += _fast_lane(state)
     line = (
         f"measuring {measured or 'nothing'}; grid {units.significant(grid.g_per_kwh)} g CO2e/kWh for {place} "
-        f"[{grid.method}: {grid.detail or 'default'}; {grid.source}], PUE {state.config.pue:g}"
+        f"[{grid.method}: {grid.detail or 'default'}; {grid.source}], PUE {state.config.pue:g}{_asked_terms(state)}"
     )
     if grid.method in LOUD_GRIDS:
         line += "; THE WORLD AVERAGE IS A PLACEHOLDER: give country= (or ENERGY_TRACKER_COUNTRY) for your grid"
     elif grid.method == "timezone":
         line += "; the country is guessed from the time zone: give country= to be sure"
     return (logging.WARNING if grid.method in LOUD_GRIDS else logging.INFO), line
+
+
+def _asked_terms(state: RunState) -> str:
+    """Embodied emissions and water when asked for: each term counted and from what, or why not (the boundary's)."""
+    asked = {"embodied"} if state.config.embodied else set()
+    if state.config.water_terms is not None:
+        asked |= {"water_onsite", "water_offsite"}
+    if not asked:
+        return ""
+    boundary = boundary_of(state)
+    said = [f"{c.what} ({c.how}: {c.source})" for c in boundary.counted if c.term in asked]
+    said += [f"{n.what} not counted ({n.why})" for n in boundary.not_counted if n.term in asked]
+    return "".join(f"; {text}" for text in said)
 
 
 def _fast_lane(state: RunState) -> str:
