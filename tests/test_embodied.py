@@ -58,6 +58,8 @@ def test_an_unknown_model_is_left_out_with_a_note_never_guessed(tmp_path, clock)
     (row,) = train_rows(energy.run_dir)
     assert row["embodied_co2_kg"] is None
     assert "embodied: gpu:0 (NVIDIA Fake Z9) not in the table, not counted" in row["notes"]
+    left_out = {t["term"]: t for t in load_run(energy.run_dir).info["boundary"]["not_counted"]}
+    assert "no GPU model here is in the table" in left_out["embodied"]["why"]  # nothing counted: not claimed
 
 
 def test_the_summary_and_the_report_word_embodied_alike_as_an_estimate_and_say_a_gpu_left_out(tmp_path, clock):

@@ -208,4 +208,4 @@ def test_the_start_line_says_which_water_and_embodied_terms_are_counted_and_whic
     (start,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("energy-tracker: measuring")]
     assert "; the generation's water (estimated: " in start and "Chini & Peer 2021, USA 2018" in start
     assert "; on-site cooling water not counted (no WUE known: give wue_l_per_kwh)" in start
-    assert "; embodied emissions of the GPUs and host, amortised, apart from the CO2e (estimated: " in start
+    assert "; embodied emissions not counted (no GPU model here is in the table" in start  # an unnamed GPU alone

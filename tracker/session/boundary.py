@@ -153,8 +153,25 @@ def _embodied(facts: Facts) -> Counted | NotCounted:
         )
     if facts.methods.get(GPU, ABSENT) == ABSENT:  # as accounting.embodied_shares: a host only beside its GPUs
         return NotCounted("embodied", "embodied emissions", "no GPU here, and the table's host is a GPU server's")
+    if not _has_footprint(facts):
+        why = "no GPU model here is in the table, and no host beside it is measured in this process"
+        return NotCounted("embodied", "embodied emissions", why)
     rule = f"{config.embodied_lifetime_years:g} years at {config.embodied_utilisation:.0%} use"
     return Counted("embodied", what, "estimated", f"{TABLE} over {rule}")
+
+
+def gpu_models(sensors: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Each GPU sensor's model name, as the rows match it against the embodied table."""
+    infos = [s.get("info") or {} for s in sensors if s.get("kind") == GPU]
+    return [str(info.get("name") or info.get("model", "")) for info in infos]
+
+
+def _has_footprint(facts: Facts) -> bool:
+    """Whether any share is counted: a GPU whose model the table has, or a host measured beside the GPUs."""
+    from tracker.carbon import embodied  # read only when embodied emissions are asked for
+
+    known = any(embodied.footprint(embodied.GPU, model) for model in gpu_models(facts.sensors))
+    return known or any(facts.methods.get(kind, ABSENT) != ABSENT for kind in (CPU, RAM))
 
 
 # Each water term: its name here, its words, its attribute of tracker.carbon.water.Water (whose WORDS begin its notes).

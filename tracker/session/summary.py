@@ -19,7 +19,7 @@ from tracker.sensors import CPU, GPU, NODE, RAM, Absent
 from tracker.sensors import methods as registry
 from tracker.sensors.methods import ABSENT
 from tracker.session.accounting import Forecast
-from tracker.session.boundary import Boundary, Facts
+from tracker.session.boundary import Boundary, Facts, gpu_models
 from tracker.session.config import Config
 
 
@@ -320,9 +320,7 @@ def _embodied_left_out(state: RunState) -> bool:
         return False
     from tracker.carbon import embodied
 
-    infos = [s.get("info") or {} for s in state.sensors if s.get("kind") == GPU]
-    models = [str(info.get("name") or info.get("model", "")) for info in infos]  # as the rows match them
-    return any(embodied.footprint(embodied.GPU, model) is None for model in models)
+    return any(embodied.footprint(embodied.GPU, model) is None for model in gpu_models(state.sensors))
 
 
 def boundary_of(state: RunState) -> Boundary:
