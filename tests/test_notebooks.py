@@ -87,3 +87,17 @@ def test_one_frame_across_runs(tmp_path):
     assert sorted(set(frame.run)) == ["a", "b"] and len(train) == 4
     assert train.groupby("run")["energy_kwh"].sum().tolist() == pytest.approx([0.006, 0.006])
     assert list(frame.columns[:2]) == ["run", "job_id"] and "loss" in frame.columns
+
+
+def test_whole_number_columns_stay_whole_numbers_with_empty_cells(tmp_path):
+    pytest.importorskip("pandas")
+    clock = FakeClock()
+    with EnergyTracker(tmp_path, run_name="a", sensors=[FakeSensor("cpu", "cpu", steady(50.0), clock)], clock=clock,
+                       carbon_intensity_g_per_kwh=400.0) as energy:  # fmt: skip
+        clock.advance(5.0)  # an `other` row: no epoch, no samples
+        with energy.epoch(0, samples=1000):
+            clock.advance(36.0)
+    for frame in (load_runs(tmp_path).frame(), load_run(energy.run_dir).epochs_frame()):
+        assert frame["epoch"].isna().any() and frame["samples"].isna().any()
+        assert str(frame["epoch"].dtype) == str(frame["samples"].dtype) == "Int64"
+        assert frame["samples"].max() == 1000 and str(frame["energy_kwh"].dtype) == "float64"

@@ -119,17 +119,19 @@ class Run:
         """``epochs.csv`` as a pandas DataFrame (needs pandas)."""
         import pandas
 
-        return pandas.read_csv(self.path / EPOCHS_CSV, dtype=_text_columns(EPOCH_TYPES))
+        return pandas.read_csv(self.path / EPOCHS_CSV, dtype=_dtypes(EPOCH_TYPES))
 
     def devices_frame(self) -> Any:
         """``devices.csv`` as a pandas DataFrame (needs pandas)."""
         import pandas
 
-        return pandas.read_csv(self.path / DEVICES_CSV, dtype=_text_columns(DEVICE_TYPES))
+        return pandas.read_csv(self.path / DEVICES_CSV, dtype=_dtypes(DEVICE_TYPES))
 
 
-def _text_columns(types: Mapping[str, type]) -> dict[str, type]:
-    return {name: str for name, kind in types.items() if kind is str}
+def _dtypes(types: Mapping[str, type]) -> dict[str, Any]:
+    # Text stays text; a whole-number column with empty cells (samples, steps, the epoch of ``other``
+    # rows) is pandas' nullable ``Int64``, not float64.
+    return {name: str if kind is str else "Int64" for name, kind in types.items() if kind is not float}
 
 
 def _guess(text: str) -> Any:
@@ -488,7 +490,8 @@ class Runs(list):
 
         rows = [row for run in self for row in run.epochs]
         metrics = list(dict.fromkeys(k for row in rows for k in row if k not in EPOCH_COLUMNS))
-        return pandas.DataFrame(rows, columns=[*EPOCH_COLUMNS, *metrics])
+        frame = pandas.DataFrame(rows, columns=[*EPOCH_COLUMNS, *metrics])
+        return frame.astype({name: dtype for name, dtype in _dtypes(EPOCH_TYPES).items() if dtype == "Int64"})
 
 
 def load_runs(path: str | os.PathLike[str], recursive: bool = True) -> Runs:
