@@ -8,9 +8,10 @@ import logging
 import pytest
 
 from integrations.loop import EnergyLoopCallback
-from tests.helpers import run_for
+from tests.helpers import PATIENT, job_train_row, run_for
 from tracker import EnergyTracker, MLflowSink, TensorBoardSink, load_run
 from tracker.errors import ConfigurationError
+from tracker.job.placement import Launch
 from tracker.testing import FakeSensor, steady
 
 KWH_PER_EPOCH = 330 * 10 / 3.6e6  # 300 W of GPU and 30 W of CPU for 10 s
@@ -71,6 +72,55 @@ def test_tensorboard_sink_writes_scalars_tensorboard_reads(tmp_path, clock, sens
     assert [e.value for e in epochs] == pytest.approx([KWH_PER_EPOCH] * 3, rel=1e-6)  # float32
     assert events.Scalars("energy/eval_kwh")[0].value == pytest.approx(330 * 1 / 3.6e6, rel=1e-6)
     assert "energy/total_co2_kg" in events.Tags()["scalars"]
+
+
+H100 = "NVIDIA H100 80GB HBM3"  # a GPU model with a footprint in the embodied table
+TERMS = (("energy/total_embodied_co2_kg", "energy/epoch_embodied_co2_kg", "embodied_co2_kg"),
+         ("energy/total_water_l", "energy/epoch_water_l", "water_l"),
+         ("energy/total_node_kwh", "energy/epoch_node_kwh", "node_kwh"))  # fmt: skip
+
+
+def test_the_counted_terms_are_logged_with_the_rows_figures_and_absent_when_off(tmp_path, clock):
+    pytest.importorskip("tensorboard")
+    gpu = FakeSensor("gpu:0", "gpu", steady(300.0), clock, info={"name": H100})
+    node = FakeSensor("node", "node", steady(500.0), clock)
+    on = train(tmp_path / "on", clock, [gpu, node], sinks=["tensorboard"], embodied=True, wue_l_per_kwh=0.5)
+    rows = load_run(on.run_dir).epochs
+    logged = scalars(on.run_dir / "tensorboard")
+    for total, epoch, column in TERMS:
+        per_epoch = [r[column] for r in rows if r["phase"] == "train"]  # the validation after each is not in it
+        assert [v for _, v in logged[epoch]] == pytest.approx(per_epoch, rel=1e-6) and min(per_epoch) > 0
+        assert [v for _, v in logged[total]][-1] == pytest.approx(sum(r[column] for r in rows), rel=1e-6)
+        assert len(logged[total]) == len(rows)  # at every row, as the energy
+    node_kwh, kwh = logged["energy/total_node_kwh"][-1][1], logged["energy/total_kwh"][-1][1]
+    assert kwh == pytest.approx(sum(r["energy_kwh"] for r in rows), rel=1e-6) and node_kwh > kwh  # never added
+    off = train(tmp_path / "off", clock, sensors_of(clock), sinks=["tensorboard"])
+    names = set(scalars(off.run_dir / "tensorboard"))
+    assert "energy/total_kwh" in names and not names & {key for term in TERMS for key in term[:2]}  # no 0 for none
+
+
+def test_a_jobs_counted_terms_are_logged_merged_with_each_host_s_node_once(tmp_path, clock):
+    """Two ranks on one host, each reading its node's meter (the launcher did not say who shares it)."""
+    pytest.importorskip("tensorboard")
+    trackers = []
+    for rank in (0, 1):
+        launch = Launch(rank, 0, 2, 1, "t2", "given", 0, False, "token")
+        found = [FakeSensor(f"gpu:{rank}", "gpu", steady(300.0), clock, info={"name": H100, "uuid": f"GPU-{rank}"}),
+                 FakeSensor("node", "node", steady(900.0), clock)]  # fmt: skip
+        options = {"embodied": True, "wue_l_per_kwh": 0.5, "sinks": ["tensorboard"] if rank == 0 else [],
+                   "launch": launch, "host": "node-a", "carbon_intensity_g_per_kwh": 100.0}  # fmt: skip
+        trackers.append(EnergyTracker(tmp_path / "logs", sensors=found, clock=clock, sampling="manual", **options,
+                                      **PATIENT))  # fmt: skip
+    merged = job_train_row(tmp_path / "logs", trackers, clock, 3600.0)  # rank 1 stops first: rank 0's sink ends last
+    logged = scalars(trackers[0].run_dir / "tensorboard")
+    assert merged["node_kwh"] == pytest.approx(0.9)  # the host's meter once, not once per rank
+    for _, epoch, column in TERMS:
+        assert logged[epoch][-1][1] == pytest.approx(merged[column], rel=1e-6)
+    assert logged["energy/epoch_kwh"][-1][1] == pytest.approx(0.6, rel=1e-6)  # both GPUs; the node beside them
+
+
+def sensors_of(clock):
+    return [FakeSensor("gpu:0", "gpu", steady(300.0), clock), FakeSensor("cpu", "cpu", steady(30.0), clock)]
 
 
 def test_loop_callbacks_take_sinks_too(tmp_path, clock, sensors):

@@ -20,6 +20,8 @@ from tracker.logs.reader import _parse, _read_info, is_job_dir, shard_dirs
 from tracker.logs.schema import COMPLETE, DEVICE_TYPES, DEVICES_CSV, EPOCH_TYPES, EPOCHS_CSV, PARTIAL, RUN_JSON
 
 _FIGURES = ("energy_kwh", "co2_kg", "gpu_kwh", "cpu_kwh", "ram_kwh")
+# Summed over the ranks' parts that count them (embodied kg CO2e, water L); ``None`` while no part does.
+_COUNTED = ("embodied_co2_kg", "water_l")
 
 
 class _Tail:
@@ -128,7 +130,8 @@ class JobFollower:
         """The job's rows so far, one per epoch and phase (and attempt), in the order they first appeared.
 
         Each holds ``epoch``, ``phase``, ``end_utc``, ``duration_s``, the summed figures (``energy_kwh``,
-        ``co2_kg``, ``gpu_kwh``, ``cpu_kwh``, ``ram_kwh``, ``gpu_power_mean_w``), ``node_kwh`` (the node
+        ``co2_kg``, ``gpu_kwh``, ``cpu_kwh``, ``ram_kwh``, ``gpu_power_mean_w``), ``embodied_co2_kg`` and
+        ``water_l`` (``None`` where no rank's row counts them), ``node_kwh`` (the node
         meters', each machine's once, beside the energy; ``None`` unless every machine so far has one),
         and what it covers so far: ``ranks`` (how many ranks' rows it holds) of ``world_size``, ``status``
         (``partial`` when a rank's row is, else ``interrupted`` when one is, else ``complete``) and
@@ -179,9 +182,13 @@ class JobFollower:
 
     def _add(self, key: tuple[Any, ...], row: dict[str, Any], part: dict[str, float]) -> None:
         merged = self._rows.setdefault(key, {"epoch": row.get("epoch"), "phase": row.get("phase"), "end_utc": "",
-                                            "duration_s": 0.0, **dict.fromkeys(_FIGURES, 0.0)})  # fmt: skip
+                                            "duration_s": 0.0, **dict.fromkeys(_FIGURES, 0.0),
+                                            **dict.fromkeys(_COUNTED)})  # fmt: skip
         for figure in _FIGURES:
             merged[figure] += part.get(figure, 0.0)
+        for figure in _COUNTED:
+            if figure in part:
+                merged[figure] = (merged[figure] or 0.0) + part[figure]
         if "node_kwh" in part:
             self._node[key] = self._node.get(key, 0.0) + part["node_kwh"]
         merged["end_utc"] = max(merged["end_utc"], str(row.get("end_utc") or ""))

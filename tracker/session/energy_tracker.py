@@ -31,7 +31,7 @@ from tracker.session import prometheus
 from tracker.session import resume as resuming
 from tracker.session import sinks as sinking
 from tracker.session.config import Config, Hardware, option_help, options_doc, resolve_config, split_options
-from tracker.session.job_metrics import JobRows
+from tracker.session.job_metrics import JobRows, OwnRows
 from tracker.session.outputs import Guarded, as_records
 from tracker.session.rows import RUNNING, RowBuilder
 from tracker.session.segments import Segment
@@ -414,8 +414,9 @@ class EnergyTracker:
         calling it after every row costs the same at the thousandth row as at the first. One dict per
         epoch and phase: ``epoch``, ``phase``, ``end_utc``, ``duration_s``, ``energy_kwh``, ``co2_kg``,
         ``gpu_kwh``, ``cpu_kwh``, ``ram_kwh`` (kWh, kg CO2e), ``gpu_power_mean_w`` (W, ``None``
-        when no GPU is measured), ``node_kwh`` (the node's own meter, beside the energy; ``None`` without
-        one on every machine), and ``ranks`` (how many ranks' rows it holds so far) of ``world_size``,
+        when no GPU is measured), ``embodied_co2_kg`` and ``water_l`` (kg CO2e, L; ``None`` when not counted),
+        ``node_kwh`` (the node's own meter, beside the energy; ``None`` without one on every machine), and
+        ``ranks`` (how many ranks' rows it holds so far) of ``world_size``,
         ``status`` and ``last_step``. Empty without a log directory.
         """
         return self._job.rows(self.run_dir)
@@ -539,7 +540,10 @@ class EnergyTracker:
     def _start_outputs(self, run: str) -> None:
         """The sinks (global rank 0, one series per run: the job's rows) and the Prometheus exporter (every rank)."""
         cfg, outputs = self.config, list(self._sinks) if self.rank == 0 else []
-        source = JobRows(self._job.follower(), self._started_utc) if outputs and self.job_dir is not None else None
+        if outputs and self.job_dir is not None:
+            source: JobRows | OwnRows = JobRows(self._job.follower(), self._started_utc)
+        else:  # a resumed run's totals so far: every total it logs counts the earlier rows too
+            source = OwnRows(self._rows.totals if self._rows is not None else None)
         if self._endpoint is not None or cfg.prometheus_pushgateway is not None:
             exporter = prometheus.Exporter(self._endpoint, cfg.prometheus_pushgateway, run,
                                            self.launch.job_id or "", self.rank)  # fmt: skip

@@ -12,12 +12,12 @@ each row held when it was sent; the totals are every row read so far, every rank
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 from tracker.logs.schema import EpochRecord
+from tracker.logs.totals import Totals
 from tracker.session.vocabulary import RANKS_SHARE, EnergyMetrics
 
 Sent = list[tuple[dict[str, float], int]]  # each row's metrics and the step to log them at
@@ -29,16 +29,23 @@ POLL_S = 1.0
 
 
 class OwnRows:
-    """This run's rows as they are written: each one's metrics at once."""
+    """This run's rows as they are written: each one's metrics at once.
+
+    Args:
+        totals: the run's totals before its first row here (a resumed run's so far; none by default).
+    """
 
     waiting = False
 
-    def __init__(self) -> None:
+    def __init__(self, totals: Totals | None = None) -> None:
         self._metrics = EnergyMetrics()
+        self._totals = totals or Totals()
 
     def on_row(self, row: EpochRecord) -> Sent:
         """The metrics of the row just written."""
-        return [self._metrics.of(row._asdict())]
+        record = row._asdict()
+        self._totals = self._totals.plus(record)
+        return [self._metrics.of(record, self._totals)]
 
     def look(self) -> Sent:
         """Nothing: every row is sent as it is written."""
@@ -81,17 +88,18 @@ class JobRows:
     def finish(self) -> Sent:
         """At stop: wait (at most the grace) until every rank has stopped, then send every row left."""
         deadline = time.monotonic() + self._grace_s
+        rows = self._follower.rows()  # each look reads the shards' run.json again: a rank's stop is seen
         while not self._follower.finished() and time.monotonic() < deadline:
             self._sleep(0.1)
-        rows = self._follower.rows()
+            rows = self._follower.rows()
         return self._send(rows, len(rows))
 
     def _send(self, rows: list[dict[str, Any]], upto: int) -> Sent:
         """The metrics of ``rows[sent:upto]``, the totals of every row read so far."""
-        energy, co2 = math.fsum(r["energy_kwh"] for r in rows), math.fsum(r["co2_kg"] for r in rows)
+        totals = Totals.of(rows)
         sent = []
         for row in rows[self._sent : upto]:
-            metrics, step = self._metrics.of({**row, "cumulative_energy_kwh": energy, "cumulative_co2_kg": co2})
+            metrics, step = self._metrics.of(row, totals)
             if str(row["end_utc"]) >= self._since:
                 sent.append(({**metrics, RANKS_SHARE: row["ranks"] / row["world_size"]}, step))
         self._sent = max(self._sent, upto)

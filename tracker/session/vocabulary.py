@@ -13,6 +13,7 @@ from typing import Any
 
 from tracker.energy import J_PER_KWH
 from tracker.logs.schema import PARTIAL, TRAIN, VALIDATION
+from tracker.logs.totals import Totals
 
 TOTAL_KWH = "energy/total_kwh"
 TOTAL_CO2_KG = "energy/total_co2_kg"
@@ -24,6 +25,20 @@ FORECAST_KWH = "energy/forecast_total_kwh"
 FORECAST_CO2_KG = "energy/forecast_total_co2_kg"
 STEP = "energy/step"  # the step the sinks log at: the last optimizer step counted, else the row's number
 RANKS_SHARE = "energy/ranks_share"  # under a job: the share of its ranks whose row the figures hold
+TOTAL_EMBODIED_CO2_KG = "energy/total_embodied_co2_kg"
+EPOCH_EMBODIED_CO2_KG = "energy/epoch_embodied_co2_kg"
+TOTAL_WATER_L = "energy/total_water_l"
+EPOCH_WATER_L = "energy/epoch_water_l"
+TOTAL_NODE_KWH = "energy/total_node_kwh"
+EPOCH_NODE_KWH = "energy/epoch_node_kwh"
+
+# The terms a run counts only when asked for or when a meter is there: (total key, epoch key, the rows' column).
+# Each is logged only where a row counts it (its column a number), never as a 0 that would read "none".
+TERMS = (
+    (TOTAL_EMBODIED_CO2_KG, EPOCH_EMBODIED_CO2_KG, "embodied_co2_kg"),
+    (TOTAL_WATER_L, EPOCH_WATER_L, "water_l"),
+    (TOTAL_NODE_KWH, EPOCH_NODE_KWH, "node_kwh"),
+)
 
 # What each key means, wherever it is logged: the sinks (at each row), Lightning and Hugging Face (at
 # each of their logs: there the totals include the open epoch so far). The README says the same.
@@ -41,6 +56,18 @@ ENERGY_METRICS = {
     RANKS_SHARE: "under a distributed job (the sinks of global rank 0, which log the job's rows merged across its "
     "ranks): the share of the job's ranks whose row the logged row holds, 1 when every rank's (less when a rank's "
     "row was not on disk when it was sent; the totals still count every row read)",
+    TOTAL_EMBODIED_CO2_KG: "estimated embodied emissions so far (embodied=True): the manufacturing footprint of "
+    "the GPUs and host from a published table, amortised over their lifetime and the run's hours, kg CO2e; an "
+    "estimate, not a measurement, and never in total_co2_kg (operational); only when a device's footprint is known",
+    EPOCH_EMBODIED_CO2_KG: "that epoch's estimated embodied emissions, kg CO2e (only when counted)",
+    TOTAL_WATER_L: "estimated operational water consumed so far (water=True or wue_l_per_kwh): the energy times the "
+    "on-site WUE plus the energy times PUE times the grid's water per kWh (Li et al. 2023), published figures, not a "
+    "meter, L; only when a term is counted",
+    EPOCH_WATER_L: "that epoch's estimated operational water, L (only when counted)",
+    TOTAL_NODE_KWH: "the whole machine's energy so far by its own meter (the ACPI power meter, measured), kWh; it "
+    "holds the components, so it is shown beside total_kwh and never added to it; under a job every machine's, each "
+    "once, and only when every machine has one",
+    EPOCH_NODE_KWH: "that epoch's node meter energy, kWh (only when a meter is read)",
 }
 
 
@@ -48,23 +75,24 @@ class EnergyMetrics:
     """The ``energy/*`` metrics of each row, in order: the totals, and an epoch's figures at its last row.
 
     A row is a mapping with the columns of ``epochs.csv`` it uses (an ``EpochRecord._asdict()``, or a
-    job's merged row with its cumulative figures added): ``energy_kwh``, ``co2_kg``, ``gpu_kwh``,
-    ``duration_s``, ``gpu_power_mean_w``, ``phase``, ``epoch``, ``status``, ``last_step``,
-    ``cumulative_energy_kwh``, ``cumulative_co2_kg`` and, when known, the forecast's.
+    job's merged row): ``energy_kwh``, ``co2_kg``, ``gpu_kwh``, ``duration_s``, ``gpu_power_mean_w``,
+    ``phase``, ``epoch``, ``status``, ``last_step``, the counted terms' columns of :data:`TERMS` (absent or
+    ``None`` when not counted) and, when known, the forecast's. Only the open epoch's sums are kept.
     """
 
-    __slots__ = ("_epoch", "_kwh", "_co2", "_gpu_kwh", "_gpu_s", "_gpu_measured", "_rows", "_step")
+    __slots__ = ("_epoch", "_sums", "_gpu_kwh", "_gpu_s", "_gpu_measured", "_rows", "_step")
 
     def __init__(self) -> None:
         self._epoch: int | None = None
-        self._kwh = self._co2 = self._gpu_kwh = self._gpu_s = 0.0
+        self._sums = Totals()  # the open epoch's rows (train, and the validation inside it)
+        self._gpu_kwh = self._gpu_s = 0.0
         self._gpu_measured = False
         self._rows = 0
         self._step: int | None = None
 
-    def of(self, row: Mapping[str, Any]) -> tuple[dict[str, float], int]:
-        """The metrics of ``row`` and the step to log them at."""
-        metrics = {TOTAL_KWH: row["cumulative_energy_kwh"], TOTAL_CO2_KG: row["cumulative_co2_kg"]}
+    def of(self, row: Mapping[str, Any], totals: Totals) -> tuple[dict[str, float], int]:
+        """The metrics of ``row`` and the step to log them at; ``totals``: the run's (job's) so far, ``row`` in it."""
+        metrics = {TOTAL_KWH: totals.energy_kwh, TOTAL_CO2_KG: totals.co2_kg, **counted(totals)}
         forecast_kwh, forecast_co2 = row.get("forecast_total_kwh"), row.get("forecast_total_co2_kg")
         if forecast_kwh is not None and forecast_co2 is not None:
             metrics.update({FORECAST_KWH: forecast_kwh, FORECAST_CO2_KG: forecast_co2})
@@ -81,17 +109,26 @@ class EnergyMetrics:
     def _epoch_part(self, row: Mapping[str, Any]) -> dict[str, float]:
         """Add the row to its epoch's sums; at the epoch's last ``train`` row, the epoch's figures."""
         if row["epoch"] != self._epoch:
-            self._epoch, self._kwh, self._co2, self._gpu_kwh, self._gpu_s = row["epoch"], 0.0, 0.0, 0.0, 0.0
+            self._epoch, self._sums, self._gpu_kwh, self._gpu_s = row["epoch"], Totals(), 0.0, 0.0
             self._gpu_measured = False
-        self._kwh, self._co2 = self._kwh + row["energy_kwh"], self._co2 + row["co2_kg"]
+        self._sums = self._sums.plus(row)
         if row["phase"] != TRAIN:
             return {}
         self._gpu_kwh, self._gpu_s = self._gpu_kwh + row["gpu_kwh"], self._gpu_s + row["duration_s"]
         self._gpu_measured = self._gpu_measured or row.get("gpu_power_mean_w") is not None
         if row.get("status") == PARTIAL:
             return {}
-        figures = {EPOCH_KWH: self._kwh, EPOCH_CO2_KG: self._co2}
+        figures = {EPOCH_KWH: self._sums.energy_kwh, EPOCH_CO2_KG: self._sums.co2_kg, **counted(self._sums, epoch=True)}
         if self._gpu_measured and self._gpu_s > 0:  # nothing logged that was not measured
             figures[GPU_POWER_W] = self._gpu_kwh * J_PER_KWH / self._gpu_s
         self._epoch = None  # a validation after the epoch's last row starts no sum of the epoch again
         return figures
+
+
+def counted(figures: Any, epoch: bool = False) -> dict[str, float]:
+    """The counted terms of ``figures`` (a :class:`Totals`, a summary: anything with the columns of :data:`TERMS`).
+
+    Under the total keys, or the epoch's when ``epoch``; a term is left out where it is ``None`` (not counted).
+    """
+    values = ((epoch_key if epoch else total, getattr(figures, column, None)) for total, epoch_key, column in TERMS)
+    return {key: value for key, value in values if value is not None}
