@@ -275,9 +275,24 @@ def _sync(fd: int) -> None:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` through a fsynced temporary file and ``os.replace``."""
-    with atomic_file(path) as handle:
-        handle.write(text.encode("utf-8"))
+    """Replace ``path`` with ``text`` through a fsynced temporary file and ``os.replace``.
+
+    Through the ``os`` calls alone (no buffered file, no path objects made): ``heartbeat.json`` is rewritten
+    this way every ``HEARTBEAT_S`` by the sampler's thread, and each object costs that thread CPU.
+    """
+    temporary = f"{os.path.dirname(path)}/.{os.path.basename(path)}.{os.getpid()}.{threading.get_ident()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        try:
+            _write_all(fd, memoryview(text.encode("utf-8")), path)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ A :class:`Snapshot` is a cheap immutable value; the energy between two moments i
 """
 
 import math
+import operator
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -135,12 +136,17 @@ class SensorTotals(NamedTuple):
         return _combine(self, other, -1)
 
 
-_FIELDS = tuple(name for name in SensorTotals._fields if name != "edge_error_j")
+_EDGE = SensorTotals._fields.index("edge_error_j")
 
 
 def _combine(a: SensorTotals, b: SensorTotals, sign: int) -> SensorTotals:
-    combined = {name: getattr(a, name) + sign * getattr(b, name) for name in _FIELDS}
-    return SensorTotals(**combined, edge_error_j=a.edge_error_j + b.edge_error_j)
+    # Field by field as tuples: every reading adds two of these on the sampler's thread (a third of a tick's CPU
+    # when built by name). The edges' error bounds add whichever way.
+    if sign > 0:
+        return SensorTotals._make(map(operator.add, a, b))
+    values = list(map(operator.sub, a, b))
+    values[_EDGE] = a.edge_error_j + b.edge_error_j
+    return SensorTotals._make(values)
 
 
 _NOTHING: Mapping[str, Any] = MappingProxyType({})  # the shared, immutable empty default

@@ -191,11 +191,14 @@ def load_factor(u: float) -> float:
 
 def busy_fraction(before: Any, after: Any) -> float:
     """The busy fraction of all CPUs between two ``cpu_times()`` results, in [0, 1] (:func:`busy_and_total_s`)."""
-    busy0, total0 = busy_and_total_s(before)
-    busy1, total1 = busy_and_total_s(after)
-    if total1 - total0 <= 0:
+    return _fraction(busy_and_total_s(before), busy_and_total_s(after))
+
+
+def _fraction(before: tuple[float, float], after: tuple[float, float]) -> float:
+    """The busy fraction between two ``(busy, total)`` CPU seconds, in [0, 1]."""
+    if after[1] - before[1] <= 0:
         return 0.0
-    return min(1.0, max(0.0, (busy1 - busy0) / (total1 - total0)))
+    return min(1.0, max(0.0, (after[0] - before[0]) / (after[1] - before[1])))
 
 
 def resolve_tdp(user_tdp: float | None, cpu: CpuInfo, table: Path | None, usable: float) -> tuple[float, str, dict]:
@@ -281,20 +284,20 @@ class CpuEstimateSensor:
         }
         self._clock, self._cpu_times = clock, cpu_times or cpu_times_reader()
         self._lock = threading.Lock()
-        self._last: tuple[float, Any] | None = None
+        self._last: tuple[float, tuple[float, float]] | None = None
         self._energy_j = 0.0
 
     def read(self) -> Reading:
         """Advance the estimate to now and return it."""
         with self._lock:
-            now, times = self._clock(), self._cpu_times()
+            now, times = self._clock(), busy_and_total_s(self._cpu_times())
             if self._last is None:
                 self._last = (now, times)
                 return Reading(self.name, self.kind, now, energy_j=0.0)
             before_s, before = self._last
-            power = self.tdp_w * load_factor(busy_fraction(before, times))
+            power = self.tdp_w * load_factor(_fraction(before, times))
             self._energy_j += power * max(0.0, now - before_s)
-            self._last = (now, times)
+            self._last = (now, times)  # busy and total CPU seconds: each read reduces its cpu_times() once
             return Reading(self.name, self.kind, now, energy_j=self._energy_j, power_w=power)
 
     def close(self) -> None:

@@ -525,17 +525,17 @@ class EnergyTracker:
 
     def _heartbeat(self) -> dict[str, Any]:
         """What a reader needs to recover this run if the process dies: who writes it, and the open rows so far."""
-        rows = self._so_far()[1:]  # the open epochs and phases; the ``other`` row goes on being written as it is due
+        rows = self._so_far(1)  # the open epochs and phases; the ``other`` row goes on being written as it is due
         # seq only grows: a reader on another machine judges liveness by its change, never by comparing clocks
         return {"process": self.process, "seq": self._beats, "time_utc": self._now_utc(), "steps": self.steps,
                 "open": rows}  # fmt: skip
 
-    def _so_far(self) -> list[dict[str, Any]]:
-        """Each open segment's row as it stands (``other`` first, status ``running``); none once stopped."""
+    def _so_far(self, first: int = 0) -> list[dict[str, Any]]:
+        """The open segments' rows as they stand (``running``), from the ``first`` (``other`` is 0); none if stopped."""
         rows, timeline = self._rows, self._timeline
         if rows is None or self._stopped or os.getpid() != self._pid:
             return []
-        return [rows.preview(s, timeline.device_usages(s, self.host, self.rank)) for s in timeline.so_far()]
+        return [rows.preview(s, timeline.device_usages(s, self.host, self.rank)) for s in timeline.so_far(first)]
 
     def _start_outputs(self, run: str) -> None:
         """The sinks (global rank 0, one series per run: the job's rows) and the Prometheus exporter (every rank)."""

@@ -324,11 +324,14 @@ class Timeline:
         for sampler in self.samplers:
             sampler.sample_now()
 
-    def so_far(self) -> list[Segment]:
-        """Every open segment, ``other`` first, as a copy closed now (energy and seconds so far); safe on any thread."""
+    def so_far(self, first: int = 0) -> list[Segment]:
+        """The open segments from the ``first`` (``other`` is 0), each a copy closed now (energy and seconds so far).
+
+        Safe on any thread.
+        """
         with self.lock:
             snapshot, now_s, now_utc = self.meter.snapshot(), self._clock(), self._now_utc()
-            return [segment.so_far(snapshot, now_s, now_utc) for segment in list(self.stack)]
+            return [segment.so_far(snapshot, now_s, now_utc) for segment in self.stack[first:]]
 
     # ---- sensors ------------------------------------------------------------------------------------------------
 
