@@ -21,7 +21,14 @@ except ImportError:  # only the older package name, pytorch_lightning, is instal
 from integrations._distributed import distributed, gather, placement, trainer_launch
 from integrations._guard import guarded
 from integrations._metrics import PROGRESS_BAR_KEY, TrainerMetricsPerRow, batch_size, progress_text, user_metrics
-from integrations._vocabulary import TOTAL_CO2_KG, TOTAL_KWH, epoch_metrics, epoch_metrics_from_rows, so_far_metrics
+from integrations._vocabulary import (
+    TOTAL_CO2_KG,
+    TOTAL_KWH,
+    epoch_metrics,
+    epoch_metrics_from_rows,
+    job_so_far,
+    so_far_metrics,
+)
 from tracker import Config, ConfigurationError, EnergyTracker, Summary, integration
 
 logger = logging.getLogger(__name__)
@@ -58,6 +65,9 @@ class EnergyCallback(Callback):
     ``energy/eval_kwh``, the figures being the job's rows'). "The epoch's
     energy" means the same everywhere: the sum of the ``epochs.csv`` rows carrying the epoch's number
     (its ``train`` rows and the ``validation`` run inside it), as ``energy-tracker plot`` stacks them.
+    The counted terms, only where the run counts them: ``energy/total_``/``epoch_embodied_co2_kg``
+    (estimated), ``_water_l`` (estimated) and ``_node_kwh`` (the node's own meter, beside the energy);
+    under DDP at each epoch's end only.
 
     The progress bar shows ``CO2``: the run's emissions so far as text in scaled units (``12.3 g``),
     so that it moves on a small run. The Trainer's ``callback_metrics`` (your ``self.log`` values,
@@ -327,17 +337,16 @@ class EnergyCallback(Callback):
         """The run so far; under DDP the job's on rank 0 (its rows read back, and rank 0's open part), 0 elsewhere.
 
         Every rank logs the same keys (each is a collective), reduced with ``max``: every rank sees rank 0's.
+        So under DDP the counted terms (embodied, water, node), which only rank 0 reads back from the job's
+        rows, come at the epoch's end, sent to every rank with the epoch's figures.
         """
         live = self.tracker.summary()
         if not distributed(self._world):
             return so_far_metrics(live)
         if self.tracker.rank != 0:
             return {TOTAL_KWH: 0.0, TOTAL_CO2_KG: 0.0}
-        rows, own = self.tracker.job_rows(), self.tracker.state()["totals"]
-        return {
-            TOTAL_KWH: sum(float(r["energy_kwh"]) for r in rows) + live.energy_kwh - own["energy_kwh"],
-            TOTAL_CO2_KG: sum(float(r["co2_kg"]) for r in rows) + live.co2_kg - own["co2_kg"],
-        }
+        so_far = job_so_far(self.tracker.job_rows(), live, self.tracker.state()["totals"])
+        return {key: so_far[key] for key in (TOTAL_KWH, TOTAL_CO2_KG)}
 
     def _epoch_figures(self, trainer: Any) -> dict[str, float]:
         """The epoch's figures; under DDP the job's rows read back on rank 0, once every rank wrote its row.
@@ -351,9 +360,7 @@ class EnergyCallback(Callback):
         figures = None
         if self.tracker is not None and self.tracker.rank == 0:
             rows = self.tracker.job_rows()
-            figures = epoch_metrics_from_rows(rows)
-            figures[TOTAL_KWH] = sum(float(r["energy_kwh"]) for r in rows)
-            figures[TOTAL_CO2_KG] = sum(float(r["co2_kg"]) for r in rows)
+            figures = {**epoch_metrics_from_rows(rows), **job_so_far(rows)}
         return trainer.strategy.broadcast(figures, src=0) or {}
 
     @override

@@ -21,13 +21,7 @@ from transformers import TrainerCallback
 
 from integrations._guard import guarded
 from integrations._metrics import user_metrics
-from integrations._vocabulary import (
-    TOTAL_CO2_KG,
-    TOTAL_KWH,
-    epoch_metrics,
-    epoch_metrics_from_rows,
-    so_far_metrics,
-)
+from integrations._vocabulary import epoch_metrics, epoch_metrics_from_rows, job_so_far, so_far_metrics
 from tracker import EnergyTracker, Summary, integration
 
 logger = logging.getLogger(__name__)
@@ -59,7 +53,9 @@ class EnergyTrainerCallback(TrainerCallback):
     ``energy/total_kwh`` and ``energy/total_co2_kg`` (the job so far, the open epoch included, at
     every log), ``energy/epoch_kwh``, ``energy/epoch_co2_kg`` and ``energy/gpu_power_w`` (the last
     finished epoch, all its rows), ``energy/eval_kwh`` (the last evaluation) and the forecast
-    ``energy/forecast_total_kwh``/``_co2_kg`` once known; each key's meaning is in ``METRICS`` there.
+    ``energy/forecast_total_kwh``/``_co2_kg`` once known; and, only where the run counts them,
+    ``energy/total_``/``epoch_embodied_co2_kg`` (estimated), ``_water_l`` (estimated) and ``_node_kwh``
+    (the node's own meter, beside the energy); each key's meaning is in ``METRICS`` there.
 
     Under DDP the totals are the job's rows so far, merged from every rank's shard, plus this
     rank's open epoch so far; the epoch figures are the job's rows.
@@ -270,9 +266,7 @@ class EnergyTrainerCallback(TrainerCallback):
             if self._fresh:
                 self._figures.update(epoch_metrics_from_rows(rows))
             if tracker.job_dir is not None:  # the job's finished rows, every rank's, and this rank's open part
-                own = tracker.state()["totals"]
-                self._figures[TOTAL_KWH] = _sum(rows, "energy_kwh") + live.energy_kwh - own["energy_kwh"]
-                self._figures[TOTAL_CO2_KG] = _sum(rows, "co2_kg") + live.co2_kg - own["co2_kg"]
+                self._figures.update(job_so_far(rows, live, tracker.state()["totals"]))
         self._fresh = False
         return dict(self._figures)
 
@@ -292,7 +286,3 @@ def _epoch_index(epoch: float | None) -> tuple[int, str]:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _sum(rows: list[dict[str, Any]], column: str) -> float:
-    return math.fsum(float(r[column]) for r in rows)

@@ -168,6 +168,32 @@ def test_energy_reaches_the_csv_logger_and_the_progress_bar(tmp_path, clock):
         }
         assert {k: float(row[k]) for k in expected} == pytest.approx(expected, rel=1e-6)
     assert PROGRESS_BAR_KEY not in trainer.progress_bar_metrics  # shown as text by the bar, not logged
+    assert not {k for k in rows[0] if "embodied" in k or "water" in k or "node" in k}  # not counted: never a 0
+
+
+TERMS = {"embodied_co2_kg": ("energy/total_embodied_co2_kg", "energy/epoch_embodied_co2_kg"),
+         "water_l": ("energy/total_water_l", "energy/epoch_water_l"),
+         "node_kwh": ("energy/total_node_kwh", "energy/epoch_node_kwh")}  # fmt: skip
+
+
+def test_the_counted_terms_reach_the_logger_with_the_rows_figures(tmp_path, clock):
+    sensors = [FakeSensor("gpu:0", "gpu", steady(GPU_W), clock, info={"name": "NVIDIA H100 80GB HBM3"}),
+               FakeSensor("node", "node", steady(2 * WATTS), clock)]  # fmt: skip
+    callback = EnergyCallback(sensors=sensors, clock=clock, carbon_intensity_g_per_kwh=INTENSITY, embodied=True,
+                              wue_l_per_kwh=0.5, **PATIENT)  # fmt: skip
+    trainer_for(tmp_path, callback).fit(ClockedModel(clock))
+    run = only_run(tmp_path)
+    (metrics_csv,) = tmp_path.rglob("metrics.csv")
+    logged = [r for r in csv.DictReader(metrics_csv.open()) if r["energy/epoch_kwh"]]
+    assert len(logged) == 2
+    ends = [i for i, r in enumerate(run.epochs) if r["phase"] == "train"]
+    for epoch, row in enumerate(logged):
+        through = run.epochs[: ends[epoch] + 1]  # the rows written when the epoch's figures were logged
+        for column, (total, per_epoch) in TERMS.items():
+            expected = sum(r[column] for r in run.epochs if r["epoch"] == epoch)  # its train row and validation
+            assert float(row[per_epoch]) == pytest.approx(expected, rel=1e-6) and expected > 0
+            assert float(row[total]) == pytest.approx(sum(r[column] for r in through), rel=1e-6)
+    assert float(logged[-1]["energy/total_node_kwh"]) > float(logged[-1]["energy/total_kwh"])  # beside, not added
 
 
 def test_the_progress_bar_shows_a_co2_figure_that_moves(tmp_path, clock):

@@ -65,6 +65,22 @@ def test_single_process_rows_per_epoch_and_evaluation_and_figures_in_the_logs(tm
     check_metrics(run, trainer.state.log_history)
 
 
+def test_the_counted_terms_are_in_the_logs_with_the_rows_figures_only_when_counted(tmp_path):
+    callback = hf_script.energy_callback(tmp_path, hf_script.fake_nvml("NVIDIA H100 80GB HBM3"), embodied=True,
+                                         wue_l_per_kwh=0.5)  # fmt: skip
+    trainer = hf_script.tiny_trainer(tmp_path, 2, [])
+    callback.attach(trainer)
+    trainer.train()
+    (run_dir,) = (tmp_path / "logs").iterdir()
+    rows = load_run(run_dir).epochs
+    epoch_logs = [h for h in trainer.state.log_history if "loss" in h]
+    for column in ("embodied_co2_kg", "water_l"):
+        expected = [sum(r[column] for r in rows if r["epoch"] == e and r["phase"] == "train") for e in (0, 1)]
+        assert [h[f"energy/epoch_{column}"] for h in epoch_logs] == pytest.approx(expected) and min(expected) > 0
+        assert 0 < trainer.state.log_history[-1][f"energy/total_{column}"] <= sum(r[column] for r in rows) * 1.000001
+    assert not any("node" in key for h in trainer.state.log_history for key in h)  # no meter: no key, never a 0
+
+
 def check_metrics(run, history):
     """Each row holds the metrics the Trainer logged while it was open: an epoch its loss, an evaluation eval_*."""
     trains = [r for r in run.epochs if r["phase"] == "train"]
@@ -73,6 +89,7 @@ def check_metrics(run, history):
     assert [r["eval_loss"] for r in evaluations] == pytest.approx([h["eval_loss"] for h in history if "eval_loss" in h])
     assert all(r.get("eval_loss") is None for r in trains) and all(r.get("loss") is None for r in evaluations)
     assert "user_epoch" not in run.epochs[0] and not any(k.startswith("energy/") for k in run.epochs[0])
+    assert not any("water" in key or "embodied" in key for h in history for key in h)  # not counted: not logged
 
 
 def test_two_processes_under_the_trainers_ddp_one_job_each_gpu_once(tmp_path):

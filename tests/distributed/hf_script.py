@@ -73,17 +73,17 @@ def tiny_trainer(out: Path, epochs: int, callbacks: list) -> Trainer:
     )  # fmt: skip
 
 
-def fake_nvml() -> RecordingNvml:
+def fake_nvml(name: str = "NVIDIA Fake A100") -> RecordingNvml:
     host = os.environ.get("ENERGY_TEST_HOST", "node-a")
-    return RecordingNvml([FakeGpu(uuid=gpu_uuid(host, i), trace=steady(w)) for i, w in enumerate(GPU_W)])
+    return RecordingNvml([FakeGpu(uuid=gpu_uuid(host, i), trace=steady(w), name=name) for i, w in enumerate(GPU_W)])
 
 
-def energy_callback(out: Path, nvml: RecordingNvml) -> EnergyTrainerCallback:
+def energy_callback(out: Path, nvml: RecordingNvml, **options) -> EnergyTrainerCallback:
     (out / "no-powercap").mkdir(parents=True, exist_ok=True)
     return EnergyTrainerCallback(
         log_dir=out / "logs", nvml=nvml, powercap_root=out / "no-powercap", cpu_tdp_w=65.0, ram_w=5.0,
         carbon_intensity_g_per_kwh=400.0, interval_s=3600.0, jitter=0.0,
-        host=os.environ.get("ENERGY_TEST_HOST", "node-a"),
+        host=os.environ.get("ENERGY_TEST_HOST", "node-a"), **options,
     )  # fmt: skip
 
 

@@ -43,8 +43,10 @@ from tracker.session.vocabulary import (
     FORECAST_CO2_KG,
     FORECAST_KWH,
     GPU_POWER_W,
+    TERMS,
     TOTAL_CO2_KG,
     TOTAL_KWH,
+    counted,
 )
 
 __all__ = [
@@ -55,8 +57,10 @@ __all__ = [
     "FORECAST_CO2_KG",
     "FORECAST_KWH",
     "GPU_POWER_W",
+    "TERMS",
     "TOTAL_CO2_KG",
     "TOTAL_KWH",
+    "counted",
     "COMPLETE",
     "EPOCH_COLUMNS",
     "FORMULA_STARTS",
