@@ -70,3 +70,32 @@ def test_watch_redraws_on_a_terminal(tmp_path: Path) -> None:
     trainer.join(timeout=10)
     assert watch(tmp_path / "live", out, redraw=True, sleep=lambda _: None) == "complete"
     assert out.getvalue().startswith(CLEAR) and "epoch 2" in out.getvalue()
+
+
+def finished_run(log_dir: Path, node: bool = True, **options) -> Path:
+    """One hour-long epoch of a 300 W GPU (an H100, whose footprint is in the table), beside a 500 W node meter."""
+    clock = FakeClock()
+    sensors = [FakeSensor("gpu:0", "gpu", steady(300.0), clock, info={"name": "NVIDIA H100 80GB HBM3"})]
+    sensors += [FakeSensor("node", "node", steady(500.0), clock)] if node else []
+    with EnergyTracker(log_dir, run_name="done", sensors=sensors, clock=clock, carbon_intensity_g_per_kwh=400.0,
+                       sampling="manual", **options, **PATIENT) as energy:  # fmt: skip
+        with energy.epoch(0):
+            clock.advance(3600.0)
+    return energy.run_dir
+
+
+def test_watch_shows_each_counted_term_on_a_line_labelled_and_none_when_off(tmp_path: Path) -> None:
+    out = io.StringIO()
+    assert watch(finished_run(tmp_path / "on", embodied=True, wue_l_per_kwh=0.5), out, sleep=lambda _: None)
+    lines = out.getvalue().splitlines()
+    assert (
+        "  node meter: 500 Wh whole node [energy_counter], not added; 200 Wh (40.0 %) more than the components" in lines
+    )
+    (embodied,) = [line for line in lines if line.startswith("  embodied CO2e: ")]
+    assert "estimated" in embodied and "not in the CO2e" in embodied
+    assert any(line.startswith("  water (estimated): 150 mL (") for line in lines)  # 300 Wh at 0.5 L/kWh
+    assert "on-site 0.5 L/kWh" in out.getvalue()
+    off = io.StringIO()
+    assert watch(finished_run(tmp_path / "off", node=False), off, sleep=lambda _: None) == "complete"
+    assert "so far: 300 Wh" in off.getvalue()
+    assert not [line for line in off.getvalue().splitlines() if line.startswith(("  node", "  embodied", "  water"))]

@@ -102,7 +102,7 @@ class Run:
                f"[{registry.labelled(methods[k])}]") for k in ("gpu", "cpu", "ram")),
             *([("node meter", node)] if node else []),
             ("CO2e", f"{units.co2(t.co2_kg)} ({units.co2_band(t.co2_kg_low, t.co2_kg_high)})"),
-            *([("embodied CO2e", _embodied_text(rows, t))] if t.embodied_co2_kg is not None else []),
+            *([("embodied CO2e", embodied_text(rows, t))] if t.embodied_co2_kg is not None else []),
             ("path", str(self.path)),
         ]  # fmt: skip
         return units.html_table(f"Run {self.name}", table)
@@ -558,7 +558,8 @@ def embodied_left_out(rows: Iterable[Mapping[str, Any]]) -> bool:
     return any(NOT_IN_TABLE in str(r.get("notes") or "") for r in rows)
 
 
-def _embodied_text(rows: Sequence[Mapping[str, Any]], t: Totals) -> str:
+def embodied_text(rows: Sequence[Mapping[str, Any]], t: Totals) -> str:
+    """The embodied emissions of ``rows`` (their totals ``t``) as every view words them, estimated and apart."""
     from tracker.carbon import embodied
 
     return embodied.text(t.embodied_co2_kg, t.embodied_co2_kg_low, t.embodied_co2_kg_high, embodied_left_out(rows))

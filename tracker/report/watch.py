@@ -2,7 +2,9 @@
 
 Every ``interval_s`` it reads the run directory again (only files: it works on a run written by
 another process or machine over a shared filesystem) and shows a compact table, one line per row
-(epoch, phase, time, energy, CO2e), the totals and the forecast of the whole run. The open epoch
+(epoch, phase, time, energy, CO2e), the totals and the forecast of the whole run. The terms the run counts
+besides (embodied emissions and water, both estimated, and the node's own meter) have a line each
+under the totals. The open epoch
 or phase is shown with its energy so far (from ``heartbeat.json``, rewritten every 2 s), and the
 totals count it. It ends when ``run.json`` says the run has ended (``complete`` or ``interrupted``),
 or when the reader finds the process that writes it gone (``killed``: its pid gone on this machine,
@@ -21,9 +23,10 @@ from typing import Any, TextIO
 import tracker.units as units
 from tracker.errors import ConfigurationError
 from tracker.logs.liveness import KILLED
-from tracker.logs.reader import RUN_JSON, is_run_dir, load_run
+from tracker.logs.reader import RUN_JSON, embodied_text, is_run_dir, load_run
 from tracker.logs.schema import COMPLETE, INTERRUPTED
 from tracker.logs.totals import Totals
+from tracker.report.text import node_method
 
 ENDED = (COMPLETE, INTERRUPTED, KILLED)
 GONE_LINE = "  the process writing this run is gone (killed): its open epoch is shown up to its last heartbeat"
@@ -73,14 +76,18 @@ def row_line(row: dict[str, Any]) -> str:
     )
 
 
-def summary_lines(rows: list[dict[str, Any]], status: str) -> list[str]:
-    """The totals so far (open rows included, as they stand) and, once known, the forecast of the whole run."""
+def summary_lines(rows: list[dict[str, Any]], status: str, info: dict[str, Any] | None = None) -> list[str]:
+    """The totals so far (open rows included, as they stand), the counted terms and, once known, the forecast.
+
+    ``info``: the run's ``run.json`` (the water terms' figures and sources).
+    """
     if not rows:
         return [f"  ({status}: no row written yet)"]
     totals = Totals.of(rows)
     still = [r for r in rows if r.get("status") == "running"]
     lines = [f"  so far: {units.energy(totals.energy_kwh)}, {units.co2(totals.co2_kg)} CO2e ({status}"
              f"{'; the open row counted as it stands' if still else ''})"]  # fmt: skip
+    lines += counted_lines(rows, totals, info or {})
     forecast = next((r for r in reversed(rows) if r.get("forecast_total_kwh") is not None), None)
     if forecast is not None:
         band = units.co2_band(forecast.get("forecast_total_co2_kg_low"), forecast.get("forecast_total_co2_kg_high"))
@@ -88,6 +95,25 @@ def summary_lines(rows: list[dict[str, Any]], status: str) -> list[str]:
             f"  forecast for the whole run: {units.energy(forecast['forecast_total_kwh'])}, "
             f"{units.co2(forecast.get('forecast_total_co2_kg'))} CO2e ({band}), "
             f"{units.duration(forecast.get('forecast_total_s'))}"
+        )
+    return lines
+
+
+def counted_lines(rows: list[dict[str, Any]], totals: Totals, info: dict[str, Any]) -> list[str]:
+    """A line for each term the rows count beside the energy: the node's meter, embodied CO2e, water (none if not)."""
+    from tracker.carbon import water
+
+    lines = []
+    node = units.node_beside(totals.node_kwh, totals.unexplained_kwh, totals.unexplained_share, node_method(rows))
+    if node:
+        lines.append(f"  node meter: {node}")
+    if totals.embodied_co2_kg is not None:
+        lines.append(units.wrap(f"  embodied CO2e: {embodied_text(rows, totals)}", 17))
+    if totals.water_l is not None:
+        terms = info.get("water")
+        described = water.Water.from_dict(terms).described() if terms else "terms not recorded"
+        lines.append(
+            units.wrap(f"  water (estimated): {water.text(water.Litres(*totals.water().values()), described)}", 21)
         )
     return lines
 
@@ -114,7 +140,7 @@ def watch(
     while True:
         run = load_run(run_dir)
         status = str(run.info.get("status") or "running")
-        view.show(f"Run {run.name} ({run_dir})", run.epochs, status, run.open)
+        view.show(f"Run {run.name} ({run_dir})", run.epochs, status, run.open, run.info)
         if status in ENDED:
             if status == KILLED:
                 view.out.write(GONE_LINE + "\n")
@@ -131,8 +157,10 @@ class _View:
         self.rows_shown = -1  # the title line not shown yet either
         self.totals: list[str] = []
 
-    def show(self, title: str, rows: list[dict[str, Any]], status: str, still: list[dict[str, Any]]) -> None:
-        totals = summary_lines([*rows, *still], status)
+    def show(
+        self, title: str, rows: list[dict[str, Any]], status: str, still: list[dict[str, Any]], info: dict[str, Any]
+    ) -> None:
+        totals = summary_lines([*rows, *still], status, info)
         if self.redraw:
             lines = [title, *map(row_line, [*rows, *still]), *totals]
             self.out.write(CLEAR + "\n".join(lines) + "\n")
