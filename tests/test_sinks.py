@@ -119,6 +119,25 @@ def test_a_jobs_counted_terms_are_logged_merged_with_each_host_s_node_once(tmp_p
     assert logged["energy/epoch_kwh"][-1][1] == pytest.approx(0.6, rel=1e-6)  # both GPUs; the node beside them
 
 
+def test_a_resumed_runs_totals_count_its_earlier_rows_too(tmp_path, clock):
+    pytest.importorskip("tensorboard")
+    gpu = FakeSensor("gpu:0", "gpu", steady(300.0), clock, info={"name": H100})
+    options = {"sensors": [gpu], "clock": clock, "sampling": "manual", "carbon_intensity_g_per_kwh": 400.0,
+               "embodied": True, "sinks": ["tensorboard"]}  # fmt: skip
+    with EnergyTracker(tmp_path, **options, **PATIENT) as first, first.epoch(0):
+        clock.advance(10.0)
+    later = EnergyTracker(tmp_path, **options, **PATIENT)
+    later.resume(first.state())
+    with later, later.epoch(1):
+        clock.advance(10.0)
+    rows = load_run(later.run_dir).epochs
+    logged = scalars(later.run_dir / "tensorboard")
+    assert logged["energy/total_kwh"][-1][1] == pytest.approx(sum(r["energy_kwh"] for r in rows), rel=1e-6)
+    total = sum(r["embodied_co2_kg"] for r in rows)
+    assert logged["energy/total_embodied_co2_kg"][-1][1] == pytest.approx(total, rel=1e-6)
+    assert total > 1.5 * rows[-1]["embodied_co2_kg"]  # both runs' rows
+
+
 def sensors_of(clock):
     return [FakeSensor("gpu:0", "gpu", steady(300.0), clock), FakeSensor("cpu", "cpu", steady(30.0), clock)]
 
