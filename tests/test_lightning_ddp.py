@@ -100,6 +100,8 @@ def run(out: Path, fail_rank: int | None = None, prometheus_port: int | None = N
         cpu_tdp_w=65.0,
         ram_w=5.0,
         carbon_intensity_g_per_kwh=400.0,
+        embodied=True,  # the fake GPUs' model is in no table: the host's share alone
+        wue_l_per_kwh=0.5,
         sampling="manual",  # no background reading: every reading is a row boundary
         interval_s=3600.0,  # and the time between two is no gap
         prometheus_port=loopback(prometheus_port),
@@ -272,6 +274,7 @@ def test_total_gpu_energy_is_both_gpus_true_energy(ddp_run):
 def test_metrics_reach_rank_zeros_logger(ddp_run):
     run, _, out = ddp_run
     import csv
+    import itertools
 
     (metrics_csv,) = out.rglob("metrics.csv")
     logged = [r for r in csv.DictReader(metrics_csv.open()) if r.get("energy/epoch_kwh")]  # the epoch-level logs
@@ -282,6 +285,13 @@ def test_metrics_reach_rank_zeros_logger(ddp_run):
     for row, i in zip(logged, trains, strict=True):
         after = cumulative[i + 1] if i + 1 < len(cumulative) else cumulative[-1]
         assert cumulative[i] * (1 - 1e-6) <= float(row["energy/total_kwh"]) <= after * (1 + 1e-6)  # float32
+        for column in ("water_l", "embodied_co2_kg"):  # the counted terms: the job's rows, as the energy
+            sums = list(itertools.accumulate(r[column] for r in run.epochs))
+            low, high = sums[i], sums[min(i + 1, len(sums) - 1)]
+            assert low * (1 - 1e-6) <= float(row[f"energy/total_{column}"]) <= high * (1 + 1e-6)
+            epoch = [r[column] for r in run.epochs if r["epoch"] == run.epochs[i]["epoch"]]  # its train and validation
+            assert float(row[f"energy/epoch_{column}"]) == pytest.approx(sum(epoch), rel=1e-6) and sum(epoch) > 0
+    assert not [key for key in logged[0] if "node" in key]  # no meter: no key, never a 0
 
 
 def test_each_rank_serves_its_own_rows_on_the_port_plus_its_local_rank(ddp_run):
