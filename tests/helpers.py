@@ -26,8 +26,14 @@ PATIENT = {"edge_deadline_s": 2.0}
 
 
 def gpu_tracker(tmp_path: Any, nvml: Any, **options: Any) -> EnergyTracker:
-    """A tracker of the fake NVML's GPUs alone, costed at 100 g/kWh, with patient edges; ``options`` added."""
-    return EnergyTracker(tmp_path, nvml=nvml, measure=("gpu",), carbon_intensity_g_per_kwh=100.0, **PATIENT, **options)
+    """A tracker of the fake NVML's GPUs alone, costed at 100 g/kWh, with patient edges; ``options`` added.
+
+    Sampled by hand (``sampling="manual"``: the test's ``run_for``/``run_lanes`` play the sampler on the fake
+    clock), unless ``options`` say otherwise: a background sampler on a fake clock reads at whatever fake time
+    its thread happens to wake, so a loaded machine would change the figures from one run to the next.
+    """
+    options = {"sampling": "manual", **PATIENT, **options}
+    return EnergyTracker(tmp_path, nvml=nvml, measure=("gpu",), carbon_intensity_g_per_kwh=100.0, **options)
 
 
 def job_train_row(log_dir: Path, trackers: list[EnergyTracker], clock: FakeClock, seconds: float) -> dict[str, Any]:

@@ -257,7 +257,7 @@ def test_the_rate_is_inferred_on_the_background_threads_and_start_does_not_wait_
         return read(handle)
 
     nvml.nvmlDeviceGetPowerUsage = logged
-    energy = gpu_tracker(tmp_path, nvml)
+    energy = gpu_tracker(tmp_path, nvml, sampling="background")  # the real clock, the real thread
     (sensor,) = energy.discovery.sensors
     threads.clear()  # discovery probed the GPU once, on this thread: that is construction, not a reading
     with energy:
