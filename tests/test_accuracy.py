@@ -102,7 +102,7 @@ def test_polled_edges_make_up_for_the_drivers_lag(tmp_path, clock):
     # The worst shape for a polled reading's lag: 1 s epochs at 350 W between 0.5 s idle at 60 W, every epoch
     # edge a 290 W step. A Pascal driver's reading (refreshed every 20 ms, the mean of the 10 ms before) shows
     # each step ~15 ms late; integrated as read, every epoch lost ~15 ms of the step (here: mean -1.5 %, worst
-    # 2.8 %); with the lag held at the edges (Reading.lag_s): mean -0.3 %, worst 1.6 %, the driver's own error.
+    # 2.5 %); with the lag held at the edges (Reading.lag_s): mean -0.3 %, worst 1.3 %, the driver's own error.
     steps, t = [(0.0, 60.0)], 1.0
     for _ in range(12):
         steps += [(t, 350.0), (t + 1.0, 60.0)]
