@@ -5,7 +5,7 @@ another process or machine over a shared filesystem) and shows a compact table, 
 (epoch, phase, time, energy, CO2e), the totals and the forecast of the whole run. The terms the run counts
 besides (embodied emissions and water, both estimated, and the node's own meter) have a line each
 under the totals. The open epoch
-or phase is shown with its energy so far (from ``heartbeat.json``, rewritten every 2 s), and the
+or phase is shown with its energy so far (from ``heartbeat.json``, rewritten every 10 s), and the
 totals count it. It ends when ``run.json`` says the run has ended (``complete`` or ``interrupted``),
 or when the reader finds the process that writes it gone (``killed``: its pid gone on this machine,
 or its heartbeat standing still for a minute when it runs on another, :mod:`tracker.logs.liveness`);
