@@ -98,7 +98,9 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     ours = _get(results, "startup", "summary", "ours-1s") or {}
     import_ms, start_stop_ms = _median(ours, "import_s", 1000), _median(ours, "start_stop_s", 1000)
     rows = [
-        _goal("import time", "≤ 15 ms", import_ms, 15, "ms"),
+        # The bench's worker has not imported torch: this is the bare-interpreter figure (goal 50 ms); the
+        # after-torch goal (15 ms) is timed in fresh interpreters that import torch first (bench/README.md).
+        _goal("import time, no torch loaded before", "≤ 50 ms", import_ms, 50, "ms"),
         _goal("start+stop, sampler running", "≤ 30 ms", start_stop_ms, 30, "ms"),
         _goal("memory", "≤ +8 MiB RSS", _median(ours, "peak_rss_mib"), 8, "MiB"),
         _goal("subprocesses", "none", ours.get("subprocesses"), 0, "per run"),
