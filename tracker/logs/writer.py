@@ -368,6 +368,7 @@ class RunWriter:
         """
         self.epochs.extend(rows)
         if not self.epochs.pending:  # not written (a full disk): they stay pending, and the heartbeat is kept
+            self.epochs.sync()  # on the disk before their only other copy goes, even if the machine then fails
             with contextlib.suppress(OSError):
                 (self.run_dir / HEARTBEAT_JSON).unlink(missing_ok=True)
 
